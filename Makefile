@@ -1,0 +1,83 @@
+# GPS — every target installs the Debian packages it needs (only the missing ones).
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+SWIFT        ?= swift
+DATA_DIR     ?= data
+BUILD_DEPS   := liblz4-dev pkg-config
+PROTO_DEPS   := protobuf-compiler
+BENCH_DEPS   := nghttp2-client
+PLUGINS_DIR  := tools/protoc-plugins
+PLUGINS_BIN  := $(PLUGINS_DIR)/.build/release
+PROTO_FILES  := $(shell find protos -name '*.proto' | sort)
+GENERATED    := Sources/RPC/Generated
+VENV         := .build-venv
+PYTHON       ?= python3
+LINT_PATHS   := Package.swift $(shell find Sources Tests -name '*.swift' -not -path '$(GENERATED)/*' | sort)
+
+.PHONY: install build release test test-swift test-python lint format proto clean run bench deps
+
+deps:
+	@scripts/ensure-packages.sh $(BUILD_DEPS)
+
+## install: system packages, Swift dependencies and the Python venv used by the interop tests.
+install: deps venv
+	$(SWIFT) package resolve
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+## test: builds everything and runs every test (Swift, then the independent Python gRPC client).
+test: deps venv
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --parallel
+	$(MAKE) --no-print-directory test-python
+
+test-python: venv
+	$(VENV)/bin/python Tests/python/test_services.py --gps "$$($(SWIFT) build --show-bin-path)/gps"
+
+venv: $(VENV)/.ready
+$(VENV)/.ready: Tests/python/requirements.txt $(PROTO_FILES)
+	@scripts/ensure-packages.sh $(BUILD_DEPS)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r Tests/python/requirements.txt
+	rm -rf $(VENV)/stubs && mkdir -p $(VENV)/stubs
+	$(VENV)/bin/python -m grpc_tools.protoc -Iprotos --python_out=$(VENV)/stubs --grpc_python_out=$(VENV)/stubs $(PROTO_FILES)
+	touch $@
+
+lint:
+	$(SWIFT) format lint --strict --parallel $(LINT_PATHS)
+
+format:
+	$(SWIFT) format --in-place --parallel $(LINT_PATHS)
+
+## proto: regenerates Sources/RPC/Generated from protos/ (plugins built from the pinned packages).
+proto:
+	@scripts/ensure-packages.sh $(PROTO_DEPS)
+	cd $(PLUGINS_DIR) && $(SWIFT) build -c release --product protoc-gen-swift
+	cd $(PLUGINS_DIR) && $(SWIFT) build -c release --product protoc-gen-grpc-swift-2
+	rm -rf $(GENERATED) && mkdir -p $(GENERATED)
+	protoc -Iprotos \
+	  --plugin=protoc-gen-swift=$(PLUGINS_BIN)/protoc-gen-swift \
+	  --plugin=protoc-gen-grpc-swift=$(PLUGINS_BIN)/protoc-gen-grpc-swift-2 \
+	  --swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
+	  --swift_out=$(GENERATED) \
+	  --grpc-swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
+	  --grpc-swift_out=$(GENERATED) \
+	  $(PROTO_FILES)
+
+clean:
+	rm -rf .build $(VENV) $(PLUGINS_DIR)/.build
+	rm -rf $(DATA_DIR)/log $(DATA_DIR)/snapshots $(DATA_DIR)/LOCK $(DATA_DIR)/*.addr
+
+## run: starts services A and B, calls them with the sample parameters from the Prefect snippet, stops them.
+run: build
+	scripts/run-demo.sh "$$($(SWIFT) build --show-bin-path)/gps"
+
+## bench: release build; h2load against A/Prepare on a tiny object.
+bench: release
+	@scripts/ensure-packages.sh $(BENCH_DEPS)
+	scripts/bench-h2load.sh "$$($(SWIFT) build -c release --show-bin-path)/gps"

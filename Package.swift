@@ -1,0 +1,94 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("InternalImportsByDefault"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let grpcCore = Target.Dependency.product(name: "GRPCCore", package: "grpc-swift-2")
+let grpcNIO = Target.Dependency.product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport")
+let grpcProtobuf = Target.Dependency.product(name: "GRPCProtobuf", package: "grpc-swift-protobuf")
+let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let lifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
+let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
+let package = Package(
+  name: "gps",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "gps", targets: ["CLI"]),
+    .library(name: "RPC", targets: ["RPC"]),
+    .library(name: "Queue", targets: ["Queue"]),
+    .library(name: "Flows", targets: ["Flows"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+  ],
+  targets: [
+    // liblz4 from the system (Debian liblz4-dev), used by the event log for batch compression.
+    .systemLibrary(
+      name: "CLZ4",
+      pkgConfig: "liblz4",
+      providers: [.apt(["liblz4-dev"])]
+    ),
+    .target(
+      name: "RPC",
+      dependencies: [grpcCore, grpcNIO, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto],
+      swiftSettings: swiftSettings
+    ),
+    .target(
+      name: "Queue",
+      dependencies: ["CLZ4", logging],
+      swiftSettings: swiftSettings
+    ),
+    .target(
+      name: "Flows",
+      dependencies: ["RPC", "Queue", grpcCore, grpcNIO, swiftProtobuf, logging],
+      swiftSettings: swiftSettings
+    ),
+    .executableTarget(
+      name: "CLI",
+      dependencies: ["RPC", "Flows", "Queue", argumentParser, grpcCore, grpcNIO, logging, lifecycle, unixSignals],
+      swiftSettings: swiftSettings
+    ),
+    .target(
+      name: "GPSTesting",
+      dependencies: ["RPC", grpcCore, grpcNIO, logging, lifecycle],
+      path: "Tests/GPSTesting",
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "RPCTests",
+      dependencies: ["RPC", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, logging, crypto],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "QueueTests",
+      dependencies: ["Queue"],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "FlowsTests",
+      dependencies: ["Flows", "RPC", "GPSTesting", grpcCore, grpcNIO, logging],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "CLITests",
+      dependencies: ["CLI", "GPSTesting"],
+      swiftSettings: swiftSettings
+    ),
+  ]
+)

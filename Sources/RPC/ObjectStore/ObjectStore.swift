@@ -1,0 +1,192 @@
+import Crypto
+import NIOPosix
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// A directory of objects addressed by URL, as service A sees them.
+///
+/// `s3://BUCKET/KEY` maps to `ROOT/BUCKET/KEY`, `file:///abs/path` must name a file under `ROOT`,
+/// and anything without a scheme is a key relative to `ROOT`. A URL that leaves `ROOT` — lexically
+/// (`..`) or through a symbolic link — is refused, so the service never reads outside its store.
+public struct ObjectStore: Sendable {
+  /// The root directory, absolute and with symbolic links resolved.
+  public let root: String
+
+  /// Bytes read per `read(2)` while hashing: objects are streamed, never loaded whole.
+  static let chunkSize = 256 * 1024
+
+  /// Opens a store rooted at `root` (relative paths are taken from the working directory).
+  public init(root: String) throws(ObjectStoreError) {
+    guard let resolved = Self.realPath(Self.absolute(root)) else {
+      throw ObjectStoreError(
+        code: .invalidRoot, url: root,
+        message: "object root '\(root)' does not exist; create it or pass --object-root DIR")
+    }
+    var isDirectory = stat()
+    guard stat(resolved, &isDirectory) == 0, (isDirectory.st_mode & S_IFMT) == S_IFDIR else {
+      throw ObjectStoreError(
+        code: .invalidRoot, url: root, message: "object root '\(root)' is not a directory")
+    }
+    self.root = resolved
+  }
+
+  /// Maps a URL to a path under the root, checking only its syntax (no file system access).
+  public func lexicalPath(for url: String) throws(ObjectStoreError) -> String {
+    let relative: String
+    if url.isEmpty {
+      throw ObjectStoreError(code: .invalidURL, url: url, message: "empty object URL")
+    } else if url.hasPrefix("s3://") {
+      let rest = url.dropFirst("s3://".count)
+      guard let slash = rest.firstIndex(of: "/"), slash != rest.startIndex,
+        rest.index(after: slash) != rest.endIndex
+      else {
+        throw ObjectStoreError(
+          code: .invalidURL, url: url, message: "'\(url)': expected s3://BUCKET/KEY")
+      }
+      relative = String(rest)
+    } else if url.hasPrefix("file://") {
+      let path = String(url.dropFirst("file://".count))
+      guard path.hasPrefix("/") else {
+        throw ObjectStoreError(
+          code: .invalidURL, url: url, message: "'\(url)': expected file:///absolute/path")
+      }
+      guard let inside = Self.relative(Self.normalize(path), to: root) else {
+        throw ObjectStoreError(
+          code: .outsideRoot, url: url, message: "'\(url)' is outside the object root \(root)")
+      }
+      relative = inside
+    } else if let colon = url.firstIndex(of: ":"), url[url.startIndex..<colon].allSatisfy(Self.isSchemeCharacter),
+      url[colon...].hasPrefix("://")
+    {
+      throw ObjectStoreError(
+        code: .unsupportedScheme, url: url,
+        message: "'\(url)': unsupported scheme '\(url[url.startIndex..<colon])'; use s3://, file:// or a bare key")
+    } else {
+      if url.hasPrefix("/") {
+        throw ObjectStoreError(
+          code: .invalidURL, url: url,
+          message: "'\(url)': a bare key is relative to the object root; use file://\(url) for an absolute path")
+      }
+      relative = url
+    }
+    let path = Self.normalize(root + "/" + relative)
+    guard Self.relative(path, to: root) != nil, path != root else {
+      throw ObjectStoreError(
+        code: .outsideRoot, url: url, message: "'\(url)' escapes the object root \(root)")
+    }
+    return path
+  }
+
+  /// Resolves `url`, then reads the object in chunks and returns its size and SHA-256.
+  ///
+  /// The blocking reads run on NIO's thread pool so they never stall the cooperative executor.
+  public func describe(url: String) async throws -> ObjectDescription {
+    let path = try self.lexicalPath(for: url)
+    let root = self.root
+    return try await NIOThreadPool.singleton.runIfActive {
+      try Self.hash(url: url, path: path, root: root)
+    }
+  }
+
+  static func hash(url: String, path: String, root: String) throws(ObjectStoreError) -> ObjectDescription {
+    guard let real = realPath(path) else {
+      let code: ObjectStoreError.Code = errno == ENOENT || errno == ENOTDIR ? .notFound : .unreadable
+      let reason = code == .notFound ? "no such object" : String(cString: strerror(errno))
+      throw ObjectStoreError(code: code, url: url, message: "'\(url)': \(reason)")
+    }
+    guard relative(real, to: root) != nil else {
+      throw ObjectStoreError(
+        code: .outsideRoot, url: url,
+        message: "'\(url)' resolves through a symbolic link to \(real), outside the object root \(root)")
+    }
+    let fd = open(real, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else {
+      throw ObjectStoreError(
+        code: errno == ENOENT ? .notFound : .unreadable, url: url,
+        message: "'\(url)': \(String(cString: strerror(errno)))")
+    }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+      throw ObjectStoreError(code: .notAnObject, url: url, message: "'\(url)' is not a regular file")
+    }
+    var hasher = SHA256()
+    var size: UInt64 = 0
+    var buffer = [UInt8](repeating: 0, count: min(chunkSize, max(Int(info.st_size), 1)))
+    while true {
+      let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+      if count < 0 {
+        if errno == EINTR { continue }
+        throw ObjectStoreError(
+          code: .unreadable, url: url, message: "'\(url)': read failed: \(String(cString: strerror(errno)))")
+      }
+      if count == 0 { break }
+      buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+      size += UInt64(count)
+      if buffer.count < chunkSize, count == buffer.count { buffer = [UInt8](repeating: 0, count: chunkSize) }
+    }
+    return ObjectDescription(url: url, sizeBytes: size, sha256: hasher.finalize().hexString)
+  }
+
+  static func isSchemeCharacter(_ c: Character) -> Bool {
+    c.isASCII && (c.isLetter || c.isNumber || c == "+" || c == "-" || c == ".")
+  }
+
+  static func absolute(_ path: String) -> String {
+    if path.hasPrefix("/") { return normalize(path) }
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return normalize(path) }
+    return normalize(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/" + path)
+  }
+
+  /// Removes `.`, empty components and `..` (never above `/`) without touching the file system.
+  static func normalize(_ path: String) -> String {
+    var parts: [Substring] = []
+    for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+      switch part {
+      case ".": continue
+      case "..": if !parts.isEmpty { parts.removeLast() }
+      default: parts.append(part)
+      }
+    }
+    return "/" + parts.joined(separator: "/")
+  }
+
+  /// The part of `path` below `root`, or nil when `path` is not `root` or inside it.
+  static func relative(_ path: String, to root: String) -> String? {
+    if path == root { return "" }
+    let prefix = root == "/" ? "/" : root + "/"
+    return path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : nil
+  }
+
+  static func realPath(_ path: String) -> String? {
+    guard let resolved = realpath(path, nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
+  }
+}
+
+/// Size and digest of one object.
+public struct ObjectDescription: Sendable, Hashable {
+  public var url: String
+  public var sizeBytes: UInt64
+  /// Lowercase hex SHA-256 of the object's bytes.
+  public var sha256: String
+}
+
+extension Sequence<UInt8> {
+  /// Lowercase hexadecimal, two characters per byte.
+  public var hexString: String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    for byte in self {
+      out.append(digits[Int(byte >> 4)])
+      out.append(digits[Int(byte & 0x0f)])
+    }
+    return String(decoding: out, as: UTF8.self)
+  }
+}

@@ -1,0 +1,115 @@
+public import GRPCCore
+import GRPCNIOTransportHTTP2
+public import Logging
+public import ServiceLifecycle
+
+/// Runs one of GPS's gRPC services (A or B) with health checking, call logging and optional fault
+/// injection, as a ServiceLifecycle `Service`: graceful shutdown stops accepting calls, lets the
+/// in-flight ones finish, then returns.
+public struct ServiceServer: Service {
+  public struct Configuration: Sendable {
+    /// Where to listen; port 0 picks a free port.
+    public var host: String = "127.0.0.1"
+    public var port: Int = 0
+    /// Requests larger than this are refused with RESOURCE_EXHAUSTED.
+    public var maxRequestBytes: Int = 4 * 1024 * 1024
+    public var faults = FaultInjectionInterceptor()
+
+    public init() {}
+
+    /// The HTTP/2 transport's cap: requests up to `maxRequestBytes` are served, larger ones up to
+    /// this cap get RESOURCE_EXHAUSTED from ``SizeLimitedDeserializer``, and beyond it the stream is
+    /// reset before the message is buffered.
+    public var transportLimit: Int {
+      let (doubled, overflow) = maxRequestBytes.multipliedReportingOverflow(by: 2)
+      return overflow ? Int.max : max(doubled, maxRequestBytes + 64 * 1024)
+    }
+  }
+
+  let name: String
+  let service: any RegistrableRPCService
+  let descriptor: ServiceDescriptor
+  let configuration: Configuration
+  let logger: Logger
+  let onListening: @Sendable (ServiceAddress) -> Void
+  /// The health service, exposed so callers can observe or change serving status.
+  public let health: HealthService
+
+  /// - Parameters:
+  ///   - name: Short name for logs, e.g. `a`.
+  ///   - onListening: Called once with the bound address (useful with port 0).
+  public init(
+    name: String,
+    service: any RegistrableRPCService,
+    descriptor: ServiceDescriptor,
+    configuration: Configuration,
+    logger: Logger,
+    onListening: @escaping @Sendable (ServiceAddress) -> Void = { _ in }
+  ) {
+    self.name = name
+    self.service = service
+    self.descriptor = descriptor
+    self.configuration = configuration
+    self.logger = logger
+    self.onListening = onListening
+    self.health = HealthService(services: [descriptor.fullyQualifiedService])
+  }
+
+  /// Service A over the object store rooted at `store`.
+  public static func a(
+    store: ObjectStore, configuration: Configuration, logger: Logger,
+    onListening: @escaping @Sendable (ServiceAddress) -> Void = { _ in }
+  ) -> ServiceServer {
+    ServiceServer(
+      name: "a", service: AService(store: store, maxRequestBytes: configuration.maxRequestBytes), descriptor: Gps_V1_A.descriptor,
+      configuration: configuration, logger: logger, onListening: onListening)
+  }
+
+  /// Service B.
+  public static func b(
+    configuration: Configuration, logger: Logger,
+    onListening: @escaping @Sendable (ServiceAddress) -> Void = { _ in }
+  ) -> ServiceServer {
+    ServiceServer(
+      name: "b", service: BService(maxRequestBytes: configuration.maxRequestBytes), descriptor: Gps_V1_B.descriptor,
+      configuration: configuration, logger: logger, onListening: onListening)
+  }
+
+  public func run() async throws {
+    let address = try ServiceAddress(host: configuration.host, port: configuration.port).bindAddress()
+    let transport = HTTP2ServerTransport.Posix(
+      address: address,
+      transportSecurity: .plaintext,
+      config: .defaults {
+        $0.rpc.maxRequestPayloadSize = configuration.transportLimit
+      }
+    )
+    var interceptors: [ConditionalInterceptor<any ServerInterceptor>] = [
+      .apply(CallLoggingInterceptor(logger: logger), to: .services([descriptor]))
+    ]
+    if !configuration.faults.isInactive {
+      interceptors.append(.apply(configuration.faults, to: .services([descriptor])))
+    }
+    let server = GRPCServer(
+      transport: transport, services: [service, health], interceptorPipeline: interceptors)
+    let health = self.health
+    let logger = self.logger
+    let name = self.name
+    try await withGracefulShutdownHandler {
+      try await withThrowingDiscardingTaskGroup { group in
+        group.addTask { try await server.serve() }
+        let bound = try await transport.listeningAddress
+        guard let endpoint = ServiceAddress(bound) else {
+          throw ServiceAddressError(message: "server bound an unexpected address \(bound)")
+        }
+        logger.info("service \(name) listening", metadata: ["address": "\(endpoint)"])
+        onListening(endpoint)
+      }
+    } onGracefulShutdown: {
+      logger.info("service \(name) shutting down; in-flight calls will finish")
+      health.shutDown()
+      server.beginGracefulShutdown()
+    }
+    logger.info("service \(name) stopped")
+  }
+}
