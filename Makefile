@@ -39,13 +39,16 @@ test: deps venv
 test-python: venv
 	$(VENV)/bin/python Tests/python/test_services.py --gps "$$($(SWIFT) build --show-bin-path)/gps"
 
+# Python venv for the interop tests; health.proto becomes top-level modules because a `grpc`
+# package of ours would shadow grpcio's.
 venv: $(VENV)/.ready
 $(VENV)/.ready: Tests/python/requirements.txt $(PROTO_FILES)
 	@scripts/ensure-packages.sh $(BUILD_DEPS)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r Tests/python/requirements.txt
 	rm -rf $(VENV)/stubs && mkdir -p $(VENV)/stubs
-	$(VENV)/bin/python -m grpc_tools.protoc -Iprotos --python_out=$(VENV)/stubs --grpc_python_out=$(VENV)/stubs $(PROTO_FILES)
+	$(VENV)/bin/python -m grpc_tools.protoc -Iprotos --python_out=$(VENV)/stubs --grpc_python_out=$(VENV)/stubs $(filter protos/gps/%,$(PROTO_FILES))
+	$(VENV)/bin/python -m grpc_tools.protoc -Iprotos/grpc/health/v1 --python_out=$(VENV)/stubs --grpc_python_out=$(VENV)/stubs health.proto
 	touch $@
 
 lint:

@@ -72,7 +72,7 @@ let package = Package(
     ),
     .testTarget(
       name: "RPCTests",
-      dependencies: ["RPC", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, logging, crypto],
+      dependencies: ["RPC", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, logging, lifecycle, crypto],
       swiftSettings: swiftSettings
     ),
     .testTarget(
@@ -82,7 +82,7 @@ let package = Package(
     ),
     .testTarget(
       name: "FlowsTests",
-      dependencies: ["Flows", "RPC", "GPSTesting", grpcCore, grpcNIO, logging],
+      dependencies: ["Flows", "RPC", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, logging],
       swiftSettings: swiftSettings
     ),
     .testTarget(

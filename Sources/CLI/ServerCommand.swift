@@ -17,7 +17,10 @@ struct ServiceOptions: ParsableArguments {
   @Option(help: "Address to bind (an IP address).")
   var host = "127.0.0.1"
 
-  @Option(help: "Port to listen on (default: 50051 for A, 50052 for B); 0 picks a free port. The bound address is printed on stdout.")
+  @Option(
+    help:
+      "Port to listen on (default: 50051 for A, 50052 for B); 0 picks a free port. The bound address is printed on stdout."
+  )
   var port: Int?
 
   @Option(help: "Delay added to every call, e.g. 250ms, to exercise timeouts.")
@@ -43,7 +46,8 @@ struct ServiceOptions: ParsableArguments {
       throw ValidationError("--max-request-bytes must be positive")
     }
     guard Logger.Level(rawValue: logLevel) != nil else {
-      throw ValidationError("--log-level '\(logLevel)' is unknown; use trace, debug, info, notice, warning, error or critical")
+      throw ValidationError(
+        "--log-level '\(logLevel)' is unknown; use trace, debug, info, notice, warning, error or critical")
     }
   }
 
@@ -74,8 +78,6 @@ struct ServiceOptions: ParsableArguments {
       try await group.run()
     } catch let error as ServiceAddressError {
       throw CommandFailure(error.message)
-    } catch {
-      throw CommandFailure("service \(name) on \(host):\(port ?? defaultPort) stopped: \(describeServerError(error))")
     }
   }
 }
@@ -127,13 +129,4 @@ func bootstrapLogging(label: String, level: String) -> Logger {
     return handler
   }
   return Logger(label: label)
-}
-
-/// The most useful line for a server that failed to start or stopped with an error.
-func describeServerError(_ error: any Error) -> String {
-  var text = "\(error)"
-  if text.contains("Address already in use") || text.contains("EADDRINUSE") || text.contains("errno: 98") {
-    text = "the address is already in use; stop the other process or pass another --port"
-  }
-  return text
 }

@@ -84,8 +84,8 @@ import Testing
     }
   }
 
-  @Test func refusesARootThatDoesNotExist() async throws {
-    try await withTemporaryDirectory { base in
+  @Test func refusesARootThatDoesNotExist() async {
+    await withTemporaryDirectory { base in
       let error = #expect(throws: ObjectStoreError.self) {
         try ObjectStore(root: base.appendingPathComponent("missing").path)
       }

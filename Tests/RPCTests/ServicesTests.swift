@@ -6,8 +6,8 @@ import GRPCNIOTransportHTTP2
 import Logging
 import RPC
 import ServiceLifecycle
-import Synchronization
 import SwiftProtobuf
+import Synchronization
 import Testing
 
 /// Services A and B over real loopback gRPC on ephemeral ports.
@@ -26,7 +26,8 @@ import Testing
   }
 
   func withClients<R: Sendable>(
-    a: ServiceAddress, b: ServiceAddress, _ body: (Gps_V1_A.Client<HTTP2ClientTransport.Posix>, Gps_V1_B.Client<HTTP2ClientTransport.Posix>) async throws -> R
+    a: ServiceAddress, b: ServiceAddress,
+    _ body: (Gps_V1_A.Client<HTTP2ClientTransport.Posix>, Gps_V1_B.Client<HTTP2ClientTransport.Posix>) async throws -> R
   ) async throws -> R {
     try await withServiceClients(a: a, b: b) { try await body($0.a, $0.b) }
   }
@@ -37,7 +38,10 @@ import Testing
         try await withClients(a: a, b: b) { clientA, clientB in
           let urls = ["a", "s3://bucket/one.csv", "file://\(root.path)/bucket/nested/two.bin"]
           let keys = ["a", "bucket/one.csv", "bucket/nested/two.bin"]
-          let manifest = try await clientA.prepare(.with { $0.objectStorageUrls = urls; $0.dataset = "ds" })
+          let manifest = try await clientA.prepare(
+            .with {
+              $0.objectStorageUrls = urls; $0.dataset = "ds"
+            })
           #expect(manifest.dataset == "ds")
           #expect(manifest.objects.map(\.url) == urls)
           #expect(manifest.objects.map(\.sizeBytes) == keys.map { UInt64(Self.objects[$0]!.count) })
@@ -65,7 +69,10 @@ import Testing
         try await withClients(a: a, b: b) { clientA, clientB in
           var digests: [String] = []
           for urls in [["a", "bucket/one.csv"], ["bucket/one.csv", "a"]] {
-            let manifest = try await clientA.prepare(.with { $0.objectStorageUrls = urls; $0.dataset = "d" })
+            let manifest = try await clientA.prepare(
+              .with {
+                $0.objectStorageUrls = urls; $0.dataset = "d"
+              })
             digests.append(try await clientB.process(manifest).datasetDigest)
           }
           #expect(digests[0] == digests[1])
@@ -86,7 +93,10 @@ import Testing
       try await withRunningServices(objectRoot: root) { a, b in
         try await withClients(a: a, b: b) { clientA, _ in
           let error = await #expect(throws: RPCError.self) {
-            try await clientA.prepare(.with { $0.objectStorageUrls = ["a", url]; $0.dataset = "d" })
+            try await clientA.prepare(
+              .with {
+                $0.objectStorageUrls = ["a", url]; $0.dataset = "d"
+              })
           }
           #expect(error?.code == code)
           #expect(error?.message.contains(url) == true)
@@ -115,7 +125,10 @@ import Testing
     try await withStore { root in
       try await withRunningServices(objectRoot: root) { a, b in
         try await withClients(a: a, b: b) { clientA, clientB in
-          let good = try await clientA.prepare(.with { $0.objectStorageUrls = ["a", "bucket/one.csv"]; $0.dataset = "d" })
+          let good = try await clientA.prepare(
+            .with {
+              $0.objectStorageUrls = ["a", "bucket/one.csv"]; $0.dataset = "d"
+            })
           var wrongCount = good
           wrongCount.objectCount = 5
           var wrongTotal = good
@@ -125,7 +138,10 @@ import Testing
           var empty = good
           empty.objects = []
           empty.objectCount = 0
-          for (manifest, field) in [(wrongCount, "object_count"), (wrongTotal, "total_bytes"), (badDigest, "objects[1].sha256"), (empty, "objects")] {
+          for (manifest, field) in [
+            (wrongCount, "object_count"), (wrongTotal, "total_bytes"), (badDigest, "objects[1].sha256"),
+            (empty, "objects"),
+          ] {
             let error = await #expect(throws: RPCError.self) { try await clientB.process(manifest) }
             #expect(error?.code == .invalidArgument)
             #expect(error?.message.contains("manifest.\(field)") == true, "\(error?.message ?? "")")
@@ -148,7 +164,10 @@ import Testing
           let error = await #expect(throws: RPCError.self) { try await clientA.prepare(big) }
           #expect(error?.code == .resourceExhausted, "\(String(describing: error))")
           // A request under the limit still works on the same server.
-          let manifest = try await clientA.prepare(.with { $0.objectStorageUrls = ["a"]; $0.dataset = "d" })
+          let manifest = try await clientA.prepare(
+            .with {
+              $0.objectStorageUrls = ["a"]; $0.dataset = "d"
+            })
           #expect(manifest.objectCount == 1)
           var bigManifest = manifest
           bigManifest.dataset = String(repeating: "x", count: 2000)
@@ -189,7 +208,10 @@ import Testing
         try await withClients(a: a, b: b) { clientA, _ in
           for _ in 0..<3 {
             let error = await #expect(throws: RPCError.self) {
-              try await clientA.prepare(.with { $0.objectStorageUrls = ["a"]; $0.dataset = "d" })
+              try await clientA.prepare(
+                .with {
+                  $0.objectStorageUrls = ["a"]; $0.dataset = "d"
+                })
             }
             #expect(error?.code == .unavailable)
           }
@@ -216,7 +238,10 @@ import Testing
           var outcomes: [Bool] = []
           for _ in 0..<4 {
             do {
-              _ = try await clientA.prepare(.with { $0.objectStorageUrls = ["a"]; $0.dataset = "d" })
+              _ = try await clientA.prepare(
+                .with {
+                  $0.objectStorageUrls = ["a"]; $0.dataset = "d"
+                })
               outcomes.append(true)
             } catch let error as RPCError where error.code == .unavailable {
               outcomes.append(false)
@@ -234,7 +259,9 @@ import Testing
       try await withRunningServices(objectRoot: root, logger: logs.logger()) { a, b in
         try await withServiceClients(a: a, b: b) { clients in
           _ = try await clients.runPipeline(
-            .with { $0.objectStorageUrls = ["a"]; $0.dataset = "d" }, idempotencyKey: "run-42", timeout: .seconds(30))
+            .with {
+              $0.objectStorageUrls = ["a"]; $0.dataset = "d"
+            }, idempotencyKey: "run-42", timeout: .seconds(30))
         }
       }
     }

@@ -76,7 +76,8 @@ public struct PipelineError: Error, Sendable, CustomStringConvertible {
       return
         "step \(step): service \(service) at \(endpoint) is unreachable (\(error.message)); start it with `gps server \(service.lowercased())` or pass --\(service.lowercased()) HOST:PORT"
     case .deadlineExceeded:
-      return "step \(step): service \(service) at \(endpoint) did not answer in time; raise --timeout or check the service"
+      return
+        "step \(step): service \(service) at \(endpoint) did not answer in time; raise --timeout or check the service"
     default:
       return "step \(step): service \(service) answered \(error.code.canonicalName): \(error.message)"
     }

@@ -140,7 +140,8 @@ public struct ObjectStore: Sendable {
     if path.hasPrefix("/") { return normalize(path) }
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     guard getcwd(&buffer, buffer.count) != nil else { return normalize(path) }
-    return normalize(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/" + path)
+    return normalize(
+      String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/" + path)
   }
 
   /// Removes `.`, empty components and `..` (never above `/`) without touching the file system.

@@ -61,7 +61,8 @@ public struct ServiceServer: Service {
     onListening: @escaping @Sendable (ServiceAddress) -> Void = { _ in }
   ) -> ServiceServer {
     ServiceServer(
-      name: "a", service: AService(store: store, maxRequestBytes: configuration.maxRequestBytes), descriptor: Gps_V1_A.descriptor,
+      name: "a", service: AService(store: store, maxRequestBytes: configuration.maxRequestBytes),
+      descriptor: Gps_V1_A.descriptor,
       configuration: configuration, logger: logger, onListening: onListening)
   }
 
@@ -95,15 +96,23 @@ public struct ServiceServer: Service {
     let health = self.health
     let logger = self.logger
     let name = self.name
+    let requested = ServiceAddress(host: configuration.host, port: configuration.port)
     try await withGracefulShutdownHandler {
       try await withThrowingDiscardingTaskGroup { group in
-        group.addTask { try await server.serve() }
-        let bound = try await transport.listeningAddress
-        guard let endpoint = ServiceAddress(bound) else {
+        group.addTask {
+          do {
+            try await server.serve()
+          } catch {
+            throw Self.explain(error, address: requested)
+          }
+        }
+        // When binding fails, serve() throws the reason; this only reports success.
+        guard let bound = try? await transport.listeningAddress else { return }
+        guard let address = ServiceAddress(bound) else {
           throw ServiceAddressError(message: "server bound an unexpected address \(bound)")
         }
-        logger.info("service \(name) listening", metadata: ["address": "\(endpoint)"])
-        onListening(endpoint)
+        logger.info("service \(name) listening", metadata: ["address": "\(address)"])
+        onListening(address)
       }
     } onGracefulShutdown: {
       logger.info("service \(name) shutting down; in-flight calls will finish")
@@ -111,5 +120,34 @@ public struct ServiceServer: Service {
       server.beginGracefulShutdown()
     }
     logger.info("service \(name) stopped")
+  }
+
+  /// Turns a transport failure into one line that says what to do.
+  static func explain(_ error: any Error, address: ServiceAddress) -> any Error {
+    var causes: [String] = []
+    var current: (any Error)? = error
+    while let error = current {
+      if let runtime = error as? RuntimeError {
+        causes.append(runtime.message)
+        current = runtime.cause
+      } else {
+        causes.append("\(error)")
+        current = nil
+      }
+    }
+    let deepest = causes.last ?? "\(error)"
+    if deepest.contains("Address already in use") || deepest.contains("errno: 98") {
+      return ServiceAddressError(
+        message:
+          "cannot listen on \(address): the address is already in use; stop the other process or pass another --port")
+    }
+    if deepest.contains("Cannot assign requested address") || deepest.contains("errno: 99") {
+      return ServiceAddressError(
+        message: "cannot listen on \(address): no local interface has that address; check --host")
+    }
+    if deepest.contains("Permission denied") || deepest.contains("errno: 13") {
+      return ServiceAddressError(message: "cannot listen on \(address): permission denied; use a port above 1023")
+    }
+    return ServiceAddressError(message: "service on \(address) stopped: \(causes.joined(separator: ": "))")
   }
 }

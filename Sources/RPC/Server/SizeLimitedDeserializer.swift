@@ -20,7 +20,8 @@ public struct SizeLimitedDeserializer<Wrapped: MessageDeserializer>: MessageDese
     guard serializedMessageBytes.count <= limit else {
       throw RPCError(
         code: .resourceExhausted,
-        message: "request of \(serializedMessageBytes.count) bytes exceeds the limit of \(limit) bytes (--max-request-bytes)")
+        message:
+          "request of \(serializedMessageBytes.count) bytes exceeds the limit of \(limit) bytes (--max-request-bytes)")
     }
     return try wrapped.deserialize(serializedMessageBytes)
   }

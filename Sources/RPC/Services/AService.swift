@@ -36,7 +36,9 @@ public struct AService: Gps_V1_A.SimpleServiceProtocol {
     guard request.objectStorageUrls.count <= maxObjects else {
       throw RPCError(
         code: .invalidArgument,
-        message: "data_info.object_storage_urls has \(request.objectStorageUrls.count) URLs; at most \(maxObjects) are allowed")
+        message:
+          "data_info.object_storage_urls has \(request.objectStorageUrls.count) URLs; at most \(maxObjects) are allowed"
+      )
     }
     var manifest = Gps_V1_Manifest()
     manifest.dataset = request.dataset

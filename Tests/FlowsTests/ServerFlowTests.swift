@@ -1,0 +1,67 @@
+import Flows
+import Foundation
+import GPSTesting
+import GRPCCore
+import RPC
+import SwiftProtobuf
+import Testing
+
+@Suite struct ServerFlowTests {
+  @Test func decodesTheSnippetsParametersWithProtoAndJSONNames() throws {
+    let proto = try ServerFlow.decodeDataInfo(ServerFlow.sampleDataInfoJSON)
+    #expect(proto.objectStorageUrls == ["a"])
+    #expect(proto.dataset == "b")
+    let camel = try ServerFlow.decodeDataInfo(#"{"objectStorageUrls": ["s3://x/y", "z"], "dataset": "d"}"#)
+    #expect(camel.objectStorageUrls == ["s3://x/y", "z"])
+  }
+
+  @Test(arguments: [
+    (#"{"object_storage_url": ["a"], "dataset": "b"}"#, "unknown field 'object_storage_url'"),
+    (#"{"object_storage_urls": ["a"], "dataset": "b""#, "ends too early"),
+    (#"{"object_storage_urls": "a", "dataset": "b"}"#, "data_info:"),
+    (#"not json"#, "data_info:"),
+  ])
+  func rejectsBadJSONNamingTheParameter(json: String, expected: String) {
+    let error = #expect(throws: FlowsError.self) { try ServerFlow.decodeDataInfo(json) }
+    #expect(error?.code == .invalidParameter)
+    #expect(error?.message.hasPrefix("data_info: ") == true)
+    #expect(error?.message.contains(expected) == true, "\(error?.message ?? "")")
+    #expect(error?.message.contains(ServerFlow.sampleDataInfoJSON) == true)
+    #expect(error?.message.contains("\n") == false)
+  }
+
+  /// The reference pipeline over real services, with the snippet's exact parameters and sample object.
+  @Test func theSnippetsParametersFindTheShippedObjectA() async throws {
+    let sampleStore = URL(fileURLWithPath: #filePath)
+      .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+      .appendingPathComponent("data/objects")
+    let dataInfo = try ServerFlow.decodeDataInfo(ServerFlow.sampleDataInfoJSON)
+    let response = try await withRunningServices(objectRoot: sampleStore) { a, b in
+      try await withServiceClients(a: a, b: b) { clients in
+        try await clients.runPipeline(dataInfo, idempotencyKey: "test", timeout: .seconds(30))
+      }
+    }
+    let object = try Data(contentsOf: sampleStore.appendingPathComponent("a"))
+    #expect(response.dataset == "b")
+    #expect(response.objectCount == 1)
+    #expect(response.totalBytes == UInt64(object.count))
+    #expect(response.datasetDigest.count == 64)
+  }
+
+  @Test func aServiceThatIsDownIsNamedInTheError() async throws {
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    let down = ServiceAddress(host: "127.0.0.1", port: 1)
+    let error = await #expect(throws: PipelineError.self) {
+      try await withServiceClients(a: down, b: down) { clients in
+        try await clients.runPipeline(
+          .with {
+            $0.objectStorageUrls = ["a"]; $0.dataset = "b"
+          }, idempotencyKey: "k", timeout: .seconds(30))
+      }
+    }
+    #expect(error?.step == "prepare")
+    #expect(error?.code == .unavailable)
+    #expect(error?.description.contains("127.0.0.1:1") == true)
+    #expect(error?.description.contains("gps server a") == true)
+  }
+}

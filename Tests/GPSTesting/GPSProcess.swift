@@ -1,0 +1,110 @@
+public import Foundation
+
+/// The built `gps` executable, run as a child process.
+///
+/// Output goes to files, not pipes: a pipe's write end can leak into a sibling spawned at the same
+/// moment and keep the reader waiting for an end-of-file that only comes when the sibling exits.
+public final class GPSProcess: Sendable {
+  /// Where the `gps` binary is: `$GPS_BINARY`, else next to the test bundle (the build's bin directory).
+  public static var binary: URL {
+    if let path = ProcessInfo.processInfo.environment["GPS_BINARY"] { return URL(fileURLWithPath: path) }
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    // On macOS the runner lives inside the .xctest bundle.
+    while !FileManager.default.fileExists(atPath: directory.appendingPathComponent("gps").path), directory.path != "/" {
+      directory.deleteLastPathComponent()
+    }
+    return directory.appendingPathComponent("gps")
+  }
+
+  private let process: Process
+  private let outputDirectory: URL
+  private let termination: AsyncStream<Int32>
+
+  /// Starts `gps ARGUMENTS` in `directory` (default: the current directory).
+  public init(_ arguments: [String], directory: URL? = nil, stdin: String? = nil) throws {
+    outputDirectory = FileManager.default.temporaryDirectory
+      .appendingPathComponent("gps-process-\(UUID().uuidString.lowercased())")
+    try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
+    let stdoutURL = outputDirectory.appendingPathComponent("stdout")
+    let stderrURL = outputDirectory.appendingPathComponent("stderr")
+    FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+    FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+
+    process = Process()
+    let (termination, terminated) = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(1))
+    self.termination = termination
+    process.terminationHandler = { process in
+      terminated.yield(process.terminationStatus)
+      terminated.finish()
+    }
+    process.executableURL = Self.binary
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = directory }
+    process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
+    process.standardError = try FileHandle(forWritingTo: stderrURL)
+    if let stdin {
+      let input = outputDirectory.appendingPathComponent("stdin")
+      try Data(stdin.utf8).write(to: input)
+      process.standardInput = try FileHandle(forReadingFrom: input)
+    } else {
+      process.standardInput = FileHandle.nullDevice
+    }
+    try process.run()
+  }
+
+  deinit {
+    if process.isRunning { process.terminate() }
+    try? FileManager.default.removeItem(at: outputDirectory)
+  }
+
+  public var stdout: String { read("stdout") }
+  public var stderr: String { read("stderr") }
+  public var processIdentifier: Int32 { process.processIdentifier }
+
+  private func read(_ name: String) -> String {
+    let data = (try? Data(contentsOf: outputDirectory.appendingPathComponent(name))) ?? Data()
+    return String(decoding: data, as: UTF8.self)
+  }
+
+  /// Waits until the output satisfies `predicate` or the process has exited.
+  ///
+  /// Checks every few milliseconds: a wait for a condition, not a fixed delay.
+  public func waitForOutput(_ predicate: @escaping @Sendable (_ stdout: String, _ stderr: String) -> Bool) async {
+    while !predicate(stdout, stderr), process.isRunning {
+      try? await Task.sleep(for: .milliseconds(5))
+    }
+  }
+
+  /// Waits for a `listening on HOST:PORT` line and returns the address.
+  public func listeningAddress() async throws -> String {
+    await waitForOutput { stdout, _ in stdout.split(separator: "\n").contains { $0.hasPrefix("listening on ") } }
+    guard let line = stdout.split(separator: "\n").first(where: { $0.hasPrefix("listening on ") }) else {
+      throw ProcessFailure(message: "gps did not report its address; stderr: \(stderr)")
+    }
+    return String(line.dropFirst("listening on ".count))
+  }
+
+  public func signal(_ signal: Int32) {
+    kill(process.processIdentifier, signal)
+  }
+
+  /// Waits for the process to exit and returns its exit status. Call it once.
+  public func waitForExit() async -> Int32 {
+    for await status in termination { return status }
+    return process.terminationStatus
+  }
+
+  /// Runs `gps ARGUMENTS` to completion.
+  public static func run(_ arguments: [String], directory: URL? = nil, stdin: String? = nil) async throws -> (
+    status: Int32, stdout: String, stderr: String
+  ) {
+    let process = try GPSProcess(arguments, directory: directory, stdin: stdin)
+    let status = await process.waitForExit()
+    return (status, process.stdout, process.stderr)
+  }
+}
+
+public struct ProcessFailure: Error, CustomStringConvertible {
+  public var message: String
+  public var description: String { message }
+}
