@@ -44,6 +44,8 @@ let package = Package(
       pkgConfig: "liblz4",
       providers: [.apt(["liblz4-dev"])]
     ),
+    // CRC32C with the SSE4.2 instruction where available: the log's batch checksum at memory speed.
+    .target(name: "CCRC32C"),
     .target(
       name: "RPC",
       dependencies: [grpcCore, grpcNIO, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto],
@@ -51,7 +53,7 @@ let package = Package(
     ),
     .target(
       name: "Queue",
-      dependencies: ["CLZ4", logging],
+      dependencies: ["CLZ4", "CCRC32C", logging, crypto],
       swiftSettings: swiftSettings
     ),
     .target(
@@ -66,7 +68,7 @@ let package = Package(
     ),
     .target(
       name: "GPSTesting",
-      dependencies: ["RPC", grpcCore, grpcNIO, logging, lifecycle],
+      dependencies: ["RPC", "Queue", grpcCore, grpcNIO, logging, lifecycle],
       path: "Tests/GPSTesting",
       swiftSettings: swiftSettings
     ),
@@ -77,7 +79,7 @@ let package = Package(
     ),
     .testTarget(
       name: "QueueTests",
-      dependencies: ["Queue"],
+      dependencies: ["Queue", "GPSTesting", crypto],
       swiftSettings: swiftSettings
     ),
     .testTarget(

@@ -3,17 +3,32 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
   /// What kind of failure; compare with `==` in `catch` clauses.
   public struct Code: Sendable, Hashable, CustomStringConvertible {
     private enum Value: Sendable, Hashable {
-      case corrupt
+      case corrupt, io, locked, writerStopped, invalidArgument, closed
     }
 
     private let value: Value
 
-    /// Stored bytes do not decode: a checksum, a frame or a compressed block is wrong.
+    /// Stored bytes do not decode: a checksum, a frame, the hash chain or a compressed block is wrong.
     public static let corrupt = Code(value: .corrupt)
+    /// A file system call failed (the message names the call, the file and errno).
+    public static let io = Code(value: .io)
+    /// Another process holds the data directory's lock.
+    public static let locked = Code(value: .locked)
+    /// An earlier write or fsync failed; the writer accepts no more appends until reopened.
+    public static let writerStopped = Code(value: .writerStopped)
+    /// The caller passed something the log cannot store.
+    public static let invalidArgument = Code(value: .invalidArgument)
+    /// The log was closed.
+    public static let closed = Code(value: .closed)
 
     public var description: String {
       switch value {
       case .corrupt: "corrupt"
+      case .io: "I/O error"
+      case .locked: "locked"
+      case .writerStopped: "writer stopped"
+      case .invalidArgument: "invalid argument"
+      case .closed: "closed"
       }
     }
   }

@@ -1,0 +1,107 @@
+extension EventLog {
+  struct Recovered {
+    var report: RecoveryReport
+    var segment: String
+    var segmentSize: Int
+    var lastSequence: UInt64
+    var lastHash: [UInt8]
+  }
+
+  /// Checks every segment (headers, lengths, checksums, sequence continuity), truncates an interrupted
+  /// append at the very end, and finds where appending continues. Anything else that is wrong is
+  /// corruption: nothing is changed and the error names segment, offset and sequence.
+  static func recover(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) -> Recovered {
+    var report = RecoveryReport()
+    while true {
+      let names = try segmentNames(in: logDirectory, fileSystem: fileSystem)
+      guard let lastName = names.last else {
+        let name = LogFormat.segmentName(firstSequence: 1)
+        let file = try fileSystem.openForAppend(logDirectory + "/" + name, create: true)
+        defer { file.close() }
+        try file.append(LogFormat.segmentHeader(firstSequence: 1))
+        try file.sync()
+        try fileSystem.syncDirectory(logDirectory)
+        return Recovered(
+          report: report, segment: name, segmentSize: LogFormat.segmentHeaderSize, lastSequence: 0,
+          lastHash: LogFormat.zeroHash)
+      }
+      var expected: UInt64?
+      var lastHash = LogFormat.zeroHash
+      var restart = false
+      for name in names {
+        let isLast = name == lastName
+        let path = logDirectory + "/" + name
+        let bytes = try fileSystem.read(path, from: 0)
+        let scan = SegmentScan(name: name, bytes: bytes)
+        let first: UInt64
+        switch scan.header {
+        case .failure(let problem):
+          // A segment created but interrupted before its header was durable: only the last one, and
+          // only when it holds nothing but zeros or less than a header.
+          if isLast, bytes.count < LogFormat.segmentHeaderSize || bytes.allSatisfy({ $0 == 0 }) {
+            try fileSystem.remove(path)
+            try fileSystem.syncDirectory(logDirectory)
+            report.removedSegment = name
+            restart = true
+          } else {
+            throw corruption(segment: name, offset: 0, sequence: expected, problem: "\(problem)")
+          }
+          first = 0
+        case .success(let value):
+          first = value
+        }
+        if restart { break }
+        guard first == LogFormat.firstSequence(ofSegmentNamed: name) else {
+          throw corruption(
+            segment: name, offset: 0, sequence: expected,
+            problem: "the header says the segment starts at sequence \(first)")
+        }
+        if let expected, first != expected {
+          throw corruption(
+            segment: name, offset: 0, sequence: expected,
+            problem:
+              "the segment starts at sequence \(first) but the previous one ends at \(expected - 1); a segment is missing or extra"
+          )
+        }
+        for batch in scan.batches {
+          let base = expected ?? first
+          guard batch.header.baseSequence == base else {
+            throw corruption(
+              segment: name, offset: batch.offset, sequence: base,
+              problem: "the batch starts at sequence \(batch.header.baseSequence), expected \(base)")
+          }
+          expected = batch.header.lastSequence + 1
+        }
+        expected = expected ?? first
+        if let last = scan.batches.last { lastHash = scan.hash(of: last) }
+        if let stop = scan.stop {
+          guard isLast, scan.stopIsTornTail else {
+            throw corruption(segment: name, offset: stop.offset, sequence: expected, problem: "\(stop.problem)")
+          }
+          try fileSystem.truncate(path, to: UInt64(stop.offset))
+          report.truncatedSegment = name
+          report.truncatedBytes = bytes.count - stop.offset
+          report.droppedFromSequence = expected
+        }
+        if isLast {
+          let size = scan.stop?.offset ?? bytes.count
+          return Recovered(
+            report: report, segment: name, segmentSize: size, lastSequence: expected! - 1, lastHash: lastHash)
+        }
+      }
+    }
+  }
+
+  static func segmentNames(in logDirectory: String, fileSystem: any FileSystem) throws(QueueError) -> [String] {
+    try fileSystem.list(logDirectory).filter { LogFormat.firstSequence(ofSegmentNamed: $0) != nil }.sorted()
+  }
+
+  static func corruption(segment: String, offset: Int, sequence: UInt64?, problem: String) -> QueueError {
+    let at = sequence.map { ", sequence \($0)" } ?? ""
+    return QueueError(
+      code: .corrupt,
+      message:
+        "log corrupt in segment \(segment) at byte offset \(offset)\(at): \(problem); nothing was changed; `gps log verify` shows the first problem and `gps log repair` cuts the log there, keeping the removed bytes in a side file"
+    )
+  }
+}

@@ -1,0 +1,72 @@
+/// What ``EventLog/repair(directory:fileSystem:)`` removed.
+public struct RepairReport: Sendable, Hashable {
+  /// Where the log was cut, or nil when nothing was wrong.
+  public var segment: String?
+  public var offset: Int?
+  /// Files that now hold the removed bytes (the tail of the cut segment, and whole later segments).
+  public var sideFiles: [String] = []
+  public var removedBytes = 0
+  /// The log's last sequence after the repair.
+  public var lastSequence: UInt64 = 0
+}
+
+extension EventLog {
+  /// Cuts the log at its first bad batch, after copying the removed bytes to side files
+  /// (`<segment>.removed-at-<offset>`; later segments are renamed `<segment>.removed`).
+  /// Takes the directory's lock, so no writer may be running.
+  public static func repair(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(QueueError)
+    -> RepairReport
+  {
+    let lock = try DirectoryLock(directory: directory)
+    defer { lock.unlock() }
+    let logDirectory = directory + "/log"
+    let names = try segmentNames(in: logDirectory, fileSystem: fileSystem)
+    var report = RepairReport()
+    var expected: UInt64 = 1
+    for (index, name) in names.enumerated() {
+      let path = logDirectory + "/" + name
+      let scan = SegmentScan(name: name, bytes: try fileSystem.read(path, from: 0))
+      var cut: Int?
+      switch scan.header {
+      case .failure: cut = 0
+      case .success(let first) where first != expected: cut = 0
+      case .success:
+        for batch in scan.batches {
+          let decodes = scan.bytes.withUnsafeBytes {
+            LogFormat.decodeRecords($0, at: batch.offset, header: batch.header)
+          }
+          guard batch.header.baseSequence == expected, case .success = decodes else {
+            cut = batch.offset
+            break
+          }
+          expected = batch.header.lastSequence + 1
+        }
+        if cut == nil, let stop = scan.stop { cut = stop.offset }
+      }
+      guard let cut else { continue }
+      report.segment = name
+      report.offset = cut
+      let side = path + ".removed-at-\(cut)"
+      try fileSystem.writeAtomically(side, contents: Array(scan.bytes[cut...]))
+      report.sideFiles.append(side)
+      report.removedBytes += scan.bytes.count - cut
+      if cut == 0 {
+        try fileSystem.rename(path, to: path + ".removed")
+        try fileSystem.remove(side)
+        report.sideFiles[report.sideFiles.count - 1] = path + ".removed"
+      } else {
+        try fileSystem.truncate(path, to: UInt64(cut))
+      }
+      for later in names[(index + 1)...] {
+        let laterPath = logDirectory + "/" + later
+        report.removedBytes += Int(try fileSystem.size(of: laterPath) ?? 0)
+        try fileSystem.rename(laterPath, to: laterPath + ".removed")
+        report.sideFiles.append(laterPath + ".removed")
+      }
+      try fileSystem.syncDirectory(logDirectory)
+      break
+    }
+    report.lastSequence = expected - 1
+    return report
+  }
+}

@@ -1,0 +1,305 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// When appended batches are made durable.
+public enum FsyncPolicy: Sendable, Hashable {
+  /// `fdatasync` after every batch, before its appenders are acknowledged (the default).
+  case always
+  /// Acknowledge after `write`; `fdatasync` at most this often. A crash may lose that window.
+  case interval(Duration)
+  /// Never sync: for tests and benchmarks only.
+  case none
+}
+
+/// Options of an ``EventLog``.
+public struct LogOptions: Sendable {
+  /// A segment is closed and a new one started once it reaches this size.
+  public var segmentSize = 64 * 1024 * 1024
+  public var fsync = FsyncPolicy.always
+  /// Batch bodies of at least this many bytes are LZ4-compressed (when that makes them smaller).
+  public var compressionThreshold = 4096
+  /// Appends waiting together are written as one batch up to this many body bytes.
+  public var maxBatchBytes = 8 * 1024 * 1024
+
+  public init() {}
+}
+
+/// What opening the log found and repaired at the end of the last segment.
+public struct RecoveryReport: Sendable, Hashable {
+  /// Bytes truncated from the end of the last segment (an interrupted, unacknowledged append).
+  public var truncatedBytes: Int = 0
+  /// The segment that was truncated, if any.
+  public var truncatedSegment: String?
+  /// The first sequence of the dropped batch, when its header was readable.
+  public var droppedFromSequence: UInt64?
+  /// A last segment that had no valid header (created, then interrupted) and was removed.
+  public var removedSegment: String?
+
+  public var isClean: Bool { truncatedBytes == 0 && removedSegment == nil }
+
+  public var summary: String {
+    if isClean { return "the log was closed cleanly" }
+    var parts: [String] = []
+    if let truncatedSegment {
+      let sequences = droppedFromSequence.map { " (sequences from \($0), never acknowledged)" } ?? ""
+      parts.append(
+        "truncated \(truncatedBytes) bytes of an interrupted append at the end of \(truncatedSegment)\(sequences)")
+    }
+    if let removedSegment { parts.append("removed \(removedSegment), a segment whose header was never completed") }
+    return parts.joined(separator: "; ")
+  }
+}
+
+/// The durable, checksummed, hash-chained append-only log of GPS.
+///
+/// One writer per data directory (an exclusive lock on `LOCK`). Concurrent ``append(_:)`` calls are
+/// gathered into one batch: one `write` and, with ``FsyncPolicy/always``, one `fdatasync`; each caller
+/// resumes only when its records are durable and learns their sequence numbers. After a failed write
+/// or sync every pending and later append fails: nothing is retried and reported as durable.
+public final class EventLog: Sendable {
+  public let directory: String
+  public let logDirectory: String
+  public let options: LogOptions
+  /// What opening repaired.
+  public let recovery: RecoveryReport
+
+  private struct Pending {
+    var records: [[UInt8]]
+    var bytes: Int
+    var continuation: CheckedContinuation<ClosedRange<UInt64>, any Error>
+  }
+
+  private struct State {
+    var pending: [Pending] = []
+    var stopped: QueueError?
+    var closing = false
+    var lastSequence: UInt64
+    var lastHash: [UInt8]
+  }
+
+  /// Only the writer thread touches these.
+  private final class WriterContext: @unchecked Sendable {
+    var file: any AppendableFile
+    var segmentSize: Int
+    var nextSequence: UInt64
+    var lastHash: [UInt8]
+    var dirty = false
+    var lastSync = ContinuousClock.now
+
+    init(file: any AppendableFile, segmentSize: Int, nextSequence: UInt64, lastHash: [UInt8]) {
+      self.file = file
+      self.segmentSize = segmentSize
+      self.nextSequence = nextSequence
+      self.lastHash = lastHash
+    }
+  }
+
+  private let fileSystem: any FileSystem
+  private let lock: DirectoryLock
+  private let state: Mutex<State>
+  private let wakeUp = DispatchSemaphore(value: 0)
+  private let finished = DispatchSemaphore(value: 0)
+  private let context: WriterContext
+
+  /// Opens (creating if needed) the log in `directory/log`, recovering an interrupted append.
+  ///
+  /// Fails if another process holds the directory, or with ``QueueError/Code-swift.struct/corrupt`` naming
+  /// segment, offset and sequence when a batch other than an interrupted last one is damaged.
+  public init(
+    directory: String, options: LogOptions = LogOptions(), fileSystem: any FileSystem = PosixFileSystem()
+  ) throws(QueueError) {
+    self.directory = directory
+    self.logDirectory = directory + "/log"
+    self.options = options
+    self.fileSystem = fileSystem
+    try fileSystem.createDirectory(directory)
+    lock = try DirectoryLock(directory: directory)
+    do {
+      try fileSystem.createDirectory(logDirectory)
+      let recovered = try Self.recover(logDirectory: logDirectory, fileSystem: fileSystem)
+      recovery = recovered.report
+      let file = try fileSystem.openForAppend(logDirectory + "/" + recovered.segment, create: false)
+      context = WriterContext(
+        file: file, segmentSize: recovered.segmentSize, nextSequence: recovered.lastSequence + 1,
+        lastHash: recovered.lastHash)
+      state = Mutex(State(lastSequence: recovered.lastSequence, lastHash: recovered.lastHash))
+    } catch {
+      lock.unlock()
+      throw error
+    }
+    let thread = Thread { [self] in writerLoop() }
+    thread.name = "gps-log-writer"
+    thread.start()
+  }
+
+  /// The sequence of the last durable record (0 when the log is empty).
+  public var lastSequence: UInt64 { state.withLock { $0.lastSequence } }
+  /// The SHA-256 of the last batch frame (zeros when the log is empty).
+  public var lastBatchHash: [UInt8] { state.withLock { $0.lastHash } }
+
+  /// Appends `records` as consecutive sequences and returns them once they are durable (per the
+  /// fsync policy). Throws ``QueueError`` when the writer has stopped or the log is closed.
+  public func append(_ records: [[UInt8]]) async throws -> ClosedRange<UInt64> {
+    guard !records.isEmpty else {
+      throw QueueError(code: .invalidArgument, message: "append needs at least one record")
+    }
+    let bytes = records.reduce(0) { $0 + 4 + $1.count }
+    return try await withCheckedThrowingContinuation { continuation in
+      let result = state.withLock { state -> QueueError? in
+        if let stopped = state.stopped { return stopped }
+        if state.closing { return QueueError(code: .closed, message: "the log is closed; reopen it to append") }
+        state.pending.append(Pending(records: records, bytes: bytes, continuation: continuation))
+        return nil
+      }
+      if let result {
+        continuation.resume(throwing: result)
+      } else {
+        wakeUp.signal()
+      }
+    }
+  }
+
+  /// Stops accepting appends, writes what is pending, syncs, and releases the lock.
+  public func close() {
+    let alreadyClosing = state.withLock { state in
+      defer { state.closing = true }
+      return state.closing
+    }
+    guard !alreadyClosing else { return }
+    wakeUp.signal()
+    finished.wait()
+    if options.fsync != .none, context.dirty { try? context.file.sync() }
+    context.file.close()
+    lock.unlock()
+  }
+
+  // MARK: Writer thread
+
+  private func writerLoop() {
+    while true {
+      let taken = state.withLock { state -> (batch: [Pending], exit: Bool) in
+        guard !state.pending.isEmpty else { return ([], state.closing) }
+        var size = 0
+        var count = 0
+        for pending in state.pending {
+          if count > 0 && size + pending.bytes > options.maxBatchBytes { break }
+          size += pending.bytes
+          count += 1
+        }
+        let batch = Array(state.pending.prefix(count))
+        state.pending.removeFirst(count)
+        return (batch, false)
+      }
+      if taken.exit { break }
+      if taken.batch.isEmpty {
+        waitForWork()
+        continue
+      }
+      write(taken.batch)
+    }
+    finished.signal()
+  }
+
+  private func waitForWork() {
+    if case .interval(let interval) = options.fsync, context.dirty {
+      let due = context.lastSync + interval
+      let now = ContinuousClock.now
+      if now >= due {
+        syncForInterval()
+        return
+      }
+      let nanoseconds =
+        (due - now).components.attoseconds / 1_000_000_000 + (due - now).components.seconds * 1_000_000_000
+      if wakeUp.wait(timeout: .now() + .nanoseconds(Int(nanoseconds))) == .timedOut { syncForInterval() }
+    } else {
+      wakeUp.wait()
+    }
+  }
+
+  private func syncForInterval() {
+    do {
+      try context.file.sync()
+      context.dirty = false
+      context.lastSync = .now
+    } catch {
+      stop(error, failing: [])
+    }
+  }
+
+  private func write(_ batch: [Pending]) {
+    if let stopped = state.withLock({ $0.stopped }) {
+      for pending in batch { pending.continuation.resume(throwing: stopped) }
+      return
+    }
+    let base = context.nextSequence
+    let records = batch.lazy.flatMap(\.records)
+    let frame = LogFormat.encodeBatch(
+      baseSequence: base, records: Array(records), previousHash: context.lastHash,
+      compressionThreshold: options.compressionThreshold)
+    let hash = frame.withUnsafeBytes { LogFormat.hash(ofFrame: $0) }
+    do {
+      if context.segmentSize > LogFormat.segmentHeaderSize && context.segmentSize + frame.count > options.segmentSize {
+        try rollSegment(firstSequence: base)
+      }
+      try context.file.append(frame)
+      context.segmentSize += frame.count
+      context.dirty = true
+      switch options.fsync {
+      case .always:
+        try context.file.sync()
+        context.dirty = false
+      case .interval(let interval):
+        if ContinuousClock.now - context.lastSync >= interval { syncForInterval() }
+      case .none:
+        break
+      }
+    } catch {
+      stop(error, failing: batch)
+      return
+    }
+    var next = base
+    context.nextSequence = base + UInt64(records.count)
+    context.lastHash = hash
+    state.withLock { state in
+      state.lastSequence = context.nextSequence - 1
+      state.lastHash = hash
+    }
+    for pending in batch {
+      let range = next...(next + UInt64(pending.records.count) - 1)
+      next += UInt64(pending.records.count)
+      pending.continuation.resume(returning: range)
+    }
+  }
+
+  /// Starts a new segment: syncs the old one, creates the file with its header, syncs file and directory.
+  private func rollSegment(firstSequence: UInt64) throws(QueueError) {
+    if context.dirty || options.fsync == .none {
+      try context.file.sync()
+      context.dirty = false
+    }
+    let path = logDirectory + "/" + LogFormat.segmentName(firstSequence: firstSequence)
+    let file = try fileSystem.openForAppend(path, create: true)
+    try file.append(LogFormat.segmentHeader(firstSequence: firstSequence))
+    try file.sync()
+    try fileSystem.syncDirectory(logDirectory)
+    context.file.close()
+    context.file = file
+    context.segmentSize = LogFormat.segmentHeaderSize
+  }
+
+  private func stop(_ error: any Error, failing batch: [Pending]) {
+    let cause = error as? QueueError
+    let stopped = QueueError(
+      code: .writerStopped,
+      message:
+        "the log writer stopped after a failed write or sync (\(cause?.message ?? "\(error)")); data acknowledged before is safe; fix the cause and restart",
+      cause: error)
+    let waiting = state.withLock { state in
+      state.stopped = state.stopped ?? stopped
+      defer { state.pending = [] }
+      return state.pending
+    }
+    for pending in batch + waiting { pending.continuation.resume(throwing: stopped) }
+  }
+}

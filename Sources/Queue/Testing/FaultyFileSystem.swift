@@ -1,0 +1,106 @@
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// A file system that fails writes or syncs on demand and can forget what was never synced,
+/// like a machine that lost power. For tests.
+@_spi(Testing) public final class FaultyFileSystem: FileSystem {
+  struct State {
+    var writeError: Int32?
+    var syncError: Int32?
+    /// Bytes known durable per file (size at open, then at each successful sync).
+    var synced: [String: UInt64] = [:]
+  }
+
+  let base = PosixFileSystem()
+  let state = Mutex(State())
+
+  public init() {}
+
+  /// Every later write fails with `errno` (e.g. ENOSPC) until ``heal()``.
+  public func failWrites(errno code: Int32) { state.withLock { $0.writeError = code } }
+  /// Every later fsync fails with `errno` (e.g. EIO) until ``heal()``.
+  public func failSyncs(errno code: Int32) { state.withLock { $0.syncError = code } }
+  public func heal() {
+    state.withLock {
+      $0.writeError = nil; $0.syncError = nil
+    }
+  }
+
+  /// Truncates every file written through this file system to what was last synced.
+  public func loseUnsyncedWrites() throws(QueueError) {
+    let synced = state.withLock { $0.synced }
+    for (path, size) in synced {
+      if let current = try base.size(of: path), current > size {
+        guard Glibc.truncate(path, off_t(size)) == 0 else { throw PosixFileSystem.failure("truncate", path) }
+      }
+    }
+  }
+
+  func checkWrite(_ path: String) throws(QueueError) {
+    if let code = state.withLock({ $0.writeError }) { throw PosixFileSystem.failure("write", path, errno: code) }
+  }
+
+  public func openForAppend(_ path: String, create: Bool) throws(QueueError) -> any AppendableFile {
+    let file = try base.openForAppend(path, create: create)
+    let size = try base.size(of: path) ?? 0
+    state.withLock { state in
+      if state.synced[path] == nil || create && size == 0 { state.synced[path] = size }
+    }
+    return FaultyFile(file: file, path: path, fileSystem: self)
+  }
+
+  public func read(_ path: String, from offset: UInt64) throws(QueueError) -> [UInt8] {
+    try base.read(path, from: offset)
+  }
+  public func size(of path: String) throws(QueueError) -> UInt64? { try base.size(of: path) }
+  public func list(_ directory: String) throws(QueueError) -> [String] { try base.list(directory) }
+  public func createDirectory(_ path: String) throws(QueueError) { try base.createDirectory(path) }
+  public func syncDirectory(_ path: String) throws(QueueError) {
+    if let code = state.withLock({ $0.syncError }) { throw PosixFileSystem.failure("fsync", path, errno: code) }
+    try base.syncDirectory(path)
+  }
+  public func truncate(_ path: String, to size: UInt64) throws(QueueError) {
+    try checkWrite(path)
+    try base.truncate(path, to: size)
+    state.withLock { $0.synced[path] = size }
+  }
+  public func rename(_ from: String, to: String) throws(QueueError) { try base.rename(from, to: to) }
+  public func remove(_ path: String) throws(QueueError) { try base.remove(path) }
+  public func writeAtomically(_ path: String, contents: [UInt8]) throws(QueueError) {
+    try checkWrite(path)
+    try base.writeAtomically(path, contents: contents)
+  }
+
+  final class FaultyFile: AppendableFile {
+    let file: any AppendableFile
+    let path: String
+    let fileSystem: FaultyFileSystem
+
+    init(file: any AppendableFile, path: String, fileSystem: FaultyFileSystem) {
+      self.file = file
+      self.path = path
+      self.fileSystem = fileSystem
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws(QueueError) {
+      try fileSystem.checkWrite(path)
+      try file.append(bytes)
+    }
+
+    func sync() throws(QueueError) {
+      if let code = fileSystem.state.withLock({ $0.syncError }) {
+        throw PosixFileSystem.failure("fdatasync", path, errno: code)
+      }
+      try file.sync()
+      let size = try fileSystem.base.size(of: path) ?? 0
+      fileSystem.state.withLock { $0.synced[path] = size }
+    }
+
+    func close() { file.close() }
+  }
+}
