@@ -15,7 +15,7 @@ VENV         := .build-venv
 PYTHON       ?= python3
 LINT_PATHS   := Package.swift $(shell find Sources Tests -name '*.swift' -not -path '$(GENERATED)/*' | sort)
 
-.PHONY: install build release test test-swift test-python lint format proto clean run bench deps
+.PHONY: install build release test test-python lint format proto clean run bench soak deps venv
 
 deps:
 	@scripts/ensure-packages.sh $(BUILD_DEPS)
@@ -50,6 +50,11 @@ $(VENV)/.ready: Tests/python/requirements.txt $(PROTO_FILES)
 	$(VENV)/bin/python -m grpc_tools.protoc -Iprotos --python_out=$(VENV)/stubs --grpc_python_out=$(VENV)/stubs $(filter protos/gps/%,$(PROTO_FILES))
 	$(VENV)/bin/python -m grpc_tools.protoc -Iprotos/grpc/health/v1 --python_out=$(VENV)/stubs --grpc_python_out=$(VENV)/stubs health.proto
 	touch $@
+
+## soak: the kill -9 durability test with many more kills than `make test` runs.
+soak: deps
+	$(SWIFT) build --build-tests
+	GPS_CRASH_KILLS=$${GPS_CRASH_KILLS:-500} $(SWIFT) test --skip-build --filter CrashTests
 
 lint:
 	$(SWIFT) format lint --strict --parallel $(LINT_PATHS)

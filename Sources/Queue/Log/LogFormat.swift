@@ -169,6 +169,9 @@ extension LogFormat {
   static func decodeRecords(
     _ bytes: UnsafeRawBufferPointer, at offset: Int, header: BatchHeader
   ) -> Result<[[UInt8]], FrameProblem> {
+    guard header.flags & ~flagLZ4 == 0 else {
+      return .failure(.badBody("unknown flags \(header.flags); written by a newer GPS?"))
+    }
     let stored = UnsafeRawBufferPointer(rebasing: bytes[(offset + batchHeaderSize)..<(offset + header.frameSize)])
     let body: [UInt8]
     if header.flags & flagLZ4 != 0 {

@@ -1,0 +1,101 @@
+/// A snapshot: a state blob and the point of the log it covers.
+public struct Snapshot: Sendable, Hashable {
+  /// The last sequence whose event the state includes.
+  public var lastSequence: UInt64
+  /// SHA-256 of the batch frame that ends at `lastSequence`.
+  public var batchHash: [UInt8]
+  public var payload: [UInt8]
+
+  public init(lastSequence: UInt64, batchHash: [UInt8], payload: [UInt8]) {
+    self.lastSequence = lastSequence
+    self.batchHash = batchHash
+    self.payload = payload
+  }
+}
+
+/// Stores snapshots in `DATA/snapshots/<last sequence>.snap`: written to a temp file, synced, renamed,
+/// directory synced. Snapshots are caches: one that does not match the log is ignored.
+public struct SnapshotStore: Sendable {
+  public let directory: String
+  let fileSystem: any FileSystem
+  /// How many snapshots to keep; older ones are deleted after a write.
+  public var keep = 2
+
+  static let magic: [UInt8] = Array("GPS-SNAP".utf8)
+  static let headerSize = 72
+
+  public init(directory: String, fileSystem: any FileSystem = PosixFileSystem()) {
+    self.directory = directory + "/snapshots"
+    self.fileSystem = fileSystem
+  }
+
+  public func write(_ snapshot: Snapshot) throws(QueueError) {
+    precondition(snapshot.batchHash.count == 32, "a batch hash is 32 bytes")
+    try fileSystem.createDirectory(directory)
+    var bytes = Self.magic
+    bytes.appendLittleEndian(UInt16(1))
+    bytes.appendLittleEndian(UInt16(0))
+    bytes.appendLittleEndian(UInt32(0))
+    bytes.appendLittleEndian(snapshot.lastSequence)
+    bytes.append(contentsOf: snapshot.batchHash)
+    bytes.appendLittleEndian(UInt64(snapshot.payload.count))
+    bytes.appendLittleEndian(CRC32C.checksum(snapshot.payload))
+    bytes.appendLittleEndian(CRC32C.checksum(bytes))
+    bytes.append(contentsOf: snapshot.payload)
+    let name = String(LogFormat.segmentName(firstSequence: snapshot.lastSequence).dropLast(4)) + ".snap"
+    try fileSystem.writeAtomically(directory + "/" + name, contents: bytes)
+    for old in try names().dropFirst(keep) { try fileSystem.remove(directory + "/" + old) }
+  }
+
+  /// The newest snapshot that matches the log in `dataDirectory`, or nil (then replay everything).
+  /// Also returns why newer snapshots were skipped.
+  public func loadNewest(matching reader: LogReader) throws(QueueError) -> (snapshot: Snapshot?, skipped: [String]) {
+    var skipped: [String] = []
+    for name in try names() {
+      let bytes = try fileSystem.read(directory + "/" + name, from: 0)
+      guard let snapshot = Self.decode(bytes) else {
+        skipped.append("\(name): damaged (checksum or size mismatch)")
+        continue
+      }
+      guard try reader.batchHash(endingAt: snapshot.lastSequence) == snapshot.batchHash else {
+        skipped.append("\(name): does not match the log at sequence \(snapshot.lastSequence)")
+        continue
+      }
+      return (snapshot, skipped)
+    }
+    return (nil, skipped)
+  }
+
+  /// Snapshot file names, newest first.
+  func names() throws(QueueError) -> [String] {
+    guard try fileSystem.size(of: directory) != nil else { return [] }
+    return try fileSystem.list(directory).filter { $0.hasSuffix(".snap") && $0.utf8.count == 25 }.sorted(by: >)
+  }
+
+  static func decode(_ bytes: [UInt8]) -> Snapshot? {
+    guard bytes.count >= headerSize, Array(bytes[0..<8]) == magic else { return nil }
+    return bytes.withUnsafeBytes { buffer -> Snapshot? in
+      guard buffer.loadLittleEndian(UInt16.self, at: 8) == 1,
+        CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buffer[0..<68]))
+          == buffer.loadLittleEndian(UInt32.self, at: 68)
+      else { return nil }
+      let length = buffer.loadLittleEndian(UInt64.self, at: 56)
+      guard UInt64(bytes.count - headerSize) == length else { return nil }
+      let payload = Array(bytes[headerSize...])
+      guard CRC32C.checksum(payload) == buffer.loadLittleEndian(UInt32.self, at: 64) else { return nil }
+      return Snapshot(
+        lastSequence: buffer.loadLittleEndian(UInt64.self, at: 16), batchHash: Array(bytes[24..<56]), payload: payload)
+    }
+  }
+}
+
+extension LogReader {
+  /// The SHA-256 of the batch whose last record is `sequence`, or nil when no batch ends there.
+  public func batchHash(endingAt sequence: UInt64) throws(QueueError) -> [UInt8]? {
+    let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
+    guard let name = names.last(where: { LogFormat.firstSequence(ofSegmentNamed: $0)! <= sequence }) else { return nil }
+    let scan = SegmentScan(name: name, bytes: try fileSystem.read(logDirectory + "/" + name, from: 0))
+    guard let batch = scan.batches.first(where: { $0.header.lastSequence == sequence }) else { return nil }
+    return scan.hash(of: batch)
+  }
+}
