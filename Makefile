@@ -85,7 +85,9 @@ clean:
 run: build
 	scripts/run-demo.sh "$$($(SWIFT) build --show-bin-path)/gps"
 
-## bench: release build; h2load against A/Prepare on a tiny object.
+## bench: release build; the event log against the raw write+fdatasync limit (gps-bench), then
+## h2load against A/Prepare on a tiny object.
 bench: release
 	@scripts/ensure-packages.sh $(BENCH_DEPS)
+	"$$($(SWIFT) build -c release --show-bin-path)/gps-bench" --dir "$(CURDIR)/.build-bench"
 	scripts/bench-h2load.sh "$$($(SWIFT) build -c release --show-bin-path)/gps"

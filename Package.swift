@@ -23,6 +23,7 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .executable(name: "gps", targets: ["CLI"]),
+    .executable(name: "gps-bench", targets: ["GPSBench"]),
     .library(name: "RPC", targets: ["RPC"]),
     .library(name: "Queue", targets: ["Queue"]),
     .library(name: "Flows", targets: ["Flows"]),
@@ -64,6 +65,12 @@ let package = Package(
     .executableTarget(
       name: "CLI",
       dependencies: ["RPC", "Flows", "Queue", argumentParser, grpcCore, grpcNIO, logging, lifecycle, unixSignals],
+      swiftSettings: swiftSettings
+    ),
+    .executableTarget(
+      name: "GPSBench",
+      dependencies: ["Queue"],
+      path: "Benchmarks/GPSBench",
       swiftSettings: swiftSettings
     ),
     .target(

@@ -4,6 +4,17 @@ public struct LogRecord: Sendable, Hashable {
   public var payload: [UInt8]
 }
 
+/// Where a reader continues: the next sequence, and the segment and frame offset where it is.
+public struct LogCursor: Sendable, Hashable {
+  public var nextSequence: UInt64
+  var segment: String?
+  var offset = 0
+
+  public init(from sequence: UInt64 = 1) {
+    nextSequence = sequence
+  }
+}
+
 /// Reads the log without the lock, possibly while a writer (in this or another process) appends.
 ///
 /// A batch still being written at the end of the last segment is not visible: reading stops before
@@ -18,40 +29,80 @@ public struct LogReader: Sendable {
     self.fileSystem = fileSystem
   }
 
-  /// Calls `body` with every record from `sequence` on, in order; returns the next sequence to read
-  /// (one past the last record seen), which a later call can pass to continue.
+  /// Calls `body` with every record from `sequence` on, in order; returns the next sequence
+  /// (one past the last record seen).
   @discardableResult
   public func read(from sequence: UInt64 = 1, _ body: (LogRecord) throws -> Void) throws -> UInt64 {
+    var cursor = LogCursor(from: sequence)
+    try read(&cursor, body)
+    return cursor.nextSequence
+  }
+
+  /// Reads every complete record after `cursor` and advances it; a later call reads only what was
+  /// appended since, without reading earlier bytes again.
+  public func read(_ cursor: inout LogCursor, _ body: (LogRecord) throws -> Void) throws {
     let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
-    // Start in the last segment whose first sequence is at or before `sequence`.
-    let start = names.lastIndex { LogFormat.firstSequence(ofSegmentNamed: $0)! <= sequence } ?? 0
-    var next = sequence
-    for name in names[start...] {
-      let scan = SegmentScan(name: name, bytes: try fileSystem.read(logDirectory + "/" + name, from: 0))
+    guard !names.isEmpty else { return }
+    if cursor.segment == nil || !names.contains(cursor.segment!) {
+      // Start in the last segment whose first sequence is at or before the cursor.
+      let sequence = cursor.nextSequence
+      cursor.segment = names.last { LogFormat.firstSequence(ofSegmentNamed: $0)! <= sequence } ?? names[0]
+      cursor.offset = 0
+    }
+    var index = names.firstIndex(of: cursor.segment!)!
+    while true {
+      let name = names[index]
+      let isLast = index == names.count - 1
+      let bytes = try fileSystem.read(logDirectory + "/" + name, from: UInt64(cursor.offset))
+      let scan = SegmentScan(name: name, bytes: bytes, fileOffset: cursor.offset)
       if case .failure(let problem) = scan.header {
-        if name == names.last { break }  // being created right now
-        throw EventLog.corruption(segment: name, offset: 0, sequence: next, problem: "\(problem)")
+        if isLast { return }  // being created right now
+        throw EventLog.corruption(segment: name, offset: 0, sequence: cursor.nextSequence, problem: "\(problem)")
       }
-      for batch in scan.batches where batch.header.lastSequence >= next || batch.header.count == 0 {
-        let records = try scan.bytes.withUnsafeBytes { bytes throws(QueueError) in
-          switch LogFormat.decodeRecords(bytes, at: batch.offset, header: batch.header) {
-          case .success(let records): return records
+      for batch in scan.batches {
+        if batch.header.lastSequence >= cursor.nextSequence {
+          let records: [[UInt8]]
+          switch scan.records(of: batch) {
+          case .success(let decoded): records = decoded
           case .failure(let problem):
             throw EventLog.corruption(
               segment: name, offset: batch.offset, sequence: batch.header.baseSequence, problem: "\(problem)")
           }
-        }
-        for (index, payload) in records.enumerated() {
-          let recordSequence = batch.header.baseSequence + UInt64(index)
-          guard recordSequence >= next else { continue }
-          try body(LogRecord(sequence: recordSequence, payload: payload))
-          next = recordSequence + 1
+          for (position, payload) in records.enumerated() {
+            let sequence = batch.header.baseSequence + UInt64(position)
+            guard sequence >= cursor.nextSequence else { continue }
+            try body(LogRecord(sequence: sequence, payload: payload))
+            cursor.nextSequence = sequence + 1
+          }
         }
       }
-      if let stop = scan.stop, name != names.last || !scan.stopIsTornTail {
-        throw EventLog.corruption(segment: name, offset: stop.offset, sequence: next, problem: "\(stop.problem)")
+      cursor.offset = scan.endOfBatches
+      if let stop = scan.stop, !isLast || !scan.stopIsTornTail {
+        throw EventLog.corruption(
+          segment: name, offset: stop.offset, sequence: cursor.nextSequence, problem: "\(stop.problem)")
       }
+      guard !isLast else { return }
+      index += 1
+      cursor.segment = names[index]
+      cursor.offset = 0
     }
-    return next
+  }
+
+  /// Delivers every record from `sequence` on and then each new one as it is appended, until `body`
+  /// returns false or the task is cancelled. Checks for new records every `pollInterval`, so it works
+  /// across processes.
+  public func follow(
+    from sequence: UInt64 = 1, pollInterval: Duration = .milliseconds(20),
+    _ body: (LogRecord) async throws -> Bool
+  ) async throws {
+    var cursor = LogCursor(from: sequence)
+    while !Task.isCancelled {
+      var batch: [LogRecord] = []
+      try read(&cursor) { batch.append($0) }
+      for record in batch {
+        guard try await body(record) else { return }
+      }
+      if batch.isEmpty { try await Task.sleep(for: pollInterval) }
+    }
   }
 }

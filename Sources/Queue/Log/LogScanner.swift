@@ -14,32 +14,47 @@ struct SegmentStop: Sendable {
 }
 
 /// Reads the batches of one segment's bytes, checking lengths and checksums.
+///
+/// `bytes` may start at a later frame boundary (`fileOffset`), when a reader continues where it
+/// stopped; offsets in batches and stops are always file offsets.
 struct SegmentScan {
   let name: String
   let bytes: [UInt8]
+  /// The file offset of `bytes[0]`.
+  let fileOffset: Int
   /// The first sequence in the header, or why the header is invalid.
   let header: Result<UInt64, LogFormat.HeaderProblem>
   var batches: [LocatedBatch] = []
   var stop: SegmentStop?
 
-  init(name: String, bytes: [UInt8], from startOffset: Int = LogFormat.segmentHeaderSize) {
+  init(name: String, bytes: [UInt8], fileOffset: Int = 0) {
     self.name = name
     self.bytes = bytes
-    header = bytes.withUnsafeBytes { LogFormat.parseSegmentHeader($0) }
+    self.fileOffset = fileOffset
+    if fileOffset == 0 {
+      header = bytes.withUnsafeBytes { LogFormat.parseSegmentHeader($0) }
+    } else {
+      header = .success(LogFormat.firstSequence(ofSegmentNamed: name) ?? 0)
+    }
     guard case .success = header else { return }
-    var offset = max(startOffset, LogFormat.segmentHeaderSize)
+    var local = fileOffset == 0 ? LogFormat.segmentHeaderSize : 0
     bytes.withUnsafeBytes { buffer in
-      while offset < buffer.count {
-        switch LogFormat.parseBatch(buffer, at: offset) {
+      while local < buffer.count {
+        switch LogFormat.parseBatch(buffer, at: local) {
         case .success(let header):
-          batches.append(LocatedBatch(segment: name, offset: offset, header: header))
-          offset += header.frameSize
+          batches.append(LocatedBatch(segment: name, offset: fileOffset + local, header: header))
+          local += header.frameSize
         case .failure(let problem):
-          stop = SegmentStop(offset: offset, problem: problem)
+          stop = SegmentStop(offset: fileOffset + local, problem: problem)
           return
         }
       }
     }
+  }
+
+  /// File offset just past the last complete batch.
+  var endOfBatches: Int {
+    batches.last.map { $0.offset + $0.header.frameSize } ?? max(fileOffset, LogFormat.segmentHeaderSize)
   }
 
   /// True when the bytes from the stop on look like an interrupted append rather than damage:
@@ -53,8 +68,9 @@ struct SegmentScan {
       return false
     case .badChecksum:
       return bytes.withUnsafeBytes { buffer in
-        let declared = Int(buffer.loadLittleEndian(UInt32.self, at: stop.offset))
-        let next = stop.offset + declared
+        let local = stop.offset - fileOffset
+        let declared = Int(buffer.loadLittleEndian(UInt32.self, at: local))
+        let next = local + declared
         guard next < buffer.count else { return true }
         if case .success = LogFormat.parseBatch(buffer, at: next) { return false }
         return true
@@ -63,10 +79,14 @@ struct SegmentScan {
   }
 
   func frame(of batch: LocatedBatch) -> ArraySlice<UInt8> {
-    bytes[batch.offset..<(batch.offset + batch.header.frameSize)]
+    bytes[(batch.offset - fileOffset)..<(batch.offset - fileOffset + batch.header.frameSize)]
   }
 
   func hash(of batch: LocatedBatch) -> [UInt8] {
     frame(of: batch).withUnsafeBytes { LogFormat.hash(ofFrame: $0) }
+  }
+
+  func records(of batch: LocatedBatch) -> Result<[[UInt8]], FrameProblem> {
+    bytes.withUnsafeBytes { LogFormat.decodeRecords($0, at: batch.offset - fileOffset, header: batch.header) }
   }
 }

@@ -63,7 +63,7 @@ public struct LogVerifier: Sendable {
           return fail(
             batch.offset, "the hash chain breaks: this batch does not match the hash of its predecessor; \(culprit)")
         }
-        let decoded = scan.bytes.withUnsafeBytes { LogFormat.decodeRecords($0, at: batch.offset, header: header) }
+        let decoded = scan.records(of: batch)
         if case .failure(let problem) = decoded { return fail(batch.offset, "\(problem)") }
         previousHash = scan.hash(of: batch)
         previousBatch = "\(name) offset \(batch.offset), sequences \(header.baseSequence)–\(header.lastSequence)"
