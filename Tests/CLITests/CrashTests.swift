@@ -51,3 +51,24 @@ import Testing
     }
   }
 }
+
+@Suite struct LockTests {
+  @Test func aSecondWriterProcessFailsAtOnceNamingTheHolder() async throws {
+    try await withTemporaryDirectory { directory in
+      let first = try GPSProcess(["log", "append-stress", "--data-dir", directory.path, "--tasks", "1"])
+      await first.waitForOutput { stdout, _ in stdout.contains("ack ") }
+      let second = try await GPSProcess.run(["log", "append-stress", "--data-dir", directory.path])
+      #expect(second.status != 0)
+      #expect(
+        second.stderr.contains("data directory \(directory.path) is in use by process \(first.processIdentifier)"),
+        "\(second.stderr)")
+      #expect(second.stderr.filter { $0 == "\n" }.count == 1)
+      first.signal(SIGKILL)
+      _ = await first.waitForExit()
+      // Reading needs no lock: verify works while... and after a writer.
+      let verify = try await GPSProcess.run(["log", "verify", "--data-dir", directory.path])
+      #expect(verify.status == 0, "\(verify.stderr)")
+      #expect(verify.stdout.hasPrefix("log intact: "))
+    }
+  }
+}

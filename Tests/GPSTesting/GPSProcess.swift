@@ -27,8 +27,8 @@ public final class GPSProcess: Sendable {
     try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
     let stdoutURL = outputDirectory.appendingPathComponent("stdout")
     let stderrURL = outputDirectory.appendingPathComponent("stderr")
-    FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
-    FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
 
     process = Process()
     let (termination, terminated) = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(1))
