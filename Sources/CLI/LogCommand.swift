@@ -10,6 +10,15 @@ struct LogCommand: AsyncParsableCommand {
   )
 }
 
+/// Runs a queue operation; its error becomes the command's one-line failure.
+func queueCall<T>(_ body: () throws(QueueError) -> T) throws(CommandFailure) -> T {
+  do {
+    return try body()
+  } catch {
+    throw CommandFailure(error.message)
+  }
+}
+
 struct DataDirectoryOption: ParsableArguments {
   @Option(help: "The data directory (the log is in its log/ folder).")
   var dataDir = "data"
@@ -25,12 +34,7 @@ struct LogVerify: ParsableCommand {
   @OptionGroup var options: DataDirectoryOption
 
   func run() throws {
-    let report: VerifyReport
-    do {
-      report = try LogVerifier(directory: options.dataDir).verify()
-    } catch {
-      throw CommandFailure(error.message)
-    }
+    let report = try queueCall { () throws(QueueError) in try LogVerifier(directory: options.dataDir).verify() }
     if let problem = report.problem {
       throw CommandFailure("log verify failed: \(problem)")
     }
@@ -50,12 +54,7 @@ struct LogRepair: ParsableCommand {
   @OptionGroup var options: DataDirectoryOption
 
   func run() throws {
-    let report: RepairReport
-    do {
-      report = try EventLog.repair(directory: options.dataDir)
-    } catch {
-      throw CommandFailure(error.message)
-    }
+    let report = try queueCall { () throws(QueueError) in try EventLog.repair(directory: options.dataDir) }
     guard let segment = report.segment, let offset = report.offset else {
       printLine("nothing to repair: the log ends at sequence \(report.lastSequence)")
       return
@@ -84,12 +83,7 @@ struct LogAppendStress: AsyncParsableCommand {
   func run() async throws {
     var logOptions = LogOptions()
     logOptions.segmentSize = segmentSize
-    let log: EventLog
-    do {
-      log = try EventLog(directory: options.dataDir, options: logOptions)
-    } catch {
-      throw CommandFailure(error.message)
-    }
+    let log = try queueCall { () throws(QueueError) in try EventLog(directory: options.dataDir, options: logOptions) }
     let output = FileHandle.standardOutput
     try await withThrowingTaskGroup(of: Void.self) { group in
       for task in 0..<tasks {
