@@ -39,7 +39,13 @@ struct GPS: AsyncParsableCommand {
         .joined(separator: " ")
       var line = message.hasPrefix("Error: ") ? String(message.dropFirst("Error: ".count)) : message
       if error is CommandFailure == false, code.rawValue == ExitCode.validationFailure.rawValue {
-        line += " (see `gps help`)"
+        // ArgumentParser's full message ends with "See 'gps server a --help' for more information."
+        let full = fullMessage(for: error)
+        if let start = full.range(of: "See '"), let end = full[start.upperBound...].firstIndex(of: "'") {
+          line += " (see `\(full[start.upperBound..<end])`)"
+        } else {
+          line += " (see `gps --help`)"
+        }
       }
       writeStandardError("gps: error: \(line)\n")
       Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
