@@ -116,7 +116,9 @@ public struct ObjectStore: Sendable {
     }
     var hasher = SHA256()
     var size: UInt64 = 0
-    var buffer = [UInt8](repeating: 0, count: min(chunkSize, max(Int(info.st_size), 1)))
+    // One byte more than a small object, so reading it whole is seen as complete without a second
+    // allocation; objects larger than a chunk are read a chunk at a time.
+    var buffer = [UInt8](repeating: 0, count: min(chunkSize, Int(info.st_size) + 1))
     while true {
       let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
       if count < 0 {
@@ -127,7 +129,10 @@ public struct ObjectStore: Sendable {
       if count == 0 { break }
       buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
       size += UInt64(count)
-      if buffer.count < chunkSize, count == buffer.count { buffer = [UInt8](repeating: 0, count: chunkSize) }
+      if buffer.count < chunkSize, count == buffer.count {
+        // The object grew since fstat: continue with full chunks.
+        buffer = [UInt8](repeating: 0, count: chunkSize)
+      }
     }
     return ObjectDescription(url: url, sizeBytes: size, sha256: hasher.finalize().hexString)
   }
