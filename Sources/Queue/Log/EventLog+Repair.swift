@@ -46,15 +46,15 @@ extension EventLog {
       guard let cut else { continue }
       report.segment = name
       report.offset = cut
-      let side = path + ".removed-at-\(cut)"
-      try fileSystem.writeAtomically(side, contents: Array(scan.bytes[cut...]))
-      report.sideFiles.append(side)
       report.removedBytes += scan.bytes.count - cut
       if cut == 0 {
+        // Nothing of the segment is kept: set the whole file aside.
         try fileSystem.rename(path, to: path + ".removed")
-        try fileSystem.remove(side)
-        report.sideFiles[report.sideFiles.count - 1] = path + ".removed"
+        report.sideFiles.append(path + ".removed")
       } else {
+        let side = path + ".removed-at-\(cut)"
+        try fileSystem.writeAtomically(side, contents: Array(scan.bytes[cut...]))
+        report.sideFiles.append(side)
         try fileSystem.truncate(path, to: UInt64(cut))
       }
       for later in names[(index + 1)...] {

@@ -244,9 +244,9 @@ public final class EventLog: Sendable {
       return
     }
     let base = context.nextSequence
-    let records = batch.lazy.flatMap(\.records)
+    let records = batch.flatMap(\.records)
     let frame = LogFormat.encodeBatch(
-      baseSequence: base, records: Array(records), previousHash: context.lastHash,
+      baseSequence: base, records: records, previousHash: context.lastHash,
       compressionThreshold: options.compressionThreshold)
     let hash = frame.withUnsafeBytes { LogFormat.hash(ofFrame: $0) }
     do {
@@ -289,7 +289,7 @@ public final class EventLog: Sendable {
 
   /// Starts a new segment: syncs the old one, creates the file with its header, syncs file and directory.
   private func rollSegment(firstSequence: UInt64) throws(QueueError) {
-    if context.dirty || options.fsync == .none {
+    if context.dirty {
       try context.file.sync()
       context.dirty = false
     }

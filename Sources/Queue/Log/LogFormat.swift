@@ -16,8 +16,13 @@ public enum LogFormat {
 
   /// `00000000000000000042.seg` for a segment whose first sequence is 42.
   public static func segmentName(firstSequence: UInt64) -> String {
-    let digits = String(firstSequence)
-    return String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".seg"
+    paddedSequence(firstSequence) + ".seg"
+  }
+
+  /// A sequence as 20 decimal digits, so file names sort in sequence order.
+  public static func paddedSequence(_ sequence: UInt64) -> String {
+    let digits = String(sequence)
+    return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
   }
 
   /// The first sequence encoded in a segment file name, or nil for other files.

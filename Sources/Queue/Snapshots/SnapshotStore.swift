@@ -42,7 +42,7 @@ public struct SnapshotStore: Sendable {
     bytes.appendLittleEndian(CRC32C.checksum(snapshot.payload))
     bytes.appendLittleEndian(CRC32C.checksum(bytes))
     bytes.append(contentsOf: snapshot.payload)
-    let name = String(LogFormat.segmentName(firstSequence: snapshot.lastSequence).dropLast(4)) + ".snap"
+    let name = LogFormat.paddedSequence(snapshot.lastSequence) + ".snap"
     try fileSystem.writeAtomically(directory + "/" + name, contents: bytes)
     for old in try names().dropFirst(keep) { try fileSystem.remove(directory + "/" + old) }
   }
