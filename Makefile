@@ -11,9 +11,13 @@ PLUGINS_DIR  := tools/protoc-plugins
 PLUGINS_BIN  := $(PLUGINS_DIR)/.build/release
 PROTO_FILES  := $(shell find protos -name '*.proto' | sort)
 GENERATED    := Sources/RPC/Generated
+# The log's records are compiled into Queue (protobuf only: Queue knows nothing of gRPC).
+QUEUE_PROTOS := protos/gps/v1/events.proto
+QUEUE_GENERATED := Sources/Queue/Generated
+RPC_PROTOS   := $(filter-out $(QUEUE_PROTOS),$(PROTO_FILES))
 VENV         := .build-venv
 PYTHON       ?= python3
-LINT_PATHS   := Package.swift $(shell find Sources Tests -name '*.swift' -not -path '$(GENERATED)/*' | sort)
+LINT_PATHS   := Package.swift $(shell find Sources Tests Benchmarks -name '*.swift' -not -path '*/Generated/*' | sort)
 
 .PHONY: install build release test test-python lint format proto clean run bench soak deps venv
 
@@ -75,7 +79,13 @@ proto:
 	  --swift_out=$(GENERATED) \
 	  --grpc-swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
 	  --grpc-swift_out=$(GENERATED) \
-	  $(PROTO_FILES)
+	  $(RPC_PROTOS)
+	rm -rf $(QUEUE_GENERATED) && mkdir -p $(QUEUE_GENERATED)
+	protoc -Iprotos \
+	  --plugin=protoc-gen-swift=$(PLUGINS_BIN)/protoc-gen-swift \
+	  --swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
+	  --swift_out=$(QUEUE_GENERATED) \
+	  $(QUEUE_PROTOS)
 
 clean:
 	rm -rf .build $(VENV) $(PLUGINS_DIR)/.build

@@ -16,6 +16,7 @@ let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let lifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
 let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+let heap = Target.Dependency.product(name: "HeapModule", package: "swift-collections")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 
 let package = Package(
@@ -35,6 +36,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
   ],
@@ -54,7 +56,7 @@ let package = Package(
     ),
     .target(
       name: "Queue",
-      dependencies: ["CLZ4", "CCRC32C", logging, crypto],
+      dependencies: ["CLZ4", "CCRC32C", swiftProtobuf, heap, logging, crypto],
       swiftSettings: swiftSettings
     ),
     .target(
@@ -69,7 +71,7 @@ let package = Package(
     ),
     .executableTarget(
       name: "GPSBench",
-      dependencies: ["Queue"],
+      dependencies: ["Queue", swiftProtobuf],
       path: "Benchmarks/GPSBench",
       swiftSettings: swiftSettings
     ),
@@ -86,7 +88,7 @@ let package = Package(
     ),
     .testTarget(
       name: "QueueTests",
-      dependencies: ["Queue", "GPSTesting", crypto],
+      dependencies: ["Queue", "GPSTesting", crypto, swiftProtobuf],
       swiftSettings: swiftSettings
     ),
     .testTarget(

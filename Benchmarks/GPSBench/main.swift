@@ -121,7 +121,9 @@ func measureLog(directory: String, appenders: Int, seconds: Double, options: Log
 
 func runEvent(_ index: Int) -> [UInt8] {
   let types = ["RunEnqueued", "RunClaimed", "RunStarted", "TaskAttemptStarted", "TaskAttemptSucceeded", "RunCompleted"]
-  let run = String(format: "%08x-%04x-4%03x-a%03x-%012x", index / 6 * 2_654_435_761 & 0xffff_ffff, index / 6 % 65536, index / 6 % 4096, index / 6 % 4096, index / 6 * 40503)
+  let run = String(
+    format: "%08x-%04x-4%03x-a%03x-%012x", index / 6 * 2_654_435_761 & 0xffff_ffff, index / 6 % 65536, index / 6 % 4096,
+    index / 6 % 4096, index / 6 * 40503)
   let json = """
     {"seq":\(index + 1),"ts":"2026-11-26T15:\(String(format: "%02d", index / 6000 % 60)):\(String(format: "%02d.%06d", index / 100 % 60, index * 7919 % 1_000_000))Z","run_id":"\(run)","run_event":\(index % 6 + 1),"type":"\(types[index % 6])","deployment":"server-flow/MyPrefectDeployer","step":"\(index % 2 == 0 ? "prepare" : "process")","attempt":1,"scheduler":"sched-\(index % 4)","parameters":{"data_info":{"object_storage_urls":["a"],"dataset":"b"}}}
     """
@@ -156,7 +158,8 @@ struct Bench {
       }
       print(
         String(
-          format: "%9d  %9.0f  %7.3f  %7.3f  %13.1f  %19.0f  %6.2f", appenders, median(rates), median(p50s), median(p99s),
+          format: "%9d  %9.0f  %7.3f  %7.3f  %13.1f  %19.0f  %6.2f", appenders, median(rates), median(p50s),
+          median(p99s),
           median(perBatch), median(limits), median(ratios)))
     }
 
@@ -185,7 +188,10 @@ struct Bench {
     }
     let rate = median(replayRates)
     print("")
-    print(String(format: "replay: %.0f events/s, %.0f MB/s of payload (1,000,000 x 200-byte events, page cache)", rate, rate * 200 / 1e6))
+    print(
+      String(
+        format: "replay: %.0f events/s, %.0f MB/s of payload (1,000,000 x 200-byte events, page cache)", rate,
+        rate * 200 / 1e6))
 
     // Compression on run-like events, batched as the writer batches them.
     let events = (0..<25_600).map(runEvent)
@@ -193,11 +199,15 @@ struct Bench {
     var stored = 0
     for start in stride(from: 0, to: events.count, by: 256) {
       let frame = LogFormat.encodeBatch(
-        baseSequence: 1, records: events[start..<(start + 256)], previousHash: LogFormat.zeroHash, compressionThreshold: 4096)
+        baseSequence: 1, records: events[start..<(start + 256)], previousHash: LogFormat.zeroHash,
+        compressionThreshold: 4096)
       raw += events[start..<(start + 256)].reduce(0) { $0 + 4 + $1.count } + LogFormat.batchHeaderSize
       stored += frame.count
     }
-    print(String(format: "compression: run-like JSON events in batches of 256: %.2fx (%d -> %d bytes)", Double(raw) / Double(stored), raw, stored))
+    print(
+      String(
+        format: "compression: run-like JSON events in batches of 256: %.2fx (%d -> %d bytes)",
+        Double(raw) / Double(stored), raw, stored))
     try? FileManager.default.removeItem(atPath: directory)
   }
 }

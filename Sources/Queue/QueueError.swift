@@ -3,7 +3,7 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
   /// What kind of failure; compare with `==` in `catch` clauses.
   public struct Code: Sendable, Hashable, CustomStringConvertible {
     private enum Value: Sendable, Hashable {
-      case corrupt, io, locked, writerStopped, invalidArgument, closed
+      case corrupt, io, locked, writerStopped, invalidArgument, closed, illegalTransition, notFound, leaseLost
     }
 
     private let value: Value
@@ -20,6 +20,12 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
     public static let invalidArgument = Code(value: .invalidArgument)
     /// The log was closed.
     public static let closed = Code(value: .closed)
+    /// The event is not a legal transition of its run's state machine; nothing was written.
+    public static let illegalTransition = Code(value: .illegalTransition)
+    /// No run has that id.
+    public static let notFound = Code(value: .notFound)
+    /// The lease presented is no longer the run's lease (it expired, or another scheduler holds the run).
+    public static let leaseLost = Code(value: .leaseLost)
 
     public var description: String {
       switch value {
@@ -29,6 +35,9 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
       case .writerStopped: "writer stopped"
       case .invalidArgument: "invalid argument"
       case .closed: "closed"
+      case .illegalTransition: "illegal transition"
+      case .notFound: "not found"
+      case .leaseLost: "lease lost"
       }
     }
   }

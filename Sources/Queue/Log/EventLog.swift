@@ -64,10 +64,24 @@ public final class EventLog: Sendable {
   /// What opening repaired.
   public let recovery: RecoveryReport
 
+  /// What a durable submission got.
+  public struct Receipt: Sendable {
+    /// The sequences of its records.
+    public var sequences: ClosedRange<UInt64>
+    /// The SHA-256 of the batch frame, when the batch ends with these records (always so for a
+    /// submission that asked to end its batch); a snapshot of the state after them can be
+    /// tagged with it.
+    public var batchHash: [UInt8]?
+  }
+
+  /// Called once the records are durable or have failed.
+  public typealias Completion = @Sendable (Result<Receipt, QueueError>) -> Void
+
   private struct Pending {
     var records: [[UInt8]]
     var bytes: Int
-    var continuation: UnsafeContinuation<ClosedRange<UInt64>, any Error>
+    var endsBatch: Bool
+    var completion: Completion
   }
 
   private struct State {
@@ -79,6 +93,8 @@ public final class EventLog: Sendable {
     var writerWaiting = false
     var lastSequence: UInt64
     var lastHash: [UInt8]
+    /// The sequence the next submitted record gets: batches are written in submission order.
+    var nextSequence: UInt64
   }
 
   /// Only the writer thread touches these.
@@ -127,7 +143,10 @@ public final class EventLog: Sendable {
       context = WriterContext(
         file: file, segmentSize: recovered.segmentSize, nextSequence: recovered.lastSequence + 1,
         lastHash: recovered.lastHash)
-      state = Mutex(State(lastSequence: recovered.lastSequence, lastHash: recovered.lastHash))
+      state = Mutex(
+        State(
+          lastSequence: recovered.lastSequence, lastHash: recovered.lastHash,
+          nextSequence: recovered.lastSequence + 1))
     } catch {
       lock.unlock()
       throw error
@@ -141,34 +160,54 @@ public final class EventLog: Sendable {
   public var lastSequence: UInt64 { state.withLock { $0.lastSequence } }
   /// The SHA-256 of the last batch frame (zeros when the log is empty).
   public var lastBatchHash: [UInt8] { state.withLock { $0.lastHash } }
+  /// The last durable sequence and the hash of the batch that ends there, read together.
+  public var lastBatch: (sequence: UInt64, hash: [UInt8]) { state.withLock { ($0.lastSequence, $0.lastHash) } }
 
   /// Appends `records` as consecutive sequences and returns them once they are durable (per the
   /// fsync policy). Throws ``QueueError`` when the writer has stopped or the log is closed.
   public func append(_ records: [[UInt8]]) async throws -> ClosedRange<UInt64> {
-    guard !records.isEmpty else {
-      throw QueueError(code: .invalidArgument, message: "append needs at least one record")
-    }
-    let bytes = records.reduce(0) { $0 + 4 + $1.count }
-    return try await withUnsafeThrowingContinuation { continuation in
-      let (refusal, wake) = state.withLock { state -> (QueueError?, Bool) in
-        if let stopped = state.stopped { return (stopped, false) }
-        if state.closing {
-          return (QueueError(code: .closed, message: "the log is closed; reopen it to append"), false)
-        }
-        state.pending.append(Pending(records: records, bytes: bytes, continuation: continuation))
-        defer { state.writerWaiting = false }
-        return (nil, state.writerWaiting)
-      }
-      if let refusal {
-        continuation.resume(throwing: refusal)
-      } else if wake {
-        wakeUp.signal()
+    try await withUnsafeThrowingContinuation { continuation in
+      do {
+        try submit(records) { continuation.resume(with: $0.map(\.sequences)) }
+      } catch {
+        continuation.resume(throwing: error)
       }
     }
   }
 
-  /// Stops accepting appends, writes what is pending, syncs, and releases the lock.
-  public func close() {
+  /// Queues `records` for the next batch without waiting and returns the sequences they will have.
+  ///
+  /// Records are written in the order they are submitted, so a caller that submits under its own
+  /// lock knows the sequence of each record before it is durable. `completion` runs on the log's
+  /// acknowledger queue, in sequence order, once the records are durable or have failed; after a
+  /// failure nothing submitted later is written. With `endsBatch`, no later record joins their
+  /// batch, so the receipt carries the batch's hash.
+  @discardableResult
+  public func submit(
+    _ records: [[UInt8]], endsBatch: Bool = false, completion: @escaping Completion
+  ) throws(QueueError) -> ClosedRange<UInt64> {
+    guard !records.isEmpty else {
+      throw QueueError(code: .invalidArgument, message: "append needs at least one record")
+    }
+    let bytes = records.reduce(0) { $0 + 4 + $1.count }
+    let (result, wake) = state.withLock { state -> (Result<ClosedRange<UInt64>, QueueError>, Bool) in
+      if let stopped = state.stopped { return (.failure(stopped), false) }
+      if state.closing {
+        return (.failure(QueueError(code: .closed, message: "the log is closed; reopen it to append")), false)
+      }
+      state.pending.append(Pending(records: records, bytes: bytes, endsBatch: endsBatch, completion: completion))
+      let range = state.nextSequence...(state.nextSequence + UInt64(records.count) - 1)
+      state.nextSequence += UInt64(records.count)
+      defer { state.writerWaiting = false }
+      return (.success(range), state.writerWaiting)
+    }
+    if wake { wakeUp.signal() }
+    return try result.get()
+  }
+
+  /// Stops accepting appends, writes what is pending, syncs, runs `beforeUnlocking` (everything
+  /// acknowledged is durable then, and the directory still ours), and releases the lock.
+  public func close(beforeUnlocking: () -> Void = {}) {
     let alreadyClosing = state.withLock { state in
       defer { state.closing = true }
       return state.closing
@@ -179,6 +218,7 @@ public final class EventLog: Sendable {
     acknowledger.sync {}
     if options.fsync != .none, context.dirty { try? context.file.sync() }
     context.file.close()
+    beforeUnlocking()
     lock.unlock()
   }
 
@@ -197,6 +237,7 @@ public final class EventLog: Sendable {
           if count > 0 && size + pending.bytes > options.maxBatchBytes { break }
           size += pending.bytes
           count += 1
+          if pending.endsBatch { break }
         }
         let batch = Array(state.pending.prefix(count))
         state.pending.removeFirst(count)
@@ -240,7 +281,7 @@ public final class EventLog: Sendable {
 
   private func write(_ batch: [Pending]) {
     if let stopped = state.withLock({ $0.stopped }) {
-      for pending in batch { pending.continuation.resume(throwing: stopped) }
+      acknowledger.async { for pending in batch { pending.completion(.failure(stopped)) } }
       return
     }
     let base = context.nextSequence
@@ -279,10 +320,10 @@ public final class EventLog: Sendable {
     // writer can start the next batch at once.
     acknowledger.async {
       var next = base
-      for pending in batch {
+      for (index, pending) in batch.enumerated() {
         let range = next...(next + UInt64(pending.records.count) - 1)
         next += UInt64(pending.records.count)
-        pending.continuation.resume(returning: range)
+        pending.completion(.success(Receipt(sequences: range, batchHash: index == batch.count - 1 ? hash : nil)))
       }
     }
   }
@@ -315,6 +356,6 @@ public final class EventLog: Sendable {
       defer { state.pending = [] }
       return state.pending
     }
-    for pending in batch + waiting { pending.continuation.resume(throwing: stopped) }
+    acknowledger.async { for pending in batch + waiting { pending.completion(.failure(stopped)) } }
   }
 }

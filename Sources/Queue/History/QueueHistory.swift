@@ -1,0 +1,61 @@
+/// A point of the log's history: after a given event, or as of a wall-clock time.
+public enum PointInTime: Sendable, Hashable {
+  /// After the event with this sequence.
+  case sequence(UInt64)
+  /// After the last event at or before this time.
+  case time(Timestamp)
+}
+
+/// Reads the queue's history from the log, without the lock (a server may be writing): every event,
+/// and the state of the queue or of one run at any point.
+public struct QueueHistory: Sendable {
+  public let directory: String
+  let fileSystem: any FileSystem
+
+  public init(directory: String, fileSystem: any FileSystem = PosixFileSystem()) {
+    self.directory = directory
+    self.fileSystem = fileSystem
+  }
+
+  /// Calls `body` with every event from `sequence` on, in order, until it returns false.
+  public func events(from sequence: UInt64 = 1, _ body: (UInt64, RunEvent) throws -> Bool) throws {
+    struct Stop: Error {}
+    do {
+      try LogReader(directory: directory, fileSystem: fileSystem).read(from: sequence) { record in
+        guard try body(record.sequence, try RunEvent(record)) else { throw Stop() }
+      }
+    } catch is Stop {}
+  }
+
+  /// The queue's state at `point`: the newest snapshot that is not past it, plus the events after.
+  public func state(at point: PointInTime) throws(QueueError) -> QueueState {
+    let snapshots = SnapshotStore(directory: directory, fileSystem: fileSystem)
+    var state = QueueState()
+    if let snapshot = try snapshots.loadNewest(matching: LogReader(directory: directory, fileSystem: fileSystem))
+      .snapshot,
+      let decoded = QueueState(snapshotPayload: snapshot.payload), decoded.lastSequence == snapshot.lastSequence
+    {
+      let usable =
+        switch point {
+        case .sequence(let sequence): decoded.lastSequence <= sequence
+        case .time(let time): decoded.lastTime <= time
+        }
+      if usable { state = decoded }
+    }
+    do {
+      try events(from: state.lastSequence + 1) { sequence, event in
+        switch point {
+        case .sequence(let last): guard sequence <= last else { return false }
+        case .time(let time): guard event.time <= time else { return false }
+        }
+        try state.apply([event], firstSequence: sequence)
+        return true
+      }
+    } catch let error as QueueError {
+      throw error
+    } catch {
+      throw QueueError(code: .io, message: "reading the log failed: \(error)", cause: error)
+    }
+    return state
+  }
+}

@@ -1,0 +1,36 @@
+/// Concurrency limits: at most this many runs of a deployment, or with a tag, hold a lease at once.
+public struct ConcurrencyLimits: Sendable, Hashable {
+  public var deployments: [String: Int]
+  public var tags: [String: Int]
+
+  public init(deployments: [String: Int] = [:], tags: [String: Int] = [:]) {
+    self.deployments = deployments
+    self.tags = tags
+  }
+
+  /// The first limit that `run` would exceed if it were claimed now, or nil. Slots in use come from
+  /// the state (leased runs), so a crash can never leak one.
+  func fullSlot(for run: Run, in state: QueueState) -> ReadyIndex.Slot? {
+    if let limit = deployments[run.deployment], state.slotsByDeployment[run.deployment, default: 0] >= limit {
+      return .deployment(run.deployment)
+    }
+    for tag in run.tags {
+      if let limit = tags[tag], state.slotsByTag[tag, default: 0] >= limit { return .tag(tag) }
+    }
+    return nil
+  }
+}
+
+/// Options of a ``RunQueue``.
+public struct QueueOptions: Sendable {
+  public var log = LogOptions()
+  /// How long a claim holds a run without a heartbeat.
+  public var leaseDuration: Duration = .seconds(30)
+  /// A Scheduled run not claimed this long after its scheduled start is marked Late (Prefect: 15 s).
+  public var lateAfter: Duration = .seconds(15)
+  /// A snapshot is written after this many events (and at a clean close).
+  public var snapshotEvery = 200_000
+  public var limits = ConcurrencyLimits()
+
+  public init() {}
+}

@@ -1,0 +1,346 @@
+import Foundation
+import SwiftProtobuf
+import Synchronization
+
+/// A request to create a run.
+public struct EnqueueRequest: Sendable {
+  /// `flow/deployment`.
+  public var deployment: String
+  public var flow: String
+  /// The validated parameters as a JSON object, and as typed protobuf messages.
+  public var parametersJSON: String
+  public var parameters: [RunParameter]
+  /// Enqueueing the same key again returns the existing run; empty: no deduplication.
+  public var idempotencyKey = ""
+  public var tags: [String] = []
+  /// Higher runs first.
+  public var priority: Int32 = 0
+  /// When the run may start; nil: now.
+  public var scheduledStart: Timestamp?
+  public var crashPolicy = CrashPolicy()
+  public var enqueuedBy = ""
+  public var timeout: Duration = .zero
+  /// The new run's id; nil: a random UUID.
+  public var id: RunID?
+
+  public init(deployment: String, flow: String, parametersJSON: String = "{}", parameters: [RunParameter] = []) {
+    self.deployment = deployment
+    self.flow = flow
+    self.parametersJSON = parametersJSON
+    self.parameters = parameters
+  }
+}
+
+public struct EnqueueResult: Sendable {
+  public var run: Run
+  /// False when the idempotency key named an existing run, which is returned instead.
+  public var created: Bool
+}
+
+/// Names a run and the lease a scheduler holds it under; every report of the scheduler carries it.
+public struct LeaseToken: Sendable, Hashable {
+  public var runID: RunID
+  public var token: UInt64
+
+  public init(runID: RunID, token: UInt64) {
+    self.runID = runID
+    self.token = token
+  }
+}
+
+/// A run a scheduler claimed, and the lease it must present in heartbeats and reports.
+public struct Claim: Sendable {
+  public var run: Run
+  public var lease: Lease
+  public var token: LeaseToken { LeaseToken(runID: run.id, token: lease.token) }
+}
+
+public struct HeartbeatReply: Sendable, Hashable {
+  public var expiresAt: Timestamp
+  /// A user asked to cancel the run: stop its work and report ``RunEvent/OneOf_Kind/cancelled(_:)``.
+  public var cancelRequested: Bool
+}
+
+/// What one ``RunQueue/tick()`` did.
+public struct TickReport: Sendable, Hashable {
+  public var markedLate: [RunID] = []
+  public var leasesExpired: [RunID] = []
+}
+
+extension RunQueue {
+  /// Creates a run (Scheduled), or returns the run that already has the request's idempotency key.
+  public func enqueue(_ request: EnqueueRequest) async throws -> EnqueueResult {
+    guard !request.deployment.isEmpty, !request.flow.isEmpty else {
+      throw QueueError(code: .invalidArgument, message: "a run needs a deployment and a flow")
+    }
+    var created = false
+    let run = try await commit { locked, time throws(QueueError) in
+      if !request.idempotencyKey.isEmpty, let existing = locked.state.idempotencyKeys[request.idempotencyKey] {
+        return .unchanged(locked.state.runs[existing])
+      }
+      var event = Gps_V1_RunEnqueued()
+      event.deployment = request.deployment
+      event.flow = request.flow
+      event.parametersJson = request.parametersJSON
+      event.parameters = request.parameters.map { parameter in
+        var typed = Gps_V1_TypedParameter()
+        typed.name = parameter.name
+        typed.type = parameter.type
+        typed.value = Data(parameter.value)
+        return typed
+      }
+      event.idempotencyKey = request.idempotencyKey
+      event.tags = request.tags
+      event.priority = request.priority
+      event.scheduledStartMicros = (request.scheduledStart ?? time).micros
+      event.crashPolicy.maxRequeues = request.crashPolicy.maxRequeues
+      event.crashPolicy.requeueDelayMicros = request.crashPolicy.requeueDelay.micros
+      event.enqueuedBy = request.enqueuedBy
+      event.timeoutMicros = request.timeout.micros
+      created = true
+      return .write(request.id ?? RunID(), [.enqueued(event)])
+    }
+    return EnqueueResult(run: run!, created: created)
+  }
+
+  /// Claims the next ready run whose deployment and tags have a free concurrency slot: Pending,
+  /// under a lease of ``QueueOptions/leaseDuration``. Nil when no run is ready.
+  public func claim(scheduler: String) async throws -> Claim? {
+    guard !scheduler.isEmpty else {
+      throw QueueError(code: .invalidArgument, message: "a claim needs the scheduler's id")
+    }
+    let run = try await commit { [options] locked, time throws(QueueError) in
+      guard let run = locked.index.next(in: locked.state, now: time, limits: options.limits) else {
+        return .unchanged(nil)
+      }
+      var claimed = Gps_V1_RunClaimed()
+      claimed.scheduler = scheduler
+      claimed.leaseExpiresMicros = (time + options.leaseDuration).micros
+      return .write(run.id, [.claimed(claimed)])
+    }
+    return run.map { Claim(run: $0, lease: $0.lease!) }
+  }
+
+  /// Renews a lease for ``QueueOptions/leaseDuration`` from now. Renewals are kept in memory, not
+  /// logged: after a restart every lease gets a full duration from the restart.
+  public func heartbeat(_ lease: LeaseToken) throws(QueueError) -> HeartbeatReply {
+    try locked.withLock { locked throws(QueueError) in
+      let run = try Self.leased(lease, in: locked.state)
+      let expiresAt = clock.now() + options.leaseDuration
+      locked.index.leaseDeadlines[run.id] = expiresAt
+      return HeartbeatReply(expiresAt: expiresAt, cancelRequested: run.state == .cancelling)
+    }
+  }
+
+  /// Records what the scheduler holding `lease` did: the run started, a step attempt started,
+  /// succeeded or failed, a retry was scheduled, or the run ended (completed, failed, timed out,
+  /// cancelled after a request, crashed). Refused with ``QueueError/Code-swift.struct/leaseLost`` when
+  /// the lease is no longer the run's, and with `illegalTransition` when the event does not follow.
+  @discardableResult
+  public func report(_ lease: LeaseToken, _ event: RunEvent.OneOf_Kind) async throws -> Run {
+    switch event {
+    case .started, .attemptStarted, .attemptSucceeded, .attemptFailed, .retryScheduled, .completed, .failed,
+      .timedOut, .cancelled, .crashed:
+      break
+    default:
+      throw QueueError(
+        code: .invalidArgument, message: "a scheduler cannot report \(RunEvent.with { $0.kind = event }.typeName)")
+    }
+    return try await commit { locked, _ throws(QueueError) in
+      _ = try Self.leased(lease, in: locked.state)
+      return .write(lease.runID, [event])
+    }!
+  }
+
+  /// Cancels a run: at once when no scheduler holds it, otherwise through Cancelling (its scheduler
+  /// sees the request in its next heartbeat). Cancelling a run that is Cancelling changes nothing.
+  @discardableResult
+  public func cancel(_ id: RunID, by requester: String, reason: String = "") async throws -> Run {
+    try await commit { locked, _ throws(QueueError) in
+      guard let run = locked.state.runs[id] else { throw Self.unknown(id) }
+      if run.state == .cancelling { return .unchanged(run) }
+      let why = reason.isEmpty ? "cancelled by \(requester)" : "cancelled by \(requester): \(reason)"
+      if run.lease != nil {
+        var request = Gps_V1_CancelRequested()
+        request.requestedBy = requester
+        request.reason = why
+        return .write(id, [.cancelRequested(request)])
+      }
+      var cancelled = Gps_V1_RunCancelled()
+      cancelled.reason = why
+      return .write(id, [.cancelled(cancelled)])
+    }!
+  }
+
+  /// Runs a Failed, Crashed, TimedOut or Cancelled run again, under the same id: Scheduled now.
+  @discardableResult
+  public func retry(_ id: RunID, by requester: String) async throws -> Run {
+    try await commit { locked, time throws(QueueError) in
+      guard locked.state.runs[id] != nil else { throw Self.unknown(id) }
+      var retried = Gps_V1_RunRetried()
+      retried.requestedBy = requester
+      retried.scheduledStartMicros = time.micros
+      return .write(id, [.retried(retried)])
+    }!
+  }
+
+  /// Does what the clock has made due: marks Scheduled runs Late, and expires leases that were not
+  /// renewed, making each run Crashed, re-queued by its crash policy, or (when Cancelling) Cancelled.
+  @discardableResult
+  public func tick() async throws -> TickReport {
+    let now = clock.now()
+    let (late, expired) = locked.withLock { locked in
+      (
+        locked.index.dueLate(in: locked.state, now: now),
+        locked.index.leaseDeadlines.filter { $0.value <= now }.map(\.key).sorted()
+      )
+    }
+    var report = TickReport()
+    for id in late {
+      let marked = try await commit { locked, _ throws(QueueError) in
+        guard let run = locked.state.runs[id], run.state == .scheduled, run.lease == nil else { return .unchanged(nil) }
+        var event = Gps_V1_RunMarkedLate()
+        event.scheduledStartMicros = run.scheduledStart.micros
+        return .write(id, [.markedLate(event)])
+      }
+      if marked != nil { report.markedLate.append(id) }
+    }
+    for id in expired {
+      let run = try await commit { locked, time throws(QueueError) in
+        guard let run = locked.state.runs[id], let lease = run.lease,
+          let deadline = locked.index.leaseDeadlines[id], deadline <= time
+        else { return .unchanged(nil) }
+        var expiry = Gps_V1_LeaseExpired()
+        expiry.scheduler = lease.scheduler
+        expiry.expiredAtMicros = deadline.micros
+        let lost = "scheduler \(lease.scheduler) stopped heartbeating; its lease expired at \(deadline)"
+        let resolution: RunEvent.OneOf_Kind
+        if run.state == .cancelling {
+          resolution = .cancelled(.with { $0.reason = "\(run.stateMessage) (\(lost))" })
+        } else if run.requeues < run.crashPolicy.maxRequeues {
+          resolution = .requeued(
+            .with {
+              $0.reason = "\(lost); re-queued (\(run.requeues + 1) of \(run.crashPolicy.maxRequeues))"
+              $0.scheduledStartMicros = (time + run.crashPolicy.requeueDelay).micros
+            })
+        } else {
+          resolution = .crashed(.with { $0.reason = lost })
+        }
+        return .write(id, [.leaseExpired(expiry), resolution])
+      }
+      if run != nil { report.leasesExpired.append(id) }
+    }
+    return report
+  }
+
+  // MARK: The commit path
+
+  enum Plan {
+    /// Append these events of one run, then return the run.
+    case write(RunID, [RunEvent.OneOf_Kind])
+    /// Nothing to write; return this.
+    case unchanged(Run?)
+  }
+
+  static func unknown(_ id: RunID) -> QueueError {
+    QueueError(code: .notFound, message: "no run has the id \(id); `gps flow-run ls` lists runs")
+  }
+
+  static func leased(_ lease: LeaseToken, in state: QueueState) throws(QueueError) -> Run {
+    guard let run = state.runs[lease.runID] else { throw unknown(lease.runID) }
+    guard let current = run.lease, current.token == lease.token else {
+      let holder =
+        run.lease.map { "it is now held by \($0.scheduler)" } ?? "it is \(run.state) and held by no scheduler"
+      throw QueueError(
+        code: .leaseLost,
+        message: "run \(run.id) is no longer held under lease \(lease.token) (\(holder)); stop working on it")
+    }
+    return run
+  }
+
+  /// Plans a change under the lock, validates it with the reducer, submits its events to the log
+  /// and applies them, then waits (without the lock) until they are durable.
+  func commit(_ plan: @escaping (inout Locked, Timestamp) throws(QueueError) -> Plan) async throws -> Run? {
+    try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Run?, any Error>) in
+      let immediate = locked.withLock { locked -> Result<Run?, QueueError>? in
+        do throws(QueueError) {
+          if let failure = locked.failure { throw failure }
+          if locked.closed { throw QueueError(code: .closed, message: "the queue is closed") }
+          let time = max(clock.now(), locked.state.lastTime)
+          switch try plan(&locked, time) {
+          case .unchanged(let run):
+            return .success(run)
+          case .write(let id, let kinds):
+            try write(id, kinds, at: time, into: &locked) { continuation.resume(with: $0.mapError { $0 }) }
+            return nil
+          }
+        } catch {
+          return .failure(error)
+        }
+      }
+      if let immediate { continuation.resume(with: immediate.mapError { $0 }) }
+    }
+  }
+
+  private func write(
+    _ id: RunID, _ kinds: [RunEvent.OneOf_Kind], at time: Timestamp, into locked: inout Locked,
+    completion: @escaping @Sendable (Result<Run?, QueueError>) -> Void
+  ) throws(QueueError) {
+    let first = (locked.state.runs[id]?.eventCount ?? 0) + 1
+    let idBytes = Data(id.bytes)
+    let events = kinds.enumerated().map { offset, kind in
+      RunEvent.with {
+        $0.timeMicros = time.micros
+        $0.runID = idBytes
+        $0.runEvent = first + UInt32(offset)
+        $0.kind = kind
+      }
+    }
+    let change = try locked.state.prepare(events, firstSequence: locked.nextSequence)
+    let records: [[UInt8]]
+    do {
+      records = try events.map { try $0.serializedBytes() }
+    } catch {
+      throw QueueError(code: .invalidArgument, message: "an event does not encode: \(error)", cause: error)
+    }
+    locked.eventsSinceSnapshot += events.count
+    let snapshotState: QueueState? =
+      if !locked.snapshotInFlight, locked.eventsSinceSnapshot >= options.snapshotEvery {
+        {
+          var copy = locked.state
+          copy.commit(change)
+          return copy
+        }()
+      } else {
+        nil
+      }
+    let after = change.after
+    let range = try log.submit(records, endsBatch: snapshotState != nil) { [self] result in
+      switch result {
+      case .success(let receipt):
+        if let snapshotState, let hash = receipt.batchHash { writeSnapshot(snapshotState, batchHash: hash) }
+        completion(.success(after))
+      case .failure(let error):
+        self.locked.withLock { $0.failure = $0.failure ?? error }
+        completion(.failure(error))
+      }
+    }
+    precondition(range.lowerBound == locked.nextSequence, "the queue is the log's only writer")
+    locked.nextSequence = range.upperBound + 1
+    if snapshotState != nil {
+      locked.snapshotInFlight = true
+      locked.eventsSinceSnapshot = 0
+    }
+    locked.state.commit(change)
+    locked.index.track(after, now: time, lateAfter: options.lateAfter)
+    if let before = change.before, before.holdsSlot, !after.holdsSlot { locked.index.release(slotsOf: before) }
+  }
+
+  private func writeSnapshot(_ state: QueueState, batchHash: [UInt8]) {
+    snapshotWriter.async { [self] in
+      try? snapshots.write(
+        Snapshot(lastSequence: state.lastSequence, batchHash: batchHash, payload: state.snapshotPayload()))
+      locked.withLock { $0.snapshotInFlight = false }
+    }
+  }
+}

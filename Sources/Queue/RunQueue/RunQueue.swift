@@ -1,0 +1,143 @@
+import Dispatch
+import Synchronization
+
+/// What opening a queue found.
+public struct StartupReport: Sendable {
+  /// The snapshot loaded (its last sequence), or nil when the whole log was replayed.
+  public var snapshotSequence: UInt64?
+  /// Snapshots skipped because they were damaged, unreadable or did not match the log.
+  public var skippedSnapshots: [String]
+  /// Events replayed after the snapshot.
+  public var replayedEvents: UInt64
+  public var recovery: RecoveryReport
+}
+
+/// The live, event-sourced run queue of one data directory.
+///
+/// Every command is validated against the current state by the same pure reducer replay uses
+/// (``QueueState/apply(_:firstSequence:)``), appended to the ``EventLog`` and applied, all under one
+/// lock, so events are applied in log order and an illegal transition is refused before anything
+/// is written. The caller resumes once its events are durable. Concurrent commands share group
+/// commits.
+///
+/// Queries see commands whose events are being made durable (at most one group commit ahead of the
+/// disk). If a write fails, the log stops and so does the queue: reopen it to continue from what is
+/// durable.
+public final class RunQueue: Sendable {
+  public let directory: String
+  public let options: QueueOptions
+  public let startup: StartupReport
+  let log: EventLog
+  let clock: any WallClock
+  let snapshots: SnapshotStore
+  let locked: Mutex<Locked>
+  let snapshotWriter = DispatchQueue(label: "gps-snapshot-writer")
+
+  struct Locked {
+    var state: QueueState
+    var index: ReadyIndex
+    /// The sequence the next event gets.
+    var nextSequence: UInt64
+    var eventsSinceSnapshot = 0
+    var snapshotInFlight = false
+    var failure: QueueError?
+    var closed = false
+  }
+
+  /// Opens the queue in `directory`: takes its lock, recovers the log, loads the newest snapshot
+  /// that matches the log and replays the events after it.
+  public init(
+    directory: String, options: QueueOptions = QueueOptions(), clock: any WallClock = SystemClock(),
+    fileSystem: any FileSystem = PosixFileSystem()
+  ) throws(QueueError) {
+    self.directory = directory
+    self.options = options
+    self.clock = clock
+    log = try EventLog(directory: directory, options: options.log, fileSystem: fileSystem)
+    snapshots = SnapshotStore(directory: directory, fileSystem: fileSystem)
+    do throws(QueueError) {
+      let loaded = try Self.load(directory: directory, snapshots: snapshots, fileSystem: fileSystem)
+      guard loaded.state.lastSequence == log.lastSequence else {
+        throw QueueError(
+          code: .corrupt,
+          message:
+            "replay ended at event \(loaded.state.lastSequence) but the log holds \(log.lastSequence) events; run `gps log verify`"
+        )
+      }
+      startup = StartupReport(
+        snapshotSequence: loaded.snapshotSequence, skippedSnapshots: loaded.skipped,
+        replayedEvents: loaded.state.lastSequence - (loaded.snapshotSequence ?? 0), recovery: log.recovery)
+      let index = ReadyIndex(
+        state: loaded.state, now: clock.now(), lateAfter: options.lateAfter, grace: options.leaseDuration)
+      locked = Mutex(Locked(state: loaded.state, index: index, nextSequence: loaded.state.lastSequence + 1))
+    } catch {
+      log.close()
+      throw error
+    }
+  }
+
+  /// The newest matching snapshot plus the log after it.
+  static func load(
+    directory: String, snapshots: SnapshotStore, fileSystem: any FileSystem, through last: UInt64 = .max
+  ) throws(QueueError) -> (state: QueueState, snapshotSequence: UInt64?, skipped: [String]) {
+    let reader = LogReader(directory: directory, fileSystem: fileSystem)
+    let (snapshot, skippedByStore) = try snapshots.loadNewest(matching: reader)
+    var skipped = skippedByStore
+    var state = QueueState()
+    var snapshotSequence: UInt64?
+    if let snapshot, snapshot.lastSequence <= last {
+      if let decoded = QueueState(snapshotPayload: snapshot.payload), decoded.lastSequence == snapshot.lastSequence {
+        state = decoded
+        snapshotSequence = snapshot.lastSequence
+      } else {
+        skipped.append("snapshot at \(snapshot.lastSequence): written by another version of GPS")
+      }
+    }
+    try replay(reader, into: &state, through: last)
+    return (state, snapshotSequence, skipped)
+  }
+
+  static func replay(_ reader: LogReader, into state: inout QueueState, through last: UInt64) throws(QueueError) {
+    struct Done: Error {}
+    do {
+      try reader.read(from: state.lastSequence + 1) { record in
+        guard record.sequence <= last else { throw Done() }
+        try state.apply(record)
+      }
+    } catch is Done {
+    } catch let error as QueueError {
+      throw error
+    } catch {
+      throw QueueError(code: .io, message: "reading the log failed: \(error)", cause: error)
+    }
+  }
+
+  /// A copy of the whole state.
+  public var state: QueueState { locked.withLock { $0.state } }
+
+  public func run(_ id: RunID) -> Run? { locked.withLock { $0.state.runs[id] } }
+
+  /// The earliest time ``tick()`` has something to do (a start, a lateness mark, a lease expiry).
+  public var nextDeadline: Timestamp? { locked.withLock { $0.index.nextDeadline } }
+
+  /// Writes pending events and (unless told not to, e.g. to test recovery from periodic snapshots)
+  /// a snapshot of the final state, and releases the directory.
+  public func close(writingSnapshot: Bool = true) {
+    let alreadyClosed = locked.withLock { locked in
+      defer { locked.closed = true }
+      return locked.closed
+    }
+    guard !alreadyClosed else { return }
+    log.close { [self] in
+      snapshotWriter.sync {}
+      let (state, failure) = locked.withLock { ($0.state, $0.failure) }
+      let last = log.lastBatch
+      if writingSnapshot, failure == nil, last.sequence == state.lastSequence, last.sequence > 0 {
+        try? snapshots.write(
+          Snapshot(lastSequence: last.sequence, batchHash: last.hash, payload: state.snapshotPayload()))
+      }
+    }
+  }
+
+  deinit { close() }
+}

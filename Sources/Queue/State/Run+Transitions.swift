@@ -1,0 +1,248 @@
+/// Why an event cannot apply to a run: the transition and the reason, in words.
+struct TransitionError: Error {
+  var message: String
+}
+
+extension Run {
+  /// The run created by its `RunEnqueued` event.
+  init(id: RunID, enqueued event: Gps_V1_RunEnqueued, time: Timestamp, sequence: UInt64) {
+    self.id = id
+    deployment = event.deployment
+    flow = event.flow
+    parametersJSON = event.parametersJson
+    parameters = event.parameters.map { RunParameter(name: $0.name, type: $0.type, value: Array($0.value)) }
+    idempotencyKey = event.idempotencyKey
+    tags = event.tags
+    priority = event.priority
+    crashPolicy = CrashPolicy(
+      maxRequeues: event.crashPolicy.maxRequeues, requeueDelay: .microseconds(event.crashPolicy.requeueDelayMicros))
+    enqueuedBy = event.enqueuedBy
+    enqueuedAt = time
+    timeout = .microseconds(event.timeoutMicros)
+    state = .scheduled
+    stateSince = time
+    stateMessage = ""
+    scheduledStart = Timestamp(micros: event.scheduledStartMicros)
+    lease = nil
+    orphaned = false
+    startedAt = nil
+    step = ""
+    stepAttempt = 0
+    attempts = 0
+    eventCount = 1
+    firstSequence = sequence
+    lastSequence = sequence
+    claims = 0
+    requeues = 0
+    userRetries = 0
+    result = []
+    resultType = ""
+  }
+
+  /// Applies one event of this run, or explains why the transition is illegal. Pure: the same
+  /// function serves the live queue, replay and audit.
+  mutating func apply(_ event: RunEvent, sequence: UInt64) throws(TransitionError) {
+    let time = event.time
+    let name = event.typeName
+    func refuse(_ why: String) -> TransitionError {
+      TransitionError(message: "run \(id): \(name) is not allowed while the run is \(state): \(why)")
+    }
+    guard event.runEvent == eventCount + 1 else {
+      throw TransitionError(
+        message: "run \(id): event number \(event.runEvent) follows \(eventCount); run events are numbered without gaps"
+      )
+    }
+    if orphaned {
+      switch event.kind {
+      case .crashed, .requeued, .cancelled: break
+      default: throw refuse("its lease expired, so the next event must be RunCrashed, RunRequeued or RunCancelled")
+      }
+    }
+    var next = self
+    next.eventCount += 1
+    next.lastSequence = sequence
+    let previousState = state
+    /// The new state's message; set by events that carry a reason.
+    var message: String?
+
+    switch event.kind {
+    case .enqueued:
+      throw refuse("the run already exists (enqueued at sequence \(firstSequence))")
+
+    case .markedLate:
+      guard state == .scheduled, lease == nil else {
+        throw refuse("only a Scheduled run waiting in the queue can be Late")
+      }
+      next.state = .late
+
+    case .claimed(let claim):
+      guard isClaimable else {
+        throw refuse(
+          lease != nil
+            ? "it is already claimed by \(lease!.scheduler)"
+            : "only a Scheduled, Late or re-queued AwaitingRetry run can be claimed")
+      }
+      guard scheduledStart <= time else {
+        throw refuse("its scheduled start \(scheduledStart) has not come (claimed at \(time))")
+      }
+      next.state = .pending
+      next.lease = Lease(
+        scheduler: claim.scheduler, token: sequence, expiresAt: Timestamp(micros: claim.leaseExpiresMicros))
+      next.claims += 1
+
+    case .leaseExpired:
+      guard lease != nil else { throw refuse("the run holds no lease") }
+      next.lease = nil
+      next.orphaned = true
+
+    case .started:
+      guard state == .pending, lease != nil else { throw refuse("only a claimed Pending run can start") }
+      next.state = .running
+      next.startedAt = time
+      next.step = ""
+      next.stepAttempt = 0
+
+    case .attemptStarted(let attempt):
+      guard lease != nil else { throw refuse("the run holds no lease") }
+      switch state {
+      case .running, .retrying:
+        if attempt.attempt == 1 {
+          next.state = .running
+        } else {
+          guard attempt.step == step, attempt.attempt == stepAttempt + 1 else {
+            throw refuse(
+              "attempt \(attempt.attempt) of step \(attempt.step) does not follow attempt \(stepAttempt) of step \(step)"
+            )
+          }
+          next.state = .retrying
+        }
+      case .awaitingRetry:
+        guard attempt.step == step, attempt.attempt == stepAttempt + 1 else {
+          throw refuse("the retry awaited is attempt \(stepAttempt + 1) of step \(step)")
+        }
+        next.state = .retrying
+      default:
+        throw refuse("a step attempt needs a Running run")
+      }
+      next.step = attempt.step
+      next.stepAttempt = attempt.attempt
+      next.attempts += 1
+
+    case .attemptSucceeded(let outcome):
+      guard lease != nil, [.running, .retrying, .cancelling].contains(state) else {
+        throw refuse("no step attempt is running")
+      }
+      guard outcome.step == step, outcome.attempt == stepAttempt else {
+        throw refuse("the attempt running is \(stepAttempt) of step \(step), not \(outcome.attempt) of \(outcome.step)")
+      }
+
+    case .attemptFailed(let outcome):
+      guard lease != nil, [.running, .retrying, .cancelling].contains(state) else {
+        throw refuse("no step attempt is running")
+      }
+      guard outcome.step == step, outcome.attempt == stepAttempt else {
+        throw refuse("the attempt running is \(stepAttempt) of step \(step), not \(outcome.attempt) of \(outcome.step)")
+      }
+
+    case .retryScheduled(let retry):
+      guard lease != nil, state == .running || state == .retrying else {
+        throw refuse("only a Running or Retrying run can schedule a step retry")
+      }
+      guard retry.step == step, retry.nextAttempt == stepAttempt + 1 else {
+        throw refuse(
+          "the next attempt of step \(step) is \(stepAttempt + 1), not \(retry.nextAttempt) of \(retry.step)")
+      }
+      next.state = .awaitingRetry
+      next.scheduledStart = Timestamp(micros: retry.retryAtMicros)
+
+    case .completed(let completed):
+      guard lease != nil, [.running, .retrying, .cancelling].contains(state) else {
+        throw refuse("only a Running run can complete")
+      }
+      next.state = completed.cached ? .cached : .completed
+      next.result = Array(completed.result)
+      next.resultType = completed.resultType
+      next.lease = nil
+
+    case .failed(let failed):
+      try finishExecution(&next, as: .failed, refuse: refuse)
+      message = failed.reason
+
+    case .timedOut(let timedOut):
+      try finishExecution(&next, as: .timedOut, refuse: refuse)
+      message = timedOut.reason
+
+    case .cancelRequested(let request):
+      guard lease != nil, [.pending, .running, .retrying, .awaitingRetry].contains(state) else {
+        throw refuse(
+          state == .cancelling
+            ? "cancellation was already requested"
+            : "only a claimed run is cancelled through Cancelling; an unclaimed one is cancelled at once")
+      }
+      next.state = .cancelling
+      message = request.reason
+
+    case .cancelled(let cancelled):
+      guard state == .cancelling || isClaimable else {
+        throw refuse("a run executing must pass through Cancelling; a finished run cannot be cancelled")
+      }
+      next.state = .cancelled
+      message = cancelled.reason
+      next.lease = nil
+      next.orphaned = false
+
+    case .crashed(let crashed):
+      guard lease != nil || orphaned else { throw refuse("only a run that a scheduler holds (or held) can crash") }
+      next.state = .crashed
+      message = crashed.reason
+      next.lease = nil
+      next.orphaned = false
+
+    case .requeued(let requeued):
+      guard orphaned else { throw refuse("only a run whose lease expired is re-queued") }
+      guard requeues < crashPolicy.maxRequeues else {
+        throw refuse("its crash policy allows \(crashPolicy.maxRequeues) re-queues and \(requeues) were used")
+      }
+      next.state = .awaitingRetry
+      message = requeued.reason
+      next.scheduledStart = Timestamp(micros: requeued.scheduledStartMicros)
+      next.orphaned = false
+      next.requeues += 1
+      next.step = ""
+      next.stepAttempt = 0
+      next.startedAt = nil
+
+    case .retried(let retried):
+      guard [.failed, .crashed, .timedOut, .cancelled].contains(state) else {
+        throw refuse("only a Failed, Crashed, TimedOut or Cancelled run can be retried")
+      }
+      next.state = .scheduled
+      message = "retried by \(retried.requestedBy)"
+      next.scheduledStart = Timestamp(micros: retried.scheduledStartMicros)
+      next.userRetries += 1
+      next.step = ""
+      next.stepAttempt = 0
+      next.startedAt = nil
+      next.result = []
+      next.resultType = ""
+
+    case nil:
+      throw TransitionError(message: "run \(id): an event of an unknown type (written by a newer GPS?)")
+    }
+    if next.state != previousState {
+      next.stateSince = time
+      next.stateMessage = message ?? ""
+    }
+    self = next
+  }
+
+  private func finishExecution(
+    _ next: inout Run, as final: RunState, refuse: (String) -> TransitionError
+  ) throws(TransitionError) {
+    guard lease != nil, [.pending, .running, .retrying, .awaitingRetry, .cancelling].contains(state) else {
+      throw refuse("only a run that a scheduler holds can end as \(final)")
+    }
+    next.state = final
+    next.lease = nil
+  }
+}

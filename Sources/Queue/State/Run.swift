@@ -1,0 +1,95 @@
+/// One event of the log with the types used throughout GPS (generated from `protos/gps/v1/events.proto`).
+public typealias RunEvent = Gps_V1_Event
+
+/// A typed parameter of a run: the protobuf message its JSON was validated into.
+public struct RunParameter: Sendable, Hashable {
+  public var name: String
+  /// Full protobuf message name, e.g. `gps.v1.DataInfo`.
+  public var type: String
+  public var value: [UInt8]
+
+  public init(name: String, type: String, value: [UInt8]) {
+    self.name = name
+    self.type = type
+    self.value = value
+  }
+}
+
+/// What happens when a run's scheduler disappears.
+public struct CrashPolicy: Sendable, Hashable {
+  /// How many times the run is re-queued before it is left Crashed (0: never).
+  public var maxRequeues: UInt32
+  /// How long after the crash the re-queued run becomes ready.
+  public var requeueDelay: Duration
+
+  public init(maxRequeues: UInt32 = 0, requeueDelay: Duration = .zero) {
+    self.maxRequeues = maxRequeues
+    self.requeueDelay = requeueDelay
+  }
+}
+
+/// The lease under which one scheduler executes a run.
+public struct Lease: Sendable, Hashable {
+  public var scheduler: String
+  /// The sequence of the claim event: unique, so a report under an older lease is recognised.
+  public var token: UInt64
+  /// When the lease runs out unless renewed (renewals are not logged; see ``RunQueue/heartbeat(_:)``).
+  public var expiresAt: Timestamp
+}
+
+/// Everything the queue knows about one run: the fold of its events.
+public struct Run: Sendable, Hashable {
+  public let id: RunID
+  // What was enqueued.
+  public var deployment: String
+  public var flow: String
+  public var parametersJSON: String
+  public var parameters: [RunParameter]
+  public var idempotencyKey: String
+  public var tags: [String]
+  public var priority: Int32
+  public var crashPolicy: CrashPolicy
+  public var enqueuedBy: String
+  public var enqueuedAt: Timestamp
+  /// Limit on the run's execution (zero: none).
+  public var timeout: Duration
+
+  // Where it is.
+  public var state: RunState
+  public var stateSince: Timestamp
+  /// Why it is in its state (a failure reason, who cancelled it …), or empty.
+  public var stateMessage: String
+  /// When it may start (for Scheduled, Late and an unclaimed AwaitingRetry).
+  public var scheduledStart: Timestamp
+  public var lease: Lease?
+  /// The lease expired and the event that resolves that (crashed, re-queued or cancelled) is next.
+  public var orphaned: Bool
+  /// When the current execution started (Running), or nil.
+  public var startedAt: Timestamp?
+
+  // Steps.
+  public var step: String
+  public var stepAttempt: UInt32
+  /// Step attempts over the run's whole life.
+  public var attempts: UInt32
+
+  // Counters.
+  public var eventCount: UInt32
+  public var firstSequence: UInt64
+  public var lastSequence: UInt64
+  public var claims: UInt32
+  public var requeues: UInt32
+  public var userRetries: UInt32
+
+  // Outcome.
+  public var result: [UInt8]
+  public var resultType: String
+
+  /// A run is ready to claim when it has no lease, waits in the queue and its start time has come.
+  public var isClaimable: Bool {
+    lease == nil && !orphaned && (state == .scheduled || state == .late || state == .awaitingRetry)
+  }
+
+  /// Holds a concurrency slot of its deployment and its tags: exactly while it is leased.
+  public var holdsSlot: Bool { lease != nil }
+}

@@ -1,0 +1,42 @@
+import SwiftProtobuf
+
+extension RunEvent {
+  /// Decodes a log record.
+  public init(_ record: LogRecord) throws(QueueError) {
+    do {
+      self = try RunEvent(serializedBytes: record.payload)
+    } catch {
+      throw QueueError(
+        code: .corrupt, message: "event \(record.sequence) does not decode as a gps.v1.Event (\(error))", cause: error)
+    }
+  }
+
+  /// The run the event belongs to (nil only for a damaged event).
+  public var run: RunID? { RunID(bytes: runID) }
+
+  /// The event's type as history prints it, e.g. `RunClaimed`, `TaskAttemptFailed`.
+  public var typeName: String {
+    switch kind {
+    case .enqueued: "RunEnqueued"
+    case .markedLate: "RunMarkedLate"
+    case .claimed: "RunClaimed"
+    case .leaseExpired: "LeaseExpired"
+    case .started: "RunStarted"
+    case .attemptStarted: "TaskAttemptStarted"
+    case .attemptSucceeded: "TaskAttemptSucceeded"
+    case .attemptFailed: "TaskAttemptFailed"
+    case .retryScheduled: "TaskRetryScheduled"
+    case .completed: "RunCompleted"
+    case .failed: "RunFailed"
+    case .timedOut: "RunTimedOut"
+    case .cancelRequested: "CancelRequested"
+    case .cancelled: "RunCancelled"
+    case .crashed: "RunCrashed"
+    case .requeued: "RunRequeued"
+    case .retried: "RunRetried"
+    case nil: "Unknown"
+    }
+  }
+
+  public var time: Timestamp { Timestamp(micros: timeMicros) }
+}
