@@ -66,7 +66,9 @@ let package = Package(
     ),
     .executableTarget(
       name: "CLI",
-      dependencies: ["RPC", "Flows", "Queue", argumentParser, grpcCore, grpcNIO, logging, lifecycle, unixSignals],
+      dependencies: [
+        "RPC", "Flows", "Queue", argumentParser, grpcCore, grpcNIO, swiftProtobuf, logging, lifecycle, unixSignals,
+      ],
       swiftSettings: swiftSettings
     ),
     .executableTarget(

@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
 import Queue
+import SwiftProtobuf
 
 struct LogCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "log",
     abstract: "Check and repair the event log's storage.",
-    subcommands: [LogVerify.self, LogRepair.self, LogAppendStress.self]
+    subcommands: [LogVerify.self, LogRepair.self, LogAppendStress.self, QueueStress.self]
   )
 }
 
@@ -93,6 +94,56 @@ struct LogAppendStress: AsyncParsableCommand {
             let payload = "task-\(task)-\(count)-" + String(repeating: "x", count: (task * 37 + count) % 300)
             let range = try await log.append([Array(payload.utf8)])
             output.write(Data("ack \(range.lowerBound) \(payload)\n".utf8))
+            count += 1
+          }
+        }
+      }
+      try await group.waitForAll()
+    }
+  }
+}
+
+/// Runs runs through the queue from many tasks forever, printing `enqueued ID KEY` and
+/// `completed ID` once each is durable. The crash tests kill it with SIGKILL and check that every
+/// acknowledged run and completion survived, and that the log still replays.
+struct QueueStress: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "queue-stress", abstract: "Enqueue, claim and complete runs concurrently (for crash tests).",
+    shouldDisplay: false)
+
+  @OptionGroup var options: DataDirectoryOption
+
+  @Option(help: "Concurrent clients.")
+  var tasks = 8
+
+  @Option(help: "Events between periodic snapshots.")
+  var snapshotEvery = 500
+
+  func run() async throws {
+    var queueOptions = QueueOptions()
+    queueOptions.log.segmentSize = 64 * 1024
+    queueOptions.snapshotEvery = snapshotEvery
+    let queue = try queueCall { () throws(QueueError) in
+      try RunQueue(directory: options.dataDir, options: queueOptions)
+    }
+    let output = FileHandle.standardOutput
+    let prefix = UUID().uuidString.prefix(8)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      for task in 0..<tasks {
+        group.addTask {
+          var count = 0
+          while true {
+            let key = "\(prefix)-\(task)-\(count)"
+            var request = EnqueueRequest(
+              deployment: "stress/queue", flow: "stress", parametersJSON: #"{"n":\#(count)}"#)
+            request.idempotencyKey = key
+            let run = try await queue.enqueue(request).run
+            output.write(Data("enqueued \(run.id) \(key)\n".utf8))
+            if let claim = try await queue.claim(scheduler: "stress-\(task)") {
+              try await queue.report(claim.token, .started(.init()))
+              try await queue.report(claim.token, .completed(.with { $0.result = Data(key.utf8) }))
+              output.write(Data("completed \(claim.run.id)\n".utf8))
+            }
             count += 1
           }
         }

@@ -72,3 +72,49 @@ import Testing
     }
   }
 }
+
+/// The queue under `kill -9`: every acknowledged enqueue and completion is there after a restart,
+/// the log replays through the state machine, and a restart from the log alone gives the same state.
+@Suite struct QueueCrashTests {
+  @Test func everyAcknowledgedRunAndCompletionSurvivesKillDashNine() async throws {
+    try await withTemporaryDirectory { directory in
+      var generator = SystemRandomNumberGenerator()
+      var acknowledged: [RunID: String] = [:]
+      var completed = Set<RunID>()
+      for round in 0..<max(10, CrashTests.kills / 3) {
+        let child = try GPSProcess([
+          "log", "queue-stress", "--data-dir", directory.path, "--tasks", "8", "--snapshot-every", "200",
+        ])
+        let target = Int.random(in: 1...400, using: &generator)
+        await child.waitForOutput { stdout, _ in stdout.utf8.count > target * 40 }
+        child.signal(SIGKILL)
+        _ = await child.waitForExit()
+        let output = child.stdout
+        let whole =
+          output.hasSuffix("\n") ? Substring(output) : output[..<(output.lastIndex(of: "\n") ?? output.startIndex)]
+        for line in whole.split(separator: "\n") {
+          let parts = line.split(separator: " ")
+          let id = try #require(RunID(String(parts[1])))
+          if parts[0] == "enqueued" { acknowledged[id] = String(parts[2]) } else { completed.insert(id) }
+        }
+        #expect(!whole.isEmpty, "round \(round): \(child.stderr)")
+
+        let queue = try RunQueue(directory: directory.path)
+        let state = queue.state
+        queue.close(writingSnapshot: false)
+        for (id, key) in acknowledged {
+          let run = try #require(state.runs[id], "round \(round): acknowledged run \(id) lost")
+          #expect(run.idempotencyKey == key)
+          #expect(state.idempotencyKeys[key] == id)
+        }
+        for id in completed { #expect(state.runs[id]?.state == .completed, "round \(round): completion of \(id) lost") }
+        var replayed = QueueState()
+        try LogReader(directory: directory.path).read { try replayed.apply($0) }
+        #expect(replayed == state, "round \(round): snapshot + tail differs from a full replay")
+      }
+      print("queue crash test: \(acknowledged.count) runs and \(completed.count) completions acknowledged")
+      #expect(completed.count > 0)
+      #expect(try LogVerifier(directory: directory.path).verify().isIntact)
+    }
+  }
+}

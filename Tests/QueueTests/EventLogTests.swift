@@ -36,6 +36,8 @@ func segmentFiles(_ directory: String) throws -> [String] {
     try await withTemporaryDirectory { directory in
       var options = LogOptions()
       options.segmentSize = 512 * 1024
+      // However the appends happen to group, frames stay below a segment's size, so segments roll.
+      options.maxBatchBytes = 256 * 1024
       var seed = SplitMix(state: 42)
       var expected: [UInt64: [UInt8]] = [:]
       for round in 0..<3 {

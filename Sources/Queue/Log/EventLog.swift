@@ -216,7 +216,9 @@ public final class EventLog: Sendable {
     wakeUp.signal()
     finished.wait()
     acknowledger.sync {}
-    if options.fsync != .none, context.dirty { try? context.file.sync() }
+    // After a failed write or sync nothing is retried: a second fsync can report success for pages
+    // the kernel already dropped.
+    if options.fsync != .none, context.dirty, state.withLock({ $0.stopped == nil }) { try? context.file.sync() }
     context.file.close()
     beforeUnlocking()
     lock.unlock()

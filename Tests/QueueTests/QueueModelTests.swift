@@ -1,0 +1,382 @@
+import Foundation
+import GPSTesting
+import Queue
+import SwiftProtobuf
+import Testing
+
+/// A small, seedable random source (SplitMix64), so a failing sequence can be replayed.
+struct SeededRandom: RandomNumberGenerator {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
+
+/// The reference model: what the queue must do, written as plainly as possible and independently
+/// of the reducer.
+struct QueueModel {
+  struct ModelRun {
+    var id: RunID
+    var state: RunState
+    var token: UInt64?
+    var deadline: Timestamp?
+    var start: Timestamp
+    var priority: Int32
+    var order: UInt64
+    var deployment: String
+    var tags: [String]
+    var requeues: UInt32 = 0
+    var maxRequeues: UInt32
+    var step = ""
+    var attempt: UInt32 = 0
+  }
+
+  enum Outcome: Equatable {
+    case ok(RunState)
+    case refused(QueueError.Code)
+  }
+
+  var runs: [RunID: ModelRun] = [:]
+  var keys: [String: RunID] = [:]
+  let limits: ConcurrencyLimits
+  let lease: Duration
+  let lateAfter: Duration
+  let requeueDelay: Duration
+
+  func leased(deployment: String) -> Int { runs.values.filter { $0.token != nil && $0.deployment == deployment }.count }
+  func leased(tag: String) -> Int { runs.values.filter { $0.token != nil && $0.tags.contains(tag) }.count }
+
+  func expectedClaim(now: Timestamp) -> RunID? {
+    let ready = runs.values.filter {
+      $0.token == nil && [.scheduled, .late, .awaitingRetry].contains($0.state) && $0.start <= now
+    }.sorted {
+      ($0.priority, $1.start.micros, $1.order) > ($1.priority, $0.start.micros, $0.order)
+    }
+    return ready.first { run in
+      if let limit = limits.deployments[run.deployment], leased(deployment: run.deployment) >= limit { return false }
+      for tag in run.tags {
+        if let limit = limits.tags[tag], leased(tag: tag) >= limit { return false }
+      }
+      return true
+    }?.id
+  }
+
+  mutating func claimed(_ id: RunID, token: UInt64, now: Timestamp) {
+    runs[id]!.state = .pending
+    runs[id]!.token = token
+    runs[id]!.deadline = now + lease
+  }
+
+  /// The outcome of a scheduler's report, applied to the model when it is allowed.
+  mutating func report(_ id: RunID, token: UInt64, _ event: RunEvent.OneOf_Kind) -> Outcome {
+    var run = runs[id]!
+    guard run.token == token else { return .refused(.leaseLost) }
+    let s = run.state
+    let illegal = Outcome.refused(.illegalTransition)
+    switch event {
+    case .started:
+      guard s == .pending else { return illegal }
+      run.state = .running
+      run.step = ""
+      run.attempt = 0
+    case .attemptStarted(let a):
+      if (s == .running || s == .retrying) && a.attempt == 1 {
+        run.state = .running
+      } else if [.running, .retrying, .awaitingRetry].contains(s) && a.step == run.step && a.attempt == run.attempt + 1
+      {
+        run.state = .retrying
+      } else {
+        return illegal
+      }
+      run.step = a.step
+      run.attempt = a.attempt
+    case .attemptSucceeded(let a):
+      guard [.running, .retrying, .cancelling].contains(s), a.step == run.step, a.attempt == run.attempt else {
+        return illegal
+      }
+    case .attemptFailed(let a):
+      guard [.running, .retrying, .cancelling].contains(s), a.step == run.step, a.attempt == run.attempt else {
+        return illegal
+      }
+    case .retryScheduled(let r):
+      guard s == .running || s == .retrying, r.step == run.step, r.nextAttempt == run.attempt + 1 else {
+        return illegal
+      }
+      run.state = .awaitingRetry
+      run.start = Timestamp(micros: r.retryAtMicros)
+    case .completed:
+      guard [.running, .retrying, .cancelling].contains(s) else { return illegal }
+      run.state = .completed
+      run.token = nil
+    case .failed, .timedOut:
+      guard [.pending, .running, .retrying, .awaitingRetry, .cancelling].contains(s) else { return illegal }
+      if case .failed = event { run.state = .failed } else { run.state = .timedOut }
+      run.token = nil
+    case .cancelled:
+      guard s == .cancelling else { return illegal }
+      run.state = .cancelled
+      run.token = nil
+    case .crashed:
+      run.state = .crashed
+      run.token = nil
+    default:
+      return .refused(.invalidArgument)
+    }
+    if run.token == nil { run.deadline = nil }
+    runs[id] = run
+    return .ok(run.state)
+  }
+
+  mutating func cancel(_ id: RunID) -> Outcome {
+    var run = runs[id]!
+    switch run.state {
+    case .cancelling: return .ok(.cancelling)
+    case _ where run.token != nil: run.state = .cancelling
+    case .scheduled, .late, .awaitingRetry: run.state = .cancelled
+    default: return .refused(.illegalTransition)
+    }
+    runs[id] = run
+    return .ok(run.state)
+  }
+
+  mutating func retry(_ id: RunID, now: Timestamp) -> Outcome {
+    guard [.failed, .crashed, .timedOut, .cancelled].contains(runs[id]!.state) else {
+      return .refused(.illegalTransition)
+    }
+    runs[id]!.state = .scheduled
+    runs[id]!.start = now
+    runs[id]!.step = ""
+    runs[id]!.attempt = 0
+    return .ok(.scheduled)
+  }
+
+  mutating func tick(now: Timestamp) -> (late: Set<RunID>, expired: Set<RunID>) {
+    var late = Set<RunID>()
+    var expired = Set<RunID>()
+    for (id, run) in runs {
+      if run.state == .scheduled, run.token == nil, run.start + lateAfter <= now {
+        runs[id]!.state = .late
+        late.insert(id)
+      }
+      if run.token != nil, let deadline = run.deadline, deadline <= now {
+        expired.insert(id)
+        var next = run
+        next.token = nil
+        next.deadline = nil
+        if run.state == .cancelling {
+          next.state = .cancelled
+        } else if run.requeues < run.maxRequeues {
+          next.state = .awaitingRetry
+          next.requeues += 1
+          next.start = now + requeueDelay
+          next.step = ""
+          next.attempt = 0
+        } else {
+          next.state = .crashed
+        }
+        runs[id] = next
+      }
+    }
+    return (late, expired)
+  }
+}
+
+@Suite struct QueueModelTests {
+  static let seeds: [UInt64] = [1, 2, 3, 4, 5, 6]
+
+  @Test(arguments: seeds)
+  func randomOperationsAgreeWithTheModelAcrossRestarts(seed: UInt64) async throws {
+    try await withTemporaryDirectory { directory in
+      var random = SeededRandom(seed: seed)
+      let limits = ConcurrencyLimits(deployments: ["d/a": 2], tags: ["x": 1])
+      let fixture = QueueFixture(directory: directory) {
+        $0.limits = limits
+        $0.leaseDuration = .seconds(30)
+        $0.lateAfter = .seconds(15)
+        $0.snapshotEvery = 50
+      }
+      var model = QueueModel(
+        runs: [:], keys: [:], limits: limits, lease: .seconds(30), lateAfter: .seconds(15), requeueDelay: .seconds(2))
+      var queue = try fixture.open()
+      var shadow = QueueState()
+      var cursor = LogCursor()
+      let reader = LogReader(directory: fixture.directory)
+      /// Every lease token ever handed out, per run, to send stale ones too.
+      var tokens: [RunID: [UInt64]] = [:]
+      var restarts = 0
+
+      func code(of error: any Error) -> QueueError.Code? { (error as? QueueError)?.code }
+
+      for step in 0..<400 {
+        let now = fixture.clock.now()
+        let previous = model.runs.mapValues(\.state)
+        var retried: RunID?
+        let roll = Int.random(in: 0..<100, using: &random)
+        let ids = model.runs.keys.sorted()
+        switch roll {
+        case 0..<25:
+          var request = request(
+            ["d/a", "d/b", "d/c"].randomElement(using: &random)!,
+            key: Int.random(in: 0..<5, using: &random) == 0 ? "k\(Int.random(in: 0..<4, using: &random))" : "",
+            tags: [["x"], ["y"], [], [], ["x", "y"]].randomElement(using: &random)!,
+            priority: Int32.random(in: -1...1, using: &random))
+          request.scheduledStart = now + [.zero, .zero, .seconds(3), .seconds(20)].randomElement(using: &random)!
+          request.crashPolicy = CrashPolicy(
+            maxRequeues: UInt32.random(in: 0...1, using: &random), requeueDelay: .seconds(2))
+          request.id = RunID(
+            UUID(
+              uuid: withUnsafeBytes(of: (random.next(), random.next())) { raw in
+                let b = Array(raw)
+                return (
+                  b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+                )
+              }))
+          let result = try await queue.enqueue(request)
+          if let existing = model.keys[request.idempotencyKey], !request.idempotencyKey.isEmpty {
+            #expect(!result.created && result.run.id == existing, "step \(step)")
+          } else {
+            #expect(result.created, "step \(step)")
+            model.runs[result.run.id] = QueueModel.ModelRun(
+              id: result.run.id, state: .scheduled, start: request.scheduledStart!, priority: request.priority,
+              order: result.run.firstSequence, deployment: request.deployment, tags: request.tags,
+              maxRequeues: request.crashPolicy.maxRequeues)
+            if !request.idempotencyKey.isEmpty { model.keys[request.idempotencyKey] = result.run.id }
+          }
+
+        case 25..<45:
+          let expected = model.expectedClaim(now: now)
+          let claim = try await queue.claim(scheduler: ["s1", "s2"].randomElement(using: &random)!)
+          #expect(claim?.run.id == expected, "step \(step): claim")
+          if let claim {
+            model.claimed(claim.run.id, token: claim.lease.token, now: now)
+            tokens[claim.run.id, default: []].append(claim.lease.token)
+          }
+
+        case 45..<72:
+          guard let id = tokens.keys.sorted().randomElement(using: &random) else { continue }
+          let token =
+            Int.random(in: 0..<7, using: &random) == 0
+            ? tokens[id]!.randomElement(using: &random)! : (model.runs[id]!.token ?? tokens[id]!.last!)
+          let current = model.runs[id]!
+          let stepName =
+            Bool.random(using: &random) ? current.step : ["prepare", "process"].randomElement(using: &random)!
+          let number = UInt32.random(in: 0...1, using: &random) + current.attempt
+          let event: RunEvent.OneOf_Kind =
+            switch Int.random(in: 0..<10, using: &random) {
+            case 0: .started(.init())
+            case 1, 2:
+              .attemptStarted(
+                .with {
+                  $0.step = stepName; $0.attempt = max(1, number)
+                })
+            case 3:
+              .attemptSucceeded(
+                .with {
+                  $0.step = stepName; $0.attempt = number
+                })
+            case 4:
+              .attemptFailed(
+                .with {
+                  $0.step = stepName; $0.attempt = number; $0.statusCode = 14
+                })
+            case 5:
+              .retryScheduled(
+                .with {
+                  $0.step = stepName
+                  $0.nextAttempt = number + 1
+                  $0.retryAtMicros = (now + .seconds(1)).micros
+                })
+            case 6: .completed(.init())
+            case 7: .failed(.with { $0.reason = "model" })
+            case 8: .cancelled(.init())
+            default: Bool.random(using: &random) ? .crashed(.init()) : .timedOut(.init())
+            }
+          let expected = model.report(id, token: token, event)
+          do {
+            let run = try await queue.report(LeaseToken(runID: id, token: token), event)
+            #expect(expected == .ok(run.state), "step \(step): report \(event)")
+          } catch {
+            #expect(expected == .refused(code(of: error)!), "step \(step): report \(event): \(error)")
+          }
+
+        case 72..<78:
+          guard let id = tokens.keys.sorted().randomElement(using: &random) else { continue }
+          let token = tokens[id]!.last!
+          do {
+            let reply = try queue.heartbeat(LeaseToken(runID: id, token: token))
+            #expect(model.runs[id]!.token == token, "step \(step): heartbeat accepted")
+            #expect(reply.cancelRequested == (model.runs[id]!.state == .cancelling))
+            model.runs[id]!.deadline = now + model.lease
+          } catch {
+            #expect(code(of: error) == .leaseLost && model.runs[id]!.token != token, "step \(step): heartbeat")
+          }
+
+        case 78..<88:
+          fixture.clock.advance(
+            by: [.seconds(1), .seconds(5), .seconds(16), .seconds(31)].randomElement(using: &random)!)
+          let expected = model.tick(now: fixture.clock.now())
+          let report = try await queue.tick()
+          #expect(Set(report.markedLate) == expected.late, "step \(step): late")
+          #expect(Set(report.leasesExpired) == expected.expired, "step \(step): expired")
+
+        case 88..<93:
+          guard let id = ids.randomElement(using: &random) else { continue }
+          let expected = model.cancel(id)
+          do {
+            #expect(expected == .ok(try await queue.cancel(id, by: "model").state), "step \(step): cancel")
+          } catch {
+            #expect(expected == .refused(code(of: error)!), "step \(step): cancel \(error)")
+          }
+
+        case 93..<97:
+          guard let id = ids.randomElement(using: &random) else { continue }
+          let expected = model.retry(id, now: now)
+          do {
+            #expect(expected == .ok(try await queue.retry(id, by: "model").state), "step \(step): retry")
+            retried = id
+          } catch {
+            #expect(expected == .refused(code(of: error)!), "step \(step): retry \(error)")
+          }
+
+        default:
+          let before = queue.state
+          queue.close(writingSnapshot: Bool.random(using: &random))
+          queue = try fixture.open()
+          restarts += 1
+          #expect(queue.state == before, "step \(step): restart")
+          // Leases survive a restart with a full duration from it.
+          for id in model.runs.keys where model.runs[id]!.token != nil {
+            model.runs[id]!.deadline = fixture.clock.now() + model.lease
+          }
+        }
+
+        // Invariants, after every step.
+        try reader.read(&cursor) { try shadow.apply($0) }
+        let live = queue.state
+        #expect(live == shadow, "step \(step): the live state is the fold of the log")
+        #expect(live.runs.values.reduce(0) { $0 + UInt64($1.eventCount) } == live.lastSequence)
+        for (id, expected) in model.runs {
+          let run = try #require(live.runs[id])
+          #expect(run.state == expected.state, "step \(step): run \(id)")
+          #expect(run.lease?.token == expected.token, "step \(step): lease of \(id)")
+          if let was = previous[id], was.isTerminal, was != run.state {
+            #expect(retried == id, "step \(step): a terminal run changed state without a retry")
+          }
+        }
+        for (deployment, limit) in limits.deployments {
+          #expect(live.slotsByDeployment[deployment, default: 0] <= limit)
+        }
+        for (tag, limit) in limits.tags { #expect(live.slotsByTag[tag, default: 0] <= limit) }
+        #expect(live.counts.values.reduce(0, +) == live.runs.count)
+      }
+      queue.close()
+      #expect(restarts > 0)
+      #expect(model.runs.values.contains { $0.state.isTerminal })
+    }
+  }
+}
