@@ -372,7 +372,10 @@ struct QueueModel {
           #expect(live.slotsByDeployment[deployment, default: 0] <= limit)
         }
         for (tag, limit) in limits.tags { #expect(live.slotsByTag[tag, default: 0] <= limit) }
-        #expect(live.counts.values.reduce(0, +) == live.runs.count)
+        #expect(live.counts.total == live.runs.count)
+        for state in RunState.allCases {
+          #expect(live.counts[state] == live.runs.values.filter { $0.state == state }.count, "step \(step): \(state)")
+        }
       }
       queue.close()
       #expect(restarts > 0)

@@ -48,7 +48,7 @@ public struct QueueHistory: Sendable {
         case .sequence(let last): guard sequence <= last else { return false }
         case .time(let time): guard event.time <= time else { return false }
         }
-        try state.apply([event], firstSequence: sequence)
+        try state.apply(event, sequence: sequence)
         return true
       }
     } catch let error as QueueError {

@@ -1,17 +1,42 @@
-/// The snapshot encoding of ``QueueState``: a version, then every run in a fixed binary layout.
+import Dispatch
+import Synchronization
+
+/// The snapshot encoding of ``QueueState``: a version, a table of the distinct strings, then every
+/// run in a fixed binary layout that names strings by their index in the table. Runs share most
+/// strings (deployment, flow, parameter types, step names), so the table keeps snapshots small,
+/// and a loaded state holds each such string once. Runs are written in chunks whose sizes head the
+/// runs, so the chunks decode in parallel.
+///
 /// Snapshots are caches of the log, so the format may change with any version: a snapshot this
 /// version cannot read is skipped and the log replayed.
 extension QueueState {
-  static let snapshotVersion: UInt32 = 1
-
-  public func snapshotPayload() -> [UInt8] {
+  static let snapshotVersion: UInt32 = 3
+  /// The snapshot payload; runs are written `runsPerChunk` at a time, the unit of parallel decoding.
+  public func snapshotPayload(runsPerChunk: Int = 32_768) -> [UInt8] {
+    var body = SnapshotWriter()
+    body.bytes.reserveCapacity(runs.count * 160 + 64)
+    var chunks: [(runs: UInt32, bytes: UInt64)] = []
+    for start in stride(from: 0, to: runs.count, by: runsPerChunk) {
+      let before = body.bytes.count
+      let end = min(runs.count, start + runsPerChunk)
+      for run in runs.values[start..<end] { body.put(run) }
+      chunks.append((UInt32(end - start), UInt64(body.bytes.count - before)))
+    }
     var writer = SnapshotWriter()
-    writer.bytes.reserveCapacity(runs.count * 256 + 64)
+    writer.bytes.reserveCapacity(
+      body.bytes.count + body.strings.reduce(64 + chunks.count * 12) { $0 + 4 + $1.utf8.count })
     writer.put(Self.snapshotVersion)
     writer.put(lastSequence)
     writer.put(lastTime.micros)
     writer.put(UInt64(runs.count))
-    for run in runs.values.sorted(by: { $0.firstSequence < $1.firstSequence }) { writer.put(run) }
+    writer.put(UInt32(body.strings.count))
+    for string in body.strings { writer.putRaw(string) }
+    writer.put(UInt32(chunks.count))
+    for chunk in chunks {
+      writer.put(chunk.runs)
+      writer.put(chunk.bytes)
+    }
+    writer.bytes.append(contentsOf: body.bytes)
     return writer.bytes
   }
 
@@ -20,23 +45,92 @@ extension QueueState {
     var reader = SnapshotReader(bytes: bytes)
     guard let version: UInt32 = reader.get(), version == Self.snapshotVersion,
       let lastSequence: UInt64 = reader.get(), let lastTime: Int64 = reader.get(),
-      let count: UInt64 = reader.get(), count <= UInt64(bytes.count)
+      let count: UInt64 = reader.get(), count <= UInt64(bytes.count),
+      let stringCount: UInt32 = reader.get(), stringCount <= UInt32(bytes.count)
     else { return nil }
+    reader.strings.reserveCapacity(Int(stringCount))
+    for _ in 0..<stringCount {
+      guard let string = reader.getRawString() else { return nil }
+      reader.strings.append(string)
+    }
+    guard let chunkCount: UInt32 = reader.get(), Int(chunkCount) * 12 <= bytes.count - reader.offset else {
+      return nil
+    }
+    var chunks: [(firstRun: Int, runs: Int, offset: Int, end: Int)] = []
+    var offset = reader.offset + Int(chunkCount) * 12
+    var firstRun = 0
+    for _ in 0..<chunkCount {
+      guard let runCount: UInt32 = reader.get(), let length: UInt64 = reader.get(),
+        length <= UInt64(bytes.count - offset)
+      else { return nil }
+      chunks.append((firstRun, Int(runCount), offset, offset + Int(length)))
+      firstRun += Int(runCount)
+      offset += Int(length)
+    }
+    guard firstRun == Int(count), offset == bytes.count else { return nil }
+
+    let strings = reader.strings
+    let chunkTable = chunks
+    let failed = Atomic(false)
+    let values = [Run](unsafeUninitializedCapacity: Int(count)) { buffer, initialized in
+      nonisolated(unsafe) let base = buffer.baseAddress
+      let decoded = UnsafeMutableBufferPointer<Int>.allocate(capacity: chunkTable.count)
+      decoded.initialize(repeating: 0)
+      nonisolated(unsafe) let done = decoded
+      defer { decoded.deallocate() }
+      DispatchQueue.concurrentPerform(iterations: chunkTable.count) { index in
+        let chunk = chunkTable[index]
+        var reader = SnapshotReader(bytes: bytes, offset: chunk.offset, strings: strings)
+        for position in chunk.firstRun..<(chunk.firstRun + chunk.runs) {
+          guard let run = reader.getRun(), reader.offset <= chunk.end else {
+            failed.store(true, ordering: .relaxed)
+            return
+          }
+          (base! + position).initialize(to: run)
+          done[index] += 1
+        }
+        if reader.offset != chunk.end { failed.store(true, ordering: .relaxed) }
+      }
+      if failed.load(ordering: .relaxed) {
+        for (index, chunk) in chunkTable.enumerated() { (base! + chunk.firstRun).deinitialize(count: done[index]) }
+        initialized = 0
+      } else {
+        initialized = Int(count)
+      }
+    }
+    guard !failed.load(ordering: .relaxed) else { return nil }
     self.init()
     self.lastSequence = lastSequence
     self.lastTime = Timestamp(micros: lastTime)
-    runs.reserveCapacity(Int(count))
-    for _ in 0..<count {
-      guard let run = reader.getRun() else { return nil }
-      runs[run.id] = run
+    // The id index and the derived tables are independent: build them side by side.
+    var table = RunTable()
+    var derived = QueueState()
+    withUnsafeMutablePointer(to: &table) { table in
+      withUnsafeMutablePointer(to: &derived) { derived in
+        nonisolated(unsafe) let table = table
+        nonisolated(unsafe) let derived = derived
+        DispatchQueue.concurrentPerform(iterations: 2) { job in
+          if job == 0 {
+            table.pointee = RunTable(values)
+          } else {
+            derived.pointee.rebuildDerived(from: values)
+          }
+        }
+      }
     }
-    guard reader.isAtEnd else { return nil }
-    rebuildDerived()
+    runs = table
+    idempotencyKeys = derived.idempotencyKeys
+    slotsByDeployment = derived.slotsByDeployment
+    slotsByTag = derived.slotsByTag
+    counts = derived.counts
   }
 }
 
 struct SnapshotWriter {
   var bytes: [UInt8] = []
+  /// The string table: each distinct string once, named by its index.
+  var strings: [String] = []
+  var indexes: [String: UInt32] = [:]
 
   mutating func put<T: FixedWidthInteger>(_ value: T) { bytes.appendLittleEndian(value) }
 
@@ -45,7 +139,20 @@ struct SnapshotWriter {
     bytes.append(contentsOf: value)
   }
 
+  /// A string, as its index in the table.
   mutating func put(_ value: String) {
+    if let index = indexes[value] {
+      put(index)
+    } else {
+      let index = UInt32(strings.count)
+      strings.append(value)
+      indexes[value] = index
+      put(index)
+    }
+  }
+
+  /// A string's bytes, length first (for the table itself).
+  mutating func putRaw(_ value: String) {
     var value = value
     value.withUTF8 { utf8 in
       put(UInt32(utf8.count))
@@ -104,6 +211,13 @@ struct SnapshotWriter {
 struct SnapshotReader {
   let bytes: [UInt8]
   var offset = 0
+  var strings: [String] = []
+
+  init(bytes: [UInt8], offset: Int = 0, strings: [String] = []) {
+    self.bytes = bytes
+    self.offset = offset
+    self.strings = strings
+  }
 
   var isAtEnd: Bool { offset == bytes.count }
 
@@ -120,10 +234,16 @@ struct SnapshotReader {
     return Array(bytes[offset..<offset + Int(count)])
   }
 
-  mutating func getString() -> String? {
+  mutating func getRawString() -> String? {
     guard let count: UInt32 = get(), offset + Int(count) <= bytes.count else { return nil }
     defer { offset += Int(count) }
     return String(decoding: bytes[offset..<offset + Int(count)], as: UTF8.self)
+  }
+
+  /// A string named by its index in the table.
+  mutating func getString() -> String? {
+    guard let index: UInt32 = get(), Int(index) < strings.count else { return nil }
+    return strings[Int(index)]
   }
 
   mutating func getTimestamp() -> Timestamp? { get().map { Timestamp(micros: $0) } }
@@ -163,15 +283,16 @@ struct SnapshotReader {
       let requeues: UInt32 = get(), let userRetries: UInt32 = get(), let result = getBytes(),
       let resultType = getString()
     else { return nil }
-    return Run(
-      id: id, deployment: deployment, flow: flow, parametersJSON: parametersJSON, parameters: parameters,
+    let spec = RunSpec(
+      deployment: deployment, flow: flow, parametersJSON: parametersJSON, parameters: parameters,
       idempotencyKey: idempotencyKey, tags: tags, priority: priority,
       crashPolicy: CrashPolicy(maxRequeues: maxRequeues, requeueDelay: .microseconds(requeueDelay)),
-      enqueuedBy: enqueuedBy, enqueuedAt: enqueuedAt, timeout: .microseconds(timeout),
-      state: RunState.allCases[Int(stateIndex)], stateSince: stateSince, stateMessage: stateMessage,
-      scheduledStart: scheduledStart, lease: lease, orphaned: orphaned == 1,
+      enqueuedBy: enqueuedBy, enqueuedAt: enqueuedAt, timeout: .microseconds(timeout))
+    return Run(
+      id: id, spec: spec, state: RunState.allCases[Int(stateIndex)], stateSince: stateSince,
+      stateMessage: stateMessage, scheduledStart: scheduledStart, lease: lease, orphaned: orphaned == 1,
       startedAt: startedAt == Int64.min ? nil : Timestamp(micros: startedAt), step: step, stepAttempt: stepAttempt,
-      attempts: attempts, eventCount: eventCount, firstSequence: firstSequence, lastSequence: lastSequence,
-      claims: claims, requeues: requeues, userRetries: userRetries, result: result, resultType: resultType)
+      attempts: attempts, eventCount: eventCount, claims: claims, requeues: requeues, userRetries: userRetries,
+      firstSequence: firstSequence, lastSequence: lastSequence, result: result, resultType: resultType)
   }
 }

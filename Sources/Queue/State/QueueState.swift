@@ -3,7 +3,7 @@
 /// `apply` is the only way to change it, and the live ``RunQueue``, startup replay, history and
 /// audit all use it, so the state a server holds is exactly the state a replay of its log gives.
 public struct QueueState: Sendable, Hashable {
-  public internal(set) var runs: [RunID: Run] = [:]
+  public internal(set) var runs = RunTable()
   /// Idempotency key → run; enqueueing a known key returns that run.
   public internal(set) var idempotencyKeys: [String: RunID] = [:]
   /// The sequence of the last event applied (0 for an empty log).
@@ -14,13 +14,52 @@ public struct QueueState: Sendable, Hashable {
   public internal(set) var slotsByDeployment: [String: Int] = [:]
   public internal(set) var slotsByTag: [String: Int] = [:]
   /// How many runs are in each state. Derived from `runs`.
-  public internal(set) var counts: [RunState: Int] = [:]
+  public internal(set) var counts = StateCounts()
 
   public init() {}
 
   /// Decodes one log record and applies it.
   public mutating func apply(_ record: LogRecord) throws(QueueError) {
-    try apply([try RunEvent(record)], firstSequence: record.sequence)
+    try apply(try RunEvent(record), sequence: record.sequence)
+  }
+
+  /// Applies one event, changing its run in place (the replay path: no copy of the run).
+  public mutating func apply(_ event: RunEvent, sequence: UInt64) throws(QueueError) {
+    guard let id = RunID(bytes: event.runID) else { return try apply([event], firstSequence: sequence) }
+    if case .enqueued = event.kind { return try apply([event], firstSequence: sequence) }
+    try checkOrder(event, sequence: sequence)
+    let transition: Run.Transition?
+    do throws(TransitionError) {
+      transition = try runs.modify(id) { run throws(TransitionError) in try run.apply(event, sequence: sequence) }
+    } catch {
+      throw QueueError(code: .illegalTransition, message: "event \(sequence): \(error.message)")
+    }
+    // No such run: the general path explains.
+    guard let transition else { return try apply([event], firstSequence: sequence) }
+    if transition.from != transition.to {
+      counts[transition.from] -= 1
+      counts[transition.to] += 1
+    }
+    if transition.heldSlot != transition.holdsSlot {
+      adjustSlots(of: runs[id]!.spec, by: transition.holdsSlot ? 1 : -1)
+    }
+    lastSequence = sequence
+    lastTime = event.time
+  }
+
+  private func checkOrder(_ event: RunEvent, sequence: UInt64) throws(QueueError) {
+    guard sequence == lastSequence + 1 else {
+      throw QueueError(
+        code: .illegalTransition,
+        message: "event \(sequence) follows event \(lastSequence); the log's sequences have a gap")
+    }
+    guard event.time >= lastTime else {
+      throw QueueError(
+        code: .illegalTransition,
+        message:
+          "event \(sequence) at \(event.time) is older than the event before it (\(lastTime)); event times never go back"
+      )
+    }
   }
 
   /// Applies consecutive events of one run, numbered from `firstSequence`: all of them, or none
@@ -90,18 +129,17 @@ public struct QueueState: Sendable, Hashable {
     let after = change.after
     if change.before == nil, !after.idempotencyKey.isEmpty { idempotencyKeys[after.idempotencyKey] = after.id }
     if let before = change.before {
-      counts[before.state, default: 0] -= 1
-      if counts[before.state] == 0 { counts[before.state] = nil }
-      if before.holdsSlot { adjustSlots(of: before, by: -1) }
+      counts[before.state] -= 1
+      if before.holdsSlot { adjustSlots(of: before.spec, by: -1) }
     }
-    counts[after.state, default: 0] += 1
-    if after.holdsSlot { adjustSlots(of: after, by: 1) }
-    runs[after.id] = after
+    counts[after.state] += 1
+    if after.holdsSlot { adjustSlots(of: after.spec, by: 1) }
+    runs.put(after)
     lastSequence = change.lastSequence
     lastTime = change.lastTime
   }
 
-  private mutating func adjustSlots(of run: Run, by delta: Int) {
+  private mutating func adjustSlots(of run: RunSpec, by delta: Int) {
     slotsByDeployment[run.deployment, default: 0] += delta
     if slotsByDeployment[run.deployment] == 0 { slotsByDeployment[run.deployment] = nil }
     for tag in run.tags {
@@ -111,15 +149,52 @@ public struct QueueState: Sendable, Hashable {
   }
 
   /// Rebuilds the derived tables (`counts`, slots, idempotency keys) from `runs`: after loading a snapshot.
-  mutating func rebuildDerived() {
+  mutating func rebuildDerived(from runs: [Run]) {
     idempotencyKeys = [:]
+    idempotencyKeys.reserveCapacity(runs.count)
     slotsByDeployment = [:]
     slotsByTag = [:]
-    counts = [:]
-    for run in runs.values {
+    counts = StateCounts()
+    for run in runs {
       if !run.idempotencyKey.isEmpty { idempotencyKeys[run.idempotencyKey] = run.id }
-      counts[run.state, default: 0] += 1
-      if run.holdsSlot { adjustSlots(of: run, by: 1) }
+      counts[run.state] += 1
+      if run.holdsSlot { adjustSlots(of: run.spec, by: 1) }
+    }
+  }
+}
+
+/// How many runs are in each state.
+public struct StateCounts: Sendable, Hashable {
+  private var values = [Int](repeating: 0, count: RunState.allCases.count)
+
+  public init() {}
+
+  public subscript(state: RunState) -> Int {
+    get { values[state.index] }
+    set { values[state.index] = newValue }
+  }
+
+  /// All runs.
+  public var total: Int { values.reduce(0, +) }
+}
+
+extension RunState {
+  /// The position in `allCases`: a dense index for tables.
+  var index: Int {
+    switch self {
+    case .scheduled: 0
+    case .late: 1
+    case .awaitingRetry: 2
+    case .pending: 3
+    case .running: 4
+    case .retrying: 5
+    case .cancelling: 6
+    case .cancelled: 7
+    case .completed: 8
+    case .cached: 9
+    case .failed: 10
+    case .timedOut: 11
+    case .crashed: 12
     }
   }
 }

@@ -7,18 +7,13 @@ extension Run {
   /// The run created by its `RunEnqueued` event.
   init(id: RunID, enqueued event: Gps_V1_RunEnqueued, time: Timestamp, sequence: UInt64) {
     self.id = id
-    deployment = event.deployment
-    flow = event.flow
-    parametersJSON = event.parametersJson
-    parameters = event.parameters.map { RunParameter(name: $0.name, type: $0.type, value: Array($0.value)) }
-    idempotencyKey = event.idempotencyKey
-    tags = event.tags
-    priority = event.priority
-    crashPolicy = CrashPolicy(
-      maxRequeues: event.crashPolicy.maxRequeues, requeueDelay: .microseconds(event.crashPolicy.requeueDelayMicros))
-    enqueuedBy = event.enqueuedBy
-    enqueuedAt = time
-    timeout = .microseconds(event.timeoutMicros)
+    spec = RunSpec(
+      deployment: event.deployment, flow: event.flow, parametersJSON: event.parametersJson,
+      parameters: event.parameters.map { RunParameter(name: $0.name, type: $0.type, value: Array($0.value)) },
+      idempotencyKey: event.idempotencyKey, tags: event.tags, priority: event.priority,
+      crashPolicy: CrashPolicy(
+        maxRequeues: event.crashPolicy.maxRequeues, requeueDelay: .microseconds(event.crashPolicy.requeueDelayMicros)),
+      enqueuedBy: event.enqueuedBy, enqueuedAt: time, timeout: .microseconds(event.timeoutMicros))
     state = .scheduled
     stateSince = time
     stateMessage = ""
@@ -30,18 +25,20 @@ extension Run {
     stepAttempt = 0
     attempts = 0
     eventCount = 1
-    firstSequence = sequence
-    lastSequence = sequence
     claims = 0
     requeues = 0
     userRetries = 0
+    firstSequence = sequence
+    lastSequence = sequence
     result = []
     resultType = ""
   }
 
-  /// Applies one event of this run, or explains why the transition is illegal. Pure: the same
-  /// function serves the live queue, replay and audit.
-  mutating func apply(_ event: RunEvent, sequence: UInt64) throws(TransitionError) {
+  /// Applies one event of this run, or explains why the transition is illegal and changes nothing.
+  /// Pure: the same function serves the live queue, replay and audit. Every case checks before it
+  /// changes anything, so the run can be changed in place.
+  @discardableResult
+  mutating func apply(_ event: RunEvent, sequence: UInt64) throws(TransitionError) -> Transition {
     let time = event.time
     let name = event.typeName
     func refuse(_ why: String) -> TransitionError {
@@ -58,10 +55,8 @@ extension Run {
       default: throw refuse("its lease expired, so the next event must be RunCrashed, RunRequeued or RunCancelled")
       }
     }
-    var next = self
-    next.eventCount += 1
-    next.lastSequence = sequence
     let previousState = state
+    let heldSlot = holdsSlot
     /// The new state's message; set by events that carry a reason.
     var message: String?
 
@@ -73,7 +68,7 @@ extension Run {
       guard state == .scheduled, lease == nil else {
         throw refuse("only a Scheduled run waiting in the queue can be Late")
       }
-      next.state = .late
+      state = .late
 
     case .claimed(let claim):
       guard isClaimable else {
@@ -85,48 +80,48 @@ extension Run {
       guard scheduledStart <= time else {
         throw refuse("its scheduled start \(scheduledStart) has not come (claimed at \(time))")
       }
-      next.state = .pending
-      next.lease = Lease(
+      state = .pending
+      lease = Lease(
         scheduler: claim.scheduler, token: sequence, expiresAt: Timestamp(micros: claim.leaseExpiresMicros))
-      next.claims += 1
+      claims += 1
 
     case .leaseExpired:
       guard lease != nil else { throw refuse("the run holds no lease") }
-      next.lease = nil
-      next.orphaned = true
+      lease = nil
+      orphaned = true
 
     case .started:
       guard state == .pending, lease != nil else { throw refuse("only a claimed Pending run can start") }
-      next.state = .running
-      next.startedAt = time
-      next.step = ""
-      next.stepAttempt = 0
+      state = .running
+      startedAt = time
+      step = ""
+      stepAttempt = 0
 
     case .attemptStarted(let attempt):
       guard lease != nil else { throw refuse("the run holds no lease") }
       switch state {
       case .running, .retrying:
         if attempt.attempt == 1 {
-          next.state = .running
+          state = .running
         } else {
           guard attempt.step == step, attempt.attempt == stepAttempt + 1 else {
             throw refuse(
               "attempt \(attempt.attempt) of step \(attempt.step) does not follow attempt \(stepAttempt) of step \(step)"
             )
           }
-          next.state = .retrying
+          state = .retrying
         }
       case .awaitingRetry:
         guard attempt.step == step, attempt.attempt == stepAttempt + 1 else {
           throw refuse("the retry awaited is attempt \(stepAttempt + 1) of step \(step)")
         }
-        next.state = .retrying
+        state = .retrying
       default:
         throw refuse("a step attempt needs a Running run")
       }
-      next.step = attempt.step
-      next.stepAttempt = attempt.attempt
-      next.attempts += 1
+      step = attempt.step
+      stepAttempt = attempt.attempt
+      attempts += 1
 
     case .attemptSucceeded(let outcome):
       guard lease != nil, [.running, .retrying, .cancelling].contains(state) else {
@@ -152,24 +147,32 @@ extension Run {
         throw refuse(
           "the next attempt of step \(step) is \(stepAttempt + 1), not \(retry.nextAttempt) of \(retry.step)")
       }
-      next.state = .awaitingRetry
-      next.scheduledStart = Timestamp(micros: retry.retryAtMicros)
+      state = .awaitingRetry
+      scheduledStart = Timestamp(micros: retry.retryAtMicros)
 
     case .completed(let completed):
       guard lease != nil, [.running, .retrying, .cancelling].contains(state) else {
         throw refuse("only a Running run can complete")
       }
-      next.state = completed.cached ? .cached : .completed
-      next.result = Array(completed.result)
-      next.resultType = completed.resultType
-      next.lease = nil
+      state = completed.cached ? .cached : .completed
+      result = Array(completed.result)
+      resultType = completed.resultType
+      lease = nil
 
     case .failed(let failed):
-      try finishExecution(&next, as: .failed, refuse: refuse)
+      guard lease != nil, Self.isExecuting(state) else {
+        throw refuse("only a run that a scheduler holds can end as Failed")
+      }
+      state = .failed
+      lease = nil
       message = failed.reason
 
     case .timedOut(let timedOut):
-      try finishExecution(&next, as: .timedOut, refuse: refuse)
+      guard lease != nil, Self.isExecuting(state) else {
+        throw refuse("only a run that a scheduler holds can end as TimedOut")
+      }
+      state = .timedOut
+      lease = nil
       message = timedOut.reason
 
     case .cancelRequested(let request):
@@ -179,70 +182,78 @@ extension Run {
             ? "cancellation was already requested"
             : "only a claimed run is cancelled through Cancelling; an unclaimed one is cancelled at once")
       }
-      next.state = .cancelling
+      state = .cancelling
       message = request.reason
 
     case .cancelled(let cancelled):
       guard state == .cancelling || isClaimable else {
         throw refuse("a run executing must pass through Cancelling; a finished run cannot be cancelled")
       }
-      next.state = .cancelled
+      state = .cancelled
       message = cancelled.reason
-      next.lease = nil
-      next.orphaned = false
+      lease = nil
+      orphaned = false
 
     case .crashed(let crashed):
       guard lease != nil || orphaned else { throw refuse("only a run that a scheduler holds (or held) can crash") }
-      next.state = .crashed
+      state = .crashed
       message = crashed.reason
-      next.lease = nil
-      next.orphaned = false
+      lease = nil
+      orphaned = false
 
     case .requeued(let requeued):
       guard orphaned else { throw refuse("only a run whose lease expired is re-queued") }
       guard requeues < crashPolicy.maxRequeues else {
         throw refuse("its crash policy allows \(crashPolicy.maxRequeues) re-queues and \(requeues) were used")
       }
-      next.state = .awaitingRetry
+      state = .awaitingRetry
       message = requeued.reason
-      next.scheduledStart = Timestamp(micros: requeued.scheduledStartMicros)
-      next.orphaned = false
-      next.requeues += 1
-      next.step = ""
-      next.stepAttempt = 0
-      next.startedAt = nil
+      scheduledStart = Timestamp(micros: requeued.scheduledStartMicros)
+      orphaned = false
+      requeues += 1
+      step = ""
+      stepAttempt = 0
+      startedAt = nil
 
     case .retried(let retried):
       guard [.failed, .crashed, .timedOut, .cancelled].contains(state) else {
         throw refuse("only a Failed, Crashed, TimedOut or Cancelled run can be retried")
       }
-      next.state = .scheduled
+      state = .scheduled
       message = "retried by \(retried.requestedBy)"
-      next.scheduledStart = Timestamp(micros: retried.scheduledStartMicros)
-      next.userRetries += 1
-      next.step = ""
-      next.stepAttempt = 0
-      next.startedAt = nil
-      next.result = []
-      next.resultType = ""
+      scheduledStart = Timestamp(micros: retried.scheduledStartMicros)
+      userRetries += 1
+      step = ""
+      stepAttempt = 0
+      startedAt = nil
+      result = []
+      resultType = ""
 
     case nil:
       throw TransitionError(message: "run \(id): an event of an unknown type (written by a newer GPS?)")
     }
-    if next.state != previousState {
-      next.stateSince = time
-      next.stateMessage = message ?? ""
+    eventCount += 1
+    lastSequence = sequence
+    if state != previousState {
+      stateSince = time
+      stateMessage = message ?? ""
     }
-    self = next
+    return Transition(from: previousState, to: state, heldSlot: heldSlot, holdsSlot: holdsSlot)
   }
 
-  private func finishExecution(
-    _ next: inout Run, as final: RunState, refuse: (String) -> TransitionError
-  ) throws(TransitionError) {
-    guard lease != nil, [.pending, .running, .retrying, .awaitingRetry, .cancelling].contains(state) else {
-      throw refuse("only a run that a scheduler holds can end as \(final)")
+  /// What an event changed, for the tables derived from the runs.
+  struct Transition {
+    var from: RunState
+    var to: RunState
+    var heldSlot: Bool
+    var holdsSlot: Bool
+  }
+
+  /// Whether a run in `state` can be held by a scheduler.
+  static func isExecuting(_ state: RunState) -> Bool {
+    switch state {
+    case .pending, .running, .retrying, .awaitingRetry, .cancelling: true
+    default: false
     }
-    next.state = final
-    next.lease = nil
   }
 }

@@ -37,22 +37,60 @@ public struct Lease: Sendable, Hashable {
   public var expiresAt: Timestamp
 }
 
+/// What was enqueued: fixed for the run's whole life, so copies of a ``Run`` share it.
+public final class RunSpec: Sendable, Hashable {
+  /// `flow/deployment`.
+  public let deployment: String
+  public let flow: String
+  public let parametersJSON: String
+  public let parameters: [RunParameter]
+  public let idempotencyKey: String
+  public let tags: [String]
+  public let priority: Int32
+  public let crashPolicy: CrashPolicy
+  public let enqueuedBy: String
+  public let enqueuedAt: Timestamp
+  /// Limit on the run's execution (zero: none).
+  public let timeout: Duration
+
+  init(
+    deployment: String, flow: String, parametersJSON: String, parameters: [RunParameter], idempotencyKey: String,
+    tags: [String], priority: Int32, crashPolicy: CrashPolicy, enqueuedBy: String, enqueuedAt: Timestamp,
+    timeout: Duration
+  ) {
+    self.deployment = deployment
+    self.flow = flow
+    self.parametersJSON = parametersJSON
+    self.parameters = parameters
+    self.idempotencyKey = idempotencyKey
+    self.tags = tags
+    self.priority = priority
+    self.crashPolicy = crashPolicy
+    self.enqueuedBy = enqueuedBy
+    self.enqueuedAt = enqueuedAt
+    self.timeout = timeout
+  }
+
+  public static func == (lhs: RunSpec, rhs: RunSpec) -> Bool {
+    lhs === rhs
+      || (lhs.deployment == rhs.deployment && lhs.flow == rhs.flow && lhs.parametersJSON == rhs.parametersJSON
+        && lhs.parameters == rhs.parameters && lhs.idempotencyKey == rhs.idempotencyKey && lhs.tags == rhs.tags
+        && lhs.priority == rhs.priority && lhs.crashPolicy == rhs.crashPolicy && lhs.enqueuedBy == rhs.enqueuedBy
+        && lhs.enqueuedAt == rhs.enqueuedAt && lhs.timeout == rhs.timeout)
+  }
+
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(deployment)
+    hasher.combine(idempotencyKey)
+    hasher.combine(enqueuedAt)
+  }
+}
+
 /// Everything the queue knows about one run: the fold of its events.
 public struct Run: Sendable, Hashable {
   public let id: RunID
-  // What was enqueued.
-  public var deployment: String
-  public var flow: String
-  public var parametersJSON: String
-  public var parameters: [RunParameter]
-  public var idempotencyKey: String
-  public var tags: [String]
-  public var priority: Int32
-  public var crashPolicy: CrashPolicy
-  public var enqueuedBy: String
-  public var enqueuedAt: Timestamp
-  /// Limit on the run's execution (zero: none).
-  public var timeout: Duration
+  /// What was enqueued.
+  public let spec: RunSpec
 
   // Where it is.
   public var state: RunState
@@ -75,15 +113,27 @@ public struct Run: Sendable, Hashable {
 
   // Counters.
   public var eventCount: UInt32
-  public var firstSequence: UInt64
-  public var lastSequence: UInt64
   public var claims: UInt32
   public var requeues: UInt32
   public var userRetries: UInt32
+  public var firstSequence: UInt64
+  public var lastSequence: UInt64
 
   // Outcome.
   public var result: [UInt8]
   public var resultType: String
+
+  public var deployment: String { spec.deployment }
+  public var flow: String { spec.flow }
+  public var parametersJSON: String { spec.parametersJSON }
+  public var parameters: [RunParameter] { spec.parameters }
+  public var idempotencyKey: String { spec.idempotencyKey }
+  public var tags: [String] { spec.tags }
+  public var priority: Int32 { spec.priority }
+  public var crashPolicy: CrashPolicy { spec.crashPolicy }
+  public var enqueuedBy: String { spec.enqueuedBy }
+  public var enqueuedAt: Timestamp { spec.enqueuedAt }
+  public var timeout: Duration { spec.timeout }
 
   /// A run is ready to claim when it has no lease, waits in the queue and its start time has come.
   public var isClaimable: Bool {

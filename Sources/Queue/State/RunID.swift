@@ -15,9 +15,11 @@ public struct RunID: Sendable, Hashable, Comparable, CustomStringConvertible {
   /// From the 16 bytes stored in events; nil when there are not exactly 16.
   public init?(bytes: some Collection<UInt8>) {
     guard bytes.count == 16 else { return nil }
-    let b = Array(bytes)
-    uuid = UUID(
-      uuid: (b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]))
+    var value: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    withUnsafeMutableBytes(of: &value) { raw in
+      for (offset, byte) in bytes.enumerated() { raw[offset] = byte }
+    }
+    uuid = UUID(uuid: value)
   }
 
   public var bytes: [UInt8] {

@@ -20,6 +20,10 @@ struct Arguments {
   var runs = 3
   var compressionThreshold = LogOptions().compressionThreshold
   var appenders = [1, 16, 256]
+  /// Which parts to run: log, queue (or both).
+  var suites: Set<String> = ["log", "queue"]
+  var startupRuns = 1_000_000
+  var claimRuns = 20_000
 
   init() {
     var iterator = CommandLine.arguments.dropFirst().makeIterator()
@@ -30,6 +34,9 @@ struct Arguments {
       case "--runs": runs = Int(iterator.next()!)!
       case "--compression-threshold": compressionThreshold = Int(iterator.next()!)!
       case "--appenders": appenders = iterator.next()!.split(separator: ",").map { Int($0)! }
+      case "--only": suites = Set(iterator.next()!.split(separator: ",").map(String.init))
+      case "--startup-runs": startupRuns = Int(iterator.next()!)!
+      case "--claim-runs": claimRuns = Int(iterator.next()!)!
       default:
         FileHandle.standardError.write(Data("unknown flag \(flag)\n".utf8))
         exit(2)
@@ -136,6 +143,17 @@ struct Bench {
     let arguments = Arguments()
     let directory = freshDirectory(arguments.directory)
     print("gps-bench: \(arguments.runs) runs of \(arguments.seconds) s per figure, in \(directory)")
+    if arguments.suites.contains("log") { try await benchLog(arguments, directory: directory) }
+    if arguments.suites.contains("queue") {
+      try await benchClaims(
+        directory: directory, runs: arguments.claimRuns, claimers: 16, repetitions: arguments.runs,
+        seconds: arguments.seconds)
+      try await benchStartup(directory: directory, runs: arguments.startupRuns, repetitions: arguments.runs)
+    }
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  static func benchLog(_ arguments: Arguments, directory: String) async throws {
     print("")
     print("appenders  events/s   p50 ms   p99 ms   events/batch   raw limit events/s   ratio")
     var logOptions = LogOptions()
@@ -208,6 +226,5 @@ struct Bench {
       String(
         format: "compression: run-like JSON events in batches of 256: %.2fx (%d -> %d bytes)",
         Double(raw) / Double(stored), raw, stored))
-    try? FileManager.default.removeItem(atPath: directory)
   }
 }

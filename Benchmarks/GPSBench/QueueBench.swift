@@ -1,0 +1,252 @@
+import Foundation
+import Queue
+import SwiftProtobuf
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// glibc's `malloc_trim` (not in the Glibc module): returns freed heap to the system, so resident
+/// size measures what is in use.
+@_silgen_name("malloc_trim") func mallocTrim(_ pad: Int) -> Int32
+
+/// The resident set size, after giving freed memory back.
+func residentBytes() -> Int {
+  _ = mallocTrim(0)
+  guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+  let fields = text.split(separator: " ")
+  return (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// The eight events of one completed run of server-flow, as the scheduler would log them.
+func completedRunEvents(index: Int, time: inout Int64) -> [[UInt8]] {
+  let id = Data(withUnsafeBytes(of: (UInt64(index), UInt64(0x4750_5342_454e_4348))) { Array($0) })
+  var number: UInt32 = 0
+  func event(_ kind: RunEvent.OneOf_Kind) -> [UInt8] {
+    number += 1
+    time += 37
+    let event = RunEvent.with {
+      $0.timeMicros = time
+      $0.runID = id
+      $0.runEvent = number
+      $0.kind = kind
+    }
+    return try! event.serializedBytes()
+  }
+  let start = time
+  // Results carry digests: 64 hex characters that do not compress.
+  var seed = UInt64(index) &* 0x9E37_79B9_7F4A_7C15
+  func digest() -> Data {
+    Data(
+      (0..<64).map { _ in
+        seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Array("0123456789abcdef".utf8)[Int(seed >> 60)]
+      })
+  }
+  let manifest = Data("a".utf8) + digest() + Data(repeating: 0x08, count: 40)
+  let response = Data("b".utf8) + digest() + Data(repeating: 0x10, count: 15)
+  return [
+    event(
+      .enqueued(
+        .with {
+          $0.deployment = "server-flow/MyPrefectDeployer"
+          $0.flow = "server-flow"
+          $0.parametersJson = #"{"data_info":{"object_storage_urls":["a"],"dataset":"b"}}"#
+          $0.parameters = [
+            .with {
+              $0.name = "data_info"
+              $0.type = "gps.v1.DataInfo"
+              $0.value = Data([0x0a, 0x01, 0x61, 0x12, 0x01, 0x62])
+            }
+          ]
+          $0.idempotencyKey = "bench-\(index)"
+          $0.tags = ["bench"]
+          $0.scheduledStartMicros = start
+        })),
+    event(
+      .claimed(
+        .with {
+          $0.scheduler = "sched-\(index % 4)"
+          $0.leaseExpiresMicros = time + 30_000_000
+        })),
+    event(.started(.init())),
+    event(
+      .attemptStarted(
+        .with {
+          $0.step = "prepare"
+          $0.attempt = 1
+        })),
+    event(
+      .attemptSucceeded(
+        .with {
+          $0.step = "prepare"
+          $0.attempt = 1
+          $0.result = manifest
+          $0.durationMicros = 900
+        })),
+    event(
+      .attemptStarted(
+        .with {
+          $0.step = "process"
+          $0.attempt = 1
+        })),
+    event(
+      .attemptSucceeded(
+        .with {
+          $0.step = "process"
+          $0.attempt = 1
+          $0.result = response
+          $0.durationMicros = 700
+        })),
+    event(
+      .completed(
+        .with {
+          $0.result = response
+          $0.resultType = "gps.v1.Response"
+        })),
+  ]
+}
+
+/// Startup of a queue holding `runs` completed runs: full replay, then from a snapshot.
+func benchStartup(directory: String, runs: Int, repetitions: Int) async throws {
+  let dir = freshDirectory(directory + "/startup")
+  var options = LogOptions()
+  options.fsync = .none
+  let log = try EventLog(directory: dir, options: options)
+  var time: Int64 = 1_800_000_000_000_000
+  let generationStart = ContinuousClock.now
+  var batch: [[UInt8]] = []
+  for index in 0..<runs {
+    batch += completedRunEvents(index: index, time: &time)
+    if batch.count >= 4000 {
+      _ = try await log.append(batch)
+      batch = []
+    }
+  }
+  if !batch.isEmpty { _ = try await log.append(batch) }
+  log.close()
+  let events = log.lastSequence
+  let logBytes = try LogVerifier(directory: dir).verify().bytes
+  print(
+    String(
+      format: "\nstartup: %d completed runs, %d events, %.0f MB of log (written in %.1f s)", runs, events,
+      Double(logBytes) / 1e6, (ContinuousClock.now - generationStart).seconds))
+
+  var queueOptions = QueueOptions()
+  queueOptions.log.fsync = .none
+  var replayTimes: [Double] = []
+  var snapshotTimes: [Double] = []
+  var residentPerRun: [Double] = []
+  var readTimes: [Double] = []
+  var decodeTimes: [Double] = []
+  var snapshotBytes = 0
+  for _ in 0..<repetitions {
+    try? FileManager.default.removeItem(atPath: dir + "/snapshots")
+    _ = try LogReader(directory: dir).read { _ in }  // the log in the page cache for both cases
+    let residentBefore = residentBytes()
+    var start = ContinuousClock.now
+    var queue: RunQueue? = try RunQueue(directory: dir, options: queueOptions)
+    replayTimes.append((ContinuousClock.now - start).seconds)
+    precondition(queue!.startup.snapshotSequence == nil && queue!.state.runs.count == runs)
+    residentPerRun.append(Double(residentBytes() - residentBefore) / Double(runs))
+    queue!.close()  // writes the snapshot
+    queue = nil
+    snapshotBytes = try FileManager.default.contentsOfDirectory(atPath: dir + "/snapshots").reduce(0) {
+      $0 + ((try? FileManager.default.attributesOfItem(atPath: dir + "/snapshots/" + $1)[.size] as? Int) ?? 0)
+    }
+    start = ContinuousClock.now
+    queue = try RunQueue(directory: dir, options: queueOptions)
+    snapshotTimes.append((ContinuousClock.now - start).seconds)
+    precondition(queue!.startup.snapshotSequence == events && queue!.state.runs.count == runs)
+    queue!.close(writingSnapshot: false)
+    queue = nil
+    // Where the time with a snapshot goes: reading and checking the file, decoding the state.
+    start = ContinuousClock.now
+    let loaded = try SnapshotStore(directory: dir).loadNewest(matching: LogReader(directory: dir)).snapshot!
+    readTimes.append((ContinuousClock.now - start).seconds)
+    start = ContinuousClock.now
+    let decoded = QueueState(snapshotPayload: loaded.payload)
+    decodeTimes.append((ContinuousClock.now - start).seconds)
+    precondition(decoded?.runs.count == runs)
+  }
+  print(
+    String(
+      format:
+        "  full replay: %.2f s (%.0f events/s)   with snapshot: %.3f s (%.0fx faster; snapshot %.0f MB)",
+      median(replayTimes), Double(events) / median(replayTimes), median(snapshotTimes),
+      median(replayTimes) / median(snapshotTimes), Double(snapshotBytes) / 1e6))
+  print(
+    String(
+      format: "  with snapshot: reading and matching it to the log %.3f s, decoding the state %.3f s",
+      median(readTimes), median(decodeTimes)))
+  print(
+    String(
+      format: "  memory per run held in state: %.0f bytes resident (after malloc_trim)", median(residentPerRun)))
+  try? FileManager.default.removeItem(atPath: dir)
+}
+
+/// `claimers` tasks claim from a queue holding `runs` ready runs until it is empty.
+func benchClaims(directory: String, runs: Int, claimers: Int, repetitions: Int, seconds: Double) async throws {
+  print("\nclaims: \(claimers) concurrent claimers, \(runs) ready runs, in-process queue")
+  print("fsync    claims/s   claims/batch   raw limit claims/s   ratio")
+  for durable in [true, false] {
+    var rates: [Double] = [], perBatch: [Double] = [], limits: [Double] = [], ratios: [Double] = []
+    for _ in 0..<repetitions {
+      let dir = freshDirectory(directory + "/claims")
+      var fill = QueueOptions()
+      fill.log.fsync = .none
+      let filler = try RunQueue(directory: dir, options: fill)
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        for client in 0..<16 {
+          group.addTask {
+            for index in stride(from: client, to: runs, by: 16) {
+              var request = EnqueueRequest(deployment: "server-flow/MyPrefectDeployer", flow: "server-flow")
+              request.idempotencyKey = "claim-\(index)"
+              _ = try await filler.enqueue(request)
+            }
+          }
+        }
+        try await group.waitForAll()
+      }
+      filler.close()
+      let before = try LogVerifier(directory: dir).verify()
+      var options = QueueOptions()
+      options.log.fsync = durable ? .always : .none
+      let queue = try RunQueue(directory: dir, options: options)
+      let start = ContinuousClock.now
+      let claimed = try await withThrowingTaskGroup(of: Int.self) { group in
+        for claimer in 0..<claimers {
+          group.addTask {
+            var count = 0
+            while try await queue.claim(scheduler: "bench-\(claimer)") != nil { count += 1 }
+            return count
+          }
+        }
+        return try await group.reduce(0, +)
+      }
+      let elapsed = (ContinuousClock.now - start).seconds
+      queue.close(writingSnapshot: false)
+      precondition(claimed == runs)
+      let after = try LogVerifier(directory: dir).verify()
+      let batches = Double(after.batches - before.batches)
+      let batchBytes = Double(after.bytes - before.bytes) / batches
+      let rate = Double(claimed) / elapsed
+      rates.append(rate)
+      perBatch.append(Double(claimed) / batches)
+      if durable {
+        let limit =
+          rawSyncsPerSecond(directory: dir, size: Int(batchBytes), seconds: seconds) * Double(claimed) / batches
+        limits.append(limit)
+        ratios.append(rate / limit)
+      }
+    }
+    if durable {
+      print(
+        String(
+          format: "always  %9.0f  %13.1f  %19.0f  %6.2f", median(rates), median(perBatch), median(limits),
+          median(ratios)))
+    } else {
+      print(String(format: "none    %9.0f  %13.1f  %19s  %6s", median(rates), median(perBatch), "-", "-"))
+    }
+  }
+}
