@@ -144,6 +144,9 @@ struct Bench {
     let directory = freshDirectory(arguments.directory)
     print("gps-bench: \(arguments.runs) runs of \(arguments.seconds) s per figure, in \(directory)")
     if arguments.suites.contains("log") { try await benchLog(arguments, directory: directory) }
+    if arguments.suites.contains("snapshot-decode") {
+      try benchSnapshotDecode(runs: arguments.startupRuns, repetitions: arguments.runs)
+    }
     if arguments.suites.contains("queue") {
       try await benchClaims(
         directory: directory, runs: arguments.claimRuns, claimers: 16, repetitions: arguments.runs,

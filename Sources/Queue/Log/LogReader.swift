@@ -2,6 +2,11 @@
 public struct LogRecord: Sendable, Hashable {
   public var sequence: UInt64
   public var payload: [UInt8]
+
+  public init(sequence: UInt64, payload: [UInt8]) {
+    self.sequence = sequence
+    self.payload = payload
+  }
 }
 
 /// Where a reader continues: the next sequence, and the segment and frame offset where it is.

@@ -10,6 +10,12 @@ public struct StartupReport: Sendable {
   /// Events replayed after the snapshot.
   public var replayedEvents: UInt64
   public var recovery: RecoveryReport
+  /// Time spent opening the log (lock, recovery), loading the snapshot, replaying the tail, and
+  /// indexing the runs.
+  public var openingLog: Duration = .zero
+  public var loadingSnapshot: Duration = .zero
+  public var replaying: Duration = .zero
+  public var indexing: Duration = .zero
 }
 
 /// The live, event-sourced run queue of one data directory.
@@ -53,10 +59,13 @@ public final class RunQueue: Sendable {
     self.directory = directory
     self.options = options
     self.clock = clock
+    let opening = ContinuousClock.now
     log = try EventLog(directory: directory, options: options.log, fileSystem: fileSystem)
     snapshots = SnapshotStore(directory: directory, fileSystem: fileSystem)
     do throws(QueueError) {
-      let loaded = try Self.load(directory: directory, snapshots: snapshots, fileSystem: fileSystem)
+      let loading = ContinuousClock.now
+      let loaded = try Self.load(
+        directory: directory, snapshots: snapshots, fileSystem: fileSystem, lastBatch: log.lastBatch)
       guard loaded.state.lastSequence == log.lastSequence else {
         throw QueueError(
           code: .corrupt,
@@ -64,11 +73,15 @@ public final class RunQueue: Sendable {
             "replay ended at event \(loaded.state.lastSequence) but the log holds \(log.lastSequence) events; run `gps log verify`"
         )
       }
-      startup = StartupReport(
-        snapshotSequence: loaded.snapshotSequence, skippedSnapshots: loaded.skipped,
-        replayedEvents: loaded.state.lastSequence - (loaded.snapshotSequence ?? 0), recovery: log.recovery)
+      let indexing = ContinuousClock.now
       let index = ReadyIndex(
         state: loaded.state, now: clock.now(), lateAfter: options.lateAfter, grace: options.leaseDuration)
+      startup = StartupReport(
+        snapshotSequence: loaded.snapshotSequence, skippedSnapshots: loaded.skipped,
+        replayedEvents: loaded.state.lastSequence - (loaded.snapshotSequence ?? 0), recovery: log.recovery,
+        openingLog: loading - opening, loadingSnapshot: loaded.loadTime,
+        replaying: indexing - loading - loaded.loadTime,
+        indexing: .now - indexing)
       locked = Mutex(Locked(state: loaded.state, index: index, nextSequence: loaded.state.lastSequence + 1))
     } catch {
       log.close()
@@ -78,10 +91,12 @@ public final class RunQueue: Sendable {
 
   /// The newest matching snapshot plus the log after it.
   static func load(
-    directory: String, snapshots: SnapshotStore, fileSystem: any FileSystem, through last: UInt64 = .max
-  ) throws(QueueError) -> (state: QueueState, snapshotSequence: UInt64?, skipped: [String]) {
+    directory: String, snapshots: SnapshotStore, fileSystem: any FileSystem,
+    lastBatch: (sequence: UInt64, hash: [UInt8])? = nil, through last: UInt64 = .max
+  ) throws(QueueError) -> (state: QueueState, snapshotSequence: UInt64?, skipped: [String], loadTime: Duration) {
+    let start = ContinuousClock.now
     let reader = LogReader(directory: directory, fileSystem: fileSystem)
-    let (snapshot, skippedByStore) = try snapshots.loadNewest(matching: reader)
+    let (snapshot, skippedByStore) = try snapshots.loadNewest(matching: reader, lastBatch: lastBatch)
     var skipped = skippedByStore
     var state = QueueState()
     var snapshotSequence: UInt64?
@@ -93,8 +108,12 @@ public final class RunQueue: Sendable {
         skipped.append("snapshot at \(snapshot.lastSequence): written by another version of GPS")
       }
     }
-    try replay(reader, into: &state, through: last)
-    return (state, snapshotSequence, skipped)
+    let loadTime = ContinuousClock.now - start
+    // A snapshot of the whole log leaves nothing to replay: skip reading the last segment.
+    if state.lastSequence != lastBatch?.sequence || state.lastSequence == 0 {
+      try replay(reader, into: &state, through: last)
+    }
+    return (state, snapshotSequence, skipped, loadTime)
   }
 
   static func replay(_ reader: LogReader, into state: inout QueueState, through last: UInt64) throws(QueueError) {

@@ -49,15 +49,24 @@ public struct SnapshotStore: Sendable {
 
   /// The newest snapshot that matches the log in `dataDirectory`, or nil (then replay everything).
   /// Also returns why newer snapshots were skipped.
-  public func loadNewest(matching reader: LogReader) throws(QueueError) -> (snapshot: Snapshot?, skipped: [String]) {
+  /// `lastBatch`, when the caller knows it (the writer does), saves reading the log's last segment
+  /// for a snapshot of the whole log.
+  public func loadNewest(
+    matching reader: LogReader, lastBatch: (sequence: UInt64, hash: [UInt8])? = nil
+  ) throws(QueueError) -> (snapshot: Snapshot?, skipped: [String]) {
     var skipped: [String] = []
     for name in try names() {
-      let bytes = try fileSystem.read(directory + "/" + name, from: 0)
-      guard let snapshot = Self.decode(bytes) else {
+      guard let snapshot = Self.decode(try fileSystem.read(directory + "/" + name, from: 0)) else {
         skipped.append("\(name): damaged (checksum or size mismatch)")
         continue
       }
-      guard try reader.batchHash(endingAt: snapshot.lastSequence) == snapshot.batchHash else {
+      let hash =
+        if let lastBatch, lastBatch.sequence == snapshot.lastSequence {
+          lastBatch.hash
+        } else {
+          try reader.batchHash(endingAt: snapshot.lastSequence)
+        }
+      guard hash == snapshot.batchHash else {
         skipped.append("\(name): does not match the log at sequence \(snapshot.lastSequence)")
         continue
       }
@@ -72,20 +81,24 @@ public struct SnapshotStore: Sendable {
     return try fileSystem.list(directory).filter { $0.hasSuffix(".snap") && $0.utf8.count == 25 }.sorted(by: >)
   }
 
-  static func decode(_ bytes: [UInt8]) -> Snapshot? {
-    guard bytes.count >= headerSize, Array(bytes[0..<8]) == magic else { return nil }
-    return bytes.withUnsafeBytes { buffer -> Snapshot? in
+  static func decode(_ file: consuming [UInt8]) -> Snapshot? {
+    guard file.count >= headerSize, Array(file[0..<8]) == magic else { return nil }
+    let header = file.withUnsafeBytes { buffer -> (sequence: UInt64, length: UInt64, crc: UInt32)? in
       guard buffer.loadLittleEndian(UInt16.self, at: 8) == 1,
         CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buffer[0..<68]))
           == buffer.loadLittleEndian(UInt32.self, at: 68)
       else { return nil }
-      let length = buffer.loadLittleEndian(UInt64.self, at: 56)
-      guard UInt64(bytes.count - headerSize) == length else { return nil }
-      let payload = Array(bytes[headerSize...])
-      guard CRC32C.checksum(payload) == buffer.loadLittleEndian(UInt32.self, at: 64) else { return nil }
-      return Snapshot(
-        lastSequence: buffer.loadLittleEndian(UInt64.self, at: 16), batchHash: Array(bytes[24..<56]), payload: payload)
+      return (
+        buffer.loadLittleEndian(UInt64.self, at: 16), buffer.loadLittleEndian(UInt64.self, at: 56),
+        buffer.loadLittleEndian(UInt32.self, at: 64)
+      )
     }
+    guard let header, UInt64(file.count - headerSize) == header.length else { return nil }
+    let batchHash = Array(file[24..<56])
+    // Shift the payload down in place rather than copy it into a second buffer of its size.
+    file.removeSubrange(0..<headerSize)
+    guard CRC32C.checksum(file) == header.crc else { return nil }
+    return Snapshot(lastSequence: header.sequence, batchHash: batchHash, payload: file)
   }
 }
 

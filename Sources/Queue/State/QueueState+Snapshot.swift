@@ -182,7 +182,7 @@ struct SnapshotWriter {
     put(run.enqueuedBy)
     put(run.enqueuedAt)
     put(run.timeout.micros)
-    put(UInt8(RunState.allCases.firstIndex(of: run.state)!))
+    put(UInt8(run.state.index))
     put(run.stateSince)
     put(run.stateMessage)
     put(run.scheduledStart)
@@ -212,6 +212,7 @@ struct SnapshotReader {
   let bytes: [UInt8]
   var offset = 0
   var strings: [String] = []
+  var singleTags: [UInt32: [String]] = [:]
 
   init(bytes: [UInt8], offset: Int = 0, strings: [String] = []) {
     self.bytes = bytes
@@ -255,6 +256,7 @@ struct SnapshotReader {
       let parameterCount: UInt32 = get(), parameterCount <= UInt32(bytes.count - offset)
     else { return nil }
     var parameters: [RunParameter] = []
+    parameters.reserveCapacity(Int(parameterCount))
     for _ in 0..<parameterCount {
       guard let name = getString(), let type = getString(), let value = getBytes() else { return nil }
       parameters.append(RunParameter(name: name, type: type, value: value))
@@ -262,13 +264,25 @@ struct SnapshotReader {
     guard let idempotencyKey = getString(), let tagCount: UInt32 = get(), tagCount <= UInt32(bytes.count - offset)
     else { return nil }
     var tags: [String] = []
-    for _ in 0..<tagCount {
-      guard let tag = getString() else { return nil }
-      tags.append(tag)
+    if tagCount == 1 {
+      // Runs share a few tag sets; one array per tag is enough for the single-tag case.
+      guard let index: UInt32 = get(), Int(index) < strings.count else { return nil }
+      if let shared = singleTags[index] {
+        tags = shared
+      } else {
+        tags = [strings[Int(index)]]
+        singleTags[index] = tags
+      }
+    } else {
+      tags.reserveCapacity(Int(tagCount))
+      for _ in 0..<tagCount {
+        guard let tag = getString() else { return nil }
+        tags.append(tag)
+      }
     }
     guard let priority: Int32 = get(), let maxRequeues: UInt32 = get(), let requeueDelay: Int64 = get(),
       let enqueuedBy = getString(), let enqueuedAt = getTimestamp(), let timeout: Int64 = get(),
-      let stateIndex: UInt8 = get(), Int(stateIndex) < RunState.allCases.count,
+      let stateIndex: UInt8 = get(), Int(stateIndex) < RunState.byIndex.count,
       let stateSince = getTimestamp(), let stateMessage = getString(), let scheduledStart = getTimestamp(),
       let hasLease: UInt8 = get()
     else { return nil }
@@ -289,7 +303,7 @@ struct SnapshotReader {
       crashPolicy: CrashPolicy(maxRequeues: maxRequeues, requeueDelay: .microseconds(requeueDelay)),
       enqueuedBy: enqueuedBy, enqueuedAt: enqueuedAt, timeout: .microseconds(timeout))
     return Run(
-      id: id, spec: spec, state: RunState.allCases[Int(stateIndex)], stateSince: stateSince,
+      id: id, spec: spec, state: RunState.byIndex[Int(stateIndex)], stateSince: stateSince,
       stateMessage: stateMessage, scheduledStart: scheduledStart, lease: lease, orphaned: orphaned == 1,
       startedAt: startedAt == Int64.min ? nil : Timestamp(micros: startedAt), step: step, stepAttempt: stepAttempt,
       attempts: attempts, eventCount: eventCount, claims: claims, requeues: requeues, userRetries: userRetries,

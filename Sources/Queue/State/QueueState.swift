@@ -179,6 +179,9 @@ public struct StateCounts: Sendable, Hashable {
 }
 
 extension RunState {
+  /// The states by ``index``.
+  static let byIndex = allCases
+
   /// The position in `allCases`: a dense index for tables.
   var index: Int {
     switch self {
