@@ -155,10 +155,15 @@ public struct QueueState: Sendable, Hashable {
     slotsByDeployment = [:]
     slotsByTag = [:]
     counts = StateCounts()
-    for run in runs {
-      if !run.idempotencyKey.isEmpty { idempotencyKeys[run.idempotencyKey] = run.id }
-      counts[run.state] += 1
-      if run.holdsSlot { adjustSlots(of: run.spec, by: 1) }
+    // Through the buffer, reading fields in place: `for run in runs` would copy (retain and
+    // release) every run.
+    runs.withUnsafeBufferPointer { runs in
+      for index in runs.indices {
+        let key = runs[index].spec.idempotencyKey
+        if !key.isEmpty { idempotencyKeys[key] = runs[index].id }
+        counts[runs[index].state] += 1
+        if runs[index].lease != nil { adjustSlots(of: runs[index].spec, by: 1) }
+      }
     }
   }
 }

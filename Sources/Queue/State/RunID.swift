@@ -28,6 +28,23 @@ public struct RunID: Sendable, Hashable, Comparable, CustomStringConvertible {
 
   public var description: String { uuid.uuidString.lowercased() }
 
+  /// Two words rather than sixteen bytes: run ids are hashed for every event and every lookup.
+  public func hash(into hasher: inout Hasher) {
+    withUnsafeBytes(of: uuid.uuid) { raw in
+      hasher.combine(raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+      hasher.combine(raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+    }
+  }
+
+  public static func == (lhs: RunID, rhs: RunID) -> Bool {
+    withUnsafeBytes(of: lhs.uuid.uuid) { l in
+      withUnsafeBytes(of: rhs.uuid.uuid) { r in
+        l.loadUnaligned(fromByteOffset: 0, as: UInt64.self) == r.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+          && l.loadUnaligned(fromByteOffset: 8, as: UInt64.self) == r.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+      }
+    }
+  }
+
   public static func < (lhs: RunID, rhs: RunID) -> Bool {
     withUnsafeBytes(of: lhs.uuid.uuid) { l in
       withUnsafeBytes(of: rhs.uuid.uuid) { r in l.lexicographicallyPrecedes(r) }

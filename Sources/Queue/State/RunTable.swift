@@ -14,7 +14,9 @@ public struct RunTable: Sendable, Hashable {
   init(_ runs: [Run]) {
     values = runs
     positions.reserveCapacity(runs.count)
-    for (position, run) in runs.enumerated() { positions[run.id] = Int32(position) }
+    runs.withUnsafeBufferPointer { runs in
+      for index in runs.indices { positions[runs[index].id] = Int32(index) }
+    }
   }
 
   public var count: Int { values.count }
