@@ -15,6 +15,8 @@ GENERATED    := Sources/RPC/Generated
 QUEUE_PROTOS := protos/gps/v1/events.proto
 QUEUE_GENERATED := Sources/Queue/Generated
 RPC_PROTOS   := $(filter-out $(QUEUE_PROTOS),$(PROTO_FILES))
+FLOWS_GENERATED := Sources/Flows/Generated
+DESCRIPTOR_SET  := protos/gps.desc
 VENV         := .build-venv
 PYTHON       ?= python3
 LINT_PATHS   := Package.swift $(shell find Sources Tests Benchmarks -name '*.swift' -not -path '*/Generated/*' | sort)
@@ -86,6 +88,10 @@ proto:
 	  --swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
 	  --swift_out=$(QUEUE_GENERATED) \
 	  $(QUEUE_PROTOS)
+	# The descriptors of every message, for the JSON parameter validator and JSON Schemas (Flows).
+	mkdir -p $(FLOWS_GENERATED)
+	protoc -Iprotos --include_imports --descriptor_set_out=$(DESCRIPTOR_SET) $(PROTO_FILES)
+	scripts/embed-descriptors.sh $(DESCRIPTOR_SET) > $(FLOWS_GENERATED)/DescriptorSet.swift
 
 clean:
 	rm -rf .build $(VENV) $(PLUGINS_DIR)/.build

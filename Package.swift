@@ -95,7 +95,7 @@ let package = Package(
     ),
     .testTarget(
       name: "FlowsTests",
-      dependencies: ["Flows", "RPC", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, logging],
+      dependencies: ["Flows", "RPC", "Queue", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, logging],
       swiftSettings: swiftSettings
     ),
     .testTarget(

@@ -7,7 +7,7 @@ public struct FlowsError: Error, Sendable, CustomStringConvertible {
 
     private let value: Value
 
-    /// A parameter's JSON does not decode into its declared type.
+    /// Parameters do not validate against their declared types (every problem is in `problems`).
     public static let invalidParameter = Code(value: .invalidParameter)
 
     public var description: String {
@@ -21,11 +21,14 @@ public struct FlowsError: Error, Sendable, CustomStringConvertible {
   /// One line saying what is wrong and what to do.
   public var message: String
   public var cause: (any Error)?
+  /// Every problem found, each one line with its path (for invalid parameters); `message` joins them.
+  public var problems: [String]
 
-  public init(code: Code, message: String, cause: (any Error)? = nil) {
+  public init(code: Code, message: String, cause: (any Error)? = nil, problems: [String] = []) {
     self.code = code
     self.message = message
     self.cause = cause
+    self.problems = problems.isEmpty ? [message] : problems
   }
 
   public var description: String { message }

@@ -1,4 +1,5 @@
 public import RPC
+import SwiftProtobuf
 
 /// The reference flow `server-flow`: its parameter `data_info` is a `gps.v1.DataInfo`.
 public enum ServerFlow {
@@ -6,10 +7,20 @@ public enum ServerFlow {
   public static let parameterName = "data_info"
   /// The parameters from the Prefect snippet; service A finds object `a` in the shipped sample store.
   public static let sampleDataInfoJSON = #"{"object_storage_urls": ["a"], "dataset": "b"}"#
+  public static let parameters = ParameterSet([
+    ParameterSpec(
+      name: parameterName, type: "gps.v1.DataInfo",
+      description:
+        "The objects to process (s3://BUCKET/KEY, file:///path or a key under the object root) and their dataset.")
+  ])
 
-  /// Decodes the `data_info` parameter from JSON.
+  /// Validates the `data_info` parameter given as JSON, with the same validator as enqueue.
   public static func decodeDataInfo(_ json: String) throws(FlowsError) -> Gps_V1_DataInfo {
-    try ParameterJSON.decode(
-      Gps_V1_DataInfo.self, from: json, parameter: parameterName, example: sampleDataInfoJSON)
+    let validated = try parameters.validate(json: #"{"\#(parameterName)": \#(json)}"#)
+    do {
+      return try Gps_V1_DataInfo(serializedBytes: validated.value(of: parameterName) ?? [])
+    } catch {
+      throw FlowsError(code: .invalidParameter, message: "\(parameterName): \(error)", cause: error)
+    }
   }
 }

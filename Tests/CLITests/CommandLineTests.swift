@@ -38,8 +38,11 @@ import Testing
         let cases: [(arguments: [String], expected: String)] = [
           (["--data-info", #"{"object_storage_urls": ["missing"], "dataset": "b"}"#], "NOT_FOUND: 'missing'"),
           (["--data-info", #"{"object_storage_urls": ["../x"], "dataset": "b"}"#], "INVALID_ARGUMENT"),
-          (["--data-info", #"{"object_storage_url": ["a"], "dataset": "b"}"#], "unknown field 'object_storage_url'"),
-          (["--data-info", #"{"object_storage_urls": ["a"]"#], "data_info"),
+          (
+            ["--data-info", #"{"object_storage_url": ["a"], "dataset": "b"}"#],
+            "data_info.object_storage_url: unknown field; did you mean object_storage_urls?"
+          ),
+          (["--data-info", #"{"object_storage_urls": ["a"]"#], "not valid JSON: the JSON ends inside an object"),
           (["--data-info", Self.sample, "--timeout", "soon"], "--timeout"),
         ]
         for (arguments, expected) in cases {

@@ -16,17 +16,21 @@ import Testing
   }
 
   @Test(arguments: [
-    (#"{"object_storage_url": ["a"], "dataset": "b"}"#, "unknown field 'object_storage_url'"),
-    (#"{"object_storage_urls": ["a"], "dataset": "b""#, "ends too early"),
-    (#"{"object_storage_urls": "a", "dataset": "b"}"#, "data_info:"),
-    (#"not json"#, "data_info:"),
+    (
+      #"{"object_storage_url": ["a"], "dataset": "b"}"#,
+      "data_info.object_storage_url: unknown field; did you mean object_storage_urls?"
+    ),
+    (#"{"object_storage_urls": ["a"], "dataset": "b""#, "the JSON ends inside an object"),
+    (
+      #"{"object_storage_urls": "a", "dataset": "b"}"#,
+      #"data_info.object_storage_urls: expected an array of string, got the string "a""#
+    ),
+    (#"not json"#, "not valid JSON"),
   ])
-  func rejectsBadJSONNamingTheParameter(json: String, expected: String) {
+  func rejectsBadJSONNamingTheField(json: String, expected: String) {
     let error = #expect(throws: FlowsError.self) { try ServerFlow.decodeDataInfo(json) }
     #expect(error?.code == .invalidParameter)
-    #expect(error?.message.hasPrefix("data_info: ") == true)
     #expect(error?.message.contains(expected) == true, "\(error?.message ?? "")")
-    #expect(error?.message.contains(ServerFlow.sampleDataInfoJSON) == true)
     #expect(error?.message.contains("\n") == false)
   }
 

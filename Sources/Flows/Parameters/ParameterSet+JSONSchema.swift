@@ -1,0 +1,108 @@
+import SwiftProtobuf
+
+extension ParameterSet {
+  /// A JSON Schema (draft 2020-12) of the parameters object, generated from the descriptors: each
+  /// message type once under `$defs`. Properties use proto field names; GPS also accepts the
+  /// lowerCamel JSON names.
+  public func jsonSchema(title: String, pool: DescriptorPool = .gps) -> JSONValue {
+    var definitions: [String: JSONValue] = [:]
+    var properties: [JSONValue.Member] = []
+    for parameter in parameters {
+      var schema: [JSONValue.Member] = [.init("$ref", .string("#/$defs/\(parameter.type)"))]
+      if !parameter.description.isEmpty { schema.append(.init("description", .string(parameter.description))) }
+      if let defaultJSON = parameter.defaultJSON, let value = try? JSONValue(parsing: defaultJSON) {
+        schema.append(.init("default", value))
+      }
+      properties.append(.init(parameter.name, .object(schema)))
+      Self.define(parameter.type, pool: pool, into: &definitions)
+    }
+    let required = parameters.filter { $0.required && $0.defaultJSON == nil }.map { JSONValue.string($0.name) }
+    return .object([
+      .init("$schema", .string("https://json-schema.org/draft/2020-12/schema")),
+      .init("title", .string(title)),
+      .init("type", .string("object")),
+      .init("properties", .object(properties)),
+      .init("required", .array(required)),
+      .init("additionalProperties", .bool(false)),
+      .init("$defs", .object(definitions.keys.sorted().map { .init($0, definitions[$0]!) })),
+    ])
+  }
+
+  static func define(_ type: String, pool: DescriptorPool, into definitions: inout [String: JSONValue]) {
+    let name = ProtoJSON.typeLabel(type)
+    guard definitions[name] == nil, let message = pool.message(name) else { return }
+    definitions[name] = .null  // placeholder: recursive types refer to themselves
+    var properties: [JSONValue.Member] = []
+    for field in message.field {
+      properties.append(.init(field.name, schema(of: field, pool: pool, definitions: &definitions)))
+    }
+    definitions[name] = .object([
+      .init("type", .string("object")),
+      .init("title", .string(name)),
+      .init("properties", .object(properties)),
+      .init("additionalProperties", .bool(false)),
+    ])
+  }
+
+  static func schema(
+    of field: Google_Protobuf_FieldDescriptorProto, pool: DescriptorPool, definitions: inout [String: JSONValue]
+  ) -> JSONValue {
+    if let entry = pool.mapEntry(of: field), let valueField = entry.field.first(where: { $0.number == 2 }) {
+      return .object([
+        .init("type", .string("object")),
+        .init("additionalProperties", single(valueField, pool: pool, definitions: &definitions)),
+      ])
+    }
+    let item = single(field, pool: pool, definitions: &definitions)
+    guard field.label == .repeated else { return item }
+    return .object([.init("type", .string("array")), .init("items", item)])
+  }
+
+  static func single(
+    _ field: Google_Protobuf_FieldDescriptorProto, pool: DescriptorPool, definitions: inout [String: JSONValue]
+  ) -> JSONValue {
+    func integer(_ minimum: String, _ maximum: String) -> JSONValue {
+      .object([
+        .init("type", .string("integer")), .init("minimum", .number(minimum)), .init("maximum", .number(maximum)),
+      ])
+    }
+    func integer64(_ pattern: String) -> JSONValue {
+      .object([
+        .init(
+          "oneOf",
+          .array([
+            .object([.init("type", .string("integer"))]),
+            .object([.init("type", .string("string")), .init("pattern", .string(pattern))]),
+          ]))
+      ])
+    }
+    switch field.type {
+    case .string: return .object([.init("type", .string("string"))])
+    case .bytes: return .object([.init("type", .string("string")), .init("contentEncoding", .string("base64"))])
+    case .bool: return .object([.init("type", .string("boolean"))])
+    case .int32, .sint32, .sfixed32: return integer("-2147483648", "2147483647")
+    case .uint32, .fixed32: return integer("0", "4294967295")
+    case .int64, .sint64, .sfixed64: return integer64("^-?[0-9]+$")
+    case .uint64, .fixed64: return integer64("^[0-9]+$")
+    case .float, .double:
+      return .object([
+        .init(
+          "oneOf",
+          .array([
+            .object([.init("type", .string("number"))]),
+            .object([.init("enum", .array([.string("NaN"), .string("Infinity"), .string("-Infinity")]))]),
+          ]))
+      ])
+    case .enum:
+      let values = pool.enumType(field.typeName)?.value ?? []
+      return .object([
+        .init("enum", .array(values.map { .string($0.name) } + values.map { .number(String($0.number)) }))
+      ])
+    case .message, .group:
+      define(field.typeName, pool: pool, into: &definitions)
+      return .object([.init("$ref", .string("#/$defs/\(ProtoJSON.typeLabel(field.typeName))"))])
+    default:
+      return .object([])
+    }
+  }
+}
