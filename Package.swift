@@ -61,7 +61,7 @@ let package = Package(
     ),
     .target(
       name: "Flows",
-      dependencies: ["RPC", "Queue", grpcCore, grpcNIO, swiftProtobuf, logging],
+      dependencies: ["RPC", "Queue", grpcCore, grpcNIO, swiftProtobuf, logging, crypto],
       swiftSettings: swiftSettings
     ),
     .executableTarget(

@@ -2,7 +2,7 @@
 public struct FlowsError: Error, Sendable, CustomStringConvertible {
   public struct Code: Sendable, Hashable, CustomStringConvertible {
     private enum Value: Sendable, Hashable {
-      case invalidParameter
+      case invalidParameter, unknownDeployment, stepFailed
     }
 
     private let value: Value
@@ -10,9 +10,16 @@ public struct FlowsError: Error, Sendable, CustomStringConvertible {
     /// Parameters do not validate against their declared types (every problem is in `problems`).
     public static let invalidParameter = Code(value: .invalidParameter)
 
+    /// No deployment has that name.
+    public static let unknownDeployment = Code(value: .unknownDeployment)
+    /// A task step failed (the message names the step, the service and the status).
+    public static let stepFailed = Code(value: .stepFailed)
+
     public var description: String {
       switch value {
       case .invalidParameter: "invalid parameter"
+      case .unknownDeployment: "unknown deployment"
+      case .stepFailed: "step failed"
       }
     }
   }

@@ -14,6 +14,28 @@ public enum ServerFlow {
         "The objects to process (s3://BUCKET/KEY, file:///path or a key under the object root) and their dataset.")
   ])
 
+  /// Step `prepare` calls A with `data_info`; step `process` calls B with A's manifest; the run's
+  /// result is B's `Response`.
+  public static let flow = Flow(
+    name: name, parameters: parameters,
+    steps: [
+      Step("prepare", timeout: .seconds(30)) { context in
+        try await context.clients.a.prepare(
+          try context.parameter(parameterName, as: Gps_V1_DataInfo.self), metadata: context.metadata,
+          options: context.callOptions)
+      },
+      Step("process", timeout: .seconds(30)) { context in
+        try await context.clients.b.process(
+          try context.result(of: "prepare", as: Gps_V1_Manifest.self), metadata: context.metadata,
+          options: context.callOptions)
+      },
+    ])
+
+  /// The snippet's deployment, `server-flow/MyPrefectDeployer`.
+  public static let deployment = Deployment(
+    name: "\(name)/MyPrefectDeployer", flow: flow, tags: ["server-flow"], concurrencyLimit: 256,
+    description: "Prepares the objects with service A, processes the manifest with service B.")
+
   /// Validates the `data_info` parameter given as JSON, with the same validator as enqueue.
   public static func decodeDataInfo(_ json: String) throws(FlowsError) -> Gps_V1_DataInfo {
     let validated = try parameters.validate(json: #"{"\#(parameterName)": \#(json)}"#)

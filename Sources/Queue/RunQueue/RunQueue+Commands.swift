@@ -333,7 +333,15 @@ extension RunQueue {
     }
     locked.state.commit(change)
     locked.index.track(after, now: time, lateAfter: options.lateAfter)
-    if let before = change.before, before.holdsSlot, !after.holdsSlot { locked.index.release(slotsOf: before) }
+    var newWork = after.isClaimable && change.before?.isClaimable != true
+    if let before = change.before, before.holdsSlot, !after.holdsSlot {
+      locked.index.release(slotsOf: before)
+      newWork = true
+    }
+    if newWork { for signal in locked.wakeSignals { signal.signal() } }
+    if after.state == .cancelling, change.before?.state != .cancelling {
+      for signal in locked.cancelSignals { signal.signal() }
+    }
   }
 
   private func writeSnapshot(_ state: QueueState, batchHash: [UInt8]) {

@@ -48,6 +48,10 @@ public final class RunQueue: Sendable {
     var snapshotInFlight = false
     var failure: QueueError?
     var closed = false
+    /// Poked whenever a run may have become claimable (enqueued, re-queued, retried, a slot freed).
+    var wakeSignals: [WakeSignal] = []
+    /// Poked whenever a user asks to cancel a claimed run.
+    var cancelSignals: [WakeSignal] = []
   }
 
   /// Opens the queue in `directory`: takes its lock, recovers the log, loads the newest snapshot
@@ -131,10 +135,35 @@ public final class RunQueue: Sendable {
     }
   }
 
+  /// `signal` is signalled whenever a run may have become claimable: a scheduler waits on it
+  /// instead of polling. Runs that become ready with time are found through ``nextDeadline``.
+  public func notifyWhenWorkArrives(_ signal: WakeSignal) {
+    locked.withLock { $0.wakeSignals.append(signal) }
+  }
+
+  /// `signal` is signalled whenever cancellation of a claimed run is requested, so an in-process
+  /// scheduler heartbeats at once instead of at its next interval.
+  public func notifyOnCancelRequests(_ signal: WakeSignal) {
+    locked.withLock { $0.cancelSignals.append(signal) }
+  }
+
+  /// Runs `tick()` whenever something falls due (a start, a lateness mark, a lease expiry), at
+  /// least every `maximumWait`, until the task is cancelled.
+  public func maintain(maximumWait: Duration = .seconds(1)) async throws {
+    while !Task.isCancelled {
+      let wait = nextDeadline.map { min(maximumWait, max(.milliseconds(1), $0 - clock.now())) } ?? maximumWait
+      try await Task.sleep(for: wait)
+      try await tick()
+    }
+  }
+
   /// A copy of the whole state.
   public var state: QueueState { locked.withLock { $0.state } }
 
   public func run(_ id: RunID) -> Run? { locked.withLock { $0.state.runs[id] } }
+
+  /// The last event that is durable in the log; ``state`` may be up to one group commit ahead.
+  public var durableSequence: UInt64 { log.lastSequence }
 
   /// The earliest time ``tick()`` has something to do (a start, a lateness mark, a lease expiry).
   public var nextDeadline: Timestamp? { locked.withLock { $0.index.nextDeadline } }

@@ -1,0 +1,107 @@
+public import Foundation
+public import GRPCCore
+public import Queue
+public import RPC
+public import SwiftProtobuf
+
+/// What a step's body gets: the run's typed parameters, earlier steps' results, the shared gRPC
+/// clients, and the metadata (idempotency key) and deadline its calls must carry.
+public struct StepContext: Sendable {
+  public let runID: RunID
+  public let deployment: String
+  public let step: String
+  public let attempt: UInt32
+  public let parameters: ValidatedParameters
+  /// Results of the steps before this one, serialized, by step name.
+  public let results: [String: [UInt8]]
+  public let clients: ServiceClients
+  public let timeout: Duration
+
+  /// `RUN/STEP/ATTEMPT`: the same on every retry of this attempt's call, different per attempt.
+  public var idempotencyKey: String { "\(runID)/\(step)/\(attempt)" }
+
+  /// Metadata every call of the step sends.
+  public var metadata: Metadata {
+    var metadata = Metadata()
+    metadata.addString(idempotencyKey, forKey: idempotencyKeyMetadataKey)
+    return metadata
+  }
+
+  /// Call options with the step's deadline.
+  public var callOptions: CallOptions {
+    var options = CallOptions.defaults
+    options.timeout = timeout
+    return options
+  }
+
+  /// A parameter as its message type.
+  public func parameter<M: SwiftProtobuf.Message>(_ name: String, as type: M.Type) throws -> M {
+    guard let bytes = parameters.value(of: name) else {
+      throw FlowsError(code: .invalidParameter, message: "the run has no parameter \(name)")
+    }
+    return try M(serializedBytes: bytes)
+  }
+
+  /// An earlier step's result as its message type.
+  public func result<M: SwiftProtobuf.Message>(of step: String, as type: M.Type) throws -> M {
+    guard let bytes = results[step] else {
+      throw FlowsError(code: .invalidParameter, message: "step \(step) has no result before step \(self.step)")
+    }
+    return try M(serializedBytes: bytes)
+  }
+}
+
+/// One task step of a flow.
+public struct Step: Sendable {
+  public var name: String
+  public var retry: RetryPolicy
+  /// Limit on each attempt (its calls' deadline).
+  public var timeout: Duration
+  /// Reuse the result of an earlier successful attempt with the same input digest (Cached).
+  public var cacheResults: Bool
+  /// Full protobuf name of the result message.
+  public var resultType: String
+  /// The bytes whose SHA-256 is the step's input digest (the cache key).
+  public var input: @Sendable (StepContext) throws -> [UInt8]
+  /// Runs one attempt; returns the serialized result.
+  public var body: @Sendable (StepContext) async throws -> [UInt8]
+
+  /// A step whose body returns a protobuf message. The input digest covers the run's parameters
+  /// and the results of the earlier steps unless `input` says otherwise.
+  public init<Output: SwiftProtobuf.Message>(
+    _ name: String, retry: RetryPolicy = RetryPolicy(), timeout: Duration = .seconds(30), cacheResults: Bool = false,
+    input: (@Sendable (StepContext) throws -> [UInt8])? = nil,
+    body: @escaping @Sendable (StepContext) async throws -> Output
+  ) {
+    self.name = name
+    self.retry = retry
+    self.timeout = timeout
+    self.cacheResults = cacheResults
+    resultType = Output.protoMessageName
+    self.input =
+      input ?? { context in
+        var bytes = Array(context.parameters.json.utf8)
+        for (step, result) in context.results.sorted(by: { $0.key < $1.key }) {
+          bytes += Array(step.utf8) + [0] + result
+        }
+        return bytes
+      }
+    self.body = { context in try await body(context).serializedBytes() }
+  }
+}
+
+/// A flow: named task steps run in order; the run's result is the last step's.
+public struct Flow: Sendable {
+  public var name: String
+  public var parameters: ParameterSet
+  public var steps: [Step]
+
+  public init(name: String, parameters: ParameterSet, steps: [Step]) {
+    precondition(!steps.isEmpty, "a flow needs at least one step")
+    self.name = name
+    self.parameters = parameters
+    self.steps = steps
+  }
+
+  public var resultType: String { steps.last!.resultType }
+}

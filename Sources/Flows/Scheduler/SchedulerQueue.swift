@@ -1,0 +1,17 @@
+public import Queue
+
+/// What a scheduler needs from a queue: the in-process ``RunQueue``, or a remote server's.
+public protocol SchedulerQueue: Sendable {
+  func claim(scheduler: String) async throws -> Claim?
+  func heartbeat(_ lease: LeaseToken) async throws -> HeartbeatReply
+  @discardableResult
+  func report(_ lease: LeaseToken, _ event: RunEvent.OneOf_Kind) async throws -> Run
+  /// `signal` fires whenever a run may have become claimable.
+  func notifyWhenWorkArrives(_ signal: WakeSignal)
+  /// `signal` fires whenever cancellation of a claimed run is requested.
+  func notifyOnCancelRequests(_ signal: WakeSignal)
+  /// When a run next becomes ready with time, if known.
+  var nextDeadline: Timestamp? { get }
+}
+
+extension RunQueue: SchedulerQueue {}

@@ -1,0 +1,318 @@
+import Crypto
+import Flows
+import Foundation
+import GPSTesting
+import GRPCCore
+import Logging
+import Queue
+import RPC
+import SwiftProtobuf
+import Synchronization
+import Testing
+
+/// Polls `condition` every 2 ms until it holds; fails (rather than hangs) after `limit`.
+func eventually(
+  _ what: String, limit: Duration = .seconds(20), _ condition: () throws -> Bool
+) async throws {
+  let deadline = ContinuousClock.now + limit
+  while try !condition() {
+    guard ContinuousClock.now < deadline else {
+      Issue.record("timed out waiting for \(what)")
+      return
+    }
+    try await Task.sleep(for: .milliseconds(2))
+  }
+}
+
+/// The events of one run, read from the log once everything the queue has applied is durable.
+func history(_ queue: RunQueue, _ directory: String, run: RunID) async throws -> [RunEvent] {
+  let applied = queue.state.lastSequence
+  try await eventually("the log to catch up") { queue.durableSequence >= applied }
+  var events: [RunEvent] = []
+  try QueueHistory(directory: directory).events { _, event in
+    if event.run == run { events.append(event) }
+    return true
+  }
+  return events
+}
+
+func summary(_ events: [RunEvent]) -> [String] {
+  events.map { event in
+    switch event.kind {
+    case .attemptStarted(let a): "\(event.typeName) \(a.step) \(a.attempt)"
+    case .attemptSucceeded(let a): "\(event.typeName) \(a.step) \(a.attempt)\(a.cached ? " cached" : "")"
+    case .attemptFailed(let a): "\(event.typeName) \(a.step) \(a.attempt) \(a.statusName)"
+    case .retryScheduled(let r): "\(event.typeName) \(r.step) \(r.nextAttempt)"
+    default: event.typeName
+    }
+  }
+}
+
+/// A queue, services A and B over `objectRoot`, and a scheduler, for the duration of `body`.
+func withScheduler(
+  objects: [String: String] = ["a": "hello"],
+  a aConfiguration: ServiceServer.Configuration = .init(),
+  b bConfiguration: ServiceServer.Configuration = .init(),
+  aAddress: ServiceAddress? = nil,
+  registry: DeploymentRegistry = .standard,
+  queueOptions: (inout QueueOptions) -> Void = { _ in },
+  schedulerOptions: SchedulerOptions = SchedulerOptions(id: "test", concurrency: 8, heartbeatInterval: .seconds(1)),
+  body: @Sendable @escaping (RunQueue, String) async throws -> Void
+) async throws {
+  try await withTemporaryDirectory { directory in
+    let root = directory.appendingPathComponent("objects")
+    for (name, text) in objects { try root.writeFile(name, Array(text.utf8)) }
+    var options = QueueOptions()
+    options.log.fsync = .none
+    options.limits = registry.concurrencyLimits
+    queueOptions(&options)
+    let data = directory.appendingPathComponent("data").path
+    let queue = try RunQueue(directory: data, options: options)
+    defer { queue.close() }
+    try await withRunningServices(objectRoot: root, a: aConfiguration, b: bConfiguration) { a, b in
+      try await withServiceClients(a: aAddress ?? a, b: b) { clients in
+        let scheduler = Scheduler(
+          queue: queue, registry: registry, clients: clients, options: schedulerOptions, logger: quietLogger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+          group.addTask { try await scheduler.run() }
+          group.addTask { try await queue.maintain(maximumWait: .milliseconds(20)) }
+          try await body(queue, data)
+          group.cancelAll()
+        }
+      }
+    }
+  }
+}
+
+func enqueue(_ queue: RunQueue, _ deployment: Deployment, _ json: String) async throws -> RunID {
+  try await queue.enqueue(try deployment.enqueueRequest(parametersJSON: json, enqueuedBy: "test")).run.id
+}
+
+let quietLogger = Logger(label: "gps.test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
+
+@Suite struct SchedulerTests {
+  @Test func theSnippetsRunCompletesWithTheManifestDigestAndEveryEventRecorded() async throws {
+    try await withScheduler(schedulerOptions: SchedulerOptions(id: "test", idleWait: .seconds(60))) { queue, data in
+      // The scheduler is idle with a 60 s wait: only the wake-up on enqueue can start the run in time.
+      let id = try await enqueue(queue, ServerFlow.deployment, snippet)
+      try await eventually("completion") { queue.run(id)?.state.isTerminal == true }
+      let run = try #require(queue.run(id))
+      #expect(run.state == .completed, "\(run.stateMessage)")
+      let response = try Gps_V1_Response(serializedBytes: run.result)
+      let objectDigest = SHA256.hash(data: Array("hello".utf8)).hexString
+      #expect(response.dataset == "b")
+      #expect(response.objectCount == 1 && response.totalBytes == 5)
+      #expect(response.datasetDigest == DatasetDigest.compute(objectDigests: [objectDigest]))
+      #expect(run.resultType == "gps.v1.Response")
+      #expect(
+        summary(try await history(queue, data, run: id)) == [
+          "RunEnqueued", "RunClaimed", "RunStarted", "TaskAttemptStarted prepare 1", "TaskAttemptSucceeded prepare 1",
+          "TaskAttemptStarted process 1", "TaskAttemptSucceeded process 1", "RunCompleted",
+        ])
+      // The manifest recorded for step prepare is A's answer.
+      let prepared = try await history(queue, data, run: id).compactMap { event -> Gps_V1_Manifest? in
+        guard case .attemptSucceeded(let outcome) = event.kind, outcome.step == "prepare" else { return nil }
+        return try Gps_V1_Manifest(serializedBytes: outcome.result)
+      }
+      #expect(prepared.first?.objects.first?.sha256 == objectDigest)
+    }
+  }
+
+  @Test func serviceADownIsRetriedThenTheRunFailsWithTheReason() async throws {
+    var flow = ServerFlow.flow
+    flow.steps[0].retry = RetryPolicy(maxAttempts: 3, initialBackoff: .milliseconds(1), jitter: 0)
+    let deployment = Deployment(name: "server-flow/down", flow: flow)
+    try await withScheduler(
+      aAddress: ServiceAddress(host: "127.0.0.1", port: 1), registry: DeploymentRegistry([deployment])
+    ) {
+      queue, data in
+      let id = try await enqueue(queue, deployment, snippet)
+      try await eventually("failure") { queue.run(id)?.state.isTerminal == true }
+      let run = try #require(queue.run(id))
+      #expect(run.state == .failed)
+      #expect(run.stateMessage.hasPrefix("step prepare failed after 3 attempts: UNAVAILABLE: "), "\(run.stateMessage)")
+      #expect(
+        summary(try await history(queue, data, run: id)) == [
+          "RunEnqueued", "RunClaimed", "RunStarted",
+          "TaskAttemptStarted prepare 1", "TaskAttemptFailed prepare 1 UNAVAILABLE", "TaskRetryScheduled prepare 2",
+          "TaskAttemptStarted prepare 2", "TaskAttemptFailed prepare 2 UNAVAILABLE", "TaskRetryScheduled prepare 3",
+          "TaskAttemptStarted prepare 3", "TaskAttemptFailed prepare 3 UNAVAILABLE", "RunFailed",
+        ])
+    }
+  }
+
+  @Test func serviceBFailingSometimesIsRetriedUntilTheRunCompletes() async throws {
+    // B fails its first two calls with UNAVAILABLE, then succeeds.
+    let calls = Atomic(0)
+    var b = ServiceServer.Configuration()
+    b.faults = FaultInjectionInterceptor(
+      failRate: 0.5, random: { calls.add(1, ordering: .relaxed).newValue <= 2 ? 0 : 1 })
+    var flow = ServerFlow.flow
+    flow.steps[1].retry = RetryPolicy(maxAttempts: 5, initialBackoff: .milliseconds(1), jitter: 0)
+    let deployment = Deployment(name: "server-flow/flaky", flow: flow)
+    try await withScheduler(b: b, registry: DeploymentRegistry([deployment])) { queue, data in
+      let id = try await enqueue(queue, deployment, snippet)
+      try await eventually("completion") { queue.run(id)?.state.isTerminal == true }
+      #expect(queue.run(id)?.state == .completed)
+      #expect(
+        summary(try await history(queue, data, run: id)).filter { $0.contains("process") } == [
+          "TaskAttemptStarted process 1", "TaskAttemptFailed process 1 UNAVAILABLE", "TaskRetryScheduled process 2",
+          "TaskAttemptStarted process 2", "TaskAttemptFailed process 2 UNAVAILABLE", "TaskRetryScheduled process 3",
+          "TaskAttemptStarted process 3", "TaskAttemptSucceeded process 3",
+        ])
+      #expect(queue.run(id)?.attempts == 4)
+    }
+  }
+
+  @Test func aStepThatExceedsItsTimeoutEndsTheRunTimedOut() async throws {
+    var a = ServiceServer.Configuration()
+    a.faults = FaultInjectionInterceptor(latency: .seconds(30))
+    var flow = ServerFlow.flow
+    flow.steps[0].timeout = .milliseconds(100)
+    flow.steps[0].retry = RetryPolicy(maxAttempts: 2, initialBackoff: .milliseconds(1))
+    let deployment = Deployment(name: "server-flow/slow", flow: flow)
+    try await withScheduler(a: a, registry: DeploymentRegistry([deployment])) { queue, data in
+      let id = try await enqueue(queue, deployment, snippet)
+      try await eventually("time-out") { queue.run(id)?.state.isTerminal == true }
+      let run = try #require(queue.run(id))
+      #expect(run.state == .timedOut)
+      #expect(
+        run.stateMessage.hasPrefix("step prepare failed after 2 attempts: DEADLINE_EXCEEDED"), "\(run.stateMessage)")
+    }
+  }
+
+  @Test func aRunTimeoutEndsASlowRunTimedOut() async throws {
+    var a = ServiceServer.Configuration()
+    a.faults = FaultInjectionInterceptor(latency: .seconds(30))
+    let deployment = Deployment(name: "server-flow/bounded", flow: ServerFlow.flow, timeout: .milliseconds(200))
+    try await withScheduler(a: a, registry: DeploymentRegistry([deployment])) { queue, _ in
+      let id = try await enqueue(queue, deployment, snippet)
+      try await eventually("time-out") { queue.run(id)?.state.isTerminal == true }
+      #expect(queue.run(id)?.state == .timedOut)
+      #expect(queue.run(id)?.stateMessage == "the run exceeded its timeout of 0.2 seconds")
+    }
+  }
+
+  @Test func cancellingARunDuringASlowStepCancelsTheCall() async throws {
+    var a = ServiceServer.Configuration()
+    a.faults = FaultInjectionInterceptor(latency: .seconds(60))
+    try await withScheduler(a: a, schedulerOptions: SchedulerOptions(id: "test", heartbeatInterval: .seconds(60))) {
+      queue, data in
+      let id = try await enqueue(queue, ServerFlow.deployment, snippet)
+      try await eventually("the slow step") { queue.run(id)?.step == "prepare" }
+      let start = ContinuousClock.now
+      #expect(try await queue.cancel(id, by: "alice").state == .cancelling)
+      // With a 60 s heartbeat interval, only the cancel notification can stop it this soon.
+      try await eventually("cancellation", limit: .seconds(10)) { queue.run(id)?.state == .cancelled }
+      #expect(ContinuousClock.now - start < .seconds(10))
+      let events = summary(try await history(queue, data, run: id))
+      #expect(events.suffix(3) == ["CancelRequested", "TaskAttemptFailed prepare 1 CANCELLED", "RunCancelled"])
+    }
+  }
+
+  @Test func aCachedStepReusesTheResultOfTheSameInput() async throws {
+    let calls = Atomic(0)
+    let flow = Flow(
+      name: "cached", parameters: ServerFlow.parameters,
+      steps: [
+        Step("count", cacheResults: true) { context in
+          calls.add(1, ordering: .relaxed)
+          return Gps_V1_DataInfo.with { $0.dataset = "computed for \(context.runID)" }
+        }
+      ])
+    let deployment = Deployment(name: "cached/default", flow: flow)
+    try await withScheduler(registry: DeploymentRegistry([deployment])) { queue, data in
+      let first = try await enqueue(queue, deployment, snippet)
+      try await eventually("first run") { queue.run(first)?.state.isTerminal == true }
+      let second = try await enqueue(queue, deployment, snippet)
+      try await eventually("second run") { queue.run(second)?.state.isTerminal == true }
+      let other = try await enqueue(queue, deployment, #"{"data_info": {"dataset": "other"}}"#)
+      try await eventually("third run") { queue.run(other)?.state.isTerminal == true }
+      #expect(queue.run(first)?.state == .completed)
+      #expect(queue.run(second)?.state == .cached)
+      #expect(queue.run(second)?.result == queue.run(first)?.result)
+      #expect(queue.run(other)?.state == .completed)
+      #expect(calls.load(ordering: .relaxed) == 2)
+      #expect(summary(try await history(queue, data, run: second)).contains("TaskAttemptSucceeded count 1 cached"))
+    }
+  }
+
+  @Test func stepsCarryTheIdempotencyKeyOfTheirAttempt() async throws {
+    let keys = Mutex<[String]>([])
+    let flow = Flow(
+      name: "keys", parameters: ServerFlow.parameters,
+      steps: [
+        Step("first", retry: RetryPolicy(maxAttempts: 2, initialBackoff: .milliseconds(1))) { context in
+          keys.withLock { $0.append(context.idempotencyKey) }
+          if context.attempt == 1 { throw RPCError(code: .unavailable, message: "once") }
+          return Gps_V1_DataInfo()
+        }
+      ])
+    let deployment = Deployment(name: "keys/default", flow: flow)
+    try await withScheduler(registry: DeploymentRegistry([deployment])) { queue, _ in
+      let id = try await enqueue(queue, deployment, snippet)
+      try await eventually("completion") { queue.run(id)?.state.isTerminal == true }
+      #expect(keys.withLock { $0 } == ["\(id)/first/1", "\(id)/first/2"])
+    }
+  }
+
+  @Test func aSchedulerThatDiesMidRunLosesItsLeaseAndTheRunIsRequeuedThenCompleted() async throws {
+    try await withTemporaryDirectory { directory in
+      let root = directory.appendingPathComponent("objects")
+      try root.writeFile("a", Array("hello".utf8))
+      var options = QueueOptions()
+      options.log.fsync = .none
+      // The queue's clock moves only when the test says: leases expire exactly when told, however
+      // slow the machine.
+      let clock = ManualClock(SystemClock().now())
+      let queue = try RunQueue(directory: directory.appendingPathComponent("data").path, options: options, clock: clock)
+      defer { queue.close() }
+      var slow = ServiceServer.Configuration()
+      slow.faults = FaultInjectionInterceptor(latency: .seconds(60))
+      let requeue = Deployment(
+        name: "server-flow/requeue", flow: ServerFlow.flow, crashPolicy: CrashPolicy(maxRequeues: 1))
+      let crash = Deployment(name: "server-flow/crash", flow: ServerFlow.flow, crashPolicy: CrashPolicy(maxRequeues: 0))
+      let registry = DeploymentRegistry([requeue, crash])
+      let requeued = try await enqueue(queue, requeue, snippet)
+      let crashed = try await enqueue(queue, crash, snippet)
+      // First scheduler: A hangs, so both runs are mid-step when it dies.
+      try await withRunningServices(objectRoot: root, a: slow) { a, b in
+        try await withServiceClients(a: a, b: b) { clients in
+          let first = Scheduler(
+            queue: queue, registry: registry, clients: clients,
+            options: SchedulerOptions(id: "doomed", heartbeatInterval: .milliseconds(50)), logger: quietLogger)
+          try await withThrowingTaskGroup(of: Void.self) { inner in
+            inner.addTask { try await first.run() }
+            try await eventually("both runs running") {
+              queue.run(requeued)?.step == "prepare" && queue.run(crashed)?.step == "prepare"
+            }
+            inner.cancelAll()  // the scheduler dies: no more heartbeats, no reports
+          }
+        }
+      }
+      #expect(try await queue.tick().leasesExpired.isEmpty)
+      clock.advance(by: options.leaseDuration + .seconds(1))
+      #expect(Set(try await queue.tick().leasesExpired) == [requeued, crashed])
+      #expect(queue.run(crashed)?.state == .crashed)
+      #expect(queue.run(crashed)?.stateMessage.contains("scheduler doomed stopped heartbeating") == true)
+      #expect(queue.run(requeued)?.state == .awaitingRetry)
+      // A second scheduler finishes the re-queued run.
+      try await withRunningServices(objectRoot: root) { a, b in
+        try await withServiceClients(a: a, b: b) { clients in
+          let second = Scheduler(
+            queue: queue, registry: registry, clients: clients,
+            options: SchedulerOptions(id: "rescuer", heartbeatInterval: .milliseconds(50)), logger: quietLogger)
+          try await withThrowingTaskGroup(of: Void.self) { inner in
+            inner.addTask { try await second.run() }
+            try await eventually("the re-queued run to complete") { queue.run(requeued)?.state == .completed }
+            inner.cancelAll()
+          }
+        }
+      }
+      #expect(queue.run(requeued)?.claims == 2)
+      #expect(queue.run(crashed)?.state == .crashed)
+    }
+  }
+}
