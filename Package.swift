@@ -73,7 +73,7 @@ let package = Package(
     ),
     .executableTarget(
       name: "GPSBench",
-      dependencies: ["Queue", swiftProtobuf],
+      dependencies: ["Queue", "Flows", "RPC", "GPSTesting", swiftProtobuf, grpcCore, logging],
       path: "Benchmarks/GPSBench",
       swiftSettings: swiftSettings
     ),

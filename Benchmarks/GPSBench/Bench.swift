@@ -21,7 +21,8 @@ struct Arguments {
   var compressionThreshold = LogOptions().compressionThreshold
   var appenders = [1, 16, 256]
   /// Which parts to run: log, queue (or both).
-  var suites: Set<String> = ["log", "queue"]
+  var suites: Set<String> = ["log", "queue", "e2e"]
+  var e2eRuns = 20_000
   var startupRuns = 1_000_000
   var claimRuns = 20_000
 
@@ -37,6 +38,7 @@ struct Arguments {
       case "--only": suites = Set(iterator.next()!.split(separator: ",").map(String.init))
       case "--startup-runs": startupRuns = Int(iterator.next()!)!
       case "--claim-runs": claimRuns = Int(iterator.next()!)!
+      case "--e2e-runs": e2eRuns = Int(iterator.next()!)!
       default:
         FileHandle.standardError.write(Data("unknown flag \(flag)\n".utf8))
         exit(2)
@@ -152,6 +154,12 @@ struct Bench {
         directory: directory, runs: arguments.claimRuns, claimers: 16, repetitions: arguments.runs,
         seconds: arguments.seconds)
       try await benchStartup(directory: directory, runs: arguments.startupRuns, repetitions: arguments.runs)
+    }
+    if arguments.suites.contains("e2e") {
+      try await benchEndToEnd(
+        directory: directory, runs: arguments.e2eRuns,
+        concurrency: Int(ProcessInfo.processInfo.environment["GPS_BENCH_CONCURRENCY"] ?? "64")!, latencyRuns: 300,
+        repetitions: arguments.runs)
     }
     try? FileManager.default.removeItem(atPath: directory)
   }

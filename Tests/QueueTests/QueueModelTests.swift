@@ -249,13 +249,17 @@ struct QueueModel {
           }
 
         case 25..<45:
-          let expected = model.expectedClaim(now: now)
-          let claim = try await queue.claim(scheduler: ["s1", "s2"].randomElement(using: &random)!)
-          #expect(claim?.run.id == expected, "step \(step): claim")
-          if let claim {
+          // One run, or a batch claimed in one commit.
+          let limit = Int.random(in: 1...3, using: &random)
+          let claims = try await queue.claim(scheduler: ["s1", "s2"].randomElement(using: &random)!, limit: limit)
+          var expected: [RunID] = []
+          for claim in claims {
+            expected.append(model.expectedClaim(now: now) ?? RunID())
             model.claimed(claim.run.id, token: claim.lease.token, now: now)
             tokens[claim.run.id, default: []].append(claim.lease.token)
           }
+          #expect(claims.map(\.run.id) == expected, "step \(step): claim")
+          if claims.count < limit { #expect(model.expectedClaim(now: now) == nil, "step \(step): claim stopped early") }
 
         case 45..<72:
           guard let id = tokens.keys.sorted().randomElement(using: &random) else { continue }

@@ -269,6 +269,33 @@ func succeeded(_ step: String, _ number: UInt32) -> RunEvent.OneOf_Kind {
     }
   }
 
+  @Test func aBatchClaimTakesReadyRunsInOrderWithinTheLimitsInOneCommit() async throws {
+    try await withTemporaryDirectory { directory in
+      let fixture = QueueFixture(directory: directory) {
+        $0.limits = ConcurrencyLimits(deployments: ["flow/one": 2], tags: ["gpu": 1])
+      }
+      let queue = try fixture.open()
+      var ids: [RunID] = []
+      for index in 0..<6 {
+        ids.append(
+          try await queue.enqueue(request(index < 3 ? "flow/one" : "flow/two", tags: index >= 4 ? ["gpu"] : [])).run.id)
+      }
+      let before = queue.state.lastSequence
+      let claims = try await queue.claim(scheduler: "s", limit: 10)
+      // flow/one allows two; gpu allows one.
+      #expect(claims.map(\.run.id) == [ids[0], ids[1], ids[3], ids[4]])
+      #expect(Set(claims.map(\.lease.token)).count == 4)
+      #expect(claims.allSatisfy { $0.run.state == .pending && $0.lease.scheduler == "s" })
+      #expect(queue.state.lastSequence == before + 4)
+      #expect(try await queue.claim(scheduler: "s", limit: 10).isEmpty)
+      #expect(queue.state == (try fixture.replayed()))
+      // One batch, as one frame of the log.
+      let report = try LogVerifier(directory: fixture.directory).verify()
+      #expect(report.batches == 7)
+      queue.close()
+    }
+  }
+
   @Test func cancellingAScheduledRunIsImmediateAndARunningOnePassesThroughCancelling() async throws {
     try await withTemporaryDirectory { directory in
       let fixture = QueueFixture(directory: directory)

@@ -85,13 +85,15 @@ public final class Scheduler: Sendable {
     try await withThrowingDiscardingTaskGroup { group in
       group.addTask { await self.heartbeats(cancelRequests: cancelRequests) }
       while !Task.isCancelled {
-        if active.withLock({ $0.count }) >= options.concurrency {
+        let free = options.concurrency - active.withLock { $0.count }
+        if free <= 0 {
           await capacity.wait()
           continue
         }
-        let claim: Claim?
+        let claims: [Claim]
         do {
-          claim = try await queue.claim(scheduler: options.id)
+          // Several at once when many are ready: one commit instead of one per run.
+          claims = try await queue.claim(scheduler: options.id, limit: min(free, 16))
         } catch let error as QueueError where error.code == .writerStopped || error.code == .closed {
           throw error
         } catch {
@@ -99,12 +101,12 @@ public final class Scheduler: Sendable {
           await work.wait(timeout: options.idleWait)
           continue
         }
-        if let claim {
+        for claim in claims {
           let run = ActiveRun(lease: claim.token)
           active.withLock { $0[claim.run.id] = run }
           group.addTask { await self.execute(claim, run) }
-          continue
         }
+        if !claims.isEmpty { continue }
         var wait = options.idleWait
         if let deadline = queue.nextDeadline {
           wait = min(wait, max(.milliseconds(1), deadline - SystemClock().now()))
@@ -144,6 +146,13 @@ public final class Scheduler: Sendable {
     case stopped(ActiveRun.Stop)
   }
 
+  /// What the steps produced: the outcome (nil when stopped from outside) and events not yet
+  /// recorded, which go into the same commit as the run's final event.
+  struct StepsResult: Sendable {
+    var outcome: Outcome?
+    var pending: [RunEvent.OneOf_Kind]
+  }
+
   func execute(_ claim: Claim, _ run: ActiveRun) async {
     let lease = claim.token
     defer {
@@ -158,48 +167,54 @@ public final class Scheduler: Sendable {
         deployment = try registry.deployment(named: claim.run.deployment)
         parameters = try deployment.parameters.validate(json: claim.run.parametersJSON)
       } catch {
-        try await queue.report(lease, .failed(.with { $0.reason = "cannot start: \(error.message)" }))
+        try await queue.report(lease, [.failed(.with { $0.reason = "cannot start: \(error.message)" })])
         return
       }
-      try await queue.report(lease, .started(.init()))
       let timeout = claim.run.timeout > .zero ? claim.run.timeout : deployment.timeout
-      let outcome = await withTaskGroup(of: Outcome?.self) { group -> Outcome in
+      let (outcome, pending) = await withTaskGroup(of: StepsResult?.self) { group -> (Outcome, [RunEvent.OneOf_Kind]) in
         group.addTask { await self.steps(of: deployment.flow, claim: claim, parameters: parameters, run: run) }
         group.addTask {
           await run.stopSignal.wait()
-          return Task.isCancelled ? nil : run.stop.withLock { $0 }.map(Outcome.stopped)
+          return Task.isCancelled
+            ? nil : run.stop.withLock { $0 }.map { StepsResult(outcome: .stopped($0), pending: []) }
         }
         if timeout > .zero {
           group.addTask {
             try? await Task.sleep(for: timeout)
-            return Task.isCancelled ? nil : .timedOut("the run exceeded its timeout of \(timeout)")
+            return Task.isCancelled
+              ? nil : StepsResult(outcome: .timedOut("the run exceeded its timeout of \(timeout)"), pending: [])
           }
         }
         var first: Outcome?
-        while first == nil, let next = await group.next() { first = next }
-        group.cancelAll()
-        return first ?? .stopped(.leaseLost)
+        var pending: [RunEvent.OneOf_Kind] = []
+        while let next = await group.next() {
+          guard let next else { continue }
+          // The steps' unrecorded events are kept whoever finished first.
+          pending += next.pending
+          if first == nil, let outcome = next.outcome {
+            first = outcome
+            group.cancelAll()
+          }
+        }
+        return (first ?? .stopped(.leaseLost), pending)
       }
+      let final: RunEvent.OneOf_Kind
       switch outcome {
       case .completed(let result, let type, let cached):
-        try await queue.report(
-          lease,
-          .completed(
-            .with {
-              $0.result = Data(result)
-              $0.resultType = type
-              $0.cached = cached
-            }))
-      case .failed(let reason):
-        try await queue.report(lease, .failed(.with { $0.reason = reason }))
-      case .timedOut(let reason):
-        try await queue.report(lease, .timedOut(.with { $0.reason = reason }))
-      case .stopped(.cancelled):
-        try await queue.report(lease, .cancelled(.with { $0.reason = "stopped by scheduler \(options.id)" }))
+        final = .completed(
+          .with {
+            $0.result = Data(result)
+            $0.resultType = type
+            $0.cached = cached
+          })
+      case .failed(let reason): final = .failed(.with { $0.reason = reason })
+      case .timedOut(let reason): final = .timedOut(.with { $0.reason = reason })
+      case .stopped(.cancelled): final = .cancelled(.with { $0.reason = "stopped by scheduler \(options.id)" })
       case .stopped(.leaseLost):
         logger.warning("run abandoned: its lease was lost", metadata: ["run": "\(claim.run.id)"])
         return
       }
+      try await queue.report(lease, pending + [final])
       logger.info(
         "run finished",
         metadata: [
@@ -213,11 +228,13 @@ public final class Scheduler: Sendable {
     }
   }
 
-  /// Runs the flow's steps in order with retries; nil when stopped by cancellation.
-  func steps(of flow: Flow, claim: Claim, parameters: ValidatedParameters, run: ActiveRun) async -> Outcome? {
+  /// Runs the flow's steps in order with retries. Events are gathered and recorded in as few
+  /// commits as possible, but an attempt's start is always durable before its calls go out.
+  func steps(of flow: Flow, claim: Claim, parameters: ValidatedParameters, run: ActiveRun) async -> StepsResult {
     let lease = claim.token
     var results: [String: [UInt8]] = [:]
     var allCached = true
+    var pending: [RunEvent.OneOf_Kind] = [.started(.init())]
     do {
       for step in flow.steps {
         var attempt: UInt32 = 1
@@ -226,109 +243,72 @@ public final class Scheduler: Sendable {
             runID: claim.run.id, deployment: claim.run.deployment, step: step.name, attempt: attempt,
             parameters: parameters, results: results, clients: clients, timeout: step.timeout)
           let digest = Array(SHA256.hash(data: try step.input(context)))
-          try await queue.report(
-            lease,
-            .attemptStarted(
-              .with {
-                $0.step = step.name
-                $0.attempt = attempt
-                $0.inputDigest = Data(digest)
-              }))
+          pending.append(Events.attemptStarted(step.name, attempt, digest: digest))
           let cacheKey = "\(claim.run.deployment)/\(step.name)/\(digest.hexString)"
           if step.cacheResults, let cached = cache.withLock({ $0[cacheKey] }) {
-            try await queue.report(
-              lease,
-              .attemptSucceeded(
-                .with {
-                  $0.step = step.name
-                  $0.attempt = attempt
-                  $0.result = Data(cached)
-                  $0.cached = true
-                }))
+            pending.append(Events.attemptSucceeded(step.name, attempt, result: cached, duration: .zero, cached: true))
             results[step.name] = cached
             break
           }
+          try await queue.report(lease, pending)
+          pending = []
           let start = ContinuousClock.now
           let result = await Self.attempt(step, context)
           let duration = ContinuousClock.now - start
           if Task.isCancelled {
             // Cancelled by a user: the interrupted attempt is part of the history. After a lost
-            // lease nothing more is reported: the run is no longer ours.
+            // lease nothing more is recorded: the run is no longer ours.
             if run.stop.withLock({ $0 }) == .cancelled {
-              try await queue.report(
-                lease,
-                .attemptFailed(
-                  .with {
-                    $0.step = step.name
-                    $0.attempt = attempt
-                    $0.statusCode = Int32(RPCError.Code.cancelled.rawValue)
-                    $0.statusName = RPCError.Code.cancelled.canonicalName
-                    $0.message = "the run was cancelled during the attempt"
-                    $0.durationMicros = duration.micros
-                  }))
+              let cancelled = RPCError(code: .cancelled, message: "the run was cancelled during the attempt")
+              pending.append(Events.attemptFailed(step.name, attempt, cancelled, retryable: false, duration: duration))
             }
-            return nil
+            return StepsResult(outcome: nil, pending: pending)
           }
           switch result {
           case .success(let output):
-            try await queue.report(
-              lease,
-              .attemptSucceeded(
-                .with {
-                  $0.step = step.name
-                  $0.attempt = attempt
-                  $0.result = Data(output)
-                  $0.durationMicros = duration.micros
-                }))
+            pending.append(
+              Events.attemptSucceeded(step.name, attempt, result: output, duration: duration, cached: false))
             if step.cacheResults { cache.withLock { $0[cacheKey] = output } }
             results[step.name] = output
             allCached = false
           case .failure(let error):
-            let code = error.code
-            let retryable = step.retry.retryableCodes.contains(code) && Int(attempt) < step.retry.maxAttempts
-            try await queue.report(
-              lease,
-              .attemptFailed(
-                .with {
-                  $0.step = step.name
-                  $0.attempt = attempt
-                  $0.statusCode = Int32(code.rawValue)
-                  $0.statusName = code.canonicalName
-                  $0.message = error.message
-                  $0.retryable = retryable
-                  $0.durationMicros = duration.micros
-                }))
+            let retryable = step.retry.retryableCodes.contains(error.code) && Int(attempt) < step.retry.maxAttempts
+            pending.append(Events.attemptFailed(step.name, attempt, error, retryable: retryable, duration: duration))
             if retryable {
               let backoff = step.retry.backoff(after: Int(attempt), random: random())
-              try await queue.report(
-                lease,
+              pending.append(
                 .retryScheduled(
                   .with {
                     $0.step = step.name
                     $0.nextAttempt = attempt + 1
                     $0.retryAtMicros = (SystemClock().now() + backoff).micros
                   }))
+              try await queue.report(lease, pending)
+              pending = []
               try await Task.sleep(for: backoff)
               attempt += 1
               continue
             }
             let reason =
-              "step \(step.name) failed after \(attempt) attempt\(attempt == 1 ? "" : "s"): \(code.canonicalName): \(error.message)"
-            return code == .deadlineExceeded ? .timedOut(reason) : .failed(reason)
+              "step \(step.name) failed after \(attempt) attempt\(attempt == 1 ? "" : "s"): \(error.code.canonicalName): \(error.message)"
+            return StepsResult(
+              outcome: error.code == .deadlineExceeded ? .timedOut(reason) : .failed(reason), pending: pending)
           }
           break
         }
       }
     } catch is CancellationError {
-      return nil
+      return StepsResult(outcome: nil, pending: pending)
     } catch let error as QueueError where error.code == .leaseLost {
-      return .stopped(.leaseLost)
+      return StepsResult(outcome: .stopped(.leaseLost), pending: [])
     } catch {
-      if Task.isCancelled { return nil }
-      return .failed("the scheduler could not record the run: \(error)")
+      if Task.isCancelled { return StepsResult(outcome: nil, pending: pending) }
+      return StepsResult(outcome: .failed("the scheduler could not record the run: \(error)"), pending: [])
     }
-    guard let last = flow.steps.last, let result = results[last.name] else { return .failed("the flow has no result") }
-    return .completed(result: result, type: last.resultType, cached: allCached)
+    guard let last = flow.steps.last, let result = results[last.name] else {
+      return StepsResult(outcome: .failed("the flow has no result"), pending: pending)
+    }
+    return StepsResult(outcome: .completed(result: result, type: last.resultType, cached: allCached), pending: pending)
   }
 
   /// One attempt of a step, limited by its timeout; every error becomes a gRPC status.
@@ -355,5 +335,45 @@ public final class Scheduler: Sendable {
       group.cancelAll()
       return result ?? .failure(RPCError(code: .cancelled, message: "cancelled"))
     }
+  }
+}
+
+/// The step events a scheduler records.
+enum Events {
+  static func attemptStarted(_ step: String, _ attempt: UInt32, digest: [UInt8]) -> RunEvent.OneOf_Kind {
+    .attemptStarted(
+      .with {
+        $0.step = step
+        $0.attempt = attempt
+        $0.inputDigest = Data(digest)
+      })
+  }
+
+  static func attemptSucceeded(
+    _ step: String, _ attempt: UInt32, result: [UInt8], duration: Duration, cached: Bool
+  ) -> RunEvent.OneOf_Kind {
+    .attemptSucceeded(
+      .with {
+        $0.step = step
+        $0.attempt = attempt
+        $0.result = Data(result)
+        $0.durationMicros = duration.micros
+        $0.cached = cached
+      })
+  }
+
+  static func attemptFailed(
+    _ step: String, _ attempt: UInt32, _ error: RPCError, retryable: Bool, duration: Duration
+  ) -> RunEvent.OneOf_Kind {
+    .attemptFailed(
+      .with {
+        $0.step = step
+        $0.attempt = attempt
+        $0.statusCode = Int32(error.code.rawValue)
+        $0.statusName = error.code.canonicalName
+        $0.message = error.message
+        $0.retryable = retryable
+        $0.durationMicros = duration.micros
+      })
   }
 }

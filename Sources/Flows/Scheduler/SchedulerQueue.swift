@@ -2,10 +2,12 @@ public import Queue
 
 /// What a scheduler needs from a queue: the in-process ``RunQueue``, or a remote server's.
 public protocol SchedulerQueue: Sendable {
-  func claim(scheduler: String) async throws -> Claim?
+  /// Claims up to `limit` ready runs at once (one commit).
+  func claim(scheduler: String, limit: Int) async throws -> [Claim]
   func heartbeat(_ lease: LeaseToken) async throws -> HeartbeatReply
+  /// Records events atomically, in order.
   @discardableResult
-  func report(_ lease: LeaseToken, _ event: RunEvent.OneOf_Kind) async throws -> Run
+  func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run
   /// `signal` fires whenever a run may have become claimable.
   func notifyWhenWorkArrives(_ signal: WakeSignal)
   /// `signal` fires whenever cancellation of a claimed run is requested.

@@ -10,12 +10,20 @@ public struct ConcurrencyLimits: Sendable, Hashable {
 
   /// The first limit that `run` would exceed if it were claimed now, or nil. Slots in use come from
   /// the state (leased runs), so a crash can never leak one.
-  func fullSlot(for run: Run, in state: QueueState) -> ReadyIndex.Slot? {
-    if let limit = deployments[run.deployment], state.slotsByDeployment[run.deployment, default: 0] >= limit {
+  /// `pending`: runs about to be claimed in the same commit, whose slots are not in the state yet.
+  func fullSlot(for run: Run, in state: QueueState, pending: [Run] = []) -> ReadyIndex.Slot? {
+    if let limit = deployments[run.deployment],
+      state.slotsByDeployment[run.deployment, default: 0] + pending.count(where: { $0.deployment == run.deployment })
+        >= limit
+    {
       return .deployment(run.deployment)
     }
     for tag in run.tags {
-      if let limit = tags[tag], state.slotsByTag[tag, default: 0] >= limit { return .tag(tag) }
+      if let limit = tags[tag],
+        state.slotsByTag[tag, default: 0] + pending.count(where: { $0.tags.contains(tag) }) >= limit
+      {
+        return .tag(tag)
+      }
     }
     return nil
   }

@@ -96,14 +96,19 @@ struct ReadyIndex {
   }
 
   /// The next run to claim at `now` whose deployment and tags have a free slot, removed from the index.
-  mutating func next(in state: QueueState, now: Timestamp, limits: ConcurrencyLimits) -> Run? {
+  ///
+  /// `pending` are runs already chosen for the same commit: they hold slots the state does not
+  /// show yet.
+  mutating func next(
+    in state: QueueState, now: Timestamp, limits: ConcurrencyLimits, pending: [RunID] = []
+  ) -> Run? {
     while let timer = waiting.min, timer.due <= now {
       waiting.removeMin()
       if Self.isCurrent(timer.entry, in: state) { ready.insert(timer.entry) }
     }
     while let entry = ready.popMin() {
       guard Self.isCurrent(entry, in: state), let run = state.runs[entry.id] else { continue }
-      if let slot = limits.fullSlot(for: run, in: state) {
+      if let slot = limits.fullSlot(for: run, in: state, pending: pending.compactMap { state.runs[$0] }) {
         parked[slot, default: []].append(entry)
         continue
       }

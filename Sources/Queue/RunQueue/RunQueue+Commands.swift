@@ -106,19 +106,30 @@ extension RunQueue {
   /// Claims the next ready run whose deployment and tags have a free concurrency slot: Pending,
   /// under a lease of ``QueueOptions/leaseDuration``. Nil when no run is ready.
   public func claim(scheduler: String) async throws -> Claim? {
+    try await claim(scheduler: scheduler, limit: 1).first
+  }
+
+  /// Claims up to `limit` ready runs in one commit, in claim order.
+  public func claim(scheduler: String, limit: Int) async throws -> [Claim] {
     guard !scheduler.isEmpty else {
       throw QueueError(code: .invalidArgument, message: "a claim needs the scheduler's id")
     }
-    let run = try await commit { [options] locked, time throws(QueueError) in
-      guard let run = locked.index.next(in: locked.state, now: time, limits: options.limits) else {
-        return .unchanged(nil)
+    let runs = try await commitAll { [options] locked, time throws(QueueError) in
+      var runs: [(RunID, [RunEvent.OneOf_Kind])] = []
+      var chosen: [RunID] = []
+      while runs.count < max(1, limit) {
+        // Slots taken by this batch count too: claim them one at a time in the index.
+        guard let run = locked.index.next(in: locked.state, now: time, limits: options.limits, pending: chosen)
+        else { break }
+        var event = Gps_V1_RunClaimed()
+        event.scheduler = scheduler
+        event.leaseExpiresMicros = (time + options.leaseDuration).micros
+        runs.append((run.id, [.claimed(event)]))
+        chosen.append(run.id)
       }
-      var claimed = Gps_V1_RunClaimed()
-      claimed.scheduler = scheduler
-      claimed.leaseExpiresMicros = (time + options.leaseDuration).micros
-      return .write(run.id, [.claimed(claimed)])
+      return .writeMany(runs)
     }
-    return run.map { Claim(run: $0, lease: $0.lease!) }
+    return runs.map { Claim(run: $0, lease: $0.lease!) }
   }
 
   /// Renews a lease for ``QueueOptions/leaseDuration`` from now. Renewals are kept in memory, not
@@ -138,17 +149,29 @@ extension RunQueue {
   /// the lease is no longer the run's, and with `illegalTransition` when the event does not follow.
   @discardableResult
   public func report(_ lease: LeaseToken, _ event: RunEvent.OneOf_Kind) async throws -> Run {
-    switch event {
-    case .started, .attemptStarted, .attemptSucceeded, .attemptFailed, .retryScheduled, .completed, .failed,
-      .timedOut, .cancelled, .crashed:
-      break
-    default:
-      throw QueueError(
-        code: .invalidArgument, message: "a scheduler cannot report \(RunEvent.with { $0.kind = event }.typeName)")
+    try await report(lease, [event])
+  }
+
+  /// Records several events of the scheduler at once, atomically and in order (one commit): e.g. a
+  /// step's success with the next step's start.
+  @discardableResult
+  public func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run {
+    for event in events {
+      switch event {
+      case .started, .attemptStarted, .attemptSucceeded, .attemptFailed, .retryScheduled, .completed, .failed,
+        .timedOut, .cancelled, .crashed:
+        continue
+      default:
+        throw QueueError(
+          code: .invalidArgument, message: "a scheduler cannot report \(RunEvent.with { $0.kind = event }.typeName)")
+      }
+    }
+    guard !events.isEmpty else {
+      throw QueueError(code: .invalidArgument, message: "a report needs at least one event")
     }
     return try await commit { locked, _ throws(QueueError) in
       _ = try Self.leased(lease, in: locked.state)
-      return .write(lease.runID, [event])
+      return .write(lease.runID, events)
     }!
   }
 
@@ -238,6 +261,8 @@ extension RunQueue {
   enum Plan {
     /// Append these events of one run, then return the run.
     case write(RunID, [RunEvent.OneOf_Kind])
+    /// Append events of several runs in one commit, then return the last run.
+    case writeMany([(RunID, [RunEvent.OneOf_Kind])])
     /// Nothing to write; return this.
     case unchanged(Run?)
   }
@@ -261,17 +286,26 @@ extension RunQueue {
   /// Plans a change under the lock, validates it with the reducer, submits its events to the log
   /// and applies them, then waits (without the lock) until they are durable.
   func commit(_ plan: @escaping (inout Locked, Timestamp) throws(QueueError) -> Plan) async throws -> Run? {
-    try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Run?, any Error>) in
-      let immediate = locked.withLock { locked -> Result<Run?, QueueError>? in
+    try await commitAll(plan).last
+  }
+
+  /// Like ``commit(_:)``, returning every changed run (or the unchanged one).
+  func commitAll(_ plan: @escaping (inout Locked, Timestamp) throws(QueueError) -> Plan) async throws -> [Run] {
+    try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[Run], any Error>) in
+      let immediate = locked.withLock { locked -> Result<[Run], QueueError>? in
         do throws(QueueError) {
           if let failure = locked.failure { throw failure }
           if locked.closed { throw QueueError(code: .closed, message: "the queue is closed") }
           let time = max(clock.now(), locked.state.lastTime)
           switch try plan(&locked, time) {
           case .unchanged(let run):
-            return .success(run)
+            return .success(run.map { [$0] } ?? [])
           case .write(let id, let kinds):
-            try write(id, kinds, at: time, into: &locked) { continuation.resume(with: $0.mapError { $0 }) }
+            try write([(id, kinds)], at: time, into: &locked) { continuation.resume(with: $0.mapError { $0 }) }
+            return nil
+          case .writeMany(let changes):
+            guard !changes.isEmpty else { return .success([]) }
+            try write(changes, at: time, into: &locked) { continuation.resume(with: $0.mapError { $0 }) }
             return nil
           }
         } catch {
@@ -283,38 +317,44 @@ extension RunQueue {
   }
 
   private func write(
-    _ id: RunID, _ kinds: [RunEvent.OneOf_Kind], at time: Timestamp, into locked: inout Locked,
-    completion: @escaping @Sendable (Result<Run?, QueueError>) -> Void
+    _ runs: [(RunID, [RunEvent.OneOf_Kind])], at time: Timestamp, into locked: inout Locked,
+    completion: @escaping @Sendable (Result<[Run], QueueError>) -> Void
   ) throws(QueueError) {
-    let first = (locked.state.runs[id]?.eventCount ?? 0) + 1
-    let idBytes = Data(id.bytes)
-    let events = kinds.enumerated().map { offset, kind in
-      RunEvent.with {
-        $0.timeMicros = time.micros
-        $0.runID = idBytes
-        $0.runEvent = first + UInt32(offset)
-        $0.kind = kind
+    // Validate every run's events first; nothing is applied unless all are legal.
+    var changes: [QueueState.Change] = []
+    var records: [[UInt8]] = []
+    var sequence = locked.nextSequence
+    for (id, kinds) in runs {
+      let first = (locked.state.runs[id]?.eventCount ?? 0) + 1
+      let idBytes = Data(id.bytes)
+      let events = kinds.enumerated().map { offset, kind in
+        RunEvent.with {
+          $0.timeMicros = time.micros
+          $0.runID = idBytes
+          $0.runEvent = first + UInt32(offset)
+          $0.kind = kind
+        }
+      }
+      changes.append(try locked.state.prepare(events, firstSequence: sequence, after: changes.last))
+      sequence += UInt64(events.count)
+      do {
+        for event in events { records.append(try event.serializedBytes()) }
+      } catch {
+        throw QueueError(code: .invalidArgument, message: "an event does not encode: \(error)", cause: error)
       }
     }
-    let change = try locked.state.prepare(events, firstSequence: locked.nextSequence)
-    let records: [[UInt8]]
-    do {
-      records = try events.map { try $0.serializedBytes() }
-    } catch {
-      throw QueueError(code: .invalidArgument, message: "an event does not encode: \(error)", cause: error)
-    }
-    locked.eventsSinceSnapshot += events.count
+    locked.eventsSinceSnapshot += records.count
     let snapshotState: QueueState? =
       if !locked.snapshotInFlight, locked.eventsSinceSnapshot >= options.snapshotEvery {
         {
           var copy = locked.state
-          copy.commit(change)
+          for change in changes { copy.commit(change) }
           return copy
         }()
       } else {
         nil
       }
-    let after = change.after
+    let after = changes.map(\.after)
     let range = try log.submit(records, endsBatch: snapshotState != nil) { [self] result in
       switch result {
       case .success(let receipt):
@@ -331,17 +371,21 @@ extension RunQueue {
       locked.snapshotInFlight = true
       locked.eventsSinceSnapshot = 0
     }
-    locked.state.commit(change)
-    locked.index.track(after, now: time, lateAfter: options.lateAfter)
-    var newWork = after.isClaimable && change.before?.isClaimable != true
-    if let before = change.before, before.holdsSlot, !after.holdsSlot {
-      locked.index.release(slotsOf: before)
-      newWork = true
+    var newWork = false
+    var cancelRequested = false
+    for change in changes {
+      locked.state.commit(change)
+      let run = change.after
+      locked.index.track(run, now: time, lateAfter: options.lateAfter)
+      if run.isClaimable && change.before?.isClaimable != true { newWork = true }
+      if let before = change.before, before.holdsSlot, !run.holdsSlot {
+        locked.index.release(slotsOf: before)
+        newWork = true
+      }
+      if run.state == .cancelling, change.before?.state != .cancelling { cancelRequested = true }
     }
     if newWork { for signal in locked.wakeSignals { signal.signal() } }
-    if after.state == .cancelling, change.before?.state != .cancelling {
-      for signal in locked.cancelSignals { signal.signal() }
-    }
+    if cancelRequested { for signal in locked.cancelSignals { signal.signal() } }
   }
 
   private func writeSnapshot(_ state: QueueState, batchHash: [UInt8]) {

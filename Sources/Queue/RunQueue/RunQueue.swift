@@ -157,7 +157,12 @@ public final class RunQueue: Sendable {
     }
   }
 
-  /// A copy of the whole state.
+  /// How many runs are in each state (cheap: unlike ``state``, it does not make the next command
+  /// copy the run table).
+  public var counts: StateCounts { locked.withLock { $0.state.counts } }
+
+  /// A copy of the whole state. Holding it makes the next command copy the run table: for
+  /// audits and tests, not for polling.
   public var state: QueueState { locked.withLock { $0.state } }
 
   public func run(_ id: RunID) -> Run? { locked.withLock { $0.state.runs[id] } }

@@ -78,8 +78,14 @@ public struct QueueState: Sendable, Hashable {
   }
 
   /// Validates `events` (one run's, consecutive from `firstSequence`) without changing anything.
-  func prepare(_ events: [RunEvent], firstSequence: UInt64) throws(QueueError) -> Change {
+  ///
+  /// `after`, a change of another run prepared just before (not yet committed), is where these
+  /// events continue from: several runs' changes can be validated before any is applied.
+  func prepare(_ events: [RunEvent], firstSequence: UInt64, after previous: Change? = nil) throws(QueueError) -> Change
+  {
     let first = events[0]
+    let lastSequence = previous?.lastSequence ?? self.lastSequence
+    let lastTime = previous?.lastTime ?? self.lastTime
     guard firstSequence == lastSequence + 1 else {
       throw QueueError(
         code: .illegalTransition,

@@ -1,0 +1,112 @@
+import Flows
+import Foundation
+import GPSTesting
+import Logging
+import Queue
+import RPC
+
+/// Runs of server-flow end to end: services A and B on loopback (a 5-byte object), the queue with
+/// every event durable (fsync `always`), and the scheduler, all in this process.
+func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: Int, repetitions: Int) async throws {
+  let root = URL(fileURLWithPath: freshDirectory(directory + "/objects"))
+  try Data("hello".utf8).write(to: root.appendingPathComponent("a"))
+  let quiet = Logger(label: "gps.bench", factory: { _ in SwiftLogNoOpLogHandler() })
+  let deployment = ServerFlow.deployment
+  let parameters = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
+  print("\nend to end: server-flow with A and B on loopback, every event durable (fsync always)")
+  try await withRunningServices(objectRoot: root, logger: quiet) { a, b in
+    try await withServiceClients(a: a, b: b) { clients in
+      var rates: [Double] = []
+      var eventsPerBatch: [Double] = []
+      var limits: [Double] = []
+      for _ in 0..<repetitions {
+        let data = freshDirectory(directory + "/e2e")
+        var options = QueueOptions()
+        if ProcessInfo.processInfo.environment["GPS_BENCH_FSYNC"] == "none" { options.log.fsync = .none }
+        options.limits = DeploymentRegistry.standard.concurrencyLimits
+        options.limits.deployments[deployment.name] = nil
+        let queue = try RunQueue(directory: data, options: options)
+        let scheduler = Scheduler(
+          queue: queue, registry: .standard, clients: clients,
+          options: SchedulerOptions(id: "bench", concurrency: concurrency), logger: quiet)
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+          group.addTask { try await scheduler.run() }
+          try await withThrowingTaskGroup(of: Void.self) { enqueuers in
+            for client in 0..<16 {
+              enqueuers.addTask {
+                for _ in stride(from: client, to: runs, by: 16) {
+                  _ = try await queue.enqueue(try deployment.enqueueRequest(parametersJSON: parameters))
+                }
+              }
+            }
+            try await enqueuers.waitForAll()
+          }
+          while queue.counts[.completed] + queue.counts[.failed] < runs {
+            try await Task.sleep(for: .milliseconds(1))
+          }
+          group.cancelAll()
+        }
+        let elapsed = (ContinuousClock.now - start).seconds
+        precondition(queue.counts[.completed] == runs, "runs failed: \(queue.counts)")
+        queue.close(writingSnapshot: false)
+        let report = try LogVerifier(directory: data).verify()
+        let perBatch = Double(report.records) / Double(report.batches)
+        let bytesPerBatch = Double(report.bytes) / Double(report.batches)
+        rates.append(Double(runs) / elapsed)
+        eventsPerBatch.append(perBatch)
+        limits.append(rawSyncsPerSecond(directory: data, size: Int(bytesPerBatch), seconds: 2) * perBatch / 8)
+      }
+      print(
+        String(
+          format:
+            "  throughput: %.0f completed runs/s (%d runs, scheduler concurrency %d, 8 events per run, %.1f events per batch); raw write+fdatasync limit for such batches: %.0f runs/s",
+          median(rates), runs, concurrency, median(eventsPerBatch), median(limits)))
+
+      // Latency on an idle system: one run at a time, times from the events' own timestamps.
+      let data = freshDirectory(directory + "/e2e-latency")
+      let queue = try RunQueue(directory: data)
+      let scheduler = Scheduler(
+        queue: queue, registry: .standard, clients: clients,
+        options: SchedulerOptions(id: "bench", concurrency: concurrency, idleWait: .seconds(60)), logger: quiet)
+      var toRunning: [Double] = []
+      var toCompleted: [Double] = []
+      var clientToCompleted: [Double] = []
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await scheduler.run() }
+        for _ in 0..<latencyRuns {
+          let start = ContinuousClock.now
+          let id = try await queue.enqueue(try deployment.enqueueRequest(parametersJSON: parameters)).run.id
+          while queue.run(id)?.state != .completed { try await Task.sleep(for: .microseconds(200)) }
+          clientToCompleted.append((ContinuousClock.now - start).seconds * 1000)
+        }
+        group.cancelAll()
+      }
+      queue.close(writingSnapshot: false)
+      var enqueued: [RunID: Timestamp] = [:]
+      try QueueHistory(directory: data).events { _, event in
+        guard let run = event.run else { return true }
+        switch event.kind {
+        case .enqueued: enqueued[run] = event.time
+        case .started: toRunning.append(Double((event.time - enqueued[run]!).micros) / 1000)
+        case .completed: toCompleted.append(Double((event.time - enqueued[run]!).micros) / 1000)
+        default: break
+        }
+        return true
+      }
+      toRunning.sort()
+      toCompleted.sort()
+      clientToCompleted.sort()
+      print(
+        String(
+          format:
+            "  latency, idle, %d runs one at a time (event timestamps): enqueue->Running p50 %.2f ms p99 %.2f ms; enqueue->Completed p50 %.2f ms p99 %.2f ms",
+          latencyRuns, percentile(toRunning, 0.5), percentile(toRunning, 0.99), percentile(toCompleted, 0.5),
+          percentile(toCompleted, 0.99)))
+      print(
+        String(
+          format: "  seen by the client (enqueue call to Completed observed): p50 %.2f ms p99 %.2f ms",
+          percentile(clientToCompleted, 0.5), percentile(clientToCompleted, 0.99)))
+    }
+  }
+}
