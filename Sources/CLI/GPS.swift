@@ -14,7 +14,7 @@ struct GPS: AsyncParsableCommand {
       `gps client --data-info '{"object_storage_urls": ["a"], "dataset": "b"}'`.
       """,
     version: version,
-    subcommands: [ServerCommand.self, ClientCommand.self, LogCommand.self]
+    subcommands: [ServerCommand.self, ClientCommand.self, DeploymentCommand.self, LogCommand.self]
   )
 
   /// Runs the command; every failure ends as one line on stderr and a non-zero exit, never a trace.

@@ -103,7 +103,8 @@ public indirect enum JSONValue: Sendable, Hashable {
     }
   }
 
-  static func quoted(_ text: String, limit: Int = .max) -> String {
+  /// `text` as a JSON string literal, cut after `limit` characters.
+  public static func quoted(_ text: String, limit: Int = .max) -> String {
     var out = "\""
     for (index, scalar) in text.unicodeScalars.enumerated() {
       if index == limit {
