@@ -43,6 +43,8 @@ public final class Scheduler: Sendable {
   let active = Mutex<[RunID: ActiveRun]>([:])
   let capacity = WakeSignal()
   let cache = Mutex<[String: [UInt8]]>([:])
+  /// A busy scheduler claims runs this many at a time.
+  static let claimBatch = 8
 
   /// A run being executed, and how to stop it.
   final class ActiveRun: Sendable {
@@ -84,16 +86,25 @@ public final class Scheduler: Sendable {
     logger.info("scheduler started", metadata: ["scheduler": "\(options.id)", "concurrency": "\(options.concurrency)"])
     try await withThrowingDiscardingTaskGroup { group in
       group.addTask { await self.heartbeats(cancelRequests: cancelRequests) }
+      var gathering = false
       while !Task.isCancelled {
         let free = options.concurrency - active.withLock { $0.count }
         if free <= 0 {
           await capacity.wait()
           continue
         }
+        // When busy, let a few slots free up (briefly) so one claim commit takes several runs; an
+        // idle scheduler claims at once.
+        if free < Self.claimBatch, free < options.concurrency, !gathering {
+          gathering = true
+          await capacity.wait(timeout: .milliseconds(1))
+          continue
+        }
+        gathering = false
         let claims: [Claim]
         do {
           // Several at once when many are ready: one commit instead of one per run.
-          claims = try await queue.claim(scheduler: options.id, limit: min(free, 16))
+          claims = try await queue.claim(scheduler: options.id, limit: min(free, Self.claimBatch * 2))
         } catch let error as QueueError where error.code == .writerStopped || error.code == .closed {
           throw error
         } catch {
