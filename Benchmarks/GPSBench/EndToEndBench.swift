@@ -16,6 +16,28 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
   print("\nend to end: server-flow with A and B on loopback, every event durable (fsync always)")
   try await withRunningServices(objectRoot: root, logger: quiet) { a, b in
     try await withServiceClients(a: a, b: b) { clients in
+      // The ceiling without GPS: the same two calls per run, 64 at a time, no queue, no events.
+      var pipelineRates: [Double] = []
+      let dataInfo = try ServerFlow.decodeDataInfo(#"{"object_storage_urls": ["a"], "dataset": "b"}"#)
+      for _ in 0..<repetitions {
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+          for worker in 0..<concurrency {
+            group.addTask {
+              for index in stride(from: worker, to: runs, by: concurrency) {
+                _ = try await clients.runPipeline(dataInfo, idempotencyKey: "bench-\(index)", timeout: .seconds(30))
+              }
+            }
+          }
+          try await group.waitForAll()
+        }
+        pipelineRates.append(Double(runs) / (ContinuousClock.now - start).seconds)
+      }
+      print(
+        String(
+          format: "  the calls alone (A then B per run, %d at a time, no queue): %.0f runs/s", concurrency,
+          median(pipelineRates)))
+
       // Two ways: draining a backlog enqueued beforehand (the scheduler's throughput), and with the
       // runs enqueued by 16 clients in this same process while the scheduler works.
       for concurrentEnqueue in [false, true] {
@@ -71,8 +93,9 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
           "  \(label): "
             + String(
               format:
-                "%.0f completed runs/s (%d runs, scheduler concurrency %d, %.1f events per batch); raw write+fdatasync limit for such batches: %.0f runs/s",
-              median(rates), runs, concurrency, median(eventsPerBatch), median(limits)))
+                "%.0f completed runs/s (%d runs, scheduler concurrency %d, %.1f events per batch) = %.2f of the calls alone; raw write+fdatasync limit for such batches: %.0f runs/s",
+              median(rates), runs, concurrency, median(eventsPerBatch), median(rates) / median(pipelineRates),
+              median(limits)))
       }
 
       // Latency on an idle system: one run at a time, times from the events' own timestamps.
