@@ -236,6 +236,12 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
       #expect(queue.run(other)?.state == .completed)
       #expect(calls.load(ordering: .relaxed) == 2)
       #expect(summary(try await history(queue, data, run: second)).contains("TaskAttemptSucceeded count 1 cached"))
+      // After a restart the cache comes back from the log: both inputs are known.
+      _ = try await history(queue, data, run: other)
+      let seeded = try Scheduler.cachedResults(
+        in: QueueHistory(directory: data), registry: DeploymentRegistry([deployment]))
+      #expect(seeded.count == 2)
+      #expect(seeded.values.contains(queue.run(first)!.result))
     }
   }
 
