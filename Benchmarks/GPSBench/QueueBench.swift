@@ -255,7 +255,7 @@ func benchClaims(directory: String, runs: Int, claimers: Int, repetitions: Int, 
           format: "always  %9.0f  %13.1f  %19.0f  %6.2f", median(rates), median(perBatch), median(limits),
           median(ratios)))
     } else {
-      print(String(format: "none    %9.0f  %13.1f  %19s  %6s", median(rates), median(perBatch), "-", "-"))
+      print(String(format: "none    %9.0f  %13.1f", median(rates), median(perBatch)) + "                    -       -")
     }
   }
 }
