@@ -57,6 +57,7 @@ func withScheduler(
   registry: DeploymentRegistry = .standard,
   queueOptions: (inout QueueOptions) -> Void = { _ in },
   schedulerOptions: SchedulerOptions = SchedulerOptions(id: "test", concurrency: 8, heartbeatInterval: .seconds(1)),
+  schedulerQueue: @Sendable @escaping (RunQueue) -> any SchedulerQueue = { $0 },
   body: @Sendable @escaping (RunQueue, String) async throws -> Void
 ) async throws {
   try await withTemporaryDirectory { directory in
@@ -72,7 +73,8 @@ func withScheduler(
     try await withRunningServices(objectRoot: root, a: aConfiguration, b: bConfiguration) { a, b in
       try await withServiceClients(a: aAddress ?? a, b: b) { clients in
         let scheduler = Scheduler(
-          queue: queue, registry: registry, clients: clients, options: schedulerOptions, logger: quietLogger)
+          queue: schedulerQueue(queue), registry: registry, clients: clients, options: schedulerOptions,
+          logger: quietLogger)
         try await withThrowingTaskGroup(of: Void.self) { group in
           group.addTask { try await scheduler.run() }
           group.addTask { try await queue.maintain(maximumWait: .milliseconds(20)) }
@@ -212,6 +214,34 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     }
   }
 
+  @Test func aCancelThatLandsBetweenStepsEndsTheRunCancelled() async throws {
+    let queueBox = Mutex<RunQueue?>(nil)
+    let flow = Flow(
+      name: "twostep", parameters: ServerFlow.parameters,
+      steps: [
+        Step("first") { context in
+          // The user cancels while this step runs; the step still finishes.
+          _ = try await queueBox.withLock { $0 }!.cancel(context.runID, by: "alice")
+          return Gps_V1_DataInfo()
+        },
+        Step("second") { _ in Gps_V1_DataInfo() },
+      ])
+    let deployment = Deployment(name: "twostep/default", flow: flow)
+    // The scheduler hears of the cancel only when its next step is refused: no cancel
+    // notifications, and heartbeats once a minute.
+    try await withScheduler(
+      registry: DeploymentRegistry([deployment]),
+      schedulerOptions: SchedulerOptions(id: "test", heartbeatInterval: .seconds(60)),
+      schedulerQueue: { DeafToCancellations(queue: $0) }
+    ) { queue, data in
+      queueBox.withLock { $0 = queue }
+      let id = try await enqueue(queue, deployment, snippet)
+      try await eventually("the run to end") { queue.run(id)?.state.isTerminal == true }
+      #expect(queue.run(id)?.state == .cancelled, "\(queue.run(id)?.stateMessage ?? "")")
+      #expect(!summary(try await history(queue, data, run: id)).contains("TaskAttemptStarted second 1"))
+    }
+  }
+
   @Test func aCachedStepReusesTheResultOfTheSameInput() async throws {
     let calls = Atomic(0)
     let flow = Flow(
@@ -345,4 +375,20 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
       #expect(unknown?.message == #"no deployment is named "server-flow/Nope" (known: server-flow/MyPrefectDeployer)"#)
     }
   }
+}
+
+/// A queue whose cancel requests a scheduler only learns of through its own reports.
+struct DeafToCancellations: SchedulerQueue {
+  let queue: RunQueue
+
+  func claim(scheduler: String, limit: Int) async throws -> [Claim] {
+    try await queue.claim(scheduler: scheduler, limit: limit)
+  }
+  func heartbeat(_ lease: LeaseToken) async throws -> HeartbeatReply { try queue.heartbeat(lease) }
+  func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run {
+    try await queue.report(lease, events)
+  }
+  func notifyWhenWorkArrives(_ signal: WakeSignal) { queue.notifyWhenWorkArrives(signal) }
+  func notifyOnCancelRequests(_ signal: WakeSignal) {}
+  var nextDeadline: Timestamp? { queue.nextDeadline }
 }

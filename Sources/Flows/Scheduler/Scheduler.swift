@@ -350,6 +350,12 @@ public final class Scheduler: Sendable {
       return StepsResult(outcome: nil, pending: pending)
     } catch let error as QueueError where error.code == .leaseLost {
       return StepsResult(outcome: .stopped(.leaseLost), pending: [])
+    } catch let error as QueueError where error.code == .illegalTransition {
+      // A cancel request can land between two steps: the next step may not start any more.
+      if let reply = try? await queue.heartbeat(lease), reply.cancelRequested {
+        return StepsResult(outcome: .stopped(.cancelled), pending: [])
+      }
+      return StepsResult(outcome: .failed("the scheduler could not record the run: \(error.message)"), pending: [])
     } catch {
       if Task.isCancelled { return StepsResult(outcome: nil, pending: pending) }
       return StepsResult(outcome: .failed("the scheduler could not record the run: \(error)"), pending: [])
