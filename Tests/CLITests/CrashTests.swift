@@ -3,6 +3,13 @@ import GPSTesting
 import Queue
 import Testing
 
+/// The complete lines of a killed child's output: the kill may cut the last one short.
+func wholeLines(_ output: String) -> [Substring] {
+  let whole =
+    output.hasSuffix("\n") ? Substring(output) : output[..<(output.lastIndex(of: "\n") ?? output.startIndex)]
+  return whole.split(separator: "\n")
+}
+
 /// Durability under `kill -9`: a child appends from many tasks and prints each acknowledged record;
 /// after every kill, every acknowledged record must be in the log, intact, in order, without gaps.
 @Suite struct CrashTests {
@@ -21,11 +28,7 @@ import Testing
         await child.waitForOutput { stdout, _ in stdout.utf8.count > target * 20 }
         child.signal(SIGKILL)
         _ = await child.waitForExit()
-        // Only whole lines count: the kill may cut the last one short.
-        let output = child.stdout
-        let whole =
-          output.hasSuffix("\n") ? Substring(output) : output[..<(output.lastIndex(of: "\n") ?? output.startIndex)]
-        let acknowledged = whole.split(separator: "\n").filter { $0.hasPrefix("ack ") }
+        let acknowledged = wholeLines(child.stdout).filter { $0.hasPrefix("ack ") }
         #expect(!acknowledged.isEmpty, "round \(round): \(child.stderr)")
 
         let log = try EventLog(directory: directory.path)  // recovers a torn tail if there is one
@@ -89,15 +92,13 @@ import Testing
         await child.waitForOutput { stdout, _ in stdout.utf8.count > target * 40 }
         child.signal(SIGKILL)
         _ = await child.waitForExit()
-        let output = child.stdout
-        let whole =
-          output.hasSuffix("\n") ? Substring(output) : output[..<(output.lastIndex(of: "\n") ?? output.startIndex)]
-        for line in whole.split(separator: "\n") {
+        let lines = wholeLines(child.stdout)
+        for line in lines {
           let parts = line.split(separator: " ")
           let id = try #require(RunID(String(parts[1])))
           if parts[0] == "enqueued" { acknowledged[id] = String(parts[2]) } else { completed.insert(id) }
         }
-        #expect(!whole.isEmpty, "round \(round): \(child.stderr)")
+        #expect(!lines.isEmpty, "round \(round): \(child.stderr)")
 
         let queue = try RunQueue(directory: directory.path)
         let state = queue.state

@@ -4,19 +4,6 @@ import Queue
 import SwiftProtobuf
 import Testing
 
-/// A small, seedable random source (SplitMix64), so a failing sequence can be replayed.
-struct SeededRandom: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
-
 /// The reference model: what the queue must do, written as plainly as possible and independently
 /// of the reducer.
 struct QueueModel {
@@ -192,7 +179,7 @@ struct QueueModel {
   @Test(arguments: seeds)
   func randomOperationsAgreeWithTheModelAcrossRestarts(seed: UInt64) async throws {
     try await withTemporaryDirectory { directory in
-      var random = SeededRandom(seed: seed)
+      var random = SplitMix(state: seed)
       let limits = ConcurrencyLimits(deployments: ["d/a": 2], tags: ["x": 1])
       let fixture = QueueFixture(directory: directory) {
         $0.limits = limits

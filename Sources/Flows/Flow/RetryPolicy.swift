@@ -1,4 +1,6 @@
+import Foundation
 public import GRPCCore
+import Queue
 
 /// How a task step is retried: attempts, exponential backoff with jitter, and which gRPC status
 /// codes are worth another attempt.
@@ -40,14 +42,4 @@ public struct RetryPolicy: Sendable, Hashable {
     let jittered = capped * (1 + jitter * (2 * random - 1))
     return .microseconds(Int64(max(0, jittered)))
   }
-}
-
-private func pow(_ base: Double, _ exponent: Double) -> Double {
-  var result = 1.0
-  for _ in 0..<Int(exponent) { result *= base }
-  return result
-}
-
-extension Duration {
-  var micros: Int64 { components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000 }
 }

@@ -96,7 +96,7 @@ public final class RunQueue: Sendable {
   /// The newest matching snapshot plus the log after it.
   static func load(
     directory: String, snapshots: SnapshotStore, fileSystem: any FileSystem,
-    lastBatch: (sequence: UInt64, hash: [UInt8])? = nil, through last: UInt64 = .max
+    lastBatch: (sequence: UInt64, hash: [UInt8])? = nil
   ) throws(QueueError) -> (state: QueueState, snapshotSequence: UInt64?, skipped: [String], loadTime: Duration) {
     let start = ContinuousClock.now
     let reader = LogReader(directory: directory, fileSystem: fileSystem)
@@ -104,7 +104,7 @@ public final class RunQueue: Sendable {
     var skipped = skippedByStore
     var state = QueueState()
     var snapshotSequence: UInt64?
-    if let snapshot, snapshot.lastSequence <= last {
+    if let snapshot {
       if let decoded = QueueState(snapshotPayload: snapshot.payload), decoded.lastSequence == snapshot.lastSequence {
         state = decoded
         snapshotSequence = snapshot.lastSequence
@@ -115,19 +115,14 @@ public final class RunQueue: Sendable {
     let loadTime = ContinuousClock.now - start
     // A snapshot of the whole log leaves nothing to replay: skip reading the last segment.
     if state.lastSequence != lastBatch?.sequence || state.lastSequence == 0 {
-      try replay(reader, into: &state, through: last)
+      try replay(reader, into: &state)
     }
     return (state, snapshotSequence, skipped, loadTime)
   }
 
-  static func replay(_ reader: LogReader, into state: inout QueueState, through last: UInt64) throws(QueueError) {
-    struct Done: Error {}
+  static func replay(_ reader: LogReader, into state: inout QueueState) throws(QueueError) {
     do {
-      try reader.read(from: state.lastSequence + 1) { record in
-        guard record.sequence <= last else { throw Done() }
-        try state.apply(record)
-      }
-    } catch is Done {
+      try reader.read(from: state.lastSequence + 1) { try state.apply($0) }
     } catch let error as QueueError {
       throw error
     } catch {
