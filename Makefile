@@ -14,7 +14,10 @@ GENERATED    := Sources/RPC/Generated
 # The log's records are compiled into Queue (protobuf only: Queue knows nothing of gRPC).
 QUEUE_PROTOS := protos/gps/v1/events.proto
 QUEUE_GENERATED := Sources/Queue/Generated
-RPC_PROTOS   := $(filter-out $(QUEUE_PROTOS),$(PROTO_FILES))
+# The control API is compiled into Control; its messages use the log's (in Queue).
+CONTROL_PROTOS := protos/gps/v1/queue.proto
+CONTROL_GENERATED := Sources/Control/Generated
+RPC_PROTOS   := $(filter-out $(QUEUE_PROTOS) $(CONTROL_PROTOS),$(PROTO_FILES))
 FLOWS_GENERATED := Sources/Flows/Generated
 DESCRIPTOR_SET  := protos/gps.desc
 VENV         := .build-venv
@@ -88,6 +91,15 @@ proto:
 	  --swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
 	  --swift_out=$(QUEUE_GENERATED) \
 	  $(QUEUE_PROTOS)
+	rm -rf $(CONTROL_GENERATED) && mkdir -p $(CONTROL_GENERATED)
+	protoc -Iprotos \
+	  --plugin=protoc-gen-swift=$(PLUGINS_BIN)/protoc-gen-swift \
+	  --plugin=protoc-gen-grpc-swift=$(PLUGINS_BIN)/protoc-gen-grpc-swift-2 \
+	  --swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true,ProtoPathModuleMappings=protos/module-mappings.asciipb \
+	  --swift_out=$(CONTROL_GENERATED) \
+	  --grpc-swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true,ProtoPathModuleMappings=protos/module-mappings.asciipb \
+	  --grpc-swift_out=$(CONTROL_GENERATED) \
+	  $(CONTROL_PROTOS)
 	# The descriptors of every message, for the JSON parameter validator and JSON Schemas (Flows).
 	mkdir -p $(FLOWS_GENERATED)
 	protoc -Iprotos --include_imports --descriptor_set_out=$(DESCRIPTOR_SET) $(PROTO_FILES)

@@ -28,6 +28,7 @@ let package = Package(
     .library(name: "RPC", targets: ["RPC"]),
     .library(name: "Queue", targets: ["Queue"]),
     .library(name: "Flows", targets: ["Flows"]),
+    .library(name: "Control", targets: ["Control"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
@@ -64,10 +65,15 @@ let package = Package(
       dependencies: ["RPC", "Queue", grpcCore, grpcNIO, swiftProtobuf, logging, crypto],
       swiftSettings: swiftSettings
     ),
+    .target(
+      name: "Control",
+      dependencies: ["RPC", "Queue", "Flows", grpcCore, grpcNIO, grpcProtobuf, swiftProtobuf, logging, lifecycle],
+      swiftSettings: swiftSettings
+    ),
     .executableTarget(
       name: "CLI",
       dependencies: [
-        "RPC", "Flows", "Queue", argumentParser, grpcCore, grpcNIO, swiftProtobuf, logging, lifecycle, unixSignals,
+        "RPC", "Flows", "Queue", "Control", argumentParser, grpcCore, grpcNIO, swiftProtobuf, logging, lifecycle, unixSignals,
       ],
       swiftSettings: swiftSettings
     ),

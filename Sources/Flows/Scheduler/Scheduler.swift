@@ -43,6 +43,9 @@ public final class Scheduler: Sendable {
   let active = Mutex<[RunID: ActiveRun]>([:])
   let capacity = WakeSignal()
   let cache = Mutex<[String: [UInt8]]>([:])
+  let draining = Atomic<Bool>(false)
+  /// The idle loop's signal, poked by ``stopClaiming()``.
+  let drainWake = Mutex<WakeSignal?>(nil)
   /// A busy scheduler claims runs this many at a time.
   static let claimBatch = 8
 
@@ -115,10 +118,22 @@ public final class Scheduler: Sendable {
     return results
   }
 
-  /// Runs until the task is cancelled.
+  /// Stops claiming: ``run()`` returns once the runs in flight have finished. Cancel its task to
+  /// stop them too (their leases then expire and their crash policy applies).
+  public func stopClaiming() {
+    draining.store(true, ordering: .sequentiallyConsistent)
+    capacity.signal()
+    drainWake.withLock { $0 }?.signal()
+  }
+
+  /// Runs executed right now.
+  public var activeRuns: Int { active.withLock { $0.count } }
+
+  /// Runs until the task is cancelled, or until ``stopClaiming()`` and the runs in flight finish.
   public func run() async throws {
     let work = WakeSignal()
     let cancelRequests = WakeSignal()
+    drainWake.withLock { $0 = work }
     queue.notifyWhenWorkArrives(work)
     queue.notifyOnCancelRequests(cancelRequests)
     logger.info("scheduler started", metadata: ["scheduler": "\(options.id)", "concurrency": "\(options.concurrency)"])
@@ -126,6 +141,11 @@ public final class Scheduler: Sendable {
       group.addTask { await self.heartbeats(cancelRequests: cancelRequests) }
       var gathering = false
       while !Task.isCancelled {
+        if draining.load(ordering: .sequentiallyConsistent) {
+          if active.withLock({ $0.isEmpty }) { break }
+          await capacity.wait()
+          continue
+        }
         let free = options.concurrency - active.withLock { $0.count }
         if free <= 0 {
           await capacity.wait()

@@ -53,12 +53,22 @@ public struct Claim: Sendable {
   public var run: Run
   public var lease: Lease
   public var token: LeaseToken { LeaseToken(runID: run.id, token: lease.token) }
+
+  public init(run: Run, lease: Lease) {
+    self.run = run
+    self.lease = lease
+  }
 }
 
 public struct HeartbeatReply: Sendable, Hashable {
   public var expiresAt: Timestamp
   /// A user asked to cancel the run: stop its work and report ``RunEvent/OneOf_Kind/cancelled(_:)``.
   public var cancelRequested: Bool
+
+  public init(expiresAt: Timestamp, cancelRequested: Bool) {
+    self.expiresAt = expiresAt
+    self.cancelRequested = cancelRequested
+  }
 }
 
 /// What one ``RunQueue/tick()`` did.
@@ -359,9 +369,11 @@ extension RunQueue {
       switch result {
       case .success(let receipt):
         if let snapshotState, let hash = receipt.batchHash { writeSnapshot(snapshotState, batchHash: hash) }
+        durableWaiters.advance(to: log.lastSequence)
         completion(.success(after))
       case .failure(let error):
         self.locked.withLock { $0.failure = $0.failure ?? error }
+        durableWaiters.fail()
         completion(.failure(error))
       }
     }

@@ -38,6 +38,7 @@ public final class RunQueue: Sendable {
   let snapshots: SnapshotStore
   let locked: Mutex<Locked>
   let snapshotWriter = DispatchQueue(label: "gps-snapshot-writer")
+  let durableWaiters = DurableWaiters()
 
   struct Locked {
     var state: QueueState
@@ -136,6 +137,21 @@ public final class RunQueue: Sendable {
     locked.withLock { $0.wakeSignals.append(signal) }
   }
 
+  /// Stops signalling `signal` (given to ``notifyWhenWorkArrives(_:)`` or
+  /// ``notifyOnCancelRequests(_:)``).
+  public func stopNotifying(_ signal: WakeSignal) {
+    locked.withLock { locked in
+      locked.wakeSignals.removeAll { $0 === signal }
+      locked.cancelSignals.removeAll { $0 === signal }
+    }
+  }
+
+  /// Returns once the log holds event `sequence` durably (at once if it does already), or when the
+  /// queue stops or the task is cancelled. Watchers use it to deliver only durable events.
+  public func waitUntilDurable(_ sequence: UInt64) async {
+    await durableWaiters.wait(for: sequence) { log.lastSequence }
+  }
+
   /// `signal` is signalled whenever cancellation of a claimed run is requested, so an in-process
   /// scheduler heartbeats at once instead of at its next interval.
   public func notifyOnCancelRequests(_ signal: WakeSignal) {
@@ -162,6 +178,10 @@ public final class RunQueue: Sendable {
 
   public func run(_ id: RunID) -> Run? { locked.withLock { $0.state.runs[id] } }
 
+  /// Runs `body` on the current state under the queue's lock, without copying it: for queries
+  /// such as listing runs. Keep it short; commands wait meanwhile.
+  public func withState<T>(_ body: (QueueState) -> T) -> T { locked.withLock { body($0.state) } }
+
   /// The last event that is durable in the log; ``state`` may be up to one group commit ahead.
   public var durableSequence: UInt64 { log.lastSequence }
 
@@ -176,6 +196,7 @@ public final class RunQueue: Sendable {
       return locked.closed
     }
     guard !alreadyClosed else { return }
+    defer { durableWaiters.fail() }
     log.close { [self] in
       snapshotWriter.sync {}
       let (state, failure) = locked.withLock { ($0.state, $0.failure) }

@@ -5,7 +5,8 @@ struct TransitionError: Error {
 
 extension Run {
   /// The run created by its `RunEnqueued` event.
-  init(id: RunID, enqueued event: Gps_V1_RunEnqueued, time: Timestamp, sequence: UInt64) {
+  /// A run as its ``RunEvent/OneOf_Kind/enqueued(_:)`` event at `sequence` creates it.
+  public init(id: RunID, enqueued event: Gps_V1_RunEnqueued, time: Timestamp, sequence: UInt64) {
     self.id = id
     spec = RunSpec(
       deployment: event.deployment, flow: event.flow, parametersJSON: event.parametersJson,

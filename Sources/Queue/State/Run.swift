@@ -35,6 +35,12 @@ public struct Lease: Sendable, Hashable {
   public var token: UInt64
   /// When the lease runs out unless renewed (renewals are not logged; see ``RunQueue/heartbeat(_:)``).
   public var expiresAt: Timestamp
+
+  public init(scheduler: String, token: UInt64, expiresAt: Timestamp) {
+    self.scheduler = scheduler
+    self.token = token
+    self.expiresAt = expiresAt
+  }
 }
 
 /// What was enqueued: fixed for the run's whole life, so copies of a ``Run`` share it.

@@ -123,7 +123,7 @@ public struct ServiceServer: Service {
   }
 
   /// Turns a transport failure into one line that says what to do.
-  static func explain(_ error: any Error, address: ServiceAddress) -> any Error {
+  public static func explain(_ error: any Error, address: ServiceAddress) -> any Error {
     var causes: [String] = []
     var current: (any Error)? = error
     while let error = current {

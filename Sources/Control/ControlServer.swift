@@ -1,0 +1,158 @@
+public import Flows
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+public import Logging
+public import Queue
+public import RPC
+public import ServiceLifecycle
+
+/// `gps server start`: owns a data directory's queue, serves the control API, and (unless told
+/// not to) runs a scheduler in the same process.
+///
+/// On graceful shutdown (SIGTERM / SIGINT) it stops claiming, lets the runs in flight finish
+/// within `grace`, ends the streams, stops serving, writes a snapshot and releases the directory.
+public struct ControlServer: Service {
+  public struct Configuration: Sendable {
+    public var dataDirectory = "data"
+    public var host = "127.0.0.1"
+    public var port = 4200
+    /// Run a scheduler in this process, with this many runs at once; nil: none.
+    public var schedulerConcurrency: Int? = 16
+    public var a = ServiceAddress(host: "127.0.0.1", port: 50051)
+    public var b = ServiceAddress(host: "127.0.0.1", port: 50052)
+    /// How long runs in flight may take to finish once shutdown begins.
+    public var grace: Duration = .seconds(30)
+    public var queue = QueueOptions()
+    public var scheduler = SchedulerOptions()
+
+    public init() {}
+  }
+
+  let configuration: Configuration
+  let registry: DeploymentRegistry
+  let logger: Logger
+  let onReady: @Sendable (ServiceAddress, RunQueue) -> Void
+
+  public init(
+    configuration: Configuration, registry: DeploymentRegistry = .standard, logger: Logger,
+    onReady: @escaping @Sendable (ServiceAddress, RunQueue) -> Void = { _, _ in }
+  ) {
+    self.configuration = configuration
+    self.registry = registry
+    self.logger = logger
+    self.onReady = onReady
+  }
+
+  public func run() async throws {
+    let queue = try RunQueue(directory: configuration.dataDirectory, options: configuration.queue)
+    defer { queue.close() }
+    logger.info(
+      "queue opened",
+      metadata: [
+        "directory": "\(configuration.dataDirectory)", "runs": "\(queue.counts.total)",
+        "events": "\(queue.durableSequence)",
+        "snapshot": "\(queue.startup.snapshotSequence.map(String.init) ?? "none")",
+        "replayed": "\(queue.startup.replayedEvents)",
+      ])
+    let service = ControlService(queue: queue, registry: registry)
+    let requested = ServiceAddress(host: configuration.host, port: configuration.port)
+    let transport = HTTP2ServerTransport.Posix(
+      address: try requested.bindAddress(), transportSecurity: .plaintext, config: .defaults)
+    let server = GRPCServer(transport: transport, services: [service])
+    let addressFile = ControlAddress.file(in: configuration.dataDirectory)
+    try await withThrowingDiscardingTaskGroup { group in
+      group.addTask {
+        do {
+          try await server.serve()
+        } catch {
+          throw ServiceServer.explain(error, address: requested)
+        }
+      }
+      guard let bound = try? await transport.listeningAddress, let address = ServiceAddress(bound) else { return }
+      try ControlAddress.write(address, to: addressFile)
+      defer { ControlAddress.remove(addressFile, ifItIs: address) }
+      logger.info("control server listening", metadata: ["address": "\(address)"])
+      onReady(address, queue)
+      try await withThrowingDiscardingTaskGroup { work in
+        work.addTask {
+          do {
+            try await queue.maintain()
+          } catch is CancellationError {}
+        }
+        if let concurrency = configuration.schedulerConcurrency {
+          try await runScheduler(on: queue, concurrency: concurrency)
+        } else {
+          try? await gracefulShutdown()
+        }
+        work.cancelAll()
+      }
+      logger.info("ending streams and stopping the control server")
+      service.stop()
+      server.beginGracefulShutdown()
+    }
+    logger.info("control server stopped; writing a snapshot and releasing the data directory")
+  }
+
+  /// Runs the embedded scheduler until graceful shutdown, then lets its runs finish within `grace`.
+  func runScheduler(on queue: RunQueue, concurrency: Int) async throws {
+    var options = configuration.scheduler
+    options.concurrency = concurrency
+    let registry = self.registry
+    let logger = self.logger
+    let grace = configuration.grace
+    try await withServiceClients(a: configuration.a, b: configuration.b) { clients in
+      let cached = try Scheduler.cachedResults(in: QueueHistory(directory: queue.directory), registry: registry)
+      let scheduler = Scheduler(
+        queue: queue, registry: registry, clients: clients, options: options, logger: logger, cachedResults: cached)
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await scheduler.run() }
+        group.addTask {
+          try? await gracefulShutdown()
+          guard !Task.isCancelled else { return }
+          logger.info(
+            "stopping: no new claims; waiting for runs in flight",
+            metadata: ["runs": "\(scheduler.activeRuns)", "grace": "\(grace)"])
+          scheduler.stopClaiming()
+          try? await Task.sleep(for: grace)
+          guard !Task.isCancelled else { return }
+          logger.warning(
+            "grace period over: abandoning runs in flight (their leases expire and their crash policy applies)",
+            metadata: ["runs": "\(scheduler.activeRuns)"])
+          throw CancellationError()
+        }
+        // The scheduler returns once drained; then the grace timer is no longer needed.
+        do {
+          try await group.next()
+        } catch is CancellationError {}
+        group.cancelAll()
+      }
+    }
+  }
+}
+
+/// Where a running server's address is recorded, so the CLI finds it through `--data-dir`.
+public enum ControlAddress {
+  public static func file(in dataDirectory: String) -> String { dataDirectory + "/server.addr" }
+
+  /// The address recorded in `dataDirectory`, if a server wrote one.
+  public static func read(dataDirectory: String) -> ServiceAddress? {
+    guard let text = try? String(contentsOfFile: file(in: dataDirectory), encoding: .utf8) else { return nil }
+    return try? ServiceAddress(parsing: text.trimmingCharacters(in: .whitespacesAndNewlines), what: "server address")
+  }
+
+  static func write(_ address: ServiceAddress, to path: String) throws {
+    let temporary = path + ".tmp"
+    try Data("\(address)\n".utf8).write(to: URL(fileURLWithPath: temporary))
+    guard rename(temporary, path) == 0 else {
+      throw QueueError(code: .io, message: "cannot record the server's address in \(path)")
+    }
+  }
+
+  static func remove(_ path: String, ifItIs address: ServiceAddress) {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+      text.trimmingCharacters(in: .whitespacesAndNewlines) == address.description
+    else { return }
+    unlink(path)
+  }
+}

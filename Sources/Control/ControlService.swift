@@ -1,0 +1,345 @@
+public import Flows
+import Foundation
+public import GRPCCore
+public import Queue
+import SwiftProtobuf
+import Synchronization
+
+/// The control API (`gps.v1.Control`) over one ``RunQueue``: what `gps server start` serves.
+public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendable {
+  let queue: RunQueue
+  let registry: DeploymentRegistry
+  let stopping = Atomic<Bool>(false)
+  /// The longest a `WatchWork` stream stays silent: a remote scheduler also looks this often.
+  let idleSignal: Duration
+
+  public init(queue: RunQueue, registry: DeploymentRegistry, idleSignal: Duration = .seconds(1)) {
+    self.queue = queue
+    self.registry = registry
+    self.idleSignal = idleSignal
+  }
+
+  /// Ends the streams (watch, history, work) so the server can shut down.
+  public func stop() {
+    stopping.store(true, ordering: .sequentiallyConsistent)
+  }
+
+  var isStopping: Bool { stopping.load(ordering: .sequentiallyConsistent) }
+
+  // MARK: Runs
+
+  public func enqueue(
+    request: Gps_V1_EnqueueRunRequest, context: ServerContext
+  ) async throws -> Gps_V1_EnqueueRunResponse {
+    let enqueue: EnqueueRequest
+    do {
+      let deployment = try registry.deployment(named: request.deployment)
+      enqueue = try deployment.enqueueRequest(
+        parametersJSON: request.parametersJson.isEmpty ? "{}" : request.parametersJson,
+        idempotencyKey: request.idempotencyKey, tags: request.tags,
+        scheduledStart: request.scheduledStartMicros == 0 ? nil : Timestamp(micros: request.scheduledStartMicros),
+        enqueuedBy: request.enqueuedBy.isEmpty ? context.remotePeer : request.enqueuedBy)
+    } catch {
+      throw RPCError(error)
+    }
+    let result = try await mapErrors { try await queue.enqueue(enqueue) }
+    return .with {
+      $0.run = Gps_V1_RunInfo(result.run)
+      $0.created = result.created
+    }
+  }
+
+  public func getRun(request: Gps_V1_GetRunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
+    Gps_V1_RunInfo(try run(request.runID))
+  }
+
+  public func listRuns(
+    request: Gps_V1_ListRunsRequest, context: ServerContext
+  ) async throws -> Gps_V1_ListRunsResponse {
+    var states = Set<RunState>()
+    for name in request.states {
+      guard let state = RunState(name: name) else {
+        throw RPCError(
+          code: .invalidArgument,
+          message: "unknown state \(name); use one of \(RunState.allCases.map(\.rawValue).joined(separator: ", "))")
+      }
+      states.insert(state)
+    }
+    var start: Int?
+    if !request.cursor.isEmpty {
+      guard let position = Int(request.cursor), position >= 0 else {
+        throw RPCError(code: .invalidArgument, message: "cursor \(request.cursor) is not one this server gave")
+      }
+      start = position
+    }
+    let limit = request.limit == 0 ? 100 : Int(request.limit)
+    return queue.withState { state in
+      var response = Gps_V1_ListRunsResponse()
+      let runs = state.runs.values
+      var position = min(start ?? runs.count - 1, runs.count - 1)
+      while position >= 0 {
+        let run = runs[position]
+        position -= 1
+        if !states.isEmpty, !states.contains(run.state) { continue }
+        if !request.deployment.isEmpty, run.deployment != request.deployment { continue }
+        if !request.tag.isEmpty, !run.tags.contains(request.tag) { continue }
+        if request.enqueuedAfterMicros != 0, run.enqueuedAt.micros < request.enqueuedAfterMicros { continue }
+        if request.enqueuedBeforeMicros != 0, run.enqueuedAt.micros >= request.enqueuedBeforeMicros { continue }
+        response.runs.append(Gps_V1_RunInfo(run))
+        if response.runs.count == limit {
+          if position >= 0 { response.nextCursor = String(position) }
+          break
+        }
+      }
+      return response
+    }
+  }
+
+  public func cancelRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
+    let id = try run(request.runID).id
+    let by = request.requestedBy.isEmpty ? context.remotePeer : request.requestedBy
+    return Gps_V1_RunInfo(try await mapErrors { try await queue.cancel(id, by: by, reason: request.reason) })
+  }
+
+  public func retryRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
+    let id = try run(request.runID).id
+    let by = request.requestedBy.isEmpty ? context.remotePeer : request.requestedBy
+    return Gps_V1_RunInfo(try await mapErrors { try await queue.retry(id, by: by) })
+  }
+
+  public func listDeployments(
+    request: Gps_V1_ListDeploymentsRequest, context: ServerContext
+  ) async throws -> Gps_V1_ListDeploymentsResponse {
+    .with {
+      $0.deployments = registry.names.compactMap { try? registry.deployment(named: $0) }.map { deployment in
+        .with {
+          $0.name = deployment.name
+          $0.flow = deployment.flow.name
+          $0.description_p = deployment.description
+          $0.parameterSchemaJson = deployment.parameterSchema.text
+          $0.tags = deployment.tags
+          $0.steps = deployment.flow.steps.map(\.name)
+        }
+      }
+    }
+  }
+
+  // MARK: Streams of events
+
+  public func watchRun(
+    request: Gps_V1_WatchRunRequest, response: RPCWriter<Gps_V1_HistoryEvent>, context: ServerContext
+  ) async throws {
+    let run = try run(request.runID)
+    try await stream(from: run.firstSequence, run: run.id, follow: true, response: response)
+  }
+
+  public func readHistory(
+    request: Gps_V1_ReadHistoryRequest, response: RPCWriter<Gps_V1_HistoryEvent>, context: ServerContext
+  ) async throws {
+    var runID: RunID?
+    if !request.runID.isEmpty { runID = try run(request.runID).id }
+    let fromTime = request.fromTimeMicros == 0 ? nil : Timestamp(micros: request.fromTimeMicros)
+    try await stream(
+      from: max(1, request.fromSequence), run: runID, fromTime: fromTime, follow: request.follow,
+      response: response)
+  }
+
+  /// Sends durable events from `sequence` on (only `run`'s, when given); when following, waits for
+  /// new ones, and for a run, ends once it is final and all its events were sent.
+  func stream(
+    from sequence: UInt64, run runID: RunID?, fromTime: Timestamp? = nil, follow: Bool,
+    response: RPCWriter<Gps_V1_HistoryEvent>
+  ) async throws {
+    let reader = LogReader(directory: queue.directory)
+    var cursor = LogCursor(from: sequence)
+    var waiting: [Gps_V1_HistoryEvent] = []
+    var lastSent: UInt64 = 0
+    while true {
+      try Task.checkCancellation()
+      let durable = queue.durableSequence
+      do {
+        try reader.read(&cursor) { record in
+          let event = try RunEvent(record)
+          if let runID, event.run != runID { return }
+          if let fromTime, event.time < fromTime { return }
+          waiting.append(
+            .with {
+              $0.sequence = record.sequence
+              $0.event = event
+            })
+        }
+      } catch {
+        throw RPCError(code: .dataLoss, message: "reading the log failed: \(error)")
+      }
+      let ready = waiting.prefix { $0.sequence <= durable }
+      waiting.removeFirst(ready.count)
+      for event in ready {
+        try await response.write(event)
+        lastSent = event.sequence
+      }
+      if let runID, let run = queue.run(runID), run.state.isTerminal, run.lastSequence <= lastSent { return }
+      guard follow else {
+        if waiting.isEmpty || cursor.nextSequence <= durable + 1 { return }
+        continue
+      }
+      if isStopping {
+        throw RPCError(code: .unavailable, message: "the server is stopping; watch again once it is back")
+      }
+      await queue.waitUntilDurable(max(durable, cursor.nextSequence - 1) + 1)
+      if isStopping {
+        throw RPCError(code: .unavailable, message: "the server is stopping; watch again once it is back")
+      }
+    }
+  }
+
+  // MARK: Remote schedulers
+
+  public func claim(request: Gps_V1_ClaimRequest, context: ServerContext) async throws -> Gps_V1_ClaimResponse {
+    guard !isStopping else { return Gps_V1_ClaimResponse() }
+    let claims = try await mapErrors {
+      try await queue.claim(scheduler: request.scheduler, limit: max(1, Int(request.limit)))
+    }
+    return .with {
+      $0.claims = claims.map { claim in
+        .with {
+          $0.run = Gps_V1_RunInfo(claim.run)
+          $0.leaseToken = claim.lease.token
+          $0.leaseExpiresMicros = claim.lease.expiresAt.micros
+        }
+      }
+      $0.nextDeadlineMicros = queue.nextDeadline?.micros ?? 0
+    }
+  }
+
+  public func heartbeat(
+    request: Gps_V1_HeartbeatRequest, context: ServerContext
+  ) async throws -> Gps_V1_HeartbeatResponse {
+    let lease = try lease(request.runID, request.leaseToken)
+    let reply = try mapErrors { () throws(QueueError) in try queue.heartbeat(lease) }
+    return .with {
+      $0.leaseExpiresMicros = reply.expiresAt.micros
+      $0.cancelRequested = reply.cancelRequested
+    }
+  }
+
+  public func report(request: Gps_V1_ReportRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
+    let lease = try lease(request.runID, request.leaseToken)
+    let kinds = request.events.compactMap(\.kind)
+    return Gps_V1_RunInfo(try await mapErrors { try await queue.report(lease, kinds) })
+  }
+
+  public func watchWork(
+    request: Gps_V1_WatchWorkRequest, response: RPCWriter<Gps_V1_WorkSignal>, context: ServerContext
+  ) async throws {
+    let signal = WakeSignal()
+    queue.notifyWhenWorkArrives(signal)
+    queue.notifyOnCancelRequests(signal)
+    defer { queue.stopNotifying(signal) }
+    while !Task.isCancelled, !isStopping {
+      try await response.write(Gps_V1_WorkSignal())
+      var wait = idleSignal
+      if let deadline = queue.nextDeadline {
+        wait = min(wait, max(.milliseconds(1), deadline - SystemClock().now()))
+      }
+      await signal.wait(timeout: wait)
+    }
+  }
+
+  // MARK: Helpers
+
+  /// The run named by a full id or a unique prefix of at least 8 characters.
+  func run(_ text: String) throws(RPCError) -> Run {
+    let text = text.lowercased()
+    if let id = RunID(text) {
+      guard let run = queue.run(id) else {
+        throw RPCError(code: .notFound, message: "no run \(text) in this queue; list runs with `gps flow-run ls`")
+      }
+      return run
+    }
+    guard text.count >= 8, text.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
+      throw RPCError(
+        code: .invalidArgument,
+        message: "\(text.isEmpty ? "an empty run id" : "'\(text)'") is not a run id; give its UUID or at least its first 8 characters")
+    }
+    let matches = queue.withState { state in
+      var matches: [Run] = []
+      for run in state.runs.values where run.id.description.hasPrefix(text) {
+        matches.append(run)
+        if matches.count == 2 { break }
+      }
+      return matches
+    }
+    switch matches.count {
+    case 0: throw RPCError(code: .notFound, message: "no run starts with \(text); list runs with `gps flow-run ls`")
+    case 1: return matches[0]
+    default: throw RPCError(code: .invalidArgument, message: "several runs start with \(text); give more characters")
+    }
+  }
+
+  func lease(_ runID: String, _ token: UInt64) throws(RPCError) -> LeaseToken {
+    guard let id = RunID(runID) else {
+      throw RPCError(code: .invalidArgument, message: "'\(runID)' is not a run id")
+    }
+    return LeaseToken(runID: id, token: token)
+  }
+}
+
+/// Runs `body`, turning the queue's errors into gRPC statuses.
+func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
+  do {
+    return try await body()
+  } catch let error as QueueError {
+    throw RPCError(error)
+  }
+}
+
+func mapErrors<T>(_ body: () throws(QueueError) -> T) throws(RPCError) -> T {
+  do {
+    return try body()
+  } catch {
+    throw RPCError(error)
+  }
+}
+
+extension RPCError {
+  /// The gRPC status for a queue error; ``QueueError/init(_:)`` maps it back.
+  init(_ error: QueueError) {
+    let code: RPCError.Code =
+      switch error.code {
+      case .notFound: .notFound
+      case .invalidArgument: .invalidArgument
+      case .illegalTransition: .failedPrecondition
+      case .leaseLost: .aborted
+      case .closed, .writerStopped, .locked: .unavailable
+      case .corrupt: .dataLoss
+      default: .internalError
+      }
+    self.init(code: code, message: error.message)
+  }
+
+  init(_ error: FlowsError) {
+    let code: RPCError.Code =
+      switch error.code {
+      case .unknownDeployment: .notFound
+      case .invalidParameter: .invalidArgument
+      default: .failedPrecondition
+      }
+    self.init(code: code, message: error.message)
+  }
+}
+
+extension QueueError {
+  /// The queue error behind a control API status (for remote schedulers).
+  init(_ error: RPCError) {
+    let code: QueueError.Code =
+      switch error.code {
+      case .notFound: .notFound
+      case .invalidArgument: .invalidArgument
+      case .failedPrecondition: .illegalTransition
+      case .aborted: .leaseLost
+      // Includes UNAVAILABLE: a server that restarts is waited for, not given up on.
+      default: .io
+      }
+    self.init(code: code, message: error.message, cause: error)
+  }
+}

@@ -1,0 +1,109 @@
+public import Flows
+import Foundation
+public import GRPCCore
+public import GRPCNIOTransportHTTP2
+public import Queue
+import SwiftProtobuf
+import Synchronization
+
+/// A server's queue as a scheduler in another process sees it (`gps scheduler --server ADDR`):
+/// claims, heartbeats and reports go over the control API, and a `WatchWork` stream wakes the
+/// scheduler when runs may be claimable or a cancel was requested.
+public final class RemoteQueue: SchedulerQueue {
+  let client: Gps_V1_Control.Client<HTTP2ClientTransport.Posix>
+  let scheduler: String
+  let signals = Mutex<(work: [WakeSignal], cancels: [WakeSignal])>(([], []))
+  let deadline = Mutex<Timestamp?>(nil)
+
+  public init(client: Gps_V1_Control.Client<HTTP2ClientTransport.Posix>, scheduler: String) {
+    self.client = client
+    self.scheduler = scheduler
+  }
+
+  public func claim(scheduler: String, limit: Int) async throws -> [Claim] {
+    let response = try await remote {
+      try await client.claim(
+        .with {
+          $0.scheduler = scheduler
+          $0.limit = UInt32(clamping: limit)
+        })
+    }
+    deadline.withLock {
+      $0 = response.nextDeadlineMicros == 0 ? nil : Timestamp(micros: response.nextDeadlineMicros)
+    }
+    return try response.claims.map { claimed in
+      guard var run = claimed.run.run else {
+        throw QueueError(code: .invalidArgument, message: "the server sent a run this scheduler cannot read")
+      }
+      let lease = Lease(
+        scheduler: scheduler, token: claimed.leaseToken, expiresAt: Timestamp(micros: claimed.leaseExpiresMicros))
+      run.lease = lease
+      return Claim(run: run, lease: lease)
+    }
+  }
+
+  public func heartbeat(_ lease: LeaseToken) async throws -> HeartbeatReply {
+    let response = try await remote {
+      try await client.heartbeat(
+        .with {
+          $0.runID = lease.runID.description
+          $0.leaseToken = lease.token
+        })
+    }
+    return HeartbeatReply(
+      expiresAt: Timestamp(micros: response.leaseExpiresMicros), cancelRequested: response.cancelRequested)
+  }
+
+  @discardableResult
+  public func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run {
+    let info = try await remote {
+      try await client.report(
+        .with {
+          $0.runID = lease.runID.description
+          $0.leaseToken = lease.token
+          $0.events = events.map { kind in RunEvent.with { $0.kind = kind } }
+        })
+    }
+    guard let run = info.run else {
+      throw QueueError(code: .invalidArgument, message: "the server sent a run this scheduler cannot read")
+    }
+    return run
+  }
+
+  public func notifyWhenWorkArrives(_ signal: WakeSignal) { signals.withLock { $0.work.append(signal) } }
+
+  public func notifyOnCancelRequests(_ signal: WakeSignal) { signals.withLock { $0.cancels.append(signal) } }
+
+  public var nextDeadline: Timestamp? { deadline.withLock { $0 } }
+
+  /// Follows the server's `WatchWork` stream until cancelled, passing each message on to the
+  /// scheduler's signals; reconnects after a failure, waking the scheduler so it looks at once.
+  public func watchWork(onError: @Sendable (any Error) -> Void = { _ in }) async {
+    while !Task.isCancelled {
+      do {
+        try await client.watchWork(.with { $0.scheduler = scheduler }) { response in
+          for try await _ in response.messages { self.wakeAll() }
+        }
+      } catch {
+        if Task.isCancelled { return }
+        onError(error)
+      }
+      wakeAll()
+      try? await Task.sleep(for: .milliseconds(500))
+    }
+  }
+
+  func wakeAll() {
+    let (work, cancels) = signals.withLock { ($0.work, $0.cancels) }
+    for signal in work + cancels { signal.signal() }
+  }
+
+  /// Runs a call, turning its status into the queue error the scheduler understands.
+  func remote<T>(_ call: () async throws -> T) async throws -> T {
+    do {
+      return try await call()
+    } catch let error as RPCError {
+      throw QueueError(error)
+    }
+  }
+}
