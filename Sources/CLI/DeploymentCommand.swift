@@ -1,7 +1,10 @@
 import ArgumentParser
+import Control
 import Flows
 import Foundation
 import Queue
+import RPC
+import SwiftProtobuf
 
 struct DeploymentCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -73,14 +76,38 @@ struct DeploymentRun: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "run",
     abstract: "Enqueue a run of a deployment with JSON parameters.",
-    discussion: """
-      Parameters: --param NAME=VALUE (repeatable; VALUE is JSON, a bare word is a string), or
-      --params JSON, --params @file.json, --params - (standard input). Every problem is reported with
-      its path, and a rejected run writes nothing. Example:
-        gps deployment run server-flow/MyPrefectDeployer --param data_info='{"object_storage_urls": ["a"], "dataset": "b"}'
-      """
+    discussion: runDiscussion
   )
 
+  @OptionGroup var options: RunOptions
+
+  func run() async throws { try await options.enqueue() }
+}
+
+/// `gps enqueue`: the same as `gps deployment run`.
+struct EnqueueCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "enqueue",
+    abstract: "Enqueue a run of a deployment (short for `gps deployment run`).",
+    discussion: runDiscussion
+  )
+
+  @OptionGroup var options: RunOptions
+
+  func run() async throws { try await options.enqueue() }
+}
+
+let runDiscussion = """
+  Parameters: --param NAME=VALUE (repeatable; VALUE is JSON, a bare word is a string), or
+  --params JSON, --params @file.json, --params - (standard input). Every problem is reported with
+  its path, and a rejected run writes nothing. The run goes through the server recorded in the data
+  directory; with no server running, it is appended to the log directly and starts when a server
+  starts. With --watch, each event is shown as it happens; the exit status is 0 for Completed,
+  1 Failed, 2 TimedOut, 3 Cancelled, 4 Crashed. Example:
+    gps deployment run server-flow/MyPrefectDeployer --param data_info='{"object_storage_urls": ["a"], "dataset": "b"}' --watch
+  """
+
+struct RunOptions: ParsableArguments {
   @Argument(help: "The deployment, e.g. server-flow/MyPrefectDeployer.")
   var name: String
 
@@ -99,31 +126,113 @@ struct DeploymentRun: AsyncParsableCommand {
   @Option(help: "Start after this long, e.g. 30s, 5m.")
   var startIn: DurationArgument?
 
-  @Option(help: "The data directory.")
-  var dataDir = "data"
+  @Option(help: "Start at this time: RFC 3339, e.g. 2026-11-26T18:00:00Z.")
+  var startAt: String?
 
-  func run() async throws {
+  @Flag(help: "Show the run's events as they happen; exit when it ends (0 only if Completed).")
+  var watch = false
+
+  @Option(help: "table or json (the run as JSON; with --watch, one JSON event per line).")
+  var output = OutputFormat.table
+
+  @OptionGroup var location: QueueLocation
+
+  func validate() throws {
+    if startIn != nil, startAt != nil { throw ValidationError("give --start-in or --start-at, not both") }
+    if let startAt, parseTime(startAt) == nil {
+      throw ValidationError("--start-at '\(startAt)' is not a time; use RFC 3339, e.g. 2026-11-26T18:00:00Z")
+    }
+  }
+
+  func enqueue() async throws {
     let deployment = try lookUpDeployment(name)
     let request: EnqueueRequest
+    let start = startIn.map { SystemClock().now() + $0.duration } ?? startAt.flatMap(parseTime)
     do {
+      // Checked here too, so a bad run is refused the same way with or without a server.
       let parameters = try ParameterArguments.assemble(params: params, paramsArgument: paramsArgument)
-      let start = startIn.map { SystemClock().now() + $0.duration }
       request = try deployment.enqueueRequest(
         parametersJSON: parameters.text, idempotencyKey: idempotencyKey ?? "", tags: tags, scheduledStart: start,
-        enqueuedBy: "\(NSUserName())@\(ProcessInfo.processInfo.hostName)")
+        enqueuedBy: requester)
     } catch {
       throw CommandFailure("\(name): \(error.message)")
     }
-    // No server yet: append to the log directly (taking the data directory's lock briefly).
-    let queue = try queueCall { () throws(QueueError) in try RunQueue(directory: dataDir) }
-    defer { queue.close() }
-    let result = try await queue.enqueue(request)
-    let run = result.run
-    printLine(
-      result.created
-        ? "enqueued run \(run.id) of \(run.deployment): \(run.state), in \(dataDir)/log"
-        : "run \(run.id) already has idempotency key \(JSONValue.quoted(run.idempotencyKey)): \(run.state)")
+    if let (server, explicit) = try location.serverAddress() {
+      do {
+        try await enqueue(request, server: server)
+        return
+      } catch let failure as CommandFailure {
+        throw failure
+      } catch where !explicit && isUnreachable(error) {
+        // A server recorded its address but is gone (killed): enqueue offline below.
+      } catch {
+        throw describe(error, server: server)
+      }
+    }
+    // No server: append to the log directly (taking the data directory's lock briefly).
+    try FileManager.default.createDirectory(atPath: location.dataDir, withIntermediateDirectories: true)
+    let result: EnqueueResult
+    do {
+      let queue = try queueCall { () throws(QueueError) in try RunQueue(directory: location.dataDir) }
+      defer { queue.close() }
+      result = try await queue.enqueue(request)
+    }
+    report(Gps_V1_RunInfo(result.run), created: result.created, offline: true)
+    if watch { try await RunWatcher(output: output).follow(runID: result.run.id, dataDirectory: location.dataDir) }
   }
+
+  func enqueue(_ request: EnqueueRequest, server: ServiceAddress) async throws {
+    try await withControl(server) { control in
+      let response = try await control.enqueue(
+        .with {
+          $0.deployment = request.deployment
+          $0.parametersJson = request.parametersJSON
+          $0.idempotencyKey = request.idempotencyKey
+          $0.tags = tags
+          $0.scheduledStartMicros = request.scheduledStart?.micros ?? 0
+          $0.enqueuedBy = request.enqueuedBy
+        }, options: failFast)
+      report(response.run, created: response.created, offline: false)
+      if watch {
+        do {
+          try await RunWatcher(output: output).watch(runID: response.run.id, control: control)
+        } catch let failure as CommandFailure {
+          throw failure
+        } catch let exit as ExitCode {
+          throw exit
+        } catch {
+          throw describe(error, server: server)
+        }
+      }
+    }
+  }
+
+  func report(_ run: Gps_V1_RunInfo, created: Bool, offline: Bool) {
+    if output == .json, !watch {
+      printLine(EventText.json(run).prettyText)
+      return
+    }
+    let line =
+      created
+      ? "enqueued run \(run.id) of \(run.deployment): \(run.state)"
+      : "run \(run.id) already has idempotency key \(JSONValue.quoted(run.idempotencyKey)): \(run.state)"
+    let note =
+      offline
+      ? " (no server is running: appended to \(location.dataDir)/log; it starts when `gps server start` runs)" : ""
+    if output == .json {
+      writeStandardError(line + note + "\n")
+    } else {
+      printLine(line + note)
+    }
+  }
+}
+
+/// An RFC 3339 time, e.g. 2026-11-26T18:00:00Z or with fractional seconds or an offset.
+func parseTime(_ text: String) -> Timestamp? {
+  let plain = ISO8601DateFormatter()
+  let fractional = ISO8601DateFormatter()
+  fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+  return (plain.date(from: text) ?? fractional.date(from: text)).map(Timestamp.init)
 }
 
 extension Deployment {

@@ -14,7 +14,10 @@ struct GPS: AsyncParsableCommand {
       `gps client --data-info '{"object_storage_urls": ["a"], "dataset": "b"}'`.
       """,
     version: version,
-    subcommands: [ServerCommand.self, ClientCommand.self, DeploymentCommand.self, LogCommand.self]
+    subcommands: [
+      ServerCommand.self, SchedulerCommand.self, DeploymentCommand.self, EnqueueCommand.self, FlowRunCommand.self,
+      HistoryCommand.self, ClientCommand.self, LogCommand.self,
+    ]
   )
 
   /// Runs the command; every failure ends as one line on stderr and a non-zero exit, never a trace.
@@ -26,6 +29,9 @@ struct GPS: AsyncParsableCommand {
       } else {
         try command.run()
       }
+    } catch let exit as ExitCode {
+      // A watched run that did not complete: already reported on stdout.
+      Foundation.exit(exit.rawValue)
     } catch {
       let code = exitCode(for: error)
       if code == .success {

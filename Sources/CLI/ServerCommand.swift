@@ -7,8 +7,8 @@ import UnixSignals
 struct ServerCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "server",
-    abstract: "Run a GPS server: the reference gRPC services A and B.",
-    subcommands: [ServerA.self, ServerB.self]
+    abstract: "Run a GPS server: the control server with its queue (start), or the reference services A and B.",
+    subcommands: [ServerStart.self, ServerA.self, ServerB.self]
   )
 }
 

@@ -56,43 +56,8 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
   public func listRuns(
     request: Gps_V1_ListRunsRequest, context: ServerContext
   ) async throws -> Gps_V1_ListRunsResponse {
-    var states = Set<RunState>()
-    for name in request.states {
-      guard let state = RunState(name: name) else {
-        throw RPCError(
-          code: .invalidArgument,
-          message: "unknown state \(name); use one of \(RunState.allCases.map(\.rawValue).joined(separator: ", "))")
-      }
-      states.insert(state)
-    }
-    var start: Int?
-    if !request.cursor.isEmpty {
-      guard let position = Int(request.cursor), position >= 0 else {
-        throw RPCError(code: .invalidArgument, message: "cursor \(request.cursor) is not one this server gave")
-      }
-      start = position
-    }
-    let limit = request.limit == 0 ? 100 : Int(request.limit)
-    return queue.withState { state in
-      var response = Gps_V1_ListRunsResponse()
-      let runs = state.runs.values
-      var position = min(start ?? runs.count - 1, runs.count - 1)
-      while position >= 0 {
-        let run = runs[position]
-        position -= 1
-        if !states.isEmpty, !states.contains(run.state) { continue }
-        if !request.deployment.isEmpty, run.deployment != request.deployment { continue }
-        if !request.tag.isEmpty, !run.tags.contains(request.tag) { continue }
-        if request.enqueuedAfterMicros != 0, run.enqueuedAt.micros < request.enqueuedAfterMicros { continue }
-        if request.enqueuedBeforeMicros != 0, run.enqueuedAt.micros >= request.enqueuedBeforeMicros { continue }
-        response.runs.append(Gps_V1_RunInfo(run))
-        if response.runs.count == limit {
-          if position >= 0 { response.nextCursor = String(position) }
-          break
-        }
-      }
-      return response
-    }
+    let (filter, start) = try RunFilter.parse(request)
+    return queue.withState { RunFilter.list($0, filter: filter, from: start, limit: request.limit) }
   }
 
   public func cancelRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
@@ -249,31 +214,9 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
 
   /// The run named by a full id or a unique prefix of at least 8 characters.
   func run(_ text: String) throws(RPCError) -> Run {
-    let text = text.lowercased()
-    if let id = RunID(text) {
-      guard let run = queue.run(id) else {
-        throw RPCError(code: .notFound, message: "no run \(text) in this queue; list runs with `gps flow-run ls`")
-      }
-      return run
-    }
-    guard text.count >= 8, text.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
-      throw RPCError(
-        code: .invalidArgument,
-        message: "\(text.isEmpty ? "an empty run id" : "'\(text)'") is not a run id; give its UUID or at least its first 8 characters")
-    }
-    let matches = queue.withState { state in
-      var matches: [Run] = []
-      for run in state.runs.values where run.id.description.hasPrefix(text) {
-        matches.append(run)
-        if matches.count == 2 { break }
-      }
-      return matches
-    }
-    switch matches.count {
-    case 0: throw RPCError(code: .notFound, message: "no run starts with \(text); list runs with `gps flow-run ls`")
-    case 1: return matches[0]
-    default: throw RPCError(code: .invalidArgument, message: "several runs start with \(text); give more characters")
-    }
+    if let id = RunID(text.lowercased()), let run = queue.run(id) { return run }
+    let found = queue.withState { state in Result { () throws(RPCError) in try RunFilter.find(text, in: state) } }
+    return try found.get()
   }
 
   func lease(_ runID: String, _ token: UInt64) throws(RPCError) -> LeaseToken {

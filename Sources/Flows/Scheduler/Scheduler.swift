@@ -213,6 +213,18 @@ public final class Scheduler: Sendable {
     case failed(String)
     case timedOut(String)
     case stopped(ActiveRun.Stop)
+
+    /// For the log: the state and the reason, without the result's bytes.
+    var summary: String {
+      switch self {
+      case .completed(let result, let type, let cached):
+        "\(cached ? "Cached" : "Completed") (\(type), \(result.count) bytes)"
+      case .failed(let reason): "Failed: \(reason)"
+      case .timedOut(let reason): "TimedOut: \(reason)"
+      case .stopped(.cancelled): "Cancelled"
+      case .stopped(.leaseLost): "abandoned: lease lost"
+      }
+    }
   }
 
   /// What the steps produced: the outcome (nil when stopped from outside) and events not yet
@@ -287,7 +299,7 @@ public final class Scheduler: Sendable {
       logger.info(
         "run finished",
         metadata: [
-          "run": "\(claim.run.id)", "deployment": "\(claim.run.deployment)", "outcome": "\(outcome)",
+          "run": "\(claim.run.id)", "deployment": "\(claim.run.deployment)", "outcome": "\(outcome.summary)",
           "duration": "\(ContinuousClock.now - started)",
         ])
     } catch let error as QueueError where error.code == .leaseLost {

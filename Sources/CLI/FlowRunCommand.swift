@@ -1,0 +1,319 @@
+import ArgumentParser
+import Control
+import Flows
+import Foundation
+import GRPCCore
+import Queue
+import RPC
+import SwiftProtobuf
+
+struct FlowRunCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "flow-run",
+    abstract: "List, inspect, cancel and retry runs.",
+    subcommands: [FlowRunList.self, FlowRunInspect.self, FlowRunCancel.self, FlowRunRetry.self]
+  )
+}
+
+/// Where a command's answers come from: the running server, or (read-only) the log itself.
+enum Source {
+  case server(ServiceAddress)
+  case log(String)
+
+  static func of(_ location: QueueLocation) throws -> Source {
+    if let (address, _) = try location.serverAddress() { return .server(address) }
+    return .log(location.dataDir)
+  }
+}
+
+/// Runs `body` against the server; if the recorded server is gone, answers from the log instead.
+func query<T: Sendable>(
+  _ location: QueueLocation, server: (ControlClient) async throws -> T, log: (QueueState) throws -> T
+) async throws -> T {
+  if let (address, explicit) = try location.serverAddress() {
+    do {
+      return try await withControl(address) { try await server($0) }
+    } catch let error as RPCError where !explicit && error.code == .unavailable {
+      // The recorded server is gone: read the log below.
+    } catch {
+      throw describe(error, server: address)
+    }
+  }
+  return try log(try readState(location.dataDir))
+}
+
+/// The queue's current state read from the log, without the lock.
+func readState(_ dataDir: String) throws -> QueueState {
+  guard FileManager.default.fileExists(atPath: dataDir + "/log") else {
+    throw CommandFailure("no queue in \(dataDir) (it has no log/); give --data-dir or start one with `gps server start`")
+  }
+  return try queueCall { () throws(QueueError) in try QueueHistory(directory: dataDir).state(at: .sequence(.max)) }
+}
+
+func rpcCall<T>(_ body: () throws(RPCError) -> T) throws(CommandFailure) -> T {
+  do {
+    return try body()
+  } catch {
+    throw CommandFailure(error.message)
+  }
+}
+
+struct FlowRunList: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "ls", abstract: "List runs, newest first.")
+
+  @Option(help: "Only runs in this state (Scheduled, Late, Pending, Running, Completed, Failed, …). Repeatable.")
+  var state: [String] = []
+
+  @Option(help: "Only runs of this deployment.")
+  var deployment: String?
+
+  @Option(help: "Only runs with this tag.")
+  var tag: String?
+
+  @Option(help: "At most this many runs.")
+  var limit = 20
+
+  @Option(help: "table or json.")
+  var output = OutputFormat.table
+
+  @OptionGroup var location: QueueLocation
+
+  func validate() throws {
+    guard limit >= 1 else { throw ValidationError("--limit must be at least 1") }
+    for name in state where RunState(name: name) == nil {
+      throw ValidationError(
+        "--state \(name) is unknown; use one of \(RunState.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+  }
+
+  func run() async throws {
+    let request = Gps_V1_ListRunsRequest.with {
+      $0.states = state
+      $0.deployment = deployment ?? ""
+      $0.tag = tag ?? ""
+      $0.limit = UInt32(clamping: limit)
+    }
+    let runs = try await query(location) { control in
+      try await control.listRuns(request, options: failFast).runs
+    } log: { state in
+      let (filter, start) = try rpcCall { () throws(RPCError) in try RunFilter.parse(request) }
+      return RunFilter.list(state, filter: filter, from: start, limit: request.limit).runs
+    }
+    switch output {
+    case .json:
+      printLine(JSONValue.array(runs.map(EventText.json)).prettyText)
+    case .table:
+      var rows = [["ID", "DEPLOYMENT", "STATE", "ENQUEUED", "STEP", "MESSAGE"]]
+      for run in runs {
+        rows.append([
+          run.id, run.deployment, run.state, Timestamp(micros: run.enqueuedAtMicros).description,
+          run.step.isEmpty ? "-" : "\(run.step)#\(run.stepAttempt)", String(run.stateMessage.prefix(80)),
+        ])
+      }
+      for line in table(rows) { printLine(line) }
+      if runs.isEmpty { printLine("(no runs)") }
+    }
+  }
+}
+
+struct FlowRunInspect: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "inspect", abstract: "Show a run: parameters, state, every step attempt with timings and errors, result.")
+
+  @Argument(help: "The run id (or its first 8 or more characters).")
+  var id: String
+
+  @Option(help: "table or json.")
+  var output = OutputFormat.table
+
+  @OptionGroup var location: QueueLocation
+
+  func run() async throws {
+    let (run, events) = try await query(location) { control in
+      let run = try await control.getRun(.with { $0.runID = id }, options: failFast)
+      let events = try await control.readHistory(
+        .with {
+          $0.runID = run.id
+          $0.fromSequence = run.firstSequence
+        }
+      ) { response in
+        var events: [Gps_V1_HistoryEvent] = []
+        for try await event in response.messages { events.append(event) }
+        return events
+      }
+      return (run, events)
+    } log: { state in
+      let run = try rpcCall { () throws(RPCError) in try RunFilter.find(id, in: state) }
+      var events: [Gps_V1_HistoryEvent] = []
+      try QueueHistory(directory: location.dataDir).events(from: run.firstSequence) { sequence, event in
+        if event.run == run.id {
+          events.append(
+            .with {
+              $0.sequence = sequence
+              $0.event = event
+            })
+        }
+        return sequence < run.lastSequence
+      }
+      return (Gps_V1_RunInfo(run), events)
+    }
+    switch output {
+    case .json:
+      var json = EventText.json(run)
+      if case .object(var members) = json {
+        members.append(.init("attempts_detail", .array(Attempt.all(in: events).map(\.json))))
+        members.append(.init("history", .array(events.map { EventText.json(sequence: $0.sequence, event: $0.event) })))
+        json = .object(members)
+      }
+      printLine(json.prettyText)
+    case .table:
+      printLine("run         \(run.id)")
+      printLine("deployment  \(run.deployment)")
+      printLine(
+        "state       \(run.state) since \(Timestamp(micros: run.stateSinceMicros))"
+          + (run.stateMessage.isEmpty ? "" : ": \(run.stateMessage)"))
+      printLine("parameters  \(run.parametersJson)")
+      printLine(
+        "enqueued    \(Timestamp(micros: run.enqueuedAtMicros))" + (run.enqueuedBy.isEmpty ? "" : " by \(run.enqueuedBy)")
+          + (run.idempotencyKey.isEmpty ? "" : ", id key \(JSONValue.quoted(run.idempotencyKey))"))
+      if !run.tags.isEmpty { printLine("tags        \(run.tags.joined(separator: ", "))") }
+      printLine(
+        "events      \(run.eventCount) (log sequences \(run.firstSequence)–\(run.lastSequence)); claims \(run.claims), re-queues \(run.requeues), retries \(run.userRetries)"
+      )
+      let attempts = Attempt.all(in: events)
+      if !attempts.isEmpty {
+        printLine("attempts:")
+        var rows = [["STEP", "ATTEMPT", "STARTED", "DURATION", "OUTCOME"]]
+        for attempt in attempts {
+          rows.append([attempt.step, String(attempt.attempt), attempt.started.description, attempt.duration, attempt.outcome])
+        }
+        for line in table(rows) { printLine("  " + line) }
+      }
+      if let result = EventText.json(of: run.result, type: run.resultType) {
+        printLine("result (\(run.resultType)):")
+        printLine(result.prettyText)
+      }
+    }
+  }
+}
+
+/// One step attempt as `inspect` shows it, gathered from the run's events.
+struct Attempt {
+  var step: String
+  var attempt: UInt32
+  var started: Timestamp
+  var duration = "-"
+  var outcome = "running"
+
+  static func all(in events: [Gps_V1_HistoryEvent]) -> [Attempt] {
+    var attempts: [Attempt] = []
+    for event in events.map(\.event) {
+      switch event.kind {
+      case .attemptStarted(let e):
+        attempts.append(Attempt(step: e.step, attempt: e.attempt, started: event.time))
+      case .attemptSucceeded(let e):
+        if let index = attempts.lastIndex(where: { $0.step == e.step && $0.attempt == e.attempt }) {
+          attempts[index].duration = String(format: "%.1f ms", Double(e.durationMicros) / 1000)
+          attempts[index].outcome = e.cached ? "cached" : "succeeded"
+        }
+      case .attemptFailed(let e):
+        if let index = attempts.lastIndex(where: { $0.step == e.step && $0.attempt == e.attempt }) {
+          attempts[index].duration = String(format: "%.1f ms", Double(e.durationMicros) / 1000)
+          attempts[index].outcome =
+            "failed: \(e.statusName): \(e.message)" + (e.retryable ? " (will retry)" : "")
+        }
+      default:
+        break
+      }
+    }
+    return attempts
+  }
+
+  var json: JSONValue {
+    .object([
+      .init("step", .string(step)), .init("attempt", .number(String(attempt))),
+      .init("started", .string(started.description)), .init("duration", .string(duration)),
+      .init("outcome", .string(outcome)),
+    ])
+  }
+}
+
+struct FlowRunCancel: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "cancel",
+    abstract: "Cancel a run: at once if no scheduler holds it, otherwise its scheduler stops it.")
+
+  @Argument(help: "The run id (or its first 8 or more characters).")
+  var id: String
+
+  @Option(help: "Why (recorded in the history).")
+  var reason = ""
+
+  @OptionGroup var location: QueueLocation
+
+  func run() async throws {
+    let run = try await command(location, id: id) { control, runID in
+      try await control.cancelRun(
+        .with {
+          $0.runID = runID
+          $0.requestedBy = requester
+          $0.reason = reason
+        }, options: failFast)
+    } offline: { queue, runID in
+      try await queue.cancel(runID, by: requester, reason: reason)
+    }
+    printLine("run \(run.id): \(run.state)")
+  }
+}
+
+struct FlowRunRetry: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "retry", abstract: "Run a finished run again, with the same id and parameters.")
+
+  @Argument(help: "The run id (or its first 8 or more characters).")
+  var id: String
+
+  @OptionGroup var location: QueueLocation
+
+  func run() async throws {
+    let run = try await command(location, id: id) { control, runID in
+      try await control.retryRun(
+        .with {
+          $0.runID = runID
+          $0.requestedBy = requester
+        }, options: failFast)
+    } offline: { queue, runID in
+      try await queue.retry(runID, by: requester)
+    }
+    printLine("run \(run.id): \(run.state)")
+  }
+}
+
+/// A command that changes a run: through the server, or (none running) on the log directly.
+func command(
+  _ location: QueueLocation, id: String,
+  server: (ControlClient, String) async throws -> Gps_V1_RunInfo,
+  offline: (RunQueue, RunID) async throws -> Run
+) async throws -> Gps_V1_RunInfo {
+  if let (address, explicit) = try location.serverAddress() {
+    do {
+      return try await withControl(address) { try await server($0, id) }
+    } catch let error as RPCError where !explicit && error.code == .unavailable {
+      // The recorded server is gone: change the log directly below.
+    } catch {
+      throw describe(error, server: address)
+    }
+  }
+  guard FileManager.default.fileExists(atPath: location.dataDir + "/log") else {
+    throw CommandFailure("no queue in \(location.dataDir) (it has no log/); give --data-dir")
+  }
+  let queue = try queueCall { () throws(QueueError) in try RunQueue(directory: location.dataDir) }
+  defer { queue.close() }
+  let found = queue.withState { state in Result { () throws(RPCError) in try RunFilter.find(id, in: state) } }
+  let run = try rpcCall { () throws(RPCError) in try found.get() }
+  do {
+    return Gps_V1_RunInfo(try await offline(queue, run.id))
+  } catch let error as QueueError {
+    throw CommandFailure(error.message)
+  }
+}

@@ -1,0 +1,203 @@
+import ArgumentParser
+import Control
+import Flows
+import Foundation
+import Logging
+import Queue
+import RPC
+import ServiceLifecycle
+import UnixSignals
+
+struct ServerStart: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "start",
+    abstract: "Run the control server: owns the data directory's queue, serves the control API, runs a scheduler.",
+    discussion: """
+      Takes the data directory's lock, replays the log (newest snapshot plus the events after it),
+      records its address in DATA_DIR/server.addr so the CLI finds it, and serves the control API
+      (protos/gps/v1/queue.proto). Unless --no-scheduler, it executes runs itself, calling services
+      A and B. On SIGINT or SIGTERM it stops claiming, lets runs in flight finish within --grace,
+      writes a snapshot, releases the lock and exits 0.
+      """
+  )
+
+  @Option(help: "The data directory (log, snapshots, lock).")
+  var dataDir = "data"
+
+  @Option(help: "Address to bind (an IP address).")
+  var host = "127.0.0.1"
+
+  @Option(help: "Port to listen on; 0 picks a free one (printed as `listening on HOST:PORT`).")
+  var port = 4200
+
+  @Flag(help: "Do not run a scheduler in this process (use `gps scheduler --server ADDR`).")
+  var noScheduler = false
+
+  @Option(help: "Runs the embedded scheduler executes at once.")
+  var concurrency = 16
+
+  @Option(name: .customLong("a"), help: "Address of service A.")
+  var a = "127.0.0.1:50051"
+
+  @Option(name: .customLong("b"), help: "Address of service B.")
+  var b = "127.0.0.1:50052"
+
+  @Option(help: "How long runs in flight may take to finish at shutdown, e.g. 30s.")
+  var grace = DurationArgument(.seconds(30), text: "30s")
+
+  @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+  var logLevel = "info"
+
+  func validate() throws {
+    guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is out of range; give 0 to 65535") }
+    guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+    guard Logger.Level(rawValue: logLevel) != nil else {
+      throw ValidationError(
+        "--log-level '\(logLevel)' is unknown; use trace, debug, info, notice, warning, error or critical")
+    }
+  }
+
+  func run() async throws {
+    var configuration = ControlServer.Configuration()
+    configuration.dataDirectory = dataDir
+    configuration.host = host
+    configuration.port = port
+    configuration.schedulerConcurrency = noScheduler ? nil : concurrency
+    configuration.grace = grace.duration
+    do {
+      configuration.a = try ServiceAddress(parsing: a, what: "--a")
+      configuration.b = try ServiceAddress(parsing: b, what: "--b")
+    } catch {
+      throw CommandFailure(error.message)
+    }
+    try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+    let logger = bootstrapLogging(label: "gps.server", level: logLevel)
+    let started = ContinuousClock.now
+    let server = ControlServer(configuration: configuration, logger: logger) { address, queue in
+      let startup = queue.startup
+      printLine("listening on \(address)")
+      printLine(
+        "queue ready in \(seconds(ContinuousClock.now - started)) s: \(queue.counts.total) runs, \(queue.durableSequence) events (snapshot \(startup.snapshotSequence.map(String.init) ?? "none"), \(startup.replayedEvents) replayed)"
+      )
+    }
+    let group = ServiceGroup(
+      configuration: .init(
+        services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    do {
+      try await group.run()
+    } catch let error as QueueError {
+      throw CommandFailure(error.message)
+    } catch let error as ServiceAddressError {
+      throw CommandFailure(error.message)
+    }
+  }
+}
+
+struct SchedulerCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "scheduler",
+    abstract: "Run a scheduler in this process against a running `gps server start`.",
+    discussion: """
+      Claims runs from the server under a lease, executes their steps against services A and B, and
+      reports every attempt back. Several may run at once; each run is executed by one of them. If
+      one dies, its runs are Crashed or re-queued (per their policy) once their leases expire.
+      """
+  )
+
+  @OptionGroup var location: QueueLocation
+
+  @Option(help: "Runs executed at once.")
+  var concurrency = 16
+
+  @Option(name: .customLong("a"), help: "Address of service A.")
+  var a = "127.0.0.1:50051"
+
+  @Option(name: .customLong("b"), help: "Address of service B.")
+  var b = "127.0.0.1:50052"
+
+  @Option(help: "Names this scheduler in claims and leases (default: scheduler-PID-RANDOM).")
+  var id: String?
+
+  @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+  var logLevel = "info"
+
+  func validate() throws {
+    guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+    guard Logger.Level(rawValue: logLevel) != nil else {
+      throw ValidationError(
+        "--log-level '\(logLevel)' is unknown; use trace, debug, info, notice, warning, error or critical")
+    }
+  }
+
+  func run() async throws {
+    guard let (server, _) = try location.serverAddress() else {
+      throw CommandFailure(
+        "no GPS server is recorded in \(location.dataDir); start one with `gps server start` or pass --server HOST:PORT")
+    }
+    let aAddress: ServiceAddress
+    let bAddress: ServiceAddress
+    do {
+      aAddress = try ServiceAddress(parsing: a, what: "--a")
+      bAddress = try ServiceAddress(parsing: b, what: "--b")
+    } catch {
+      throw CommandFailure(error.message)
+    }
+    let logger = bootstrapLogging(label: "gps.scheduler", level: logLevel)
+    var options = SchedulerOptions(concurrency: concurrency)
+    if let id { options.id = id }
+    let schedulerID = options.id
+    try await withControl(server) { control in
+      // Fail at once, with one line, when nothing listens there.
+      do {
+        _ = try await control.listDeployments(.init(), options: failFast)
+      } catch {
+        throw describe(error, server: server)
+      }
+      try await withServiceClients(a: aAddress, b: bAddress) { clients in
+        let queue = RemoteQueue(client: control, scheduler: schedulerID)
+        let scheduler = Scheduler(
+          queue: queue, registry: deploymentRegistry, clients: clients, options: options, logger: logger)
+        printLine("scheduler \(schedulerID) working for \(server)")
+        let service = SchedulerService(scheduler: scheduler, queue: queue, logger: logger)
+        let group = ServiceGroup(
+          configuration: .init(
+            services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+      }
+    }
+  }
+}
+
+/// A remote scheduler as a service: on SIGTERM it stops claiming and lets its runs finish.
+struct SchedulerService: Service {
+  let scheduler: Scheduler
+  let queue: RemoteQueue
+  let logger: Logger
+
+  func run() async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask {
+        await queue.watchWork { error in
+          logger.warning("lost the server's work stream; reconnecting", metadata: ["error": "\(error)"])
+        }
+      }
+      group.addTask { try await scheduler.run() }
+      group.addTask {
+        try? await gracefulShutdown()
+        guard !Task.isCancelled else { return }
+        logger.info("stopping: no new claims; waiting for runs in flight", metadata: ["runs": "\(scheduler.activeRuns)"])
+        scheduler.stopClaiming()
+        try await Task.sleep(for: .seconds(3600))
+      }
+      // scheduler.run() returns once drained (or throws); then stop the rest.
+      _ = try await group.next()
+      group.cancelAll()
+    }
+  }
+}
+
+/// A duration in seconds with millisecond precision, e.g. `0.123`.
+func seconds(_ duration: Duration) -> String {
+  let (whole, fraction) = duration.components
+  return String(format: "%.3f", Double(whole) + Double(fraction) / 1e18)
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Control
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Queue
+import RPC
+
+typealias ControlClient = Gps_V1_Control.Client<HTTP2ClientTransport.Posix>
+
+/// `--data-dir` and `--server`: where the queue is, and how to reach the server that owns it.
+struct QueueLocation: ParsableArguments {
+  @Option(help: "The data directory; a running server is found through it.")
+  var dataDir = "data"
+
+  @Option(help: "The control server's address, HOST:PORT (default: the one recorded in the data directory).")
+  var server: String?
+
+  /// The server to talk to: `--server`, else the address a server recorded in the data directory.
+  func serverAddress() throws(CommandFailure) -> (address: ServiceAddress, explicit: Bool)? {
+    if let server {
+      do {
+        return (try ServiceAddress(parsing: server, what: "--server"), true)
+      } catch {
+        throw CommandFailure(error.message)
+      }
+    }
+    return ControlAddress.read(dataDirectory: dataDir).map { ($0, false) }
+  }
+}
+
+/// Calls fail at once when the server is not there, instead of waiting for it.
+let failFast: CallOptions = {
+  var options = CallOptions.defaults
+  options.waitForReady = false
+  options.timeout = .seconds(30)
+  return options
+}()
+
+/// Connects to the control server at `address` for the duration of `body`.
+func withControl<T: Sendable>(
+  _ address: ServiceAddress, _ body: (ControlClient) async throws -> T
+) async throws -> T {
+  try await withGRPCClient(
+    transport: try .http2NIOPosix(target: address.resolvableTarget, transportSecurity: .plaintext)
+  ) { client in
+    try await body(ControlClient(wrapping: client))
+  }
+}
+
+/// The server is not there (nothing listens, or it went away).
+func isUnreachable(_ error: any Error) -> Bool {
+  (error as? RPCError)?.code == .unavailable
+}
+
+/// One line for a failed control call, naming the server.
+func describe(_ error: any Error, server: ServiceAddress) -> CommandFailure {
+  guard let error = error as? RPCError else { return CommandFailure("\(error)") }
+  switch error.code {
+  case .unavailable:
+    return CommandFailure(
+      "cannot reach the GPS server at \(server): \(error.message); start it with `gps server start` or check --server")
+  case .deadlineExceeded:
+    return CommandFailure("the GPS server at \(server) did not answer in time; is it overloaded?")
+  default:
+    return CommandFailure(error.message)
+  }
+}
+
+/// Who is asking, for the log: `user@host`.
+var requester: String { "\(NSUserName())@\(ProcessInfo.processInfo.hostName)" }
