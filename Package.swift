@@ -73,7 +73,8 @@ let package = Package(
     .executableTarget(
       name: "CLI",
       dependencies: [
-        "RPC", "Flows", "Queue", "Control", argumentParser, grpcCore, grpcNIO, swiftProtobuf, logging, lifecycle, unixSignals,
+        "RPC", "Flows", "Queue", "Control", argumentParser, grpcCore, grpcNIO, swiftProtobuf, logging, lifecycle,
+        unixSignals,
       ],
       swiftSettings: swiftSettings
     ),
@@ -106,7 +107,7 @@ let package = Package(
     ),
     .testTarget(
       name: "CLITests",
-      dependencies: ["CLI", "GPSTesting"],
+      dependencies: ["CLI", "Control", "Queue", "RPC", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, crypto],
       swiftSettings: swiftSettings
     ),
   ]

@@ -163,7 +163,9 @@ struct RunOptions: ParsableArguments {
         return
       } catch let failure as CommandFailure {
         throw failure
-      } catch where !explicit && isUnreachable(error) {
+      } catch let exit as ExitCode {
+        throw exit
+      } catch  where !explicit && isUnreachable(error) {
         // A server recorded its address but is gone (killed): enqueue offline below.
       } catch {
         throw describe(error, server: server)

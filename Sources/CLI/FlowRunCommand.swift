@@ -45,7 +45,8 @@ func query<T: Sendable>(
 /// The queue's current state read from the log, without the lock.
 func readState(_ dataDir: String) throws -> QueueState {
   guard FileManager.default.fileExists(atPath: dataDir + "/log") else {
-    throw CommandFailure("no queue in \(dataDir) (it has no log/); give --data-dir or start one with `gps server start`")
+    throw CommandFailure(
+      "no queue in \(dataDir) (it has no log/); give --data-dir or start one with `gps server start`")
   }
   return try queueCall { () throws(QueueError) in try QueueHistory(directory: dataDir).state(at: .sequence(.max)) }
 }
@@ -118,7 +119,8 @@ struct FlowRunList: AsyncParsableCommand {
 
 struct FlowRunInspect: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "inspect", abstract: "Show a run: parameters, state, every step attempt with timings and errors, result.")
+    commandName: "inspect",
+    abstract: "Show a run: parameters, state, every step attempt with timings and errors, result.")
 
   @Argument(help: "The run id (or its first 8 or more characters).")
   var id: String
@@ -174,7 +176,8 @@ struct FlowRunInspect: AsyncParsableCommand {
           + (run.stateMessage.isEmpty ? "" : ": \(run.stateMessage)"))
       printLine("parameters  \(run.parametersJson)")
       printLine(
-        "enqueued    \(Timestamp(micros: run.enqueuedAtMicros))" + (run.enqueuedBy.isEmpty ? "" : " by \(run.enqueuedBy)")
+        "enqueued    \(Timestamp(micros: run.enqueuedAtMicros))"
+          + (run.enqueuedBy.isEmpty ? "" : " by \(run.enqueuedBy)")
           + (run.idempotencyKey.isEmpty ? "" : ", id key \(JSONValue.quoted(run.idempotencyKey))"))
       if !run.tags.isEmpty { printLine("tags        \(run.tags.joined(separator: ", "))") }
       printLine(
@@ -185,7 +188,9 @@ struct FlowRunInspect: AsyncParsableCommand {
         printLine("attempts:")
         var rows = [["STEP", "ATTEMPT", "STARTED", "DURATION", "OUTCOME"]]
         for attempt in attempts {
-          rows.append([attempt.step, String(attempt.attempt), attempt.started.description, attempt.duration, attempt.outcome])
+          rows.append([
+            attempt.step, String(attempt.attempt), attempt.started.description, attempt.duration, attempt.outcome,
+          ])
         }
         for line in table(rows) { printLine("  " + line) }
       }

@@ -63,7 +63,8 @@ final class ProgressBar {
     let width = 30
     let filled = percent * width / 100
     writeStandardError(
-      "\r\(label) [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(percent)%")
+      "\r\(label) [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(percent)%"
+    )
   }
 
   func finish() {
@@ -138,7 +139,9 @@ struct HistoryReplay: AsyncParsableCommand {
     }
     do {
       if follow {
-        try await LogReader(directory: dataDir).follow(from: start) { record in try body(record.sequence, RunEvent(record)) }
+        try await LogReader(directory: dataDir).follow(from: start) { record in
+          try body(record.sequence, RunEvent(record))
+        }
       } else {
         try QueueHistory(directory: dataDir).events(from: start, body)
       }
@@ -184,7 +187,9 @@ struct HistoryState: AsyncParsableCommand {
         printLine(
           "run \(info.id) \(info.deployment): \(info.state) since \(Timestamp(micros: info.stateSinceMicros))"
             + (info.stateMessage.isEmpty ? "" : ": \(info.stateMessage)"))
-        if !info.step.isEmpty { printLine("step \(info.step), attempt \(info.stepAttempt); \(info.attempts) attempts in all") }
+        if !info.step.isEmpty {
+          printLine("step \(info.step), attempt \(info.stepAttempt); \(info.attempts) attempts in all")
+        }
       }
       return
     }

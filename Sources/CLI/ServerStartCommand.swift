@@ -42,6 +42,12 @@ struct ServerStart: AsyncParsableCommand {
   @Option(name: .customLong("b"), help: "Address of service B.")
   var b = "127.0.0.1:50052"
 
+  @Option(
+    help:
+      "How long a scheduler's lease on a run lasts without a heartbeat, e.g. 30s; then the run is Crashed or re-queued."
+  )
+  var leaseDuration = DurationArgument(.seconds(30), text: "30s")
+
   @Option(help: "How long runs in flight may take to finish at shutdown, e.g. 30s.")
   var grace = DurationArgument(.seconds(30), text: "30s")
 
@@ -51,6 +57,9 @@ struct ServerStart: AsyncParsableCommand {
   func validate() throws {
     guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is out of range; give 0 to 65535") }
     guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+    guard leaseDuration.duration >= .milliseconds(100) else {
+      throw ValidationError("--lease-duration must be at least 100ms")
+    }
     guard Logger.Level(rawValue: logLevel) != nil else {
       throw ValidationError(
         "--log-level '\(logLevel)' is unknown; use trace, debug, info, notice, warning, error or critical")
@@ -64,6 +73,7 @@ struct ServerStart: AsyncParsableCommand {
     configuration.port = port
     configuration.schedulerConcurrency = noScheduler ? nil : concurrency
     configuration.grace = grace.duration
+    configuration.queue.leaseDuration = leaseDuration.duration
     do {
       configuration.a = try ServiceAddress(parsing: a, what: "--a")
       configuration.b = try ServiceAddress(parsing: b, what: "--b")
@@ -132,7 +142,8 @@ struct SchedulerCommand: AsyncParsableCommand {
   func run() async throws {
     guard let (server, _) = try location.serverAddress() else {
       throw CommandFailure(
-        "no GPS server is recorded in \(location.dataDir); start one with `gps server start` or pass --server HOST:PORT")
+        "no GPS server is recorded in \(location.dataDir); start one with `gps server start` or pass --server HOST:PORT"
+      )
     }
     let aAddress: ServiceAddress
     let bAddress: ServiceAddress
@@ -185,7 +196,8 @@ struct SchedulerService: Service {
       group.addTask {
         try? await gracefulShutdown()
         guard !Task.isCancelled else { return }
-        logger.info("stopping: no new claims; waiting for runs in flight", metadata: ["runs": "\(scheduler.activeRuns)"])
+        logger.info(
+          "stopping: no new claims; waiting for runs in flight", metadata: ["runs": "\(scheduler.activeRuns)"])
         scheduler.stopClaiming()
         try await Task.sleep(for: .seconds(3600))
       }

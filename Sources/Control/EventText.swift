@@ -93,7 +93,9 @@ public enum EventText {
   /// proto field names; results of known types are decoded under `result_json`).
   public static func json(sequence: UInt64, event: RunEvent) -> JSONValue {
     var details: JSONValue = .object([])
-    if let text = try? event.jsonString(options: jsonOptions), case .object(let members)? = try? JSONValue(parsing: text) {
+    if let text = try? event.jsonString(options: jsonOptions),
+      case .object(let members)? = try? JSONValue(parsing: text)
+    {
       // The event's oneof member: the only key besides the common fields.
       if let kind = members.first(where: { !["time_micros", "run_id", "run_event"].contains($0.key) }) {
         details = kind.value

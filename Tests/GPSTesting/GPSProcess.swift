@@ -106,5 +106,7 @@ public final class GPSProcess: Sendable {
 
 public struct ProcessFailure: Error, CustomStringConvertible {
   public var message: String
+
+  public init(message: String) { self.message = message }
   public var description: String { message }
 }

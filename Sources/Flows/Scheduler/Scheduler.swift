@@ -13,7 +13,8 @@ public struct SchedulerOptions: Sendable {
   public var id: String
   /// Runs executed at once.
   public var concurrency: Int
-  /// How often leases are renewed (well within the queue's lease duration).
+  /// How often leases are renewed at most; never less often than a third of the leases' length
+  /// as the queue grants them.
   public var heartbeatInterval: Duration
   /// The longest an idle scheduler waits before looking again; new work wakes it at once.
   public var idleWait: Duration
@@ -44,6 +45,9 @@ public final class Scheduler: Sendable {
   let capacity = WakeSignal()
   let cache = Mutex<[String: [UInt8]]>([:])
   let draining = Atomic<Bool>(false)
+  /// The length of the leases the queue grants, learnt from claims: heartbeats come at least three
+  /// times per lease.
+  let leaseLength = Mutex<Duration?>(nil)
   /// The idle loop's signal, poked by ``stopClaiming()``.
   let drainWake = Mutex<WakeSignal?>(nil)
   /// A busy scheduler claims runs this many at a time.
@@ -170,6 +174,10 @@ public final class Scheduler: Sendable {
           await work.wait(timeout: options.idleWait)
           continue
         }
+        if let first = claims.first {
+          let length = first.lease.expiresAt - SystemClock().now()
+          if length > .zero { leaseLength.withLock { $0 = length } }
+        }
         for claim in claims {
           let run = ActiveRun(lease: claim.token)
           active.withLock { $0[claim.run.id] = run }
@@ -190,7 +198,9 @@ public final class Scheduler: Sendable {
 
   func heartbeats(cancelRequests: WakeSignal) async {
     while !Task.isCancelled {
-      await cancelRequests.wait(timeout: options.heartbeatInterval)
+      let lease = leaseLength.withLock { $0 }
+      await cancelRequests.wait(
+        timeout: lease.map { min(options.heartbeatInterval, $0 / 3) } ?? options.heartbeatInterval)
       for run in active.withLock({ Array($0.values) }) {
         do {
           let reply = try await queue.heartbeat(run.lease)

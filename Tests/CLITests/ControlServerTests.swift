@@ -1,0 +1,410 @@
+import Control
+import Crypto
+import Foundation
+import GPSTesting
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Queue
+import RPC
+import SwiftProtobuf
+import Testing
+
+/// Services A and B and a data directory, as the four-terminal workflow uses them: real
+/// processes, real signals.
+final class Workbench: Sendable {
+  let root: URL
+  let a: GPSProcess
+  let b: GPSProcess
+  let aAddress: String
+  let bAddress: String
+  var data: String { root.path + "/data" }
+
+  init(root: URL, bArguments: [String] = []) async throws {
+    self.root = root
+    try root.writeFile("objects/a", Array("hello".utf8))
+    a = try GPSProcess(["server", "a", "--port", "0", "--object-root", root.path + "/objects"])
+    b = try GPSProcess(["server", "b", "--port", "0"] + bArguments)
+    aAddress = try await a.listeningAddress()
+    bAddress = try await b.listeningAddress()
+  }
+
+  /// `gps server start` on this data directory, with the embedded scheduler unless `arguments`
+  /// say otherwise; returns once it listens.
+  func startServer(_ arguments: [String] = []) async throws -> (GPSProcess, String) {
+    let server = try GPSProcess(
+      ["server", "start", "--data-dir", data, "--port", "0", "--a", aAddress, "--b", bAddress] + arguments)
+    return (server, try await server.listeningAddress())
+  }
+
+  /// Runs `gps ARGUMENTS --data-dir DATA` to completion.
+  func gps(_ arguments: [String], stdin: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String)
+  {
+    try await GPSProcess.run(arguments + ["--data-dir", data], directory: root, stdin: stdin)
+  }
+
+  static let snippet = #"data_info={"object_storage_urls": ["a"], "dataset": "b"}"#
+
+  /// The run id printed by `deployment run` / `enqueue`.
+  static func runID(_ stdout: String) -> String? {
+    guard let range = stdout.range(of: #"run [0-9a-f-]{36}"#, options: .regularExpression) else { return nil }
+    return String(stdout[range].dropFirst(4))
+  }
+
+  /// Every event of the log, read-only.
+  func history() throws -> [(UInt64, RunEvent)] {
+    var events: [(UInt64, RunEvent)] = []
+    try QueueHistory(directory: data).events { sequence, event in
+      events.append((sequence, event))
+      return true
+    }
+    return events
+  }
+}
+
+/// Polls `condition` every few milliseconds until it holds, for at most `limit`.
+func eventually(
+  _ what: String, within limit: Duration = .seconds(60), _ condition: () async throws -> Bool
+) async throws {
+  let deadline = ContinuousClock.now + limit
+  while try await !condition() {
+    guard ContinuousClock.now < deadline else { throw ProcessFailure(message: "timed out waiting for \(what)") }
+    try await Task.sleep(for: .milliseconds(20))
+  }
+}
+
+@Suite struct ControlServerTests {
+  @Test func theFourTerminalWorkflowRunsTheSnippetToCompletion() async throws {
+    try await withTemporaryDirectory { root in
+      let bench = try await Workbench(root: root)
+      let (server, address) = try await bench.startServer()
+      #expect(try String(contentsOfFile: bench.data + "/server.addr", encoding: .utf8) == address + "\n")
+
+      let watched = try await bench.gps(
+        ["deployment", "run", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--watch"])
+      #expect(watched.status == 0, "\(watched.stderr)")
+      #expect(watched.stdout.contains("Completed"))
+      // The digest the services must have computed: SHA-256 over the object's raw SHA-256.
+      let objectDigest = Data(SHA256.hash(data: Data("hello".utf8)))
+      let datasetDigest = SHA256.hash(data: objectDigest).map { String(format: "%02x", $0) }.joined()
+      #expect(watched.stdout.contains(#""dataset_digest": "\#(datasetDigest)""#))
+      let id = try #require(Workbench.runID(watched.stdout))
+
+      // Listed and inspected through the server.
+      let list = try await bench.gps(["flow-run", "ls", "--output", "json"])
+      let runs = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
+      #expect(runs.count == 1)
+      #expect(runs.first?["id"] as? String == id)
+      #expect(runs.first?["state"] as? String == "Completed")
+      let inspect = try await bench.gps(["flow-run", "inspect", String(id.prefix(8))])
+      #expect(inspect.status == 0, "\(inspect.stderr)")
+      #expect(inspect.stdout.contains("prepare  1"))
+      #expect(inspect.stdout.contains("process  1"))
+
+      // The history, as JSON lines, in order.
+      let replay = try await bench.gps(["history", "replay", "--run", id, "--output", "jsonl"])
+      let types = replay.stdout.split(separator: "\n").compactMap { line in
+        (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["type"] as? String
+      }
+      #expect(
+        types == [
+          "RunEnqueued", "RunClaimed", "RunStarted", "TaskAttemptStarted", "TaskAttemptSucceeded", "TaskAttemptStarted",
+          "TaskAttemptSucceeded", "RunCompleted",
+        ])
+      let verify = try await bench.gps(["history", "verify"])
+      #expect(verify.status == 0, "\(verify.stderr)")
+      #expect(verify.stdout.contains("history verified: 8 events of 1 runs"))
+
+      // SIGTERM: exit 0, a snapshot written, the address withdrawn, the directory free again.
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0, "\(server.stderr)")
+      #expect(!FileManager.default.fileExists(atPath: bench.data + "/server.addr"))
+      #expect(try FileManager.default.contentsOfDirectory(atPath: bench.data + "/snapshots").count == 1)
+      let offline = try await bench.gps(["enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet])
+      #expect(offline.status == 0, "\(offline.stderr)")
+      #expect(offline.stdout.contains("no server is running"))
+    }
+  }
+
+  @Test func watchExitsNonZeroWithTheReasonWhenARunFails() async throws {
+    try await withTemporaryDirectory { root in
+      // B always answers UNAVAILABLE: three attempts, then Failed.
+      let bench = try await Workbench(root: root, bArguments: ["--fail-rate", "1"])
+      let (server, _) = try await bench.startServer()
+      let watched = try await bench.gps(
+        ["deployment", "run", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--watch"])
+      #expect(watched.status == 1, "\(watched.stdout) \(watched.stderr)")
+      #expect(watched.stdout.contains("Failed: step process failed after 3 attempts: UNAVAILABLE"))
+      #expect(watched.stdout.components(separatedBy: "TaskAttemptFailed").count - 1 == 3)
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0)
+    }
+  }
+
+  @Test func watchExitsNonZeroWhenTheRunIsCancelled() async throws {
+    try await withTemporaryDirectory { root in
+      let bench = try await Workbench(root: root, bArguments: ["--latency", "60s"])
+      let (server, _) = try await bench.startServer()
+      let watch = try GPSProcess(
+        [
+          "deployment", "run", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--watch", "--data-dir",
+          bench.data,
+        ], directory: root)
+      await watch.waitForOutput { stdout, _ in stdout.contains("step=process attempt=1") }
+      let id = try #require(Workbench.runID(watch.stdout))
+      let cancel = try await bench.gps(["flow-run", "cancel", id, "--reason", "not needed"])
+      #expect(cancel.status == 0, "\(cancel.stderr)")
+      #expect(await watch.waitForExit() == 3, "\(watch.stdout) \(watch.stderr)")
+      #expect(watch.stdout.contains("Cancelled"))
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0)
+    }
+  }
+
+  @Test func aRunEnqueuedWithoutAServerRunsWhenOneStarts() async throws {
+    try await withTemporaryDirectory { root in
+      let bench = try await Workbench(root: root)
+      // Watching without a server follows the log file until a server executes the run.
+      let watch = try GPSProcess(
+        [
+          "deployment", "run", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--watch", "--data-dir",
+          bench.data,
+        ], directory: root)
+      await watch.waitForOutput { stdout, _ in stdout.contains("no server is running") }
+      #expect(watch.stdout.contains("Scheduled"))
+      let (server, _) = try await bench.startServer()
+      #expect(await watch.waitForExit() == 0, "\(watch.stdout) \(watch.stderr)")
+      #expect(watch.stdout.contains("RunCompleted"))
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0)
+    }
+  }
+
+  @Test func aSecondServerOnTheSameDirectoryRefusesClearly() async throws {
+    try await withTemporaryDirectory { root in
+      let bench = try await Workbench(root: root)
+      let (server, _) = try await bench.startServer()
+      let second = try await GPSProcess.run(["server", "start", "--data-dir", bench.data, "--port", "0"])
+      #expect(second.status == 1)
+      #expect(
+        second.stderr.hasPrefix(
+          "gps: error: data directory \(bench.data) is in use by process \(server.processIdentifier)"))
+      #expect(second.stderr.split(separator: "\n").count == 1, "\(second.stderr)")
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0)
+    }
+  }
+
+  @Test func everyAcknowledgedEnqueueSurvivesSIGKILLAndFinishes() async throws {
+    try await withTemporaryDirectory { root in
+      let bench = try await Workbench(root: root)
+      let (server, address) = try await bench.startServer(["--concurrency", "4", "--lease-duration", "1s"])
+      let acknowledged = try await withControlClient(address) { control in
+        try await withThrowingTaskGroup(of: [String].self) { group in
+          for client in 0..<8 {
+            group.addTask {
+              var ids: [String] = []
+              while true {
+                do {
+                  let response = try await control.enqueue(
+                    .with {
+                      $0.deployment = "server-flow/MyPrefectDeployer"
+                      $0.parametersJson = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "k\#(client)"}}"#
+                    })
+                  ids.append(response.run.id)
+                  if client == 0, ids.count == 40 { server.signal(SIGKILL) }
+                } catch {
+                  return ids
+                }
+              }
+            }
+          }
+          var all: [String] = []
+          for try await ids in group { all += ids }
+          return all
+        }
+      }
+      _ = await server.waitForExit()
+      #expect(acknowledged.count >= 40)
+      let (restarted, newAddress) = try await bench.startServer(["--concurrency", "8", "--lease-duration", "1s"])
+      try await withControlClient(newAddress) { control in
+        for id in acknowledged {
+          _ = try await control.getRun(.with { $0.runID = id })
+        }
+        try await eventually("every acknowledged run to complete") {
+          var finished = 0
+          for id in acknowledged where try await control.getRun(.with { $0.runID = id }).state == "Completed" {
+            finished += 1
+          }
+          return finished == acknowledged.count
+        }
+      }
+      restarted.signal(SIGTERM)
+      #expect(await restarted.waitForExit() == 0)
+      let verify = try await bench.gps(["history", "verify"])
+      #expect(verify.status == 0, "\(verify.stderr)")
+    }
+  }
+
+  @Test func twoRemoteSchedulersShareTheRunsAndAKilledOnesRunsAreRequeued() async throws {
+    try await withTemporaryDirectory { root in
+      // Each call to B takes 300 ms, so runs are in flight when a scheduler dies.
+      let bench = try await Workbench(root: root, bArguments: ["--latency", "300ms"])
+      let (server, _) = try await bench.startServer(["--no-scheduler", "--lease-duration", "1s"])
+      func scheduler(_ id: String) throws -> GPSProcess {
+        try GPSProcess(
+          [
+            "scheduler", "--data-dir", bench.data, "--a", bench.aAddress, "--b", bench.bAddress, "--concurrency", "2",
+            "--id", id,
+          ])
+      }
+      let doomed = try scheduler("doomed")
+      let survivor = try scheduler("survivor")
+      await doomed.waitForOutput { stdout, _ in stdout.contains("working for") }
+      await survivor.waitForOutput { stdout, _ in stdout.contains("working for") }
+      var ids: [String] = []
+      for index in 0..<8 {
+        let enqueued = try await bench.gps([
+          "enqueue", "server-flow/MyPrefectDeployer", "--param",
+          #"data_info={"object_storage_urls": ["a"], "dataset": "d\#(index)"}"#,
+        ])
+        #expect(enqueued.status == 0, "\(enqueued.stderr)")
+        ids.append(try #require(Workbench.runID(enqueued.stdout)))
+      }
+      // Kill one scheduler while it holds runs.
+      try await eventually("the doomed scheduler to hold a run") {
+        try bench.history().contains { _, event in
+          if case .attemptStarted = event.kind, event.runEvent >= 4 { return true }
+          return false
+        }
+          && bench.history().contains { _, event in
+            if case .claimed(let claim) = event.kind { return claim.scheduler == "doomed" }
+            return false
+          }
+      }
+      doomed.signal(SIGKILL)
+      _ = await doomed.waitForExit()
+      try await eventually("every run to complete") {
+        let runs = try await bench.gps(["flow-run", "ls", "--state", "Completed", "--output", "json"])
+        return (try JSONSerialization.jsonObject(with: Data(runs.stdout.utf8)) as? [Any])?.count == ids.count
+      }
+      let events = try bench.history()
+      // Each run completed exactly once; the dead scheduler's leases expired and its runs were
+      // re-queued and finished by the survivor.
+      for id in ids {
+        let completions = events.filter { $0.1.run?.description == id && $0.1.typeName == "RunCompleted" }
+        #expect(completions.count == 1, "run \(id)")
+      }
+      let expired = events.compactMap { _, event -> RunID? in
+        if case .leaseExpired(let lease) = event.kind, lease.scheduler == "doomed" { return event.run }
+        return nil
+      }
+      #expect(!expired.isEmpty)
+      for run in expired {
+        #expect(events.contains { $0.1.run == run && $0.1.typeName == "RunRequeued" })
+        let lastClaim = events.last { _, event in
+          if case .claimed = event.kind { return event.run == run }
+          return false
+        }
+        if case .claimed(let claim)? = lastClaim?.1.kind { #expect(claim.scheduler == "survivor") }
+      }
+      survivor.signal(SIGTERM)
+      #expect(await survivor.waitForExit() == 0)
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0)
+    }
+  }
+
+  @Test func historyVerifyFindsATamperedLogAndAnIllegalTransition() async throws {
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      for index in 0..<3 {
+        let enqueued = try await GPSProcess.run([
+          "enqueue", "server-flow/MyPrefectDeployer", "--param",
+          #"data_info={"object_storage_urls": ["a"], "dataset": "d\#(index)"}"#, "--data-dir", data,
+        ])
+        #expect(enqueued.status == 0, "\(enqueued.stderr)")
+      }
+      let intact = try await GPSProcess.run(["history", "verify", "--data-dir", data])
+      #expect(intact.status == 0, "\(intact.stderr)")
+
+      // A well-formed, checksummed event that the state machine refuses: completing a run that
+      // was never claimed.
+      let illegal = root.path + "/illegal"
+      try FileManager.default.copyItem(atPath: data, toPath: illegal)
+      let state = try QueueHistory(directory: illegal).state(at: .sequence(.max))
+      let run = try #require(state.runs.values.first)
+      let log = try EventLog(directory: illegal)
+      _ = try await log.append([
+        try RunEvent.with {
+          $0.timeMicros = state.lastTime.micros + 1
+          $0.runID = Data(run.id.bytes)
+          $0.runEvent = 2
+          $0.completed = .init()
+        }.serializedBytes()
+      ])
+      log.close()
+      let refused = try await GPSProcess.run(["history", "verify", "--data-dir", illegal])
+      #expect(refused.status == 1)
+      #expect(refused.stderr.hasPrefix("gps: error: history verify failed: event 4: run \(run.id): RunCompleted"))
+      #expect(refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
+
+      // One byte changed in the middle of the segment.
+      let segmentName = try #require(try FileManager.default.contentsOfDirectory(atPath: data + "/log").first)
+      let segment = data + "/log/" + segmentName
+      var bytes = try Data(contentsOf: URL(fileURLWithPath: segment))
+      bytes[bytes.count / 2] ^= 0x40
+      try bytes.write(to: URL(fileURLWithPath: segment))
+      let tampered = try await GPSProcess.run(["history", "verify", "--data-dir", data])
+      #expect(tampered.status == 1)
+      #expect(tampered.stderr.hasPrefix("gps: error: history verify failed: storage: "), "\(tampered.stderr)")
+      #expect(tampered.stderr.split(separator: "\n").count == 1, "\(tampered.stderr)")
+    }
+  }
+
+  @Test(arguments: [
+    (["flow-run", "inspect", "nope"], "'nope' is not a run id"),
+    (["flow-run", "inspect", "0123456789"], "no run starts with 0123456789"),
+    (["flow-run", "cancel", "01234567-89ab-cdef-0123-456789abcdef"], "no run 01234567-89ab-cdef-0123-456789abcdef"),
+    (["flow-run", "ls", "--state", "Done"], "--state Done is unknown"),
+    (["flow-run", "ls", "--server", "nowhere"], "--server 'nowhere': expected HOST:PORT"),
+    (["history", "state", "--at", "yesterday"], "yesterday"),
+    (["history", "replay", "--follow", "--until", "3"], "--follow and --until exclude each other"),
+    (
+      ["enqueue", "server-flow/MyPrefectDeployer", "--param", #"data_info={"dataset": 5}"#],
+      "data_info.dataset: expected a string, got the number 5"
+    ),
+    (["enqueue", "server-flow/MyPrefectDeployer", "--start-at", "soon"], "--start-at 'soon' is not a time"),
+    (["server", "start", "--lease-duration", "1ms"], "--lease-duration must be at least 100ms"),
+  ])
+  func badInputIsOneClearLine(arguments: [String], message: String) async throws {
+    try await withTemporaryDirectory { root in
+      // A queue with one run, and a server running on it.
+      let data = root.path + "/data"
+      let enqueued = try await GPSProcess.run([
+        "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--data-dir", data,
+      ])
+      #expect(enqueued.status == 0, "\(enqueued.stderr)")
+      let server = try GPSProcess(["server", "start", "--data-dir", data, "--port", "0", "--no-scheduler"])
+      _ = try await server.listeningAddress()
+      let result = try await GPSProcess.run(arguments + ["--data-dir", data])
+      #expect(result.status != 0)
+      #expect(result.stderr.hasPrefix("gps: error: "), "\(result.stderr)")
+      #expect(result.stderr.contains(message), "\(result.stderr)")
+      #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0)
+    }
+  }
+}
+
+/// A control API client for the duration of `body`.
+func withControlClient<T: Sendable>(
+  _ address: String, _ body: (Gps_V1_Control.Client<HTTP2ClientTransport.Posix>) async throws -> T
+) async throws -> T {
+  let address = try ServiceAddress(parsing: address, what: "address")
+  return try await withGRPCClient(
+    transport: try .http2NIOPosix(target: address.resolvableTarget, transportSecurity: .plaintext)
+  ) { client in
+    try await body(Gps_V1_Control.Client(wrapping: client))
+  }
+}
