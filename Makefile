@@ -109,7 +109,7 @@ clean:
 	rm -rf .build $(VENV) $(PLUGINS_DIR)/.build
 	rm -rf $(DATA_DIR)/log $(DATA_DIR)/snapshots $(DATA_DIR)/LOCK $(DATA_DIR)/*.addr
 
-## run: starts services A and B, calls them with the sample parameters from the Prefect snippet, stops them.
+## run: starts A, B and the server with its scheduler on data/, runs the snippet's deployment with --watch, shows its history, stops all.
 run: build
 	scripts/run-demo.sh "$$($(SWIFT) build --show-bin-path)/gps"
 

@@ -120,9 +120,13 @@ struct HistoryReplay: AsyncParsableCommand {
     if case .sequence(let sequence)? = since?.point { start = max(start, sequence) }
     let sinceTime: Timestamp? = if case .time(let time)? = since?.point { time } else { nil }
     var json: [JSONValue] = []
-    if output == .table {
-      printLine(table([["SEQ", "TIME", "RUN", "EVENT", "DETAILS"]])[0])
+    func row(_ sequence: String, _ time: String, _ run: String, _ type: String, _ details: String) -> String {
+      String(repeating: " ", count: max(0, 8 - sequence.count)) + sequence + "  "
+        + time.padding(toLength: 27, withPad: " ", startingAt: 0) + "  "
+        + run.padding(toLength: 8, withPad: " ", startingAt: 0)
+        + "  " + type.padding(toLength: 20, withPad: " ", startingAt: 0) + "  " + details
     }
+    if output == .table { printLine(row("SEQ", "TIME", "RUN", "EVENT", "DETAILS")) }
     let body = { (sequence: UInt64, event: RunEvent) -> Bool in
       if let until, !until.includes(sequence, event.time) { return false }
       if let runID, event.run != runID { return true }
@@ -132,8 +136,10 @@ struct HistoryReplay: AsyncParsableCommand {
       case .json: json.append(EventText.json(sequence: sequence, event: event))
       case .table:
         printLine(
-          "\(sequence)  \(event.time)  \(event.run.map { String($0.description.prefix(8)) } ?? "-")  \(event.typeName)  \(EventText.details(event))"
-        )
+          row(
+            String(sequence), event.time.description, event.run.map { String($0.description.prefix(8)) } ?? "-",
+            event.typeName, EventText.details(event)
+          ).trimmingCharacters(in: .whitespaces))
       }
       return true
     }
