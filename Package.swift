@@ -80,7 +80,7 @@ let package = Package(
     ),
     .executableTarget(
       name: "GPSBench",
-      dependencies: ["Queue", "Flows", "RPC", "GPSTesting", swiftProtobuf, grpcCore, logging],
+      dependencies: ["Queue", "Flows", "RPC", "Control", "GPSTesting", swiftProtobuf, grpcCore, grpcNIO, logging],
       path: "Benchmarks/GPSBench",
       swiftSettings: swiftSettings
     ),

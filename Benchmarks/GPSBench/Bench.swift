@@ -21,7 +21,7 @@ struct Arguments {
   var compressionThreshold = LogOptions().compressionThreshold
   var appenders = [1, 16, 256]
   /// Which parts to run: log, queue (or both).
-  var suites: Set<String> = ["log", "queue", "e2e"]
+  var suites: Set<String> = ["log", "queue", "e2e", "control"]
   var e2eRuns = 20_000
   var startupRuns = 1_000_000
   var claimRuns = 20_000
@@ -159,6 +159,11 @@ struct Bench {
       try await benchEndToEnd(
         directory: directory, runs: arguments.e2eRuns,
         concurrency: Int(ProcessInfo.processInfo.environment["GPS_BENCH_CONCURRENCY"] ?? "64")!, latencyRuns: 300,
+        repetitions: arguments.runs)
+    }
+    if arguments.suites.contains("control") {
+      try await benchControl(
+        directory: directory, clients: 64, seconds: arguments.seconds, startupRuns: arguments.startupRuns,
         repetitions: arguments.runs)
     }
     try? FileManager.default.removeItem(atPath: directory)

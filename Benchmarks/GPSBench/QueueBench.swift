@@ -110,22 +110,8 @@ func completedRunEvents(index: Int, time: inout Int64) -> [[UInt8]] {
 /// Startup of a queue holding `runs` completed runs: full replay, then from a snapshot.
 func benchStartup(directory: String, runs: Int, repetitions: Int) async throws {
   let dir = freshDirectory(directory + "/startup")
-  var options = LogOptions()
-  options.fsync = .none
-  let log = try EventLog(directory: dir, options: options)
-  var time: Int64 = 1_800_000_000_000_000
   let generationStart = ContinuousClock.now
-  var batch: [[UInt8]] = []
-  for index in 0..<runs {
-    batch += completedRunEvents(index: index, time: &time)
-    if batch.count >= 4000 {
-      _ = try await log.append(batch)
-      batch = []
-    }
-  }
-  if !batch.isEmpty { _ = try await log.append(batch) }
-  log.close()
-  let events = log.lastSequence
+  let events = try await writeCompletedRuns(directory: dir, runs: runs)
   let logBytes = try LogVerifier(directory: dir).verify().bytes
   print(
     String(
@@ -192,6 +178,26 @@ func benchStartup(directory: String, runs: Int, repetitions: Int) async throws {
         "  memory per run held in state: %.0f bytes resident after a full replay, %.0f after loading the snapshot (strings shared)",
       median(residentPerRun), median(residentPerRunFromSnapshot)))
   try? FileManager.default.removeItem(atPath: dir)
+}
+
+/// Writes a log of `runs` completed runs of server-flow (8 events each) into `directory`;
+/// returns the number of events.
+func writeCompletedRuns(directory: String, runs: Int) async throws -> UInt64 {
+  var options = LogOptions()
+  options.fsync = .none
+  let log = try EventLog(directory: directory, options: options)
+  var time: Int64 = 1_800_000_000_000_000
+  var batch: [[UInt8]] = []
+  for index in 0..<runs {
+    batch += completedRunEvents(index: index, time: &time)
+    if batch.count >= 4000 {
+      _ = try await log.append(batch)
+      batch = []
+    }
+  }
+  if !batch.isEmpty { _ = try await log.append(batch) }
+  log.close()
+  return log.lastSequence
 }
 
 /// `claimers` tasks claim from a queue holding `runs` ready runs until it is empty.

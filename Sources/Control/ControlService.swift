@@ -2,6 +2,7 @@ public import Flows
 import Foundation
 public import GRPCCore
 public import Queue
+import RPC
 import SwiftProtobuf
 import Synchronization
 
@@ -31,10 +32,24 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
   public func enqueue(
     request: Gps_V1_EnqueueRunRequest, context: ServerContext
   ) async throws -> Gps_V1_EnqueueRunResponse {
-    let enqueue: EnqueueRequest
+    let result = try await enqueueRun(request, context: context)
+    return .with {
+      $0.run = Gps_V1_RunInfo(result.run)
+      $0.created = result.created
+    }
+  }
+
+  /// Validates the parameters with the deployment's validator and enqueues the run durably.
+  func enqueueRun(_ request: Gps_V1_EnqueueRunRequest, context: ServerContext) async throws -> EnqueueResult {
+    let enqueue = try enqueueRequest(request, context: context)
+    return try await mapErrors { try await queue.enqueue(enqueue) }
+  }
+
+  /// The run a request asks for, its parameters checked by the deployment's validator.
+  func enqueueRequest(_ request: Gps_V1_EnqueueRunRequest, context: ServerContext) throws(RPCError) -> EnqueueRequest {
     do {
       let deployment = try registry.deployment(named: request.deployment)
-      enqueue = try deployment.enqueueRequest(
+      return try deployment.enqueueRequest(
         parametersJSON: request.parametersJson.isEmpty ? "{}" : request.parametersJson,
         idempotencyKey: request.idempotencyKey, tags: request.tags,
         scheduledStart: request.scheduledStartMicros == 0 ? nil : Timestamp(micros: request.scheduledStartMicros),
@@ -42,11 +57,67 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     } catch {
       throw RPCError(error)
     }
-    let result = try await mapErrors { try await queue.enqueue(enqueue) }
-    return .with {
-      $0.run = Gps_V1_RunInfo(result.run)
-      $0.created = result.created
+  }
+
+  public func enqueueStream(
+    request: RPCAsyncSequence<Gps_V1_EnqueueRunRequest, any Error>, response: RPCWriter<Gps_V1_EnqueueRunResponse>,
+    context: ServerContext
+  ) async throws {
+    // Requests are validated and submitted as they arrive; their answers go back in order, each
+    // once its run is durable, so a client's pipelined enqueues share group commits.
+    let (answers, answer) = AsyncStream.makeStream(of: StreamAnswer.self)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask {
+        for await next in answers {
+          switch next {
+          case .refused(let error):
+            try await response.write(
+              .with {
+                $0.errorCode = error.code.canonicalName
+                $0.errorMessage = error.message
+              })
+          case .submitted(let result):
+            let sequence = result.run.lastSequence
+            await self.queue.waitUntilDurable(sequence)
+            guard self.queue.durableSequence >= sequence else {
+              throw RPCError(
+                code: .unavailable,
+                message:
+                  "the queue stopped before run \(result.run.id) was durable; enqueue it again (with an idempotency key)"
+              )
+            }
+            try await response.write(
+              .with {
+                $0.run = .with {
+                  $0.id = result.run.id.description
+                  $0.deployment = result.run.deployment
+                  $0.state = result.run.state.rawValue
+                  $0.firstSequence = result.run.firstSequence
+                  $0.lastSequence = result.run.lastSequence
+                }
+                $0.created = result.created
+              })
+          }
+        }
+      }
+      defer { answer.finish() }
+      for try await enqueue in request {
+        do {
+          let request = try enqueueRequest(enqueue, context: context)
+          let result = try mapErrors { () throws(QueueError) in try queue.submitEnqueue(request) }
+          answer.yield(.submitted(result))
+        } catch let error as RPCError where error.code != .unavailable {
+          answer.yield(.refused(error))
+        }
+      }
+      answer.finish()
+      try await group.waitForAll()
     }
+  }
+
+  enum StreamAnswer: Sendable {
+    case submitted(EnqueueResult)
+    case refused(RPCError)
   }
 
   public func getRun(request: Gps_V1_GetRunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {

@@ -42,6 +42,19 @@ public enum Gps_V1_Control: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "EnqueueStream" metadata.
+        public enum EnqueueStream: Sendable {
+            /// Request type for "EnqueueStream".
+            public typealias Input = Gps_V1_EnqueueRunRequest
+            /// Response type for "EnqueueStream".
+            public typealias Output = Gps_V1_EnqueueRunResponse
+            /// Descriptor for "EnqueueStream".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "gps.v1.Control"),
+                method: "EnqueueStream",
+                type: .bidirectionalStreaming
+            )
+        }
         /// Namespace for "GetRun" metadata.
         public enum GetRun: Sendable {
             /// Request type for "GetRun".
@@ -188,6 +201,7 @@ public enum Gps_V1_Control: Sendable {
         /// Descriptors for all methods in the "gps.v1.Control" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Enqueue.descriptor,
+            EnqueueStream.descriptor,
             GetRun.descriptor,
             ListRuns.descriptor,
             WatchRun.descriptor,
@@ -239,6 +253,25 @@ extension Gps_V1_Control {
         ///     to an internal error.
         /// - Returns: A streaming response of `Gps_V1_EnqueueRunResponse` messages.
         func enqueue(
+            request: GRPCCore.StreamingServerRequest<Gps_V1_EnqueueRunRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_EnqueueRunResponse>
+
+        /// Handle the "EnqueueStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Many enqueues over one stream: each response answers the request at the same position, once
+        /// > its run is durable (or with the error that refused it). For clients that enqueue a lot.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Gps_V1_EnqueueRunRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Gps_V1_EnqueueRunResponse` messages.
+        func enqueueStream(
             request: GRPCCore.StreamingServerRequest<Gps_V1_EnqueueRunRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_EnqueueRunResponse>
@@ -440,6 +473,25 @@ extension Gps_V1_Control {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Gps_V1_EnqueueRunResponse>
 
+        /// Handle the "EnqueueStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Many enqueues over one stream: each response answers the request at the same position, once
+        /// > its run is durable (or with the error that refused it). For clients that enqueue a lot.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Gps_V1_EnqueueRunRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Gps_V1_EnqueueRunResponse` messages.
+        func enqueueStream(
+            request: GRPCCore.StreamingServerRequest<Gps_V1_EnqueueRunRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_EnqueueRunResponse>
+
         /// Handle the "GetRun" method.
         ///
         /// - Parameters:
@@ -635,6 +687,26 @@ extension Gps_V1_Control {
             context: GRPCCore.ServerContext
         ) async throws -> Gps_V1_EnqueueRunResponse
 
+        /// Handle the "EnqueueStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Many enqueues over one stream: each response answers the request at the same position, once
+        /// > its run is durable (or with the error that refused it). For clients that enqueue a lot.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Gps_V1_EnqueueRunRequest` messages.
+        ///   - response: A response stream of `Gps_V1_EnqueueRunResponse` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func enqueueStream(
+            request: GRPCCore.RPCAsyncSequence<Gps_V1_EnqueueRunRequest, any Swift.Error>,
+            response: GRPCCore.RPCWriter<Gps_V1_EnqueueRunResponse>,
+            context: GRPCCore.ServerContext
+        ) async throws
+
         /// Handle the "GetRun" method.
         ///
         /// - Parameters:
@@ -820,6 +892,17 @@ extension Gps_V1_Control.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_EnqueueRunResponse>(),
             handler: { request, context in
                 try await self.enqueue(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Gps_V1_Control.Method.EnqueueStream.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_EnqueueRunRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_EnqueueRunResponse>(),
+            handler: { request, context in
+                try await self.enqueueStream(
                     request: request,
                     context: context
                 )
@@ -1101,6 +1184,23 @@ extension Gps_V1_Control.SimpleServiceProtocol {
         )
     }
 
+    public func enqueueStream(
+        request: GRPCCore.StreamingServerRequest<Gps_V1_EnqueueRunRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_EnqueueRunResponse> {
+        return GRPCCore.StreamingServerResponse<Gps_V1_EnqueueRunResponse>(
+            metadata: [:],
+            producer: { writer in
+                try await self.enqueueStream(
+                    request: request.messages,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
     public func getRun(
         request: GRPCCore.ServerRequest<Gps_V1_GetRunRequest>,
         context: GRPCCore.ServerContext
@@ -1287,6 +1387,30 @@ extension Gps_V1_Control {
             deserializer: some GRPCCore.MessageDeserializer<Gps_V1_EnqueueRunResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_EnqueueRunResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "EnqueueStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Many enqueues over one stream: each response answers the request at the same position, once
+        /// > its run is durable (or with the error that refused it). For clients that enqueue a lot.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Gps_V1_EnqueueRunRequest` messages.
+        ///   - serializer: A serializer for `Gps_V1_EnqueueRunRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_EnqueueRunResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func enqueueStream<Result>(
+            request: GRPCCore.StreamingClientRequest<Gps_V1_EnqueueRunRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_EnqueueRunRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_EnqueueRunResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Gps_V1_EnqueueRunResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "GetRun" method.
@@ -1558,6 +1682,39 @@ extension Gps_V1_Control {
             try await self.client.unary(
                 request: request,
                 descriptor: Gps_V1_Control.Method.Enqueue.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "EnqueueStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Many enqueues over one stream: each response answers the request at the same position, once
+        /// > its run is durable (or with the error that refused it). For clients that enqueue a lot.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Gps_V1_EnqueueRunRequest` messages.
+        ///   - serializer: A serializer for `Gps_V1_EnqueueRunRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_EnqueueRunResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func enqueueStream<Result>(
+            request: GRPCCore.StreamingClientRequest<Gps_V1_EnqueueRunRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_EnqueueRunRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_EnqueueRunResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Gps_V1_EnqueueRunResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.bidirectionalStreaming(
+                request: request,
+                descriptor: Gps_V1_Control.Method.EnqueueStream.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -1939,6 +2096,34 @@ extension Gps_V1_Control.ClientProtocol {
         )
     }
 
+    /// Call the "EnqueueStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Many enqueues over one stream: each response answers the request at the same position, once
+    /// > its run is durable (or with the error that refused it). For clients that enqueue a lot.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Gps_V1_EnqueueRunRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func enqueueStream<Result>(
+        request: GRPCCore.StreamingClientRequest<Gps_V1_EnqueueRunRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Gps_V1_EnqueueRunResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.enqueueStream(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_EnqueueRunRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_EnqueueRunResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "GetRun" method.
     ///
     /// - Parameters:
@@ -2255,6 +2440,39 @@ extension Gps_V1_Control.ClientProtocol {
             metadata: metadata
         )
         return try await self.enqueue(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "EnqueueStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Many enqueues over one stream: each response answers the request at the same position, once
+    /// > its run is durable (or with the error that refused it). For clients that enqueue a lot.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func enqueueStream<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Gps_V1_EnqueueRunRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Gps_V1_EnqueueRunResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Gps_V1_EnqueueRunRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.enqueueStream(
             request: request,
             options: options,
             onResponse: handleResponse

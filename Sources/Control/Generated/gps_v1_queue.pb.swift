@@ -77,6 +77,13 @@ public nonisolated struct Gps_V1_EnqueueRunResponse: Sendable {
   /// False when a run with the same idempotency key already existed.
   public var created: Bool = false
 
+  /// EnqueueStream only: why the request was refused (a gRPC status name such as INVALID_ARGUMENT,
+  /// and a message); empty when the run was enqueued. On EnqueueStream `run` holds only the run's
+  /// id, deployment, state and sequences (GetRun has the rest).
+  public var errorCode: String = String()
+
+  public var errorMessage: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -607,7 +614,7 @@ nonisolated extension Gps_V1_EnqueueRunRequest: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Gps_V1_EnqueueRunResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".EnqueueRunResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}run\0\u{1}created\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}run\0\u{1}created\0\u{3}error_code\0\u{3}error_message\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -617,6 +624,8 @@ nonisolated extension Gps_V1_EnqueueRunResponse: SwiftProtobuf.Message, SwiftPro
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._run) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.created) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.errorCode) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.errorMessage) }()
       default: break
       }
     }
@@ -633,12 +642,20 @@ nonisolated extension Gps_V1_EnqueueRunResponse: SwiftProtobuf.Message, SwiftPro
     if self.created != false {
       try visitor.visitSingularBoolField(value: self.created, fieldNumber: 2)
     }
+    if !self.errorCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.errorCode, fieldNumber: 3)
+    }
+    if !self.errorMessage.isEmpty {
+      try visitor.visitSingularStringField(value: self.errorMessage, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Gps_V1_EnqueueRunResponse, rhs: Gps_V1_EnqueueRunResponse) -> Bool {
     if lhs._run != rhs._run {return false}
     if lhs.created != rhs.created {return false}
+    if lhs.errorCode != rhs.errorCode {return false}
+    if lhs.errorMessage != rhs.errorMessage {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

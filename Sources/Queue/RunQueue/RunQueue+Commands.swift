@@ -2,6 +2,11 @@ import Foundation
 import SwiftProtobuf
 import Synchronization
 
+/// Set by an enqueue's plan (run under the queue's lock) when it creates the run.
+final class CreatedFlag {
+  var value = false
+}
+
 /// A request to create a run.
 public struct EnqueueRequest: Sendable {
   /// `flow/deployment`.
@@ -80,11 +85,28 @@ public struct TickReport: Sendable, Hashable {
 extension RunQueue {
   /// Creates a run (Scheduled), or returns the run that already has the request's idempotency key.
   public func enqueue(_ request: EnqueueRequest) async throws -> EnqueueResult {
+    let created = CreatedFlag()
+    let run = try await commit(Self.enqueuePlan(request, created: created))
+    return EnqueueResult(run: run!, created: created.value)
+  }
+
+  /// Like ``enqueue(_:)``, but returns once the run is applied and its event submitted to the log,
+  /// without waiting for durability: acknowledge it to anyone only after
+  /// ``waitUntilDurable(_:)`` for the run's `lastSequence` (and a check of ``durableSequence``).
+  /// Lets a stream of enqueues from one client share group commits.
+  public func submitEnqueue(_ request: EnqueueRequest) throws(QueueError) -> EnqueueResult {
+    let created = CreatedFlag()
+    let run = try submit(Self.enqueuePlan(request, created: created))
+    return EnqueueResult(run: run!, created: created.value)
+  }
+
+  static func enqueuePlan(
+    _ request: EnqueueRequest, created: CreatedFlag
+  ) throws(QueueError) -> (inout Locked, Timestamp) throws(QueueError) -> Plan {
     guard !request.deployment.isEmpty, !request.flow.isEmpty else {
       throw QueueError(code: .invalidArgument, message: "a run needs a deployment and a flow")
     }
-    var created = false
-    let run = try await commit { locked, time throws(QueueError) in
+    return { locked, time throws(QueueError) in
       if !request.idempotencyKey.isEmpty, let existing = locked.state.idempotencyKeys[request.idempotencyKey] {
         return .unchanged(locked.state.runs[existing])
       }
@@ -107,10 +129,9 @@ extension RunQueue {
       event.crashPolicy.requeueDelayMicros = request.crashPolicy.requeueDelay.micros
       event.enqueuedBy = request.enqueuedBy
       event.timeoutMicros = request.timeout.micros
-      created = true
+      created.value = true
       return .write(request.id ?? RunID(), [.enqueued(event)])
     }
-    return EnqueueResult(run: run!, created: created)
   }
 
   /// Claims the next ready run whose deployment and tags have a free concurrency slot: Pending,
@@ -323,6 +344,26 @@ extension RunQueue {
         }
       }
       if let immediate { continuation.resume(with: immediate.mapError { $0 }) }
+    }
+  }
+
+  /// Like ``commit(_:)`` without waiting for durability: returns once applied and submitted.
+  func submit(_ plan: (inout Locked, Timestamp) throws(QueueError) -> Plan) throws(QueueError) -> Run? {
+    try locked.withLock { locked throws(QueueError) -> Run? in
+      if let failure = locked.failure { throw failure }
+      if locked.closed { throw QueueError(code: .closed, message: "the queue is closed") }
+      let time = max(clock.now(), locked.state.lastTime)
+      switch try plan(&locked, time) {
+      case .unchanged(let run):
+        return run
+      case .write(let id, let kinds):
+        try write([(id, kinds)], at: time, into: &locked) { _ in }
+        return locked.state.runs[id]
+      case .writeMany(let changes):
+        guard !changes.isEmpty else { return nil }
+        try write(changes, at: time, into: &locked) { _ in }
+        return changes.last.flatMap { locked.state.runs[$0.0] }
+      }
     }
   }
 
