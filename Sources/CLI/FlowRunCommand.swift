@@ -254,6 +254,9 @@ struct FlowRunCancel: AsyncParsableCommand {
   @Option(help: "Why (recorded in the history).")
   var reason = ""
 
+  @Option(help: "table or json (the run as JSON).")
+  var output = OutputFormat.table
+
   @OptionGroup var location: QueueLocation
 
   func run() async throws {
@@ -267,7 +270,7 @@ struct FlowRunCancel: AsyncParsableCommand {
     } offline: { queue, runID in
       try await queue.cancel(runID, by: requester, reason: reason)
     }
-    printLine("run \(run.id): \(run.state)")
+    printLine(output == .json ? EventText.json(run).prettyText : "run \(run.id): \(run.state)")
   }
 }
 
@@ -277,6 +280,9 @@ struct FlowRunRetry: AsyncParsableCommand {
 
   @Argument(help: "The run id (or its first 8 or more characters).")
   var id: String
+
+  @Option(help: "table or json (the run as JSON).")
+  var output = OutputFormat.table
 
   @OptionGroup var location: QueueLocation
 
@@ -290,7 +296,7 @@ struct FlowRunRetry: AsyncParsableCommand {
     } offline: { queue, runID in
       try await queue.retry(runID, by: requester)
     }
-    printLine("run \(run.id): \(run.state)")
+    printLine(output == .json ? EventText.json(run).prettyText : "run \(run.id): \(run.state)")
   }
 }
 
