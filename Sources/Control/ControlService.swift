@@ -20,9 +20,14 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     self.idleSignal = idleSignal
   }
 
+  /// The signals of open `WatchWork` streams, poked when the server stops.
+  let workStreams = Mutex<[ObjectIdentifier: WakeSignal]>([:])
+
   /// Ends the streams (watch, history, work) so the server can shut down.
   public func stop() {
     stopping.store(true, ordering: .sequentiallyConsistent)
+    queue.endDurableWaits()
+    for signal in workStreams.withLock({ Array($0.values) }) { signal.signal() }
   }
 
   var isStopping: Bool { stopping.load(ordering: .sequentiallyConsistent) }
@@ -214,16 +219,18 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
         lastSent = event.sequence
       }
       if let runID, let run = queue.run(runID), run.state.isTerminal, run.lastSequence <= lastSent { return }
-      guard follow else {
-        if waiting.isEmpty || cursor.nextSequence <= durable + 1 { return }
-        continue
-      }
+      // Without following, the history is what was durable when the call came.
+      guard follow else { return }
       if isStopping {
         throw RPCError(code: .unavailable, message: "the server is stopping; watch again once it is back")
       }
-      await queue.waitUntilDurable(max(durable, cursor.nextSequence - 1) + 1)
+      let next = max(durable, cursor.nextSequence - 1) + 1
+      await queue.waitUntilDurable(next)
       if isStopping {
         throw RPCError(code: .unavailable, message: "the server is stopping; watch again once it is back")
+      }
+      if queue.durableSequence < next, !Task.isCancelled {
+        throw RPCError(code: .unavailable, message: "the queue stopped writing; see the server's log")
       }
     }
   }
@@ -270,7 +277,11 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     let signal = WakeSignal()
     queue.notifyWhenWorkArrives(signal)
     queue.notifyOnCancelRequests(signal)
-    defer { queue.stopNotifying(signal) }
+    workStreams.withLock { $0[ObjectIdentifier(signal)] = signal }
+    defer {
+      queue.stopNotifying(signal)
+      workStreams.withLock { $0[ObjectIdentifier(signal)] = nil }
+    }
     while !Task.isCancelled, !isStopping {
       try await response.write(Gps_V1_WorkSignal())
       var wait = idleSignal

@@ -160,6 +160,25 @@ func eventually(
     }
   }
 
+  @Test func sigtermEndsOpenWatchesAndTheServerStillExitsWithinItsGrace() async throws {
+    try await withTemporaryDirectory { root in
+      let bench = try await Workbench(root: root, bArguments: ["--latency", "60s"])
+      let (server, _) = try await bench.startServer(["--grace", "200ms"])
+      let watch = try GPSProcess(
+        [
+          "deployment", "run", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--watch", "--data-dir",
+          bench.data,
+        ], directory: root)
+      await watch.waitForOutput { stdout, _ in stdout.contains("step=process attempt=1") }
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0, "\(server.stderr)")
+      #expect(server.stderr.contains("grace period over"))
+      #expect(await watch.waitForExit() == 1)
+      #expect(watch.stderr.contains("the server is stopping; watch again once it is back"), "\(watch.stderr)")
+      #expect(watch.stderr.split(separator: "\n").count == 1, "\(watch.stderr)")
+    }
+  }
+
   @Test func aRunEnqueuedWithoutAServerRunsWhenOneStarts() async throws {
     try await withTemporaryDirectory { root in
       let bench = try await Workbench(root: root)

@@ -152,6 +152,12 @@ public final class RunQueue: Sendable {
     await durableWaiters.wait(for: sequence) { log.lastSequence }
   }
 
+  /// Wakes every ``waitUntilDurable(_:)`` caller, now and from now on: for ending the streams
+  /// that follow the log before the queue closes.
+  public func endDurableWaits() {
+    durableWaiters.fail()
+  }
+
   /// `signal` is signalled whenever cancellation of a claimed run is requested, so an in-process
   /// scheduler heartbeats at once instead of at its next interval.
   public func notifyOnCancelRequests(_ signal: WakeSignal) {
