@@ -43,20 +43,29 @@ struct HistoryPoint: ExpressibleByArgument {
   }
 }
 
-/// A progress bar on stderr, only when stderr is a terminal.
+/// A progress bar on stderr (a counter when the total is unknown), only when stderr is a terminal.
 final class ProgressBar {
-  let total: UInt64
+  let total: UInt64?
   let label: String
   let enabled = isatty(2) == 1
   var shown = -1
+  var lastShown = ContinuousClock.now
 
-  init(total: UInt64, label: String) {
-    self.total = max(total, 1)
+  init(total: UInt64?, label: String) {
+    self.total = total.map { max($0, 1) }
     self.label = label
   }
 
   func update(_ done: UInt64) {
     guard enabled else { return }
+    guard let total else {
+      // A counter, redrawn at most ten times a second.
+      guard ContinuousClock.now - lastShown > .milliseconds(100) else { return }
+      lastShown = .now
+      shown = 0
+      writeStandardError("\r\(label): \(done) events")
+      return
+    }
     let percent = Int(min(100, done * 100 / total))
     guard percent != shown else { return }
     shown = percent
@@ -182,7 +191,12 @@ struct HistoryState: AsyncParsableCommand {
     guard FileManager.default.fileExists(atPath: dataDir + "/log") else {
       throw CommandFailure("no queue in \(dataDir) (it has no log/); give --data-dir")
     }
-    let state = try queueCall { () throws(QueueError) in try QueueHistory(directory: dataDir).state(at: at.point) }
+    // How far the replay is (its end is not known without reading the log).
+    let progress = ProgressBar(total: nil, label: "replaying")
+    let state = try queueCall { () throws(QueueError) in
+      try QueueHistory(directory: dataDir).state(at: at.point) { progress.update($0) }
+    }
+    progress.finish()
     if let run {
       let found = try rpcCall { () throws(RPCError) in try RunFilter.find(run, in: state) }
       let info = Gps_V1_RunInfo(found)

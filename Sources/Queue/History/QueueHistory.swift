@@ -28,7 +28,9 @@ public struct QueueHistory: Sendable {
   }
 
   /// The queue's state at `point`: the newest snapshot that is not past it, plus the events after.
-  public func state(at point: PointInTime) throws(QueueError) -> QueueState {
+  /// - Parameter progress: called every few thousand events replayed with the last sequence
+  ///   applied (for a progress bar).
+  public func state(at point: PointInTime, progress: ((UInt64) -> Void)? = nil) throws(QueueError) -> QueueState {
     let snapshots = SnapshotStore(directory: directory, fileSystem: fileSystem)
     var state = QueueState()
     if let snapshot = try snapshots.loadNewest(matching: LogReader(directory: directory, fileSystem: fileSystem))
@@ -49,6 +51,7 @@ public struct QueueHistory: Sendable {
         case .time(let time): guard event.time <= time else { return false }
         }
         try state.apply(event, sequence: sequence)
+        if sequence % 4096 == 0 { progress?(sequence) }
         return true
       }
     } catch let error as QueueError {
