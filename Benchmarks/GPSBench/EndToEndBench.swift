@@ -18,9 +18,12 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
     try await withServiceClients(a: a, b: b) { clients in
       // The ceiling without GPS: the same two calls per run, 64 at a time, no queue, no events.
       var pipelineRates: [Double] = []
+      var pipelineUsage: [ProcessUsage] = []
       let dataInfo = try ServerFlow.decodeDataInfo(#"{"object_storage_urls": ["a"], "dataset": "b"}"#)
       for _ in 0..<repetitions {
         let start = ContinuousClock.now
+        let usageBefore = ProcessUsage.now
+        defer { pipelineUsage.append((ProcessUsage.now - usageBefore) / runs) }
         try await withThrowingTaskGroup(of: Void.self) { group in
           for worker in 0..<concurrency {
             group.addTask {
@@ -35,8 +38,10 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
       }
       print(
         String(
-          format: "  the calls alone (A then B per run, %d at a time, no queue): %.0f runs/s", concurrency,
-          median(pipelineRates)))
+          format:
+            "  the calls alone (A then B per run, %d at a time, no queue): %.0f runs/s (%.0f us CPU, %.1f context switches per run)",
+          concurrency, median(pipelineRates), median(pipelineUsage.map(\.cpuMicros)),
+          median(pipelineUsage.map(\.switches))))
 
       // Two ways: draining a backlog enqueued beforehand (the scheduler's throughput), and with the
       // runs enqueued by 16 clients in this same process while the scheduler works.
@@ -44,6 +49,7 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
         var rates: [Double] = []
         var eventsPerBatch: [Double] = []
         var limits: [Double] = []
+        var usage: [ProcessUsage] = []
         for _ in 0..<repetitions {
           let data = freshDirectory(directory + "/e2e")
           var options = QueueOptions()
@@ -67,6 +73,7 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
             queue: queue, registry: .standard, clients: clients,
             options: SchedulerOptions(id: "bench", concurrency: concurrency), logger: quiet)
           let start = ContinuousClock.now
+          let usageBefore = ProcessUsage.now
           try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await scheduler.run() }
             if concurrentEnqueue { try await enqueueAll() }
@@ -76,6 +83,7 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
             group.cancelAll()
           }
           let elapsed = (ContinuousClock.now - start).seconds
+          usage.append((ProcessUsage.now - usageBefore) / runs)
           precondition(queue.counts[.completed] == runs, "runs failed: \(queue.counts)")
           queue.close(writingSnapshot: false)
           let report = try LogVerifier(directory: data).verify()
@@ -93,9 +101,9 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
           "  \(label): "
             + String(
               format:
-                "%.0f completed runs/s (%d runs, scheduler concurrency %d, %.1f events per batch) = %.2f of the calls alone; raw write+fdatasync limit for such batches: %.0f runs/s",
-              median(rates), runs, concurrency, median(eventsPerBatch), median(rates) / median(pipelineRates),
-              median(limits)))
+                "%.0f completed runs/s (%d runs, scheduler concurrency %d, %.1f events per batch; %.0f us CPU, %.1f context switches per run) = %.2f of the calls alone; raw write+fdatasync limit for such batches: %.0f runs/s",
+              median(rates), runs, concurrency, median(eventsPerBatch), median(usage.map(\.cpuMicros)),
+              median(usage.map(\.switches)), median(rates) / median(pipelineRates), median(limits)))
       }
 
       // Latency on an idle system: one run at a time, times from the events' own timestamps.
@@ -143,5 +151,27 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
           format: "  seen by the client (enqueue call to Completed observed): p50 %.2f ms p99 %.2f ms",
           percentile(clientToCompleted, 0.5), percentile(clientToCompleted, 0.99)))
     }
+  }
+}
+
+/// CPU time and context switches of this process (getrusage), for costs per run.
+struct ProcessUsage {
+  var cpuMicros: Double
+  var switches: Double
+
+  static var now: ProcessUsage {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    let micros = { (time: timeval) in Double(time.tv_sec) * 1e6 + Double(time.tv_usec) }
+    return ProcessUsage(
+      cpuMicros: micros(usage.ru_utime) + micros(usage.ru_stime), switches: Double(usage.ru_nvcsw + usage.ru_nivcsw))
+  }
+
+  static func - (lhs: ProcessUsage, rhs: ProcessUsage) -> ProcessUsage {
+    ProcessUsage(cpuMicros: lhs.cpuMicros - rhs.cpuMicros, switches: lhs.switches - rhs.switches)
+  }
+
+  static func / (lhs: ProcessUsage, count: Int) -> ProcessUsage {
+    ProcessUsage(cpuMicros: lhs.cpuMicros / Double(count), switches: lhs.switches / Double(count))
   }
 }

@@ -43,6 +43,7 @@ public final class Scheduler: Sendable {
   let random: @Sendable () -> Double
   let active = Mutex<[RunID: ActiveRun]>([:])
   let capacity = WakeSignal()
+  let timers = RunTimer()
   let cache = Mutex<[String: [UInt8]]>([:])
   let draining = Atomic<Bool>(false)
   /// The length of the leases the queue grants, learnt from claims: heartbeats come at least three
@@ -53,21 +54,67 @@ public final class Scheduler: Sendable {
   /// A busy scheduler claims runs this many at a time.
   static let claimBatch = 8
 
+  /// The task executing a run's steps. Only cancelled, under ``ActiveRun``'s lock, while that task
+  /// is inside ``ActiveRun/cancellable(_:)``: it is alive whenever it is used.
+  struct TaskHandle: @unchecked Sendable {
+    let task: UnsafeCurrentTask
+  }
+
   /// A run being executed, and how to stop it.
   final class ActiveRun: Sendable {
-    enum Stop: Sendable { case cancelled, leaseLost }
+    enum Stop: Sendable, Equatable { case cancelled, leaseLost, timedOut(String) }
     let lease: LeaseToken
-    let stopSignal = WakeSignal()
-    let stop = Mutex<Stop?>(nil)
+    private struct State {
+      var stop: Stop?
+      /// The task executing the steps while it runs: a stop cancels it (and so the call in flight).
+      var task: TaskHandle?
+      var deadline: ContinuousClock.Instant?
+      var timeout: Duration = .zero
+    }
+    private let state = Mutex(State())
 
     init(lease: LeaseToken) { self.lease = lease }
 
-    func request(_ reason: Stop) {
-      let first = stop.withLock { stop in
-        defer { stop = stop ?? reason }
-        return stop == nil
+    var stop: Stop? { state.withLock { $0.stop } }
+
+    /// When the run times out, if it has a timeout.
+    var deadline: ContinuousClock.Instant? { state.withLock { $0.deadline } }
+
+    func setTimeout(_ timeout: Duration) {
+      state.withLock {
+        $0.timeout = timeout
+        $0.deadline = .now + timeout
       }
-      if first { stopSignal.signal() }
+    }
+
+    /// The first request wins; it cancels the steps' task if they are running.
+    func request(_ reason: Stop) {
+      state.withLock { state in
+        guard state.stop == nil else { return }
+        state.stop = reason
+        state.task?.task.cancel()
+      }
+    }
+
+    func timeOut() {
+      let timeout = state.withLock { $0.timeout }
+      request(.timedOut("the run exceeded its timeout of \(timeout)"))
+    }
+
+    /// Runs `body` (in the calling task) so that a stop request cancels it.
+    func cancellable<T>(_ body: () async -> T) async -> T {
+      withUnsafeCurrentTask { task in
+        guard let task else { return }
+        let handle = TaskHandle(task: task)
+        state.withLock { state in
+          state.task = handle
+          if state.stop != nil { handle.task.cancel() }
+        }
+      }
+      let result = await body()
+      // Cleared under the lock before the task can end: a later stop never touches it.
+      state.withLock { $0.task = nil }
+      return result
     }
   }
 
@@ -143,6 +190,7 @@ public final class Scheduler: Sendable {
     logger.info("scheduler started", metadata: ["scheduler": "\(options.id)", "concurrency": "\(options.concurrency)"])
     try await withThrowingDiscardingTaskGroup { group in
       group.addTask { await self.heartbeats(cancelRequests: cancelRequests) }
+      group.addTask { await self.enforceTimeouts() }
       var gathering = false
       while !Task.isCancelled {
         if draining.load(ordering: .sequentiallyConsistent) {
@@ -216,6 +264,24 @@ public final class Scheduler: Sendable {
     }
   }
 
+  /// Times out runs whose deadline has passed: one timer for all runs, woken when a run with an
+  /// earlier deadline starts.
+  func enforceTimeouts() async {
+    while !Task.isCancelled {
+      let now = ContinuousClock.now
+      var next: ContinuousClock.Instant?
+      for run in active.withLock({ Array($0.values) }) {
+        guard let deadline = run.deadline else { continue }
+        if deadline <= now {
+          run.timeOut()
+        } else {
+          next = min(next ?? deadline, deadline)
+        }
+      }
+      await timers.wait(until: next)
+    }
+  }
+
   // MARK: Runs
 
   enum Outcome: Sendable {
@@ -232,6 +298,7 @@ public final class Scheduler: Sendable {
       case .failed(let reason): "Failed: \(reason)"
       case .timedOut(let reason): "TimedOut: \(reason)"
       case .stopped(.cancelled): "Cancelled"
+      case .stopped(.timedOut(let reason)): "TimedOut: \(reason)"
       case .stopped(.leaseLost): "abandoned: lease lost"
       }
     }
@@ -262,33 +329,29 @@ public final class Scheduler: Sendable {
         return
       }
       let timeout = claim.run.timeout > .zero ? claim.run.timeout : deployment.timeout
-      let (outcome, pending) = await withTaskGroup(of: StepsResult?.self) { group -> (Outcome, [RunEvent.OneOf_Kind]) in
-        group.addTask { await self.steps(of: deployment.flow, claim: claim, parameters: parameters, run: run) }
-        group.addTask {
-          await run.stopSignal.wait()
-          return Task.isCancelled
-            ? nil : run.stop.withLock { $0 }.map { StepsResult(outcome: .stopped($0), pending: []) }
-        }
-        if timeout > .zero {
-          group.addTask {
-            try? await Task.sleep(for: timeout)
-            return Task.isCancelled
-              ? nil : StepsResult(outcome: .timedOut("the run exceeded its timeout of \(timeout)"), pending: [])
-          }
-        }
-        var first: Outcome?
-        var pending: [RunEvent.OneOf_Kind] = []
-        while let next = await group.next() {
-          guard let next else { continue }
-          // The steps' unrecorded events are kept whoever finished first.
-          pending += next.pending
-          if first == nil, let outcome = next.outcome {
-            first = outcome
-            group.cancelAll()
-          }
-        }
-        return (first ?? .stopped(.leaseLost), pending)
+      if timeout > .zero {
+        run.setTimeout(timeout)
+        timers.signalIfEarlier(run.deadline)
       }
+      // The steps run in one child task, which a stop request (cancel, lost lease, timeout)
+      // cancels; this task stays free to record the outcome.
+      let result = await withTaskGroup(of: StepsResult.self) { group in
+        group.addTask {
+          await run.cancellable {
+            await self.steps(of: deployment.flow, claim: claim, parameters: parameters, run: run)
+          }
+        }
+        return await group.next()!
+      }
+      let pending = result.pending
+      let outcome: Outcome =
+        switch (result.outcome, run.stop) {
+        case (let finished?, _): finished
+        case (nil, .timedOut(let reason)?): .timedOut(reason)
+        case (nil, .cancelled?): .stopped(.cancelled)
+        // Cancelled from outside (the scheduler is stopping) or the lease was lost: abandon.
+        case (nil, .leaseLost?), (nil, nil): .stopped(.leaseLost)
+        }
       let final: RunEvent.OneOf_Kind
       switch outcome {
       case .completed(let result, let type, let cached):
@@ -301,6 +364,7 @@ public final class Scheduler: Sendable {
       case .failed(let reason): final = .failed(.with { $0.reason = reason })
       case .timedOut(let reason): final = .timedOut(.with { $0.reason = reason })
       case .stopped(.cancelled): final = .cancelled(.with { $0.reason = "stopped by scheduler \(options.id)" })
+      case .stopped(.timedOut(let reason)): final = .timedOut(.with { $0.reason = reason })
       case .stopped(.leaseLost):
         logger.warning("run abandoned: its lease was lost", metadata: ["run": "\(claim.run.id)"])
         return
@@ -349,7 +413,7 @@ public final class Scheduler: Sendable {
           if Task.isCancelled {
             // Cancelled by a user: the interrupted attempt is part of the history. After a lost
             // lease nothing more is recorded: the run is no longer ours.
-            if run.stop.withLock({ $0 }) == .cancelled {
+            if run.stop == .cancelled {
               let cancelled = RPCError(code: .cancelled, message: "the run was cancelled during the attempt")
               pending.append(Events.attemptFailed(step.name, attempt, cancelled, retryable: false, duration: duration))
             }
@@ -472,5 +536,27 @@ enum Events {
         $0.retryable = retryable
         $0.durationMicros = duration.micros
       })
+  }
+}
+
+/// The scheduler's one timer for run timeouts: sleeps until the earliest deadline, and is woken
+/// only when a run with an earlier one starts.
+final class RunTimer: Sendable {
+  private let target = Mutex<ContinuousClock.Instant?>(nil)
+  private let signal = WakeSignal()
+
+  func wait(until deadline: ContinuousClock.Instant?) async {
+    target.withLock { $0 = deadline }
+    await signal.wait(timeout: deadline.map { $0 - .now } ?? .seconds(3600))
+  }
+
+  func signalIfEarlier(_ deadline: ContinuousClock.Instant?) {
+    guard let deadline else { return }
+    let earlier = target.withLock { target in
+      guard target.map({ deadline < $0 }) ?? true else { return false }
+      target = deadline
+      return true
+    }
+    if earlier { signal.signal() }
   }
 }
