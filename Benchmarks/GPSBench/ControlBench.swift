@@ -38,7 +38,7 @@ func benchControl(directory: String, clients: Int, seconds: Double, startupRuns:
       try await withThrowingTaskGroup(of: Void.self) { group in
         for connection in 0..<4 {
           group.addTask {
-            try await withControlClient(server.address) { control in
+            try await withControlClient(try ServiceAddress(parsing: server.address, what: "address")) { control in
               try await withThrowingTaskGroup(of: Void.self) { clientsGroup in
                 for _ in stride(from: connection, to: clients, by: 4) {
                   clientsGroup.addTask {
@@ -196,16 +196,5 @@ final class ServerProcess: Sendable {
     kill(process.processIdentifier, SIGTERM)
     while process.isRunning { try? await Task.sleep(for: .milliseconds(5)) }
     try? FileManager.default.removeItem(at: output)
-  }
-}
-
-func withControlClient<T: Sendable>(
-  _ address: String, _ body: (Gps_V1_Control.Client<HTTP2ClientTransport.Posix>) async throws -> T
-) async throws -> T {
-  let address = try ServiceAddress(parsing: address, what: "address")
-  return try await withGRPCClient(
-    transport: try .http2NIOPosix(target: address.resolvableTarget, transportSecurity: .plaintext)
-  ) { client in
-    try await body(Gps_V1_Control.Client(wrapping: client))
   }
 }

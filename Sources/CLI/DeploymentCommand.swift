@@ -184,7 +184,7 @@ struct RunOptions: ParsableArguments {
   }
 
   func enqueue(_ request: EnqueueRequest, server: ServiceAddress) async throws {
-    try await withControl(server) { control in
+    try await withControlClient(server) { control in
       let response = try await control.enqueue(
         .with {
           $0.deployment = request.deployment

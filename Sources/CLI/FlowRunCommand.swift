@@ -32,7 +32,7 @@ func query<T: Sendable>(
 ) async throws -> T {
   if let (address, explicit) = try location.serverAddress() {
     do {
-      return try await withControl(address) { try await server($0) }
+      return try await withControlClient(address) { try await server($0) }
     } catch let error as RPCError where !explicit && error.code == .unavailable {
       // The recorded server is gone: read the log below.
     } catch {
@@ -42,12 +42,17 @@ func query<T: Sendable>(
   return try log(try readState(location.dataDir))
 }
 
-/// The queue's current state read from the log, without the lock.
-func readState(_ dataDir: String) throws -> QueueState {
+/// Fails with one line unless `dataDir` holds a queue.
+func requireQueue(_ dataDir: String) throws(CommandFailure) {
   guard FileManager.default.fileExists(atPath: dataDir + "/log") else {
     throw CommandFailure(
       "no queue in \(dataDir) (it has no log/); give --data-dir or start one with `gps server start`")
   }
+}
+
+/// The queue's current state read from the log, without the lock.
+func readState(_ dataDir: String) throws -> QueueState {
+  try requireQueue(dataDir)
   return try queueCall { () throws(QueueError) in try QueueHistory(directory: dataDir).state(at: .sequence(.max)) }
 }
 
@@ -308,16 +313,14 @@ func command(
 ) async throws -> Gps_V1_RunInfo {
   if let (address, explicit) = try location.serverAddress() {
     do {
-      return try await withControl(address) { try await server($0, id) }
+      return try await withControlClient(address) { try await server($0, id) }
     } catch let error as RPCError where !explicit && error.code == .unavailable {
       // The recorded server is gone: change the log directly below.
     } catch {
       throw describe(error, server: address)
     }
   }
-  guard FileManager.default.fileExists(atPath: location.dataDir + "/log") else {
-    throw CommandFailure("no queue in \(location.dataDir) (it has no log/); give --data-dir")
-  }
+  try requireQueue(location.dataDir)
   let queue = try queueCall { () throws(QueueError) in try RunQueue(directory: location.dataDir) }
   defer { queue.close() }
   let found = queue.withState { state in Result { () throws(RPCError) in try RunFilter.find(id, in: state) } }

@@ -115,9 +115,7 @@ struct HistoryReplay: AsyncParsableCommand {
   }
 
   func run() async throws {
-    guard FileManager.default.fileExists(atPath: dataDir + "/log") else {
-      throw CommandFailure("no queue in \(dataDir) (it has no log/); give --data-dir")
-    }
+    try requireQueue(dataDir)
     var runID: RunID?
     var start: UInt64 = 1
     if let run {
@@ -188,9 +186,7 @@ struct HistoryState: AsyncParsableCommand {
   var dataDir = "data"
 
   func run() async throws {
-    guard FileManager.default.fileExists(atPath: dataDir + "/log") else {
-      throw CommandFailure("no queue in \(dataDir) (it has no log/); give --data-dir")
-    }
+    try requireQueue(dataDir)
     // How far the replay is (its end is not known without reading the log).
     let progress = ProgressBar(total: nil, label: "replaying")
     let state = try queueCall { () throws(QueueError) in
@@ -249,9 +245,7 @@ struct HistoryVerify: AsyncParsableCommand {
   var dataDir = "data"
 
   func run() async throws {
-    guard FileManager.default.fileExists(atPath: dataDir + "/log") else {
-      throw CommandFailure("no queue in \(dataDir) (it has no log/); give --data-dir")
-    }
+    try requireQueue(dataDir)
     let report = try queueCall { () throws(QueueError) in try LogVerifier(directory: dataDir).verify() }
     if let problem = report.problem {
       throw CommandFailure("history verify failed: storage: \(problem)")

@@ -157,7 +157,7 @@ struct SchedulerCommand: AsyncParsableCommand {
     var options = SchedulerOptions(concurrency: concurrency)
     if let id { options.id = id }
     let schedulerID = options.id
-    try await withControl(server) { control in
+    try await withControlClient(server) { control in
       // Fail at once, with one line, when nothing listens there.
       do {
         _ = try await control.listDeployments(.init(), options: failFast)

@@ -217,7 +217,7 @@ func eventually(
     try await withTemporaryDirectory { root in
       let bench = try await Workbench(root: root)
       let (server, address) = try await bench.startServer(["--concurrency", "4", "--lease-duration", "1s"])
-      let acknowledged = try await withControlClient(address) { control in
+      let acknowledged = try await withControlClient(try ServiceAddress(parsing: address, what: "address")) { control in
         try await withThrowingTaskGroup(of: [String].self) { group in
           for client in 0..<8 {
             group.addTask {
@@ -245,7 +245,7 @@ func eventually(
       _ = await server.waitForExit()
       #expect(acknowledged.count >= 40)
       let (restarted, newAddress) = try await bench.startServer(["--concurrency", "8", "--lease-duration", "1s"])
-      try await withControlClient(newAddress) { control in
+      try await withControlClient(try ServiceAddress(parsing: newAddress, what: "address")) { control in
         for id in acknowledged {
           _ = try await control.getRun(.with { $0.runID = id })
         }
@@ -279,7 +279,7 @@ func eventually(
           $0.idempotencyKey = "key-\(index)"
         }
       }
-      let answers = try await withControlClient(address) { control in
+      let answers = try await withControlClient(try ServiceAddress(parsing: address, what: "address")) { control in
         try await control.enqueueStream { writer in
           try await writer.write(contentsOf: requests)
         } onResponse: { response in
@@ -458,17 +458,5 @@ func eventually(
       server.signal(SIGTERM)
       #expect(await server.waitForExit() == 0)
     }
-  }
-}
-
-/// A control API client for the duration of `body`.
-func withControlClient<T: Sendable>(
-  _ address: String, _ body: (Gps_V1_Control.Client<HTTP2ClientTransport.Posix>) async throws -> T
-) async throws -> T {
-  let address = try ServiceAddress(parsing: address, what: "address")
-  return try await withGRPCClient(
-    transport: try .http2NIOPosix(target: address.resolvableTarget, transportSecurity: .plaintext)
-  ) { client in
-    try await body(Gps_V1_Control.Client(wrapping: client))
   }
 }

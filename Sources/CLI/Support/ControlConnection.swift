@@ -6,8 +6,6 @@ import GRPCNIOTransportHTTP2
 import Queue
 import RPC
 
-typealias ControlClient = Gps_V1_Control.Client<HTTP2ClientTransport.Posix>
-
 /// `--data-dir` and `--server`: where the queue is, and how to reach the server that owns it.
 struct QueueLocation: ParsableArguments {
   @Option(help: "The data directory; a running server is found through it.")
@@ -36,17 +34,6 @@ let failFast: CallOptions = {
   options.timeout = .seconds(30)
   return options
 }()
-
-/// Connects to the control server at `address` for the duration of `body`.
-func withControl<T: Sendable>(
-  _ address: ServiceAddress, _ body: (ControlClient) async throws -> T
-) async throws -> T {
-  try await withGRPCClient(
-    transport: try .http2NIOPosix(target: address.resolvableTarget, transportSecurity: .plaintext)
-  ) { client in
-    try await body(ControlClient(wrapping: client))
-  }
-}
 
 /// The server is not there (nothing listens, or it went away).
 func isUnreachable(_ error: any Error) -> Bool {
