@@ -180,7 +180,10 @@ struct RunOptions: ParsableArguments {
       result = try await queue.enqueue(request)
     }
     report(Gps_V1_RunInfo(result.run), created: result.created, offline: true)
-    if watch { try await RunWatcher(output: output).follow(runID: result.run.id, dataDirectory: location.dataDir) }
+    if watch {
+      try await RunWatcher(output: output).follow(
+        runID: result.run.id, from: result.run.firstSequence, dataDirectory: location.dataDir)
+    }
   }
 
   func enqueue(_ request: EnqueueRequest, server: ServiceAddress) async throws {

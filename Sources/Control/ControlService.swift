@@ -263,7 +263,8 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
       if isStopping {
         throw RPCError(code: .unavailable, message: "the server is stopping; watch again once it is back")
       }
-      let next = max(durable, cursor.nextSequence - 1) + 1
+      // The next event to deliver: one already read but not yet durable, or the next to be written.
+      let next = waiting.first?.sequence ?? max(durable, cursor.nextSequence - 1) + 1
       await queue.waitUntilDurable(next)
       if isStopping {
         throw RPCError(code: .unavailable, message: "the server is stopping; watch again once it is back")

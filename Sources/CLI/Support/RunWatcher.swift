@@ -26,12 +26,12 @@ struct RunWatcher {
 
   /// Without a server: follows the log file until the run's final event (a server started later
   /// in another terminal executes it).
-  func follow(runID: RunID, dataDirectory: String) async throws {
+  func follow(runID: RunID, from sequence: UInt64, dataDirectory: String) async throws {
     if output == .table {
       printLine("waiting for a server to execute it (start one with `gps server start`); Ctrl-C stops watching")
     }
     var final: RunEvent?
-    try await LogReader(directory: dataDirectory).follow { record in
+    try await LogReader(directory: dataDirectory).follow(from: sequence) { record in
       let event = try RunEvent(record)
       guard event.run == runID else { return true }
       show(record.sequence, event)
