@@ -49,8 +49,8 @@ public final class Scheduler: Sendable {
   /// The length of the leases the queue grants, learnt from claims: heartbeats come at least three
   /// times per lease.
   let leaseLength = Mutex<Duration?>(nil)
-  /// The idle loop's signal, poked by ``stopClaiming()``.
-  let drainWake = Mutex<WakeSignal?>(nil)
+  /// Wakes the claim loop: new work in the queue, or ``stopClaiming()``.
+  let work = WakeSignal()
   /// A busy scheduler claims runs this many at a time.
   static let claimBatch = 8
 
@@ -174,7 +174,7 @@ public final class Scheduler: Sendable {
   public func stopClaiming() {
     draining.store(true, ordering: .sequentiallyConsistent)
     capacity.signal()
-    drainWake.withLock { $0 }?.signal()
+    work.signal()
   }
 
   /// Runs executed right now.
@@ -182,9 +182,7 @@ public final class Scheduler: Sendable {
 
   /// Runs until the task is cancelled, or until ``stopClaiming()`` and the runs in flight finish.
   public func run() async throws {
-    let work = WakeSignal()
     let cancelRequests = WakeSignal()
-    drainWake.withLock { $0 = work }
     queue.notifyWhenWorkArrives(work)
     queue.notifyOnCancelRequests(cancelRequests)
     logger.info("scheduler started", metadata: ["scheduler": "\(options.id)", "concurrency": "\(options.concurrency)"])
