@@ -335,15 +335,19 @@ func eventually(
         ids.append(try #require(Workbench.runID(enqueued.stdout)))
       }
       // Kill one scheduler while it holds runs.
+      // Kill one scheduler while it holds a run: its claim is the run's latest and the run has not
+      // finished (each run takes at least 300 ms in B).
       try await eventually("the doomed scheduler to hold a run") {
-        try bench.history().contains { _, event in
-          if case .attemptStarted = event.kind, event.runEvent >= 4 { return true }
-          return false
-        }
-          && bench.history().contains { _, event in
-            if case .claimed(let claim) = event.kind { return claim.scheduler == "doomed" }
-            return false
+        var holder: [RunID: String] = [:]
+        for (_, event) in try bench.history() {
+          guard let run = event.run else { continue }
+          switch event.kind {
+          case .claimed(let claim): holder[run] = claim.scheduler
+          case .completed, .failed, .timedOut, .cancelled, .crashed, .leaseExpired: holder[run] = nil
+          default: break
           }
+        }
+        return holder.values.contains("doomed")
       }
       doomed.signal(SIGKILL)
       _ = await doomed.waitForExit()
