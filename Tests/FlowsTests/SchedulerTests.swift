@@ -185,6 +185,40 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     }
   }
 
+  /// A step that is no gRPC call (and so has no call deadline) still gets its timeout from the
+  /// scheduler: the attempt is cancelled, fails DEADLINE_EXCEEDED and is retried.
+  @Test func aStepThatIgnoresItsDeadlineIsTimedOutAndRetried() async throws {
+    let flow = Flow(
+      name: "stuck", parameters: ServerFlow.parameters,
+      steps: [
+        Step("wait", retry: RetryPolicy(maxAttempts: 3, initialBackoff: .milliseconds(1)), timeout: .milliseconds(50)) {
+          context in
+          // The first attempt would hang for a minute; the second answers at once.
+          if context.attempt == 1 { try await Task.sleep(for: .seconds(60)) }
+          return Gps_V1_DataInfo.with { $0.dataset = "attempt \(context.attempt)" }
+        }
+      ])
+    let deployment = Deployment(name: "stuck/default", flow: flow)
+    try await withScheduler(registry: DeploymentRegistry([deployment])) { queue, data in
+      let start = ContinuousClock.now
+      let id = try await enqueue(queue, deployment, snippet)
+      try await eventually("the run to end") { queue.run(id)?.state.isTerminal == true }
+      #expect(ContinuousClock.now - start < .seconds(30))
+      #expect(queue.run(id)?.state == .completed, "\(queue.run(id)?.stateMessage ?? "")")
+      let events = try await history(queue, data, run: id)
+      #expect(
+        summary(events).filter { $0.contains("wait") } == [
+          "TaskAttemptStarted wait 1", "TaskAttemptFailed wait 1 DEADLINE_EXCEEDED", "TaskRetryScheduled wait 2",
+          "TaskAttemptStarted wait 2", "TaskAttemptSucceeded wait 2",
+        ])
+      let failure = events.compactMap { event -> Gps_V1_TaskAttemptFailed? in
+        if case .attemptFailed(let failed) = event.kind { return failed }
+        return nil
+      }
+      #expect(failure.map(\.message) == ["the step timed out after 0.05 seconds"])
+    }
+  }
+
   @Test func aRunTimeoutEndsASlowRunTimedOut() async throws {
     var a = ServiceServer.Configuration()
     a.faults = FaultInjectionInterceptor(latency: .seconds(30))

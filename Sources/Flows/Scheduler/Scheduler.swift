@@ -54,22 +54,30 @@ public final class Scheduler: Sendable {
   /// A busy scheduler claims runs this many at a time.
   static let claimBatch = 8
 
-  /// The task executing a run's steps. Only cancelled, under ``ActiveRun``'s lock, while that task
-  /// is inside ``ActiveRun/cancellable(_:)``: it is alive whenever it is used.
+  /// The task executing a step attempt (or a retry's backoff). Only cancelled, under
+  /// ``ActiveRun``'s lock, while that task is inside ``ActiveRun/attempt(timeout:_:)``: it is alive
+  /// whenever it is used.
   struct TaskHandle: @unchecked Sendable {
     let task: UnsafeCurrentTask
   }
 
   /// A run being executed, and how to stop it.
+  ///
+  /// The run's task executes the steps itself; only each attempt (and each backoff) runs in a child
+  /// task, which a stop request (cancel, lost lease, run timeout) or the attempt's own timeout
+  /// cancels, so the call in flight is cancelled. The scheduler's one ``RunTimer`` enforces both
+  /// timeouts: no timer per attempt.
   final class ActiveRun: Sendable {
     enum Stop: Sendable, Equatable { case cancelled, leaseLost, timedOut(String) }
     let lease: LeaseToken
     private struct State {
       var stop: Stop?
-      /// The task executing the steps while it runs: a stop cancels it (and so the call in flight).
+      /// The task of the attempt in progress: a stop or the attempt's timeout cancels it.
       var task: TaskHandle?
       var deadline: ContinuousClock.Instant?
       var timeout: Duration = .zero
+      var attemptDeadline: ContinuousClock.Instant?
+      var attemptTimedOut = false
     }
     private let state = Mutex(State())
 
@@ -77,8 +85,17 @@ public final class Scheduler: Sendable {
 
     var stop: Stop? { state.withLock { $0.stop } }
 
-    /// When the run times out, if it has a timeout.
-    var deadline: ContinuousClock.Instant? { state.withLock { $0.deadline } }
+    /// The earliest of the run's deadline and its attempt's, if it has either.
+    var nextDeadline: ContinuousClock.Instant? {
+      state.withLock { state in
+        switch (state.deadline, state.attemptTimedOut ? nil : state.attemptDeadline) {
+        case (let run?, let attempt?): min(run, attempt)
+        case (let run?, nil): run
+        case (nil, let attempt?): attempt
+        case (nil, nil): nil
+        }
+      }
+    }
 
     func setTimeout(_ timeout: Duration) {
       state.withLock {
@@ -87,7 +104,7 @@ public final class Scheduler: Sendable {
       }
     }
 
-    /// The first request wins; it cancels the steps' task if they are running.
+    /// The first request wins; it cancels the attempt in progress, if any.
     func request(_ reason: Stop) {
       state.withLock { state in
         guard state.stop == nil else { return }
@@ -96,19 +113,55 @@ public final class Scheduler: Sendable {
       }
     }
 
-    func timeOut() {
-      let timeout = state.withLock { $0.timeout }
-      request(.timedOut("the run exceeded its timeout of \(timeout)"))
+    /// Applies the deadlines that have passed by `now`: the run's ends it TimedOut, the attempt's
+    /// cancels the attempt (which then fails with DEADLINE_EXCEEDED and may be retried).
+    func expire(now: ContinuousClock.Instant) {
+      let runTimeout = state.withLock { state -> Duration? in
+        if let deadline = state.attemptDeadline, deadline <= now, !state.attemptTimedOut {
+          state.attemptTimedOut = true
+          state.task?.task.cancel()
+        }
+        guard let deadline = state.deadline, deadline <= now else { return nil }
+        return state.timeout
+      }
+      if let runTimeout { request(.timedOut("the run exceeded its timeout of \(runTimeout)")) }
     }
 
-    /// Runs `body` (in the calling task) so that a stop request cancels it.
-    func cancellable<T>(_ body: () async -> T) async -> T {
+    /// Runs `body` in a child task that a stop request cancels, and that `timeout` (enforced by the
+    /// scheduler's timer, which `timers` is told of) cancels too; `timedOut` says whether it did.
+    func attempt<T: Sendable>(
+      timeout: Duration?, timers: RunTimer, _ body: @escaping @Sendable () async -> T
+    ) async -> (value: T, timedOut: Bool) {
+      if let timeout {
+        let deadline = ContinuousClock.now + timeout
+        state.withLock {
+          $0.attemptDeadline = deadline
+          $0.attemptTimedOut = false
+        }
+        timers.signalIfEarlier(deadline)
+      }
+      let value = await withTaskGroup(of: T.self) { group in
+        group.addTask { await self.cancellable(body) }
+        return await group.next()!
+      }
+      let timedOut = state.withLock { state in
+        defer {
+          state.attemptDeadline = nil
+          state.attemptTimedOut = false
+        }
+        return state.attemptTimedOut
+      }
+      return (value, timedOut)
+    }
+
+    /// Runs `body` (in the calling task) so that a stop request or the attempt's timeout cancels it.
+    private func cancellable<T>(_ body: () async -> T) async -> T {
       withUnsafeCurrentTask { task in
         guard let task else { return }
         let handle = TaskHandle(task: task)
         state.withLock { state in
           state.task = handle
-          if state.stop != nil { handle.task.cancel() }
+          if state.stop != nil || state.attemptTimedOut { handle.task.cancel() }
         }
       }
       let result = await body()
@@ -201,8 +254,8 @@ public final class Scheduler: Sendable {
           await capacity.wait()
           continue
         }
-        // When busy, let a few slots free up (briefly) so one claim commit takes several runs; an
-        // idle scheduler claims at once.
+        // When busy, let a claim batch's worth of slots free up, for a millisecond at most, so one
+        // claim commit takes several runs; an idle scheduler claims at once.
         if free < Self.claimBatch, free < options.concurrency, !gathering {
           gathering = true
           await capacity.wait(timeout: .milliseconds(1))
@@ -262,19 +315,15 @@ public final class Scheduler: Sendable {
     }
   }
 
-  /// Times out runs whose deadline has passed: one timer for all runs, woken when a run with an
-  /// earlier deadline starts.
+  /// Times out runs and attempts whose deadline has passed: one timer for all runs, woken when a
+  /// run or attempt with an earlier deadline starts.
   func enforceTimeouts() async {
     while !Task.isCancelled {
       let now = ContinuousClock.now
       var next: ContinuousClock.Instant?
       for run in active.withLock({ Array($0.values) }) {
-        guard let deadline = run.deadline else { continue }
-        if deadline <= now {
-          run.timeOut()
-        } else {
-          next = min(next ?? deadline, deadline)
-        }
+        run.expire(now: now)
+        if let deadline = run.nextDeadline, deadline > now { next = min(next ?? deadline, deadline) }
       }
       await timers.wait(until: next)
     }
@@ -312,8 +361,16 @@ public final class Scheduler: Sendable {
   func execute(_ claim: Claim, _ run: ActiveRun) async {
     let lease = claim.token
     defer {
-      active.withLock { $0[claim.run.id] = nil }
-      capacity.signal()
+      let remaining = active.withLock { active in
+        active[claim.run.id] = nil
+        return active.count
+      }
+      // The claim loop needs to hear only of the first free slot, of a claim batch's worth, and of
+      // the last run ending: not of every run.
+      let free = options.concurrency - remaining
+      if free == 1 || free == Self.claimBatch || remaining == 0 || draining.load(ordering: .relaxed) {
+        capacity.signal()
+      }
     }
     let started = ContinuousClock.now
     do {
@@ -329,18 +386,9 @@ public final class Scheduler: Sendable {
       let timeout = claim.run.timeout > .zero ? claim.run.timeout : deployment.timeout
       if timeout > .zero {
         run.setTimeout(timeout)
-        timers.signalIfEarlier(run.deadline)
+        timers.signalIfEarlier(run.nextDeadline)
       }
-      // The steps run in one child task, which a stop request (cancel, lost lease, timeout)
-      // cancels; this task stays free to record the outcome.
-      let result = await withTaskGroup(of: StepsResult.self) { group in
-        group.addTask {
-          await run.cancellable {
-            await self.steps(of: deployment.flow, claim: claim, parameters: parameters, run: run)
-          }
-        }
-        return await group.next()!
-      }
+      let result = await steps(of: deployment.flow, claim: claim, parameters: parameters, run: run)
       let pending = result.pending
       let outcome: Outcome =
         switch (result.outcome, run.stop) {
@@ -406,9 +454,14 @@ public final class Scheduler: Sendable {
           try await queue.report(lease, pending)
           pending = []
           let start = ContinuousClock.now
-          let result = await Self.attempt(step, context)
+          var (result, timedOut) = await run.attempt(timeout: step.timeout, timers: timers) {
+            await Self.call(step, context)
+          }
           let duration = ContinuousClock.now - start
-          if Task.isCancelled {
+          if timedOut, case .failure = result {
+            result = .failure(RPCError(code: .deadlineExceeded, message: "the step timed out after \(step.timeout)"))
+          }
+          if run.stop != nil || Task.isCancelled {
             // Cancelled by a user: the interrupted attempt is part of the history. After a lost
             // lease nothing more is recorded: the run is no longer ours.
             if run.stop == .cancelled {
@@ -438,7 +491,8 @@ public final class Scheduler: Sendable {
                   }))
               try await queue.report(lease, pending)
               pending = []
-              try await Task.sleep(for: backoff)
+              _ = await run.attempt(timeout: nil, timers: timers) { try? await Task.sleep(for: backoff) }
+              if run.stop != nil || Task.isCancelled { return StepsResult(outcome: nil, pending: []) }
               attempt += 1
               continue
             }
@@ -470,29 +524,16 @@ public final class Scheduler: Sendable {
     return StepsResult(outcome: .completed(result: result, type: last.resultType, cached: allCached), pending: pending)
   }
 
-  /// One attempt of a step, limited by its timeout; every error becomes a gRPC status.
-  static func attempt(_ step: Step, _ context: StepContext) async -> Result<[UInt8], RPCError> {
-    await withTaskGroup(of: Result<[UInt8], RPCError>?.self) { group in
-      group.addTask {
-        do {
-          return .success(try await step.body(context))
-        } catch let error as RPCError {
-          return .failure(error)
-        } catch is CancellationError {
-          return Task.isCancelled ? nil : .failure(RPCError(code: .cancelled, message: "cancelled"))
-        } catch {
-          return .failure(RPCError(code: .unknown, message: "\(error)"))
-        }
-      }
-      group.addTask {
-        try? await Task.sleep(for: step.timeout)
-        return Task.isCancelled
-          ? nil : .failure(RPCError(code: .deadlineExceeded, message: "the step timed out after \(step.timeout)"))
-      }
-      var result: Result<[UInt8], RPCError>?
-      while result == nil, let next = await group.next() { result = next }
-      group.cancelAll()
-      return result ?? .failure(RPCError(code: .cancelled, message: "cancelled"))
+  /// One call of a step's body; every error becomes a gRPC status.
+  static func call(_ step: Step, _ context: StepContext) async -> Result<[UInt8], RPCError> {
+    do {
+      return .success(try await step.body(context))
+    } catch let error as RPCError {
+      return .failure(error)
+    } catch is CancellationError {
+      return .failure(RPCError(code: .cancelled, message: "cancelled"))
+    } catch {
+      return .failure(RPCError(code: .unknown, message: "\(error)"))
     }
   }
 }
