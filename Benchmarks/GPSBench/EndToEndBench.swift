@@ -50,6 +50,7 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
         var eventsPerBatch: [Double] = []
         var limits: [Double] = []
         var usage: [ProcessUsage] = []
+        var runsPerClaim: [Double] = []
         for _ in 0..<repetitions {
           let data = freshDirectory(directory + "/e2e")
           var options = QueueOptions()
@@ -89,6 +90,13 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
           precondition(queue.counts[.completed] == runs, "runs failed: \(queue.counts)")
           queue.close(writingSnapshot: false)
           let report = try LogVerifier(directory: data).verify()
+          // Claims committed together share their time: runs per claim commit.
+          var claimTimes: [Timestamp: Int] = [:]
+          try QueueHistory(directory: data).events { _, event in
+            if case .claimed = event.kind { claimTimes[event.time, default: 0] += 1 }
+            return true
+          }
+          runsPerClaim.append(Double(runs) / Double(max(1, claimTimes.count)))
           let batches = Double(report.batches - before.batches)
           let perBatch = Double(report.records - before.records) / batches
           let bytesPerBatch = Double(report.bytes - before.bytes) / batches
@@ -103,8 +111,9 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
           "  \(label): "
             + String(
               format:
-                "%.0f completed runs/s (%d runs, scheduler concurrency %d, %.1f events per batch; %.0f us CPU, %.1f context switches per run) = %.2f of the calls alone; raw write+fdatasync limit for such batches: %.0f runs/s",
-              median(rates), runs, concurrency, median(eventsPerBatch), median(usage.map(\.cpuMicros)),
+                "%.0f completed runs/s (%d runs, scheduler concurrency %d, %.1f events per batch, %.1f runs per claim; %.0f us CPU, %.1f context switches per run) = %.2f of the calls alone; raw write+fdatasync limit for such batches: %.0f runs/s",
+              median(rates), runs, concurrency, median(eventsPerBatch), median(runsPerClaim),
+              median(usage.map(\.cpuMicros)),
               median(usage.map(\.switches)), median(rates) / median(pipelineRates), median(limits)))
       }
 
