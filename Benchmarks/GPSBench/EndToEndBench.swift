@@ -57,37 +57,17 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
           if ProcessInfo.processInfo.environment["GPS_BENCH_FSYNC"] == "none" { options.log.fsync = .none }
           let queue = try RunQueue(directory: data, options: options)
           let enqueueAll = {
-            try await withThrowingTaskGroup(of: Void.self) { enqueuers in
-              for client in 0..<16 {
-                enqueuers.addTask {
-                  for _ in stride(from: client, to: runs, by: 16) {
-                    _ = try await queue.enqueue(try deployment.enqueueRequest(parametersJSON: parameters))
-                  }
-                }
-              }
-              try await enqueuers.waitForAll()
-            }
+            try await enqueueRuns(runs, of: deployment, parametersJSON: parameters, into: queue)
           }
           if !concurrentEnqueue { try await enqueueAll() }
           let before = try LogVerifier(directory: data).verify()
-          let scheduler = Scheduler(
-            queue: queue, registry: .standard, clients: clients,
-            options: SchedulerOptions(id: "bench", concurrency: concurrency), logger: quiet)
           let start = ContinuousClock.now
           let usageBefore = ProcessUsage.now
-          try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await scheduler.run() }
-            if concurrentEnqueue { try await enqueueAll() }
-            while queue.counts[.completed] + queue.counts[.failed] < runs {
-              // Not more often: each sleep costs this process a timer and wake-ups that would count as
-              // the scheduler's.
-              try await Task.sleep(for: .milliseconds(10))
-            }
-            group.cancelAll()
-          }
+          try await drain(
+            queue, runs: runs, registry: .standard, clients: clients, concurrency: concurrency, logger: quiet,
+            meanwhile: concurrentEnqueue ? enqueueAll : {})
           let elapsed = (ContinuousClock.now - start).seconds
           usage.append((ProcessUsage.now - usageBefore) / runs)
-          precondition(queue.counts[.completed] == runs, "runs failed: \(queue.counts)")
           queue.close(writingSnapshot: false)
           let report = try LogVerifier(directory: data).verify()
           // Claims committed together share their time: runs per claim commit.
@@ -116,6 +96,37 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
               median(usage.map(\.cpuMicros)),
               median(usage.map(\.switches)), median(rates) / median(pipelineRates), median(limits)))
       }
+
+      // The scheduler's own cost: the same backlog drained through two steps that return at once
+      // (no gRPC), every event durable.
+      let noop = Deployment(
+        name: "noop/bench",
+        flow: Flow(
+          name: "noop", parameters: ServerFlow.parameters,
+          steps: [
+            Step("first") { context in try context.parameter(ServerFlow.parameterName, as: Gps_V1_DataInfo.self) },
+            Step("second") { context in try context.result(of: "first", as: Gps_V1_DataInfo.self) },
+          ]))
+      var noopRates: [Double] = []
+      var noopUsage: [ProcessUsage] = []
+      for _ in 0..<repetitions {
+        let data = freshDirectory(directory + "/e2e-noop")
+        let queue = try RunQueue(directory: data)
+        try await enqueueRuns(runs, of: noop, parametersJSON: parameters, into: queue)
+        let start = ContinuousClock.now
+        let usageBefore = ProcessUsage.now
+        try await drain(
+          queue, runs: runs, registry: DeploymentRegistry([noop]), clients: clients, concurrency: concurrency,
+          logger: quiet)
+        noopRates.append(Double(runs) / (ContinuousClock.now - start).seconds)
+        noopUsage.append((ProcessUsage.now - usageBefore) / runs)
+        queue.close(writingSnapshot: false)
+      }
+      print(
+        String(
+          format:
+            "  the scheduler alone (two steps that return at once, no gRPC): %.0f completed runs/s (%.0f us CPU, %.1f context switches per run)",
+          median(noopRates), median(noopUsage.map(\.cpuMicros)), median(noopUsage.map(\.switches))))
 
       // Latency on an idle system: one run at a time, times from the events' own timestamps.
       let data = freshDirectory(directory + "/e2e-latency")
@@ -163,6 +174,44 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
           percentile(clientToCompleted, 0.5), percentile(clientToCompleted, 0.99)))
     }
   }
+}
+
+/// Enqueues `count` runs of `deployment` from 16 concurrent clients.
+private func enqueueRuns(
+  _ count: Int, of deployment: Deployment, parametersJSON: String, into queue: RunQueue
+) async throws {
+  try await withThrowingTaskGroup(of: Void.self) { enqueuers in
+    for client in 0..<16 {
+      enqueuers.addTask {
+        for _ in stride(from: client, to: count, by: 16) {
+          _ = try await queue.enqueue(try deployment.enqueueRequest(parametersJSON: parametersJSON))
+        }
+      }
+    }
+    try await enqueuers.waitForAll()
+  }
+}
+
+/// Runs a scheduler on `queue` (while `meanwhile` runs too) until `runs` runs have ended; every
+/// one must have completed.
+private func drain(
+  _ queue: RunQueue, runs: Int, registry: DeploymentRegistry, clients: ServiceClients, concurrency: Int,
+  logger: Logger, meanwhile: () async throws -> Void = {}
+) async throws {
+  let scheduler = Scheduler(
+    queue: queue, registry: registry, clients: clients,
+    options: SchedulerOptions(id: "bench", concurrency: concurrency), logger: logger)
+  try await withThrowingTaskGroup(of: Void.self) { group in
+    group.addTask { try await scheduler.run() }
+    try await meanwhile()
+    while queue.counts[.completed] + queue.counts[.failed] < runs {
+      // Not more often: each sleep costs this process a timer and wake-ups that would count as the
+      // scheduler's.
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    group.cancelAll()
+  }
+  precondition(queue.counts[.completed] == runs, "runs failed: \(queue.counts)")
 }
 
 /// CPU time and context switches of this process (getrusage), for costs per run.
