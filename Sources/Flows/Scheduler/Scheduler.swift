@@ -440,6 +440,8 @@ public final class Scheduler: Sendable {
       for step in flow.steps {
         var attempt: UInt32 = 1
         while true {
+          // Stopped (cancelled, lease lost, run timed out) while recording: start nothing more.
+          if run.stop != nil || Task.isCancelled { return StepsResult(outcome: nil, pending: pending) }
           let context = StepContext(
             runID: claim.run.id, deployment: claim.run.deployment, step: step.name, attempt: attempt,
             parameters: parameters, results: results, clients: clients, timeout: step.timeout)
