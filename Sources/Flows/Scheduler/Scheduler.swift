@@ -1,6 +1,6 @@
 import Crypto
 public import Foundation
-public import GRPCCore
+import GRPCCore
 public import Logging
 public import Queue
 public import RPC
