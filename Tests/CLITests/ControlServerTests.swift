@@ -313,7 +313,7 @@ func eventually(
     try await withTemporaryDirectory { root in
       // Each call to B takes 300 ms, so runs are in flight when a scheduler dies.
       let bench = try await Workbench(root: root, bArguments: ["--latency", "300ms"])
-      let (server, _) = try await bench.startServer(["--no-scheduler", "--lease-duration", "1s"])
+      let (server, address) = try await bench.startServer(["--no-scheduler", "--lease-duration", "1s"])
       func scheduler(_ id: String) throws -> GPSProcess {
         try GPSProcess(
           [
@@ -325,16 +325,23 @@ func eventually(
       let survivor = try scheduler("survivor")
       await doomed.waitForOutput { stdout, _ in stdout.contains("working for") }
       await survivor.waitForOutput { stdout, _ in stdout.contains("working for") }
-      var ids: [String] = []
-      for index in 0..<8 {
-        let enqueued = try await bench.gps([
-          "enqueue", "server-flow/MyPrefectDeployer", "--param",
-          #"data_info={"object_storage_urls": ["a"], "dataset": "d\#(index)"}"#,
-        ])
-        #expect(enqueued.status == 0, "\(enqueued.stderr)")
-        ids.append(try #require(Workbench.runID(enqueued.stdout)))
+      // Eight runs within milliseconds, twice the slots of both schedulers: the survivor can hold
+      // only two, so the doomed one gets runs, and holds some until the backlog is gone (at least
+      // 600 ms). Enqueued by one `gps` process after another instead, on a loaded machine the runs
+      // could trickle in slower than the survivor finished them, and it took every one.
+      let ids = try await withControlClient(try ServiceAddress(parsing: address, what: "address")) { control in
+        var ids: [String] = []
+        for index in 0..<8 {
+          ids.append(
+            try await control.enqueue(
+              .with {
+                $0.deployment = "server-flow/MyPrefectDeployer"
+                $0.parametersJson = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "d\#(index)"}}"#
+              }
+            ).run.id)
+        }
+        return ids
       }
-      // Kill one scheduler while it holds runs.
       // Kill one scheduler while it holds a run: its claim is the run's latest and the run has not
       // finished (each run takes at least 300 ms in B).
       try await eventually("the doomed scheduler to hold a run") {
