@@ -311,24 +311,13 @@ func eventually(
 
   @Test func twoRemoteSchedulersShareTheRunsAndAKilledOnesRunsAreRequeued() async throws {
     try await withTemporaryDirectory { root in
-      // Each call to B takes 300 ms, so runs are in flight when a scheduler dies.
-      let bench = try await Workbench(root: root, bArguments: ["--latency", "300ms"])
+      // Each call to B takes a second, so runs are in flight when a scheduler dies.
+      let bench = try await Workbench(root: root, bArguments: ["--latency", "1s"])
       let (server, address) = try await bench.startServer(["--no-scheduler", "--lease-duration", "1s"])
-      func scheduler(_ id: String) throws -> GPSProcess {
-        try GPSProcess(
-          [
-            "scheduler", "--data-dir", bench.data, "--a", bench.aAddress, "--b", bench.bAddress, "--concurrency", "2",
-            "--id", id,
-          ])
-      }
-      let doomed = try scheduler("doomed")
-      let survivor = try scheduler("survivor")
-      await doomed.waitForOutput { stdout, _ in stdout.contains("working for") }
-      await survivor.waitForOutput { stdout, _ in stdout.contains("working for") }
-      // Eight runs within milliseconds, twice the slots of both schedulers: the survivor can hold
-      // only two, so the doomed one gets runs, and holds some until the backlog is gone (at least
-      // 600 ms). Enqueued by one `gps` process after another instead, on a loaded machine the runs
-      // could trickle in slower than the survivor finished them, and it took every one.
+      // The backlog comes first: eight runs, twice the slots of both schedulers, so each holds runs
+      // from its first claim until the backlog is gone (at least two seconds), however slowly a
+      // loaded machine enqueues. (Runs enqueued while the schedulers worked could trickle in slower
+      // than the survivor finished them, and it took every one.)
       let ids = try await withControlClient(try ServiceAddress(parsing: address, what: "address")) { control in
         var ids: [String] = []
         for index in 0..<8 {
@@ -342,8 +331,17 @@ func eventually(
         }
         return ids
       }
+      func scheduler(_ id: String) throws -> GPSProcess {
+        try GPSProcess(
+          [
+            "scheduler", "--data-dir", bench.data, "--a", bench.aAddress, "--b", bench.bAddress, "--concurrency", "2",
+            "--id", id,
+          ])
+      }
+      let doomed = try scheduler("doomed")
+      let survivor = try scheduler("survivor")
       // Kill one scheduler while it holds a run: its claim is the run's latest and the run has not
-      // finished (each run takes at least 300 ms in B).
+      // finished.
       try await eventually("the doomed scheduler to hold a run") {
         var holder: [RunID: String] = [:]
         for (_, event) in try bench.history() {
