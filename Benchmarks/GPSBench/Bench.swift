@@ -160,6 +160,10 @@ struct Bench {
         directory: directory, runs: arguments.e2eRuns,
         concurrency: Int(ProcessInfo.processInfo.environment["GPS_BENCH_CONCURRENCY"] ?? "64")!, latencyRuns: 300,
         repetitions: arguments.runs)
+      try await benchEndToEndSeparateServices(
+        directory: directory, runs: arguments.e2eRuns,
+        concurrency: Int(ProcessInfo.processInfo.environment["GPS_BENCH_CONCURRENCY"] ?? "64")!,
+        repetitions: arguments.runs)
     }
     if arguments.suites.contains("control") {
       try await benchControl(

@@ -145,18 +145,18 @@ final class LoadState: Sendable {
   var isStopped: Bool { stopped.load(ordering: .relaxed) }
 }
 
-/// `gps server start --port 0 ARGUMENTS`, running until ``stop()``.
+/// `gps COMMAND --port 0 ARGUMENTS` (by default `server start`), running until ``stop()``.
 final class ServerProcess: Sendable {
   let process: Process
   let address: String
   let output: URL
 
-  init(gps: String, arguments: [String]) throws {
+  init(gps: String, command: [String] = ["server", "start"], arguments: [String]) throws {
     output = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("gps-bench-\(UUID().uuidString)")
     _ = FileManager.default.createFile(atPath: output.path, contents: nil)
     process = Process()
     process.executableURL = URL(fileURLWithPath: gps)
-    process.arguments = ["server", "start", "--port", "0", "--log-level", "warning"] + arguments
+    process.arguments = command + ["--port", "0", "--log-level", "warning"] + arguments
     process.standardOutput = try FileHandle(forWritingTo: output)
     process.standardError = FileHandle.nullDevice
     try process.run()
@@ -166,7 +166,9 @@ final class ServerProcess: Sendable {
       found = text.split(separator: "\n").first { $0.hasPrefix("listening on ") }.map { String($0.dropFirst(13)) }
       if found == nil { usleep(1000) }
     }
-    guard let found else { throw QueueError(code: .io, message: "gps server start did not start") }
+    guard let found else {
+      throw QueueError(code: .io, message: "gps \(command.joined(separator: " ")) did not start")
+    }
     address = found
   }
 

@@ -23,17 +23,8 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
       for _ in 0..<repetitions {
         let start = ContinuousClock.now
         let usageBefore = ProcessUsage.now
-        defer { pipelineUsage.append((ProcessUsage.now - usageBefore) / runs) }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-          for worker in 0..<concurrency {
-            group.addTask {
-              for index in stride(from: worker, to: runs, by: concurrency) {
-                _ = try await clients.runPipeline(dataInfo, idempotencyKey: "bench-\(index)", timeout: .seconds(30))
-              }
-            }
-          }
-          try await group.waitForAll()
-        }
+        try await callsAlone(runs, dataInfo: dataInfo, clients: clients, concurrency: concurrency)
+        pipelineUsage.append((ProcessUsage.now - usageBefore) / runs)
         pipelineRates.append(Double(runs) / (ContinuousClock.now - start).seconds)
       }
       print(
@@ -174,6 +165,72 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
           percentile(clientToCompleted, 0.5), percentile(clientToCompleted, 0.99)))
     }
   }
+}
+
+/// The same two calls a run of server-flow makes, `concurrency` pipelines at a time, without GPS.
+private func callsAlone(
+  _ runs: Int, dataInfo: Gps_V1_DataInfo, clients: ServiceClients, concurrency: Int
+) async throws {
+  try await withThrowingTaskGroup(of: Void.self) { group in
+    for worker in 0..<concurrency {
+      group.addTask {
+        for index in stride(from: worker, to: runs, by: concurrency) {
+          _ = try await clients.runPipeline(dataInfo, idempotencyKey: "bench-\(index)", timeout: .seconds(30))
+        }
+      }
+    }
+    try await group.waitForAll()
+  }
+}
+
+/// server-flow with A and B as their own processes (`gps server a`, `gps server b`), as they are
+/// deployed: the calls alone, then a backlog drained by the scheduler in this process. CPU per run
+/// counts all three processes.
+func benchEndToEndSeparateServices(directory: String, runs: Int, concurrency: Int, repetitions: Int) async throws {
+  let gps = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gps")
+  let root = freshDirectory(directory + "/objects-separate")
+  try Data("hello".utf8).write(to: URL(fileURLWithPath: root + "/a"))
+  let a = try ServerProcess(gps: gps.path, command: ["server", "a"], arguments: ["--object-root", root])
+  let b = try ServerProcess(gps: gps.path, command: ["server", "b"], arguments: [])
+  let quiet = Logger(label: "gps.bench", factory: { _ in SwiftLogNoOpLogHandler() })
+  let parameters = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
+  let dataInfo = try ServerFlow.decodeDataInfo(#"{"object_storage_urls": ["a"], "dataset": "b"}"#)
+  print("\nend to end, A and B as separate processes (gps server a, gps server b), every event durable")
+  let cpu = { ProcessUsage.now.cpuMicros + (a.cpuSeconds + b.cpuSeconds) * 1e6 }
+  try await withServiceClients(
+    a: try ServiceAddress(parsing: a.address, what: "A"), b: try ServiceAddress(parsing: b.address, what: "B")
+  ) { clients in
+    var callRates: [Double] = []
+    var callCPU: [Double] = []
+    var drainRates: [Double] = []
+    var drainCPU: [Double] = []
+    for _ in 0..<repetitions {
+      var start = ContinuousClock.now
+      var cpuBefore = cpu()
+      try await callsAlone(runs, dataInfo: dataInfo, clients: clients, concurrency: concurrency)
+      callRates.append(Double(runs) / (ContinuousClock.now - start).seconds)
+      callCPU.append((cpu() - cpuBefore) / Double(runs))
+
+      let data = freshDirectory(directory + "/e2e-separate")
+      let queue = try RunQueue(directory: data)
+      try await enqueueRuns(runs, of: ServerFlow.deployment, parametersJSON: parameters, into: queue)
+      start = ContinuousClock.now
+      cpuBefore = cpu()
+      try await drain(
+        queue, runs: runs, registry: .standard, clients: clients, concurrency: concurrency, logger: quiet)
+      drainRates.append(Double(runs) / (ContinuousClock.now - start).seconds)
+      drainCPU.append((cpu() - cpuBefore) / Double(runs))
+      queue.close(writingSnapshot: false)
+    }
+    print(
+      String(
+        format:
+          "  the calls alone: %.0f runs/s (%.0f us CPU per run, all three processes); backlog drained: %.0f completed runs/s (%d runs, scheduler concurrency %d; %.0f us CPU per run) = %.2f of the calls alone",
+        median(callRates), median(callCPU), median(drainRates), runs, concurrency, median(drainCPU),
+        median(drainRates) / median(callRates)))
+  }
+  await a.stop()
+  await b.stop()
 }
 
 /// Enqueues `count` runs of `deployment` from 16 concurrent clients.
