@@ -12,14 +12,14 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
   try Data("hello".utf8).write(to: root.appendingPathComponent("a"))
   let quiet = Logger(label: "gps.bench", factory: { _ in SwiftLogNoOpLogHandler() })
   let deployment = ServerFlow.deployment
-  let parameters = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
+  let parameters = sampleParameters
   print("\nend to end: server-flow with A and B on loopback, every event durable (fsync always)")
   try await withRunningServices(objectRoot: root, logger: quiet) { a, b in
     try await withServiceClients(a: a, b: b) { clients in
       // The ceiling without GPS: the same two calls per run, 64 at a time, no queue, no events.
       var pipelineRates: [Double] = []
       var pipelineUsage: [ProcessUsage] = []
-      let dataInfo = try ServerFlow.decodeDataInfo(#"{"object_storage_urls": ["a"], "dataset": "b"}"#)
+      let dataInfo = try ServerFlow.decodeDataInfo(ServerFlow.sampleDataInfoJSON)
       for _ in 0..<repetitions {
         let start = ContinuousClock.now
         let usageBefore = ProcessUsage.now
@@ -167,6 +167,9 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
   }
 }
 
+/// The snippet's parameters, as every end-to-end run gets them.
+private let sampleParameters = #"{"\#(ServerFlow.parameterName)": \#(ServerFlow.sampleDataInfoJSON)}"#
+
 /// The same two calls a run of server-flow makes, `concurrency` pipelines at a time, without GPS.
 private func callsAlone(
   _ runs: Int, dataInfo: Gps_V1_DataInfo, clients: ServiceClients, concurrency: Int
@@ -193,8 +196,8 @@ func benchEndToEndSeparateServices(directory: String, runs: Int, concurrency: In
   let a = try ServerProcess(gps: gps.path, command: ["server", "a"], arguments: ["--object-root", root])
   let b = try ServerProcess(gps: gps.path, command: ["server", "b"], arguments: [])
   let quiet = Logger(label: "gps.bench", factory: { _ in SwiftLogNoOpLogHandler() })
-  let parameters = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
-  let dataInfo = try ServerFlow.decodeDataInfo(#"{"object_storage_urls": ["a"], "dataset": "b"}"#)
+  let parameters = sampleParameters
+  let dataInfo = try ServerFlow.decodeDataInfo(ServerFlow.sampleDataInfoJSON)
   print("\nend to end, A and B as separate processes (gps server a, gps server b), every event durable")
   let cpu = { ProcessUsage.now.cpuMicros + (a.cpuSeconds + b.cpuSeconds) * 1e6 }
   try await withServiceClients(

@@ -99,6 +99,8 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
                   )
                 }
               }
+              // Only what a bulk enqueuer needs (not the full RunInfo that Enqueue answers with):
+              // every byte here is paid for by each of tens of thousands of answers a second.
               messages.append(
                 .with {
                   $0.run = .with {

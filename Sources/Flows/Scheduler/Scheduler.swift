@@ -493,8 +493,8 @@ public final class Scheduler: Sendable {
                   }))
               try await queue.report(lease, pending)
               pending = []
+              // A stop cuts the backoff short; the loop's first check then ends the run.
               _ = await run.attempt(timeout: nil, timers: timers) { try? await Task.sleep(for: backoff) }
-              if run.stop != nil || Task.isCancelled { return StepsResult(outcome: nil, pending: []) }
               attempt += 1
               continue
             }
