@@ -1,6 +1,7 @@
 import Flows
 import Foundation
 import GPSTesting
+import GRPCCore
 import Logging
 import Queue
 import RPC
@@ -170,7 +171,9 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
 /// The snippet's parameters, as every end-to-end run gets them.
 private let sampleParameters = #"{"\#(ServerFlow.parameterName)": \#(ServerFlow.sampleDataInfoJSON)}"#
 
-/// The same two calls a run of server-flow makes, `concurrency` pipelines at a time, without GPS.
+/// The same two calls a run of server-flow makes, `concurrency` pipelines at a time, without GPS:
+/// with the metadata a step sends (idempotency key and `grpc-timeout`) and no local timer, as the
+/// scheduler's steps.
 private func callsAlone(
   _ runs: Int, dataInfo: Gps_V1_DataInfo, clients: ServiceClients, concurrency: Int
 ) async throws {
@@ -178,7 +181,12 @@ private func callsAlone(
     for worker in 0..<concurrency {
       group.addTask {
         for index in stride(from: worker, to: runs, by: concurrency) {
-          _ = try await clients.runPipeline(dataInfo, idempotencyKey: "bench-\(index)", timeout: .seconds(30))
+          var metadata = Metadata()
+          metadata.addTimeout(.seconds(30))
+          metadata.addString("bench-\(index)/prepare/1", forKey: idempotencyKeyMetadataKey)
+          let manifest = try await clients.a.prepare(dataInfo, metadata: metadata)
+          metadata.replaceOrAddString("bench-\(index)/process/1", forKey: idempotencyKeyMetadataKey)
+          _ = try await clients.b.process(manifest, metadata: metadata)
         }
       }
     }

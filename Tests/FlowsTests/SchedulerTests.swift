@@ -58,6 +58,7 @@ func withScheduler(
   queueOptions: (inout QueueOptions) -> Void = { _ in },
   schedulerOptions: SchedulerOptions = SchedulerOptions(id: "test", concurrency: 8, heartbeatInterval: .seconds(1)),
   schedulerQueue: @Sendable @escaping (RunQueue) -> any SchedulerQueue = { $0 },
+  serviceLogger: Logger = quietLogger,
   body: @Sendable @escaping (RunQueue, String) async throws -> Void
 ) async throws {
   try await withTemporaryDirectory { directory in
@@ -70,7 +71,8 @@ func withScheduler(
     let data = directory.appendingPathComponent("data").path
     let queue = try RunQueue(directory: data, options: options)
     defer { queue.close() }
-    try await withRunningServices(objectRoot: root, a: aConfiguration, b: bConfiguration) { a, b in
+    try await withRunningServices(objectRoot: root, a: aConfiguration, b: bConfiguration, logger: serviceLogger) {
+      a, b in
       try await withServiceClients(a: aAddress ?? a, b: b) { clients in
         let scheduler = Scheduler(
           queue: schedulerQueue(queue), registry: registry, clients: clients, options: schedulerOptions,
@@ -325,6 +327,22 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
       let id = try await enqueue(queue, deployment, snippet)
       try await eventually("completion") { queue.run(id)?.state.isTerminal == true }
       #expect(keys.withLock { $0 } == ["\(id)/first/1", "\(id)/first/2"])
+    }
+  }
+
+  /// The scheduler enforces a step's deadline itself; the services learn it from `grpc-timeout`.
+  @Test func serverFlowsCallsTellTheServicesTheirKeyAndTheStepsDeadline() async throws {
+    let logs = CapturedLogs()
+    try await withScheduler(serviceLogger: logs.logger()) { queue, _ in
+      let id = try await enqueue(queue, ServerFlow.deployment, snippet)
+      try await eventually("completion") { queue.run(id)?.state.isTerminal == true }
+      #expect(queue.run(id)?.state == .completed)
+      let calls = logs.all.filter { $0.message == "call finished" }.sorted {
+        ($0.metadata["idempotency_key"] ?? "") < ($1.metadata["idempotency_key"] ?? "")
+      }
+      #expect(calls.map { $0.metadata["idempotency_key"] } == ["\(id)/prepare/1", "\(id)/process/1"])
+      // Both steps of server-flow have a 30 s timeout.
+      #expect(calls.map { $0.metadata["timeout"] } == ["30000000u", "30000000u"])
     }
   }
 

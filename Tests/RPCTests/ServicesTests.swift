@@ -270,4 +270,21 @@ import Testing
     #expect(finished.map { $0.metadata["method"] } == ["gps.v1.A/Prepare", "gps.v1.B/Process"])
     #expect(finished.allSatisfy { $0.metadata["status"] == "OK" })
   }
+
+  @Test(arguments: [
+    (Duration.seconds(30), "30000000u"),
+    (.milliseconds(50), "50000000n"),
+    (.nanoseconds(1), "1n"),
+    (.zero, "0n"),
+    (.seconds(1) + .nanoseconds(1), "1000001u"),
+    (.seconds(100_000), "100000S"),
+    (.seconds(100_000_000), "1666667M"),
+    (.seconds(360_000_000_000), "99999999H"),
+  ])
+  func timeoutsAreSentInGRPCsWireFormatRoundedUp(timeout: Duration, wire: String) {
+    #expect(Metadata.grpcTimeoutValue(timeout) == wire)
+    var metadata = Metadata()
+    metadata.addTimeout(timeout)
+    #expect(Array(metadata[stringValues: grpcTimeoutMetadataKey]) == [wire])
+  }
 }

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import GRPCCore
 public import Queue
 public import RPC
@@ -20,19 +20,20 @@ public struct StepContext: Sendable {
   /// `RUN/STEP/ATTEMPT`: the same on every retry of this attempt's call, different per attempt.
   public var idempotencyKey: String { "\(runID)/\(step)/\(attempt)" }
 
-  /// Metadata every call of the step sends.
+  /// Metadata every call of the step sends: the idempotency key, and the step's deadline as
+  /// `grpc-timeout`, so that the service gives up on the call when the scheduler does.
   public var metadata: Metadata {
     var metadata = Metadata()
     metadata.addString(idempotencyKey, forKey: idempotencyKeyMetadataKey)
+    metadata.addTimeout(timeout)
     return metadata
   }
 
-  /// Call options with the step's deadline.
-  public var callOptions: CallOptions {
-    var options = CallOptions.defaults
-    options.timeout = timeout
-    return options
-  }
+  /// Call options for the step's calls. They set no `timeout`: the scheduler enforces the step's
+  /// deadline itself (it cancels the attempt, and with it the call, and records DEADLINE_EXCEEDED),
+  /// and the deadline reaches the service in ``metadata``. A timeout here would arm a second timer
+  /// and two more tasks for every call.
+  public var callOptions: CallOptions { .defaults }
 
   /// A parameter as its message type.
   public func parameter<M: SwiftProtobuf.Message>(_ name: String, as type: M.Type) throws -> M {

@@ -4,7 +4,21 @@ public import Foundation
 public struct RunID: Sendable, Hashable, Comparable, CustomStringConvertible {
   public let uuid: UUID
 
-  public init(_ uuid: UUID = UUID()) { self.uuid = uuid }
+  public init(_ uuid: UUID = RunID.randomUUID()) { self.uuid = uuid }
+
+  /// A random (version 4) UUID from the system's generator (`getrandom`). Foundation's `UUID()`
+  /// opens, reads and closes /dev/urandom each time here: three system calls per enqueue.
+  public static func randomUUID() -> UUID {
+    var generator = SystemRandomNumberGenerator()
+    var value: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    withUnsafeMutableBytes(of: &value) { raw in
+      raw.storeBytes(of: generator.next() as UInt64, toByteOffset: 0, as: UInt64.self)
+      raw.storeBytes(of: generator.next() as UInt64, toByteOffset: 8, as: UInt64.self)
+      raw[6] = (raw[6] & 0x0F) | 0x40  // version 4
+      raw[8] = (raw[8] & 0x3F) | 0x80  // RFC 4122 variant
+    }
+    return UUID(uuid: value)
+  }
 
   /// Parses the usual textual form (`0e9f…-…`), case-insensitively.
   public init?(_ text: String) {

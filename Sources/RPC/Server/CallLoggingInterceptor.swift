@@ -4,7 +4,8 @@ public import Logging
 /// The request metadata key that carries a task step's idempotency key (`run id/step/attempt`).
 public let idempotencyKeyMetadataKey = "gps-idempotency-key"
 
-/// Logs every call when it starts and when it ends, with its idempotency key, outcome and duration.
+/// Logs every call when it starts and when it ends, with its idempotency key, deadline (`grpc-timeout`),
+/// outcome and duration.
 public struct CallLoggingInterceptor: ServerInterceptor {
   public let logger: Logger
 
@@ -17,12 +18,17 @@ public struct CallLoggingInterceptor: ServerInterceptor {
     context: ServerContext,
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
+    // Above info nothing is logged: skip the per-call formatting too.
+    guard logger.logLevel <= .info else { return try await next(request, context) }
     let start = ContinuousClock.now
     var logger = self.logger
     logger[metadataKey: "method"] = "\(context.descriptor.fullyQualifiedMethod)"
     logger[metadataKey: "peer"] = "\(context.remotePeer)"
     let key = request.metadata[stringValues: idempotencyKeyMetadataKey].first(where: { _ in true })
     logger[metadataKey: "idempotency_key"] = "\(key ?? "-")"
+    if let timeout = request.metadata[stringValues: grpcTimeoutMetadataKey].first(where: { _ in true }) {
+      logger[metadataKey: "timeout"] = "\(timeout)"
+    }
     logger.info("call started")
     let callLogger = logger
 
