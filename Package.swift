@@ -48,6 +48,14 @@ let package = Package(
       pkgConfig: "liblz4",
       providers: [.apt(["liblz4-dev"])]
     ),
+    // jemalloc from the system (Debian libjemalloc-dev), linked into the executables only: it
+    // replaces the C library's malloc, whose arena locks the gRPC and Swift concurrency threads
+    // contend on when one thread frees what another allocated.
+    .systemLibrary(
+      name: "CJemalloc",
+      pkgConfig: "jemalloc",
+      providers: [.apt(["libjemalloc-dev"])]
+    ),
     // CRC32C with the SSE4.2 instruction where available: the log's batch checksum at memory speed.
     .target(name: "CCRC32C"),
     .target(
@@ -73,14 +81,17 @@ let package = Package(
     .executableTarget(
       name: "CLI",
       dependencies: [
-        "RPC", "Flows", "Queue", "Control", argumentParser, grpcCore, grpcNIO, swiftProtobuf, logging, lifecycle,
+        "CJemalloc", "RPC", "Flows", "Queue", "Control", argumentParser, grpcCore, grpcNIO, swiftProtobuf, logging,
+        lifecycle,
         unixSignals,
       ],
       swiftSettings: swiftSettings
     ),
     .executableTarget(
       name: "GPSBench",
-      dependencies: ["Queue", "Flows", "RPC", "Control", "GPSTesting", swiftProtobuf, grpcCore, grpcNIO, logging],
+      dependencies: [
+        "CJemalloc", "Queue", "Flows", "RPC", "Control", "GPSTesting", swiftProtobuf, grpcCore, grpcNIO, logging,
+      ],
       path: "Benchmarks/GPSBench",
       swiftSettings: swiftSettings
     ),

@@ -7,6 +7,7 @@
 // events/s, append latency p50/p99, the mean batch size, and the ratio to the raw limit: a minimal
 // loop of write + fdatasync of frames of that same mean size, measured right after, on the same file
 // system. Then replay speed (1,000,000 events from the page cache) and LZ4's ratio on run-like events.
+import CJemalloc
 import Foundation
 import Queue
 
@@ -144,7 +145,9 @@ struct Bench {
   static func main() async throws {
     let arguments = Arguments()
     let directory = freshDirectory(arguments.directory)
-    print("gps-bench: \(arguments.runs) runs of \(arguments.seconds) s per figure, in \(directory)")
+    let allocator = gps_jemalloc_version().map { "jemalloc \(String(cString: $0).prefix { $0 != "-" })" } ?? "glibc"
+    print(
+      "gps-bench: \(arguments.runs) runs of \(arguments.seconds) s per figure, in \(directory); malloc: \(allocator)")
     if arguments.suites.contains("log") { try await benchLog(arguments, directory: directory) }
     if arguments.suites.contains("snapshot-decode") {
       try benchSnapshotDecode(runs: arguments.startupRuns, repetitions: arguments.runs)

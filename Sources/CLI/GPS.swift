@@ -13,7 +13,7 @@ struct GPS: AsyncParsableCommand {
       Start the reference services with `gps server a` and `gps server b`, then call them with
       `gps client --data-info '{"object_storage_urls": ["a"], "dataset": "b"}'`.
       """,
-    version: version,
+    version: "\(version) (\(Allocator.description))",
     subcommands: [
       ServerCommand.self, SchedulerCommand.self, DeploymentCommand.self, EnqueueCommand.self, FlowRunCommand.self,
       HistoryCommand.self, ClientCommand.self, LogCommand.self,
