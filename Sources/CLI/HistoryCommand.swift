@@ -146,7 +146,7 @@ struct HistoryReplay: AsyncParsableCommand {
           row(
             String(sequence), event.time.description, event.run.map { String($0.description.prefix(8)) } ?? "-",
             event.typeName, EventText.details(event)
-          ).trimmingCharacters(in: .whitespaces))
+          ).trimmingTrailingSpaces)
       }
       return true
     }
@@ -271,5 +271,14 @@ struct HistoryVerify: AsyncParsableCommand {
     printLine(
       "history verified: \(report.records) events of \(state.runs.count) runs in \(report.segments) segments; checksums, sequence continuity, the hash chain and every transition hold"
     )
+  }
+}
+
+extension String {
+  /// Without the spaces that pad an empty last column; the right-aligned first column keeps its own.
+  fileprivate var trimmingTrailingSpaces: String {
+    var line = self
+    while line.last == " " { line.removeLast() }
+    return line
   }
 }

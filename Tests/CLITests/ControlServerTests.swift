@@ -110,6 +110,14 @@ func eventually(
           "RunEnqueued", "RunClaimed", "RunStarted", "TaskAttemptStarted", "TaskAttemptSucceeded", "TaskAttemptStarted",
           "TaskAttemptSucceeded", "RunCompleted",
         ])
+      // As a table: the sequence numbers are right-aligned under SEQ, so every column lines up.
+      let table = try await bench.gps(["history", "replay", "--run", id])
+      let lines = table.stdout.split(separator: "\n").map(String.init)
+      #expect(lines.count == 9, "\(table.stdout)")
+      #expect(lines.first?.hasPrefix("     SEQ  TIME") == true, "\(table.stdout)")
+      for (index, line) in lines.dropFirst().enumerated() {
+        #expect(line.hasPrefix(String(repeating: " ", count: 7) + "\(index + 1)  20"), "\(line)")
+      }
       let verify = try await bench.gps(["history", "verify"])
       #expect(verify.status == 0, "\(verify.stderr)")
       #expect(verify.stdout.contains("history verified: 8 events of 1 runs"))
