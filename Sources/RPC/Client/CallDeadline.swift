@@ -14,7 +14,7 @@ extension Metadata {
   }
 
   /// `timeout` in the wire format of `grpc-timeout`: the finest unit whose amount fits in eight
-  /// digits, e.g. `30000000u` for 30 s and `2000S` for 2,000 s.
+  /// digits, e.g. `30000000u` for 30 s and `100000S` for 100,000 s (both checked by the tests).
   public static func grpcTimeoutValue(_ timeout: Duration) -> String {
     let (seconds, attoseconds) = timeout.components
     guard seconds >= 0, attoseconds >= 0 else { return "0n" }
