@@ -159,14 +159,12 @@ struct Bench {
       try await benchStartup(directory: directory, runs: arguments.startupRuns, repetitions: arguments.runs)
     }
     if arguments.suites.contains("e2e") {
+      let concurrency = Int(ProcessInfo.processInfo.environment["GPS_BENCH_CONCURRENCY"] ?? "64")!
       try await benchEndToEnd(
-        directory: directory, runs: arguments.e2eRuns,
-        concurrency: Int(ProcessInfo.processInfo.environment["GPS_BENCH_CONCURRENCY"] ?? "64")!, latencyRuns: 300,
+        directory: directory, runs: arguments.e2eRuns, concurrency: concurrency, latencyRuns: 300,
         repetitions: arguments.runs)
       try await benchEndToEndSeparateServices(
-        directory: directory, runs: arguments.e2eRuns,
-        concurrency: Int(ProcessInfo.processInfo.environment["GPS_BENCH_CONCURRENCY"] ?? "64")!,
-        repetitions: arguments.runs)
+        directory: directory, runs: arguments.e2eRuns, concurrency: concurrency, repetitions: arguments.runs)
     }
     if arguments.suites.contains("control") {
       try await benchControl(

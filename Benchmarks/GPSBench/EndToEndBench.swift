@@ -181,12 +181,10 @@ private func callsAlone(
     for worker in 0..<concurrency {
       group.addTask {
         for index in stride(from: worker, to: runs, by: concurrency) {
-          var metadata = Metadata()
-          metadata.addTimeout(.seconds(30))
-          metadata.addString("bench-\(index)/prepare/1", forKey: idempotencyKeyMetadataKey)
-          let manifest = try await clients.a.prepare(dataInfo, metadata: metadata)
-          metadata.replaceOrAddString("bench-\(index)/process/1", forKey: idempotencyKeyMetadataKey)
-          _ = try await clients.b.process(manifest, metadata: metadata)
+          let manifest = try await clients.a.prepare(
+            dataInfo, metadata: .stepCall(idempotencyKey: "bench-\(index)/prepare/1", timeout: .seconds(30)))
+          _ = try await clients.b.process(
+            manifest, metadata: .stepCall(idempotencyKey: "bench-\(index)/process/1", timeout: .seconds(30)))
         }
       }
     }

@@ -22,12 +22,7 @@ public struct StepContext: Sendable {
 
   /// Metadata every call of the step sends: the idempotency key, and the step's deadline as
   /// `grpc-timeout`, so that the service gives up on the call when the scheduler does.
-  public var metadata: Metadata {
-    var metadata = Metadata()
-    metadata.addString(idempotencyKey, forKey: idempotencyKeyMetadataKey)
-    metadata.addTimeout(timeout)
-    return metadata
-  }
+  public var metadata: Metadata { .stepCall(idempotencyKey: idempotencyKey, timeout: timeout) }
 
   /// Call options for the step's calls. They set no `timeout`: the scheduler enforces the step's
   /// deadline itself (it cancels the attempt, and with it the call, and records DEADLINE_EXCEEDED),

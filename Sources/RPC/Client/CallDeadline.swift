@@ -4,6 +4,14 @@ public import GRPCCore
 public let grpcTimeoutMetadataKey = "grpc-timeout"
 
 extension Metadata {
+  /// What every call of a task step sends: its idempotency key (`RUN/STEP/ATTEMPT`) and its deadline.
+  public static func stepCall(idempotencyKey: String, timeout: Duration) -> Metadata {
+    var metadata = Metadata()
+    metadata.addString(idempotencyKey, forKey: idempotencyKeyMetadataKey)
+    metadata.addTimeout(timeout)
+    return metadata
+  }
+
   /// Tells the server that the caller gives up on the call after `timeout`, as the `grpc-timeout`
   /// header (at most eight digits and a unit, rounded up), without arming a timer in this process.
   ///
@@ -21,13 +29,15 @@ extension Metadata {
     // Beyond 99,999,999 hours (and Int64 nanoseconds) the largest value says the same thing.
     guard seconds < 9_000_000_000 else { return "99999999H" }
     let nanoseconds = seconds * 1_000_000_000 + (attoseconds + 999_999_999) / 1_000_000_000
-    let units: [(unit: Character, nanoseconds: Int64)] = [
-      ("n", 1), ("u", 1_000), ("m", 1_000_000), ("S", 1_000_000_000), ("M", 60_000_000_000), ("H", 3_600_000_000_000),
-    ]
-    for (unit, size) in units {
+    for (unit, size) in timeoutUnits {
       let amount = (nanoseconds + size - 1) / size
       if amount <= 99_999_999 { return "\(amount)\(unit)" }
     }
     return "99999999H"
   }
 }
+
+/// The units of `grpc-timeout`, finest first, with their length in nanoseconds.
+private let timeoutUnits: [(unit: Character, nanoseconds: Int64)] = [
+  ("n", 1), ("u", 1_000), ("m", 1_000_000), ("S", 1_000_000_000), ("M", 60_000_000_000), ("H", 3_600_000_000_000),
+]
