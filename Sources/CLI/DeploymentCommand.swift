@@ -172,10 +172,11 @@ struct RunOptions: ParsableArguments {
       }
     }
     // No server: append to the log directly (taking the data directory's lock briefly).
-    try FileManager.default.createDirectory(atPath: location.dataDir, withIntermediateDirectories: true)
+    // Only `gps server start` creates a queue: a mistyped --data-dir must not start a new one.
+    try requireQueue(location.dataDir)
     let result: EnqueueResult
     do {
-      let queue = try queueCall { () throws(QueueError) in try RunQueue(directory: location.dataDir) }
+      let queue = try openQueueOffline(location.dataDir)
       defer { queue.close() }
       result = try await queue.enqueue(request)
     }

@@ -50,9 +50,18 @@ func requireQueue(_ dataDir: String) throws(CommandFailure) {
   }
 }
 
-/// The queue's current state read from the log, without the lock.
+/// The queue's current state read from the log, without the lock. Damage anywhere in the log is
+/// reported on stderr first (the answer may come from a snapshot that never reads the damaged part).
 func readState(_ dataDir: String) throws -> QueueState {
   try requireQueue(dataDir)
+  let check = try queueCall { () throws(QueueError) in try LogVerifier(directory: dataDir).verify(thorough: false) }
+  if let problem = check.problem, check.missing != nil {
+    throw CommandFailure(problem + advice(for: QueueError(code: .dataLost, message: problem)))
+  } else if let problem = check.problem {
+    writeStandardError(
+      "gps: warning: the log in \(dataDir) is damaged: \(problem); this answer may be incomplete; `gps log verify` checks it, `gps log repair` cuts it there\n"
+    )
+  }
   return try queueCall { () throws(QueueError) in try QueueHistory(directory: dataDir).state(at: .sequence(.max)) }
 }
 
@@ -321,7 +330,7 @@ func command(
     }
   }
   try requireQueue(location.dataDir)
-  let queue = try queueCall { () throws(QueueError) in try RunQueue(directory: location.dataDir) }
+  let queue = try openQueueOffline(location.dataDir)
   defer { queue.close() }
   let found = queue.withState { state in Result { () throws(RPCError) in try RunFilter.find(id, in: state) } }
   let run = try rpcCall { () throws(RPCError) in try found.get() }

@@ -250,11 +250,26 @@ struct HistoryVerify: AsyncParsableCommand {
     if let problem = report.problem {
       throw CommandFailure("history verify failed: storage: \(problem)")
     }
-    // Every transition, from an empty queue (snapshots are not trusted here).
+    // Every transition, from an empty queue (snapshots are not trusted here), up to the last
+    // sequence whose storage was verified: a live server may have appended more since.
     let progress = ProgressBar(total: report.records, label: "replaying")
     var state = QueueState()
     do {
-      try QueueHistory(directory: dataDir).events { sequence, event in
+      if let anchor = report.anchor {
+        // The events before the anchor are lost: start from a snapshot at or after it.
+        guard
+          let snapshot = try queueCall({ () throws(QueueError) in
+            try QueueHistory(directory: dataDir).newestSnapshotState()
+          })
+        else {
+          throw CommandFailure(
+            "history verify failed: the log begins at its anchor (sequence \(anchor.firstSequence)) and no snapshot matches it, so its transitions cannot be replayed"
+          )
+        }
+        state = snapshot
+      }
+      try QueueHistory(directory: dataDir).events(from: state.lastSequence + 1) { sequence, event in
+        guard sequence <= report.lastSequence else { return false }
         try state.apply(event, sequence: sequence)
         if sequence % 4096 == 0 { progress.update(sequence) }
         return true
@@ -264,12 +279,13 @@ struct HistoryVerify: AsyncParsableCommand {
       throw CommandFailure("history verify failed: \(error.message)")
     }
     progress.finish()
-    guard state.lastSequence == report.records else {
+    guard state.lastSequence == report.lastSequence else {
       throw CommandFailure(
-        "history verify failed: the replay ended at event \(state.lastSequence) but the log holds \(report.records)")
+        "history verify failed: the replay ended at event \(state.lastSequence) but the verified log holds \(report.lastSequence)"
+      )
     }
     printLine(
-      "history verified: \(report.records) events of \(state.runs.count) runs in \(report.segments) segments; checksums, sequence continuity, the hash chain and every transition hold"
+      "history verified: \(report.records) events of \(state.runs.count) runs in \(report.segments) segments\(verifiedRange(report)); checksums, sequence continuity, the hash chain and every transition hold"
     )
   }
 }

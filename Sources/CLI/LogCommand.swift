@@ -7,7 +7,7 @@ struct LogCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "log",
     abstract: "Check and repair the event log's storage.",
-    subcommands: [LogVerify.self, LogRepair.self, LogAppendStress.self, QueueStress.self]
+    subcommands: [LogVerify.self, LogRepair.self, LogAcceptLoss.self, LogAppendStress.self, QueueStress.self]
   )
 }
 
@@ -16,7 +16,7 @@ func queueCall<T>(_ body: () throws(QueueError) -> T) throws(CommandFailure) -> 
   do {
     return try body()
   } catch {
-    throw CommandFailure(error.message)
+    throw CommandFailure(error.message + advice(for: error))
   }
 }
 
@@ -35,14 +35,28 @@ struct LogVerify: ParsableCommand {
   @OptionGroup var options: DataDirectoryOption
 
   func run() throws {
+    try requireQueue(options.dataDir)
     let report = try queueCall { () throws(QueueError) in try LogVerifier(directory: options.dataDir).verify() }
     if let problem = report.problem {
       throw CommandFailure("log verify failed: \(problem)")
     }
     printLine(
-      "log intact: \(report.segments) segments, \(report.batches) batches, \(report.records) records, \(report.bytes) bytes; checksums, sequence continuity and the hash chain hold"
+      "log intact: \(report.segments) segments, \(report.batches) batches, \(report.records) records, \(report.bytes) bytes\(verifiedRange(report)); checksums, sequence continuity and the hash chain hold"
     )
   }
+}
+
+/// `, sequences 1–N` (or from an anchor), and what was left out at the end of a live log.
+func verifiedRange(_ report: VerifyReport) -> String {
+  var text = ""
+  if let anchor = report.anchor {
+    text +=
+      ", sequences \(anchor.firstSequence)–\(report.lastSequence) from the anchor in log/ANCHOR (sequences 1–\(anchor.firstSequence - 1) were accepted as lost by \(anchor.acceptedBy) at \(anchor.acceptedAt))"
+  } else {
+    text += ", sequences 1–\(report.lastSequence)"
+  }
+  if let tail = report.unfinishedTail { text += " (an unfinished append in \(tail) is not counted)" }
+  return text
 }
 
 struct LogRepair: ParsableCommand {
@@ -55,14 +69,56 @@ struct LogRepair: ParsableCommand {
   @OptionGroup var options: DataDirectoryOption
 
   func run() throws {
-    let report = try queueCall { () throws(QueueError) in try EventLog.repair(directory: options.dataDir) }
+    try requireQueue(options.dataDir)
+    let report = try queueCall { () throws(QueueError) in
+      try EventLog.repair(directory: options.dataDir, lock: commandLock(options.dataDir))
+    }
     guard let segment = report.segment, let offset = report.offset else {
       printLine("nothing to repair: the log ends at sequence \(report.lastSequence)")
       return
     }
+    let sequences =
+      report.removedRecords == 0
+      ? "no readable events" : "\(report.removedRecords) events (sequences from \(report.lastSequence + 1))"
     printLine(
-      "cut segment \(segment) at byte offset \(offset); \(report.removedBytes) bytes moved to \(report.sideFiles.joined(separator: ", ")); the log now ends at sequence \(report.lastSequence)"
+      "cut segment \(segment) at byte offset \(offset): moved \(report.removedBytes) bytes holding \(report.removedBatches) intact batches and \(sequences) into \(report.sideFiles.count) side files in \(options.dataDir)/log (*.removed*); the log now ends at sequence \(report.lastSequence)"
     )
+  }
+}
+
+struct LogAcceptLoss: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "accept-loss",
+    abstract: "Accept that sequences whose segment files are gone are lost for good, and record it in the log.",
+    discussion: """
+      For a log whose first segments were deleted (it writes log/ANCHOR, so verify proves the rest
+      from there; a snapshot must cover the lost sequences) or whose last segments were deleted or
+      cut (snapshots that cover the lost sequences move to snapshots/lost/). Each loss becomes a
+      LogLossAccepted event in the log. Restore the files instead if you can. Takes the data
+      directory's lock: stop the server first.
+      """
+  )
+
+  @OptionGroup var options: DataDirectoryOption
+
+  func run() throws {
+    try requireQueue(options.dataDir)
+    let acceptance = try queueCall { () throws(QueueError) in
+      try RunQueue.acceptLoss(directory: options.dataDir, acceptedBy: requester)
+    }
+    guard !acceptance.losses.isEmpty else {
+      printLine("nothing to accept: no sequences are missing from \(options.dataDir)/log")
+      return
+    }
+    for (loss, sequence) in zip(acceptance.losses, acceptance.noteSequences) {
+      let moved = loss.setAside.isEmpty ? "" : "; moved \(loss.setAside.joined(separator: ", "))"
+      printLine(
+        "accepted the loss of sequences \(loss.missing.lowerBound)–\(loss.missing.upperBound) (\(loss.evidence))\(moved); recorded as event \(sequence)"
+      )
+    }
+    if acceptance.anchor != nil {
+      printLine("wrote \(options.dataDir)/log/ANCHOR: the log now begins there, and verify proves it from there")
+    }
   }
 }
 

@@ -74,6 +74,8 @@ struct ServerStart: AsyncParsableCommand {
     configuration.schedulerConcurrency = noScheduler ? nil : concurrency
     configuration.grace = grace.duration
     configuration.queue.leaseDuration = leaseDuration.duration
+    configuration.queue.log.lock = commandLock(dataDir)
+    configuration.queue.log.lock.role = .server
     do {
       configuration.a = try ServiceAddress(parsing: a, what: "--a")
       configuration.b = try ServiceAddress(parsing: b, what: "--b")
@@ -85,6 +87,9 @@ struct ServerStart: AsyncParsableCommand {
     let started = ContinuousClock.now
     let server = ControlServer(configuration: configuration, logger: logger) { address, queue in
       let startup = queue.startup
+      if !startup.recovery.isClean {
+        logger.warning("\(startup.recovery.summary); recorded in the log as a LogTailTruncated event")
+      }
       printLine("listening on \(address)")
       printLine(
         "queue ready in \(seconds(ContinuousClock.now - started)) s: \(queue.counts.total) runs, \(queue.durableSequence) events (snapshot \(startup.snapshotSequence.map(String.init) ?? "none"), \(startup.replayedEvents) replayed)"
@@ -96,7 +101,7 @@ struct ServerStart: AsyncParsableCommand {
     do {
       try await group.run()
     } catch let error as QueueError {
-      throw CommandFailure(error.message)
+      throw CommandFailure(error.message + advice(for: error))
     } catch let error as ServiceAddressError {
       throw CommandFailure(error.message)
     }

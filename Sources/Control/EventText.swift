@@ -63,6 +63,11 @@ public enum EventText {
     case .crashed(let e): return "reason=\(quoted(e.reason))"
     case .requeued(let e): return "reason=\(quoted(e.reason)) start=\(micros(e.scheduledStartMicros))"
     case .retried(let e): return "by=\(e.requestedBy)"
+    case .logTailTruncated(let e): return RecoveryReport(note: e).summary
+    case .logLossAccepted(let e):
+      let setAside = e.setAside.isEmpty ? "" : " set_aside=\(e.setAside.joined(separator: ","))"
+      return
+        "missing=\(e.firstMissing)–\(e.lastMissing) by=\(e.acceptedBy) evidence=\(quoted(e.evidence))\(setAside)"
     case nil: return "(unknown event type)"
     }
   }
@@ -84,7 +89,7 @@ public enum EventText {
     case .cancelled: .cancelled
     case .crashed: .crashed
     case .retried: .scheduled
-    case .leaseExpired, .attemptSucceeded, .attemptFailed, nil: nil
+    case .leaseExpired, .attemptSucceeded, .attemptFailed, .logTailTruncated, .logLossAccepted, nil: nil
     }
   }
 

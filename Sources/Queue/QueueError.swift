@@ -3,7 +3,8 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
   /// What kind of failure; compare with `==` in `catch` clauses.
   public struct Code: Sendable, Hashable, CustomStringConvertible {
     private enum Value: Sendable, Hashable {
-      case corrupt, io, locked, writerStopped, invalidArgument, closed, illegalTransition, notFound, leaseLost
+      case corrupt, io, locked, writerStopped, invalidArgument, closed, illegalTransition, notFound, leaseLost, dataLost
+      case conflict, tooLarge
     }
 
     private let value: Value
@@ -26,6 +27,13 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
     public static let notFound = Code(value: .notFound)
     /// The lease presented is no longer the run's lease (it expired, or another scheduler holds the run).
     public static let leaseLost = Code(value: .leaseLost)
+    /// Sequences the log once held are gone (a segment file was deleted or truncated); ``QueueError/missing``
+    /// names them. Nothing opens until the files are restored or the loss is accepted explicitly.
+    public static let dataLost = Code(value: .dataLost)
+    /// The request contradicts what is stored (an idempotency key already used with other parameters).
+    public static let conflict = Code(value: .conflict)
+    /// The request is larger than the configured limit; nothing was written.
+    public static let tooLarge = Code(value: .tooLarge)
 
     public var description: String {
       switch value {
@@ -38,6 +46,9 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
       case .illegalTransition: "illegal transition"
       case .notFound: "not found"
       case .leaseLost: "lease lost"
+      case .dataLost: "data lost"
+      case .conflict: "conflict"
+      case .tooLarge: "too large"
       }
     }
   }
@@ -46,11 +57,14 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
   /// One line saying what is wrong and what to do.
   public var message: String
   public var cause: (any Error)?
+  /// With ``Code-swift.struct/dataLost``: the sequences that are gone.
+  public var missing: ClosedRange<UInt64>?
 
-  public init(code: Code, message: String, cause: (any Error)? = nil) {
+  public init(code: Code, message: String, cause: (any Error)? = nil, missing: ClosedRange<UInt64>? = nil) {
     self.code = code
     self.message = message
     self.cause = cause
+    self.missing = missing
   }
 
   public var description: String { message }

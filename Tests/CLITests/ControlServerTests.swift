@@ -190,6 +190,7 @@ func eventually(
   @Test func aRunEnqueuedWithoutAServerRunsWhenOneStarts() async throws {
     try await withTemporaryDirectory { root in
       let bench = try await Workbench(root: root)
+      try createQueue(at: bench.data)
       // Watching without a server follows the log file until a server executes the run.
       let watch = try GPSProcess(
         [
@@ -214,7 +215,8 @@ func eventually(
       #expect(second.status == 1)
       #expect(
         second.stderr.hasPrefix(
-          "gps: error: data directory \(bench.data) is in use by process \(server.processIdentifier)"))
+          "gps: error: data directory \(bench.data) is in use by server process \(server.processIdentifier)"),
+        "\(second.stderr)")
       #expect(second.stderr.split(separator: "\n").count == 1, "\(second.stderr)")
       server.signal(SIGTERM)
       #expect(await server.waitForExit() == 0)
@@ -398,6 +400,7 @@ func eventually(
   @Test func historyVerifyFindsATamperedLogAndAnIllegalTransition() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
+      try createQueue(at: data)
       for index in 0..<3 {
         let enqueued = try await GPSProcess.run([
           "enqueue", "server-flow/MyPrefectDeployer", "--param",
@@ -461,6 +464,7 @@ func eventually(
     try await withTemporaryDirectory { root in
       // A queue with one run, and a server running on it.
       let data = root.path + "/data"
+      try createQueue(at: data)
       let enqueued = try await GPSProcess.run([
         "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--data-dir", data,
       ])

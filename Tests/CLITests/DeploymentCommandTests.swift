@@ -30,6 +30,7 @@ import Testing
 
   @Test func runEnqueuesTheSnippetsRunWithTypedParameters() async throws {
     try await withTemporaryDirectory { directory in
+      try createQueue(at: directory.path + "/data")
       let result = try await GPSProcess.run(
         [
           "deployment", "run", "server-flow/MyPrefectDeployer", "--param", Self.snippet, "--id-key", "k1", "--tag", "x",
@@ -60,6 +61,7 @@ import Testing
 
   @Test func paramsFromAFileAndFromStandardInput() async throws {
     try await withTemporaryDirectory { directory in
+      try createQueue(at: directory.path + "/data")
       try directory.writeFile("p.json", Array(#"{"data_info": {"object_storage_urls": ["a"], "dataset": "f"}}"#.utf8))
       let file = try await GPSProcess.run(
         ["deployment", "run", "server-flow/MyPrefectDeployer", "--params", "@p.json"], directory: directory)
@@ -92,6 +94,7 @@ import Testing
   ])
   func aRejectedRunWritesNothingAndSaysWhy(arguments: [String], expected: String) async throws {
     try await withTemporaryDirectory { directory in
+      try createQueue(at: directory.path + "/data")
       let result = try await GPSProcess.run(
         ["deployment", "run", "server-flow/MyPrefectDeployer"] + arguments, directory: directory)
       #expect(result.status != 0)

@@ -1,4 +1,5 @@
 public import Foundation
+import Queue
 
 /// A fresh directory under the system's temp directory, removed when the closure returns.
 public func withTemporaryDirectory<Result>(
@@ -21,4 +22,10 @@ extension URL {
     try Data(contents).write(to: file)
     return file
   }
+}
+
+/// Makes `path` hold an empty queue, as `gps server start` leaves it, so that offline commands
+/// (which refuse a directory without a queue) accept it.
+public func createQueue(at path: String) throws {
+  try RunQueue(directory: path).close()
 }

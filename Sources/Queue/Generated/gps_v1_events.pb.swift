@@ -179,6 +179,23 @@ public nonisolated struct Gps_V1_Event: Sendable {
     set {kind = .retried(newValue)}
   }
 
+  /// Notes of the log itself, not of a run: run_id is empty and run_event 0.
+  public var logTailTruncated: Gps_V1_LogTailTruncated {
+    get {
+      if case .logTailTruncated(let v)? = kind {return v}
+      return Gps_V1_LogTailTruncated()
+    }
+    set {kind = .logTailTruncated(newValue)}
+  }
+
+  public var logLossAccepted: Gps_V1_LogLossAccepted {
+    get {
+      if case .logLossAccepted(let v)? = kind {return v}
+      return Gps_V1_LogLossAccepted()
+    }
+    set {kind = .logLossAccepted(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -199,6 +216,9 @@ public nonisolated struct Gps_V1_Event: Sendable {
     case crashed(Gps_V1_RunCrashed)
     case requeued(Gps_V1_RunRequeued)
     case retried(Gps_V1_RunRetried)
+    /// Notes of the log itself, not of a run: run_id is empty and run_event 0.
+    case logTailTruncated(Gps_V1_LogTailTruncated)
+    case logLossAccepted(Gps_V1_LogLossAccepted)
 
   }
 
@@ -542,13 +562,65 @@ public nonisolated struct Gps_V1_RunRetried: Sendable {
   public init() {}
 }
 
+/// Opening the log found an interrupted append at the end of its last segment (never acknowledged)
+/// and cut it off. Written as the first event after the cut, so `gps history` shows what was dropped.
+public nonisolated struct Gps_V1_LogTailTruncated: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var segment: String = String()
+
+  /// The byte range removed from the segment: [from_offset, to_offset).
+  public var fromOffset: UInt64 = 0
+
+  public var toOffset: UInt64 = 0
+
+  /// The sequences of the dropped batch, when its header was readable (0 when unknown).
+  public var firstSequence: UInt64 = 0
+
+  public var lastSequence: UInt64 = 0
+
+  /// A last segment whose header was never completed, removed; empty when none.
+  public var removedSegment: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A user accepted that sequences first_missing…last_missing are lost (`gps log accept-loss`): the
+/// segment files that held them were gone, and restoring them was not possible.
+public nonisolated struct Gps_V1_LogLossAccepted: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var firstMissing: UInt64 = 0
+
+  public var lastMissing: UInt64 = 0
+
+  /// The local user (user@host) who ran the command.
+  public var acceptedBy: String = String()
+
+  /// What showed the loss, e.g. "snapshot 00000000000000001234.snap covers sequences the log no longer has".
+  public var evidence: String = String()
+
+  /// Files set aside (snapshots that covered the lost sequences), relative to the data directory.
+  public var setAside: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "gps.v1"
 
 nonisolated extension Gps_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_micros\0\u{3}run_id\0\u{3}run_event\0\u{2}\u{7}enqueued\0\u{3}marked_late\0\u{1}claimed\0\u{3}lease_expired\0\u{1}started\0\u{3}attempt_started\0\u{3}attempt_succeeded\0\u{3}attempt_failed\0\u{3}retry_scheduled\0\u{1}completed\0\u{1}failed\0\u{3}timed_out\0\u{3}cancel_requested\0\u{1}cancelled\0\u{1}crashed\0\u{1}requeued\0\u{1}retried\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_micros\0\u{3}run_id\0\u{3}run_event\0\u{2}\u{7}enqueued\0\u{3}marked_late\0\u{1}claimed\0\u{3}lease_expired\0\u{1}started\0\u{3}attempt_started\0\u{3}attempt_succeeded\0\u{3}attempt_failed\0\u{3}retry_scheduled\0\u{1}completed\0\u{1}failed\0\u{3}timed_out\0\u{3}cancel_requested\0\u{1}cancelled\0\u{1}crashed\0\u{1}requeued\0\u{1}retried\0\u{4}\u{e}log_tail_truncated\0\u{3}log_loss_accepted\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -780,6 +852,32 @@ nonisolated extension Gps_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
           self.kind = .retried(v)
         }
       }()
+      case 40: try {
+        var v: Gps_V1_LogTailTruncated?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .logTailTruncated(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .logTailTruncated(v)
+        }
+      }()
+      case 41: try {
+        var v: Gps_V1_LogLossAccepted?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .logLossAccepted(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .logLossAccepted(v)
+        }
+      }()
       default: break
       }
     }
@@ -867,6 +965,14 @@ nonisolated extension Gps_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
     case .retried?: try {
       guard case .retried(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+    }()
+    case .logTailTruncated?: try {
+      guard case .logTailTruncated(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
+    }()
+    case .logLossAccepted?: try {
+      guard case .logLossAccepted(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
     }()
     case nil: break
     }
@@ -1611,6 +1717,111 @@ nonisolated extension Gps_V1_RunRetried: SwiftProtobuf.Message, SwiftProtobuf._M
   public static func ==(lhs: Gps_V1_RunRetried, rhs: Gps_V1_RunRetried) -> Bool {
     if lhs.requestedBy != rhs.requestedBy {return false}
     if lhs.scheduledStartMicros != rhs.scheduledStartMicros {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_LogTailTruncated: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogTailTruncated"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}segment\0\u{3}from_offset\0\u{3}to_offset\0\u{3}first_sequence\0\u{3}last_sequence\0\u{3}removed_segment\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.segment) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.fromOffset) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.toOffset) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.firstSequence) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.lastSequence) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.removedSegment) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.segment.isEmpty {
+      try visitor.visitSingularStringField(value: self.segment, fieldNumber: 1)
+    }
+    if self.fromOffset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.fromOffset, fieldNumber: 2)
+    }
+    if self.toOffset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.toOffset, fieldNumber: 3)
+    }
+    if self.firstSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.firstSequence, fieldNumber: 4)
+    }
+    if self.lastSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastSequence, fieldNumber: 5)
+    }
+    if !self.removedSegment.isEmpty {
+      try visitor.visitSingularStringField(value: self.removedSegment, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_LogTailTruncated, rhs: Gps_V1_LogTailTruncated) -> Bool {
+    if lhs.segment != rhs.segment {return false}
+    if lhs.fromOffset != rhs.fromOffset {return false}
+    if lhs.toOffset != rhs.toOffset {return false}
+    if lhs.firstSequence != rhs.firstSequence {return false}
+    if lhs.lastSequence != rhs.lastSequence {return false}
+    if lhs.removedSegment != rhs.removedSegment {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_LogLossAccepted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogLossAccepted"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}first_missing\0\u{3}last_missing\0\u{3}accepted_by\0\u{1}evidence\0\u{3}set_aside\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.firstMissing) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.lastMissing) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.acceptedBy) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.evidence) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.setAside) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.firstMissing != 0 {
+      try visitor.visitSingularUInt64Field(value: self.firstMissing, fieldNumber: 1)
+    }
+    if self.lastMissing != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastMissing, fieldNumber: 2)
+    }
+    if !self.acceptedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.acceptedBy, fieldNumber: 3)
+    }
+    if !self.evidence.isEmpty {
+      try visitor.visitSingularStringField(value: self.evidence, fieldNumber: 4)
+    }
+    if !self.setAside.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.setAside, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_LogLossAccepted, rhs: Gps_V1_LogLossAccepted) -> Bool {
+    if lhs.firstMissing != rhs.firstMissing {return false}
+    if lhs.lastMissing != rhs.lastMissing {return false}
+    if lhs.acceptedBy != rhs.acceptedBy {return false}
+    if lhs.evidence != rhs.evidence {return false}
+    if lhs.setAside != rhs.setAside {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

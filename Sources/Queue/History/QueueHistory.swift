@@ -27,6 +27,18 @@ public struct QueueHistory: Sendable {
     } catch is Stop {}
   }
 
+  /// The state in the newest snapshot that matches the log, or nil: where replay begins for a log
+  /// whose head was accepted as lost (its events before the anchor are gone).
+  public func newestSnapshotState() throws(QueueError) -> QueueState? {
+    let snapshots = SnapshotStore(directory: directory, fileSystem: fileSystem)
+    guard
+      let snapshot = try snapshots.loadNewest(matching: LogReader(directory: directory, fileSystem: fileSystem))
+        .snapshot,
+      let decoded = QueueState(snapshotPayload: snapshot.payload), decoded.lastSequence == snapshot.lastSequence
+    else { return nil }
+    return decoded
+  }
+
   /// The queue's state at `point`: the newest snapshot that is not past it, plus the events after.
   /// - Parameter progress: called every few thousand events replayed with the last sequence
   ///   applied (for a progress bar).
@@ -43,6 +55,11 @@ public struct QueueHistory: Sendable {
         case .time(let time): decoded.lastTime <= time
         }
       if usable { state = decoded }
+    }
+    if state.lastSequence == 0,
+      let anchor = try LogAnchor.read(logDirectory: directory + "/log", fileSystem: fileSystem)
+    {
+      throw anchor.noSnapshotCovers
     }
     do {
       try events(from: state.lastSequence + 1) { sequence, event in

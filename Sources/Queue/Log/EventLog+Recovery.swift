@@ -12,9 +12,18 @@ extension EventLog {
   /// corruption: nothing is changed and the error names segment, offset and sequence.
   static func recover(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) -> Recovered {
     var report = RecoveryReport()
+    let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)
+    let start = anchor?.firstSequence ?? 1
     while true {
       let names = try segmentNames(in: logDirectory, fileSystem: fileSystem)
       guard let lastName = names.last else {
+        if let anchor {
+          throw QueueError(
+            code: .dataLost,
+            message:
+              "the log holds no segment, but its anchor says it begins at sequence \(anchor.firstSequence): every segment file was deleted",
+            missing: anchor.firstSequence...UInt64.max)
+        }
         let name = LogFormat.segmentName(firstSequence: 1)
         let file = try fileSystem.openForAppend(logDirectory + "/" + name, create: true)
         defer { file.close() }
@@ -56,6 +65,14 @@ extension EventLog {
             segment: name, offset: 0, sequence: expected,
             problem: "the header says the segment starts at sequence \(first)")
         }
+        if expected == nil, first != start {
+          guard first > start else {
+            throw corruption(
+              segment: name, offset: 0, sequence: nil,
+              problem: "the segment starts at sequence \(first), before the log's anchor at \(start)")
+          }
+          throw LogReader.missingHead(start: start, first: first, segment: name)
+        }
         if let expected, first != expected {
           throw corruption(
             segment: name, offset: 0, sequence: expected,
@@ -80,8 +97,10 @@ extension EventLog {
           }
           try fileSystem.truncate(path, to: UInt64(stop.offset))
           report.truncatedSegment = name
+          report.truncatedFromOffset = stop.offset
           report.truncatedBytes = bytes.count - stop.offset
           report.droppedFromSequence = expected
+          report.droppedToSequence = scan.tornBatchSequences(expected: expected!)?.upperBound
         }
         if isLast {
           let size = scan.stop?.offset ?? bytes.count

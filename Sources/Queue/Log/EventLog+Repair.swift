@@ -6,6 +6,9 @@ public struct RepairReport: Sendable, Hashable {
   /// Files that now hold the removed bytes (the tail of the cut segment, and whole later segments).
   public var sideFiles: [String] = []
   public var removedBytes = 0
+  /// Intact batches, and the events they hold, among the removed bytes (kept in the side files).
+  public var removedBatches = 0
+  public var removedRecords: UInt64 = 0
   /// The log's last sequence after the repair.
   public var lastSequence: UInt64 = 0
 }
@@ -14,10 +17,10 @@ extension EventLog {
   /// Cuts the log at its first bad batch, after copying the removed bytes to side files
   /// (`<segment>.removed-at-<offset>`; later segments are renamed `<segment>.removed`).
   /// Takes the directory's lock, so no writer may be running.
-  public static func repair(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(QueueError)
-    -> RepairReport
-  {
-    let lock = try DirectoryLock(directory: directory)
+  public static func repair(
+    directory: String, lock lockOptions: LockOptions = LockOptions(), fileSystem: any FileSystem = PosixFileSystem()
+  ) throws(QueueError) -> RepairReport {
+    let lock = try DirectoryLock(directory: directory, options: lockOptions)
     defer { lock.unlock() }
     let logDirectory = directory + "/log"
     let names = try segmentNames(in: logDirectory, fileSystem: fileSystem)
@@ -47,6 +50,11 @@ extension EventLog {
       report.segment = name
       report.offset = cut
       report.removedBytes += scan.bytes.count - cut
+      // What the side files hold that is still readable: the batches from the cut on.
+      for batch in scan.batches where batch.offset >= cut {
+        report.removedBatches += 1
+        report.removedRecords += UInt64(batch.header.count)
+      }
       if cut == 0 {
         // Nothing of the segment is kept: set the whole file aside.
         try fileSystem.rename(path, to: path + ".removed")
@@ -59,7 +67,10 @@ extension EventLog {
       }
       for later in names[(index + 1)...] {
         let laterPath = logDirectory + "/" + later
-        report.removedBytes += Int(try fileSystem.size(of: laterPath) ?? 0)
+        let laterScan = SegmentScan(name: later, bytes: try fileSystem.read(laterPath, from: 0))
+        report.removedBytes += laterScan.bytes.count
+        report.removedBatches += laterScan.batches.count
+        report.removedRecords += laterScan.batches.reduce(0) { $0 + UInt64($1.header.count) }
         try fileSystem.rename(laterPath, to: laterPath + ".removed")
         report.sideFiles.append(laterPath + ".removed")
       }

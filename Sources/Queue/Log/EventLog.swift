@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import SwiftProtobuf
 import Synchronization
 
 /// When appended batches are made durable.
@@ -21,6 +22,8 @@ public struct LogOptions: Sendable {
   public var compressionThreshold = 4096
   /// Appends waiting together are written as one batch up to this many body bytes.
   public var maxBatchBytes = 8 * 1024 * 1024
+  /// Who takes the data directory's lock, and how long it waits for a command that holds it.
+  public var lock = LockOptions()
 
   public init() {}
 }
@@ -29,25 +32,59 @@ public struct LogOptions: Sendable {
 public struct RecoveryReport: Sendable, Hashable {
   /// Bytes truncated from the end of the last segment (an interrupted, unacknowledged append).
   public var truncatedBytes: Int = 0
-  /// The segment that was truncated, if any.
+  /// The segment that was truncated, if any, and where the cut is.
   public var truncatedSegment: String?
-  /// The first sequence of the dropped batch, when its header was readable.
+  public var truncatedFromOffset: Int = 0
+  /// The first sequence the dropped bytes would have held, and their last when the torn batch's
+  /// header was readable.
   public var droppedFromSequence: UInt64?
+  public var droppedToSequence: UInt64?
   /// A last segment that had no valid header (created, then interrupted) and was removed.
   public var removedSegment: String?
 
   public var isClean: Bool { truncatedBytes == 0 && removedSegment == nil }
 
+  init() {}
+
+  /// The report a LogTailTruncated event recorded.
+  public init(note: Gps_V1_LogTailTruncated) {
+    truncatedSegment = note.segment.isEmpty ? nil : note.segment
+    truncatedFromOffset = Int(note.fromOffset)
+    truncatedBytes = note.toOffset >= note.fromOffset ? Int(note.toOffset - note.fromOffset) : 0
+    droppedFromSequence = note.firstSequence == 0 ? nil : note.firstSequence
+    droppedToSequence = note.lastSequence == 0 ? nil : note.lastSequence
+    removedSegment = note.removedSegment.isEmpty ? nil : note.removedSegment
+  }
+
+  /// One line: what was cut, where, and which sequences it would have held.
   public var summary: String {
     if isClean { return "the log was closed cleanly" }
     var parts: [String] = []
     if let truncatedSegment {
-      let sequences = droppedFromSequence.map { " (sequences from \($0), never acknowledged)" } ?? ""
+      let sequences: String
+      switch (droppedFromSequence, droppedToSequence) {
+      case (let from?, let to?): sequences = from == to ? "sequence \(from)" : "sequences \(from)–\(to)"
+      case (let from?, nil): sequences = "sequences from \(from); its header is unreadable"
+      default: sequences = "sequences unknown"
+      }
       parts.append(
-        "truncated \(truncatedBytes) bytes of an interrupted append at the end of \(truncatedSegment)\(sequences)")
+        "cut bytes \(truncatedFromOffset)–\(truncatedFromOffset + truncatedBytes) (\(truncatedBytes) bytes) at the end of segment \(truncatedSegment): an interrupted append, never acknowledged (\(sequences))"
+      )
     }
-    if let removedSegment { parts.append("removed \(removedSegment), a segment whose header was never completed") }
+    if let removedSegment { parts.append("removed segment \(removedSegment), whose header was never completed") }
     return parts.joined(separator: "; ")
+  }
+
+  /// The report as the log's note event.
+  public var note: Gps_V1_LogTailTruncated {
+    .with {
+      $0.segment = truncatedSegment ?? ""
+      $0.fromOffset = UInt64(truncatedFromOffset)
+      $0.toOffset = UInt64(truncatedFromOffset + truncatedBytes)
+      $0.firstSequence = droppedFromSequence ?? 0
+      $0.lastSequence = droppedToSequence ?? 0
+      $0.removedSegment = removedSegment ?? ""
+    }
   }
 }
 
@@ -137,7 +174,7 @@ public final class EventLog: Sendable {
     self.options = options
     self.fileSystem = fileSystem
     try fileSystem.createDirectory(directory)
-    lock = try DirectoryLock(directory: directory)
+    lock = try DirectoryLock(directory: directory, options: options.lock)
     do {
       try fileSystem.createDirectory(logDirectory)
       let recovered = try Self.recover(logDirectory: logDirectory, fileSystem: fileSystem)

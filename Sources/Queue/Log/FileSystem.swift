@@ -142,10 +142,16 @@ public struct PosixFileSystem: FileSystem {
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw Self.failure("open", temporary) }
     let file = PosixFile(fd: fd, path: temporary)
-    defer { file.close() }
+    var renamed = false
+    defer {
+      file.close()
+      // A failed write (a full disk) leaves no half-written temp file behind.
+      if !renamed { unlink(temporary) }
+    }
     try file.append(contents)
     guard fsync(fd) == 0 else { throw Self.failure("fsync", temporary) }
     try rename(temporary, to: path)
+    renamed = true
     try syncDirectory(directoryName(path))
   }
 }

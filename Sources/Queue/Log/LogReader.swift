@@ -47,6 +47,7 @@ public struct LogReader: Sendable {
   /// appended since, without reading earlier bytes again.
   public func read(_ cursor: inout LogCursor, _ body: (LogRecord) throws -> Void) throws {
     let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
+    if cursor.segment == nil { try checkHead(names) }
     guard !names.isEmpty else { return }
     if cursor.segment == nil || !names.contains(cursor.segment!) {
       // Start in the last segment whose first sequence is at or before the cursor.
@@ -91,6 +92,36 @@ public struct LogReader: Sendable {
       cursor.segment = names[index]
       cursor.offset = 0
     }
+  }
+
+  /// Throws ``QueueError/Code-swift.struct/dataLost`` when the first segment does not begin where the
+  /// log begins (sequence 1, or its anchor): segment files before it were deleted.
+  func checkHead(_ names: [String]) throws(QueueError) {
+    guard let first = names.first.flatMap(LogFormat.firstSequence(ofSegmentNamed:)) else { return }
+    let start = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)?.firstSequence ?? 1
+    guard first > start else { return }
+    throw Self.missingHead(start: start, first: first, segment: names[0])
+  }
+
+  static func missingHead(start: UInt64, first: UInt64, segment: String) -> QueueError {
+    QueueError(
+      code: .dataLost,
+      message:
+        "sequences \(start)–\(first - 1) are missing: the log's first segment is \(segment), which starts at sequence \(first); the segment files before it were deleted or moved",
+      missing: start...(first - 1))
+  }
+
+  /// The sequence of the last complete record (0 for an empty log); a batch being appended is not
+  /// counted.
+  public func lastSequence() throws(QueueError) -> UInt64 {
+    let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
+    for name in names.reversed() {
+      let scan = SegmentScan(name: name, bytes: try fileSystem.read(logDirectory + "/" + name, from: 0))
+      // A last segment without a complete header is being created: the one before ends the log.
+      guard case .success(let first) = scan.header else { continue }
+      return scan.batches.last?.header.lastSequence ?? first - 1
+    }
+    return (try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)?.firstSequence ?? 1) - 1
   }
 
   /// Delivers every record from `sequence` on and then each new one as it is appended, until `body`

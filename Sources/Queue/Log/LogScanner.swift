@@ -78,6 +78,20 @@ struct SegmentScan {
     }
   }
 
+  /// The sequences the frame at the stop would have held, when its header survived the tear and
+  /// names the sequence that was due (`expected`) and a plausible count; nil for garbage or zeros.
+  func tornBatchSequences(expected: UInt64) -> ClosedRange<UInt64>? {
+    guard let stop else { return nil }
+    let local = stop.offset - fileOffset
+    guard bytes.count - local >= 20 else { return nil }
+    return bytes.withUnsafeBytes { buffer -> ClosedRange<UInt64>? in
+      let base = buffer.loadLittleEndian(UInt64.self, at: local + 8)
+      let count = UInt64(buffer.loadLittleEndian(UInt32.self, at: local + 16))
+      guard base == expected, count > 0, count <= UInt64(LogFormat.maxFrameSize) else { return nil }
+      return base...(base + count - 1)
+    }
+  }
+
   func frame(of batch: LocatedBatch) -> ArraySlice<UInt8> {
     bytes[(batch.offset - fileOffset)..<(batch.offset - fileOffset + batch.header.frameSize)]
   }

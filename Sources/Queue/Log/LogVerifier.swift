@@ -4,8 +4,19 @@ public struct VerifyReport: Sendable {
   public var batches = 0
   public var records: UInt64 = 0
   public var bytes = 0
+  /// Where the verified log begins: 1, or the anchor left by an accepted loss of its first segments.
+  public var anchor: LogAnchor?
+  /// The last sequence verified: the log may grow meanwhile (a live server), and everything up to
+  /// here held.
+  public var lastSequence: UInt64 = 0
+  /// An unfinished append at the end of the last segment, not counted: being written by a live
+  /// server, or interrupted (the next open cuts it off).
+  public var unfinishedTail: String?
   /// The first problem found, or nil when every check held.
   public var problem: String?
+
+  /// When the problem is that sequences are gone (a segment file deleted or cut), which ones.
+  public var missing: ClosedRange<UInt64>?
 
   public var isIntact: Bool { problem == nil }
 }
@@ -22,11 +33,18 @@ public struct LogVerifier: Sendable {
     self.fileSystem = fileSystem
   }
 
-  public func verify() throws(QueueError) -> VerifyReport {
+  /// - Parameter thorough: also decode every body and check the hash chain; without it only
+  ///   headers, lengths, checksums and sequence continuity are checked (a quick look for damage).
+  public func verify(thorough: Bool = true) throws(QueueError) -> VerifyReport {
     var report = VerifyReport()
+    // Snapshots first: one listed now was written after its batch was durable, so a log that ends
+    // before it (read next) has lost what it covers.
+    let snapshots = try SnapshotStore(directory: directoryName(logDirectory), fileSystem: fileSystem)
+      .intactSnapshots()
     let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
-    var expected: UInt64 = 1
-    var previousHash = LogFormat.zeroHash
+    report.anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)
+    var expected: UInt64 = report.anchor?.firstSequence ?? 1
+    var previousHash = report.anchor?.previousHashBytes ?? LogFormat.zeroHash
     var previousBatch: String?
     for name in names {
       report.segments += 1
@@ -34,14 +52,21 @@ public struct LogVerifier: Sendable {
       report.bytes += scan.bytes.count
       func fail(_ offset: Int, _ what: String) -> VerifyReport {
         var failed = report
+        failed.lastSequence = expected - 1
         failed.problem = "segment \(name), byte offset \(offset), sequence \(expected): \(what)"
         return failed
       }
       switch scan.header {
+      case .failure where name == names.last && scan.bytes.count < LogFormat.segmentHeaderSize:
+        report.unfinishedTail = "segment \(name), being created"
+        report.segments -= 1
+        continue
       case .failure(let problem): return fail(0, "\(problem)")
       case .success(let first) where first != expected:
-        return fail(
+        var failed = fail(
           0, "the segment starts at sequence \(first), expected \(expected): a segment was removed, added or renamed")
+        if first > expected { failed.missing = expected...(first - 1) }
+        return failed
       case .success: break
       }
       for batch in scan.batches {
@@ -58,23 +83,37 @@ public struct LogVerifier: Sendable {
             "the batch starts at sequence \(header.baseSequence), which came before: a batch was inserted here, or batches were reordered"
           )
         }
-        if header.previousHash != previousHash {
+        if thorough, header.previousHash != previousHash {
           let culprit = previousBatch.map { "the previous batch (\($0)) was edited" } ?? "the first batch was edited"
           return fail(
             batch.offset, "the hash chain breaks: this batch does not match the hash of its predecessor; \(culprit)")
         }
-        let decoded = scan.records(of: batch)
-        if case .failure(let problem) = decoded { return fail(batch.offset, "\(problem)") }
-        previousHash = scan.hash(of: batch)
+        if thorough {
+          let decoded = scan.records(of: batch)
+          if case .failure(let problem) = decoded { return fail(batch.offset, "\(problem)") }
+          previousHash = scan.hash(of: batch)
+        }
         previousBatch = "\(name) offset \(batch.offset), sequences \(header.baseSequence)–\(header.lastSequence)"
         expected = header.lastSequence + 1
         report.batches += 1
         report.records += UInt64(header.count)
       }
       if let stop = scan.stop {
+        // The end of the last segment may be an append in progress beside a live server: the
+        // verified prefix ends before it.
+        if name == names.last, scan.stopIsTornTail {
+          report.unfinishedTail = "segment \(name) from byte \(stop.offset)"
+          break
+        }
         return fail(stop.offset, "\(stop.problem)")
       }
     }
+    if let (name, snapshot) = snapshots.first, snapshot.lastSequence >= expected {
+      report.missing = expected...snapshot.lastSequence
+      report.problem =
+        "sequences \(expected)–\(snapshot.lastSequence) are missing: snapshot \(name) covers them but the log ends at sequence \(expected - 1); a segment file was deleted or truncated"
+    }
+    report.lastSequence = expected - 1
     return report
   }
 }

@@ -449,3 +449,48 @@ extension RunQueue {
     }
   }
 }
+
+extension RunQueue {
+  /// Appends a note of the log itself (``RunEvent/isLogNote``: it belongs to no run) and returns
+  /// once it is durable, with its sequence.
+  @discardableResult
+  public func recordNote(_ kind: RunEvent.OneOf_Kind) throws(QueueError) -> UInt64 {
+    let done = DispatchSemaphore(value: 0)
+    let failure = Mutex<QueueError?>(nil)
+    let sequence = try locked.withLock { locked throws(QueueError) -> UInt64 in
+      if let failure = locked.failure { throw failure }
+      if locked.closed { throw QueueError(code: .closed, message: "the queue is closed") }
+      let time = max(clock.now(), locked.state.lastTime)
+      let event = RunEvent.with {
+        $0.timeMicros = time.micros
+        $0.kind = kind
+      }
+      guard event.isLogNote else {
+        throw QueueError(
+          code: .invalidArgument, message: "\(event.typeName) is an event of a run, not a note of the log")
+      }
+      let record: [UInt8]
+      do {
+        record = try event.serializedBytes()
+      } catch {
+        throw QueueError(code: .invalidArgument, message: "an event does not encode: \(error)", cause: error)
+      }
+      var state = locked.state
+      try state.apply(event, sequence: locked.nextSequence)
+      let range = try log.submit([record]) { [self] result in
+        if case .failure(let error) = result {
+          self.locked.withLock { $0.failure = $0.failure ?? error }
+          failure.withLock { $0 = error }
+        }
+        done.signal()
+      }
+      locked.state = state
+      locked.nextSequence = range.upperBound + 1
+      return range.lowerBound
+    }
+    done.wait()
+    if let error = failure.withLock({ $0 }) { throw error }
+    durableWaiters.advance(to: log.lastSequence)
+    return sequence
+  }
+}

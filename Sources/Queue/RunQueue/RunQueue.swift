@@ -68,6 +68,7 @@ public final class RunQueue: Sendable {
     log = try EventLog(directory: directory, options: options.log, fileSystem: fileSystem)
     snapshots = SnapshotStore(directory: directory, fileSystem: fileSystem)
     do throws(QueueError) {
+      try snapshots.removeLeftovers()
       let loading = ContinuousClock.now
       let loaded = try Self.load(
         directory: directory, snapshots: snapshots, fileSystem: fileSystem, lastBatch: log.lastBatch)
@@ -92,6 +93,15 @@ public final class RunQueue: Sendable {
       log.close()
       throw error
     }
+    if !log.recovery.isClean {
+      // What was cut off is recorded in the log itself, so `gps history` shows it for good.
+      do throws(QueueError) {
+        try recordNote(.logTailTruncated(log.recovery.note))
+      } catch {
+        close(writingSnapshot: false)
+        throw error
+      }
+    }
   }
 
   /// The newest matching snapshot plus the log after it.
@@ -114,6 +124,11 @@ public final class RunQueue: Sendable {
       }
     }
     let loadTime = ContinuousClock.now - start
+    if state.lastSequence == 0,
+      let anchor = try LogAnchor.read(logDirectory: reader.logDirectory, fileSystem: fileSystem)
+    {
+      throw anchor.noSnapshotCovers
+    }
     // A snapshot of the whole log leaves nothing to replay: skip reading the last segment.
     if state.lastSequence != lastBatch?.sequence || state.lastSequence == 0 {
       try replay(reader, into: &state)

@@ -49,16 +49,37 @@ public struct SnapshotStore: Sendable {
 
   /// The newest snapshot that matches the log in `dataDirectory`, or nil (then replay everything).
   /// Also returns why newer snapshots were skipped.
-  /// `lastBatch`, when the caller knows it (the writer does), saves reading the log's last segment
-  /// for a snapshot of the whole log.
+  ///
+  /// An intact snapshot that covers sequences past the log's end is proof that the log lost them
+  /// (snapshots are written only once their batch is durable): that throws
+  /// ``QueueError/Code-swift.struct/dataLost`` naming the missing sequences, rather than silently
+  /// replaying a shorter history. `lastBatch`, when the caller knows it (the writer does), is the
+  /// log's end and saves reading the last segment for a snapshot of the whole log; a reader's end
+  /// is read after the snapshots are listed, so a snapshot written meanwhile is never past it.
   public func loadNewest(
     matching reader: LogReader, lastBatch: (sequence: UInt64, hash: [UInt8])? = nil
   ) throws(QueueError) -> (snapshot: Snapshot?, skipped: [String]) {
     var skipped: [String] = []
-    for name in try names() {
+    let listed = try names()
+    var logEnd = lastBatch?.sequence
+    for name in listed {
       guard let snapshot = Self.decode(try fileSystem.read(directory + "/" + name, from: 0)) else {
         skipped.append("\(name): damaged (checksum or size mismatch)")
         continue
+      }
+      let end: UInt64
+      if let logEnd {
+        end = logEnd
+      } else {
+        end = try reader.lastSequence()
+        logEnd = end
+      }
+      guard snapshot.lastSequence <= end else {
+        throw QueueError(
+          code: .dataLost,
+          message:
+            "sequences \(end + 1)–\(snapshot.lastSequence) are missing: snapshot \(name) covers them but the log ends at sequence \(end); a segment file was deleted or truncated",
+          missing: (end + 1)...snapshot.lastSequence)
       }
       let hash =
         if let lastBatch, lastBatch.sequence == snapshot.lastSequence {
@@ -73,6 +94,25 @@ public struct SnapshotStore: Sendable {
       return (snapshot, skipped)
     }
     return (nil, skipped)
+  }
+
+  /// Every intact snapshot, newest first, with its file name (for checks that need them all).
+  func intactSnapshots() throws(QueueError) -> [(name: String, snapshot: Snapshot)] {
+    var found: [(name: String, snapshot: Snapshot)] = []
+    for name in try names() {
+      if let snapshot = Self.decode(try fileSystem.read(directory + "/" + name, from: 0)) {
+        found.append((name, snapshot))
+      }
+    }
+    return found
+  }
+
+  /// Removes temp files a write left behind (a full disk, a crash between create and rename).
+  func removeLeftovers() throws(QueueError) {
+    guard try fileSystem.size(of: directory) != nil else { return }
+    for name in try fileSystem.list(directory) where name.hasSuffix(".tmp") {
+      try fileSystem.remove(directory + "/" + name)
+    }
   }
 
   /// Snapshot file names, newest first.
@@ -104,9 +144,17 @@ public struct SnapshotStore: Sendable {
 
 extension LogReader {
   /// The SHA-256 of the batch whose last record is `sequence`, or nil when no batch ends there.
+  /// For the sequence just before an anchored log's start, the anchor's hash.
   public func batchHash(endingAt sequence: UInt64) throws(QueueError) -> [UInt8]? {
     let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
-    guard let name = names.last(where: { LogFormat.firstSequence(ofSegmentNamed: $0)! <= sequence }) else { return nil }
+    guard let name = names.last(where: { LogFormat.firstSequence(ofSegmentNamed: $0)! <= sequence }) else {
+      if let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem),
+        anchor.firstSequence - 1 == sequence
+      {
+        return anchor.previousHashBytes
+      }
+      return nil
+    }
     let scan = SegmentScan(name: name, bytes: try fileSystem.read(logDirectory + "/" + name, from: 0))
     guard let batch = scan.batches.first(where: { $0.header.lastSequence == sequence }) else { return nil }
     return scan.hash(of: batch)

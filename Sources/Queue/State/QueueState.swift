@@ -25,6 +25,16 @@ public struct QueueState: Sendable, Hashable {
 
   /// Applies one event, changing its run in place (the replay path: no copy of the run).
   public mutating func apply(_ event: RunEvent, sequence: UInt64) throws(QueueError) {
+    if event.isLogNote {
+      guard event.runID.isEmpty else {
+        throw QueueError(
+          code: .illegalTransition, message: "event \(sequence): \(event.typeName) belongs to the log, not to a run")
+      }
+      try checkOrder(event, sequence: sequence)
+      lastSequence = sequence
+      lastTime = event.time
+      return
+    }
     guard let id = RunID(bytes: event.runID) else { return try apply([event], firstSequence: sequence) }
     if case .enqueued = event.kind { return try apply([event], firstSequence: sequence) }
     try checkOrder(event, sequence: sequence)

@@ -230,6 +230,9 @@ extension Run {
       result = []
       resultType = ""
 
+    case .logTailTruncated, .logLossAccepted:
+      throw TransitionError(message: "run \(id): \(event.typeName) is a note of the log, not an event of a run")
+
     case nil:
       throw TransitionError(message: "run \(id): an event of an unknown type (written by a newer GPS?)")
     }

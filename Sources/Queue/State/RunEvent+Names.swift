@@ -11,7 +11,15 @@ extension RunEvent {
     }
   }
 
-  /// The run the event belongs to (nil only for a damaged event).
+  /// A note of the log itself (an interrupted append cut off, a loss accepted), which belongs to no run.
+  public var isLogNote: Bool {
+    switch kind {
+    case .logTailTruncated, .logLossAccepted: true
+    default: false
+    }
+  }
+
+  /// The run the event belongs to (nil for a log note, or a damaged event).
   public var run: RunID? { RunID(bytes: runID) }
 
   /// The event's type as history prints it, e.g. `RunClaimed`, `TaskAttemptFailed`.
@@ -34,6 +42,8 @@ extension RunEvent {
     case .crashed: "RunCrashed"
     case .requeued: "RunRequeued"
     case .retried: "RunRetried"
+    case .logTailTruncated: "LogTailTruncated"
+    case .logLossAccepted: "LogLossAccepted"
     case nil: "Unknown"
     }
   }

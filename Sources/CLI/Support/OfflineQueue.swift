@@ -1,0 +1,43 @@
+import Foundation
+import Queue
+
+/// Opens the queue in `dataDir` without a server (a command holding the lock for a moment): waits
+/// for another command that holds it, and reports on stderr what opening repaired.
+func openQueueOffline(_ dataDir: String) throws(CommandFailure) -> RunQueue {
+  var options = QueueOptions()
+  options.log.lock = commandLock(dataDir)
+  let queue = try queueCall { () throws(QueueError) in try RunQueue(directory: dataDir, options: options) }
+  reportRecovery(queue.startup.recovery)
+  return queue
+}
+
+/// The lock as a short-lived command takes it: says so once if another holder keeps it waiting.
+func commandLock(_ dataDir: String) -> LockOptions {
+  var lock = LockOptions(role: .command)
+  lock.onWaiting = { holder in
+    writeStandardError(
+      "gps: waiting for \(holder.map { "process \($0)" } ?? "another process") to release \(dataDir)/LOCK…\n")
+  }
+  return lock
+}
+
+/// One line on stderr when opening the log cut off an interrupted append (it is also recorded in
+/// the log as a LogTailTruncated event).
+func reportRecovery(_ recovery: RecoveryReport) {
+  guard !recovery.isClean else { return }
+  writeStandardError("gps: warning: \(recovery.summary); recorded in the log (see `gps history replay`)\n")
+}
+
+/// What a user can do about a queue error, beyond what the library says.
+func advice(for error: QueueError) -> String {
+  switch error.code {
+  case .dataLost:
+    "; restore the missing segment files into log/ from a backup, or accept the loss with `gps log accept-loss` (it is recorded in the log)"
+  case .corrupt:
+    error.message.contains("gps log") ? "" : "; `gps log verify` shows the first problem"
+  case .locked:
+    error.message.contains("server process") ? "; stop that server first, or use another --data-dir" : ""
+  default:
+    ""
+  }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import GPSTesting
+import Queue
+import Testing
+
+/// What the `gps` commands say about damaged storage and a busy lock: one line, the sequences or
+/// the place, and the way out.
+@Suite struct StorageCommandTests {
+  /// A queue of `runs` runs over 1 KiB segments, closed with a snapshot of the whole log.
+  func makeQueue(_ path: String, runs: Int = 30) async throws {
+    var options = QueueOptions()
+    options.log.segmentSize = 1024
+    let queue = try RunQueue(directory: path, options: options)
+    for index in 0..<runs {
+      _ = try await queue.enqueue(
+        EnqueueRequest(
+          deployment: "server-flow/MyPrefectDeployer", flow: "server-flow", parametersJSON: #"{"n":\#(index)}"#))
+    }
+    queue.close()
+  }
+
+  func segments(_ path: String) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: path + "/log").filter { $0.hasSuffix(".seg") }.sorted()
+  }
+
+  func oneErrorLine(_ result: (status: Int32, stdout: String, stderr: String), containing parts: [String]) {
+    #expect(result.status != 0)
+    #expect(result.stderr.hasPrefix("gps: error: "), "\(result.stderr)")
+    #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+    for part in parts { #expect(result.stderr.contains(part), "\(result.stderr)") }
+  }
+
+  @Test func aDeletedLastSegmentIsRefusedUntilTheLossIsAcceptedAndRecorded() async throws {
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      try await makeQueue(data)
+      let last = try segments(data).last!
+      try FileManager.default.removeItem(atPath: data + "/log/" + last)
+      let first = UInt64(last.prefix(20))!
+
+      let server = try await GPSProcess.run(["server", "start", "--data-dir", data, "--port", "0", "--no-scheduler"])
+      oneErrorLine(server, containing: ["sequences \(first)–", "are missing", "gps log accept-loss"])
+      oneErrorLine(
+        try await GPSProcess.run(["log", "verify", "--data-dir", data]), containing: ["sequences \(first)–"])
+      oneErrorLine(try await GPSProcess.run(["flow-run", "ls", "--data-dir", data]), containing: ["are missing"])
+
+      let accepted = try await GPSProcess.run(["log", "accept-loss", "--data-dir", data])
+      #expect(accepted.status == 0, "\(accepted.stderr)")
+      #expect(accepted.stdout.contains("accepted the loss of sequences \(first)–"), "\(accepted.stdout)")
+      let replay = try await GPSProcess.run(["history", "replay", "--data-dir", data])
+      #expect(replay.stdout.contains("LogLossAccepted"), "\(replay.stdout)")
+      let verify = try await GPSProcess.run(["history", "verify", "--data-dir", data])
+      #expect(verify.status == 0, "\(verify.stderr)")
+      let list = try await GPSProcess.run(["flow-run", "ls", "--data-dir", data, "--limit", "100"])
+      #expect(list.status == 0, "\(list.stderr)")
+    }
+  }
+
+  @Test func aFlippedByteInASealedSegmentIsWarnedAboutByOfflineReads() async throws {
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      try await makeQueue(data)
+      let sealed = try segments(data)[1]
+      let url = URL(fileURLWithPath: data + "/log/" + sealed)
+      var bytes = try Data(contentsOf: url)
+      bytes[LogFormat.segmentHeaderSize + 70] ^= 0x01
+      try bytes.write(to: url)
+      for arguments in [["flow-run", "ls"], ["flow-run", "ls", "--output", "json"]] {
+        let result = try await GPSProcess.run(arguments + ["--data-dir", data])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(
+          result.stderr.hasPrefix("gps: warning: the log in \(data) is damaged: segment \(sealed)"), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1)
+      }
+    }
+  }
+
+  @Test func garbageAtTheEndIsReportedByAnOfflineCommandAndShownInTheHistory() async throws {
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      try await makeQueue(data, runs: 2)
+      let last = try segments(data).last!
+      let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: data + "/log/" + last))
+      try handle.seekToEnd()
+      try handle.write(contentsOf: Data(repeating: 0x5A, count: 5000))
+      try handle.close()
+      let enqueued = try await GPSProcess.run([
+        "enqueue", "server-flow/MyPrefectDeployer", "--param", #"data_info={"dataset": "x"}"#, "--data-dir", data,
+      ])
+      #expect(enqueued.status == 0, "\(enqueued.stderr)")
+      #expect(enqueued.stderr.hasPrefix("gps: warning: cut bytes "), "\(enqueued.stderr)")
+      #expect(enqueued.stderr.contains("(5000 bytes) at the end of segment \(last)"), "\(enqueued.stderr)")
+      let replay = try await GPSProcess.run(["history", "replay", "--data-dir", data])
+      #expect(replay.stdout.contains("LogTailTruncated"), "\(replay.stdout)")
+      #expect(replay.stdout.contains("(5000 bytes)"), "\(replay.stdout)")
+    }
+  }
+
+  @Test func parallelOfflineEnqueuesWaitForTheLockInsteadOfFailing() async throws {
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      try createQueue(at: data)
+      let results = try await withThrowingTaskGroup(of: (status: Int32, stdout: String, stderr: String).self) { group in
+        for index in 0..<16 {
+          group.addTask {
+            try await GPSProcess.run([
+              "enqueue", "server-flow/MyPrefectDeployer", "--param", #"data_info={"dataset": "p\#(index)"}"#,
+              "--data-dir", data,
+            ])
+          }
+        }
+        return try await group.reduce(into: []) { $0.append($1) }
+      }
+      for result in results { #expect(result.status == 0, "\(result.stderr)") }
+      var enqueued = 0
+      try QueueHistory(directory: data).events { _, event in
+        if case .enqueued = event.kind { enqueued += 1 }
+        return true
+      }
+      #expect(enqueued == 16)
+    }
+  }
+
+  @Test func aMistypedDataDirectoryIsRefusedNotCreated() async throws {
+    try await withTemporaryDirectory { root in
+      let result = try await GPSProcess.run([
+        "enqueue", "server-flow/MyPrefectDeployer", "--param", #"data_info={"dataset": "x"}"#, "--data-dir",
+        root.path + "/dta",
+      ])
+      oneErrorLine(result, containing: ["no queue in \(root.path)/dta"])
+      #expect(!FileManager.default.fileExists(atPath: root.path + "/dta"))
+    }
+  }
+}
