@@ -2,6 +2,7 @@ import ArgumentParser
 import Control
 import Flows
 import Foundation
+import GRPCCore
 import Queue
 import RPC
 import SwiftProtobuf
@@ -146,7 +147,7 @@ struct RunOptions: ParsableArguments {
 
   func enqueue() async throws {
     let deployment = try lookUpDeployment(name)
-    let request: EnqueueRequest
+    var request: EnqueueRequest
     let start = startIn.map { SystemClock().now() + $0.duration } ?? startAt.flatMap(parseTime)
     do {
       // Checked here too, so a bad run is refused the same way with or without a server.
@@ -157,6 +158,9 @@ struct RunOptions: ParsableArguments {
     } catch {
       throw CommandFailure("\(name): \(error.message)")
     }
+    // Every enqueue carries a key, so that one whose answer was lost (the server wrote it, then
+    // the connection broke) can be retried safely, and the offline fallback below never doubles it.
+    if request.idempotencyKey.isEmpty { request.idempotencyKey = "cli-" + UUID().uuidString.lowercased() }
     if let (server, explicit) = try location.serverAddress() {
       do {
         try await enqueue(request, server: server)
@@ -168,7 +172,7 @@ struct RunOptions: ParsableArguments {
       } catch  where !explicit && isUnreachable(error) {
         // A server recorded its address but is gone (killed): enqueue offline below.
       } catch {
-        throw describe(error, server: server)
+        throw enqueueFailure(error, request: request, server: server)
       }
     }
     // No server: append to the log directly (taking the data directory's lock briefly).
@@ -184,6 +188,29 @@ struct RunOptions: ParsableArguments {
     if watch {
       try await RunWatcher(output: output).follow(
         runID: result.run.id, from: result.run.firstSequence, dataDirectory: location.dataDir)
+    }
+  }
+
+  /// One line for a failed enqueue through the server: refused (nothing was written), or not
+  /// confirmed (it may have been written: the key makes a retry safe).
+  func enqueueFailure(_ error: any Error, request: EnqueueRequest, server: ServiceAddress) -> CommandFailure {
+    guard let rpc = error as? RPCError else { return CommandFailure("\(error)") }
+    let size = request.parametersJSON.utf8.count
+    switch rpc.code {
+    case .invalidArgument, .notFound, .alreadyExists, .failedPrecondition, .permissionDenied, .unauthenticated,
+      .unimplemented:
+      return describe(error, server: server)
+    case .resourceExhausted where rpc.message.hasPrefix("the run's parameters are"):
+      return CommandFailure(rpc.message + "; `gps server start --max-parameter-bytes N` sets the limit")
+    case .resourceExhausted:
+      return CommandFailure(
+        "the run's parameters are \(size) bytes of JSON, too large for the server at \(server) (\(String(rpc.message.prefix(200)))); nothing was enqueued"
+      )
+    default:
+      let key = JSONValue.quoted(request.idempotencyKey)
+      return CommandFailure(
+        "the server at \(server) did not confirm the enqueue (\(rpc.code): \(String(rpc.message.prefix(200)))): the run may or may not be enqueued; run the same command with --id-key \(key) to find out safely (it returns the run if it exists and enqueues it if not)"
+      )
     }
   }
 

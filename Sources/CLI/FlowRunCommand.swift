@@ -188,7 +188,13 @@ struct FlowRunInspect: AsyncParsableCommand {
       printLine(
         "state       \(run.state) since \(Timestamp(micros: run.stateSinceMicros))"
           + (run.stateMessage.isEmpty ? "" : ": \(run.stateMessage)"))
-      printLine("parameters  \(run.parametersJson)")
+      if run.parametersTruncatedBytes > 0 {
+        printLine(
+          "parameters  \(run.parametersJson.prefix(2000))… (cut: \(run.parametersTruncatedBytes) bytes in all; `gps history replay --run \(run.id) --output jsonl` shows them whole)"
+        )
+      } else {
+        printLine("parameters  \(run.parametersJson)")
+      }
       printLine(
         "enqueued    \(Timestamp(micros: run.enqueuedAtMicros))"
           + (run.enqueuedBy.isEmpty ? "" : " by \(run.enqueuedBy)")

@@ -51,10 +51,16 @@ struct ServerStart: AsyncParsableCommand {
   @Option(help: "How long runs in flight may take to finish at shutdown, e.g. 30s.")
   var grace = DurationArgument(.seconds(30), text: "30s")
 
+  @Option(help: "The largest parameters a run may have, in bytes of JSON; larger enqueues are refused.")
+  var maxParameterBytes = 1 << 20
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
   var logLevel = "info"
 
   func validate() throws {
+    guard maxParameterBytes >= 2, maxParameterBytes <= 64 << 20 else {
+      throw ValidationError("--max-parameter-bytes \(maxParameterBytes) is out of range; give 2 to 67108864 (64 MiB)")
+    }
     guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is out of range; give 0 to 65535") }
     guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
     guard leaseDuration.duration >= .milliseconds(100) else {
@@ -74,6 +80,7 @@ struct ServerStart: AsyncParsableCommand {
     configuration.schedulerConcurrency = noScheduler ? nil : concurrency
     configuration.grace = grace.duration
     configuration.queue.leaseDuration = leaseDuration.duration
+    configuration.queue.maxParameterBytes = maxParameterBytes
     configuration.queue.log.lock = commandLock(dataDir)
     configuration.queue.log.lock.role = .server
     do {

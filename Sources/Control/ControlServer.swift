@@ -58,7 +58,12 @@ public struct ControlServer: Service {
     let service = ControlService(queue: queue, registry: registry)
     let requested = ServiceAddress(host: configuration.host, port: configuration.port)
     let transport = HTTP2ServerTransport.Posix(
-      address: try requested.bindAddress(), transportSecurity: .plaintext, config: .defaults)
+      address: try requested.bindAddress(), transportSecurity: .plaintext,
+      config: .defaults {
+        // Requests with parameters up to the queue's limit (and some beyond, so that the queue
+        // refuses them with its own message) arrive whole.
+        $0.rpc.maxRequestPayloadSize = max(4 << 20, configuration.queue.maxParameterBytes + (1 << 20))
+      })
     let server = GRPCServer(transport: transport, services: [service])
     let addressFile = ControlAddress.file(in: configuration.dataDirectory)
     try await withThrowingDiscardingTaskGroup { group in

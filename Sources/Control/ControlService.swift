@@ -244,11 +244,7 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
           let event = try RunEvent(record)
           if let runID, event.run != runID { return }
           if let fromTime, event.time < fromTime { return }
-          waiting.append(
-            .with {
-              $0.sequence = record.sequence
-              $0.event = event
-            })
+          waiting.append(Self.historyAnswer(event, sequence: record.sequence))
         }
       } catch {
         throw RPCError(code: .dataLoss, message: "reading the log failed: \(error)")
@@ -277,12 +273,36 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     }
   }
 
+  /// An event as a history answer, within the message limit: an enqueue whose parameters would
+  /// not fit loses its typed copy of them, and then what of the JSON does not fit.
+  public static func historyAnswer(_ event: RunEvent, sequence: UInt64) -> Gps_V1_HistoryEvent {
+    var answer = Gps_V1_HistoryEvent()
+    answer.sequence = sequence
+    answer.event = event
+    if case .enqueued(var enqueued) = event.kind {
+      let json = enqueued.parametersJson.utf8.count
+      let typed = enqueued.parameters.reduce(0) { $0 + $1.value.count }
+      if json + typed > Gps_V1_RunInfo.answerBudget {
+        enqueued.parameters = []
+        if json > Gps_V1_RunInfo.answerBudget {
+          enqueued.parametersJson = String(
+            decoding: enqueued.parametersJson.utf8.prefix(Gps_V1_RunInfo.answerBudget), as: UTF8.self)
+          answer.parametersTruncatedBytes = UInt64(json)
+        }
+        answer.event.kind = .enqueued(enqueued)
+      }
+    }
+    return answer
+  }
+
   // MARK: Remote schedulers
 
   public func claim(request: Gps_V1_ClaimRequest, context: ServerContext) async throws -> Gps_V1_ClaimResponse {
     guard !isStopping else { return Gps_V1_ClaimResponse() }
     let claims = try await mapErrors {
-      try await queue.claim(scheduler: request.scheduler, limit: max(1, Int(request.limit)))
+      try await queue.claim(
+        scheduler: request.scheduler, limit: max(1, Int(request.limit)),
+        maxParameterBytes: Gps_V1_RunInfo.answerBudget / 2)
     }
     return .with {
       $0.claims = claims.map { claim in
@@ -378,7 +398,9 @@ extension RPCError {
       case .illegalTransition: .failedPrecondition
       case .leaseLost: .aborted
       case .closed, .writerStopped, .locked: .unavailable
-      case .corrupt: .dataLoss
+      case .corrupt, .dataLost: .dataLoss
+      case .conflict: .alreadyExists
+      case .tooLarge: .resourceExhausted
       default: .internalError
       }
     self.init(code: code, message: error.message)

@@ -45,19 +45,33 @@ public struct RunFilter: Sendable {
     return true
   }
 
-  /// Matching runs, newest first, from position `start` (a cursor) on; at most `limit` (0: 100).
+  /// Matching runs, newest first, from position `start` (a cursor) on; at most `limit` (0: 100),
+  /// and fewer when they would take more than `budget` bytes (the next page then starts at the
+  /// cursor): a page never outgrows the transport's message limit. Parameters longer than a
+  /// quarter of the budget are cut, with a note in the run.
   public static func list(
-    _ state: QueueState, filter: RunFilter, from start: Int?, limit: UInt32
+    _ state: QueueState, filter: RunFilter, from start: Int?, limit: UInt32,
+    budget: Int = Gps_V1_RunInfo.answerBudget
   ) -> Gps_V1_ListRunsResponse {
     let limit = limit == 0 ? 100 : Int(limit)
     var response = Gps_V1_ListRunsResponse()
     let runs = state.runs.values
     var position = min(start ?? runs.count - 1, runs.count - 1)
+    var bytes = 0
     while position >= 0 {
       let run = runs[position]
+      guard filter.matches(run) else {
+        position -= 1
+        continue
+      }
+      let info = Gps_V1_RunInfo(run, maxParameterBytes: budget / 4)
+      bytes += info.answerSize
+      if !response.runs.isEmpty, bytes > budget {
+        response.nextCursor = String(position)
+        break
+      }
       position -= 1
-      guard filter.matches(run) else { continue }
-      response.runs.append(Gps_V1_RunInfo(run))
+      response.runs.append(info)
       if response.runs.count == limit {
         if position >= 0 { response.nextCursor = String(position) }
         break

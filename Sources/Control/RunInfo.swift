@@ -3,8 +3,15 @@ public import Queue
 import SwiftProtobuf
 
 extension Gps_V1_RunInfo {
-  /// The run as the control API shows it.
-  public init(_ run: Run) {
+  /// The most bytes one answer of the control API carries: gRPC's default message limit is 4 MiB,
+  /// which every client (grpcio's too) enforces on what it receives.
+  public static let answerBudget = 3 << 20
+
+  /// The run as the control API shows it. The typed parameters are left out (`parameters_json`
+  /// holds the same values, and schedulers validate from it), and `parameters_json` is cut to
+  /// `maxParameterBytes` (with `parameters_truncated_bytes` saying so) so that no answer outgrows
+  /// the transport's limit, even for a run stored before parameters were limited.
+  public init(_ run: Run, maxParameterBytes: Int = answerBudget) {
     self.init()
     id = run.id.description
     deployment = run.deployment
@@ -12,13 +19,11 @@ extension Gps_V1_RunInfo {
     state = run.state.rawValue
     stateSinceMicros = run.stateSince.micros
     stateMessage = run.stateMessage
-    parametersJson = run.parametersJSON
-    parameters = run.parameters.map { parameter in
-      .with {
-        $0.name = parameter.name
-        $0.type = parameter.type
-        $0.value = Data(parameter.value)
-      }
+    if run.parametersJSON.utf8.count > maxParameterBytes {
+      parametersJson = String(decoding: run.parametersJSON.utf8.prefix(maxParameterBytes), as: UTF8.self)
+      parametersTruncatedBytes = UInt64(run.parametersJSON.utf8.count)
+    } else {
+      parametersJson = run.parametersJSON
     }
     idempotencyKey = run.idempotencyKey
     tags = run.tags
@@ -45,6 +50,12 @@ extension Gps_V1_RunInfo {
       $0.maxRequeues = run.crashPolicy.maxRequeues
       $0.requeueDelayMicros = run.crashPolicy.requeueDelay.micros
     }
+  }
+
+  /// About how many bytes the run takes in an answer (its variable-size fields plus room for the rest).
+  var answerSize: Int {
+    parametersJson.utf8.count + result.count + stateMessage.utf8.count + idempotencyKey.utf8.count
+      + tags.reduce(0) { $0 + $1.utf8.count + 2 } + 512
   }
 
   /// The run this describes (for a remote scheduler's claims).

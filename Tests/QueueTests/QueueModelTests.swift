@@ -223,6 +223,13 @@ struct QueueModel {
                   b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
                 )
               }))
+          if let existing = model.keys[request.idempotencyKey], !request.idempotencyKey.isEmpty,
+            model.runs[existing]!.deployment != request.deployment
+          {
+            // The same key for another request: refused, nothing written.
+            await #expect(throws: QueueError.self, "step \(step)") { try await queue.enqueue(request) }
+            break
+          }
           let result = try await queue.enqueue(request)
           if let existing = model.keys[request.idempotencyKey], !request.idempotencyKey.isEmpty {
             #expect(!result.created && result.run.id == existing, "step \(step)")

@@ -37,6 +37,8 @@ func advice(for error: QueueError) -> String {
     error.message.contains("gps log") ? "" : "; `gps log verify` shows the first problem"
   case .locked:
     error.message.contains("server process") ? "; stop that server first, or use another --data-dir" : ""
+  case .tooLarge:
+    "; `gps server start --max-parameter-bytes N` sets the limit (an enqueue without a server uses the default, 1 MiB)"
   default:
     ""
   }

@@ -197,28 +197,39 @@ public nonisolated struct Gps_V1_ReadHistoryRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Gps_V1_HistoryEvent: Sendable {
+public nonisolated struct Gps_V1_HistoryEvent: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// The event's position in the log.
-  public var sequence: UInt64 = 0
+  public var sequence: UInt64 {
+    get {_storage._sequence}
+    set {_uniqueStorage()._sequence = newValue}
+  }
 
   public var event: Queue.Gps_V1_Event {
-    get {_event ?? Queue.Gps_V1_Event()}
-    set {_event = newValue}
+    get {_storage._event ?? Queue.Gps_V1_Event()}
+    set {_uniqueStorage()._event = newValue}
   }
   /// Returns true if `event` has been explicitly set.
-  public var hasEvent: Bool {self._event != nil}
+  public var hasEvent: Bool {_storage._event != nil}
   /// Clears the value of `event`. Subsequent reads from it will return its default value.
-  public mutating func clearEvent() {self._event = nil}
+  public mutating func clearEvent() {_uniqueStorage()._event = nil}
+
+  /// Non-zero when the event's parameters were too large for one answer (a run stored before
+  /// parameters were limited): its typed parameters are left out and parameters_json is a prefix;
+  /// this is their full size. Offline, `gps history replay` reads the log and shows them whole.
+  public var parametersTruncatedBytes: UInt64 {
+    get {_storage._parametersTruncatedBytes}
+    set {_uniqueStorage()._parametersTruncatedBytes = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _event: Queue.Gps_V1_Event? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Gps_V1_ListDeploymentsRequest: Sendable {
@@ -411,6 +422,9 @@ public nonisolated struct Gps_V1_RunInfo: @unchecked Sendable {
     set {_uniqueStorage()._timeoutMicros = newValue}
   }
 
+  /// The typed parameters: only in claims (a scheduler's input). Listings and GetRun leave them out,
+  /// since parameters_json holds the same values and every answer must stay within the transport's
+  /// message limit.
   public var parameters: [Queue.Gps_V1_TypedParameter] {
     get {_storage._parameters}
     set {_uniqueStorage()._parameters = newValue}
@@ -424,6 +438,14 @@ public nonisolated struct Gps_V1_RunInfo: @unchecked Sendable {
   public var hasCrashPolicy: Bool {_storage._crashPolicy != nil}
   /// Clears the value of `crashPolicy`. Subsequent reads from it will return its default value.
   public mutating func clearCrashPolicy() {_uniqueStorage()._crashPolicy = nil}
+
+  /// Non-zero when parameters_json was too large for this answer: it then holds a prefix of the
+  /// parameters (not valid JSON), and this is the full size in bytes. `gps history replay --run ID
+  /// --output jsonl` prints them whole.
+  public var parametersTruncatedBytes: UInt64 {
+    get {_storage._parametersTruncatedBytes}
+    set {_uniqueStorage()._parametersTruncatedBytes = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -903,38 +925,83 @@ nonisolated extension Gps_V1_ReadHistoryRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Gps_V1_HistoryEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HistoryEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}event\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}event\0\u{3}parameters_truncated_bytes\0")
+
+  fileprivate class _StorageClass {
+    var _sequence: UInt64 = 0
+    var _event: Queue.Gps_V1_Event? = nil
+    var _parametersTruncatedBytes: UInt64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _sequence = source._sequence
+      _event = source._event
+      _parametersTruncatedBytes = source._parametersTruncatedBytes
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._event) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._sequence) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._event) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._parametersTruncatedBytes) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.sequence != 0 {
-      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._sequence != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._sequence, fieldNumber: 1)
+      }
+      try { if let v = _storage._event {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      if _storage._parametersTruncatedBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._parametersTruncatedBytes, fieldNumber: 3)
+      }
     }
-    try { if let v = self._event {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Gps_V1_HistoryEvent, rhs: Gps_V1_HistoryEvent) -> Bool {
-    if lhs.sequence != rhs.sequence {return false}
-    if lhs._event != rhs._event {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._sequence != rhs_storage._sequence {return false}
+        if _storage._event != rhs_storage._event {return false}
+        if _storage._parametersTruncatedBytes != rhs_storage._parametersTruncatedBytes {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1046,7 +1113,7 @@ nonisolated extension Gps_V1_ListDeploymentsResponse: SwiftProtobuf.Message, Swi
 
 nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}deployment\0\u{1}flow\0\u{1}state\0\u{3}state_since_micros\0\u{3}state_message\0\u{3}parameters_json\0\u{3}idempotency_key\0\u{1}tags\0\u{1}priority\0\u{3}scheduled_start_micros\0\u{3}enqueued_by\0\u{3}enqueued_at_micros\0\u{3}started_at_micros\0\u{1}step\0\u{3}step_attempt\0\u{1}attempts\0\u{3}event_count\0\u{1}claims\0\u{1}requeues\0\u{3}user_retries\0\u{3}first_sequence\0\u{3}last_sequence\0\u{1}result\0\u{3}result_type\0\u{3}lease_scheduler\0\u{3}lease_expires_micros\0\u{3}timeout_micros\0\u{1}parameters\0\u{3}crash_policy\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}deployment\0\u{1}flow\0\u{1}state\0\u{3}state_since_micros\0\u{3}state_message\0\u{3}parameters_json\0\u{3}idempotency_key\0\u{1}tags\0\u{1}priority\0\u{3}scheduled_start_micros\0\u{3}enqueued_by\0\u{3}enqueued_at_micros\0\u{3}started_at_micros\0\u{1}step\0\u{3}step_attempt\0\u{1}attempts\0\u{3}event_count\0\u{1}claims\0\u{1}requeues\0\u{3}user_retries\0\u{3}first_sequence\0\u{3}last_sequence\0\u{1}result\0\u{3}result_type\0\u{3}lease_scheduler\0\u{3}lease_expires_micros\0\u{3}timeout_micros\0\u{1}parameters\0\u{3}crash_policy\0\u{3}parameters_truncated_bytes\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1079,6 +1146,7 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _timeoutMicros: Int64 = 0
     var _parameters: [Queue.Gps_V1_TypedParameter] = []
     var _crashPolicy: Queue.Gps_V1_CrashPolicy? = nil
+    var _parametersTruncatedBytes: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1119,6 +1187,7 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _timeoutMicros = source._timeoutMicros
       _parameters = source._parameters
       _crashPolicy = source._crashPolicy
+      _parametersTruncatedBytes = source._parametersTruncatedBytes
     }
   }
 
@@ -1167,6 +1236,7 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 28: try { try decoder.decodeSingularInt64Field(value: &_storage._timeoutMicros) }()
         case 29: try { try decoder.decodeRepeatedMessageField(value: &_storage._parameters) }()
         case 30: try { try decoder.decodeSingularMessageField(value: &_storage._crashPolicy) }()
+        case 31: try { try decoder.decodeSingularUInt64Field(value: &_storage._parametersTruncatedBytes) }()
         default: break
         }
       }
@@ -1269,6 +1339,9 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
       try { if let v = _storage._crashPolicy {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
       } }()
+      if _storage._parametersTruncatedBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._parametersTruncatedBytes, fieldNumber: 31)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1308,6 +1381,7 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._timeoutMicros != rhs_storage._timeoutMicros {return false}
         if _storage._parameters != rhs_storage._parameters {return false}
         if _storage._crashPolicy != rhs_storage._crashPolicy {return false}
+        if _storage._parametersTruncatedBytes != rhs_storage._parametersTruncatedBytes {return false}
         return true
       }
       if !storagesAreEqual {return false}

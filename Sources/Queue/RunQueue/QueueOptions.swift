@@ -39,6 +39,9 @@ public struct QueueOptions: Sendable {
   /// A snapshot is written after this many events (and at a clean close).
   public var snapshotEvery = 200_000
   public var limits = ConcurrencyLimits()
+  /// The largest parameters a run may have, in bytes of their JSON: an enqueue beyond it is
+  /// refused (``QueueError/Code-swift.struct/tooLarge``) before anything is written.
+  public var maxParameterBytes = 1 << 20
 
   public init() {}
 }

@@ -86,6 +86,11 @@ struct ReadyIndex {
     if run.state == .scheduled { lateness.insert(Timer(due: run.scheduledStart + lateAfter, entry: entry)) }
   }
 
+  /// Returns a run that ``next(in:now:limits:pending:)`` gave but was not claimed after all.
+  mutating func putBack(_ run: Run) {
+    ready.insert(Self.entry(for: run))
+  }
+
   /// A run gave back its slots: the runs parked behind them may be claimable again.
   mutating func release(slotsOf run: Run) {
     for slot in [Slot.deployment(run.deployment)] + run.tags.map(Slot.tag) {

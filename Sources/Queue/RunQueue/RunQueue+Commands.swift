@@ -86,7 +86,7 @@ extension RunQueue {
   /// Creates a run (Scheduled), or returns the run that already has the request's idempotency key.
   public func enqueue(_ request: EnqueueRequest) async throws -> EnqueueResult {
     let created = CreatedFlag()
-    let run = try await commit(Self.enqueuePlan(request, created: created))
+    let run = try await commit(Self.enqueuePlan(request, created: created, options: options))
     return EnqueueResult(run: run!, created: created.value)
   }
 
@@ -96,19 +96,39 @@ extension RunQueue {
   /// Lets a stream of enqueues from one client share group commits.
   public func submitEnqueue(_ request: EnqueueRequest) throws(QueueError) -> EnqueueResult {
     let created = CreatedFlag()
-    let run = try submit(Self.enqueuePlan(request, created: created))
+    let run = try submit(Self.enqueuePlan(request, created: created, options: options))
     return EnqueueResult(run: run!, created: created.value)
   }
 
   static func enqueuePlan(
-    _ request: EnqueueRequest, created: CreatedFlag
+    _ request: EnqueueRequest, created: CreatedFlag, options: QueueOptions
   ) throws(QueueError) -> (inout Locked, Timestamp) throws(QueueError) -> Plan {
     guard !request.deployment.isEmpty, !request.flow.isEmpty else {
       throw QueueError(code: .invalidArgument, message: "a run needs a deployment and a flow")
     }
+    let size = request.parametersJSON.utf8.count
+    guard size <= options.maxParameterBytes else {
+      throw QueueError(
+        code: .tooLarge,
+        message:
+          "the run's parameters are \(size) bytes of JSON, more than the limit of \(options.maxParameterBytes) bytes; nothing was enqueued"
+      )
+    }
     return { locked, time throws(QueueError) in
-      if !request.idempotencyKey.isEmpty, let existing = locked.state.idempotencyKeys[request.idempotencyKey] {
-        return .unchanged(locked.state.runs[existing])
+      if !request.idempotencyKey.isEmpty, let existing = locked.state.idempotencyKeys[request.idempotencyKey],
+        let run = locked.state.runs[existing]
+      {
+        // The same key means the same request (as with Stripe): a different one is a mistake that
+        // would otherwise silently return a run the caller did not ask for.
+        guard run.deployment == request.deployment, run.parametersJSON == request.parametersJSON else {
+          let what = run.deployment == request.deployment ? "other parameters" : "deployment \(run.deployment)"
+          throw QueueError(
+            code: .conflict,
+            message:
+              "idempotency key \"\(request.idempotencyKey.prefix(200))\" already belongs to run \(run.id), enqueued with \(what); use another key, or the same request to get that run"
+          )
+        }
+        return .unchanged(run)
       }
       var event = Gps_V1_RunEnqueued()
       event.deployment = request.deployment
@@ -142,16 +162,29 @@ extension RunQueue {
 
   /// Claims up to `limit` ready runs in one commit, in claim order.
   public func claim(scheduler: String, limit: Int) async throws -> [Claim] {
+    try await claim(scheduler: scheduler, limit: limit, maxParameterBytes: .max)
+  }
+
+  /// Like ``claim(scheduler:limit:)``; the runs after the first stop
+  /// once their parameters reach `maxParameterBytes` together, so the answer that carries them
+  /// stays within a message limit.
+  public func claim(scheduler: String, limit: Int, maxParameterBytes: Int) async throws -> [Claim] {
     guard !scheduler.isEmpty else {
       throw QueueError(code: .invalidArgument, message: "a claim needs the scheduler's id")
     }
     let runs = try await commitAll { [options] locked, time throws(QueueError) in
       var runs: [(RunID, [RunEvent.OneOf_Kind])] = []
       var chosen: [RunID] = []
+      var bytes = 0
       while runs.count < max(1, limit) {
         // Slots taken by this batch count too: claim them one at a time in the index.
         guard let run = locked.index.next(in: locked.state, now: time, limits: options.limits, pending: chosen)
         else { break }
+        bytes += run.parametersJSON.utf8.count
+        if !runs.isEmpty, bytes > maxParameterBytes {
+          locked.index.putBack(run)
+          break
+        }
         var event = Gps_V1_RunClaimed()
         event.scheduler = scheduler
         event.leaseExpiresMicros = (time + options.leaseDuration).micros
