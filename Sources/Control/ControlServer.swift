@@ -147,11 +147,8 @@ public enum ControlAddress {
   }
 
   static func write(_ address: ServiceAddress, to path: String) throws {
-    let temporary = path + ".tmp"
-    try Data("\(address)\n".utf8).write(to: URL(fileURLWithPath: temporary))
-    guard rename(temporary, path) == 0 else {
-      throw QueueError(code: .io, message: "cannot record the server's address in \(path)")
-    }
+    // Not `Data.write(to:)`: on Linux it leaves a /tmp/TemporaryDirectory.* folder per call.
+    try PosixFileSystem().writeAtomically(path, contents: Array("\(address)\n".utf8))
   }
 
   static func remove(_ path: String, ifItIs address: ServiceAddress) {

@@ -437,7 +437,7 @@ func eventually(
       let segment = data + "/log/" + segmentName
       var bytes = try Data(contentsOf: URL(fileURLWithPath: segment))
       bytes[bytes.count / 2] ^= 0x40
-      try bytes.write(to: URL(fileURLWithPath: segment))
+      try bytes.writeInPlace(to: URL(fileURLWithPath: segment))
       let tampered = try await GPSProcess.run(["history", "verify", "--data-dir", data])
       #expect(tampered.status == 1)
       #expect(tampered.stderr.hasPrefix("gps: error: history verify failed: storage: "), "\(tampered.stderr)")

@@ -64,7 +64,7 @@ import Testing
       let url = URL(fileURLWithPath: data + "/log/" + sealed)
       var bytes = try Data(contentsOf: url)
       bytes[LogFormat.segmentHeaderSize + 70] ^= 0x01
-      try bytes.write(to: url)
+      try bytes.writeInPlace(to: url)
       for arguments in [["flow-run", "ls"], ["flow-run", "ls", "--output", "json"]] {
         let result = try await GPSProcess.run(arguments + ["--data-dir", data])
         #expect(result.status == 0, "\(result.stderr)")

@@ -27,8 +27,8 @@ public final class GPSProcess: Sendable {
     try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
     let stdoutURL = outputDirectory.appendingPathComponent("stdout")
     let stderrURL = outputDirectory.appendingPathComponent("stderr")
-    _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+    try Data().writeInPlace(to: stdoutURL)
+    try Data().writeInPlace(to: stderrURL)
 
     process = Process()
     let (termination, terminated) = AsyncStream.makeStream(of: Int32.self, bufferingPolicy: .bufferingNewest(1))
@@ -44,7 +44,7 @@ public final class GPSProcess: Sendable {
     process.standardError = try FileHandle(forWritingTo: stderrURL)
     if let stdin {
       let input = outputDirectory.appendingPathComponent("stdin")
-      try Data(stdin.utf8).write(to: input)
+      try Data(stdin.utf8).writeInPlace(to: input)
       process.standardInput = try FileHandle(forReadingFrom: input)
     } else {
       process.standardInput = FileHandle.nullDevice

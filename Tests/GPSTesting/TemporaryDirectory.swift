@@ -19,7 +19,7 @@ extension URL {
     let file = appendingPathComponent(relativePath)
     try FileManager.default.createDirectory(
       at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
-    try Data(contents).write(to: file)
+    try Data(contents).writeInPlace(to: file)
     return file
   }
 }
@@ -28,4 +28,22 @@ extension URL {
 /// (which refuse a directory without a queue) accept it.
 public func createQueue(at path: String) throws {
   try RunQueue(directory: path).close()
+}
+
+extension DataProtocol {
+  /// Writes the bytes to `url` in place (created or truncated). Foundation's `Data.write(to:)`
+  /// on Linux leaves a `/tmp/TemporaryDirectory.*` folder behind for every call.
+  public func writeInPlace(to url: URL) throws {
+    let fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path]) }
+    defer { close(fd) }
+    let bytes = Array(self)
+    var done = 0
+    while done < bytes.count {
+      let count = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+      if count < 0, errno == EINTR { continue }
+      guard count > 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path]) }
+      done += count
+    }
+  }
 }

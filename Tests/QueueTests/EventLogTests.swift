@@ -79,7 +79,7 @@ func segmentFiles(_ directory: String) throws -> [String] {
       log.close()
       let full = try Data(contentsOf: URL(fileURLWithPath: segment))
       for cut in before..<full.count {
-        try full.prefix(cut).write(to: URL(fileURLWithPath: segment))
+        try full.prefix(cut).writeInPlace(to: URL(fileURLWithPath: segment))
         let reopened = try EventLog(directory: directory.path)
         #expect(reopened.lastSequence == 10, "cut at \(cut)")
         #expect(reopened.recovery.truncatedBytes == cut - before)
@@ -125,7 +125,7 @@ func segmentFiles(_ directory: String) throws -> [String] {
         let position = Int(seed.next() % UInt64(original.count))
         var flipped = original
         flipped[position] ^= UInt8(1) << (seed.next() % 8)
-        try flipped.write(to: sealed)
+        try flipped.writeInPlace(to: sealed)
         let error = #expect(throws: QueueError.self) { try EventLog(directory: directory.path) }
         #expect(error?.code == .corrupt, "flip at \(position)")
         #expect(error?.message.contains(sealedName) == true)
@@ -137,7 +137,7 @@ func segmentFiles(_ directory: String) throws -> [String] {
           #expect(report.problem?.contains("byte offset \(batchOffset),") == true, "\(report.problem ?? "")")
         }
       }
-      try original.write(to: sealed)
+      try original.writeInPlace(to: sealed)
       #expect(try LogVerifier(directory: directory.path).verify().isIntact)
     }
   }
@@ -158,7 +158,7 @@ func segmentFiles(_ directory: String) throws -> [String] {
       edited[offset2 + LogFormat.batchHeaderSize + 4] ^= 0x20  // a payload byte, after the record length
       let crc = CRC32C.checksum(Array(edited[(offset2 + 8)..<(offset2 + size2)]))
       withUnsafeBytes(of: crc.littleEndian) { for i in 0..<4 { edited[offset2 + 4 + i] = $0[i] } }
-      try edited.write(to: segment)
+      try edited.writeInPlace(to: segment)
       let editReport = try LogVerifier(directory: directory.path).verify()
       #expect(editReport.problem?.contains("hash chain breaks") == true, "\(editReport.problem ?? "")")
       #expect(editReport.problem?.contains("byte offset \(frames[3].0),") == true)
@@ -169,7 +169,7 @@ func segmentFiles(_ directory: String) throws -> [String] {
       // Delete batch 3.
       var deleted = original
       deleted.removeSubrange(frames[3].0..<(frames[3].0 + frames[3].1))
-      try deleted.write(to: segment)
+      try deleted.writeInPlace(to: segment)
       let deleteReport = try LogVerifier(directory: directory.path).verify()
       #expect(deleteReport.problem?.contains("sequences 4–4 are missing") == true, "\(deleteReport.problem ?? "")")
       #expect(throws: QueueError.self) { try EventLog(directory: directory.path) }
@@ -179,7 +179,7 @@ func segmentFiles(_ directory: String) throws -> [String] {
       swapped += original[frames[2].0..<(frames[2].0 + frames[2].1)]
       swapped += original[frames[1].0..<(frames[1].0 + frames[1].1)]
       swapped += original[(frames[2].0 + frames[2].1)...]
-      try swapped.write(to: segment)
+      try swapped.writeInPlace(to: segment)
       let swapReport = try LogVerifier(directory: directory.path).verify()
       #expect(swapReport.problem?.contains("reordered") == true, "\(swapReport.problem ?? "")")
 

@@ -28,7 +28,7 @@ import Testing
       let newest = URL(fileURLWithPath: directory.path + "/snapshots/00000000000000000003.snap")
       var bytes = try Data(contentsOf: newest)
       bytes[bytes.count - 1] ^= 1
-      try bytes.write(to: newest)
+      try bytes.writeInPlace(to: newest)
       let fallback = try store.loadNewest(matching: reader)
       #expect(fallback.snapshot == written[1])
       #expect(fallback.skipped.first?.contains("damaged") == true)

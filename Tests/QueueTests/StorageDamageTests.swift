@@ -203,7 +203,7 @@ import Testing
       let damaged = URL(fileURLWithPath: path + "/log/" + names[1])
       var bytes = try Data(contentsOf: damaged)
       bytes[LogFormat.segmentHeaderSize + 70] ^= 0xFF
-      try bytes.write(to: damaged)
+      try bytes.writeInPlace(to: damaged)
       let before = try LogVerifier(directory: path).verify()
       #expect(!before.isIntact)
       let report = try EventLog.repair(directory: path)
