@@ -20,7 +20,7 @@ struct ClientCommand: AsyncParsableCommand {
   @Option(name: .customLong("b"), help: "Address of service B.")
   var bAddress = "127.0.0.1:50052"
 
-  @Option(help: "Deadline of each call, e.g. 10s.")
+  @Option(parsing: .unconditional, help: "Deadline of each call, e.g. 10s.", transform: DurationArgument.parse)
   var timeout = DurationArgument(.seconds(30), text: "30s")
 
   @Option(help: "Idempotency key sent to the services (default: a new random key).")

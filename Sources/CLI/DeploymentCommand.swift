@@ -104,7 +104,8 @@ let runDiscussion = """
   its path, and a rejected run writes nothing. The run goes through the server recorded in the data
   directory; with no server running, it is appended to the log directly and starts when a server
   starts. With --watch, each event is shown as it happens; the exit status is 0 for Completed,
-  1 Failed, 2 TimedOut, 3 Cancelled, 4 Crashed. Example:
+  1 Failed, 2 TimedOut, 3 Cancelled, 4 Crashed, and 5 when the run could not be followed to its
+  end (the server went away); 1 also for a run that was not enqueued. Example:
     gps deployment run server-flow/MyPrefectDeployer --param data_info='{"object_storage_urls": ["a"], "dataset": "b"}' --watch
   """
 
@@ -124,7 +125,7 @@ struct RunOptions: ParsableArguments {
   @Option(name: .customLong("tag"), help: "A tag for the run (besides the deployment's). Repeatable.")
   var tags: [String] = []
 
-  @Option(help: "Start after this long, e.g. 30s, 5m.")
+  @Option(parsing: .unconditional, help: "Start after this long, e.g. 30s, 5m.", transform: DurationArgument.parse)
   var startIn: DurationArgument?
 
   @Option(help: "Start at this time: RFC 3339, e.g. 2026-11-26T18:00:00Z.")
@@ -234,7 +235,11 @@ struct RunOptions: ParsableArguments {
         } catch let exit as ExitCode {
           throw exit
         } catch {
-          throw describe(error, server: server)
+          // The run was enqueued; only following it failed: its own exit status, not the run's.
+          var failure = describe(error, server: server)
+          failure.message = "run \(response.run.id) is enqueued, but its watch ended: " + failure.message
+          failure.status = CommandFailure.watchLost
+          throw failure
         }
       }
     }

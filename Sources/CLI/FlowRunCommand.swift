@@ -44,6 +44,7 @@ func query<T: Sendable>(
 
 /// Fails with one line unless `dataDir` holds a queue.
 func requireQueue(_ dataDir: String) throws(CommandFailure) {
+  try checkDataDirectory(dataDir, writing: false)
   guard FileManager.default.fileExists(atPath: dataDir + "/log") else {
     throw CommandFailure(
       "no queue in \(dataDir) (it has no log/); give --data-dir or start one with `gps server start`")
@@ -85,7 +86,7 @@ struct FlowRunList: AsyncParsableCommand {
   @Option(help: "Only runs with this tag.")
   var tag: String?
 
-  @Option(help: "At most this many runs.")
+  @Option(parsing: .unconditional, help: "At most this many runs.")
   var limit = 20
 
   @Option(help: "table or json.")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Flows
 import Foundation
 
 /// The `gps` command: thin argument parsing over the RPC, Queue and Flows libraries.
@@ -22,6 +23,12 @@ struct GPS: AsyncParsableCommand {
 
   /// Runs the command; every failure ends as one line on stderr and a non-zero exit, never a trace.
   static func main() async {
+    // A closed pipe is an EPIPE from write (handled in writeAll), not a signal that kills us.
+    signal(SIGPIPE, SIG_IGN)
+    if let problem = invalidArgument() {
+      writeStandardError("gps: error: \(problem)\n")
+      Foundation.exit(64)
+    }
     do {
       var command = try await asyncParseAsRoot()
       if var asyncCommand = command as? any AsyncParsableCommand {
@@ -54,6 +61,7 @@ struct GPS: AsyncParsableCommand {
         }
       }
       writeStandardError("gps: error: \(line)\n")
+      if let failure = error as? CommandFailure { Foundation.exit(failure.status) }
       Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
     }
   }
@@ -62,16 +70,73 @@ struct GPS: AsyncParsableCommand {
 /// A failure the user can act on; its message is printed as is.
 struct CommandFailure: Error, CustomStringConvertible {
   var message: String
+  /// The exit status (1 unless said otherwise, e.g. ``watchLost``).
+  var status: Int32 = 1
   var description: String { message }
 
-  init(_ message: String) { self.message = message }
+  init(_ message: String, status: Int32 = 1) {
+    self.message = message
+    self.status = status
+  }
+
+  /// `--watch` could not follow the run to its end (the server went away): not the run's outcome.
+  static let watchLost: Int32 = 5
 }
 
 func writeStandardError(_ text: String) {
-  FileHandle.standardError.write(Data(text.utf8))
+  writeAll(2, Array(text.utf8))
 }
 
-/// Prints one line on stdout and flushes it, so a parent process reading a pipe sees it at once.
+/// Prints one line on stdout at once (no buffering), so a parent process reading a pipe sees it.
 func printLine(_ text: String) {
-  FileHandle.standardOutput.write(Data((text + "\n").utf8))
+  writeAll(1, Array((text + "\n").utf8))
+}
+
+/// Writes every byte to `fd`. A reader that went away (`gps … | head -1`) ends the command quietly
+/// with status 0: what it asked for was printed.
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+  var done = 0
+  while done < bytes.count {
+    let count = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+    if count < 0, errno == EINTR { continue }
+    if count < 0, errno == EPIPE { exit(0) }
+    guard count > 0 else { return }
+    done += count
+  }
+}
+
+/// An argument that is not valid UTF-8, named with its option: Swift's `CommandLine.arguments`
+/// would silently replace the bad bytes with U+FFFD, and that would be stored.
+func invalidArgument() -> String? {
+  for index in 1..<Int(CommandLine.argc) {
+    guard let pointer = CommandLine.unsafeArgv[index], String(validatingCString: pointer) == nil else { continue }
+    let length = strlen(pointer)
+    let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: length)
+    // The valid prefix: up to the first byte that does not decode.
+    var parser = Unicode.UTF8.ForwardParser()
+    var iterator = bytes.makeIterator()
+    var offset = 0
+    decoding: while true {
+      switch parser.parseScalar(from: &iterator) {
+      case .valid(let scalar): offset += scalar.count
+      case .emptyInput, .error: break decoding
+      }
+    }
+    let before = String(decoding: bytes[..<offset], as: UTF8.self)
+    let option: String
+    if before.hasPrefix("--") {
+      option = String(before.prefix { $0 != "=" })
+    } else if index > 1, let previous = CommandLine.unsafeArgv[index - 1].flatMap({ String(validatingCString: $0) }),
+      previous.hasPrefix("-")
+    {
+      option = previous
+    } else {
+      option = "argument \(index)"
+    }
+    let name = before.prefix { $0 != "=" }
+    let path = option == "--param" && before.contains("=") ? " (parameter \(name))" : ""
+    return
+      "\(option)\(path): the value is not valid UTF-8 (a bad byte after \(JSONValue.quoted(String(before.suffix(40))))); give UTF-8 text"
+  }
+  return nil
 }

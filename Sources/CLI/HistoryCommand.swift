@@ -112,6 +112,13 @@ struct HistoryReplay: AsyncParsableCommand {
   func validate() throws {
     if follow, until != nil { throw ValidationError("--follow and --until exclude each other") }
     if follow, output == .json { throw ValidationError("--follow needs --output table or jsonl") }
+    let empty: Bool =
+      switch (since?.point, until?.point) {
+      case (.sequence(let from)?, .sequence(let to)?): from > to
+      case (.time(let from)?, .time(let to)?): from > to
+      default: false
+      }
+    if empty { throw ValidationError("--since is after --until, so no event lies between them; swap them") }
   }
 
   func run() async throws {
@@ -179,7 +186,7 @@ struct HistoryState: AsyncParsableCommand {
   @Option(help: "table or json.")
   var output = OutputFormat.table
 
-  @Option(help: "Runs listed for the whole queue (newest first).")
+  @Option(parsing: .unconditional, help: "Runs listed for the whole queue (newest first).")
   var limit = 50
 
   @Option(help: "The data directory.")

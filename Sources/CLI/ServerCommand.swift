@@ -18,18 +18,21 @@ struct ServiceOptions: ParsableArguments {
   var host = "127.0.0.1"
 
   @Option(
+    parsing: .unconditional,
     help:
       "Port to listen on (default: 50051 for A, 50052 for B); 0 picks a free port. The bound address is printed on stdout."
   )
   var port: Int?
 
-  @Option(help: "Delay added to every call, e.g. 250ms, to exercise timeouts.")
+  @Option(
+    parsing: .unconditional, help: "Delay added to every call, e.g. 250ms, to exercise timeouts.",
+    transform: DurationArgument.parse)
   var latency = DurationArgument(.zero, text: "0")
 
-  @Option(help: "Fraction of calls (0 to 1) that fail with UNAVAILABLE, to exercise retries.")
+  @Option(parsing: .unconditional, help: "Fraction of calls (0 to 1) that fail with UNAVAILABLE, to exercise retries.")
   var failRate: Double = 0
 
-  @Option(help: "Largest request accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.")
+  @Option(parsing: .unconditional, help: "Largest request accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.")
   var maxRequestBytes = 4 * 1024 * 1024
 
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")

@@ -27,13 +27,13 @@ struct ServerStart: AsyncParsableCommand {
   @Option(help: "Address to bind (an IP address).")
   var host = "127.0.0.1"
 
-  @Option(help: "Port to listen on; 0 picks a free one (printed as `listening on HOST:PORT`).")
+  @Option(parsing: .unconditional, help: "Port to listen on; 0 picks a free one (printed as `listening on HOST:PORT`).")
   var port = 4200
 
   @Flag(help: "Do not run a scheduler in this process (use `gps scheduler --server ADDR`).")
   var noScheduler = false
 
-  @Option(help: "Runs the embedded scheduler executes at once.")
+  @Option(parsing: .unconditional, help: "Runs the embedded scheduler executes at once.")
   var concurrency = 16
 
   @Option(name: .customLong("a"), help: "Address of service A.")
@@ -43,15 +43,20 @@ struct ServerStart: AsyncParsableCommand {
   var b = "127.0.0.1:50052"
 
   @Option(
+    parsing: .unconditional,
     help:
-      "How long a scheduler's lease on a run lasts without a heartbeat, e.g. 30s; then the run is Crashed or re-queued."
-  )
+      "How long a scheduler's lease on a run lasts without a heartbeat, e.g. 30s; then the run is Crashed or re-queued.",
+    transform: DurationArgument.parse)
   var leaseDuration = DurationArgument(.seconds(30), text: "30s")
 
-  @Option(help: "How long runs in flight may take to finish at shutdown, e.g. 30s.")
+  @Option(
+    parsing: .unconditional, help: "How long runs in flight may take to finish at shutdown, e.g. 30s.",
+    transform: DurationArgument.parse)
   var grace = DurationArgument(.seconds(30), text: "30s")
 
-  @Option(help: "The largest parameters a run may have, in bytes of JSON; larger enqueues are refused.")
+  @Option(
+    parsing: .unconditional,
+    help: "The largest parameters a run may have, in bytes of JSON; larger enqueues are refused.")
   var maxParameterBytes = 1 << 20
 
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
@@ -89,7 +94,7 @@ struct ServerStart: AsyncParsableCommand {
     } catch {
       throw CommandFailure(error.message)
     }
-    try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+    try prepareDataDirectory(dataDir)
     let logger = bootstrapLogging(label: "gps.server", level: logLevel)
     let started = ContinuousClock.now
     let server = ControlServer(configuration: configuration, logger: logger) { address, queue in
@@ -128,7 +133,7 @@ struct SchedulerCommand: AsyncParsableCommand {
 
   @OptionGroup var location: QueueLocation
 
-  @Option(help: "Runs executed at once.")
+  @Option(parsing: .unconditional, help: "Runs executed at once.")
   var concurrency = 16
 
   @Option(name: .customLong("a"), help: "Address of service A.")

@@ -7,6 +7,23 @@ import SwiftProtobuf
 import Testing
 
 @Suite struct ServerFlowTests {
+  /// The README's reference flow is the code: every line of its block appears, in order, in
+  /// ServerFlow.swift (indented one level there).
+  @Test func theReadmeShowsTheReferenceFlowAsItIs() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent()
+    let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+    let source = try String(contentsOf: root.appendingPathComponent("Sources/Flows/ServerFlow.swift"), encoding: .utf8)
+    let marker = "// Sources/Flows/ServerFlow.swift"
+    let block = try #require(
+      readme.components(separatedBy: marker).dropFirst().first?.components(separatedBy: "```").first)
+    let lines = block.split(separator: "\n", omittingEmptySubsequences: false).dropFirst().dropLast()
+      .map { $0.isEmpty ? "" : "  " + $0 }
+    #expect(lines.count > 10)
+    let expected = lines.joined(separator: "\n")
+    #expect(source.contains(expected), "the README's reference flow differs from ServerFlow.swift")
+  }
+
   @Test func decodesTheSnippetsParametersWithProtoAndJSONNames() throws {
     let proto = try ServerFlow.decodeDataInfo(ServerFlow.sampleDataInfoJSON)
     #expect(proto.objectStorageUrls == ["a"])

@@ -119,7 +119,7 @@ func succeeded(_ step: String, _ number: UInt32) -> RunEvent.OneOf_Kind {
       await #expect(throws: QueueError.self) { try await queue.retry(run.id, by: "me") }
       try await queue.report(claim.token, .failed(.with { $0.reason = "boom" }))
       let finished = await #expect(throws: QueueError.self) { try await queue.cancel(run.id, by: "me") }
-      #expect(finished?.message.contains("while the run is Failed") == true)
+      #expect(finished?.message.contains("is already Failed") == true)
       let unknown = await #expect(throws: QueueError.self) { try await queue.cancel(RunID(), by: "me") }
       #expect(unknown?.code == .notFound)
 

@@ -47,6 +47,10 @@ func describe(_ error: any Error, server: ServiceAddress) -> CommandFailure {
   case .unavailable:
     return CommandFailure(
       "cannot reach the GPS server at \(server): \(error.message); start it with `gps server start` or check --server")
+  case .unimplemented:
+    return CommandFailure(
+      "\(server) is not a GPS control server (it does not serve gps.v1.Control: \(String(error.message.prefix(200)))); give the address `gps server start` printed, with --server"
+    )
   case .deadlineExceeded:
     return CommandFailure("the GPS server at \(server) did not answer in time; is it overloaded?")
   default:

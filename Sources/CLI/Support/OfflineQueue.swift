@@ -4,6 +4,7 @@ import Queue
 /// Opens the queue in `dataDir` without a server (a command holding the lock for a moment): waits
 /// for another command that holds it, and reports on stderr what opening repaired.
 func openQueueOffline(_ dataDir: String) throws(CommandFailure) -> RunQueue {
+  try checkDataDirectory(dataDir, writing: true)
   var options = QueueOptions()
   options.log.lock = commandLock(dataDir)
   let queue = try queueCall { () throws(QueueError) in try RunQueue(directory: dataDir, options: options) }
@@ -41,5 +42,38 @@ func advice(for error: QueueError) -> String {
     "; `gps server start --max-parameter-bytes N` sets the limit (an enqueue without a server uses the default, 1 MiB)"
   default:
     ""
+  }
+}
+
+/// Makes `path` a usable data directory for `gps server start` (creating it and its parents), or
+/// says in one line why it cannot be one.
+func prepareDataDirectory(_ path: String) throws(CommandFailure) {
+  var isDirectory: ObjCBool = false
+  if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+    var built = path.hasPrefix("/") ? "" : "."
+    for component in path.split(separator: "/") {
+      built += "/" + component
+      if mkdir(built, 0o755) != 0, errno != EEXIST {
+        throw CommandFailure(
+          "cannot create the data directory \(path): \(String(cString: strerror(errno))) at \(built); give another --data-dir"
+        )
+      }
+    }
+    return
+  }
+  try checkDataDirectory(path, writing: true)
+}
+
+/// One line when `path` exists but cannot be a data directory: a file, or (for a writer) not writable.
+func checkDataDirectory(_ path: String, writing: Bool) throws(CommandFailure) {
+  var isDirectory: ObjCBool = false
+  guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
+  guard isDirectory.boolValue else {
+    throw CommandFailure("the data directory \(path) is a file, not a directory; give another --data-dir")
+  }
+  guard !writing || access(path, W_OK | X_OK) == 0 else {
+    throw CommandFailure(
+      "the data directory \(path) is not writable by this user (\(NSUserName())); fix its permissions or give another --data-dir"
+    )
   }
 }

@@ -60,7 +60,8 @@ struct RunWatcher {
   func finish(runID: String, final: RunEvent?) throws {
     guard let final, let state = EventText.stateAfter(final) else {
       throw CommandFailure(
-        "the watch of run \(runID) ended before the run did; watch it again with `gps flow-run inspect \(runID)`")
+        "the watch of run \(runID) ended before the run did; see where it is with `gps flow-run inspect \(runID)`",
+        status: CommandFailure.watchLost)
     }
     if output == .table {
       switch final.kind {

@@ -7,10 +7,8 @@ public import Foundation
 public enum ParameterArguments {
   public static func assemble(
     params: [String], paramsArgument: String? = nil,
-    readFile: (String) throws -> String = { try String(contentsOfFile: $0, encoding: .utf8) },
-    readStandardInput: () throws -> String = {
-      String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-    }
+    readFile: (String) throws -> String = readTextFile,
+    readStandardInput: () throws -> String = readStandardInputText
   ) throws(FlowsError) -> JSONValue {
     var members: [JSONValue.Member] = []
     if let argument = paramsArgument {
@@ -29,7 +27,7 @@ public enum ParameterArguments {
         }
       } catch {
         throw FlowsError(
-          code: .invalidParameter, message: "--params \(argument): cannot read it (\(error.localizedDescription))",
+          code: .invalidParameter, message: "--params \(argument): cannot read it (\(error))",
           cause: error)
       }
       let value: JSONValue
@@ -54,11 +52,57 @@ public enum ParameterArguments {
       }
       let name = String(param[..<equals])
       let text = String(param[param.index(after: equals)...])
-      // VALUE is JSON; anything that does not parse as JSON is taken as a plain string.
-      let value = (try? JSONValue(parsing: text)) ?? .string(text)
+      // VALUE is JSON; a bare word that does not parse as JSON is taken as a plain string. What
+      // starts like JSON (an object, an array, a quoted string) and does not parse is a mistake,
+      // not a string: say where it breaks.
+      let value: JSONValue
+      do {
+        value = try JSONValue(parsing: text)
+      } catch {
+        let start = text.drop { $0 == " " || $0 == "\t" || $0 == "\n" }.first
+        guard let start, ["{", "[", "\""].contains(start) else {
+          members.removeAll { $0.key == name }
+          members.append(JSONValue.Member(name, .string(text)))
+          continue
+        }
+        throw FlowsError(code: .invalidParameter, message: "--param \(name): not valid JSON: \(error)", cause: error)
+      }
       members.removeAll { $0.key == name }
       members.append(JSONValue.Member(name, value))
     }
     return .object(members)
   }
+}
+
+/// Input that is not UTF-8 (JSON must be).
+struct InvalidUTF8: Error, CustomStringConvertible {
+  var description: String { "it is not valid UTF-8" }
+}
+
+/// Standard input as UTF-8 text: not String(decoding:), which would turn invalid UTF-8 into
+/// U+FFFD and store that.
+public func readStandardInputText() throws -> String {
+  guard let text = String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8) else {
+    throw InvalidUTF8()
+  }
+  return text
+}
+
+/// Why a file could not be read, as one short phrase (not Foundation's NSCocoaErrorDomain text).
+struct FileReadError: Error, CustomStringConvertible {
+  var description: String
+}
+
+/// The UTF-8 text of the file at `path`; a failure says why in a few words.
+public func readTextFile(_ path: String) throws -> String {
+  var isDirectory: ObjCBool = false
+  guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+    throw FileReadError(description: "no such file")
+  }
+  guard !isDirectory.boolValue else { throw FileReadError(description: "it is a directory, not a file") }
+  guard FileManager.default.isReadableFile(atPath: path), let data = FileManager.default.contents(atPath: path) else {
+    throw FileReadError(description: "permission denied, or it cannot be read")
+  }
+  guard let text = String(data: data, encoding: .utf8) else { throw InvalidUTF8() }
+  return text
 }

@@ -246,6 +246,11 @@ extension RunQueue {
     try await commit { locked, _ throws(QueueError) in
       guard let run = locked.state.runs[id] else { throw Self.unknown(id) }
       if run.state == .cancelling { return .unchanged(run) }
+      guard !run.state.isTerminal else {
+        throw QueueError(
+          code: .illegalTransition,
+          message: "run \(id) is already \(run.state) (since \(run.stateSince)); there is nothing to cancel")
+      }
       let why = reason.isEmpty ? "cancelled by \(requester)" : "cancelled by \(requester): \(reason)"
       if run.lease != nil {
         var request = Gps_V1_CancelRequested()
