@@ -60,6 +60,10 @@ struct GPS: AsyncParsableCommand {
           line += " (see `gps --help`)"
         }
       }
+      // Whatever echoes input stays one readable line.
+      if line.utf8.count > 4096 {
+        line = String(decoding: line.utf8.prefix(4096), as: UTF8.self) + "… (cut at 4096 of \(line.utf8.count) bytes)"
+      }
       writeStandardError("gps: error: \(line)\n")
       if let failure = error as? CommandFailure { Foundation.exit(failure.status) }
       Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)

@@ -64,7 +64,8 @@ public struct ControlServer: Service {
         // refuses them with its own message) arrive whole.
         $0.rpc.maxRequestPayloadSize = max(4 << 20, configuration.queue.maxParameterBytes + (1 << 20))
       })
-    let server = GRPCServer(transport: transport, services: [service])
+    let server = GRPCServer(
+      transport: transport, services: [service], interceptors: [BoundedErrorsInterceptor()])
     let addressFile = ControlAddress.file(in: configuration.dataDirectory)
     try await withThrowingDiscardingTaskGroup { group in
       group.addTask {

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GPSTesting
+import GRPCCore
 import RPC
 import Testing
 
@@ -29,14 +30,34 @@ import Testing
     ("file://relative/path", .invalidURL),
     ("/etc/passwd", .invalidURL),
     ("", .invalidURL),
+    ("s3://bkt/k1\u{0}zz", .invalidURL),
+    ("a\u{0}.txt", .invalidURL),
   ])
   func refusesURLsThatAreMalformedOrLeaveTheRoot(url: String, code: ObjectStoreError.Code) async throws {
     try await withTemporaryDirectory { root in
       let store = try ObjectStore(root: root.appendingPathComponent("store").path, creating: true)
       let error = #expect(throws: ObjectStoreError.self) { try store.lexicalPath(for: url) }
       #expect(error?.code == code)
-      #expect(error?.message.contains("'\(url)'") == true || url.isEmpty)
+      #expect(error?.message.contains(quotedInput(url)) == true || url.isEmpty, "\(error?.message ?? "")")
     }
+  }
+
+  @Test func aNulByteNeverOpensTheObjectBeforeIt() async throws {
+    try await withTemporaryDirectory { root in
+      try root.writeFile("a", Array("x".utf8))
+      let store = try ObjectStore(root: root.path)
+      let error = await #expect(throws: ObjectStoreError.self) { try await store.describe(url: "a\u{0}.txt") }
+      #expect(error?.code == .invalidURL)
+      #expect(error?.message.contains("NUL byte at offset 1") == true, "\(error?.message ?? "")")
+    }
+  }
+
+  @Test func anErrorAboutAHugeURLQuotesAPrefixAndTheLength() throws {
+    let url = String(repeating: "k", count: 100_000)
+    let store = try ObjectStore(root: FileManager.default.temporaryDirectory.path)
+    let error = #expect(throws: ObjectStoreError.self) { try store.lexicalPath(for: "/" + url) }
+    #expect((error?.message.utf8.count ?? .max) < 400)
+    #expect(error?.message.contains("(100001 bytes)") == true, "\(error?.message ?? "")")
   }
 
   @Test func hashesObjectsAndReportsMissingOnes() async throws {
@@ -99,5 +120,17 @@ extension ObjectStore {
   init(root: String, creating: Bool) throws {
     if creating { try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true) }
     try self.init(root: root)
+  }
+}
+
+@Suite struct BoundedErrorsTests {
+  @Test func aLongStatusMessageIsCutWithItsLengthAndKeepsItsCode() {
+    let long = RPCError(code: .invalidArgument, message: String(repeating: "m", count: 100_000))
+    let bounded = BoundedErrorsInterceptor.bounded(long, limit: 2048)
+    #expect(bounded.code == .invalidArgument)
+    #expect(bounded.message.utf8.count < 2200)
+    #expect(bounded.message.hasSuffix("(message cut at 2048 of 100000 bytes)"))
+    let short = RPCError(code: .notFound, message: "no such object")
+    #expect(BoundedErrorsInterceptor.bounded(short, limit: 2048).message == "no such object")
   }
 }

@@ -32,6 +32,27 @@ import Testing
     try await withServiceClients(a: a, b: b) { try await body($0.a, $0.b) }
   }
 
+  @Test func aHugeURLIsAnsweredInvalidArgumentInOneShortMessage() async throws {
+    try await withStore { root in
+      try await withRunningServices(objectRoot: root) { a, b in
+        try await withClients(a: a, b: b) { clientA, _ in
+          let url = "s3://bucket/" + String(repeating: "u", count: 100_000)
+          let error = await #expect(throws: RPCError.self) {
+            try await clientA.prepare(
+              .with {
+                $0.objectStorageUrls = [url]
+                $0.dataset = "ds"
+              })
+          }
+          // The service's own answer, not a stream closed by trailers that overflowed.
+          #expect(error?.code == .invalidArgument, "\(error.map { "\($0.code): \($0.message.prefix(200))" } ?? "")")
+          #expect((error?.message.utf8.count ?? .max) < 2200)
+          #expect(error?.message.contains("(100012 bytes)") == true, "\(error?.message.prefix(300) ?? "")")
+        }
+      }
+    }
+  }
+
   @Test func preparesAManifestAndProcessesItIntoAResponse() async throws {
     try await withStore { root in
       try await withRunningServices(objectRoot: root) { a, b in

@@ -33,7 +33,7 @@ public indirect enum JSONValue: Sendable, Hashable {
     switch self {
     case .null: "null"
     case .bool(let value): "the boolean \(value)"
-    case .number(let text): "the number \(text)"
+    case .number(let text): "the number \(text.count > 40 ? text.prefix(40) + "…" : text)"
     case .string(let text): "the string \(Self.quoted(text, limit: 40))"
     case .array: "an array"
     case .object: "an object"

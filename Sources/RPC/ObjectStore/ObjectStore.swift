@@ -39,24 +39,29 @@ public struct ObjectStore: Sendable {
     let relative: String
     if url.isEmpty {
       throw ObjectStoreError(code: .invalidURL, url: url, message: "empty object URL")
+    } else if let nul = url.utf8.firstIndex(of: 0) {
+      // The file system would see only the part before it: refuse rather than open another object.
+      let offset = url.utf8.distance(from: url.utf8.startIndex, to: nul)
+      throw ObjectStoreError(
+        code: .invalidURL, url: url, message: "\(quotedInput(url)) holds a NUL byte at offset \(offset)")
     } else if url.hasPrefix("s3://") {
       let rest = url.dropFirst("s3://".count)
       guard let slash = rest.firstIndex(of: "/"), slash != rest.startIndex,
         rest.index(after: slash) != rest.endIndex
       else {
         throw ObjectStoreError(
-          code: .invalidURL, url: url, message: "'\(url)': expected s3://BUCKET/KEY")
+          code: .invalidURL, url: url, message: "\(quotedInput(url)): expected s3://BUCKET/KEY")
       }
       relative = String(rest)
     } else if url.hasPrefix("file://") {
       let path = String(url.dropFirst("file://".count))
       guard path.hasPrefix("/") else {
         throw ObjectStoreError(
-          code: .invalidURL, url: url, message: "'\(url)': expected file:///absolute/path")
+          code: .invalidURL, url: url, message: "\(quotedInput(url)): expected file:///absolute/path")
       }
       guard let inside = Self.relative(Self.normalize(path), to: root) else {
         throw ObjectStoreError(
-          code: .outsideRoot, url: url, message: "'\(url)' is outside the object root \(root)")
+          code: .outsideRoot, url: url, message: "\(quotedInput(url)) is outside the object root \(root)")
       }
       relative = inside
     } else if let colon = url.firstIndex(of: ":"), url[url.startIndex..<colon].allSatisfy(Self.isSchemeCharacter),
@@ -64,19 +69,22 @@ public struct ObjectStore: Sendable {
     {
       throw ObjectStoreError(
         code: .unsupportedScheme, url: url,
-        message: "'\(url)': unsupported scheme '\(url[url.startIndex..<colon])'; use s3://, file:// or a bare key")
+        message:
+          "\(quotedInput(url)): unsupported scheme '\(url[url.startIndex..<colon])'; use s3://, file:// or a bare key")
     } else {
       if url.hasPrefix("/") {
         throw ObjectStoreError(
           code: .invalidURL, url: url,
-          message: "'\(url)': a bare key is relative to the object root; use file://\(url) for an absolute path")
+          message:
+            "\(quotedInput(url)): a bare key is relative to the object root; use file:///absolute/path for an absolute path"
+        )
       }
       relative = url
     }
     let path = Self.normalize(root + "/" + relative)
     guard Self.relative(path, to: root) != nil, path != root else {
       throw ObjectStoreError(
-        code: .outsideRoot, url: url, message: "'\(url)' escapes the object root \(root)")
+        code: .outsideRoot, url: url, message: "\(quotedInput(url)) escapes the object root \(root)")
     }
     return path
   }
@@ -103,25 +111,36 @@ public struct ObjectStore: Sendable {
 
   static func hash(url: String, path: String, root: String) throws(ObjectStoreError) -> ObjectDescription {
     guard let real = realPath(path) else {
-      let code: ObjectStoreError.Code = errno == ENOENT || errno == ENOTDIR ? .notFound : .unreadable
-      let reason = code == .notFound ? "no such object" : String(cString: strerror(errno))
-      throw ObjectStoreError(code: code, url: url, message: "'\(url)': \(reason)")
+      let code: ObjectStoreError.Code =
+        switch errno {
+        case ENOENT, ENOTDIR: .notFound
+        // No object can have such a name: the URL is wrong, and asking again will not help.
+        case ENAMETOOLONG: .invalidURL
+        default: .unreadable
+        }
+      let reason =
+        switch code {
+        case .notFound: "no such object"
+        case .invalidURL: "the path is too long for a file name"
+        default: String(cString: strerror(errno))
+        }
+      throw ObjectStoreError(code: code, url: url, message: "\(quotedInput(url)): \(reason)")
     }
     guard relative(real, to: root) != nil else {
       throw ObjectStoreError(
         code: .outsideRoot, url: url,
-        message: "'\(url)' resolves through a symbolic link to \(real), outside the object root \(root)")
+        message: "\(quotedInput(url)) resolves through a symbolic link to \(real), outside the object root \(root)")
     }
     let fd = open(real, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else {
       throw ObjectStoreError(
         code: errno == ENOENT ? .notFound : .unreadable, url: url,
-        message: "'\(url)': \(String(cString: strerror(errno)))")
+        message: "\(quotedInput(url)): \(String(cString: strerror(errno)))")
     }
     defer { close(fd) }
     var info = stat()
     guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
-      throw ObjectStoreError(code: .notAnObject, url: url, message: "'\(url)' is not a regular file")
+      throw ObjectStoreError(code: .notAnObject, url: url, message: "\(quotedInput(url)) is not a regular file")
     }
     var hasher = SHA256()
     var size: UInt64 = 0
@@ -133,7 +152,7 @@ public struct ObjectStore: Sendable {
       if count < 0 {
         if errno == EINTR { continue }
         throw ObjectStoreError(
-          code: .unreadable, url: url, message: "'\(url)': read failed: \(String(cString: strerror(errno)))")
+          code: .unreadable, url: url, message: "\(quotedInput(url)): read failed: \(String(cString: strerror(errno)))")
       }
       if count == 0 { break }
       buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<count])) }

@@ -86,7 +86,9 @@ public struct ServiceServer: Service {
       }
     )
     var interceptors: [ConditionalInterceptor<any ServerInterceptor>] = [
-      .apply(CallLoggingInterceptor(logger: logger), to: .services([descriptor]))
+      .apply(CallLoggingInterceptor(logger: logger), to: .services([descriptor])),
+      // Inside the logging one, so that the log shows what the client gets.
+      .apply(BoundedErrorsInterceptor(), to: .services([descriptor])),
     ]
     if !configuration.faults.isInactive {
       interceptors.append(.apply(configuration.faults, to: .services([descriptor])))

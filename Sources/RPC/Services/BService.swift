@@ -49,7 +49,7 @@ public struct BService: Gps_V1_B.SimpleServiceProtocol {
     for (index, object) in manifest.objects.enumerated() {
       guard !object.url.isEmpty else { throw invalid("objects[\(index)].url is empty") }
       guard object.sha256.utf8.count == 64, DatasetDigest.decodeHex(object.sha256) != nil else {
-        throw invalid("objects[\(index)].sha256 must be 64 lowercase hex characters, got '\(object.sha256)'")
+        throw invalid("objects[\(index)].sha256 must be 64 lowercase hex characters, got \(quotedInput(object.sha256))")
       }
       let (sum, overflow) = total.addingReportingOverflow(object.sizeBytes)
       guard !overflow else { throw invalid("total size overflows 64 bits") }
