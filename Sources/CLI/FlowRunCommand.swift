@@ -248,6 +248,16 @@ struct Attempt {
           attempts[index].outcome =
             "failed: \(e.statusName): \(e.message)" + (e.retryable ? " (will retry)" : "")
         }
+      case .leaseExpired(let e):
+        // The attempt in progress went with its scheduler. Logs written before LeaseExpired named
+        // it have only the attempt left open.
+        let why =
+          "lost: scheduler \(e.scheduler) stopped heartbeating (its lease expired at \(Timestamp(micros: e.expiredAtMicros)))"
+        for index in attempts.indices where attempts[index].outcome == "running" {
+          if e.lostStep.isEmpty || (attempts[index].step == e.lostStep && attempts[index].attempt == e.lostAttempt) {
+            attempts[index].outcome = why
+          }
+        }
       default:
         break
       }

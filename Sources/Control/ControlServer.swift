@@ -23,6 +23,9 @@ public struct ControlServer: Service {
     public var b = ServiceAddress(host: "127.0.0.1", port: 50052)
     /// How long runs in flight may take to finish once shutdown begins.
     public var grace: Duration = .seconds(30)
+    /// Once runs in flight are done (or `grace` is over), how long open connections may take to
+    /// close before the server closes them.
+    public var shutdownTimeout: Duration = .seconds(5)
     public var queue = QueueOptions()
     public var scheduler = SchedulerOptions()
 
@@ -63,11 +66,16 @@ public struct ControlServer: Service {
         // Requests with parameters up to the queue's limit (and some beyond, so that the queue
         // refuses them with its own message) arrive whole.
         $0.rpc.maxRequestPayloadSize = max(4 << 20, configuration.queue.maxParameterBytes + (1 << 20))
+        // A scheduler behind a cut link is noticed (and its streams closed) within seconds, not
+        // when the kernel gives up on the connection; schedulers ping too, even when idle.
+        $0.connection.keepalive = .init(
+          time: .seconds(10), timeout: .seconds(5),
+          clientBehavior: .init(minPingIntervalWithoutCalls: .seconds(5), allowWithoutCalls: true))
       })
     let server = GRPCServer(
       transport: transport, services: [service], interceptors: [BoundedErrorsInterceptor()])
     let addressFile = ControlAddress.file(in: configuration.dataDirectory)
-    try await withThrowingDiscardingTaskGroup { group in
+    try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask {
         do {
           try await server.serve()
@@ -75,7 +83,10 @@ public struct ControlServer: Service {
           throw ServiceServer.explain(error, address: requested)
         }
       }
-      guard let bound = try? await transport.listeningAddress, let address = ServiceAddress(bound) else { return }
+      guard let bound = try? await transport.listeningAddress, let address = ServiceAddress(bound) else {
+        try await group.waitForAll()
+        return
+      }
       try ControlAddress.write(address, to: addressFile)
       defer { ControlAddress.remove(addressFile, ifItIs: address) }
       logger.info("control server listening", metadata: ["address": "\(address)"])
@@ -96,6 +107,21 @@ public struct ControlServer: Service {
       logger.info("ending streams and stopping the control server")
       service.stop()
       server.beginGracefulShutdown()
+      // A peer that cannot be reached (a cut link) would hold a graceful shutdown open for as
+      // long as its connection lives: after a bound, the server closes what is left.
+      let timeout = configuration.shutdownTimeout
+      group.addTask {
+        try await Task.sleep(for: timeout)
+        throw ShutdownTimedOut()
+      }
+      do {
+        try await group.next()
+      } catch is ShutdownTimedOut {
+        logger.warning(
+          "connections still open \(timeout) after shutdown began (a peer unreachable?): closing them",
+          metadata: ["timeout": "\(timeout)"])
+      }
+      group.cancelAll()
     }
     logger.info("control server stopped; writing a snapshot and releasing the data directory")
   }
@@ -159,3 +185,6 @@ public enum ControlAddress {
     unlink(path)
   }
 }
+
+/// The connections did not close within ``ControlServer/Configuration/shutdownTimeout``.
+struct ShutdownTimedOut: Error {}

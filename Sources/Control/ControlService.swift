@@ -327,6 +327,30 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     }
   }
 
+  public func heartbeatMany(
+    request: Gps_V1_HeartbeatManyRequest, context: ServerContext
+  ) async throws -> Gps_V1_HeartbeatManyResponse {
+    .with {
+      $0.outcomes = request.leases.map { single in
+        do throws(RPCError) {
+          let lease = try lease(single.runID, single.leaseToken)
+          let reply = try mapErrors { () throws(QueueError) in try queue.heartbeat(lease) }
+          return .with {
+            $0.renewed = .with {
+              $0.leaseExpiresMicros = reply.expiresAt.micros
+              $0.cancelRequested = reply.cancelRequested
+            }
+          }
+        } catch {
+          return .with {
+            $0.errorCode = error.code.canonicalName
+            $0.errorMessage = error.message
+          }
+        }
+      }
+    }
+  }
+
   public func report(request: Gps_V1_ReportRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
     let lease = try lease(request.runID, request.leaseToken)
     let kinds = request.events.compactMap(\.kind)

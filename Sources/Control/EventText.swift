@@ -43,7 +43,9 @@ public enum EventText {
       return parts.joined(separator: " ")
     case .markedLate(let e): return "scheduled_start=\(micros(e.scheduledStartMicros))"
     case .claimed(let e): return "scheduler=\(e.scheduler) lease_until=\(micros(e.leaseExpiresMicros))"
-    case .leaseExpired(let e): return "scheduler=\(e.scheduler) expired_at=\(micros(e.expiredAtMicros))"
+    case .leaseExpired(let e):
+      let lost = e.lostStep.isEmpty ? "" : " lost_attempt=\(e.lostStep)#\(e.lostAttempt)"
+      return "scheduler=\(e.scheduler) expired_at=\(micros(e.expiredAtMicros))\(lost)"
     case .started: return ""
     case .attemptStarted(let e): return "step=\(e.step) attempt=\(e.attempt)"
     case .attemptSucceeded(let e):

@@ -3,6 +3,7 @@ import Foundation
 public import GRPCCore
 public import GRPCNIOTransportHTTP2
 public import Queue
+import RPC
 import SwiftProtobuf
 import Synchronization
 
@@ -54,6 +55,33 @@ public final class RemoteQueue: SchedulerQueue {
       expiresAt: Timestamp(micros: response.leaseExpiresMicros), cancelRequested: response.cancelRequested)
   }
 
+  public func heartbeat(all leases: [LeaseToken]) async throws -> [Result<HeartbeatReply, QueueError>] {
+    let response = try await remote {
+      try await client.heartbeatMany(
+        .with {
+          $0.leases = leases.map { lease in
+            .with {
+              $0.runID = lease.runID.description
+              $0.leaseToken = lease.token
+            }
+          }
+        })
+    }
+    guard response.outcomes.count == leases.count else {
+      throw QueueError(code: .invalidArgument, message: "the server answered a heartbeat for another set of leases")
+    }
+    return response.outcomes.map { outcome in
+      if outcome.hasRenewed {
+        return .success(
+          HeartbeatReply(
+            expiresAt: Timestamp(micros: outcome.renewed.leaseExpiresMicros),
+            cancelRequested: outcome.renewed.cancelRequested))
+      }
+      let code = Self.codes.first { $0.canonicalName == outcome.errorCode } ?? .unknown
+      return .failure(QueueError(RPCError(code: code, message: outcome.errorMessage)))
+    }
+  }
+
   @discardableResult
   public func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run {
     let info = try await remote {
@@ -97,6 +125,12 @@ public final class RemoteQueue: SchedulerQueue {
     let (work, cancels) = signals.withLock { ($0.work, $0.cancels) }
     for signal in work + cancels { signal.signal() }
   }
+
+  /// The status codes a heartbeat answers with, by name.
+  static let codes: [RPCError.Code] = [
+    .aborted, .notFound, .invalidArgument, .failedPrecondition, .unavailable, .internalError, .dataLoss,
+    .resourceExhausted, .permissionDenied, .unauthenticated,
+  ]
 
   /// Runs a call, turning its status into the queue error the scheduler understands.
   func remote<T>(_ call: () async throws -> T) async throws -> T {

@@ -12,7 +12,7 @@ import Testing
 
 /// Polls `condition` every 2 ms until it holds; fails (rather than hangs) after `limit`.
 func eventually(
-  _ what: String, limit: Duration = .seconds(20), _ condition: () throws -> Bool
+  _ what: String, limit: Duration = .seconds(60), _ condition: () throws -> Bool
 ) async throws {
   let deadline = ContinuousClock.now + limit
   while try !condition() {
@@ -443,4 +443,62 @@ struct DeafToCancellations: SchedulerQueue {
   func notifyWhenWorkArrives(_ signal: WakeSignal) { queue.notifyWhenWorkArrives(signal) }
   func notifyOnCancelRequests(_ signal: WakeSignal) {}
   var nextDeadline: Timestamp? { queue.nextDeadline }
+}
+
+@Suite struct LeaseTests {
+  /// A queue that tells the scheduler its leases last `lease` (the real ones last longer, so no
+  /// lease expires under a loaded machine) and counts the heartbeats.
+  final class ShortLeases: SchedulerQueue {
+    let queue: RunQueue
+    let lease: Duration
+    let heartbeats = Atomic<Int>(0)
+
+    init(queue: RunQueue, lease: Duration) {
+      self.queue = queue
+      self.lease = lease
+    }
+
+    func claim(scheduler: String, limit: Int) async throws -> [Claim] {
+      try await queue.claim(scheduler: scheduler, limit: limit).map { claim in
+        var claim = claim
+        claim.lease.expiresAt = SystemClock().now() + lease
+        return claim
+      }
+    }
+    func heartbeat(_ lease: LeaseToken) async throws -> HeartbeatReply {
+      heartbeats.add(1, ordering: .relaxed)
+      return try queue.heartbeat(lease)
+    }
+    func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run {
+      try await queue.report(lease, events)
+    }
+    func notifyWhenWorkArrives(_ signal: WakeSignal) { queue.notifyWhenWorkArrives(signal) }
+    func notifyOnCancelRequests(_ signal: WakeSignal) { queue.notifyOnCancelRequests(signal) }
+    var nextDeadline: Timestamp? { queue.nextDeadline }
+  }
+
+  /// A lease shorter than the scheduler's heartbeat interval is still renewed at least three times
+  /// per lease: the scheduler learns its length from the claim and wakes its heartbeat loop at once
+  /// (it used to wait out the interval first, and the lease expired meanwhile).
+  @Test func aShortLeaseIsRenewedThroughAStepLongerThanIt() async throws {
+    var b = ServiceServer.Configuration()
+    b.faults = FaultInjectionInterceptor(latency: .seconds(3))
+    let counting = Mutex<ShortLeases?>(nil)
+    try await withScheduler(
+      b: b,
+      schedulerOptions: SchedulerOptions(id: "test", concurrency: 4, heartbeatInterval: .seconds(600)),
+      schedulerQueue: { queue in
+        let wrapped = ShortLeases(queue: queue, lease: .seconds(1))
+        counting.withLock { $0 = wrapped }
+        return wrapped
+      }
+    ) { queue, data in
+      let id = try await enqueue(queue, ServerFlow.deployment, snippet)
+      try await eventually("completion", limit: .seconds(60)) { queue.run(id)?.state.isTerminal == true }
+      #expect(queue.run(id)?.state == .completed, "\(queue.run(id)?.stateMessage ?? "")")
+      // About nine in the 3 s step (one per third of a second); at least three even when slowed down.
+      let count = counting.withLock { $0?.heartbeats.load(ordering: .relaxed) ?? 0 }
+      #expect(count >= 3, "\(count) heartbeats")
+    }
+  }
 }

@@ -21,6 +21,8 @@ struct QueueModel {
     var maxRequeues: UInt32
     var step = ""
     var attempt: UInt32 = 0
+    /// An attempt started and has no outcome yet.
+    var open = false
   }
 
   enum Outcome: Equatable {
@@ -55,6 +57,7 @@ struct QueueModel {
 
   mutating func claimed(_ id: RunID, token: UInt64, now: Timestamp) {
     runs[id]!.state = .pending
+    runs[id]!.open = false
     runs[id]!.token = token
     runs[id]!.deadline = now + lease
   }
@@ -82,14 +85,19 @@ struct QueueModel {
       }
       run.step = a.step
       run.attempt = a.attempt
+      run.open = true
     case .attemptSucceeded(let a):
-      guard [.running, .retrying, .cancelling].contains(s), a.step == run.step, a.attempt == run.attempt else {
+      guard [.running, .retrying, .cancelling].contains(s), a.step == run.step, a.attempt == run.attempt, run.open
+      else {
         return illegal
       }
+      run.open = false
     case .attemptFailed(let a):
-      guard [.running, .retrying, .cancelling].contains(s), a.step == run.step, a.attempt == run.attempt else {
+      guard [.running, .retrying, .cancelling].contains(s), a.step == run.step, a.attempt == run.attempt, run.open
+      else {
         return illegal
       }
+      run.open = false
     case .retryScheduled(let r):
       guard s == .running || s == .retrying, r.step == run.step, r.nextAttempt == run.attempt + 1 else {
         return illegal
@@ -115,6 +123,7 @@ struct QueueModel {
       return .refused(.invalidArgument)
     }
     if run.token == nil { run.deadline = nil }
+    if ![.running, .retrying, .cancelling].contains(run.state) { run.open = false }
     runs[id] = run
     return .ok(run.state)
   }
@@ -124,7 +133,7 @@ struct QueueModel {
     switch run.state {
     case .cancelling: return .ok(.cancelling)
     case _ where run.token != nil: run.state = .cancelling
-    case .scheduled, .late, .awaitingRetry: run.state = .cancelled
+    case .scheduled, .late, .awaitingRetry: run.state = .cancelled; run.open = false
     default: return .refused(.illegalTransition)
     }
     runs[id] = run
@@ -136,6 +145,7 @@ struct QueueModel {
       return .refused(.illegalTransition)
     }
     runs[id]!.state = .scheduled
+    runs[id]!.open = false
     runs[id]!.start = now
     runs[id]!.step = ""
     runs[id]!.attempt = 0
@@ -148,6 +158,7 @@ struct QueueModel {
     for (id, run) in runs {
       if run.state == .scheduled, run.token == nil, run.start + lateAfter <= now {
         runs[id]!.state = .late
+        runs[id]!.open = false
         late.insert(id)
       }
       if run.token != nil, let deadline = run.deadline, deadline <= now {
@@ -157,14 +168,17 @@ struct QueueModel {
         next.deadline = nil
         if run.state == .cancelling {
           next.state = .cancelled
+          next.open = false
         } else if run.requeues < run.maxRequeues {
           next.state = .awaitingRetry
+          next.open = false
           next.requeues += 1
           next.start = now + requeueDelay
           next.step = ""
           next.attempt = 0
         } else {
           next.state = .crashed
+          next.open = false
         }
         runs[id] = next
       }

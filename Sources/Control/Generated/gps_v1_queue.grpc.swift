@@ -172,6 +172,19 @@ public enum Gps_V1_Control: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "HeartbeatMany" metadata.
+        public enum HeartbeatMany: Sendable {
+            /// Request type for "HeartbeatMany".
+            public typealias Input = Gps_V1_HeartbeatManyRequest
+            /// Response type for "HeartbeatMany".
+            public typealias Output = Gps_V1_HeartbeatManyResponse
+            /// Descriptor for "HeartbeatMany".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "gps.v1.Control"),
+                method: "HeartbeatMany",
+                type: .unary
+            )
+        }
         /// Namespace for "Report" metadata.
         public enum Report: Sendable {
             /// Request type for "Report".
@@ -211,6 +224,7 @@ public enum Gps_V1_Control: Sendable {
             ReadHistory.descriptor,
             Claim.descriptor,
             Heartbeat.descriptor,
+            HeartbeatMany.descriptor,
             Report.descriptor,
             WatchWork.descriptor
         ]
@@ -413,6 +427,25 @@ extension Gps_V1_Control {
             request: GRPCCore.StreamingServerRequest<Gps_V1_HeartbeatRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_HeartbeatResponse>
+
+        /// Handle the "HeartbeatMany" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Renews every lease a scheduler holds in one call: over a slow link, a round of heartbeats
+        /// > takes one round trip however many runs are in flight.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Gps_V1_HeartbeatManyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Gps_V1_HeartbeatManyResponse` messages.
+        func heartbeatMany(
+            request: GRPCCore.StreamingServerRequest<Gps_V1_HeartbeatManyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_HeartbeatManyResponse>
 
         /// Handle the "Report" method.
         ///
@@ -629,6 +662,25 @@ extension Gps_V1_Control {
             request: GRPCCore.ServerRequest<Gps_V1_HeartbeatRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Gps_V1_HeartbeatResponse>
+
+        /// Handle the "HeartbeatMany" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Renews every lease a scheduler holds in one call: over a slow link, a round of heartbeats
+        /// > takes one round trip however many runs are in flight.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_HeartbeatManyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Gps_V1_HeartbeatManyResponse` message.
+        func heartbeatMany(
+            request: GRPCCore.ServerRequest<Gps_V1_HeartbeatManyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Gps_V1_HeartbeatManyResponse>
 
         /// Handle the "Report" method.
         ///
@@ -847,6 +899,25 @@ extension Gps_V1_Control {
             context: GRPCCore.ServerContext
         ) async throws -> Gps_V1_HeartbeatResponse
 
+        /// Handle the "HeartbeatMany" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Renews every lease a scheduler holds in one call: over a slow link, a round of heartbeats
+        /// > takes one round trip however many runs are in flight.
+        ///
+        /// - Parameters:
+        ///   - request: A `Gps_V1_HeartbeatManyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Gps_V1_HeartbeatManyResponse` to respond with.
+        func heartbeatMany(
+            request: Gps_V1_HeartbeatManyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Gps_V1_HeartbeatManyResponse
+
         /// Handle the "Report" method.
         ///
         /// - Parameters:
@@ -1008,6 +1079,17 @@ extension Gps_V1_Control.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Gps_V1_Control.Method.HeartbeatMany.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_HeartbeatManyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_HeartbeatManyResponse>(),
+            handler: { request, context in
+                try await self.heartbeatMany(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Gps_V1_Control.Method.Report.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_ReportRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_RunInfo>(),
@@ -1139,6 +1221,17 @@ extension Gps_V1_Control.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_HeartbeatResponse> {
         let response = try await self.heartbeat(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func heartbeatMany(
+        request: GRPCCore.StreamingServerRequest<Gps_V1_HeartbeatManyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_HeartbeatManyResponse> {
+        let response = try await self.heartbeatMany(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1319,6 +1412,19 @@ extension Gps_V1_Control.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Gps_V1_HeartbeatResponse> {
         return GRPCCore.ServerResponse<Gps_V1_HeartbeatResponse>(
             message: try await self.heartbeat(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func heartbeatMany(
+        request: GRPCCore.ServerRequest<Gps_V1_HeartbeatManyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Gps_V1_HeartbeatManyResponse> {
+        return GRPCCore.ServerResponse<Gps_V1_HeartbeatManyResponse>(
+            message: try await self.heartbeatMany(
                 request: request.message,
                 context: context
             ),
@@ -1594,6 +1700,30 @@ extension Gps_V1_Control {
             deserializer: some GRPCCore.MessageDeserializer<Gps_V1_HeartbeatResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_HeartbeatResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "HeartbeatMany" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Renews every lease a scheduler holds in one call: over a slow link, a round of heartbeats
+        /// > takes one round trip however many runs are in flight.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_HeartbeatManyRequest` message.
+        ///   - serializer: A serializer for `Gps_V1_HeartbeatManyRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_HeartbeatManyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func heartbeatMany<Result>(
+            request: GRPCCore.ClientRequest<Gps_V1_HeartbeatManyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_HeartbeatManyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_HeartbeatManyResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_HeartbeatManyResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "Report" method.
@@ -2000,6 +2130,41 @@ extension Gps_V1_Control {
             )
         }
 
+        /// Call the "HeartbeatMany" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Renews every lease a scheduler holds in one call: over a slow link, a round of heartbeats
+        /// > takes one round trip however many runs are in flight.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_HeartbeatManyRequest` message.
+        ///   - serializer: A serializer for `Gps_V1_HeartbeatManyRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_HeartbeatManyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func heartbeatMany<Result>(
+            request: GRPCCore.ClientRequest<Gps_V1_HeartbeatManyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_HeartbeatManyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_HeartbeatManyResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_HeartbeatManyResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Gps_V1_Control.Method.HeartbeatMany.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "Report" method.
         ///
         /// - Parameters:
@@ -2352,6 +2517,36 @@ extension Gps_V1_Control.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_HeartbeatRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_HeartbeatResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "HeartbeatMany" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Renews every lease a scheduler holds in one call: over a slow link, a round of heartbeats
+    /// > takes one round trip however many runs are in flight.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Gps_V1_HeartbeatManyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func heartbeatMany<Result>(
+        request: GRPCCore.ClientRequest<Gps_V1_HeartbeatManyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_HeartbeatManyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.heartbeatMany(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_HeartbeatManyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_HeartbeatManyResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2742,6 +2937,40 @@ extension Gps_V1_Control.ClientProtocol {
             metadata: metadata
         )
         return try await self.heartbeat(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "HeartbeatMany" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Renews every lease a scheduler holds in one call: over a slow link, a round of heartbeats
+    /// > takes one round trip however many runs are in flight.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func heartbeatMany<Result>(
+        _ message: Gps_V1_HeartbeatManyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_HeartbeatManyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Gps_V1_HeartbeatManyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.heartbeatMany(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -78,12 +78,18 @@ public final class Scheduler: Sendable {
       var timeout: Duration = .zero
       var attemptDeadline: ContinuousClock.Instant?
       var attemptTimedOut = false
+      var finishing = false
     }
     private let state = Mutex(State())
 
     init(lease: LeaseToken) { self.lease = lease }
 
     var stop: Stop? { state.withLock { $0.stop } }
+
+    /// The run's final events are being recorded: its lease ends with them, so heartbeats stop.
+    var isFinishing: Bool { state.withLock { $0.finishing } }
+
+    func markFinishing() { state.withLock { $0.finishing = true } }
 
     /// The earliest of the run's deadline and its attempt's, if it has either.
     var nextDeadline: ContinuousClock.Instant? {
@@ -275,7 +281,15 @@ public final class Scheduler: Sendable {
         }
         if let first = claims.first {
           let length = first.lease.expiresAt - SystemClock().now()
-          if length > .zero { leaseLength.withLock { $0 = length } }
+          let changed = leaseLength.withLock { known -> Bool in
+            guard length > .zero else { return false }
+            defer { known = length }
+            guard let known else { return true }
+            return length < known * 0.9 || length > known * 1.1
+          }
+          // The heartbeat loop may be waiting out a default interval longer than the lease: it
+          // must renew within a third of it, starting now.
+          if changed { cancelRequests.signal() }
         }
         for claim in claims {
           let run = ActiveRun(lease: claim.token)
@@ -300,19 +314,41 @@ public final class Scheduler: Sendable {
       let lease = leaseLength.withLock { $0 }
       await cancelRequests.wait(
         timeout: lease.map { min(options.heartbeatInterval, $0 / 3) } ?? options.heartbeatInterval)
-      for run in active.withLock({ Array($0.values) }) {
-        do {
-          let reply = try await queue.heartbeat(run.lease)
+      let runs = active.withLock { Array($0.values) }.filter { !$0.isFinishing }
+      guard !runs.isEmpty else { continue }
+      // Every lease in one call: a round takes one round trip however many runs are in flight.
+      let outcomes: [Result<HeartbeatReply, QueueError>]
+      do {
+        outcomes = try await queue.heartbeat(all: runs.map(\.lease))
+      } catch {
+        if !Task.isCancelled {
+          logger.warning("heartbeat failed", metadata: ["runs": "\(runs.count)", "error": "\(error)"])
+        }
+        continue
+      }
+      for (run, outcome) in zip(runs, outcomes) {
+        switch outcome {
+        case .success(let reply):
           if reply.cancelRequested { run.request(.cancelled) }
-        } catch let error as QueueError where error.code == .leaseLost || error.code == .notFound {
-          logger.warning(
-            "lease lost; stopping the run", metadata: ["run": "\(run.lease.runID)", "error": "\(error.message)"])
-          run.request(.leaseLost)
-        } catch {
-          logger.warning("heartbeat failed", metadata: ["run": "\(run.lease.runID)", "error": "\(error)"])
+        case .failure(let error):
+          // A run that finished while its heartbeat was on the way gave its lease back by
+          // finishing: nothing is wrong, and nothing is said.
+          guard isActive(run), !run.isFinishing, !Task.isCancelled else { continue }
+          if error.code == .leaseLost || error.code == .notFound {
+            logger.warning(
+              "lease lost; stopping the run", metadata: ["run": "\(run.lease.runID)", "error": "\(error.message)"])
+            run.request(.leaseLost)
+          } else {
+            logger.warning("heartbeat failed", metadata: ["run": "\(run.lease.runID)", "error": "\(error)"])
+          }
         }
       }
     }
+  }
+
+  /// Whether `run` is still one this scheduler executes.
+  func isActive(_ run: ActiveRun) -> Bool {
+    active.withLock { $0[run.lease.runID] === run }
   }
 
   /// Times out runs and attempts whose deadline has passed: one timer for all runs, woken when a
@@ -409,12 +445,14 @@ public final class Scheduler: Sendable {
           })
       case .failed(let reason): final = .failed(.with { $0.reason = reason })
       case .timedOut(let reason): final = .timedOut(.with { $0.reason = reason })
+      // The queue keeps the user's reason from the request; this says who stopped it.
       case .stopped(.cancelled): final = .cancelled(.with { $0.reason = "stopped by scheduler \(options.id)" })
       case .stopped(.timedOut(let reason)): final = .timedOut(.with { $0.reason = reason })
       case .stopped(.leaseLost):
         logger.warning("run abandoned: its lease was lost", metadata: ["run": "\(claim.run.id)"])
         return
       }
+      run.markFinishing()
       try await queue.report(lease, pending + [final])
       logger.info(
         "run finished",

@@ -5,6 +5,9 @@ public protocol SchedulerQueue: Sendable {
   /// Claims up to `limit` ready runs at once (one commit).
   func claim(scheduler: String, limit: Int) async throws -> [Claim]
   func heartbeat(_ lease: LeaseToken) async throws -> HeartbeatReply
+  /// Renews several leases together (one call to a remote queue), each with its own outcome; throws
+  /// only when none could be tried (the server is unreachable).
+  func heartbeat(all leases: [LeaseToken]) async throws -> [Result<HeartbeatReply, QueueError>]
   /// Records events atomically, in order.
   @discardableResult
   func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run
@@ -14,6 +17,21 @@ public protocol SchedulerQueue: Sendable {
   func notifyOnCancelRequests(_ signal: WakeSignal)
   /// When a run next becomes ready with time, if known.
   var nextDeadline: Timestamp? { get }
+}
+
+extension SchedulerQueue {
+  /// One ``heartbeat(_:)`` after the other: right for a queue in this process.
+  public func heartbeat(all leases: [LeaseToken]) async throws -> [Result<HeartbeatReply, QueueError>] {
+    var outcomes: [Result<HeartbeatReply, QueueError>] = []
+    for lease in leases {
+      do {
+        outcomes.append(.success(try await heartbeat(lease)))
+      } catch let error as QueueError {
+        outcomes.append(.failure(error))
+      }
+    }
+    return outcomes
+  }
 }
 
 extension RunQueue: SchedulerQueue {}

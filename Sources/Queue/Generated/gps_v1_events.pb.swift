@@ -350,6 +350,11 @@ public nonisolated struct Gps_V1_LeaseExpired: Sendable {
   /// When the lease ran out (the last renewal known to the queue plus the lease duration).
   public var expiredAtMicros: Int64 = 0
 
+  /// The step attempt that was in progress and is lost with the scheduler (empty/0: none).
+  public var lostStep: String = String()
+
+  public var lostAttempt: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1215,7 +1220,7 @@ nonisolated extension Gps_V1_RunClaimed: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Gps_V1_LeaseExpired: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LeaseExpired"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scheduler\0\u{3}expired_at_micros\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scheduler\0\u{3}expired_at_micros\0\u{3}lost_step\0\u{3}lost_attempt\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1225,6 +1230,8 @@ nonisolated extension Gps_V1_LeaseExpired: SwiftProtobuf.Message, SwiftProtobuf.
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.scheduler) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.expiredAtMicros) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.lostStep) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.lostAttempt) }()
       default: break
       }
     }
@@ -1237,12 +1244,20 @@ nonisolated extension Gps_V1_LeaseExpired: SwiftProtobuf.Message, SwiftProtobuf.
     if self.expiredAtMicros != 0 {
       try visitor.visitSingularInt64Field(value: self.expiredAtMicros, fieldNumber: 2)
     }
+    if !self.lostStep.isEmpty {
+      try visitor.visitSingularStringField(value: self.lostStep, fieldNumber: 3)
+    }
+    if self.lostAttempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.lostAttempt, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Gps_V1_LeaseExpired, rhs: Gps_V1_LeaseExpired) -> Bool {
     if lhs.scheduler != rhs.scheduler {return false}
     if lhs.expiredAtMicros != rhs.expiredAtMicros {return false}
+    if lhs.lostStep != rhs.lostStep {return false}
+    if lhs.lostAttempt != rhs.lostAttempt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -305,6 +305,10 @@ extension RunQueue {
         var expiry = Gps_V1_LeaseExpired()
         expiry.scheduler = lease.scheduler
         expiry.expiredAtMicros = deadline.micros
+        if run.attemptOpen {
+          expiry.lostStep = run.step
+          expiry.lostAttempt = run.stepAttempt
+        }
         let lost = "scheduler \(lease.scheduler) stopped heartbeating; its lease expired at \(deadline)"
         let resolution: RunEvent.OneOf_Kind
         if run.state == .cancelling {

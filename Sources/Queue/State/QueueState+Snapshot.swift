@@ -10,7 +10,7 @@ import Synchronization
 /// Snapshots are caches of the log, so the format may change with any version: a snapshot this
 /// version cannot read is skipped and the log replayed.
 extension QueueState {
-  static let snapshotVersion: UInt32 = 3
+  static let snapshotVersion: UInt32 = 4
   /// The snapshot payload; runs are written `runsPerChunk` at a time, the unit of parallel decoding.
   public func snapshotPayload(runsPerChunk: Int = 32_768) -> [UInt8] {
     var body = SnapshotWriter()
@@ -192,7 +192,7 @@ struct SnapshotWriter {
       put(lease.token)
       put(lease.expiresAt)
     }
-    put(UInt8(run.orphaned ? 1 : 0))
+    put(UInt8((run.orphaned ? 1 : 0) | (run.attemptOpen ? 2 : 0)))
     put(run.startedAt?.micros ?? Int64.min)
     put(run.step)
     put(run.stepAttempt)
@@ -304,8 +304,9 @@ struct SnapshotReader {
       enqueuedBy: enqueuedBy, enqueuedAt: enqueuedAt, timeout: .microseconds(timeout))
     return Run(
       id: id, spec: spec, state: RunState.byIndex[Int(stateIndex)], stateSince: stateSince,
-      stateMessage: stateMessage, scheduledStart: scheduledStart, lease: lease, orphaned: orphaned == 1,
+      stateMessage: stateMessage, scheduledStart: scheduledStart, lease: lease, orphaned: orphaned & 1 != 0,
       startedAt: startedAt == Int64.min ? nil : Timestamp(micros: startedAt), step: step, stepAttempt: stepAttempt,
+      attemptOpen: orphaned & 2 != 0,
       attempts: attempts, eventCount: eventCount, claims: claims, requeues: requeues, userRetries: userRetries,
       firstSequence: firstSequence, lastSequence: lastSequence, result: result, resultType: resultType)
   }

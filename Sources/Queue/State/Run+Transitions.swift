@@ -24,6 +24,7 @@ extension Run {
     startedAt = nil
     step = ""
     stepAttempt = 0
+    attemptOpen = false
     attempts = 0
     eventCount = 1
     claims = 0
@@ -122,6 +123,7 @@ extension Run {
       }
       step = attempt.step
       stepAttempt = attempt.attempt
+      attemptOpen = true
       attempts += 1
 
     case .attemptSucceeded(let outcome):
@@ -131,6 +133,8 @@ extension Run {
       guard outcome.step == step, outcome.attempt == stepAttempt else {
         throw refuse("the attempt running is \(stepAttempt) of step \(step), not \(outcome.attempt) of \(outcome.step)")
       }
+      guard attemptOpen else { throw refuse("attempt \(stepAttempt) of step \(step) has already ended") }
+      attemptOpen = false
 
     case .attemptFailed(let outcome):
       guard lease != nil, [.running, .retrying, .cancelling].contains(state) else {
@@ -139,6 +143,8 @@ extension Run {
       guard outcome.step == step, outcome.attempt == stepAttempt else {
         throw refuse("the attempt running is \(stepAttempt) of step \(step), not \(outcome.attempt) of \(outcome.step)")
       }
+      guard attemptOpen else { throw refuse("attempt \(stepAttempt) of step \(step) has already ended") }
+      attemptOpen = false
 
     case .retryScheduled(let retry):
       guard lease != nil, state == .running || state == .retrying else {
@@ -190,8 +196,13 @@ extension Run {
       guard state == .cancelling || isClaimable else {
         throw refuse("a run executing must pass through Cancelling; a finished run cannot be cancelled")
       }
+      // The user's reason (from the request) stays; the scheduler's words follow it.
+      if state == .cancelling, !stateMessage.isEmpty, !cancelled.reason.hasPrefix(stateMessage) {
+        message = cancelled.reason.isEmpty ? stateMessage : "\(stateMessage); \(cancelled.reason)"
+      } else {
+        message = cancelled.reason
+      }
       state = .cancelled
-      message = cancelled.reason
       lease = nil
       orphaned = false
 
@@ -236,6 +247,8 @@ extension Run {
     case nil:
       throw TransitionError(message: "run \(id): an event of an unknown type (written by a newer GPS?)")
     }
+    // An attempt is open only while the run executes; whatever ended the execution ended it.
+    if ![.running, .retrying, .cancelling].contains(state) { attemptOpen = false }
     eventCount += 1
     lastSequence = sequence
     if state != previousState {

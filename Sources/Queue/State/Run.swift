@@ -114,6 +114,8 @@ public struct Run: Sendable, Hashable {
   // Steps.
   public var step: String
   public var stepAttempt: UInt32
+  /// That attempt started and has not ended (succeeded or failed) yet.
+  public var attemptOpen: Bool
   /// Step attempts over the run's whole life.
   public var attempts: UInt32
 
