@@ -1,6 +1,7 @@
 import Foundation
 import GPSTesting
 import Queue
+import SwiftProtobuf
 import Testing
 
 /// What the `gps` commands say about damaged storage and a busy lock: one line, the sequences or
@@ -129,6 +130,52 @@ import Testing
       ])
       oneErrorLine(result, containing: ["no queue in \(root.path)/dta"])
       #expect(!FileManager.default.fileExists(atPath: root.path + "/dta"))
+    }
+  }
+}
+
+/// `flow-run inspect` of a run that was re-queued after its scheduler vanished.
+@Suite struct InspectLostAttemptTests {
+  @Test func theLostAttemptIsShownAsLostWithWhy() async throws {
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      let clock = ManualClock()
+      var options = QueueOptions()
+      options.leaseDuration = .seconds(5)
+      let queue = try RunQueue(directory: data, options: options, clock: clock)
+      var request = EnqueueRequest(
+        deployment: "server-flow/MyPrefectDeployer", flow: "server-flow", parametersJSON: #"{"data_info":{}}"#)
+      request.crashPolicy = CrashPolicy(maxRequeues: 1, requeueDelay: .zero)
+      let id = try await queue.enqueue(request).run.id
+      let started: [RunEvent.OneOf_Kind] = [
+        .started(.init()),
+        .attemptStarted(
+          .with {
+            $0.step = "prepare"
+            $0.attempt = 1
+          }),
+      ]
+      let first = try #require(try await queue.claim(scheduler: "gone"))
+      try await queue.report(first.token, started)
+      clock.advance(by: .seconds(6))
+      _ = try await queue.tick()
+      let second = try #require(try await queue.claim(scheduler: "next"))
+      try await queue.report(second.token, started)
+      try await queue.report(
+        second.token,
+        [
+          .attemptSucceeded(
+            .with {
+              $0.step = "prepare"
+              $0.attempt = 1
+            }), .completed(.init()),
+        ])
+      queue.close()
+      let inspect = try await GPSProcess.run(["flow-run", "inspect", id.description, "--data-dir", data])
+      #expect(inspect.status == 0, "\(inspect.stderr)")
+      #expect(inspect.stdout.contains("lost: scheduler gone stopped heartbeating"), "\(inspect.stdout)")
+      #expect(!inspect.stdout.contains("running"), "\(inspect.stdout)")
+      #expect(inspect.stdout.contains("succeeded"))
     }
   }
 }
