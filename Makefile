@@ -7,6 +7,8 @@ DATA_DIR     ?= data
 BUILD_DEPS   := liblz4-dev libjemalloc-dev pkg-config
 PROTO_DEPS   := protobuf-compiler
 BENCH_DEPS   := nghttp2-client
+# openssl makes the self-signed certificate of the TLS test.
+TEST_DEPS    := openssl
 PLUGINS_DIR  := tools/protoc-plugins
 PLUGINS_BIN  := $(PLUGINS_DIR)/.build/release
 PROTO_FILES  := $(shell find protos -name '*.proto' | sort)
@@ -41,6 +43,7 @@ release: deps
 
 ## test: builds everything and runs every test (Swift, then the independent Python gRPC client).
 test: deps venv
+	@scripts/ensure-packages.sh $(TEST_DEPS)
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel
 	$(MAKE) --no-print-directory test-python

@@ -216,7 +216,7 @@ struct RunOptions: ParsableArguments {
   }
 
   func enqueue(_ request: EnqueueRequest, server: ServiceAddress) async throws {
-    try await withControlClient(server) { control in
+    try await withControlClient(server, credentials: try location.credentials()) { control in
       let response = try await control.enqueue(
         .with {
           $0.deployment = request.deployment

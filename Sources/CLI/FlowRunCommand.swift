@@ -32,7 +32,7 @@ func query<T: Sendable>(
 ) async throws -> T {
   if let (address, explicit) = try location.serverAddress() {
     do {
-      return try await withControlClient(address) { try await server($0) }
+      return try await withControlClient(address, credentials: try location.credentials()) { try await server($0) }
     } catch let error as RPCError where !explicit && error.code == .unavailable {
       // The recorded server is gone: read the log below.
     } catch {
@@ -339,7 +339,7 @@ func command(
 ) async throws -> Gps_V1_RunInfo {
   if let (address, explicit) = try location.serverAddress() {
     do {
-      return try await withControlClient(address) { try await server($0, id) }
+      return try await withControlClient(address, credentials: try location.credentials()) { try await server($0, id) }
     } catch let error as RPCError where !explicit && error.code == .unavailable {
       // The recorded server is gone: change the log directly below.
     } catch {

@@ -59,10 +59,25 @@ struct ServerStart: AsyncParsableCommand {
     help: "The largest parameters a run may have, in bytes of JSON; larger enqueues are refused.")
   var maxParameterBytes = 1 << 20
 
+  @Option(help: "A file of NAME TOKEN lines: only callers with one of the tokens may use the control API.")
+  var tokens: String?
+
+  @Option(help: "The server's certificate chain (PEM): serve the control API over TLS (needs --tls-key).")
+  var tlsCert: String?
+
+  @Option(help: "The private key of --tls-cert (PEM).")
+  var tlsKey: String?
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
   var logLevel = "info"
 
   func validate() throws {
+    if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("give --tls-cert and --tls-key together") }
+    for (option, path) in [("--tls-cert", tlsCert), ("--tls-key", tlsKey)] {
+      if let path, !FileManager.default.isReadableFile(atPath: path) {
+        throw ValidationError("cannot read \(option) \(path)")
+      }
+    }
     guard maxParameterBytes >= 2, maxParameterBytes <= 64 << 20 else {
       throw ValidationError("--max-parameter-bytes \(maxParameterBytes) is out of range; give 2 to 67108864 (64 MiB)")
     }
@@ -86,6 +101,19 @@ struct ServerStart: AsyncParsableCommand {
     configuration.grace = grace.duration
     configuration.queue.leaseDuration = leaseDuration.duration
     configuration.queue.maxParameterBytes = maxParameterBytes
+    if let tlsCert, let tlsKey { configuration.tls = (tlsCert, tlsKey) }
+    if let tokens {
+      do {
+        configuration.tokens = try AccessTokens.load(file: tokens)
+      } catch {
+        throw CommandFailure("\(error)")
+      }
+    }
+    do {
+      try configuration.checkAccess()
+    } catch {
+      throw CommandFailure("\(error)")
+    }
     configuration.queue.log.lock = commandLock(dataDir)
     configuration.queue.log.lock.role = .server
     do {
@@ -174,7 +202,7 @@ struct SchedulerCommand: AsyncParsableCommand {
     var options = SchedulerOptions(concurrency: concurrency)
     if let id { options.id = id }
     let schedulerID = options.id
-    try await withControlClient(server) { control in
+    try await withControlClient(server, credentials: try location.credentials()) { control in
       // Fail at once, with one line, when nothing listens there.
       do {
         _ = try await control.listDeployments(.init(), options: failFast)

@@ -5,17 +5,39 @@ public import RPC
 /// A client of a control server's API.
 public typealias ControlClient = Gps_V1_Control.Client<HTTP2ClientTransport.Posix>
 
+/// How a client proves who it is to a control server, and checks who the server is.
+public struct ControlCredentials: Sendable {
+  /// Sent as `authorization: Bearer TOKEN` with every call; nil: none.
+  public var token: String?
+  /// A PEM file of the certificate authorities that vouch for the server: the connection is TLS,
+  /// and the server's certificate must chain to one of them. Nil: plaintext.
+  public var certificateAuthorities: String?
+
+  public init(token: String? = nil, certificateAuthorities: String? = nil) {
+    self.token = token
+    self.certificateAuthorities = certificateAuthorities
+  }
+}
+
 /// Connects to the control server at `address` for the duration of `body`.
 public func withControlClient<T: Sendable>(
-  _ address: ServiceAddress, _ body: (ControlClient) async throws -> T
+  _ address: ServiceAddress, credentials: ControlCredentials = ControlCredentials(),
+  _ body: (ControlClient) async throws -> T
 ) async throws -> T {
-  try await withGRPCClient(
+  let security: HTTP2ClientTransport.Posix.TransportSecurity =
+    if let authorities = credentials.certificateAuthorities {
+      .tls { $0.trustRoots = .certificates([.file(path: authorities, format: .pem)]) }
+    } else {
+      .plaintext
+    }
+  return try await withGRPCClient(
     transport: try .http2NIOPosix(
-      target: address.resolvableTarget, transportSecurity: .plaintext,
+      target: address.resolvableTarget, transportSecurity: security,
       config: .defaults {
         // A server behind a cut link is noticed within seconds (a scheduler then reconnects).
         $0.connection.keepalive = .init(time: .seconds(10), timeout: .seconds(5), allowWithoutCalls: true)
-      })
+      }),
+    interceptors: credentials.token.map { [TokenInterceptor(token: $0)] } ?? []
   ) { client in
     try await body(ControlClient(wrapping: client))
   }

@@ -6,6 +6,7 @@ public import Logging
 public import Queue
 public import RPC
 public import ServiceLifecycle
+import Synchronization
 
 /// `gps server start`: owns a data directory's queue, serves the control API, and (unless told
 /// not to) runs a scheduler in the same process.
@@ -28,8 +29,26 @@ public struct ControlServer: Service {
     public var shutdownTimeout: Duration = .seconds(5)
     public var queue = QueueOptions()
     public var scheduler = SchedulerOptions()
+    /// Who may call; empty: anyone who reaches the port (only allowed on loopback).
+    public var tokens = AccessTokens()
+    /// The server's certificate chain and private key (PEM files); nil: plaintext (loopback only).
+    public var tls: (certificateChain: String, privateKey: String)?
 
     public init() {}
+
+    /// Refuses a bind beyond loopback without both a token and TLS: anyone who reached the port
+    /// could otherwise enqueue, cancel and act as a scheduler, in clear text.
+    public func checkAccess() throws {
+      guard !ServiceAddress.isLoopback(host) else { return }
+      var missing: [String] = []
+      if tls == nil { missing.append("TLS (--tls-cert and --tls-key)") }
+      if tokens.isEmpty { missing.append("tokens (--tokens FILE)") }
+      guard missing.isEmpty else {
+        throw ControlError(
+          "binding \(host), beyond loopback, needs \(missing.joined(separator: " and ")): without them anyone who reaches the port may run, cancel and claim runs"
+        )
+      }
+    }
   }
 
   let configuration: Configuration
@@ -48,6 +67,7 @@ public struct ControlServer: Service {
   }
 
   public func run() async throws {
+    try configuration.checkAccess()
     let queue = try RunQueue(directory: configuration.dataDirectory, options: configuration.queue)
     defer { queue.close() }
     logger.info(
@@ -60,8 +80,16 @@ public struct ControlServer: Service {
       ])
     let service = ControlService(queue: queue, registry: registry)
     let requested = ServiceAddress(host: configuration.host, port: configuration.port)
+    let security: HTTP2ServerTransport.Posix.TransportSecurity =
+      if let tls = configuration.tls {
+        .tls(
+          certificateChain: [.file(path: tls.certificateChain, format: .pem)],
+          privateKey: .file(path: tls.privateKey, format: .pem))
+      } else {
+        .plaintext
+      }
     let transport = HTTP2ServerTransport.Posix(
-      address: try requested.bindAddress(), transportSecurity: .plaintext,
+      address: try requested.bindAddress(), transportSecurity: security,
       config: .defaults {
         // Requests with parameters up to the queue's limit (and some beyond, so that the queue
         // refuses them with its own message) arrive whole.
@@ -72,8 +100,13 @@ public struct ControlServer: Service {
           time: .seconds(10), timeout: .seconds(5),
           clientBehavior: .init(minPingIntervalWithoutCalls: .seconds(5), allowWithoutCalls: true))
       })
+    let boundPort = Mutex<Int?>(nil)
     let server = GRPCServer(
-      transport: transport, services: [service], interceptors: [BoundedErrorsInterceptor()])
+      transport: transport, services: [service],
+      interceptors: [
+        AccessInterceptor(tokens: configuration.tokens, localPort: { boundPort.withLock { $0 } }),
+        BoundedErrorsInterceptor(),
+      ])
     let addressFile = ControlAddress.file(in: configuration.dataDirectory)
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask {
@@ -87,6 +120,7 @@ public struct ControlServer: Service {
         try await group.waitForAll()
         return
       }
+      boundPort.withLock { $0 = address.port }
       try ControlAddress.write(address, to: addressFile)
       defer { ControlAddress.remove(addressFile, ifItIs: address) }
       logger.info("control server listening", metadata: ["address": "\(address)"])

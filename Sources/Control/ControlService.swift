@@ -58,7 +58,8 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
         parametersJSON: request.parametersJson.isEmpty ? "{}" : request.parametersJson,
         idempotencyKey: request.idempotencyKey, tags: request.tags,
         scheduledStart: request.scheduledStartMicros == 0 ? nil : Timestamp(micros: request.scheduledStartMicros),
-        enqueuedBy: request.enqueuedBy.isEmpty ? context.remotePeer : request.enqueuedBy)
+        // Who is in the log is who the server authenticated, never what the request says.
+        enqueuedBy: Principal.current ?? context.remotePeer)
     } catch {
       throw RPCError(error)
     }
@@ -179,13 +180,13 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
 
   public func cancelRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
     let id = try run(request.runID).id
-    let by = request.requestedBy.isEmpty ? context.remotePeer : request.requestedBy
+    let by = Principal.current ?? context.remotePeer
     return Gps_V1_RunInfo(try await mapErrors { try await queue.cancel(id, by: by, reason: request.reason) })
   }
 
   public func retryRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
     let id = try run(request.runID).id
-    let by = request.requestedBy.isEmpty ? context.remotePeer : request.requestedBy
+    let by = Principal.current ?? context.remotePeer
     return Gps_V1_RunInfo(try await mapErrors { try await queue.retry(id, by: by) })
   }
 

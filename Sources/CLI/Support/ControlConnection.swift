@@ -14,6 +14,42 @@ struct QueueLocation: ParsableArguments {
   @Option(help: "The control server's address, HOST:PORT (default: the one recorded in the data directory).")
   var server: String?
 
+  @Option(
+    help: "A file holding the token to present to the server (default: the GPS_TOKEN environment variable).")
+  var tokenFile: String?
+
+  @Option(
+    help:
+      "A PEM file of the certificate authorities that vouch for the server: connect with TLS (default: GPS_TLS_CA)."
+  )
+  var tlsCa: String?
+
+  /// The token (from --token-file or GPS_TOKEN; never an argument, which `ps` shows everyone) and
+  /// the TLS authorities to connect with.
+  func credentials() throws(CommandFailure) -> ControlCredentials {
+    var credentials = ControlCredentials()
+    let environment = ProcessInfo.processInfo.environment
+    if let tokenFile {
+      guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+        throw CommandFailure("cannot read --token-file \(tokenFile)")
+      }
+      let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+      guard !token.isEmpty, !token.contains(where: \.isWhitespace) else {
+        throw CommandFailure("--token-file \(tokenFile) should hold one token and nothing else")
+      }
+      credentials.token = token
+    } else if let token = environment["GPS_TOKEN"], !token.isEmpty {
+      credentials.token = token
+    }
+    if let authorities = tlsCa ?? environment["GPS_TLS_CA"], !authorities.isEmpty {
+      guard FileManager.default.isReadableFile(atPath: authorities) else {
+        throw CommandFailure("cannot read the certificate authorities file \(authorities) (--tls-ca)")
+      }
+      credentials.certificateAuthorities = authorities
+    }
+    return credentials
+  }
+
   /// The server to talk to: `--server`, else the address a server recorded in the data directory.
   func serverAddress() throws(CommandFailure) -> (address: ServiceAddress, explicit: Bool)? {
     if let server {
@@ -47,6 +83,9 @@ func describe(_ error: any Error, server: ServiceAddress) -> CommandFailure {
   case .unavailable:
     return CommandFailure(
       "cannot reach the GPS server at \(server): \(error.message); start it with `gps server start` or check --server")
+  case .unauthenticated:
+    return CommandFailure(
+      "the GPS server at \(server) refused the call: \(String(error.message.prefix(300)))")
   case .unimplemented:
     return CommandFailure(
       "\(server) is not a GPS control server (it does not serve gps.v1.Control: \(String(error.message.prefix(200)))); give the address `gps server start` printed, with --server"

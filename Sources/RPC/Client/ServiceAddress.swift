@@ -82,6 +82,13 @@ public struct ServiceAddress: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// A malformed address; the message names the flag and the expected form.
+extension ServiceAddress {
+  /// Whether `host` names this machine only (127.0.0.0/8, ::1, localhost).
+  public static func isLoopback(_ host: String) -> Bool {
+    host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+  }
+}
+
 public struct ServiceAddressError: Error, Sendable, CustomStringConvertible {
   public var message: String
   public var description: String { message }
