@@ -66,7 +66,33 @@ public struct ControlError: Error, CustomStringConvertible {
 /// The caller of the control API call being served: the token's name, or, on loopback without
 /// tokens, the local user whose process holds the other end of the connection.
 public enum Principal {
-  @TaskLocal public static var current: String?
+  @TaskLocal static var source: Source?
+
+  /// Who is calling, or nil outside a control API call. Looked up on first use only: most calls
+  /// (claims, heartbeats, reports) never ask.
+  public static var current: String? { source?.name }
+
+  final class Source: Sendable {
+    private let resolved: Mutex<String?>
+    private let lookup: @Sendable () -> String
+
+    init(name: String) {
+      resolved = Mutex(name)
+      lookup = { name }
+    }
+
+    init(lookup: @escaping @Sendable () -> String) {
+      resolved = Mutex(nil)
+      self.lookup = lookup
+    }
+
+    var name: String {
+      if let name = resolved.withLock({ $0 }) { return name }
+      let name = lookup()
+      resolved.withLock { $0 = name }
+      return name
+    }
+  }
 }
 
 /// Checks every control API call's token and tells the handlers who the caller is.
@@ -84,9 +110,11 @@ public struct AccessInterceptor: ServerInterceptor {
     context: ServerContext,
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
-    let principal: String
+    let principal: Principal.Source
     if tokens.isEmpty {
-      principal = LoopbackPeer.user(remotePeer: context.remotePeer, localPort: localPort()) ?? context.remotePeer
+      let peer = context.remotePeer
+      let port = localPort()
+      principal = Principal.Source { LoopbackPeer.user(remotePeer: peer, localPort: port) ?? peer }
     } else {
       let header = request.metadata[stringValues: "authorization"].first(where: { _ in true }) ?? ""
       guard header.hasPrefix("Bearer "), let name = tokens.name(of: String(header.dropFirst("Bearer ".count))) else {
@@ -96,12 +124,12 @@ public struct AccessInterceptor: ServerInterceptor {
             ? "this server needs a token: give it in GPS_TOKEN or a file named by --token-file"
             : "the token given is not one this server knows; check GPS_TOKEN or --token-file")
       }
-      principal = name
+      principal = Principal.Source(name: name)
     }
-    var response = try await Principal.$current.withValue(principal) { try await next(request, context) }
+    var response = try await Principal.$source.withValue(principal) { try await next(request, context) }
     if case .success(var contents) = response.accepted {
       let producer = contents.producer
-      contents.producer = { writer in try await Principal.$current.withValue(principal) { try await producer(writer) } }
+      contents.producer = { writer in try await Principal.$source.withValue(principal) { try await producer(writer) } }
       response = StreamingServerResponse(accepted: .success(contents))
     }
     return response
