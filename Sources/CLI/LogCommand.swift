@@ -140,6 +140,8 @@ struct LogAppendStress: AsyncParsableCommand {
   func run() async throws {
     var logOptions = LogOptions()
     logOptions.segmentSize = segmentSize
+    // A long-running writer, like a server: a second one is refused at once.
+    logOptions.lock.role = .server
     let log = try queueCall { () throws(QueueError) in try EventLog(directory: options.dataDir, options: logOptions) }
     let output = FileHandle.standardOutput
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -179,6 +181,7 @@ struct QueueStress: AsyncParsableCommand {
     var queueOptions = QueueOptions()
     queueOptions.log.segmentSize = 64 * 1024
     queueOptions.snapshotEvery = snapshotEvery
+    queueOptions.log.lock.role = .server
     let queue = try queueCall { () throws(QueueError) in
       try RunQueue(directory: options.dataDir, options: queueOptions)
     }

@@ -1,0 +1,60 @@
+import Foundation
+import GPSTesting
+import Queue
+import Testing
+
+/// A short-lived command holding the data directory's lock makes others wait, not fail.
+@Suite struct LockWaitTests {
+  @Test func aServerStartingWhileACommandHoldsTheLockWaitsForIt() async throws {
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      // This test process holds the lock as a command would, for about a second and a half.
+      let queue = try RunQueue(directory: data)
+      let server = try GPSProcess(["server", "start", "--data-dir", data, "--port", "0", "--no-scheduler"])
+      await server.waitForOutput { _, stderr in stderr.contains("waiting for") }
+      #expect(server.stderr.contains("waiting for process \(getpid()) to release \(data)/LOCK"), "\(server.stderr)")
+      queue.close()
+      _ = try await server.listeningAddress()
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0, "\(server.stderr)")
+    }
+  }
+
+  @Test func anEnqueueWhoseAnswerIsLostNamesTheKeyThatMakesARetrySafe() async throws {
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      try createQueue(at: data)
+      // Something that accepts connections and closes them: the answer never comes.
+      let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+      defer { close(listener) }
+      var address = sockaddr_in()
+      address.sin_family = sa_family_t(AF_INET)
+      address.sin_addr.s_addr = inet_addr("127.0.0.1")
+      var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+      _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+          bind(listener, pointer, length)
+          return getsockname(listener, pointer, &length)
+        }
+      }
+      listen(listener, 16)
+      let port = Int(UInt16(bigEndian: address.sin_port))
+      let closer = Thread {
+        while true {
+          let connection = accept(listener, nil, nil)
+          guard connection >= 0 else { return }
+          close(connection)
+        }
+      }
+      closer.start()
+      let result = try await GPSProcess.run([
+        "enqueue", "server-flow/MyPrefectDeployer", "--param", #"data_info={"dataset": "x"}"#, "--server",
+        "127.0.0.1:\(port)", "--data-dir", data,
+      ])
+      #expect(result.status == 1)
+      #expect(result.stderr.contains("the run may or may not be enqueued"), "\(result.stderr)")
+      #expect(result.stderr.contains(#"--id-key "cli-"#), "\(result.stderr)")
+      #expect(result.stderr.split(separator: "\n").count == 1)
+    }
+  }
+}
