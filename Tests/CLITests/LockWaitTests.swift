@@ -8,12 +8,25 @@ import Testing
   @Test func aServerStartingWhileACommandHoldsTheLockWaitsForIt() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      // This test process holds the lock as a command would, for about a second and a half.
-      let queue = try RunQueue(directory: data)
+      try createQueue(at: data)
+      // Another process holds the lock as a command would, for a second and a half: its release
+      // does not depend on how soon this (busy) test process gets to run.
+      let holder = Process()
+      holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+      holder.arguments = [
+        "python3", "-c",
+        "import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR)\nfcntl.flock(fd, fcntl.LOCK_EX)\nos.ftruncate(fd, 0)\nos.write(fd, b'%d command\\n' % os.getpid())\nprint('held', flush=True)\ntime.sleep(1.5)",
+        data + "/LOCK",
+      ]
+      let held = Pipe()
+      holder.standardOutput = held
+      try holder.run()
+      _ = held.fileHandleForReading.availableData
       let server = try GPSProcess(["server", "start", "--data-dir", data, "--port", "0", "--no-scheduler"])
       await server.waitForOutput { _, stderr in stderr.contains("waiting for") }
-      #expect(server.stderr.contains("waiting for process \(getpid()) to release \(data)/LOCK"), "\(server.stderr)")
-      queue.close()
+      #expect(
+        server.stderr.contains("waiting for process \(holder.processIdentifier) to release \(data)/LOCK"),
+        "\(server.stderr)")
       _ = try await server.listeningAddress()
       server.signal(SIGTERM)
       #expect(await server.waitForExit() == 0, "\(server.stderr)")
