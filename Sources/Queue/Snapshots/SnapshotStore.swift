@@ -75,11 +75,7 @@ public struct SnapshotStore: Sendable {
         logEnd = end
       }
       guard snapshot.lastSequence <= end else {
-        throw QueueError(
-          code: .dataLost,
-          message:
-            "sequences \(end + 1)–\(snapshot.lastSequence) are missing: snapshot \(name) covers them but the log ends at sequence \(end); a segment file was deleted or truncated",
-          missing: (end + 1)...snapshot.lastSequence)
+        throw Self.loss(snapshot: name, covering: snapshot.lastSequence, logEnd: end)
       }
       let hash =
         if let lastBatch, lastBatch.sequence == snapshot.lastSequence {
@@ -94,6 +90,15 @@ public struct SnapshotStore: Sendable {
       return (snapshot, skipped)
     }
     return (nil, skipped)
+  }
+
+  /// Proof that the log lost sequences: snapshot `name` covers up to `last`, the log ends at `logEnd`.
+  static func loss(snapshot name: String, covering last: UInt64, logEnd: UInt64) -> QueueError {
+    QueueError(
+      code: .dataLost,
+      message:
+        "sequences \(logEnd + 1)–\(last) are missing: snapshot \(name) covers them but the log ends at sequence \(logEnd); a segment file was deleted or truncated",
+      missing: (logEnd + 1)...last)
   }
 
   /// Every intact snapshot, newest first, with its file name (for checks that need them all).
