@@ -13,14 +13,17 @@ PLUGINS_DIR  := tools/protoc-plugins
 PLUGINS_BIN  := $(PLUGINS_DIR)/.build/release
 PROTO_FILES  := $(shell find protos -name '*.proto' | sort)
 GENERATED    := Sources/RPC/Generated
+# Services A and B (the reference flow's services) are compiled into Services.
+SERVICES_PROTOS := protos/gps/v1/a.proto protos/gps/v1/b.proto protos/gps/v1/common.proto
+SERVICES_GENERATED := Sources/Services/Generated
 # The log's records are compiled into Queue (protobuf only: Queue knows nothing of gRPC).
 QUEUE_PROTOS := protos/gps/v1/events.proto
 QUEUE_GENERATED := Sources/Queue/Generated
 # The control API is compiled into Control; its messages use the log's (in Queue).
 CONTROL_PROTOS := protos/gps/v1/queue.proto
 CONTROL_GENERATED := Sources/Control/Generated
-RPC_PROTOS   := $(filter-out $(QUEUE_PROTOS) $(CONTROL_PROTOS),$(PROTO_FILES))
-FLOWS_GENERATED := Sources/Flows/Generated
+RPC_PROTOS   := $(filter-out $(QUEUE_PROTOS) $(CONTROL_PROTOS) $(SERVICES_PROTOS),$(PROTO_FILES))
+REFERENCE_GENERATED := Sources/ReferenceFlow/Generated
 DESCRIPTOR_SET  := protos/gps.desc
 VENV         := .build-venv
 PYTHON       ?= python3
@@ -90,6 +93,15 @@ proto:
 	  --grpc-swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
 	  --grpc-swift_out=$(GENERATED) \
 	  $(RPC_PROTOS)
+	rm -rf $(SERVICES_GENERATED) && mkdir -p $(SERVICES_GENERATED)
+	protoc -Iprotos \
+	  --plugin=protoc-gen-swift=$(PLUGINS_BIN)/protoc-gen-swift \
+	  --plugin=protoc-gen-grpc-swift=$(PLUGINS_BIN)/protoc-gen-grpc-swift-2 \
+	  --swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
+	  --swift_out=$(SERVICES_GENERATED) \
+	  --grpc-swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
+	  --grpc-swift_out=$(SERVICES_GENERATED) \
+	  $(SERVICES_PROTOS)
 	rm -rf $(QUEUE_GENERATED) && mkdir -p $(QUEUE_GENERATED)
 	protoc -Iprotos \
 	  --plugin=protoc-gen-swift=$(PLUGINS_BIN)/protoc-gen-swift \
@@ -105,10 +117,13 @@ proto:
 	  --grpc-swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true,ProtoPathModuleMappings=protos/module-mappings.asciipb \
 	  --grpc-swift_out=$(CONTROL_GENERATED) \
 	  $(CONTROL_PROTOS)
-	# The descriptors of every message, for the JSON parameter validator and JSON Schemas (Flows).
-	mkdir -p $(FLOWS_GENERATED)
+	# The descriptors of the reference flow's types, which it registers with the server (ReferenceFlow),
+	# and of every proto (protos/gps.desc, read by the validator's tests).
+	mkdir -p $(REFERENCE_GENERATED)
+	protoc -Iprotos --include_imports --descriptor_set_out=$(DESCRIPTOR_SET).services $(SERVICES_PROTOS)
+	scripts/embed-descriptors.sh $(DESCRIPTOR_SET).services > $(REFERENCE_GENERATED)/DescriptorSet.swift
+	rm -f $(DESCRIPTOR_SET).services
 	protoc -Iprotos --include_imports --descriptor_set_out=$(DESCRIPTOR_SET) $(PROTO_FILES)
-	scripts/embed-descriptors.sh $(DESCRIPTOR_SET) > $(FLOWS_GENERATED)/DescriptorSet.swift
 
 clean:
 	rm -rf .build $(VENV) $(PLUGINS_DIR)/.build

@@ -25,6 +25,8 @@ let package = Package(
   products: [
     .executable(name: "gps", targets: ["CLI"]),
     .executable(name: "gps-bench", targets: ["GPSBench"]),
+    // The engine: what a worker package of one's own flows depends on.
+    .library(name: "GPS", targets: ["Queue", "Flows", "Control", "RPC"]),
     .library(name: "RPC", targets: ["RPC"]),
     .library(name: "Queue", targets: ["Queue"]),
     .library(name: "Flows", targets: ["Flows"]),
@@ -63,6 +65,18 @@ let package = Package(
       dependencies: [grpcCore, grpcNIO, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto],
       swiftSettings: swiftSettings
     ),
+    // Services A and B, their protos and clients: the reference flow's services, not the engine's.
+    .target(
+      name: "Services",
+      dependencies: ["RPC", grpcCore, grpcNIO, grpcProtobuf, swiftProtobuf, logging, lifecycle, crypto],
+      swiftSettings: swiftSettings
+    ),
+    // `server-flow`, written against the engine's public API like any user's flow.
+    .target(
+      name: "ReferenceFlow",
+      dependencies: ["Flows", "Services", "RPC", "Queue", grpcCore, swiftProtobuf],
+      swiftSettings: swiftSettings
+    ),
     .target(
       name: "Queue",
       dependencies: ["CLZ4", "CCRC32C", swiftProtobuf, heap, logging, crypto],
@@ -75,13 +89,16 @@ let package = Package(
     ),
     .target(
       name: "Control",
-      dependencies: ["RPC", "Queue", "Flows", grpcCore, grpcNIO, grpcProtobuf, swiftProtobuf, logging, lifecycle],
+      dependencies: [
+        "RPC", "Queue", "Flows", grpcCore, grpcNIO, grpcProtobuf, swiftProtobuf, logging, lifecycle, unixSignals,
+      ],
       swiftSettings: swiftSettings
     ),
     .executableTarget(
       name: "CLI",
       dependencies: [
-        "CJemalloc", "RPC", "Flows", "Queue", "Control", argumentParser, grpcCore, grpcNIO, swiftProtobuf, logging,
+        "CJemalloc", "RPC", "Services", "ReferenceFlow", "Flows", "Queue", "Control", argumentParser, grpcCore, grpcNIO,
+        swiftProtobuf, logging,
         lifecycle,
         unixSignals,
       ],
@@ -90,20 +107,21 @@ let package = Package(
     .executableTarget(
       name: "GPSBench",
       dependencies: [
-        "CJemalloc", "Queue", "Flows", "RPC", "Control", "GPSTesting", swiftProtobuf, grpcCore, grpcNIO, logging,
+        "CJemalloc", "Queue", "Flows", "RPC", "Services", "ReferenceFlow", "Control", "GPSTesting", swiftProtobuf,
+        grpcCore, grpcNIO, logging,
       ],
       path: "Benchmarks/GPSBench",
       swiftSettings: swiftSettings
     ),
     .target(
       name: "GPSTesting",
-      dependencies: ["RPC", "Queue", grpcCore, grpcNIO, logging, lifecycle],
+      dependencies: ["RPC", "Services", "Queue", grpcCore, grpcNIO, logging, lifecycle],
       path: "Tests/GPSTesting",
       swiftSettings: swiftSettings
     ),
     .testTarget(
       name: "RPCTests",
-      dependencies: ["RPC", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, logging, lifecycle, crypto],
+      dependencies: ["RPC", "Services", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, logging, lifecycle, crypto],
       swiftSettings: swiftSettings
     ),
     .testTarget(
@@ -113,12 +131,17 @@ let package = Package(
     ),
     .testTarget(
       name: "FlowsTests",
-      dependencies: ["Flows", "RPC", "Queue", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, logging],
+      dependencies: [
+        "Flows", "RPC", "Services", "ReferenceFlow", "Queue", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, logging,
+      ],
       swiftSettings: swiftSettings
     ),
     .testTarget(
       name: "CLITests",
-      dependencies: ["CLI", "Control", "Queue", "RPC", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, crypto],
+      dependencies: [
+        "CLI", "Control", "Queue", "RPC", "Services", "ReferenceFlow", "Flows", "GPSTesting", grpcCore, grpcNIO,
+        swiftProtobuf, crypto,
+      ],
       swiftSettings: swiftSettings
     ),
   ]

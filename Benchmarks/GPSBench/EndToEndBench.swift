@@ -5,6 +5,8 @@ import GRPCCore
 import Logging
 import Queue
 import RPC
+import ReferenceFlow
+import Services
 
 /// Runs of server-flow end to end: services A and B on loopback (a 5-byte object), the queue with
 /// every event durable (fsync `always`), and the scheduler, all in this process.
@@ -98,7 +100,7 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
           steps: [
             Step("first") { context in try context.parameter(ServerFlow.parameterName, as: Gps_V1_DataInfo.self) },
             Step("second") { context in try context.result(of: "first", as: Gps_V1_DataInfo.self) },
-          ]))
+          ], descriptors: .gps))
       var noopRates: [Double] = []
       var noopUsage: [ProcessUsage] = []
       for _ in 0..<repetitions {
@@ -124,7 +126,7 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
       let data = freshDirectory(directory + "/e2e-latency")
       let queue = try RunQueue(directory: data)
       let scheduler = Scheduler(
-        queue: queue, registry: .standard, clients: clients,
+        queue: queue, registry: .standard, dependencies: Dependencies(clients),
         options: SchedulerOptions(id: "bench", concurrency: concurrency, idleWait: .seconds(60)), logger: quiet)
       var toRunning: [Double] = []
       var toCompleted: [Double] = []
@@ -265,7 +267,7 @@ private func drain(
   logger: Logger, meanwhile: () async throws -> Void = {}
 ) async throws {
   let scheduler = Scheduler(
-    queue: queue, registry: registry, clients: clients,
+    queue: queue, registry: registry, dependencies: Dependencies(clients),
     options: SchedulerOptions(id: "bench", concurrency: concurrency), logger: logger)
   try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await scheduler.run() }

@@ -2,6 +2,8 @@ import ArgumentParser
 import Flows
 import Foundation
 import RPC
+import ReferenceFlow
+import Services
 import SwiftProtobuf
 
 /// Calls A then B directly, like the Prefect snippet's client; no queue involved.

@@ -19,35 +19,60 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
   case table, json
 }
 
-/// The deployments this `gps` knows (registered in Swift, see the README).
-let deploymentRegistry = DeploymentRegistry.standard
-
-func lookUpDeployment(_ name: String) throws(CommandFailure) -> Deployment {
-  do {
-    return try deploymentRegistry.deployment(named: name)
-  } catch {
-    throw CommandFailure(error.message + "; `gps deployment ls` lists them")
+/// The deployments as the server knows them (with their workers), or as the log records them.
+func deploymentInfos(_ location: QueueLocation, name: String? = nil) async throws -> [Gps_V1_DeploymentInfo] {
+  try await query(location) { control in
+    if let name {
+      return [try await control.getDeployment(.with { $0.name = name }, options: failFast)]
+    }
+    return try await control.listDeployments(Gps_V1_ListDeploymentsRequest(), options: failFast).deployments
+  } log: { state in
+    let catalog = DeploymentCatalog()
+    if let name {
+      guard let version = state.deployment(named: name) else {
+        throw CommandFailure(
+          DeploymentCatalog.unknown(name, known: state.deployments.keys.sorted()).message
+            + "; `gps deployment ls` lists them")
+      }
+      return [Gps_V1_DeploymentInfo(version, catalog: catalog, state: state, withDefinition: true)]
+    }
+    return state.deployments.keys.sorted().compactMap { state.deployment(named: $0) }.map {
+      Gps_V1_DeploymentInfo($0, catalog: catalog, state: state, withDefinition: false)
+    }
   }
 }
 
-struct DeploymentList: ParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the deployments.")
+struct DeploymentList: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "ls", abstract: "List the deployments registered with the server, their versions and workers.")
 
   @Option(help: "table or json.")
   var output = OutputFormat.table
 
-  func run() {
-    let deployments = deploymentRegistry.names.compactMap { deploymentRegistry.deployments[$0] }
+  @OptionGroup var location: QueueLocation
+
+  func run() async throws {
+    let deployments = try await deploymentInfos(location)
     switch output {
     case .json:
       printLine(JSONValue.array(deployments.map(\.summaryJSON)).prettyText)
     case .table:
-      var rows = [["NAME", "FLOW", "PARAMETERS", "TAGS", "LIMIT"]]
+      if deployments.isEmpty {
+        printLine("no deployments are registered; a worker registers its own (`gps server start` serves server-flow)")
+        return
+      }
+      let now = SystemClock().now()
+      var rows = [["NAME", "VERSION", "STATUS", "WORKERS", "RUNS", "TAGS"]]
       for deployment in deployments {
+        let workers =
+          deployment.workers.isEmpty
+          ? "-"
+          : deployment.workers.map { "\($0.id) (\(ago(now - Timestamp(micros: $0.lastSeenMicros))))" }
+            .joined(separator: ", ")
         rows.append([
-          deployment.name, deployment.flow.name,
-          deployment.parameters.parameters.map { "\($0.name): \($0.type)" }.joined(separator: ", "),
-          deployment.tags.joined(separator: ","), deployment.concurrencyLimit.map(String.init) ?? "-",
+          deployment.name, String(deployment.version), deployment.status, workers,
+          "\(deployment.activeRuns) active, \(deployment.waitingRuns) waiting",
+          deployment.tags.isEmpty ? "-" : deployment.tags.joined(separator: ","),
         ])
       }
       for line in table(rows) { printLine(line) }
@@ -55,18 +80,30 @@ struct DeploymentList: ParsableCommand {
   }
 }
 
-struct DeploymentInspect: ParsableCommand {
+/// `3s ago`, `2m ago`, `1h ago`.
+func ago(_ duration: Duration) -> String {
+  let seconds = max(0, duration.components.seconds)
+  if seconds < 120 { return "\(seconds)s ago" }
+  if seconds < 7200 { return "\(seconds / 60)m ago" }
+  return "\(seconds / 3600)h ago"
+}
+
+struct DeploymentInspect: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "inspect", abstract: "Show a deployment: its steps, defaults and the JSON Schema of its parameters.")
+    commandName: "inspect",
+    abstract: "Show a deployment: its version, workers, steps, defaults and the JSON Schema of its parameters.")
 
   @Argument(help: "The deployment, e.g. server-flow/MyPrefectDeployer.")
   var name: String
 
-  func run() throws {
-    let deployment = try lookUpDeployment(name)
+  @OptionGroup var location: QueueLocation
+
+  func run() async throws {
+    guard let deployment = try await deploymentInfos(location, name: name).first else { return }
     var summary = deployment.summaryJSON
     if case .object(var members) = summary {
-      members.append(.init("parameter_schema", deployment.parameterSchema))
+      members.append(
+        .init("parameter_schema", (try? JSONValue(parsing: deployment.parameterSchemaJson)) ?? .object([])))
       summary = .object(members)
     }
     printLine(summary.prettyText)
@@ -147,18 +184,19 @@ struct RunOptions: ParsableArguments {
   }
 
   func enqueue() async throws {
-    let deployment = try lookUpDeployment(name)
-    var request: EnqueueRequest
+    // The server validates against the deployment's registered version; without one, the same
+    // validator runs against the version in the log below.
     let start = startIn.map { SystemClock().now() + $0.duration } ?? startAt.flatMap(parseTime)
+    let parameters: JSONValue
     do {
-      // Checked here too, so a bad run is refused the same way with or without a server.
-      let parameters = try ParameterArguments.assemble(params: params, paramsArgument: paramsArgument)
-      request = try deployment.enqueueRequest(
-        parametersJSON: parameters.text, idempotencyKey: idempotencyKey ?? "", tags: tags, scheduledStart: start,
-        enqueuedBy: requester)
+      parameters = try ParameterArguments.assemble(params: params, paramsArgument: paramsArgument)
     } catch {
       throw CommandFailure("\(name): \(error.message)")
     }
+    var request = EnqueueRequest(deployment: name, flow: "", parametersJSON: parameters.text)
+    request.idempotencyKey = idempotencyKey ?? ""
+    request.scheduledStart = start
+    request.enqueuedBy = requester
     // Every enqueue carries a key, so that one whose answer was lost (the server wrote it, then
     // the connection broke) can be retried safely, and the offline fallback below never doubles it.
     if request.idempotencyKey.isEmpty { request.idempotencyKey = "cli-" + UUID().uuidString.lowercased() }
@@ -183,12 +221,28 @@ struct RunOptions: ParsableArguments {
     do {
       let queue = try openQueueOffline(location.dataDir)
       defer { queue.close() }
-      result = try await queue.enqueue(request)
+      let validated = try validateOffline(request, in: queue)
+      result = try await queue.enqueue(validated)
     }
     report(Gps_V1_RunInfo(result.run), created: result.created, offline: true)
     if watch {
       try await RunWatcher(output: output).follow(
         runID: result.run.id, from: result.run.firstSequence, dataDirectory: location.dataDir)
+    }
+  }
+
+  /// The request validated against the deployment's newest version in the log (no server runs).
+  func validateOffline(_ request: EnqueueRequest, in queue: RunQueue) throws(CommandFailure) -> EnqueueRequest {
+    let found = queue.withState { state in
+      Result { () throws(FlowsError) in try DeploymentCatalog().deployment(named: name, in: state) }
+    }
+    do {
+      return try found.get().enqueueRequest(
+        parametersJSON: request.parametersJSON, idempotencyKey: request.idempotencyKey, tags: tags,
+        scheduledStart: request.scheduledStart, enqueuedBy: request.enqueuedBy)
+    } catch {
+      let hint = error.code == .unknownDeployment ? "; `gps deployment ls` lists them" : ""
+      throw CommandFailure("\(name): \(error.message)\(hint)")
     }
   }
 
@@ -273,40 +327,68 @@ func parseTime(_ text: String) -> Timestamp? {
   return (plain.date(from: text) ?? fractional.date(from: text)).map(Timestamp.init)
 }
 
-extension Deployment {
+extension Gps_V1_DeploymentInfo {
   /// The deployment as `ls --output json` and `inspect` show it.
   var summaryJSON: JSONValue {
-    .object([
+    let definition = self.definition
+    var members: [JSONValue.Member] = [
       .init("name", .string(name)),
-      .init("flow", .string(flow.name)),
-      .init("description", .string(description)),
+      .init("flow", .string(flow)),
+      .init("version", .number(String(version))),
+      .init("status", .string(status)),
+      .init(
+        "registered_at", registeredAtMicros == 0 ? .null : .string(Timestamp(micros: registeredAtMicros).description)),
+      .init("registered_by", .string(registeredBy)),
+      .init(
+        "workers",
+        .array(
+          workers.map { worker in
+            .object([
+              .init("id", .string(worker.id)),
+              .init("last_seen", .string(Timestamp(micros: worker.lastSeenMicros).description)),
+              .init("principal", .string(worker.principal)),
+            ])
+          })),
+      .init("active_runs", .number(String(activeRuns))),
+      .init("waiting_runs", .number(String(waitingRuns))),
+      .init("description", .string(description_p)),
+      .init("tags", .array(tags.map(JSONValue.string))),
+    ]
+    guard hasDefinition else {
+      members.append(.init("steps", .array(steps.map(JSONValue.string))))
+      return .object(members)
+    }
+    members.append(
       .init(
         "parameters",
         .array(
-          parameters.parameters.map { parameter in
+          definition.parameters.map { parameter in
             .object([
               .init("name", .string(parameter.name)),
               .init("type", .string(parameter.type)),
-              .init("required", .bool(parameter.required && parameter.defaultJSON == nil)),
-              .init("default", parameter.defaultJSON.flatMap { try? JSONValue(parsing: $0) } ?? .null),
+              .init("required", .bool(parameter.required && parameter.defaultJson.isEmpty)),
+              .init("default", (try? JSONValue(parsing: parameter.defaultJson)) ?? .null),
+              .init("description", .string(parameter.description_p)),
             ])
-          })),
+          })))
+    members.append(
       .init(
         "steps",
         .array(
-          flow.steps.map { step in
+          definition.steps.map { step in
             .object([
               .init("name", .string(step.name)),
               .init("result_type", .string(step.resultType)),
-              .init("timeout_seconds", .number(String(Double(step.timeout.components.seconds)))),
-              .init("max_attempts", .number(String(step.retry.maxAttempts))),
+              .init("timeout_seconds", .number(String(Double(step.timeoutMicros) / 1_000_000))),
+              .init("max_attempts", .number(String(step.maxAttempts))),
               .init("cache_results", .bool(step.cacheResults)),
             ])
-          })),
-      .init("tags", .array(tags.map(JSONValue.string))),
-      .init("concurrency_limit", concurrencyLimit.map { .number(String($0)) } ?? .null),
-      .init("crash_requeues", .number(String(crashPolicy.maxRequeues))),
-    ])
+          })))
+    members.append(
+      .init(
+        "concurrency_limit", definition.concurrencyLimit == 0 ? .null : .number(String(definition.concurrencyLimit))))
+    members.append(.init("crash_requeues", .number(String(definition.crashPolicy.maxRequeues))))
+    return .object(members)
   }
 }
 

@@ -42,6 +42,20 @@ func query<T: Sendable>(
   return try log(try readState(location.dataDir))
 }
 
+/// The types of the server's deployments, to show results as JSON (none when it cannot say).
+func resultTypes(_ control: ControlClient) async -> ResultTypes {
+  guard let listed = try? await control.listDeployments(Gps_V1_ListDeploymentsRequest(), options: failFast) else {
+    return .none
+  }
+  var definitions: [DeploymentDefinition] = []
+  for deployment in listed.deployments {
+    if let info = try? await control.getDeployment(.with { $0.name = deployment.name }, options: failFast) {
+      definitions.append(info.definition)
+    }
+  }
+  return ResultTypes(definitions)
+}
+
 /// Fails with one line unless `dataDir` holds a queue.
 func requireQueue(_ dataDir: String) throws(CommandFailure) {
   try checkDataDirectory(dataDir, writing: false)
@@ -117,7 +131,7 @@ struct FlowRunList: AsyncParsableCommand {
     }
     switch output {
     case .json:
-      printLine(JSONValue.array(runs.map(EventText.json)).prettyText)
+      printLine(JSONValue.array(runs.map { EventText.json($0) }).prettyText)
     case .table:
       var rows = [["ID", "DEPLOYMENT", "STATE", "ENQUEUED", "STEP", "MESSAGE"]]
       for run in runs {
@@ -146,7 +160,7 @@ struct FlowRunInspect: AsyncParsableCommand {
   @OptionGroup var location: QueueLocation
 
   func run() async throws {
-    let (run, events) = try await query(location) { control in
+    let (run, events, types) = try await query(location) { control in
       let run = try await control.getRun(.with { $0.runID = id }, options: failFast)
       let events = try await control.readHistory(
         .with {
@@ -158,7 +172,7 @@ struct FlowRunInspect: AsyncParsableCommand {
         for try await event in response.messages { events.append(event) }
         return events
       }
-      return (run, events)
+      return (run, events, await resultTypes(control))
     } log: { state in
       let run = try rpcCall { () throws(RPCError) in try RunFilter.find(id, in: state) }
       var events: [Gps_V1_HistoryEvent] = []
@@ -172,14 +186,17 @@ struct FlowRunInspect: AsyncParsableCommand {
         }
         return sequence < run.lastSequence
       }
-      return (Gps_V1_RunInfo(run), events)
+      return (Gps_V1_RunInfo(run), events, ResultTypes(state: state))
     }
     switch output {
     case .json:
-      var json = EventText.json(run)
+      var json = EventText.json(run, types: types)
       if case .object(var members) = json {
         members.append(.init("attempts_detail", .array(Attempt.all(in: events).map(\.json))))
-        members.append(.init("history", .array(events.map { EventText.json(sequence: $0.sequence, event: $0.event) })))
+        members.append(
+          .init(
+            "history",
+            .array(events.map { EventText.json(sequence: $0.sequence, event: $0.event, types: types) })))
         json = .object(members)
       }
       printLine(json.prettyText)
@@ -215,7 +232,7 @@ struct FlowRunInspect: AsyncParsableCommand {
         }
         for line in table(rows) { printLine("  " + line) }
       }
-      if let result = EventText.json(of: run.result, type: run.resultType) {
+      if let result = EventText.json(of: run.result, type: run.resultType, types: types) {
         printLine("result (\(run.resultType)):")
         printLine(result.prettyText)
       }

@@ -125,8 +125,12 @@ struct HistoryReplay: AsyncParsableCommand {
     try requireQueue(dataDir)
     var runID: RunID?
     var start: UInt64 = 1
+    // Results decode with the deployments registered so far: those before `start` from the
+    // state, later ones as their events pass.
+    var types = ResultTypes.none
     if let run {
       let state = try readState(dataDir)
+      types = ResultTypes(state: state)
       let found = try rpcCall { () throws(RPCError) in try RunFilter.find(run, in: state) }
       runID = found.id
       start = found.firstSequence
@@ -143,16 +147,17 @@ struct HistoryReplay: AsyncParsableCommand {
     if output == .table { printLine(row("SEQ", "TIME", "RUN", "EVENT", "DETAILS")) }
     let body = { (sequence: UInt64, event: RunEvent) -> Bool in
       if let until, !until.includes(sequence, event.time) { return false }
+      if case .deploymentRegistered(let registered) = event.kind { types.add(registered.definition) }
       if let runID, event.run != runID { return true }
       if let sinceTime, event.time < sinceTime { return true }
       switch output {
-      case .jsonl: printLine(EventText.json(sequence: sequence, event: event).text)
-      case .json: json.append(EventText.json(sequence: sequence, event: event))
+      case .jsonl: printLine(EventText.json(sequence: sequence, event: event, types: types).text)
+      case .json: json.append(EventText.json(sequence: sequence, event: event, types: types))
       case .table:
         printLine(
           row(
             String(sequence), event.time.description, event.run.map { String($0.description.prefix(8)) } ?? "-",
-            event.typeName, EventText.details(event)
+            event.typeName, EventText.details(event, types: types)
           ).trimmingTrailingSpaces)
       }
       return true
@@ -226,7 +231,7 @@ struct HistoryState: AsyncParsableCommand {
           .init("time", .string(state.lastTime.description)),
           .init("runs", .number(String(state.runs.count))),
           .init("counts", .object(counts.map { .init($0.0.rawValue, .number(String($0.1))) })),
-          .init("latest_runs", .array(listed.map(EventText.json))),
+          .init("latest_runs", .array(listed.map { EventText.json($0) })),
         ]).prettyText)
     case .table:
       printLine("as of event \(state.lastSequence) (\(state.lastTime)): \(state.runs.count) runs")

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Logging
 import RPC
+import ReferenceFlow
 import ServiceLifecycle
+import Services
 import UnixSignals
 
 struct ServerCommand: AsyncParsableCommand {

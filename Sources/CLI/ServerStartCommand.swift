@@ -5,7 +5,9 @@ import Foundation
 import Logging
 import Queue
 import RPC
+import ReferenceFlow
 import ServiceLifecycle
+import Services
 import UnixSignals
 
 struct ServerStart: AsyncParsableCommand {
@@ -116,16 +118,23 @@ struct ServerStart: AsyncParsableCommand {
     }
     configuration.queue.log.lock = commandLock(dataDir)
     configuration.queue.log.lock.role = .server
+    let aAddress: ServiceAddress
+    let bAddress: ServiceAddress
     do {
-      configuration.a = try ServiceAddress(parsing: a, what: "--a")
-      configuration.b = try ServiceAddress(parsing: b, what: "--b")
+      aAddress = try ServiceAddress(parsing: a, what: "--a")
+      bAddress = try ServiceAddress(parsing: b, what: "--b")
     } catch {
-      throw CommandFailure(error.message)
+      throw CommandFailure("\(error)")
     }
     try prepareDataDirectory(dataDir)
     let logger = bootstrapLogging(label: "gps.server", level: logLevel)
     let started = ContinuousClock.now
-    let server = ControlServer(configuration: configuration, logger: logger) { address, queue in
+    // The reference flow is served by the embedded scheduler like any user's flow: registered
+    // with the queue, its steps given the clients of A and B.
+    let worker = ControlServer.EmbeddedWorker(registry: .standard) { body in
+      try await withServiceClients(a: aAddress, b: bAddress) { clients in try await body(Dependencies(clients)) }
+    }
+    let server = ControlServer(configuration: configuration, worker: worker, logger: logger) { address, queue in
       let startup = queue.startup
       if !startup.recovery.isClean {
         logger.warning("\(startup.recovery.summary); recorded in the log as a LogTailTruncated event")
@@ -209,46 +218,14 @@ struct SchedulerCommand: AsyncParsableCommand {
       } catch {
         throw describe(error, server: server)
       }
-      try await withServiceClients(a: aAddress, b: bAddress) { clients in
-        let queue = RemoteQueue(client: control, scheduler: schedulerID)
-        let scheduler = Scheduler(
-          queue: queue, registry: deploymentRegistry, clients: clients, options: options, logger: logger)
-        printLine("scheduler \(schedulerID) working for \(server)")
-        let service = SchedulerService(scheduler: scheduler, queue: queue, logger: logger)
-        let group = ServiceGroup(
-          configuration: .init(
-            services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
-      }
     }
-  }
-}
-
-/// A remote scheduler as a service: on SIGTERM it stops claiming and lets its runs finish.
-struct SchedulerService: Service {
-  let scheduler: Scheduler
-  let queue: RemoteQueue
-  let logger: Logger
-
-  func run() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask {
-        await queue.watchWork { error in
-          logger.warning("lost the server's work stream; reconnecting", metadata: ["error": "\(error)"])
-        }
-      }
-      group.addTask { try await scheduler.run() }
-      group.addTask {
-        try? await gracefulShutdown()
-        guard !Task.isCancelled else { return }
-        logger.info(
-          "stopping: no new claims; waiting for runs in flight", metadata: ["runs": "\(scheduler.activeRuns)"])
-        scheduler.stopClaiming()
-        try await Task.sleep(for: .seconds(3600))
-      }
-      // scheduler.run() returns once drained (or throws); then stop the rest.
-      _ = try await group.next()
-      group.cancelAll()
+    try await withServiceClients(a: aAddress, b: bAddress) { clients in
+      printLine("scheduler \(schedulerID) working for \(server)")
+      try await Worker(
+        server: server, credentials: try location.credentials(),
+        deployments: Array(DeploymentRegistry.standard.deployments.values),
+        dependencies: Dependencies(clients), options: options, logger: logger
+      ).serve()
     }
   }
 }

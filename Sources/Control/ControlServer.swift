@@ -20,8 +20,6 @@ public struct ControlServer: Service {
     public var port = 4200
     /// Run a scheduler in this process, with this many runs at once; nil: none.
     public var schedulerConcurrency: Int? = 16
-    public var a = ServiceAddress(host: "127.0.0.1", port: 50051)
-    public var b = ServiceAddress(host: "127.0.0.1", port: 50052)
     /// How long runs in flight may take to finish once shutdown begins.
     public var grace: Duration = .seconds(30)
     /// Once runs in flight are done (or `grace` is over), how long open connections may take to
@@ -51,17 +49,34 @@ public struct ControlServer: Service {
     }
   }
 
+  /// The deployments the embedded scheduler registers and serves, and the scope in which their
+  /// steps' dependencies live (e.g. gRPC clients connected for as long as the scheduler runs).
+  public struct EmbeddedWorker: Sendable {
+    public var registry: DeploymentRegistry
+    public var withDependencies: @Sendable (_ body: @Sendable (Dependencies) async throws -> Void) async throws -> Void
+
+    public init(
+      registry: DeploymentRegistry,
+      withDependencies:
+        @escaping @Sendable (_ body: @Sendable (Dependencies) async throws -> Void) async throws ->
+        Void = { body in try await body(Dependencies()) }
+    ) {
+      self.registry = registry
+      self.withDependencies = withDependencies
+    }
+  }
+
   let configuration: Configuration
-  let registry: DeploymentRegistry
+  let worker: EmbeddedWorker
   let logger: Logger
   let onReady: @Sendable (ServiceAddress, RunQueue) -> Void
 
   public init(
-    configuration: Configuration, registry: DeploymentRegistry = .standard, logger: Logger,
-    onReady: @escaping @Sendable (ServiceAddress, RunQueue) -> Void = { _, _ in }
+    configuration: Configuration, worker: EmbeddedWorker = EmbeddedWorker(registry: DeploymentRegistry()),
+    logger: Logger, onReady: @escaping @Sendable (ServiceAddress, RunQueue) -> Void = { _, _ in }
   ) {
     self.configuration = configuration
-    self.registry = registry
+    self.worker = worker
     self.logger = logger
     self.onReady = onReady
   }
@@ -78,7 +93,12 @@ public struct ControlServer: Service {
         "snapshot": "\(queue.startup.snapshotSequence.map(String.init) ?? "none")",
         "replayed": "\(queue.startup.replayedEvents)",
       ])
-    let service = ControlService(queue: queue, registry: registry)
+    // The embedded worker's deployments are registered even when no scheduler runs here: runs
+    // can then be enqueued (validated against them) and wait for a remote worker.
+    if !worker.registry.names.isEmpty {
+      _ = try await queue.register(worker.registry.definitions, worker: "gps-server", by: "server")
+    }
+    let service = ControlService(queue: queue)
     let requested = ServiceAddress(host: configuration.host, port: configuration.port)
     let security: HTTP2ServerTransport.Posix.TransportSecurity =
       if let tls = configuration.tls {
@@ -162,15 +182,21 @@ public struct ControlServer: Service {
 
   /// Runs the embedded scheduler until graceful shutdown, then lets its runs finish within `grace`.
   func runScheduler(on queue: RunQueue, concurrency: Int) async throws {
-    var options = configuration.scheduler
-    options.concurrency = concurrency
-    let registry = self.registry
+    var schedulerOptions = configuration.scheduler
+    schedulerOptions.concurrency = concurrency
+    let options = schedulerOptions
+    let registry = worker.registry
     let logger = self.logger
     let grace = configuration.grace
-    try await withServiceClients(a: configuration.a, b: configuration.b) { clients in
+    guard !registry.names.isEmpty else {
+      try? await gracefulShutdown()
+      return
+    }
+    try await worker.withDependencies { dependencies in
       let cached = try Scheduler.cachedResults(in: QueueHistory(directory: queue.directory), registry: registry)
       let scheduler = Scheduler(
-        queue: queue, registry: registry, clients: clients, options: options, logger: logger, cachedResults: cached)
+        queue: queue, registry: registry, dependencies: dependencies, options: options, logger: logger,
+        cachedResults: cached)
       try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await scheduler.run() }
         group.addTask {

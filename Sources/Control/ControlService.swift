@@ -9,14 +9,14 @@ import Synchronization
 /// The control API (`gps.v1.Control`) over one ``RunQueue``: what `gps server start` serves.
 public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendable {
   let queue: RunQueue
-  let registry: DeploymentRegistry
+  /// Validators of the registered deployment versions.
+  let catalog = DeploymentCatalog()
   let stopping = Atomic<Bool>(false)
   /// The longest a `WatchWork` stream stays silent: a remote scheduler also looks this often.
   let idleSignal: Duration
 
-  public init(queue: RunQueue, registry: DeploymentRegistry, idleSignal: Duration = .seconds(1)) {
+  public init(queue: RunQueue, idleSignal: Duration = .seconds(1)) {
     self.queue = queue
-    self.registry = registry
     self.idleSignal = idleSignal
   }
 
@@ -53,7 +53,9 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
   /// The run a request asks for, its parameters checked by the deployment's validator.
   func enqueueRequest(_ request: Gps_V1_EnqueueRunRequest, context: ServerContext) throws(RPCError) -> EnqueueRequest {
     do {
-      let deployment = try registry.deployment(named: request.deployment)
+      let deployment = try queue.withState { state in
+        Result { () throws(FlowsError) in try catalog.deployment(named: request.deployment, in: state) }
+      }.get()
       return try deployment.enqueueRequest(
         parametersJSON: request.parametersJson.isEmpty ? "{}" : request.parametersJson,
         idempotencyKey: request.idempotencyKey, tags: request.tags,
@@ -193,18 +195,62 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
   public func listDeployments(
     request: Gps_V1_ListDeploymentsRequest, context: ServerContext
   ) async throws -> Gps_V1_ListDeploymentsResponse {
-    .with {
-      $0.deployments = registry.names.compactMap { try? registry.deployment(named: $0) }.map { deployment in
-        .with {
-          $0.name = deployment.name
-          $0.flow = deployment.flow.name
-          $0.description_p = deployment.description
-          $0.parameterSchemaJson = deployment.parameterSchema.text
-          $0.tags = deployment.tags
-          $0.steps = deployment.flow.steps.map(\.name)
-        }
+    let versions = queue.deployments
+    return .with { $0.deployments = versions.map { info($0, withDefinition: false) } }
+  }
+
+  public func getDeployment(
+    request: Gps_V1_GetDeploymentRequest, context: ServerContext
+  ) async throws -> Gps_V1_DeploymentInfo {
+    let found = queue.withState { state in
+      (state.deployment(named: request.name, version: request.version), state.deployments.keys.sorted())
+    }
+    guard let version = found.0 else {
+      throw RPCError(DeploymentCatalog.unknown(request.name, version: request.version, known: found.1))
+    }
+    return info(version, withDefinition: true)
+  }
+
+  /// What the API says of a deployment version: its definition's summary, its workers and status.
+  func info(_ version: DeploymentVersion, withDefinition: Bool) -> Gps_V1_DeploymentInfo {
+    var info = queue.withState { state in
+      Gps_V1_DeploymentInfo(version, catalog: catalog, state: state, withDefinition: withDefinition)
+    }
+    info.status = queue.isReady(version.name) ? "READY" : "NOT_READY"
+    info.workers = queue.workers(serving: version.name).map { worker in
+      .with {
+        $0.id = worker.id
+        $0.lastSeenMicros = worker.lastSeen.micros
+        $0.principal = worker.principal
       }
     }
+    return info
+  }
+
+  public func registerDeployments(
+    request: Gps_V1_RegisterDeploymentsRequest, context: ServerContext
+  ) async throws -> Gps_V1_RegisterDeploymentsResponse {
+    guard !request.worker.isEmpty else {
+      throw RPCError(code: .invalidArgument, message: "a registration needs the worker's id")
+    }
+    // A definition whose types are not in its own descriptor set could never validate a run:
+    // refused here, where the worker's author sees it, not at the first enqueue.
+    for definition in request.definitions {
+      do {
+        try RegisteredDeployment(
+          DeploymentVersion(
+            definition: definition, version: 0, registeredAt: .zero, worker: request.worker, registeredBy: "",
+            sequence: 0)
+        ).checkTypes()
+      } catch {
+        throw RPCError(error)
+      }
+    }
+    let principal = Principal.current ?? context.remotePeer
+    let versions = try await mapErrors {
+      try await queue.register(request.definitions, worker: request.worker, by: principal)
+    }
+    return .with { $0.versions = versions }
   }
 
   // MARK: Streams of events
@@ -303,7 +349,9 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     let claims = try await mapErrors {
       try await queue.claim(
         scheduler: request.scheduler, limit: max(1, Int(request.limit)),
-        maxParameterBytes: Gps_V1_RunInfo.answerBudget / 2)
+        maxParameterBytes: Gps_V1_RunInfo.answerBudget / 2,
+        deployments: request.deployments.isEmpty ? nil : Set(request.deployments),
+        principal: request.deployments.isEmpty ? "" : Principal.current ?? "")
     }
     return .with {
       $0.claims = claims.map { claim in
@@ -362,6 +410,8 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     request: Gps_V1_WatchWorkRequest, response: RPCWriter<Gps_V1_WorkSignal>, context: ServerContext
   ) async throws {
     let signal = WakeSignal()
+    let deployments = Set(request.deployments)
+    if !deployments.isEmpty { queue.sawWorker(request.scheduler, serving: deployments, principal: "") }
     queue.notifyWhenWorkArrives(signal)
     queue.notifyOnCancelRequests(signal)
     workStreams.withLock { $0[ObjectIdentifier(signal)] = signal }
@@ -371,6 +421,8 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     }
     while !Task.isCancelled, !isStopping {
       try await response.write(Gps_V1_WorkSignal())
+      // An open stream is a live worker, even while it has nothing to claim.
+      if !deployments.isEmpty { queue.sawWorker(request.scheduler, serving: deployments, principal: "") }
       var wait = idleSignal
       if let deadline = queue.nextDeadline {
         wait = min(wait, max(.milliseconds(1), deadline - SystemClock().now()))
@@ -455,5 +507,35 @@ extension QueueError {
       default: .io
       }
     self.init(code: code, message: error.message, cause: error)
+  }
+}
+
+extension Gps_V1_DeploymentInfo {
+  /// A deployment version as the API shows it, from the state alone: NOT_READY and no workers
+  /// (only a server sees workers).
+  public init(
+    _ version: DeploymentVersion, catalog: DeploymentCatalog, state: QueueState, withDefinition: Bool
+  ) {
+    self.init()
+    let definition = version.definition
+    var active = 0
+    var waiting = 0
+    for run in state.runs.values where run.deployment == version.name && !run.state.isTerminal {
+      active += 1
+      if run.isClaimable { waiting += 1 }
+    }
+    name = definition.name
+    flow = definition.flow
+    description_p = definition.description_p
+    parameterSchemaJson = (try? catalog.deployment(version).parameterSchema.text) ?? "{}"
+    tags = definition.tags
+    steps = definition.steps.map(\.name)
+    self.version = version.version
+    registeredAtMicros = version.registeredAt.micros
+    registeredBy = version.registeredBy
+    status = "NOT_READY"
+    activeRuns = UInt32(clamping: active)
+    waitingRuns = UInt32(clamping: waiting)
+    if withDefinition { self.definition = definition }
   }
 }

@@ -7,19 +7,10 @@ import SwiftProtobuf
 /// How events and runs are shown: one line for tables and `--watch`, and JSON whose shape is
 /// documented in docs/history.md (stable: other tools read `gps history replay --output jsonl`).
 public enum EventText {
-  /// Messages whose bytes the CLI can show as JSON (step results and run results).
-  static let knownMessages: [String: any SwiftProtobuf.Message.Type] = [
-    Gps_V1_Manifest.protoMessageName: Gps_V1_Manifest.self,
-    Gps_V1_Response.protoMessageName: Gps_V1_Response.self,
-  ]
-
   /// `bytes` of message `type` as JSON, or nil if the type is unknown or the bytes do not decode.
-  public static func json(of bytes: Data, type: String) -> JSONValue? {
-    guard let message = knownMessages[type],
-      let decoded = try? message.init(serializedBytes: [UInt8](bytes)),
-      let text = try? decoded.jsonString(options: jsonOptions)
-    else { return nil }
-    return try? JSONValue(parsing: text)
+  public static func json(of bytes: Data, type: String, types: ResultTypes) -> JSONValue? {
+    guard !type.isEmpty else { return nil }
+    return types.pool.json(of: [UInt8](bytes), type: type)
   }
 
   static let jsonOptions: JSONEncodingOptions = {
@@ -29,7 +20,7 @@ public enum EventText {
   }()
 
   /// The event's own fields, e.g. `step=prepare attempt=1 code=UNAVAILABLE message="…"`.
-  public static func details(_ event: RunEvent) -> String {
+  public static func details(_ event: RunEvent, types: ResultTypes = .none) -> String {
     func quoted(_ text: String) -> String { JSONValue.quoted(text, limit: 200) }
     func micros(_ value: Int64) -> String { Timestamp(micros: value).description }
     func duration(_ value: Int64) -> String { String(format: "%.1fms", Double(value) / 1000) }
@@ -56,7 +47,7 @@ public enum EventText {
         "step=\(e.step) attempt=\(e.attempt) code=\(e.statusName) message=\(quoted(e.message)) retryable=\(e.retryable) duration=\(duration(e.durationMicros))"
     case .retryScheduled(let e): return "step=\(e.step) next_attempt=\(e.nextAttempt) at=\(micros(e.retryAtMicros))"
     case .completed(let e):
-      let result = json(of: e.result, type: e.resultType).map(\.text) ?? "\(e.result.count) bytes"
+      let result = json(of: e.result, type: e.resultType, types: types).map(\.text) ?? "\(e.result.count) bytes"
       return "result_type=\(e.resultType) result=\(result)" + (e.cached ? " cached" : "")
     case .failed(let e): return "reason=\(quoted(e.reason))"
     case .timedOut(let e): return "reason=\(quoted(e.reason))"
@@ -66,6 +57,9 @@ public enum EventText {
     case .requeued(let e): return "reason=\(quoted(e.reason)) start=\(micros(e.scheduledStartMicros))"
     case .retried(let e): return "by=\(e.requestedBy)"
     case .logTailTruncated(let e): return RecoveryReport(note: e).summary
+    case .deploymentRegistered(let e):
+      return
+        "deployment=\(e.definition.name) version=\(e.version) worker=\(e.worker) by=\(e.registeredBy) steps=\(e.definition.steps.map(\.name).joined(separator: ","))"
     case .logLossAccepted(let e):
       let setAside = e.setAside.isEmpty ? "" : " set_aside=\(e.setAside.joined(separator: ","))"
       return
@@ -91,14 +85,16 @@ public enum EventText {
     case .cancelled: .cancelled
     case .crashed: .crashed
     case .retried: .scheduled
-    case .leaseExpired, .attemptSucceeded, .attemptFailed, .logTailTruncated, .logLossAccepted, nil: nil
+    case .leaseExpired, .attemptSucceeded, .attemptFailed, .logTailTruncated, .logLossAccepted, .deploymentRegistered,
+      nil:
+      nil
     }
   }
 
   /// One event as a JSON object: `sequence`, `time` (RFC 3339, UTC), `time_micros`, `run`,
   /// `run_event`, `type`, and `details` (the event's fields, as protobuf's JSON mapping with
   /// proto field names; results of known types are decoded under `result_json`).
-  public static func json(sequence: UInt64, event: RunEvent) -> JSONValue {
+  public static func json(sequence: UInt64, event: RunEvent, types: ResultTypes = .none) -> JSONValue {
     var details: JSONValue = .object([])
     if let text = try? event.jsonString(options: jsonOptions),
       case .object(let members)? = try? JSONValue(parsing: text)
@@ -110,12 +106,12 @@ public enum EventText {
     }
     switch event.kind {
     case .completed(let e):
-      if let result = json(of: e.result, type: e.resultType), case .object(var members) = details {
+      if let result = json(of: e.result, type: e.resultType, types: types), case .object(var members) = details {
         members.append(.init("result_json", result))
         details = .object(members)
       }
     case .attemptSucceeded(let e):
-      if let step = knownResultType(step: e.step), let result = json(of: e.result, type: step),
+      if let step = types.resultType(step: e.step), let result = json(of: e.result, type: step, types: types),
         case .object(var members) = details
       {
         members.append(.init("result_json", result))
@@ -134,16 +130,8 @@ public enum EventText {
     ])
   }
 
-  /// The result type of a step of the standard deployments, by step name.
-  static func knownResultType(step: String) -> String? {
-    for deployment in DeploymentRegistry.standard.deployments.values {
-      if let found = deployment.flow.steps.first(where: { $0.name == step }) { return found.resultType }
-    }
-    return nil
-  }
-
   /// A run as JSON (`gps flow-run ls|inspect --output json`).
-  public static func json(_ run: Gps_V1_RunInfo) -> JSONValue {
+  public static func json(_ run: Gps_V1_RunInfo, types: ResultTypes = .none) -> JSONValue {
     func time(_ micros: Int64) -> JSONValue { micros == 0 ? .null : .string(Timestamp(micros: micros).description) }
     var members: [JSONValue.Member] = [
       .init("id", .string(run.id)),
@@ -172,7 +160,35 @@ public enum EventText {
       .init("lease_scheduler", run.leaseScheduler.isEmpty ? .null : .string(run.leaseScheduler)),
       .init("result_type", .string(run.resultType)),
     ]
-    members.append(.init("result", json(of: run.result, type: run.resultType) ?? .null))
+    members.append(.init("result", json(of: run.result, type: run.resultType, types: types) ?? .null))
     return .object(members)
   }
+}
+
+/// What decodes results for display: the descriptors of registered deployments, and the result
+/// type of each of their steps.
+public struct ResultTypes: Sendable {
+  public private(set) var pool = DescriptorPool()
+  /// Step name → result type, over every deployment given (the first one wins).
+  private var steps: [String: String] = [:]
+
+  public static let none = ResultTypes()
+
+  public init() {}
+
+  public init(_ definitions: [DeploymentDefinition]) {
+    for definition in definitions { add(definition) }
+  }
+
+  public mutating func add(_ definition: DeploymentDefinition) {
+    try? pool.add(descriptorSet: definition.descriptorSet)
+    for step in definition.steps where steps[step.name] == nil { steps[step.name] = step.resultType }
+  }
+
+  /// The types of every version of every deployment in `state`.
+  public init(state: QueueState) {
+    self.init(state.deployments.keys.sorted().flatMap { state.deployments[$0]!.reversed().map(\.definition) })
+  }
+
+  public func resultType(step: String) -> String? { steps[step] }
 }

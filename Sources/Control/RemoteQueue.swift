@@ -15,18 +15,55 @@ public final class RemoteQueue: SchedulerQueue {
   let scheduler: String
   let signals = Mutex<(work: [WakeSignal], cancels: [WakeSignal])>(([], []))
   let deadline = Mutex<Timestamp?>(nil)
+  /// The deployments the scheduler serves, named in `WatchWork` so that an idle worker is seen.
+  let deployments: [String]
 
-  public init(client: Gps_V1_Control.Client<HTTP2ClientTransport.Posix>, scheduler: String) {
+  public init(client: Gps_V1_Control.Client<HTTP2ClientTransport.Posix>, scheduler: String, deployments: [String] = [])
+  {
     self.client = client
     self.scheduler = scheduler
+    self.deployments = deployments
   }
 
-  public func claim(scheduler: String, limit: Int) async throws -> [Claim] {
+  public func register(_ definitions: [DeploymentDefinition], worker: String) async throws -> [UInt32] {
+    let response = try await remote {
+      try await client.registerDeployments(
+        .with {
+          $0.worker = worker
+          $0.definitions = definitions
+        })
+    }
+    guard response.versions.count == definitions.count else {
+      throw QueueError(code: .invalidArgument, message: "the server answered a registration of other deployments")
+    }
+    return response.versions
+  }
+
+  public func deployment(named name: String, version: UInt32) async throws -> DeploymentVersion? {
+    let info: Gps_V1_DeploymentInfo
+    do {
+      info = try await client.getDeployment(
+        .with {
+          $0.name = name
+          $0.version = version
+        })
+    } catch let error as RPCError where error.code == .notFound {
+      return nil
+    } catch let error as RPCError {
+      throw QueueError(error)
+    }
+    return DeploymentVersion(
+      definition: info.definition, version: info.version, registeredAt: Timestamp(micros: info.registeredAtMicros),
+      worker: "", registeredBy: info.registeredBy, sequence: 0)
+  }
+
+  public func claim(scheduler: String, limit: Int, deployments: Set<String>?) async throws -> [Claim] {
     let response = try await remote {
       try await client.claim(
         .with {
           $0.scheduler = scheduler
           $0.limit = UInt32(clamping: limit)
+          $0.deployments = deployments.map { $0.sorted() } ?? []
         })
     }
     deadline.withLock {
@@ -109,7 +146,12 @@ public final class RemoteQueue: SchedulerQueue {
   public func watchWork(onError: @Sendable (any Error) -> Void = { _ in }) async {
     while !Task.isCancelled {
       do {
-        try await client.watchWork(.with { $0.scheduler = scheduler }) { response in
+        try await client.watchWork(
+          .with {
+            $0.scheduler = scheduler
+            $0.deployments = deployments
+          }
+        ) { response in
           for try await _ in response.messages { self.wakeAll() }
         }
       } catch {

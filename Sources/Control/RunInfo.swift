@@ -46,6 +46,7 @@ extension Gps_V1_RunInfo {
     leaseScheduler = run.lease?.scheduler ?? ""
     leaseExpiresMicros = run.lease?.expiresAt.micros ?? 0
     timeoutMicros = run.timeout.micros
+    deploymentVersion = run.deploymentVersion
     crashPolicy = .with {
       $0.maxRequeues = run.crashPolicy.maxRequeues
       $0.requeueDelayMicros = run.crashPolicy.requeueDelay.micros
@@ -75,6 +76,7 @@ extension Gps_V1_RunInfo {
         $0.crashPolicy = crashPolicy
         $0.enqueuedBy = enqueuedBy
         $0.timeoutMicros = timeoutMicros
+        $0.deploymentVersion = deploymentVersion
       },
       time: Timestamp(micros: enqueuedAtMicros), sequence: firstSequence)
     run.state = state

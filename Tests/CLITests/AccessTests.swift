@@ -3,6 +3,8 @@ import Foundation
 import GPSTesting
 import Queue
 import RPC
+import ReferenceFlow
+import Services
 import SwiftProtobuf
 import Testing
 

@@ -1,6 +1,8 @@
+import Flows
 import Foundation
 import GPSTesting
 import Queue
+import ReferenceFlow
 import Testing
 
 /// What a hostile user typed, and what a closed pipe does: one clear line that names the value and
@@ -36,6 +38,7 @@ import Testing
   /// A queue of 120 runs (output larger than a pipe holds).
   func makeQueue(_ path: String) async throws -> RunID {
     let queue = try RunQueue(directory: path)
+    _ = try await queue.register(DeploymentRegistry.standard.definitions, worker: "test", by: "test")
     var last: RunID?
     for index in 0..<120 {
       last = try await queue.enqueue(
@@ -60,7 +63,10 @@ import Testing
         #expect(result.status == 0, "\(arguments): \(result.stderr)")
         #expect(result.stderr.isEmpty, "\(arguments): \(result.stderr)")
       }
-      for arguments in [["deployment", "ls"], ["--help"], ["deployment", "inspect", "server-flow/MyPrefectDeployer"]] {
+      for arguments in [
+        ["deployment", "ls", "--data-dir", data], ["--help"],
+        ["deployment", "inspect", "server-flow/MyPrefectDeployer", "--data-dir", data],
+      ] {
         let result = try await runWithClosedStdout(arguments)
         #expect(result.status == 0, "\(arguments): \(result.stderr)")
         #expect(result.stderr.isEmpty, "\(arguments): \(result.stderr)")
@@ -92,7 +98,7 @@ import Testing
   func badValuesAreOneLineNamingWhatIsAccepted(arguments: [String], message: String) async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      try createQueue(at: data)
+      try await createServerFlowQueue(at: data)
       try FileManager.default.createDirectory(atPath: root.path + "/sub", withIntermediateDirectories: true)
       let result = try await GPSProcess.run(arguments + ["--data-dir", data], directory: root)
       #expect(result.status != 0)
@@ -105,7 +111,7 @@ import Testing
   @Test func compoundDurationsAreAccepted() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      try createQueue(at: data)
+      try await createServerFlowQueue(at: data)
       let before = SystemClock().now()
       let result = try await GPSProcess.run([
         "enqueue", "server-flow/MyPrefectDeployer", "--param", Self.snippet, "--start-in", "1h30m", "--data-dir", data,
@@ -137,7 +143,7 @@ import Testing
   @Test func invalidUTF8InAnArgumentIsRefusedNotReplaced() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      try createQueue(at: data)
+      try await createServerFlowQueue(at: data)
       let script =
         #""$0" enqueue server-flow/MyPrefectDeployer --data-dir "$1" --param "data_info={\"dataset\": \"a$(printf '\377')\"}""#
       let process = Process()

@@ -1,6 +1,8 @@
 import Foundation
 import GPSTesting
 import RPC
+import ReferenceFlow
+import Services
 import Testing
 
 /// The `gps` binary's user-facing behaviour: output, errors and exit codes.

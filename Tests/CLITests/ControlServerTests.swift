@@ -6,6 +6,8 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Queue
 import RPC
+import ReferenceFlow
+import Services
 import SwiftProtobuf
 import Testing
 
@@ -116,11 +118,12 @@ func eventually(
       #expect(lines.count == 9, "\(table.stdout)")
       #expect(lines.first?.hasPrefix("     SEQ  TIME") == true, "\(table.stdout)")
       for (index, line) in lines.dropFirst().enumerated() {
-        #expect(line.hasPrefix(String(repeating: " ", count: 7) + "\(index + 1)  20"), "\(line)")
+        // Event 1 is the registration of server-flow by `gps server start`.
+        #expect(line.hasPrefix(String(repeating: " ", count: 7) + "\(index + 2)  20"), "\(line)")
       }
       let verify = try await bench.gps(["history", "verify"])
       #expect(verify.status == 0, "\(verify.stderr)")
-      #expect(verify.stdout.contains("history verified: 8 events of 1 runs"))
+      #expect(verify.stdout.contains("history verified: 9 events of 1 runs"), "\(verify.stdout)")
 
       // SIGTERM: exit 0, a snapshot written, the address withdrawn, the directory free again.
       server.signal(SIGTERM)
@@ -192,7 +195,7 @@ func eventually(
   @Test func aRunEnqueuedWithoutAServerRunsWhenOneStarts() async throws {
     try await withTemporaryDirectory { root in
       let bench = try await Workbench(root: root)
-      try createQueue(at: bench.data)
+      try await createServerFlowQueue(at: bench.data)
       // Watching without a server follows the log file until a server executes the run.
       let watch = try GPSProcess(
         [
@@ -402,7 +405,7 @@ func eventually(
   @Test func historyVerifyFindsATamperedLogAndAnIllegalTransition() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      try createQueue(at: data)
+      try await createServerFlowQueue(at: data)
       for index in 0..<3 {
         let enqueued = try await GPSProcess.run([
           "enqueue", "server-flow/MyPrefectDeployer", "--param",
@@ -431,7 +434,9 @@ func eventually(
       log.close()
       let refused = try await GPSProcess.run(["history", "verify", "--data-dir", illegal])
       #expect(refused.status == 1)
-      #expect(refused.stderr.hasPrefix("gps: error: history verify failed: event 4: run \(run.id): RunCompleted"))
+      #expect(
+        refused.stderr.hasPrefix(
+          "gps: error: history verify failed: event \(state.lastSequence + 1): run \(run.id): RunCompleted"))
       #expect(refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
 
       // One byte changed in the middle of the segment.
@@ -466,7 +471,7 @@ func eventually(
     try await withTemporaryDirectory { root in
       // A queue with one run, and a server running on it.
       let data = root.path + "/data"
-      try createQueue(at: data)
+      try await createServerFlowQueue(at: data)
       let enqueued = try await GPSProcess.run([
         "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--data-dir", data,
       ])

@@ -9,28 +9,41 @@ import Testing
   func events(_ directory: URL) throws -> [RunEvent] {
     var events: [RunEvent] = []
     guard FileManager.default.fileExists(atPath: directory.path + "/data/log") else { return [] }
+    // The runs' events: the registration of server-flow that the queue starts with is not one.
     try QueueHistory(directory: directory.path + "/data").events { _, event in
-      events.append(event)
+      if !event.isQueueRecord { events.append(event) }
       return true
     }
     return events
   }
 
   @Test func listsAndInspectsDeploymentsWithTheirParameterSchema() async throws {
-    let list = try await GPSProcess.run(["deployment", "ls"])
-    #expect(list.status == 0)
-    #expect(list.stdout.contains("server-flow/MyPrefectDeployer  server-flow  data_info: gps.v1.DataInfo"))
-    let inspect = try await GPSProcess.run(["deployment", "inspect", "server-flow/MyPrefectDeployer"])
-    #expect(inspect.status == 0)
-    #expect(inspect.stdout.contains(#""$schema": "https://json-schema.org/draft/2020-12/schema""#))
-    #expect(inspect.stdout.contains(#""object_storage_urls": {"#))
-    let json = try await GPSProcess.run(["deployment", "ls", "--output", "json"])
-    #expect(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) is [Any])
+    try await withTemporaryDirectory { directory in
+      let data = directory.path + "/data"
+      try await createServerFlowQueue(at: data)
+      // Without a server, from the log: registered, but no worker can be known to serve it.
+      let list = try await GPSProcess.run(["deployment", "ls", "--data-dir", data])
+      #expect(list.status == 0)
+      let row = list.stdout.split(separator: "\n").first { $0.hasPrefix("server-flow/MyPrefectDeployer") }
+      #expect(
+        row?.split(separator: " ", omittingEmptySubsequences: true).prefix(4) == [
+          "server-flow/MyPrefectDeployer", "1", "NOT_READY", "-",
+        ], "\(list.stdout)")
+      let inspect = try await GPSProcess.run([
+        "deployment", "inspect", "server-flow/MyPrefectDeployer", "--data-dir", data,
+      ])
+      #expect(inspect.status == 0)
+      #expect(inspect.stdout.contains(#""$schema": "https://json-schema.org/draft/2020-12/schema""#))
+      #expect(inspect.stdout.contains(#""object_storage_urls": {"#))
+      #expect(inspect.stdout.contains(#""type": "gps.v1.DataInfo""#))
+      let json = try await GPSProcess.run(["deployment", "ls", "--output", "json", "--data-dir", data])
+      #expect(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) is [Any])
+    }
   }
 
   @Test func runEnqueuesTheSnippetsRunWithTypedParameters() async throws {
     try await withTemporaryDirectory { directory in
-      try createQueue(at: directory.path + "/data")
+      try await createServerFlowQueue(at: directory.path + "/data")
       let result = try await GPSProcess.run(
         [
           "deployment", "run", "server-flow/MyPrefectDeployer", "--param", Self.snippet, "--id-key", "k1", "--tag", "x",
@@ -61,7 +74,7 @@ import Testing
 
   @Test func paramsFromAFileAndFromStandardInput() async throws {
     try await withTemporaryDirectory { directory in
-      try createQueue(at: directory.path + "/data")
+      try await createServerFlowQueue(at: directory.path + "/data")
       try directory.writeFile("p.json", Array(#"{"data_info": {"object_storage_urls": ["a"], "dataset": "f"}}"#.utf8))
       let file = try await GPSProcess.run(
         ["deployment", "run", "server-flow/MyPrefectDeployer", "--params", "@p.json"], directory: directory)
@@ -94,7 +107,7 @@ import Testing
   ])
   func aRejectedRunWritesNothingAndSaysWhy(arguments: [String], expected: String) async throws {
     try await withTemporaryDirectory { directory in
-      try createQueue(at: directory.path + "/data")
+      try await createServerFlowQueue(at: directory.path + "/data")
       let result = try await GPSProcess.run(
         ["deployment", "run", "server-flow/MyPrefectDeployer"] + arguments, directory: directory)
       #expect(result.status != 0)
@@ -106,11 +119,15 @@ import Testing
   }
 
   @Test func anUnknownDeploymentIsNamed() async throws {
-    let result = try await GPSProcess.run(["deployment", "run", "server-flow/Nope"])
-    #expect(result.status != 0)
-    #expect(
-      result.stderr
-        == "gps: error: no deployment is named \"server-flow/Nope\" (known: server-flow/MyPrefectDeployer); `gps deployment ls` lists them\n"
-    )
+    try await withTemporaryDirectory { directory in
+      let data = directory.path + "/data"
+      try await createServerFlowQueue(at: data)
+      let result = try await GPSProcess.run(["deployment", "run", "server-flow/Nope", "--data-dir", data])
+      #expect(result.status != 0)
+      #expect(
+        result.stderr
+          == "gps: error: server-flow/Nope: no deployment is named \"server-flow/Nope\" (registered: server-flow/MyPrefectDeployer); `gps deployment ls` lists them\n"
+      )
+    }
   }
 }

@@ -22,7 +22,7 @@ import Testing
   @Test func aThreeMegabyteParameterIsRefusedByTheServerAndNothingIsWritten() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      try createQueue(at: data)
+      try await createServerFlowQueue(at: data)
       try root.writeFile("big.json", Array(parameters(datasetBytes: 3_000_000).utf8))
       let server = try GPSProcess(["server", "start", "--data-dir", data, "--port", "0", "--no-scheduler"])
       _ = try await server.listeningAddress()
@@ -49,7 +49,7 @@ import Testing
   @Test func aTenMegabyteParameterWithoutAServerIsTooLargeNotALockProblem() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      try createQueue(at: data)
+      try await createServerFlowQueue(at: data)
       try root.writeFile("huge.json", Array(parameters(datasetBytes: 10_000_000).utf8))
       let refused = try await GPSProcess.run(
         ["deployment", "run", "server-flow/MyPrefectDeployer", "--params", "@huge.json", "--data-dir", data],
@@ -64,7 +64,7 @@ import Testing
   @Test func reusingAnIdempotencyKeyWithOtherParametersIsAConflict() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      try createQueue(at: data)
+      try await createServerFlowQueue(at: data)
       let first = try await GPSProcess.run([
         "enqueue", "server-flow/MyPrefectDeployer", "--param", #"data_info={"dataset": "one"}"#, "--id-key", "k",
         "--data-dir", data,

@@ -4,6 +4,8 @@ import GPSTesting
 import GRPCCore
 import Queue
 import RPC
+import ReferenceFlow
+import Services
 import SwiftProtobuf
 import Testing
 

@@ -8,7 +8,7 @@ import Testing
   @Test func aServerStartingWhileACommandHoldsTheLockWaitsForIt() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      try createQueue(at: data)
+      try await createServerFlowQueue(at: data)
       // Another process holds the lock as a command would, for a second and a half: its release
       // does not depend on how soon this (busy) test process gets to run.
       let holder = Process()
@@ -36,7 +36,7 @@ import Testing
   @Test func anEnqueueWhoseAnswerIsLostNamesTheKeyThatMakesARetrySafe() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      try createQueue(at: data)
+      try await createServerFlowQueue(at: data)
       // Something that accepts connections and closes them: the answer never comes.
       let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
       defer { close(listener) }

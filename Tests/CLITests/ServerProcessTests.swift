@@ -3,6 +3,8 @@ import GPSTesting
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import RPC
+import ReferenceFlow
+import Services
 import SwiftProtobuf
 import Testing
 

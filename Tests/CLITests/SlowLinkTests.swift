@@ -4,6 +4,8 @@ import GPSTesting
 import GRPCCore
 import Queue
 import RPC
+import ReferenceFlow
+import Services
 import SwiftProtobuf
 import Testing
 
@@ -48,7 +50,7 @@ import Testing
   @Test func leasesOfManyRunsHoldOverASlowLinkAndACutLinkDoesNotHoldTheServerOpen() async throws {
     try await withTemporaryDirectory { root in
       let bench = try await Workbench(root: root, bArguments: ["--latency", "4s"])
-      try createQueue(at: bench.data)
+      try await createServerFlowQueue(at: bench.data)
       let (server, address) = try await bench.startServer([
         "--no-scheduler", "--lease-duration", "3s", "--grace", "1s",
       ])

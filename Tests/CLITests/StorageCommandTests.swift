@@ -1,6 +1,8 @@
+import Flows
 import Foundation
 import GPSTesting
 import Queue
+import ReferenceFlow
 import SwiftProtobuf
 import Testing
 
@@ -12,6 +14,7 @@ import Testing
     var options = QueueOptions()
     options.log.segmentSize = 1024
     let queue = try RunQueue(directory: path, options: options)
+    _ = try await queue.register(DeploymentRegistry.standard.definitions, worker: "test", by: "test")
     for index in 0..<runs {
       _ = try await queue.enqueue(
         EnqueueRequest(
@@ -100,7 +103,7 @@ import Testing
   @Test func parallelOfflineEnqueuesWaitForTheLockInsteadOfFailing() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      try createQueue(at: data)
+      try await createServerFlowQueue(at: data)
       let results = try await withThrowingTaskGroup(of: (status: Int32, stdout: String, stderr: String).self) { group in
         for index in 0..<16 {
           group.addTask {

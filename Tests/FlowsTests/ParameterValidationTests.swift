@@ -2,6 +2,8 @@ import Flows
 import Foundation
 import Queue
 import RPC
+import ReferenceFlow
+import Services
 import SwiftProtobuf
 import Testing
 

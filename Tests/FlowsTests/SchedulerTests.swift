@@ -6,6 +6,8 @@ import GRPCCore
 import Logging
 import Queue
 import RPC
+import ReferenceFlow
+import Services
 import SwiftProtobuf
 import Synchronization
 import Testing
@@ -75,7 +77,8 @@ func withScheduler(
       a, b in
       try await withServiceClients(a: aAddress ?? a, b: b) { clients in
         let scheduler = Scheduler(
-          queue: schedulerQueue(queue), registry: registry, clients: clients, options: schedulerOptions,
+          queue: schedulerQueue(queue), registry: registry, dependencies: Dependencies(clients),
+          options: schedulerOptions,
           logger: quietLogger)
         try await withThrowingTaskGroup(of: Void.self) { group in
           group.addTask { try await scheduler.run() }
@@ -199,7 +202,7 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
           if context.attempt == 1 { try await Task.sleep(for: .seconds(60)) }
           return Gps_V1_DataInfo.with { $0.dataset = "attempt \(context.attempt)" }
         }
-      ])
+      ], descriptors: .gps)
     let deployment = Deployment(name: "stuck/default", flow: flow)
     try await withScheduler(registry: DeploymentRegistry([deployment])) { queue, data in
       let start = ContinuousClock.now
@@ -261,7 +264,7 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
           return Gps_V1_DataInfo()
         },
         Step("second") { _ in Gps_V1_DataInfo() },
-      ])
+      ], descriptors: .gps)
     let deployment = Deployment(name: "twostep/default", flow: flow)
     // The scheduler hears of the cancel only when its next step is refused: no cancel
     // notifications, and heartbeats once a minute.
@@ -287,7 +290,7 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
           calls.add(1, ordering: .relaxed)
           return Gps_V1_DataInfo.with { $0.dataset = "computed for \(context.runID)" }
         }
-      ])
+      ], descriptors: .gps)
     let deployment = Deployment(name: "cached/default", flow: flow)
     try await withScheduler(registry: DeploymentRegistry([deployment])) { queue, data in
       let first = try await enqueue(queue, deployment, snippet)
@@ -321,7 +324,7 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
           if context.attempt == 1 { throw RPCError(code: .unavailable, message: "once") }
           return Gps_V1_DataInfo()
         }
-      ])
+      ], descriptors: .gps)
     let deployment = Deployment(name: "keys/default", flow: flow)
     try await withScheduler(registry: DeploymentRegistry([deployment])) { queue, _ in
       let id = try await enqueue(queue, deployment, snippet)
@@ -369,7 +372,7 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
       try await withRunningServices(objectRoot: root, a: slow) { a, b in
         try await withServiceClients(a: a, b: b) { clients in
           let first = Scheduler(
-            queue: queue, registry: registry, clients: clients,
+            queue: queue, registry: registry, dependencies: Dependencies(clients),
             options: SchedulerOptions(id: "doomed", heartbeatInterval: .milliseconds(50)), logger: quietLogger)
           try await withThrowingTaskGroup(of: Void.self) { inner in
             inner.addTask { try await first.run() }
@@ -390,7 +393,7 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
       try await withRunningServices(objectRoot: root) { a, b in
         try await withServiceClients(a: a, b: b) { clients in
           let second = Scheduler(
-            queue: queue, registry: registry, clients: clients,
+            queue: queue, registry: registry, dependencies: Dependencies(clients),
             options: SchedulerOptions(id: "rescuer", heartbeatInterval: .milliseconds(50)), logger: quietLogger)
           try await withThrowingTaskGroup(of: Void.self) { inner in
             inner.addTask { try await second.run() }
@@ -433,8 +436,14 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
 struct DeafToCancellations: SchedulerQueue {
   let queue: RunQueue
 
-  func claim(scheduler: String, limit: Int) async throws -> [Claim] {
-    try await queue.claim(scheduler: scheduler, limit: limit)
+  func register(_ definitions: [DeploymentDefinition], worker: String) async throws -> [UInt32] {
+    try await queue.register(definitions, worker: worker)
+  }
+  func deployment(named name: String, version: UInt32) async throws -> DeploymentVersion? {
+    try await queue.deployment(named: name, version: version)
+  }
+  func claim(scheduler: String, limit: Int, deployments: Set<String>?) async throws -> [Claim] {
+    try await queue.claim(scheduler: scheduler, limit: limit, deployments: deployments)
   }
   func heartbeat(_ lease: LeaseToken) async throws -> HeartbeatReply { try queue.heartbeat(lease) }
   func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run {
@@ -458,8 +467,14 @@ struct DeafToCancellations: SchedulerQueue {
       self.lease = lease
     }
 
-    func claim(scheduler: String, limit: Int) async throws -> [Claim] {
-      try await queue.claim(scheduler: scheduler, limit: limit).map { claim in
+    func register(_ definitions: [DeploymentDefinition], worker: String) async throws -> [UInt32] {
+      try await queue.register(definitions, worker: worker)
+    }
+    func deployment(named name: String, version: UInt32) async throws -> DeploymentVersion? {
+      try await queue.deployment(named: name, version: version)
+    }
+    func claim(scheduler: String, limit: Int, deployments: Set<String>?) async throws -> [Claim] {
+      try await queue.claim(scheduler: scheduler, limit: limit, deployments: deployments).map { claim in
         var claim = claim
         claim.lease.expiresAt = SystemClock().now() + lease
         return claim

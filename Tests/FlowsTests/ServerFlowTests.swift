@@ -3,6 +3,8 @@ import Foundation
 import GPSTesting
 import GRPCCore
 import RPC
+import ReferenceFlow
+import Services
 import SwiftProtobuf
 import Testing
 
@@ -13,8 +15,9 @@ import Testing
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
       .deletingLastPathComponent()
     let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
-    let source = try String(contentsOf: root.appendingPathComponent("Sources/Flows/ServerFlow.swift"), encoding: .utf8)
-    let marker = "// Sources/Flows/ServerFlow.swift"
+    let source = try String(
+      contentsOf: root.appendingPathComponent("Sources/ReferenceFlow/ServerFlow.swift"), encoding: .utf8)
+    let marker = "// Sources/ReferenceFlow/ServerFlow.swift"
     let block = try #require(
       readme.components(separatedBy: marker).dropFirst().first?.components(separatedBy: "```").first)
     let lines = block.split(separator: "\n", omittingEmptySubsequences: false).dropFirst().dropLast()

@@ -3,6 +3,7 @@ import GRPCCore
 public import Logging
 public import RPC
 import ServiceLifecycle
+import Services
 
 /// Runs service A (over `objectRoot`) and service B in-process on ephemeral loopback ports for the
 /// duration of `body`, which receives their addresses.

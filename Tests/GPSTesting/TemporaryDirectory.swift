@@ -1,5 +1,5 @@
 public import Foundation
-import Queue
+public import Queue
 
 /// A fresh directory under the system's temp directory, removed when the closure returns.
 public func withTemporaryDirectory<Result>(
@@ -28,6 +28,13 @@ extension URL {
 /// (which refuse a directory without a queue) accept it.
 public func createQueue(at path: String) throws {
   try RunQueue(directory: path).close()
+}
+
+/// Creates an empty queue at `path` with these deployments registered (as a worker would).
+public func createQueue(at path: String, registering definitions: [DeploymentDefinition]) async throws {
+  let queue = try RunQueue(directory: path)
+  defer { queue.close() }
+  _ = try await queue.register(definitions, worker: "test", by: "test")
 }
 
 extension DataProtocol {

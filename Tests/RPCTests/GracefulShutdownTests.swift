@@ -5,6 +5,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import RPC
 import ServiceLifecycle
+import Services
 import SwiftProtobuf
 import Testing
 

@@ -3,6 +3,7 @@ import Foundation
 import GPSTesting
 import GRPCCore
 import RPC
+import Services
 import Testing
 
 @Suite struct ObjectStoreTests {

@@ -6,6 +6,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import RPC
 import ServiceLifecycle
+import Services
 import SwiftProtobuf
 import Synchronization
 import Testing

@@ -10,9 +10,19 @@ import SwiftProtobuf
 /// status of that outcome (0 only for Completed).
 struct RunWatcher {
   var output: OutputFormat
+  /// Decodes results for display.
+  var types = ResultTypes.none
+
+  init(output: OutputFormat) { self.output = output }
 
   /// Through the server: only durable events, ending when the run is final.
   func watch(runID: String, control: ControlClient) async throws {
+    var watcher = self
+    watcher.types = await resultTypes(control)
+    try await watcher.watchWithTypes(runID: runID, control: control)
+  }
+
+  private func watchWithTypes(runID: String, control: ControlClient) async throws {
     let final = try await control.watchRun(.with { $0.runID = runID }) { response in
       var final: RunEvent?
       for try await event in response.messages {
@@ -27,6 +37,12 @@ struct RunWatcher {
   /// Without a server: follows the log file until the run's final event (a server started later
   /// in another terminal executes it).
   func follow(runID: RunID, from sequence: UInt64, dataDirectory: String) async throws {
+    var watcher = self
+    watcher.types = (try? readState(dataDirectory)).map { ResultTypes(state: $0) } ?? .none
+    try await watcher.followWithTypes(runID: runID, from: sequence, dataDirectory: dataDirectory)
+  }
+
+  private func followWithTypes(runID: RunID, from sequence: UInt64, dataDirectory: String) async throws {
     if output == .table {
       printLine("waiting for a server to execute it (start one with `gps server start`); Ctrl-C stops watching")
     }
@@ -47,10 +63,10 @@ struct RunWatcher {
   func show(_ sequence: UInt64, _ event: RunEvent) {
     switch output {
     case .json:
-      printLine(EventText.json(sequence: sequence, event: event).text)
+      printLine(EventText.json(sequence: sequence, event: event, types: types).text)
     case .table:
       let state = EventText.stateAfter(event).map { "\($0)" } ?? ""
-      let details = EventText.details(event)
+      let details = EventText.details(event, types: types)
       printLine(
         "\(event.time)  \(state.padding(toLength: 13, withPad: " ", startingAt: 0))  \(event.typeName.padding(toLength: 20, withPad: " ", startingAt: 0))  \(details)"
           .trimmingCharacters(in: .whitespaces))
@@ -67,7 +83,7 @@ struct RunWatcher {
       switch final.kind {
       case .completed(let completed):
         printLine("run \(runID) \(state)")
-        if let result = EventText.json(of: completed.result, type: completed.resultType) {
+        if let result = EventText.json(of: completed.result, type: completed.resultType, types: types) {
           printLine("result (\(completed.resultType)):")
           printLine(result.prettyText)
         }

@@ -133,6 +133,19 @@ public enum Gps_V1_Control: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetDeployment" metadata.
+        public enum GetDeployment: Sendable {
+            /// Request type for "GetDeployment".
+            public typealias Input = Gps_V1_GetDeploymentRequest
+            /// Response type for "GetDeployment".
+            public typealias Output = Gps_V1_DeploymentInfo
+            /// Descriptor for "GetDeployment".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "gps.v1.Control"),
+                method: "GetDeployment",
+                type: .unary
+            )
+        }
         /// Namespace for "ReadHistory" metadata.
         public enum ReadHistory: Sendable {
             /// Request type for "ReadHistory".
@@ -144,6 +157,19 @@ public enum Gps_V1_Control: Sendable {
                 service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "gps.v1.Control"),
                 method: "ReadHistory",
                 type: .serverStreaming
+            )
+        }
+        /// Namespace for "RegisterDeployments" metadata.
+        public enum RegisterDeployments: Sendable {
+            /// Request type for "RegisterDeployments".
+            public typealias Input = Gps_V1_RegisterDeploymentsRequest
+            /// Response type for "RegisterDeployments".
+            public typealias Output = Gps_V1_RegisterDeploymentsResponse
+            /// Descriptor for "RegisterDeployments".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "gps.v1.Control"),
+                method: "RegisterDeployments",
+                type: .unary
             )
         }
         /// Namespace for "Claim" metadata.
@@ -221,7 +247,9 @@ public enum Gps_V1_Control: Sendable {
             CancelRun.descriptor,
             RetryRun.descriptor,
             ListDeployments.descriptor,
+            GetDeployment.descriptor,
             ReadHistory.descriptor,
+            RegisterDeployments.descriptor,
             Claim.descriptor,
             Heartbeat.descriptor,
             HeartbeatMany.descriptor,
@@ -378,6 +406,24 @@ extension Gps_V1_Control {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_ListDeploymentsResponse>
 
+        /// Handle the "GetDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One deployment, at its newest version or at the version asked for, with its definition.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Gps_V1_GetDeploymentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Gps_V1_DeploymentInfo` messages.
+        func getDeployment(
+            request: GRPCCore.StreamingServerRequest<Gps_V1_GetDeploymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_DeploymentInfo>
+
         /// Handle the "ReadHistory" method.
         ///
         /// > Source IDL Documentation:
@@ -396,11 +442,27 @@ extension Gps_V1_Control {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_HistoryEvent>
 
-        /// Handle the "Claim" method.
+        /// Handle the "RegisterDeployments" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > For remote schedulers.
+        /// > For workers (remote schedulers).
+        /// > Records the worker's deployments (a new version for each changed definition; nothing for an
+        /// > unchanged one) and answers each one's version.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Gps_V1_RegisterDeploymentsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Gps_V1_RegisterDeploymentsResponse` messages.
+        func registerDeployments(
+            request: GRPCCore.StreamingServerRequest<Gps_V1_RegisterDeploymentsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_RegisterDeploymentsResponse>
+
+        /// Handle the "Claim" method.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Gps_V1_ClaimRequest` messages.
@@ -613,6 +675,24 @@ extension Gps_V1_Control {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Gps_V1_ListDeploymentsResponse>
 
+        /// Handle the "GetDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One deployment, at its newest version or at the version asked for, with its definition.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_GetDeploymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Gps_V1_DeploymentInfo` message.
+        func getDeployment(
+            request: GRPCCore.ServerRequest<Gps_V1_GetDeploymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Gps_V1_DeploymentInfo>
+
         /// Handle the "ReadHistory" method.
         ///
         /// > Source IDL Documentation:
@@ -631,11 +711,27 @@ extension Gps_V1_Control {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_HistoryEvent>
 
-        /// Handle the "Claim" method.
+        /// Handle the "RegisterDeployments" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > For remote schedulers.
+        /// > For workers (remote schedulers).
+        /// > Records the worker's deployments (a new version for each changed definition; nothing for an
+        /// > unchanged one) and answers each one's version.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_RegisterDeploymentsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Gps_V1_RegisterDeploymentsResponse` message.
+        func registerDeployments(
+            request: GRPCCore.ServerRequest<Gps_V1_RegisterDeploymentsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Gps_V1_RegisterDeploymentsResponse>
+
+        /// Handle the "Claim" method.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Gps_V1_ClaimRequest` message.
@@ -848,6 +944,24 @@ extension Gps_V1_Control {
             context: GRPCCore.ServerContext
         ) async throws -> Gps_V1_ListDeploymentsResponse
 
+        /// Handle the "GetDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One deployment, at its newest version or at the version asked for, with its definition.
+        ///
+        /// - Parameters:
+        ///   - request: A `Gps_V1_GetDeploymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Gps_V1_DeploymentInfo` to respond with.
+        func getDeployment(
+            request: Gps_V1_GetDeploymentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Gps_V1_DeploymentInfo
+
         /// Handle the "ReadHistory" method.
         ///
         /// > Source IDL Documentation:
@@ -867,11 +981,27 @@ extension Gps_V1_Control {
             context: GRPCCore.ServerContext
         ) async throws
 
-        /// Handle the "Claim" method.
+        /// Handle the "RegisterDeployments" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > For remote schedulers.
+        /// > For workers (remote schedulers).
+        /// > Records the worker's deployments (a new version for each changed definition; nothing for an
+        /// > unchanged one) and answers each one's version.
+        ///
+        /// - Parameters:
+        ///   - request: A `Gps_V1_RegisterDeploymentsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Gps_V1_RegisterDeploymentsResponse` to respond with.
+        func registerDeployments(
+            request: Gps_V1_RegisterDeploymentsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Gps_V1_RegisterDeploymentsResponse
+
+        /// Handle the "Claim" method.
         ///
         /// - Parameters:
         ///   - request: A `Gps_V1_ClaimRequest` message.
@@ -1046,11 +1176,33 @@ extension Gps_V1_Control.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Gps_V1_Control.Method.GetDeployment.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_GetDeploymentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_DeploymentInfo>(),
+            handler: { request, context in
+                try await self.getDeployment(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Gps_V1_Control.Method.ReadHistory.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_ReadHistoryRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_HistoryEvent>(),
             handler: { request, context in
                 try await self.readHistory(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Gps_V1_Control.Method.RegisterDeployments.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_RegisterDeploymentsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_RegisterDeploymentsResponse>(),
+            handler: { request, context in
+                try await self.registerDeployments(
                     request: request,
                     context: context
                 )
@@ -1194,6 +1346,17 @@ extension Gps_V1_Control.ServiceProtocol {
         return GRPCCore.StreamingServerResponse(single: response)
     }
 
+    public func getDeployment(
+        request: GRPCCore.StreamingServerRequest<Gps_V1_GetDeploymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_DeploymentInfo> {
+        let response = try await self.getDeployment(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
     public func readHistory(
         request: GRPCCore.StreamingServerRequest<Gps_V1_ReadHistoryRequest>,
         context: GRPCCore.ServerContext
@@ -1203,6 +1366,17 @@ extension Gps_V1_Control.ServiceProtocol {
             context: context
         )
         return response
+    }
+
+    public func registerDeployments(
+        request: GRPCCore.StreamingServerRequest<Gps_V1_RegisterDeploymentsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_RegisterDeploymentsResponse> {
+        let response = try await self.registerDeployments(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
     }
 
     public func claim(
@@ -1376,6 +1550,19 @@ extension Gps_V1_Control.SimpleServiceProtocol {
         )
     }
 
+    public func getDeployment(
+        request: GRPCCore.ServerRequest<Gps_V1_GetDeploymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Gps_V1_DeploymentInfo> {
+        return GRPCCore.ServerResponse<Gps_V1_DeploymentInfo>(
+            message: try await self.getDeployment(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
     public func readHistory(
         request: GRPCCore.ServerRequest<Gps_V1_ReadHistoryRequest>,
         context: GRPCCore.ServerContext
@@ -1390,6 +1577,19 @@ extension Gps_V1_Control.SimpleServiceProtocol {
                 )
                 return [:]
             }
+        )
+    }
+
+    public func registerDeployments(
+        request: GRPCCore.ServerRequest<Gps_V1_RegisterDeploymentsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Gps_V1_RegisterDeploymentsResponse> {
+        return GRPCCore.ServerResponse<Gps_V1_RegisterDeploymentsResponse>(
+            message: try await self.registerDeployments(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
         )
     }
 
@@ -1637,6 +1837,29 @@ extension Gps_V1_Control {
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_ListDeploymentsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
+        /// Call the "GetDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One deployment, at its newest version or at the version asked for, with its definition.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_GetDeploymentRequest` message.
+        ///   - serializer: A serializer for `Gps_V1_GetDeploymentRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_DeploymentInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getDeployment<Result>(
+            request: GRPCCore.ClientRequest<Gps_V1_GetDeploymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_GetDeploymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_DeploymentInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_DeploymentInfo>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "ReadHistory" method.
         ///
         /// > Source IDL Documentation:
@@ -1660,11 +1883,32 @@ extension Gps_V1_Control {
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Gps_V1_HistoryEvent>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
-        /// Call the "Claim" method.
+        /// Call the "RegisterDeployments" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > For remote schedulers.
+        /// > For workers (remote schedulers).
+        /// > Records the worker's deployments (a new version for each changed definition; nothing for an
+        /// > unchanged one) and answers each one's version.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_RegisterDeploymentsRequest` message.
+        ///   - serializer: A serializer for `Gps_V1_RegisterDeploymentsRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_RegisterDeploymentsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func registerDeployments<Result>(
+            request: GRPCCore.ClientRequest<Gps_V1_RegisterDeploymentsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_RegisterDeploymentsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_RegisterDeploymentsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_RegisterDeploymentsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Claim" method.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Gps_V1_ClaimRequest` message.
@@ -2034,6 +2278,40 @@ extension Gps_V1_Control {
             )
         }
 
+        /// Call the "GetDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One deployment, at its newest version or at the version asked for, with its definition.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_GetDeploymentRequest` message.
+        ///   - serializer: A serializer for `Gps_V1_GetDeploymentRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_DeploymentInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getDeployment<Result>(
+            request: GRPCCore.ClientRequest<Gps_V1_GetDeploymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_GetDeploymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_DeploymentInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_DeploymentInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Gps_V1_Control.Method.GetDeployment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "ReadHistory" method.
         ///
         /// > Source IDL Documentation:
@@ -2066,11 +2344,43 @@ extension Gps_V1_Control {
             )
         }
 
-        /// Call the "Claim" method.
+        /// Call the "RegisterDeployments" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > For remote schedulers.
+        /// > For workers (remote schedulers).
+        /// > Records the worker's deployments (a new version for each changed definition; nothing for an
+        /// > unchanged one) and answers each one's version.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_RegisterDeploymentsRequest` message.
+        ///   - serializer: A serializer for `Gps_V1_RegisterDeploymentsRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_RegisterDeploymentsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func registerDeployments<Result>(
+            request: GRPCCore.ClientRequest<Gps_V1_RegisterDeploymentsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_RegisterDeploymentsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_RegisterDeploymentsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_RegisterDeploymentsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Gps_V1_Control.Method.RegisterDeployments.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Claim" method.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Gps_V1_ClaimRequest` message.
@@ -2441,6 +2751,35 @@ extension Gps_V1_Control.ClientProtocol {
         )
     }
 
+    /// Call the "GetDeployment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One deployment, at its newest version or at the version asked for, with its definition.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Gps_V1_GetDeploymentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getDeployment<Result>(
+        request: GRPCCore.ClientRequest<Gps_V1_GetDeploymentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_DeploymentInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getDeployment(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_GetDeploymentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_DeploymentInfo>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ReadHistory" method.
     ///
     /// > Source IDL Documentation:
@@ -2468,11 +2807,38 @@ extension Gps_V1_Control.ClientProtocol {
         )
     }
 
-    /// Call the "Claim" method.
+    /// Call the "RegisterDeployments" method.
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > For remote schedulers.
+    /// > For workers (remote schedulers).
+    /// > Records the worker's deployments (a new version for each changed definition; nothing for an
+    /// > unchanged one) and answers each one's version.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Gps_V1_RegisterDeploymentsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func registerDeployments<Result>(
+        request: GRPCCore.ClientRequest<Gps_V1_RegisterDeploymentsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_RegisterDeploymentsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.registerDeployments(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_RegisterDeploymentsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_RegisterDeploymentsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Claim" method.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Gps_V1_ClaimRequest` message.
@@ -2850,6 +3216,39 @@ extension Gps_V1_Control.ClientProtocol {
         )
     }
 
+    /// Call the "GetDeployment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One deployment, at its newest version or at the version asked for, with its definition.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getDeployment<Result>(
+        _ message: Gps_V1_GetDeploymentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_DeploymentInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Gps_V1_GetDeploymentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getDeployment(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ReadHistory" method.
     ///
     /// > Source IDL Documentation:
@@ -2881,11 +3280,42 @@ extension Gps_V1_Control.ClientProtocol {
         )
     }
 
-    /// Call the "Claim" method.
+    /// Call the "RegisterDeployments" method.
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > For remote schedulers.
+    /// > For workers (remote schedulers).
+    /// > Records the worker's deployments (a new version for each changed definition; nothing for an
+    /// > unchanged one) and answers each one's version.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func registerDeployments<Result>(
+        _ message: Gps_V1_RegisterDeploymentsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_RegisterDeploymentsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Gps_V1_RegisterDeploymentsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.registerDeployments(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Claim" method.
     ///
     /// - Parameters:
     ///   - message: request message to send.

@@ -197,39 +197,33 @@ public nonisolated struct Gps_V1_ReadHistoryRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Gps_V1_HistoryEvent: @unchecked Sendable {
+public nonisolated struct Gps_V1_HistoryEvent: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// The event's position in the log.
-  public var sequence: UInt64 {
-    get {_storage._sequence}
-    set {_uniqueStorage()._sequence = newValue}
-  }
+  public var sequence: UInt64 = 0
 
   public var event: Queue.Gps_V1_Event {
-    get {_storage._event ?? Queue.Gps_V1_Event()}
-    set {_uniqueStorage()._event = newValue}
+    get {_event ?? Queue.Gps_V1_Event()}
+    set {_event = newValue}
   }
   /// Returns true if `event` has been explicitly set.
-  public var hasEvent: Bool {_storage._event != nil}
+  public var hasEvent: Bool {self._event != nil}
   /// Clears the value of `event`. Subsequent reads from it will return its default value.
-  public mutating func clearEvent() {_uniqueStorage()._event = nil}
+  public mutating func clearEvent() {self._event = nil}
 
   /// Non-zero when the event's parameters were too large for one answer (a run stored before
   /// parameters were limited): its typed parameters are left out and parameters_json is a prefix;
   /// this is their full size. Offline, `gps history replay` reads the log and shows them whole.
-  public var parametersTruncatedBytes: UInt64 {
-    get {_storage._parametersTruncatedBytes}
-    set {_uniqueStorage()._parametersTruncatedBytes = newValue}
-  }
+  public var parametersTruncatedBytes: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _event: Queue.Gps_V1_Event? = nil
 }
 
 public nonisolated struct Gps_V1_ListDeploymentsRequest: Sendable {
@@ -242,23 +236,149 @@ public nonisolated struct Gps_V1_ListDeploymentsRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Gps_V1_DeploymentInfo: Sendable {
+public nonisolated struct Gps_V1_GetDeploymentRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var name: String = String()
 
-  public var flow: String = String()
+  /// Zero: the newest.
+  public var version: UInt32 = 0
 
-  public var description_p: String = String()
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Gps_V1_DeploymentInfo: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
+
+  public var flow: String {
+    get {_storage._flow}
+    set {_uniqueStorage()._flow = newValue}
+  }
+
+  public var description_p: String {
+    get {_storage._description_p}
+    set {_uniqueStorage()._description_p = newValue}
+  }
 
   /// The parameters' JSON Schema (draft 2020-12).
-  public var parameterSchemaJson: String = String()
+  public var parameterSchemaJson: String {
+    get {_storage._parameterSchemaJson}
+    set {_uniqueStorage()._parameterSchemaJson = newValue}
+  }
 
-  public var tags: [String] = []
+  public var tags: [String] {
+    get {_storage._tags}
+    set {_uniqueStorage()._tags = newValue}
+  }
 
-  public var steps: [String] = []
+  public var steps: [String] {
+    get {_storage._steps}
+    set {_uniqueStorage()._steps = newValue}
+  }
+
+  public var version: UInt32 {
+    get {_storage._version}
+    set {_uniqueStorage()._version = newValue}
+  }
+
+  public var registeredAtMicros: Int64 {
+    get {_storage._registeredAtMicros}
+    set {_uniqueStorage()._registeredAtMicros = newValue}
+  }
+
+  public var registeredBy: String {
+    get {_storage._registeredBy}
+    set {_uniqueStorage()._registeredBy = newValue}
+  }
+
+  /// READY when a worker serving the deployment was seen within the lease length, else NOT_READY.
+  public var status: String {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
+
+  public var workers: [Gps_V1_WorkerInfo] {
+    get {_storage._workers}
+    set {_uniqueStorage()._workers = newValue}
+  }
+
+  /// Runs of the deployment that are not finished, and how many of them wait for a worker.
+  public var activeRuns: UInt32 {
+    get {_storage._activeRuns}
+    set {_uniqueStorage()._activeRuns = newValue}
+  }
+
+  public var waitingRuns: UInt32 {
+    get {_storage._waitingRuns}
+    set {_uniqueStorage()._waitingRuns = newValue}
+  }
+
+  /// GetDeployment only: the definition itself (with its descriptor set).
+  public var definition: Queue.Gps_V1_DeploymentDefinition {
+    get {_storage._definition ?? Queue.Gps_V1_DeploymentDefinition()}
+    set {_uniqueStorage()._definition = newValue}
+  }
+  /// Returns true if `definition` has been explicitly set.
+  public var hasDefinition: Bool {_storage._definition != nil}
+  /// Clears the value of `definition`. Subsequent reads from it will return its default value.
+  public mutating func clearDefinition() {_uniqueStorage()._definition = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Gps_V1_WorkerInfo: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var lastSeenMicros: Int64 = 0
+
+  /// Who the worker runs as (the audit identity of its calls).
+  public var principal: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Gps_V1_RegisterDeploymentsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var worker: String = String()
+
+  public var definitions: [Queue.Gps_V1_DeploymentDefinition] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Gps_V1_RegisterDeploymentsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// One per definition, in the request's order.
+  public var versions: [UInt32] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -447,6 +567,12 @@ public nonisolated struct Gps_V1_RunInfo: @unchecked Sendable {
     set {_uniqueStorage()._parametersTruncatedBytes = newValue}
   }
 
+  /// The deployment version the run was validated against at enqueue (0: unversioned).
+  public var deploymentVersion: UInt32 {
+    get {_storage._deploymentVersion}
+    set {_uniqueStorage()._deploymentVersion = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -462,6 +588,9 @@ public nonisolated struct Gps_V1_ClaimRequest: Sendable {
   public var scheduler: String = String()
 
   public var limit: UInt32 = 0
+
+  /// Only runs of these deployments (empty: of any deployment).
+  public var deployments: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -612,6 +741,9 @@ public nonisolated struct Gps_V1_WatchWorkRequest: Sendable {
   // methods supported on all messages.
 
   public var scheduler: String = String()
+
+  /// The deployments the worker serves: while the stream is open it counts as seen.
+  public var deployments: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -980,81 +1112,41 @@ nonisolated extension Gps_V1_HistoryEvent: SwiftProtobuf.Message, SwiftProtobuf.
   public static let protoMessageName: String = _protobuf_package + ".HistoryEvent"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}event\0\u{3}parameters_truncated_bytes\0")
 
-  fileprivate class _StorageClass {
-    var _sequence: UInt64 = 0
-    var _event: Queue.Gps_V1_Event? = nil
-    var _parametersTruncatedBytes: UInt64 = 0
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _sequence = source._sequence
-      _event = source._event
-      _parametersTruncatedBytes = source._parametersTruncatedBytes
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._sequence) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._event) }()
-        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._parametersTruncatedBytes) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._event) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.parametersTruncatedBytes) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      if _storage._sequence != 0 {
-        try visitor.visitSingularUInt64Field(value: _storage._sequence, fieldNumber: 1)
-      }
-      try { if let v = _storage._event {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-      if _storage._parametersTruncatedBytes != 0 {
-        try visitor.visitSingularUInt64Field(value: _storage._parametersTruncatedBytes, fieldNumber: 3)
-      }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.sequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 1)
+    }
+    try { if let v = self._event {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.parametersTruncatedBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.parametersTruncatedBytes, fieldNumber: 3)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Gps_V1_HistoryEvent, rhs: Gps_V1_HistoryEvent) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._sequence != rhs_storage._sequence {return false}
-        if _storage._event != rhs_storage._event {return false}
-        if _storage._parametersTruncatedBytes != rhs_storage._parametersTruncatedBytes {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs.sequence != rhs.sequence {return false}
+    if lhs._event != rhs._event {return false}
+    if lhs.parametersTruncatedBytes != rhs.parametersTruncatedBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1079,9 +1171,9 @@ nonisolated extension Gps_V1_ListDeploymentsRequest: SwiftProtobuf.Message, Swif
   }
 }
 
-nonisolated extension Gps_V1_DeploymentInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".DeploymentInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}flow\0\u{1}description\0\u{3}parameter_schema_json\0\u{1}tags\0\u{1}steps\0")
+nonisolated extension Gps_V1_GetDeploymentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetDeploymentRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1090,11 +1182,7 @@ nonisolated extension Gps_V1_DeploymentInfo: SwiftProtobuf.Message, SwiftProtobu
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.flow) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.parameterSchemaJson) }()
-      case 5: try { try decoder.decodeRepeatedStringField(value: &self.tags) }()
-      case 6: try { try decoder.decodeRepeatedStringField(value: &self.steps) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.version) }()
       default: break
       }
     }
@@ -1104,31 +1192,281 @@ nonisolated extension Gps_V1_DeploymentInfo: SwiftProtobuf.Message, SwiftProtobu
     if !self.name.isEmpty {
       try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
     }
-    if !self.flow.isEmpty {
-      try visitor.visitSingularStringField(value: self.flow, fieldNumber: 2)
+    if self.version != 0 {
+      try visitor.visitSingularUInt32Field(value: self.version, fieldNumber: 2)
     }
-    if !self.description_p.isEmpty {
-      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 3)
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_GetDeploymentRequest, rhs: Gps_V1_GetDeploymentRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_DeploymentInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeploymentInfo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}flow\0\u{1}description\0\u{3}parameter_schema_json\0\u{1}tags\0\u{1}steps\0\u{1}version\0\u{3}registered_at_micros\0\u{3}registered_by\0\u{1}status\0\u{1}workers\0\u{3}active_runs\0\u{3}waiting_runs\0\u{1}definition\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _flow: String = String()
+    var _description_p: String = String()
+    var _parameterSchemaJson: String = String()
+    var _tags: [String] = []
+    var _steps: [String] = []
+    var _version: UInt32 = 0
+    var _registeredAtMicros: Int64 = 0
+    var _registeredBy: String = String()
+    var _status: String = String()
+    var _workers: [Gps_V1_WorkerInfo] = []
+    var _activeRuns: UInt32 = 0
+    var _waitingRuns: UInt32 = 0
+    var _definition: Queue.Gps_V1_DeploymentDefinition? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _flow = source._flow
+      _description_p = source._description_p
+      _parameterSchemaJson = source._parameterSchemaJson
+      _tags = source._tags
+      _steps = source._steps
+      _version = source._version
+      _registeredAtMicros = source._registeredAtMicros
+      _registeredBy = source._registeredBy
+      _status = source._status
+      _workers = source._workers
+      _activeRuns = source._activeRuns
+      _waitingRuns = source._waitingRuns
+      _definition = source._definition
     }
-    if !self.parameterSchemaJson.isEmpty {
-      try visitor.visitSingularStringField(value: self.parameterSchemaJson, fieldNumber: 4)
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
     }
-    if !self.tags.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.tags, fieldNumber: 5)
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._flow) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._description_p) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._parameterSchemaJson) }()
+        case 5: try { try decoder.decodeRepeatedStringField(value: &_storage._tags) }()
+        case 6: try { try decoder.decodeRepeatedStringField(value: &_storage._steps) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._version) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._registeredAtMicros) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._registeredBy) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
+        case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._workers) }()
+        case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._activeRuns) }()
+        case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._waitingRuns) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._definition) }()
+        default: break
+        }
+      }
     }
-    if !self.steps.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.steps, fieldNumber: 6)
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._flow.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._flow, fieldNumber: 2)
+      }
+      if !_storage._description_p.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._description_p, fieldNumber: 3)
+      }
+      if !_storage._parameterSchemaJson.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._parameterSchemaJson, fieldNumber: 4)
+      }
+      if !_storage._tags.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._tags, fieldNumber: 5)
+      }
+      if !_storage._steps.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._steps, fieldNumber: 6)
+      }
+      if _storage._version != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._version, fieldNumber: 7)
+      }
+      if _storage._registeredAtMicros != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._registeredAtMicros, fieldNumber: 8)
+      }
+      if !_storage._registeredBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._registeredBy, fieldNumber: 9)
+      }
+      if !_storage._status.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._status, fieldNumber: 10)
+      }
+      if !_storage._workers.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._workers, fieldNumber: 11)
+      }
+      if _storage._activeRuns != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._activeRuns, fieldNumber: 12)
+      }
+      if _storage._waitingRuns != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._waitingRuns, fieldNumber: 13)
+      }
+      try { if let v = _storage._definition {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Gps_V1_DeploymentInfo, rhs: Gps_V1_DeploymentInfo) -> Bool {
-    if lhs.name != rhs.name {return false}
-    if lhs.flow != rhs.flow {return false}
-    if lhs.description_p != rhs.description_p {return false}
-    if lhs.parameterSchemaJson != rhs.parameterSchemaJson {return false}
-    if lhs.tags != rhs.tags {return false}
-    if lhs.steps != rhs.steps {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._flow != rhs_storage._flow {return false}
+        if _storage._description_p != rhs_storage._description_p {return false}
+        if _storage._parameterSchemaJson != rhs_storage._parameterSchemaJson {return false}
+        if _storage._tags != rhs_storage._tags {return false}
+        if _storage._steps != rhs_storage._steps {return false}
+        if _storage._version != rhs_storage._version {return false}
+        if _storage._registeredAtMicros != rhs_storage._registeredAtMicros {return false}
+        if _storage._registeredBy != rhs_storage._registeredBy {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._workers != rhs_storage._workers {return false}
+        if _storage._activeRuns != rhs_storage._activeRuns {return false}
+        if _storage._waitingRuns != rhs_storage._waitingRuns {return false}
+        if _storage._definition != rhs_storage._definition {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_WorkerInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WorkerInfo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}last_seen_micros\0\u{1}principal\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.lastSeenMicros) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.principal) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if self.lastSeenMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastSeenMicros, fieldNumber: 2)
+    }
+    if !self.principal.isEmpty {
+      try visitor.visitSingularStringField(value: self.principal, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_WorkerInfo, rhs: Gps_V1_WorkerInfo) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.lastSeenMicros != rhs.lastSeenMicros {return false}
+    if lhs.principal != rhs.principal {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_RegisterDeploymentsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RegisterDeploymentsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}worker\0\u{1}definitions\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.worker) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.definitions) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.worker.isEmpty {
+      try visitor.visitSingularStringField(value: self.worker, fieldNumber: 1)
+    }
+    if !self.definitions.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.definitions, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_RegisterDeploymentsRequest, rhs: Gps_V1_RegisterDeploymentsRequest) -> Bool {
+    if lhs.worker != rhs.worker {return false}
+    if lhs.definitions != rhs.definitions {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_RegisterDeploymentsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RegisterDeploymentsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}versions\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedUInt32Field(value: &self.versions) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.versions.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.versions, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_RegisterDeploymentsResponse, rhs: Gps_V1_RegisterDeploymentsResponse) -> Bool {
+    if lhs.versions != rhs.versions {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1166,7 +1504,7 @@ nonisolated extension Gps_V1_ListDeploymentsResponse: SwiftProtobuf.Message, Swi
 
 nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}deployment\0\u{1}flow\0\u{1}state\0\u{3}state_since_micros\0\u{3}state_message\0\u{3}parameters_json\0\u{3}idempotency_key\0\u{1}tags\0\u{1}priority\0\u{3}scheduled_start_micros\0\u{3}enqueued_by\0\u{3}enqueued_at_micros\0\u{3}started_at_micros\0\u{1}step\0\u{3}step_attempt\0\u{1}attempts\0\u{3}event_count\0\u{1}claims\0\u{1}requeues\0\u{3}user_retries\0\u{3}first_sequence\0\u{3}last_sequence\0\u{1}result\0\u{3}result_type\0\u{3}lease_scheduler\0\u{3}lease_expires_micros\0\u{3}timeout_micros\0\u{1}parameters\0\u{3}crash_policy\0\u{3}parameters_truncated_bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}deployment\0\u{1}flow\0\u{1}state\0\u{3}state_since_micros\0\u{3}state_message\0\u{3}parameters_json\0\u{3}idempotency_key\0\u{1}tags\0\u{1}priority\0\u{3}scheduled_start_micros\0\u{3}enqueued_by\0\u{3}enqueued_at_micros\0\u{3}started_at_micros\0\u{1}step\0\u{3}step_attempt\0\u{1}attempts\0\u{3}event_count\0\u{1}claims\0\u{1}requeues\0\u{3}user_retries\0\u{3}first_sequence\0\u{3}last_sequence\0\u{1}result\0\u{3}result_type\0\u{3}lease_scheduler\0\u{3}lease_expires_micros\0\u{3}timeout_micros\0\u{1}parameters\0\u{3}crash_policy\0\u{3}parameters_truncated_bytes\0\u{3}deployment_version\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1200,6 +1538,7 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _parameters: [Queue.Gps_V1_TypedParameter] = []
     var _crashPolicy: Queue.Gps_V1_CrashPolicy? = nil
     var _parametersTruncatedBytes: UInt64 = 0
+    var _deploymentVersion: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1241,6 +1580,7 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _parameters = source._parameters
       _crashPolicy = source._crashPolicy
       _parametersTruncatedBytes = source._parametersTruncatedBytes
+      _deploymentVersion = source._deploymentVersion
     }
   }
 
@@ -1290,6 +1630,7 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 29: try { try decoder.decodeRepeatedMessageField(value: &_storage._parameters) }()
         case 30: try { try decoder.decodeSingularMessageField(value: &_storage._crashPolicy) }()
         case 31: try { try decoder.decodeSingularUInt64Field(value: &_storage._parametersTruncatedBytes) }()
+        case 32: try { try decoder.decodeSingularUInt32Field(value: &_storage._deploymentVersion) }()
         default: break
         }
       }
@@ -1395,6 +1736,9 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if _storage._parametersTruncatedBytes != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._parametersTruncatedBytes, fieldNumber: 31)
       }
+      if _storage._deploymentVersion != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._deploymentVersion, fieldNumber: 32)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1435,6 +1779,7 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._parameters != rhs_storage._parameters {return false}
         if _storage._crashPolicy != rhs_storage._crashPolicy {return false}
         if _storage._parametersTruncatedBytes != rhs_storage._parametersTruncatedBytes {return false}
+        if _storage._deploymentVersion != rhs_storage._deploymentVersion {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1446,7 +1791,7 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Gps_V1_ClaimRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClaimRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scheduler\0\u{1}limit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scheduler\0\u{1}limit\0\u{1}deployments\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1456,6 +1801,7 @@ nonisolated extension Gps_V1_ClaimRequest: SwiftProtobuf.Message, SwiftProtobuf.
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.scheduler) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.deployments) }()
       default: break
       }
     }
@@ -1468,12 +1814,16 @@ nonisolated extension Gps_V1_ClaimRequest: SwiftProtobuf.Message, SwiftProtobuf.
     if self.limit != 0 {
       try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 2)
     }
+    if !self.deployments.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.deployments, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Gps_V1_ClaimRequest, rhs: Gps_V1_ClaimRequest) -> Bool {
     if lhs.scheduler != rhs.scheduler {return false}
     if lhs.limit != rhs.limit {return false}
+    if lhs.deployments != rhs.deployments {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1774,7 +2124,7 @@ nonisolated extension Gps_V1_ReportRequest: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Gps_V1_WatchWorkRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WatchWorkRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scheduler\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scheduler\0\u{1}deployments\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1783,6 +2133,7 @@ nonisolated extension Gps_V1_WatchWorkRequest: SwiftProtobuf.Message, SwiftProto
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.scheduler) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.deployments) }()
       default: break
       }
     }
@@ -1792,11 +2143,15 @@ nonisolated extension Gps_V1_WatchWorkRequest: SwiftProtobuf.Message, SwiftProto
     if !self.scheduler.isEmpty {
       try visitor.visitSingularStringField(value: self.scheduler, fieldNumber: 1)
     }
+    if !self.deployments.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.deployments, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Gps_V1_WatchWorkRequest, rhs: Gps_V1_WatchWorkRequest) -> Bool {
     if lhs.scheduler != rhs.scheduler {return false}
+    if lhs.deployments != rhs.deployments {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,4 +1,7 @@
+import Foundation
+import GRPCCore
 public import Queue
+import SwiftProtobuf
 
 /// A flow served under a name, with defaults: what `gps deployment run NAME` enqueues.
 public struct Deployment: Sendable {
@@ -44,14 +47,58 @@ public struct Deployment: Sendable {
   }
 
   /// The JSON Schema (draft 2020-12) of the deployment's parameters.
-  public var parameterSchema: JSONValue { parameters.jsonSchema(title: name) }
+  public var parameterSchema: JSONValue { parameters.jsonSchema(title: name, pool: flow.descriptors) }
+
+  /// What a worker registers with the server: everything but the code, and the descriptors of
+  /// every type the parameters and results use.
+  public var definition: DeploymentDefinition {
+    var definition = DeploymentDefinition()
+    definition.name = name
+    definition.flow = flow.name
+    definition.description_p = description
+    definition.parameters = parameters.parameters.map { parameter in
+      .with {
+        $0.name = parameter.name
+        $0.type = parameter.type
+        $0.required = parameter.required
+        $0.defaultJson = parameter.defaultJSON ?? ""
+        $0.description_p = parameter.description
+      }
+    }
+    definition.steps = flow.steps.map { step in
+      .with {
+        $0.name = step.name
+        $0.maxAttempts = UInt32(clamping: step.retry.maxAttempts)
+        $0.initialBackoffMicros = step.retry.initialBackoff.micros
+        $0.backoffMultiplier = step.retry.multiplier
+        $0.maxBackoffMicros = step.retry.maxBackoff.micros
+        $0.jitter = step.retry.jitter
+        $0.retryableCodes = step.retry.retryableCodes.map { Int32($0.rawValue) }.sorted()
+        $0.timeoutMicros = step.timeout.micros
+        $0.cacheResults = step.cacheResults
+        $0.resultType = step.resultType
+      }
+    }
+    let types = parameters.parameters.map(\.type) + flow.steps.map(\.resultType)
+    definition.descriptorSet = flow.descriptors.descriptorSet(for: types)
+    definition.tags = tags
+    definition.concurrencyLimit = concurrencyLimit.map { UInt32(clamping: max(1, $0)) } ?? 0
+    definition.timeoutMicros = timeout.micros
+    definition.crashPolicy = .with {
+      $0.maxRequeues = crashPolicy.maxRequeues
+      $0.requeueDelayMicros = crashPolicy.requeueDelay.micros
+    }
+    definition.priority = priority
+    definition.resultType = flow.resultType
+    return definition
+  }
 
   /// Validates `parametersJSON` (the one validator) and builds the request to enqueue.
   public func enqueueRequest(
     parametersJSON: String, idempotencyKey: String = "", tags extraTags: [String] = [],
     scheduledStart: Timestamp? = nil, enqueuedBy: String = ""
   ) throws(FlowsError) -> EnqueueRequest {
-    let validated = try parameters.validate(json: parametersJSON)
+    let validated = try parameters.validate(json: parametersJSON, pool: flow.descriptors)
     var request = EnqueueRequest(
       deployment: name, flow: flow.name, parametersJSON: validated.json, parameters: validated.typed)
     request.idempotencyKey = idempotencyKey
@@ -93,6 +140,6 @@ public struct DeploymentRegistry: Sendable {
     ConcurrencyLimits(deployments: deployments.compactMapValues(\.concurrencyLimit))
   }
 
-  /// The deployments GPS ships: `server-flow/MyPrefectDeployer`.
-  public static let standard = DeploymentRegistry([ServerFlow.deployment])
+  /// The definitions of every deployment, for ``RunQueue/register(_:worker:by:)``.
+  public var definitions: [DeploymentDefinition] { names.map { deployments[$0]!.definition } }
 }

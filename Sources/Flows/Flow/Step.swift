@@ -4,8 +4,31 @@ public import Queue
 public import RPC
 public import SwiftProtobuf
 
-/// What a step's body gets: the run's typed parameters, earlier steps' results, the shared gRPC
-/// clients, and the metadata (idempotency key) and deadline its calls must carry.
+/// What a worker hands its steps: values by type (gRPC clients, a database pool, settings …),
+/// given once to the ``Scheduler`` or the ``Worker`` and shared by every run.
+public struct Dependencies: Sendable {
+  private var values: [ObjectIdentifier: any Sendable] = [:]
+
+  public init() {}
+
+  /// The values, each under its own type.
+  public init<each Value: Sendable>(_ value: repeat each Value) {
+    repeat set(each value)
+  }
+
+  /// Adds `value` under its type, replacing a value of the same type.
+  public mutating func set<Value: Sendable>(_ value: Value) {
+    values[ObjectIdentifier(Value.self)] = value
+  }
+
+  /// The value of type `Value`, if the worker was given one.
+  public func get<Value: Sendable>(_ type: Value.Type = Value.self) -> Value? {
+    values[ObjectIdentifier(type)] as? Value
+  }
+}
+
+/// What a step's body gets: the run's typed parameters, earlier steps' results, the worker's
+/// dependencies, and the metadata (idempotency key) and deadline its calls must carry.
 public struct StepContext: Sendable {
   public let runID: RunID
   public let deployment: String
@@ -14,8 +37,33 @@ public struct StepContext: Sendable {
   public let parameters: ValidatedParameters
   /// Results of the steps before this one, serialized, by step name.
   public let results: [String: [UInt8]]
-  public let clients: ServiceClients
+  public let dependencies: Dependencies
   public let timeout: Duration
+
+  public init(
+    runID: RunID, deployment: String, step: String, attempt: UInt32, parameters: ValidatedParameters,
+    results: [String: [UInt8]], dependencies: Dependencies, timeout: Duration
+  ) {
+    self.runID = runID
+    self.deployment = deployment
+    self.step = step
+    self.attempt = attempt
+    self.parameters = parameters
+    self.results = results
+    self.dependencies = dependencies
+    self.timeout = timeout
+  }
+
+  /// The worker's dependency of type `Value`; a step that needs one the worker lacks fails
+  /// (FAILED_PRECONDITION, not retried).
+  public func dependency<Value: Sendable>(_ type: Value.Type = Value.self) throws -> Value {
+    guard let value = dependencies.get(type) else {
+      throw RPCError(
+        code: .failedPrecondition,
+        message: "step \(step) needs a \(Value.self), which the worker was not given (pass it in its dependencies)")
+    }
+    return value
+  }
 
   /// `RUN/STEP/ATTEMPT`: the same on every retry of this attempt's call, different per attempt.
   public var idempotencyKey: String { "\(runID)/\(step)/\(attempt)" }
@@ -36,6 +84,17 @@ public struct StepContext: Sendable {
       throw FlowsError(code: .invalidParameter, message: "the run has no parameter \(name)")
     }
     return try M(serializedBytes: bytes)
+  }
+
+  /// A parameter of a plain type (``ScalarParameter``): `String`, `Int64`, `Double`, `Bool`, `[String]` …
+  public func parameter<Value: ScalarParameter>(_ name: String, as type: Value.Type = Value.self) throws -> Value {
+    guard let bytes = parameters.value(of: name) else {
+      throw FlowsError(code: .invalidParameter, message: "the run has no parameter \(name)")
+    }
+    guard let value = Value(parameterBytes: bytes) else {
+      throw FlowsError(code: .invalidParameter, message: "parameter \(name) is not a \(Value.parameterType)")
+    }
+    return value
   }
 
   /// An earlier step's result as its message type.
@@ -91,12 +150,16 @@ public struct Flow: Sendable {
   public var name: String
   public var parameters: ParameterSet
   public var steps: [Step]
+  /// The protobuf types of the parameters and results (with their imports): the server validates
+  /// runs against them without linking the flow's code.
+  public var descriptors: DescriptorPool
 
-  public init(name: String, parameters: ParameterSet, steps: [Step]) {
+  public init(name: String, parameters: ParameterSet, steps: [Step], descriptors: DescriptorPool) {
     precondition(!steps.isEmpty, "a flow needs at least one step")
     self.name = name
     self.parameters = parameters
     self.steps = steps
+    self.descriptors = descriptors
   }
 
   public var resultType: String { steps.last!.resultType }

@@ -1,35 +1,80 @@
 public import Foundation
 public import SwiftProtobuf
 
-/// The protobuf message and enum types GPS knows, by full name (`gps.v1.DataInfo`), read from a
+/// Protobuf message and enum types by full name (`gps.v1.DataInfo`), read from a
 /// FileDescriptorSet. Parameters are validated and their JSON Schemas generated from these
-/// descriptors, so a deployment can take any message type in `protos/` without hand-written code.
+/// descriptors, so a deployment can take any message type without hand-written code, and a server
+/// can validate types it never linked.
 public struct DescriptorPool: Sendable {
   public private(set) var messages: [String: Google_Protobuf_DescriptorProto] = [:]
   public private(set) var enums: [String: Google_Protobuf_EnumDescriptorProto] = [:]
+  /// The files, by name, and the file that declares each type.
+  private var files: [String: Google_Protobuf_FileDescriptorProto] = [:]
+  private var fileOfType: [String: String] = [:]
 
-  /// The descriptors of every proto in `protos/`, committed by `make proto`.
-  public static let gps: DescriptorPool = {
-    guard let data = Data(base64Encoded: embeddedDescriptorSet, options: .ignoreUnknownCharacters),
-      let pool = try? DescriptorPool(descriptorSet: data)
-    else { preconditionFailure("the embedded descriptor set does not decode; run `make proto`") }
-    return pool
-  }()
+  /// No types: for flows whose parameters and results are scalars and well-known types only.
+  public static let empty = DescriptorPool()
 
+  public init() {}
+
+  /// The types of a serialized `google.protobuf.FileDescriptorSet`, as `protoc --include_imports
+  /// --descriptor_set_out=FILE` writes it.
   public init(descriptorSet: Data) throws {
+    try add(descriptorSet: descriptorSet)
+  }
+
+  /// Adds the types of another descriptor set (a file already in the pool is kept as it is).
+  public mutating func add(descriptorSet: Data) throws {
     let set = try Google_Protobuf_FileDescriptorSet(serializedBytes: descriptorSet)
-    for file in set.file {
+    for file in set.file where files[file.name] == nil {
+      files[file.name] = file
       let prefix = file.package.isEmpty ? "" : file.package + "."
-      for message in file.messageType { add(message, prefix: prefix) }
-      for enumType in file.enumType { enums[prefix + enumType.name] = enumType }
+      for message in file.messageType { add(message, prefix: prefix, file: file.name) }
+      for enumType in file.enumType {
+        enums[prefix + enumType.name] = enumType
+        fileOfType[prefix + enumType.name] = file.name
+      }
     }
   }
 
-  private mutating func add(_ message: Google_Protobuf_DescriptorProto, prefix: String) {
+  /// The types of a descriptor set given in base64 (e.g. embedded in source code).
+  public init(base64 text: String) throws {
+    guard let data = Data(base64Encoded: text, options: .ignoreUnknownCharacters) else {
+      throw FlowsError(code: .invalidParameter, message: "the descriptor set is not valid base64")
+    }
+    try self.init(descriptorSet: data)
+  }
+
+  private mutating func add(_ message: Google_Protobuf_DescriptorProto, prefix: String, file: String) {
     let name = prefix + message.name
     messages[name] = message
-    for nested in message.nestedType { add(nested, prefix: name + ".") }
-    for enumType in message.enumType { enums[name + "." + enumType.name] = enumType }
+    fileOfType[name] = file
+    for nested in message.nestedType { add(nested, prefix: name + ".", file: file) }
+    for enumType in message.enumType {
+      enums[name + "." + enumType.name] = enumType
+      fileOfType[name + "." + enumType.name] = file
+    }
+  }
+
+  /// A serialized descriptor set with just the files that declare `types` and the files they
+  /// import, dependencies first: what a deployment registers so that the server can validate its
+  /// parameters. Types that are not in the pool are left out (scalars, or well-known types the
+  /// pool was built without).
+  public func descriptorSet(for types: [String]) -> Data {
+    var ordered: [String] = []
+    var visited: Set<String> = []
+    func visit(_ name: String) {
+      guard !visited.contains(name), let file = files[name] else { return }
+      visited.insert(name)
+      for dependency in file.dependency { visit(dependency) }
+      ordered.append(name)
+    }
+    for type in types {
+      if let file = fileOfType[type.hasPrefix(".") ? String(type.dropFirst()) : type] { visit(file) }
+    }
+    var set = Google_Protobuf_FileDescriptorSet()
+    set.file = ordered.map { files[$0]! }
+    return (try? set.serializedBytes()) ?? Data()
   }
 
   public func message(_ name: String) -> Google_Protobuf_DescriptorProto? {

@@ -4,17 +4,28 @@ extension ParameterSet {
   /// A JSON Schema (draft 2020-12) of the parameters object, generated from the descriptors: each
   /// message type once under `$defs`. Properties use proto field names; GPS also accepts the
   /// lowerCamel JSON names.
-  public func jsonSchema(title: String, pool: DescriptorPool = .gps) -> JSONValue {
+  public func jsonSchema(title: String, pool: DescriptorPool) -> JSONValue {
     var definitions: [String: JSONValue] = [:]
     var properties: [JSONValue.Member] = []
     for parameter in parameters {
-      var schema: [JSONValue.Member] = [.init("$ref", .string("#/$defs/\(parameter.type)"))]
+      var schema: [JSONValue.Member]
+      if let field = ScalarParameterTypes.field(for: parameter.type) {
+        guard case .object(let members) = Self.schema(of: field, pool: pool, definitions: &definitions) else {
+          continue
+        }
+        schema = members
+      } else if let wellKnown = Self.wellKnownSchema(ProtoJSON.typeLabel(parameter.type)) {
+        guard case .object(let members) = wellKnown else { continue }
+        schema = members
+      } else {
+        schema = [.init("$ref", .string("#/$defs/\(ProtoJSON.typeLabel(parameter.type))"))]
+        Self.define(parameter.type, pool: pool, into: &definitions)
+      }
       if !parameter.description.isEmpty { schema.append(.init("description", .string(parameter.description))) }
       if let defaultJSON = parameter.defaultJSON, let value = try? JSONValue(parsing: defaultJSON) {
         schema.append(.init("default", value))
       }
       properties.append(.init(parameter.name, .object(schema)))
-      Self.define(parameter.type, pool: pool, into: &definitions)
     }
     let required = parameters.filter { $0.required && $0.defaultJSON == nil }.map { JSONValue.string($0.name) }
     return .object([
@@ -99,10 +110,38 @@ extension ParameterSet {
         .init("enum", .array(values.map { .string($0.name) } + values.map { .number(String($0.number)) }))
       ])
     case .message, .group:
+      if let wellKnown = wellKnownSchema(ProtoJSON.typeLabel(field.typeName)) { return wellKnown }
       define(field.typeName, pool: pool, into: &definitions)
       return .object([.init("$ref", .string("#/$defs/\(ProtoJSON.typeLabel(field.typeName))"))])
     default:
       return .object([])
+    }
+  }
+
+  /// The schema of a well-known type's JSON form (proto3 JSON mapping), or nil for other types.
+  static func wellKnownSchema(_ name: String) -> JSONValue? {
+    func object(_ members: [(String, JSONValue)]) -> JSONValue { .object(members.map { .init($0.0, $0.1) }) }
+    switch name {
+    case "google.protobuf.Timestamp":
+      return object([("type", .string("string")), ("format", .string("date-time"))])
+    case "google.protobuf.Duration":
+      return object([("type", .string("string")), ("pattern", .string("^-?[0-9]+(\\.[0-9]{1,9})?s$"))])
+    case "google.protobuf.Struct": return object([("type", .string("object"))])
+    case "google.protobuf.ListValue": return object([("type", .string("array"))])
+    case "google.protobuf.Value": return object([])
+    case "google.protobuf.Empty":
+      return object([("type", .string("object")), ("additionalProperties", .bool(false))])
+    case "google.protobuf.FieldMask": return object([("type", .string("string"))])
+    case "google.protobuf.BoolValue": return object([("type", .array([.string("boolean"), .string("null")]))])
+    case "google.protobuf.StringValue", "google.protobuf.BytesValue":
+      return object([("type", .array([.string("string"), .string("null")]))])
+    case "google.protobuf.DoubleValue", "google.protobuf.FloatValue":
+      return object([("type", .array([.string("number"), .string("null")]))])
+    case "google.protobuf.Int32Value", "google.protobuf.UInt32Value":
+      return object([("type", .array([.string("integer"), .string("null")]))])
+    case "google.protobuf.Int64Value", "google.protobuf.UInt64Value":
+      return object([("type", .array([.string("integer"), .string("string"), .string("null")]))])
+    default: return nil
     }
   }
 }

@@ -3,7 +3,8 @@ public import Queue
 /// One parameter of a flow: a name and the protobuf message type its JSON must validate into.
 public struct ParameterSpec: Sendable, Hashable {
   public var name: String
-  /// Full protobuf message name, e.g. `gps.v1.DataInfo`.
+  /// Full protobuf message name, e.g. `gps.v1.DataInfo`, or a scalar (``ScalarParameter``):
+  /// `string`, `int64`, `int32`, `double`, `bool`, `bytes`, or `repeated` one of them.
   public var type: String
   public var required: Bool
   /// Used when the parameter is not given (JSON), e.g. from a deployment's defaults.
@@ -36,7 +37,7 @@ public struct ParameterSet: Sendable, Hashable {
   public init(_ parameters: [ParameterSpec]) { self.parameters = parameters }
 
   /// Validates a JSON object of parameters (`{"data_info": {…}}`).
-  public func validate(json text: String, pool: DescriptorPool = .gps) throws(FlowsError) -> ValidatedParameters {
+  public func validate(json text: String, pool: DescriptorPool) throws(FlowsError) -> ValidatedParameters {
     let json: JSONValue
     do {
       json = try JSONValue(parsing: text)
@@ -46,7 +47,7 @@ public struct ParameterSet: Sendable, Hashable {
     return try validate(json, pool: pool)
   }
 
-  public func validate(_ json: JSONValue, pool: DescriptorPool = .gps) throws(FlowsError) -> ValidatedParameters {
+  public func validate(_ json: JSONValue, pool: DescriptorPool) throws(FlowsError) -> ValidatedParameters {
     guard case .object(let members) = json else {
       throw FlowsError(
         code: .invalidParameter,
@@ -77,7 +78,12 @@ public struct ParameterSet: Sendable, Hashable {
         if parameter.required { problems.append("missing required parameter \(parameter.name)") }
         continue
       }
-      if let message = converter.message(value, type: parameter.type, path: parameter.name) {
+      if let field = ScalarParameterTypes.field(for: parameter.type) {
+        if let scalar = converter.field(value, field: field, path: parameter.name) {
+          canonical.append(JSONValue.Member(parameter.name, scalar.json))
+          typed.append(RunParameter(name: parameter.name, type: parameter.type, value: scalar.bytes))
+        }
+      } else if let message = converter.message(value, type: parameter.type, path: parameter.name) {
         canonical.append(JSONValue.Member(parameter.name, message.json))
         typed.append(RunParameter(name: parameter.name, type: parameter.type, value: message.bytes))
       }

@@ -16,8 +16,13 @@ struct ProtoJSON {
   /// The message's binary encoding and its JSON with proto field names; nil where a problem was
   /// recorded.
   mutating func message(_ json: JSONValue, type: String, path: String) -> (bytes: [UInt8], json: JSONValue)? {
+    if let wellKnown = Self.wellKnownTypes[Self.typeLabel(type)] {
+      return self.wellKnown(json, as: wellKnown, path: path)
+    }
     guard let descriptor = pool.message(type) else {
-      problems.append("\(path): the type \(type) is not in the descriptor set; run `make proto`")
+      problems.append(
+        "\(path): the type \(Self.typeLabel(type)) is not in the deployment's descriptor set (build it with protoc --include_imports)"
+      )
       return nil
     }
     guard case .object(let members) = json else {
@@ -272,6 +277,44 @@ struct ProtoJSON {
       }
     default:
       problems.append("\(path): fields of type \(field.type) are not supported")
+      return nil
+    }
+  }
+
+  // MARK: Well-known types
+
+  /// The well-known types with a JSON form of their own (proto3 JSON mapping), and what that form is.
+  static let wellKnownTypes: [String: (type: any SwiftProtobuf.Message.Type, expected: String)] = [
+    "google.protobuf.Timestamp": (
+      Google_Protobuf_Timestamp.self, "an RFC 3339 timestamp string such as \"2026-12-01T12:00:00Z\""
+    ),
+    "google.protobuf.Duration": (Google_Protobuf_Duration.self, "a duration string in seconds such as \"1.5s\""),
+    "google.protobuf.Struct": (Google_Protobuf_Struct.self, "a JSON object"),
+    "google.protobuf.Value": (Google_Protobuf_Value.self, "any JSON value"),
+    "google.protobuf.ListValue": (Google_Protobuf_ListValue.self, "a JSON array"),
+    "google.protobuf.FieldMask": (Google_Protobuf_FieldMask.self, "a field mask string such as \"a,b.c\""),
+    "google.protobuf.Empty": (Google_Protobuf_Empty.self, "an empty object {}"),
+    "google.protobuf.DoubleValue": (Google_Protobuf_DoubleValue.self, "a number"),
+    "google.protobuf.FloatValue": (Google_Protobuf_FloatValue.self, "a number"),
+    "google.protobuf.Int64Value": (Google_Protobuf_Int64Value.self, "an integer (int64)"),
+    "google.protobuf.UInt64Value": (Google_Protobuf_UInt64Value.self, "an integer (uint64)"),
+    "google.protobuf.Int32Value": (Google_Protobuf_Int32Value.self, "an integer (int32)"),
+    "google.protobuf.UInt32Value": (Google_Protobuf_UInt32Value.self, "an integer (uint32)"),
+    "google.protobuf.BoolValue": (Google_Protobuf_BoolValue.self, "a boolean (true or false)"),
+    "google.protobuf.StringValue": (Google_Protobuf_StringValue.self, "a string"),
+    "google.protobuf.BytesValue": (Google_Protobuf_BytesValue.self, "base64 bytes (a string)"),
+  ]
+
+  /// A well-known type from its JSON form, through SwiftProtobuf's own implementation of the mapping.
+  mutating func wellKnown(
+    _ json: JSONValue, as wellKnown: (type: any SwiftProtobuf.Message.Type, expected: String), path: String
+  ) -> (bytes: [UInt8], json: JSONValue)? {
+    do {
+      let message = try wellKnown.type.init(jsonString: json.text)
+      let bytes: [UInt8] = try message.serializedBytes()
+      return (bytes, try JSONValue(parsing: try message.jsonString()))
+    } catch {
+      problems.append("\(path): expected \(wellKnown.expected), got \(json.described)")
       return nil
     }
   }

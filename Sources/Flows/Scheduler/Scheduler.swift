@@ -38,7 +38,10 @@ public final class Scheduler: Sendable {
   public let options: SchedulerOptions
   let queue: any SchedulerQueue
   let registry: DeploymentRegistry
-  let clients: ServiceClients
+  let dependencies: Dependencies
+  /// Registered versions, as runs enqueued against them are validated at start.
+  let catalog = DeploymentCatalog()
+  let versions = Mutex<[String: DeploymentVersion]>([:])
   let logger: Logger
   let random: @Sendable () -> Double
   let active = Mutex<[RunID: ActiveRun]>([:])
@@ -180,14 +183,14 @@ public final class Scheduler: Sendable {
   /// - Parameter cachedResults: results of cacheable steps from earlier runs, e.g. from
   ///   ``cachedResults(in:registry:)``, so the cache outlives a restart.
   public init(
-    queue: any SchedulerQueue, registry: DeploymentRegistry, clients: ServiceClients,
+    queue: any SchedulerQueue, registry: DeploymentRegistry, dependencies: Dependencies = Dependencies(),
     options: SchedulerOptions = SchedulerOptions(), logger: Logger = Logger(label: "gps.scheduler"),
     cachedResults: [String: [UInt8]] = [:],
     random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
   ) {
     self.queue = queue
     self.registry = registry
-    self.clients = clients
+    self.dependencies = dependencies
     self.options = options
     self.logger = logger
     self.random = random
@@ -239,8 +242,37 @@ public final class Scheduler: Sendable {
   /// Runs executed right now.
   public var activeRuns: Int { active.withLock { $0.count } }
 
+  /// Registers the scheduler's deployments with the queue, trying again every `idleWait` while the
+  /// queue cannot be reached; a definition the queue refuses is thrown.
+  func registerDeployments() async throws {
+    let definitions = registry.definitions
+    guard !definitions.isEmpty else { return }
+    while !Task.isCancelled, !draining.load(ordering: .sequentiallyConsistent) {
+      do {
+        let versions = try await queue.register(definitions, worker: options.id)
+        logger.info(
+          "deployments registered",
+          metadata: [
+            "deployments": "\(zip(definitions, versions).map { "\($0.name) v\($1)" }.joined(separator: ", "))"
+          ])
+        return
+      } catch let error as QueueError where error.code == .invalidArgument {
+        throw error
+      } catch let error as QueueError where error.code == .writerStopped || error.code == .closed {
+        throw error
+      } catch {
+        logger.warning("could not register the deployments; trying again", metadata: ["error": "\(error)"])
+        await work.wait(timeout: options.idleWait)
+      }
+    }
+  }
+
+  /// The deployments claims ask for: those the scheduler serves.
+  var served: Set<String> { Set(registry.names) }
+
   /// Runs until the task is cancelled, or until ``stopClaiming()`` and the runs in flight finish.
   public func run() async throws {
+    try await registerDeployments()
     let cancelRequests = WakeSignal()
     queue.notifyWhenWorkArrives(work)
     queue.notifyOnCancelRequests(cancelRequests)
@@ -271,7 +303,8 @@ public final class Scheduler: Sendable {
         let claims: [Claim]
         do {
           // Several at once when many are ready: one commit instead of one per run.
-          claims = try await queue.claim(scheduler: options.id, limit: min(free, Self.claimBatch * 2))
+          claims = try await queue.claim(
+            scheduler: options.id, limit: min(free, Self.claimBatch * 2), deployments: served)
         } catch let error as QueueError where error.code == .writerStopped || error.code == .closed {
           throw error
         } catch {
@@ -414,8 +447,8 @@ public final class Scheduler: Sendable {
       let parameters: ValidatedParameters
       do {
         deployment = try registry.deployment(named: claim.run.deployment)
-        parameters = try deployment.parameters.validate(json: claim.run.parametersJSON)
-      } catch {
+        parameters = try await validate(claim.run, of: deployment)
+      } catch let error as FlowsError {
         try await queue.report(lease, [.failed(.with { $0.reason = "cannot start: \(error.message)" })])
         return
       }
@@ -467,6 +500,26 @@ public final class Scheduler: Sendable {
     }
   }
 
+  /// Validates the run's parameters again, against the deployment version it was enqueued with
+  /// (the scheduler's own definition for a run enqueued without one).
+  func validate(_ run: Run, of deployment: Deployment) async throws -> ValidatedParameters {
+    guard run.deploymentVersion != 0 else {
+      return try deployment.parameters.validate(json: run.parametersJSON, pool: deployment.flow.descriptors)
+    }
+    let key = "\(run.deployment)\u{0}\(run.deploymentVersion)"
+    var version = versions.withLock { $0[key] }
+    if version == nil {
+      guard let found = try await queue.deployment(named: run.deployment, version: run.deploymentVersion) else {
+        throw FlowsError(
+          code: .unknownDeployment,
+          message: "the queue has no version \(run.deploymentVersion) of deployment \(run.deployment)")
+      }
+      versions.withLock { $0[key] = found }
+      version = found
+    }
+    return try catalog.deployment(version!).validate(json: run.parametersJSON)
+  }
+
   /// Runs the flow's steps in order with retries. Events are gathered and recorded in as few
   /// commits as possible, but an attempt's start is always durable before its calls go out.
   func steps(of flow: Flow, claim: Claim, parameters: ValidatedParameters, run: ActiveRun) async -> StepsResult {
@@ -482,7 +535,7 @@ public final class Scheduler: Sendable {
           if run.stop != nil || Task.isCancelled { return StepsResult(outcome: nil, pending: pending) }
           let context = StepContext(
             runID: claim.run.id, deployment: claim.run.deployment, step: step.name, attempt: attempt,
-            parameters: parameters, results: results, clients: clients, timeout: step.timeout)
+            parameters: parameters, results: results, dependencies: dependencies, timeout: step.timeout)
           let digest = Array(SHA256.hash(data: try step.input(context)))
           pending.append(Events.attemptStarted(step.name, attempt, digest: digest))
           let cacheKey = "\(claim.run.deployment)/\(step.name)/\(digest.hexString)"

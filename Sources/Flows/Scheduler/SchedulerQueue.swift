@@ -2,8 +2,13 @@ public import Queue
 
 /// What a scheduler needs from a queue: the in-process ``RunQueue``, or a remote server's.
 public protocol SchedulerQueue: Sendable {
-  /// Claims up to `limit` ready runs at once (one commit).
-  func claim(scheduler: String, limit: Int) async throws -> [Claim]
+  /// Records the scheduler's deployments (a new version for each changed definition) and returns
+  /// each one's version.
+  func register(_ definitions: [DeploymentDefinition], worker: String) async throws -> [UInt32]
+  /// Claims up to `limit` ready runs of `deployments` (nil: of any) at once (one commit).
+  func claim(scheduler: String, limit: Int, deployments: Set<String>?) async throws -> [Claim]
+  /// A registered version of a deployment (0: the newest), or nil when the queue has none such.
+  func deployment(named name: String, version: UInt32) async throws -> DeploymentVersion?
   func heartbeat(_ lease: LeaseToken) async throws -> HeartbeatReply
   /// Renews several leases together (one call to a remote queue), each with its own outcome; throws
   /// only when none could be tried (the server is unreachable).
@@ -34,4 +39,16 @@ extension SchedulerQueue {
   }
 }
 
-extension RunQueue: SchedulerQueue {}
+extension RunQueue: SchedulerQueue {
+  public func register(_ definitions: [DeploymentDefinition], worker: String) async throws -> [UInt32] {
+    try await register(definitions, worker: worker, by: "server")
+  }
+
+  public func claim(scheduler: String, limit: Int, deployments: Set<String>?) async throws -> [Claim] {
+    try await claim(scheduler: scheduler, limit: limit, maxParameterBytes: .max, deployments: deployments)
+  }
+
+  public func deployment(named name: String, version: UInt32) async throws -> DeploymentVersion? {
+    withState { $0.deployment(named: name, version: version) }
+  }
+}

@@ -26,174 +26,195 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
 }
 
 /// One event of one run.
-public nonisolated struct Gps_V1_Event: Sendable {
+public nonisolated struct Gps_V1_Event: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Wall-clock time in microseconds since the Unix epoch. Never decreases along the log, so "the
   /// state at time T" is well defined.
-  public var timeMicros: Int64 = 0
+  public var timeMicros: Int64 {
+    get {_storage._timeMicros}
+    set {_uniqueStorage()._timeMicros = newValue}
+  }
 
   /// The run: a UUID, 16 bytes.
-  public var runID: Data = Data()
+  public var runID: Data {
+    get {_storage._runID}
+    set {_uniqueStorage()._runID = newValue}
+  }
 
   /// The run's own event number: 1 for its enqueue, then 2, 3, … without gaps.
-  public var runEvent: UInt32 = 0
+  public var runEvent: UInt32 {
+    get {_storage._runEvent}
+    set {_uniqueStorage()._runEvent = newValue}
+  }
 
-  public var kind: Gps_V1_Event.OneOf_Kind? = nil
+  public var kind: OneOf_Kind? {
+    get {return _storage._kind}
+    set {_uniqueStorage()._kind = newValue}
+  }
 
   public var enqueued: Gps_V1_RunEnqueued {
     get {
-      if case .enqueued(let v)? = kind {return v}
+      if case .enqueued(let v)? = _storage._kind {return v}
       return Gps_V1_RunEnqueued()
     }
-    set {kind = .enqueued(newValue)}
+    set {_uniqueStorage()._kind = .enqueued(newValue)}
   }
 
   public var markedLate: Gps_V1_RunMarkedLate {
     get {
-      if case .markedLate(let v)? = kind {return v}
+      if case .markedLate(let v)? = _storage._kind {return v}
       return Gps_V1_RunMarkedLate()
     }
-    set {kind = .markedLate(newValue)}
+    set {_uniqueStorage()._kind = .markedLate(newValue)}
   }
 
   public var claimed: Gps_V1_RunClaimed {
     get {
-      if case .claimed(let v)? = kind {return v}
+      if case .claimed(let v)? = _storage._kind {return v}
       return Gps_V1_RunClaimed()
     }
-    set {kind = .claimed(newValue)}
+    set {_uniqueStorage()._kind = .claimed(newValue)}
   }
 
   public var leaseExpired: Gps_V1_LeaseExpired {
     get {
-      if case .leaseExpired(let v)? = kind {return v}
+      if case .leaseExpired(let v)? = _storage._kind {return v}
       return Gps_V1_LeaseExpired()
     }
-    set {kind = .leaseExpired(newValue)}
+    set {_uniqueStorage()._kind = .leaseExpired(newValue)}
   }
 
   public var started: Gps_V1_RunStarted {
     get {
-      if case .started(let v)? = kind {return v}
+      if case .started(let v)? = _storage._kind {return v}
       return Gps_V1_RunStarted()
     }
-    set {kind = .started(newValue)}
+    set {_uniqueStorage()._kind = .started(newValue)}
   }
 
   public var attemptStarted: Gps_V1_TaskAttemptStarted {
     get {
-      if case .attemptStarted(let v)? = kind {return v}
+      if case .attemptStarted(let v)? = _storage._kind {return v}
       return Gps_V1_TaskAttemptStarted()
     }
-    set {kind = .attemptStarted(newValue)}
+    set {_uniqueStorage()._kind = .attemptStarted(newValue)}
   }
 
   public var attemptSucceeded: Gps_V1_TaskAttemptSucceeded {
     get {
-      if case .attemptSucceeded(let v)? = kind {return v}
+      if case .attemptSucceeded(let v)? = _storage._kind {return v}
       return Gps_V1_TaskAttemptSucceeded()
     }
-    set {kind = .attemptSucceeded(newValue)}
+    set {_uniqueStorage()._kind = .attemptSucceeded(newValue)}
   }
 
   public var attemptFailed: Gps_V1_TaskAttemptFailed {
     get {
-      if case .attemptFailed(let v)? = kind {return v}
+      if case .attemptFailed(let v)? = _storage._kind {return v}
       return Gps_V1_TaskAttemptFailed()
     }
-    set {kind = .attemptFailed(newValue)}
+    set {_uniqueStorage()._kind = .attemptFailed(newValue)}
   }
 
   public var retryScheduled: Gps_V1_TaskRetryScheduled {
     get {
-      if case .retryScheduled(let v)? = kind {return v}
+      if case .retryScheduled(let v)? = _storage._kind {return v}
       return Gps_V1_TaskRetryScheduled()
     }
-    set {kind = .retryScheduled(newValue)}
+    set {_uniqueStorage()._kind = .retryScheduled(newValue)}
   }
 
   public var completed: Gps_V1_RunCompleted {
     get {
-      if case .completed(let v)? = kind {return v}
+      if case .completed(let v)? = _storage._kind {return v}
       return Gps_V1_RunCompleted()
     }
-    set {kind = .completed(newValue)}
+    set {_uniqueStorage()._kind = .completed(newValue)}
   }
 
   public var failed: Gps_V1_RunFailed {
     get {
-      if case .failed(let v)? = kind {return v}
+      if case .failed(let v)? = _storage._kind {return v}
       return Gps_V1_RunFailed()
     }
-    set {kind = .failed(newValue)}
+    set {_uniqueStorage()._kind = .failed(newValue)}
   }
 
   public var timedOut: Gps_V1_RunTimedOut {
     get {
-      if case .timedOut(let v)? = kind {return v}
+      if case .timedOut(let v)? = _storage._kind {return v}
       return Gps_V1_RunTimedOut()
     }
-    set {kind = .timedOut(newValue)}
+    set {_uniqueStorage()._kind = .timedOut(newValue)}
   }
 
   public var cancelRequested: Gps_V1_CancelRequested {
     get {
-      if case .cancelRequested(let v)? = kind {return v}
+      if case .cancelRequested(let v)? = _storage._kind {return v}
       return Gps_V1_CancelRequested()
     }
-    set {kind = .cancelRequested(newValue)}
+    set {_uniqueStorage()._kind = .cancelRequested(newValue)}
   }
 
   public var cancelled: Gps_V1_RunCancelled {
     get {
-      if case .cancelled(let v)? = kind {return v}
+      if case .cancelled(let v)? = _storage._kind {return v}
       return Gps_V1_RunCancelled()
     }
-    set {kind = .cancelled(newValue)}
+    set {_uniqueStorage()._kind = .cancelled(newValue)}
   }
 
   public var crashed: Gps_V1_RunCrashed {
     get {
-      if case .crashed(let v)? = kind {return v}
+      if case .crashed(let v)? = _storage._kind {return v}
       return Gps_V1_RunCrashed()
     }
-    set {kind = .crashed(newValue)}
+    set {_uniqueStorage()._kind = .crashed(newValue)}
   }
 
   public var requeued: Gps_V1_RunRequeued {
     get {
-      if case .requeued(let v)? = kind {return v}
+      if case .requeued(let v)? = _storage._kind {return v}
       return Gps_V1_RunRequeued()
     }
-    set {kind = .requeued(newValue)}
+    set {_uniqueStorage()._kind = .requeued(newValue)}
   }
 
   public var retried: Gps_V1_RunRetried {
     get {
-      if case .retried(let v)? = kind {return v}
+      if case .retried(let v)? = _storage._kind {return v}
       return Gps_V1_RunRetried()
     }
-    set {kind = .retried(newValue)}
+    set {_uniqueStorage()._kind = .retried(newValue)}
+  }
+
+  /// Records of the queue itself, not of a run: run_id is empty and run_event 0.
+  public var deploymentRegistered: Gps_V1_DeploymentRegistered {
+    get {
+      if case .deploymentRegistered(let v)? = _storage._kind {return v}
+      return Gps_V1_DeploymentRegistered()
+    }
+    set {_uniqueStorage()._kind = .deploymentRegistered(newValue)}
   }
 
   /// Notes of the log itself, not of a run: run_id is empty and run_event 0.
   public var logTailTruncated: Gps_V1_LogTailTruncated {
     get {
-      if case .logTailTruncated(let v)? = kind {return v}
+      if case .logTailTruncated(let v)? = _storage._kind {return v}
       return Gps_V1_LogTailTruncated()
     }
-    set {kind = .logTailTruncated(newValue)}
+    set {_uniqueStorage()._kind = .logTailTruncated(newValue)}
   }
 
   public var logLossAccepted: Gps_V1_LogLossAccepted {
     get {
-      if case .logLossAccepted(let v)? = kind {return v}
+      if case .logLossAccepted(let v)? = _storage._kind {return v}
       return Gps_V1_LogLossAccepted()
     }
-    set {kind = .logLossAccepted(newValue)}
+    set {_uniqueStorage()._kind = .logLossAccepted(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -216,6 +237,8 @@ public nonisolated struct Gps_V1_Event: Sendable {
     case crashed(Gps_V1_RunCrashed)
     case requeued(Gps_V1_RunRequeued)
     case retried(Gps_V1_RunRetried)
+    /// Records of the queue itself, not of a run: run_id is empty and run_event 0.
+    case deploymentRegistered(Gps_V1_DeploymentRegistered)
     /// Notes of the log itself, not of a run: run_id is empty and run_event 0.
     case logTailTruncated(Gps_V1_LogTailTruncated)
     case logLossAccepted(Gps_V1_LogLossAccepted)
@@ -223,6 +246,8 @@ public nonisolated struct Gps_V1_Event: Sendable {
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// What happens when a run's scheduler disappears (its lease expires).
@@ -302,6 +327,11 @@ public nonisolated struct Gps_V1_RunEnqueued: Sendable {
 
   /// Limit on the run's whole execution; 0 means none.
   public var timeoutMicros: Int64 = 0
+
+  /// The version of the deployment (DeploymentRegistered.version) the parameters were validated
+  /// against; the run is validated against it again when it starts. 0: a run enqueued before
+  /// deployments were registered.
+  public var deploymentVersion: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -619,376 +649,576 @@ public nonisolated struct Gps_V1_LogLossAccepted: Sendable {
   public init() {}
 }
 
+/// A worker registered a deployment the queue did not have, or a changed definition of one it had:
+/// a new version. Registering an unchanged definition writes nothing. The queue validates every
+/// enqueue against the newest version, and a run against the version it was enqueued with.
+public nonisolated struct Gps_V1_DeploymentRegistered: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var definition: Gps_V1_DeploymentDefinition {
+    get {_definition ?? Gps_V1_DeploymentDefinition()}
+    set {_definition = newValue}
+  }
+  /// Returns true if `definition` has been explicitly set.
+  public var hasDefinition: Bool {self._definition != nil}
+  /// Clears the value of `definition`. Subsequent reads from it will return its default value.
+  public mutating func clearDefinition() {self._definition = nil}
+
+  /// 1 for the first definition of the name, then 2, 3, … without gaps.
+  public var version: UInt32 = 0
+
+  /// The worker that registered it, and who that worker ran as (the audit identity).
+  public var worker: String = String()
+
+  public var registeredBy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _definition: Gps_V1_DeploymentDefinition? = nil
+}
+
+/// Everything the server needs to know of a deployment without its code: what to validate, what
+/// to show, and how to schedule its runs.
+public nonisolated struct Gps_V1_DeploymentDefinition: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// `flow/deployment`, e.g. `server-flow/MyPrefectDeployer`.
+  public var name: String = String()
+
+  public var flow: String = String()
+
+  public var description_p: String = String()
+
+  public var parameters: [Gps_V1_ParameterDefinition] = []
+
+  public var steps: [Gps_V1_StepDefinition] = []
+
+  /// A serialized google.protobuf.FileDescriptorSet holding every message and enum type the
+  /// parameters and results use, with their imports (`protoc --include_imports
+  /// --descriptor_set_out`).
+  public var descriptorSet: Data = Data()
+
+  public var tags: [String] = []
+
+  /// At most this many runs hold a lease at once; 0: no limit.
+  public var concurrencyLimit: UInt32 = 0
+
+  /// Limit on each run's whole execution; 0 means none.
+  public var timeoutMicros: Int64 = 0
+
+  public var crashPolicy: Gps_V1_CrashPolicy {
+    get {_crashPolicy ?? Gps_V1_CrashPolicy()}
+    set {_crashPolicy = newValue}
+  }
+  /// Returns true if `crashPolicy` has been explicitly set.
+  public var hasCrashPolicy: Bool {self._crashPolicy != nil}
+  /// Clears the value of `crashPolicy`. Subsequent reads from it will return its default value.
+  public mutating func clearCrashPolicy() {self._crashPolicy = nil}
+
+  public var priority: Int32 = 0
+
+  /// Full protobuf name of the run's result (the last step's).
+  public var resultType: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _crashPolicy: Gps_V1_CrashPolicy? = nil
+}
+
+public nonisolated struct Gps_V1_ParameterDefinition: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// A full protobuf message name (`gps.v1.DataInfo`), or a scalar: string, int64, double, bool,
+  /// or a list of one (`repeated string`).
+  public var type: String = String()
+
+  public var required: Bool = false
+
+  /// Used when the parameter is not given (JSON); empty: no default.
+  public var defaultJson: String = String()
+
+  public var description_p: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Gps_V1_StepDefinition: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// Attempts in all, the first included.
+  public var maxAttempts: UInt32 = 0
+
+  public var initialBackoffMicros: Int64 = 0
+
+  public var backoffMultiplier: Double = 0
+
+  public var maxBackoffMicros: Int64 = 0
+
+  public var jitter: Double = 0
+
+  /// gRPC status codes worth another attempt.
+  public var retryableCodes: [Int32] = []
+
+  /// Limit on each attempt.
+  public var timeoutMicros: Int64 = 0
+
+  public var cacheResults: Bool = false
+
+  /// Full protobuf name of the step's result.
+  public var resultType: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "gps.v1"
 
 nonisolated extension Gps_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_micros\0\u{3}run_id\0\u{3}run_event\0\u{2}\u{7}enqueued\0\u{3}marked_late\0\u{1}claimed\0\u{3}lease_expired\0\u{1}started\0\u{3}attempt_started\0\u{3}attempt_succeeded\0\u{3}attempt_failed\0\u{3}retry_scheduled\0\u{1}completed\0\u{1}failed\0\u{3}timed_out\0\u{3}cancel_requested\0\u{1}cancelled\0\u{1}crashed\0\u{1}requeued\0\u{1}retried\0\u{4}\u{e}log_tail_truncated\0\u{3}log_loss_accepted\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_micros\0\u{3}run_id\0\u{3}run_event\0\u{2}\u{7}enqueued\0\u{3}marked_late\0\u{1}claimed\0\u{3}lease_expired\0\u{1}started\0\u{3}attempt_started\0\u{3}attempt_succeeded\0\u{3}attempt_failed\0\u{3}retry_scheduled\0\u{1}completed\0\u{1}failed\0\u{3}timed_out\0\u{3}cancel_requested\0\u{1}cancelled\0\u{1}crashed\0\u{1}requeued\0\u{1}retried\0\u{4}\u{4}deployment_registered\0\u{4}\u{a}log_tail_truncated\0\u{3}log_loss_accepted\0")
+
+  fileprivate class _StorageClass {
+    var _timeMicros: Int64 = 0
+    var _runID: Data = Data()
+    var _runEvent: UInt32 = 0
+    var _kind: Gps_V1_Event.OneOf_Kind?
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _timeMicros = source._timeMicros
+      _runID = source._runID
+      _runEvent = source._runEvent
+      _kind = source._kind
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularInt64Field(value: &self.timeMicros) }()
-      case 2: try { try decoder.decodeSingularBytesField(value: &self.runID) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.runEvent) }()
-      case 10: try {
-        var v: Gps_V1_RunEnqueued?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .enqueued(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularInt64Field(value: &_storage._timeMicros) }()
+        case 2: try { try decoder.decodeSingularBytesField(value: &_storage._runID) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._runEvent) }()
+        case 10: try {
+          var v: Gps_V1_RunEnqueued?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .enqueued(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .enqueued(v)
+          }
+        }()
+        case 11: try {
+          var v: Gps_V1_RunMarkedLate?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .markedLate(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .markedLate(v)
+          }
+        }()
+        case 12: try {
+          var v: Gps_V1_RunClaimed?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .claimed(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .claimed(v)
+          }
+        }()
+        case 13: try {
+          var v: Gps_V1_LeaseExpired?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .leaseExpired(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .leaseExpired(v)
+          }
+        }()
+        case 14: try {
+          var v: Gps_V1_RunStarted?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .started(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .started(v)
+          }
+        }()
+        case 15: try {
+          var v: Gps_V1_TaskAttemptStarted?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .attemptStarted(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .attemptStarted(v)
+          }
+        }()
+        case 16: try {
+          var v: Gps_V1_TaskAttemptSucceeded?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .attemptSucceeded(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .attemptSucceeded(v)
+          }
+        }()
+        case 17: try {
+          var v: Gps_V1_TaskAttemptFailed?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .attemptFailed(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .attemptFailed(v)
+          }
+        }()
+        case 18: try {
+          var v: Gps_V1_TaskRetryScheduled?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .retryScheduled(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .retryScheduled(v)
+          }
+        }()
+        case 19: try {
+          var v: Gps_V1_RunCompleted?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .completed(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .completed(v)
+          }
+        }()
+        case 20: try {
+          var v: Gps_V1_RunFailed?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .failed(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .failed(v)
+          }
+        }()
+        case 21: try {
+          var v: Gps_V1_RunTimedOut?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .timedOut(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .timedOut(v)
+          }
+        }()
+        case 22: try {
+          var v: Gps_V1_CancelRequested?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .cancelRequested(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .cancelRequested(v)
+          }
+        }()
+        case 23: try {
+          var v: Gps_V1_RunCancelled?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .cancelled(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .cancelled(v)
+          }
+        }()
+        case 24: try {
+          var v: Gps_V1_RunCrashed?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .crashed(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .crashed(v)
+          }
+        }()
+        case 25: try {
+          var v: Gps_V1_RunRequeued?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .requeued(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .requeued(v)
+          }
+        }()
+        case 26: try {
+          var v: Gps_V1_RunRetried?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .retried(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .retried(v)
+          }
+        }()
+        case 30: try {
+          var v: Gps_V1_DeploymentRegistered?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .deploymentRegistered(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .deploymentRegistered(v)
+          }
+        }()
+        case 40: try {
+          var v: Gps_V1_LogTailTruncated?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .logTailTruncated(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .logTailTruncated(v)
+          }
+        }()
+        case 41: try {
+          var v: Gps_V1_LogLossAccepted?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .logLossAccepted(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .logLossAccepted(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .enqueued(v)
-        }
-      }()
-      case 11: try {
-        var v: Gps_V1_RunMarkedLate?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .markedLate(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .markedLate(v)
-        }
-      }()
-      case 12: try {
-        var v: Gps_V1_RunClaimed?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .claimed(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .claimed(v)
-        }
-      }()
-      case 13: try {
-        var v: Gps_V1_LeaseExpired?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .leaseExpired(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .leaseExpired(v)
-        }
-      }()
-      case 14: try {
-        var v: Gps_V1_RunStarted?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .started(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .started(v)
-        }
-      }()
-      case 15: try {
-        var v: Gps_V1_TaskAttemptStarted?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .attemptStarted(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .attemptStarted(v)
-        }
-      }()
-      case 16: try {
-        var v: Gps_V1_TaskAttemptSucceeded?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .attemptSucceeded(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .attemptSucceeded(v)
-        }
-      }()
-      case 17: try {
-        var v: Gps_V1_TaskAttemptFailed?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .attemptFailed(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .attemptFailed(v)
-        }
-      }()
-      case 18: try {
-        var v: Gps_V1_TaskRetryScheduled?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .retryScheduled(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .retryScheduled(v)
-        }
-      }()
-      case 19: try {
-        var v: Gps_V1_RunCompleted?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .completed(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .completed(v)
-        }
-      }()
-      case 20: try {
-        var v: Gps_V1_RunFailed?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .failed(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .failed(v)
-        }
-      }()
-      case 21: try {
-        var v: Gps_V1_RunTimedOut?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .timedOut(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .timedOut(v)
-        }
-      }()
-      case 22: try {
-        var v: Gps_V1_CancelRequested?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .cancelRequested(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .cancelRequested(v)
-        }
-      }()
-      case 23: try {
-        var v: Gps_V1_RunCancelled?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .cancelled(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .cancelled(v)
-        }
-      }()
-      case 24: try {
-        var v: Gps_V1_RunCrashed?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .crashed(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .crashed(v)
-        }
-      }()
-      case 25: try {
-        var v: Gps_V1_RunRequeued?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .requeued(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .requeued(v)
-        }
-      }()
-      case 26: try {
-        var v: Gps_V1_RunRetried?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .retried(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .retried(v)
-        }
-      }()
-      case 40: try {
-        var v: Gps_V1_LogTailTruncated?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .logTailTruncated(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .logTailTruncated(v)
-        }
-      }()
-      case 41: try {
-        var v: Gps_V1_LogLossAccepted?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .logLossAccepted(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .logLossAccepted(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.timeMicros != 0 {
-      try visitor.visitSingularInt64Field(value: self.timeMicros, fieldNumber: 1)
-    }
-    if !self.runID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.runID, fieldNumber: 2)
-    }
-    if self.runEvent != 0 {
-      try visitor.visitSingularUInt32Field(value: self.runEvent, fieldNumber: 3)
-    }
-    switch self.kind {
-    case .enqueued?: try {
-      guard case .enqueued(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    }()
-    case .markedLate?: try {
-      guard case .markedLate(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    }()
-    case .claimed?: try {
-      guard case .claimed(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
-    }()
-    case .leaseExpired?: try {
-      guard case .leaseExpired(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    }()
-    case .started?: try {
-      guard case .started(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
-    }()
-    case .attemptStarted?: try {
-      guard case .attemptStarted(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
-    }()
-    case .attemptSucceeded?: try {
-      guard case .attemptSucceeded(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
-    }()
-    case .attemptFailed?: try {
-      guard case .attemptFailed(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
-    }()
-    case .retryScheduled?: try {
-      guard case .retryScheduled(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
-    }()
-    case .completed?: try {
-      guard case .completed(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
-    }()
-    case .failed?: try {
-      guard case .failed(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
-    }()
-    case .timedOut?: try {
-      guard case .timedOut(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
-    }()
-    case .cancelRequested?: try {
-      guard case .cancelRequested(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
-    }()
-    case .cancelled?: try {
-      guard case .cancelled(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
-    }()
-    case .crashed?: try {
-      guard case .crashed(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
-    }()
-    case .requeued?: try {
-      guard case .requeued(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
-    }()
-    case .retried?: try {
-      guard case .retried(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
-    }()
-    case .logTailTruncated?: try {
-      guard case .logTailTruncated(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
-    }()
-    case .logLossAccepted?: try {
-      guard case .logLossAccepted(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._timeMicros != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._timeMicros, fieldNumber: 1)
+      }
+      if !_storage._runID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._runID, fieldNumber: 2)
+      }
+      if _storage._runEvent != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._runEvent, fieldNumber: 3)
+      }
+      switch _storage._kind {
+      case .enqueued?: try {
+        guard case .enqueued(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      }()
+      case .markedLate?: try {
+        guard case .markedLate(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      }()
+      case .claimed?: try {
+        guard case .claimed(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      }()
+      case .leaseExpired?: try {
+        guard case .leaseExpired(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      }()
+      case .started?: try {
+        guard case .started(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      }()
+      case .attemptStarted?: try {
+        guard case .attemptStarted(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      }()
+      case .attemptSucceeded?: try {
+        guard case .attemptSucceeded(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      }()
+      case .attemptFailed?: try {
+        guard case .attemptFailed(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      }()
+      case .retryScheduled?: try {
+        guard case .retryScheduled(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      }()
+      case .completed?: try {
+        guard case .completed(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      }()
+      case .failed?: try {
+        guard case .failed(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      }()
+      case .timedOut?: try {
+        guard case .timedOut(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      }()
+      case .cancelRequested?: try {
+        guard case .cancelRequested(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+      }()
+      case .cancelled?: try {
+        guard case .cancelled(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+      }()
+      case .crashed?: try {
+        guard case .crashed(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+      }()
+      case .requeued?: try {
+        guard case .requeued(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+      }()
+      case .retried?: try {
+        guard case .retried(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+      }()
+      case .deploymentRegistered?: try {
+        guard case .deploymentRegistered(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+      }()
+      case .logTailTruncated?: try {
+        guard case .logTailTruncated(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
+      }()
+      case .logLossAccepted?: try {
+        guard case .logLossAccepted(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+      }()
+      case nil: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Gps_V1_Event, rhs: Gps_V1_Event) -> Bool {
-    if lhs.timeMicros != rhs.timeMicros {return false}
-    if lhs.runID != rhs.runID {return false}
-    if lhs.runEvent != rhs.runEvent {return false}
-    if lhs.kind != rhs.kind {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._timeMicros != rhs_storage._timeMicros {return false}
+        if _storage._runID != rhs_storage._runID {return false}
+        if _storage._runEvent != rhs_storage._runEvent {return false}
+        if _storage._kind != rhs_storage._kind {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1071,7 +1301,7 @@ nonisolated extension Gps_V1_TypedParameter: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Gps_V1_RunEnqueued: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunEnqueued"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deployment\0\u{1}flow\0\u{3}parameters_json\0\u{1}parameters\0\u{3}idempotency_key\0\u{1}tags\0\u{1}priority\0\u{3}scheduled_start_micros\0\u{3}crash_policy\0\u{3}enqueued_by\0\u{3}timeout_micros\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deployment\0\u{1}flow\0\u{3}parameters_json\0\u{1}parameters\0\u{3}idempotency_key\0\u{1}tags\0\u{1}priority\0\u{3}scheduled_start_micros\0\u{3}crash_policy\0\u{3}enqueued_by\0\u{3}timeout_micros\0\u{3}deployment_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1090,6 +1320,7 @@ nonisolated extension Gps_V1_RunEnqueued: SwiftProtobuf.Message, SwiftProtobuf._
       case 9: try { try decoder.decodeSingularMessageField(value: &self._crashPolicy) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.enqueuedBy) }()
       case 11: try { try decoder.decodeSingularInt64Field(value: &self.timeoutMicros) }()
+      case 12: try { try decoder.decodeSingularUInt32Field(value: &self.deploymentVersion) }()
       default: break
       }
     }
@@ -1133,6 +1364,9 @@ nonisolated extension Gps_V1_RunEnqueued: SwiftProtobuf.Message, SwiftProtobuf._
     if self.timeoutMicros != 0 {
       try visitor.visitSingularInt64Field(value: self.timeoutMicros, fieldNumber: 11)
     }
+    if self.deploymentVersion != 0 {
+      try visitor.visitSingularUInt32Field(value: self.deploymentVersion, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1148,6 +1382,7 @@ nonisolated extension Gps_V1_RunEnqueued: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs._crashPolicy != rhs._crashPolicy {return false}
     if lhs.enqueuedBy != rhs.enqueuedBy {return false}
     if lhs.timeoutMicros != rhs.timeoutMicros {return false}
+    if lhs.deploymentVersion != rhs.deploymentVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1837,6 +2072,269 @@ nonisolated extension Gps_V1_LogLossAccepted: SwiftProtobuf.Message, SwiftProtob
     if lhs.acceptedBy != rhs.acceptedBy {return false}
     if lhs.evidence != rhs.evidence {return false}
     if lhs.setAside != rhs.setAside {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_DeploymentRegistered: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeploymentRegistered"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}definition\0\u{1}version\0\u{1}worker\0\u{3}registered_by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._definition) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.version) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.worker) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.registeredBy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._definition {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.version != 0 {
+      try visitor.visitSingularUInt32Field(value: self.version, fieldNumber: 2)
+    }
+    if !self.worker.isEmpty {
+      try visitor.visitSingularStringField(value: self.worker, fieldNumber: 3)
+    }
+    if !self.registeredBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.registeredBy, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_DeploymentRegistered, rhs: Gps_V1_DeploymentRegistered) -> Bool {
+    if lhs._definition != rhs._definition {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.worker != rhs.worker {return false}
+    if lhs.registeredBy != rhs.registeredBy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_DeploymentDefinition: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeploymentDefinition"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}flow\0\u{1}description\0\u{1}parameters\0\u{1}steps\0\u{3}descriptor_set\0\u{1}tags\0\u{3}concurrency_limit\0\u{3}timeout_micros\0\u{3}crash_policy\0\u{1}priority\0\u{3}result_type\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.flow) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.parameters) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.steps) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.descriptorSet) }()
+      case 7: try { try decoder.decodeRepeatedStringField(value: &self.tags) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.concurrencyLimit) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.timeoutMicros) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._crashPolicy) }()
+      case 11: try { try decoder.decodeSingularInt32Field(value: &self.priority) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.resultType) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.flow.isEmpty {
+      try visitor.visitSingularStringField(value: self.flow, fieldNumber: 2)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 3)
+    }
+    if !self.parameters.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.parameters, fieldNumber: 4)
+    }
+    if !self.steps.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.steps, fieldNumber: 5)
+    }
+    if !self.descriptorSet.isEmpty {
+      try visitor.visitSingularBytesField(value: self.descriptorSet, fieldNumber: 6)
+    }
+    if !self.tags.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.tags, fieldNumber: 7)
+    }
+    if self.concurrencyLimit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.concurrencyLimit, fieldNumber: 8)
+    }
+    if self.timeoutMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.timeoutMicros, fieldNumber: 9)
+    }
+    try { if let v = self._crashPolicy {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
+    if self.priority != 0 {
+      try visitor.visitSingularInt32Field(value: self.priority, fieldNumber: 11)
+    }
+    if !self.resultType.isEmpty {
+      try visitor.visitSingularStringField(value: self.resultType, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_DeploymentDefinition, rhs: Gps_V1_DeploymentDefinition) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.flow != rhs.flow {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.parameters != rhs.parameters {return false}
+    if lhs.steps != rhs.steps {return false}
+    if lhs.descriptorSet != rhs.descriptorSet {return false}
+    if lhs.tags != rhs.tags {return false}
+    if lhs.concurrencyLimit != rhs.concurrencyLimit {return false}
+    if lhs.timeoutMicros != rhs.timeoutMicros {return false}
+    if lhs._crashPolicy != rhs._crashPolicy {return false}
+    if lhs.priority != rhs.priority {return false}
+    if lhs.resultType != rhs.resultType {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_ParameterDefinition: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ParameterDefinition"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{1}required\0\u{3}default_json\0\u{1}description\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.type) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.required) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.defaultJson) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.type.isEmpty {
+      try visitor.visitSingularStringField(value: self.type, fieldNumber: 2)
+    }
+    if self.required != false {
+      try visitor.visitSingularBoolField(value: self.required, fieldNumber: 3)
+    }
+    if !self.defaultJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.defaultJson, fieldNumber: 4)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_ParameterDefinition, rhs: Gps_V1_ParameterDefinition) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.type != rhs.type {return false}
+    if lhs.required != rhs.required {return false}
+    if lhs.defaultJson != rhs.defaultJson {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_StepDefinition: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StepDefinition"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}max_attempts\0\u{3}initial_backoff_micros\0\u{3}backoff_multiplier\0\u{3}max_backoff_micros\0\u{1}jitter\0\u{3}retryable_codes\0\u{3}timeout_micros\0\u{3}cache_results\0\u{3}result_type\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.maxAttempts) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.initialBackoffMicros) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.backoffMultiplier) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.maxBackoffMicros) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.jitter) }()
+      case 7: try { try decoder.decodeRepeatedInt32Field(value: &self.retryableCodes) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.timeoutMicros) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.cacheResults) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.resultType) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.maxAttempts != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxAttempts, fieldNumber: 2)
+    }
+    if self.initialBackoffMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.initialBackoffMicros, fieldNumber: 3)
+    }
+    if self.backoffMultiplier.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.backoffMultiplier, fieldNumber: 4)
+    }
+    if self.maxBackoffMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.maxBackoffMicros, fieldNumber: 5)
+    }
+    if self.jitter.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.jitter, fieldNumber: 6)
+    }
+    if !self.retryableCodes.isEmpty {
+      try visitor.visitPackedInt32Field(value: self.retryableCodes, fieldNumber: 7)
+    }
+    if self.timeoutMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.timeoutMicros, fieldNumber: 8)
+    }
+    if self.cacheResults != false {
+      try visitor.visitSingularBoolField(value: self.cacheResults, fieldNumber: 9)
+    }
+    if !self.resultType.isEmpty {
+      try visitor.visitSingularStringField(value: self.resultType, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_StepDefinition, rhs: Gps_V1_StepDefinition) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.maxAttempts != rhs.maxAttempts {return false}
+    if lhs.initialBackoffMicros != rhs.initialBackoffMicros {return false}
+    if lhs.backoffMultiplier != rhs.backoffMultiplier {return false}
+    if lhs.maxBackoffMicros != rhs.maxBackoffMicros {return false}
+    if lhs.jitter != rhs.jitter {return false}
+    if lhs.retryableCodes != rhs.retryableCodes {return false}
+    if lhs.timeoutMicros != rhs.timeoutMicros {return false}
+    if lhs.cacheResults != rhs.cacheResults {return false}
+    if lhs.resultType != rhs.resultType {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

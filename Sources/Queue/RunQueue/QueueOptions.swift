@@ -1,4 +1,5 @@
 /// Concurrency limits: at most this many runs of a deployment, or with a tag, hold a lease at once.
+/// A deployment's limit here overrides the one its registered definition sets.
 public struct ConcurrencyLimits: Sendable, Hashable {
   public var deployments: [String: Int]
   public var tags: [String: Int]
@@ -12,7 +13,7 @@ public struct ConcurrencyLimits: Sendable, Hashable {
   /// the state (leased runs), so a crash can never leak one.
   /// `pending`: runs about to be claimed in the same commit, whose slots are not in the state yet.
   func fullSlot(for run: Run, in state: QueueState, pending: [Run] = []) -> ReadyIndex.Slot? {
-    if let limit = deployments[run.deployment],
+    if let limit = deployments[run.deployment] ?? state.registeredLimit(of: run.deployment),
       state.slotsByDeployment[run.deployment, default: 0] + pending.count(where: { $0.deployment == run.deployment })
         >= limit
     {

@@ -11,6 +11,7 @@ struct ReadyIndex {
     var start: Timestamp
     var order: UInt64
     var id: RunID
+    var deployment: String
     /// The run's last sequence when indexed; the entry is stale once the run has moved on.
     var version: UInt64
 
@@ -37,7 +38,8 @@ struct ReadyIndex {
     case tag(String)
   }
 
-  var ready = Heap<Entry>()
+  /// Ready runs by deployment: a worker claims only runs of the deployments it serves.
+  var ready: [String: Heap<Entry>] = [:]
   var waiting = Heap<Timer>()
   var lateness = Heap<Timer>()
   /// Ready runs whose deployment or a tag had no free slot, by that slot.
@@ -59,7 +61,7 @@ struct ReadyIndex {
   static func entry(for run: Run) -> Entry {
     Entry(
       priority: run.priority, start: run.scheduledStart, order: run.firstSequence, id: run.id,
-      version: run.lastSequence)
+      deployment: run.deployment, version: run.lastSequence)
   }
 
   static func isCurrent(_ entry: Entry, in state: QueueState) -> Bool {
@@ -79,7 +81,7 @@ struct ReadyIndex {
     guard run.isClaimable else { return }
     let entry = Self.entry(for: run)
     if run.scheduledStart <= now {
-      ready.insert(entry)
+      ready[entry.deployment, default: Heap()].insert(entry)
     } else {
       waiting.insert(Timer(due: run.scheduledStart, entry: entry))
     }
@@ -88,30 +90,31 @@ struct ReadyIndex {
 
   /// Returns a run that ``next(in:now:limits:pending:)`` gave but was not claimed after all.
   mutating func putBack(_ run: Run) {
-    ready.insert(Self.entry(for: run))
+    ready[run.deployment, default: Heap()].insert(Self.entry(for: run))
   }
 
   /// A run gave back its slots: the runs parked behind them may be claimable again.
   mutating func release(slotsOf run: Run) {
     for slot in [Slot.deployment(run.deployment)] + run.tags.map(Slot.tag) {
       if let entries = parked.removeValue(forKey: slot) {
-        for entry in entries { ready.insert(entry) }
+        for entry in entries { ready[entry.deployment, default: Heap()].insert(entry) }
       }
     }
   }
 
   /// The next run to claim at `now` whose deployment and tags have a free slot, removed from the index.
   ///
-  /// `pending` are runs already chosen for the same commit: they hold slots the state does not
-  /// show yet.
+  /// `deployments`: only runs of these (nil: of any). `pending` are runs already chosen for the same
+  /// commit: they hold slots the state does not show yet.
   mutating func next(
-    in state: QueueState, now: Timestamp, limits: ConcurrencyLimits, pending: [RunID] = []
+    in state: QueueState, now: Timestamp, limits: ConcurrencyLimits, deployments: Set<String>? = nil,
+    pending: [RunID] = []
   ) -> Run? {
     while let timer = waiting.min, timer.due <= now {
       waiting.removeMin()
-      if Self.isCurrent(timer.entry, in: state) { ready.insert(timer.entry) }
+      if Self.isCurrent(timer.entry, in: state) { ready[timer.entry.deployment, default: Heap()].insert(timer.entry) }
     }
-    while let entry = ready.popMin() {
+    while let entry = popBest(of: deployments) {
       guard Self.isCurrent(entry, in: state), let run = state.runs[entry.id] else { continue }
       if let slot = limits.fullSlot(for: run, in: state, pending: pending.compactMap { state.runs[$0] }) {
         parked[slot, default: []].append(entry)
@@ -120,6 +123,24 @@ struct ReadyIndex {
       return run
     }
     return nil
+  }
+
+  /// The first entry in claim order among the ready runs of `deployments` (nil: of all), removed.
+  private mutating func popBest(of deployments: Set<String>?) -> Entry? {
+    var best: (deployment: String, entry: Entry)?
+    if let deployments, deployments.count < ready.count {
+      for deployment in deployments {
+        if let entry = ready[deployment]?.min, best.map({ entry < $0.entry }) ?? true { best = (deployment, entry) }
+      }
+    } else {
+      for (deployment, heap) in ready where deployments?.contains(deployment) ?? true {
+        if let entry = heap.min, best.map({ entry < $0.entry }) ?? true { best = (deployment, entry) }
+      }
+    }
+    guard let best else { return nil }
+    ready[best.deployment]!.removeMin()
+    if ready[best.deployment]!.isEmpty { ready[best.deployment] = nil }
+    return best.entry
   }
 
   /// Scheduled runs whose lateness time has come, removed from the index.

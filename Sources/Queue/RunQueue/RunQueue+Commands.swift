@@ -27,6 +27,8 @@ public struct EnqueueRequest: Sendable {
   public var timeout: Duration = .zero
   /// The new run's id; nil: a random UUID.
   public var id: RunID?
+  /// The deployment version the parameters were validated against (0: none registered).
+  public var deploymentVersion: UInt32 = 0
 
   public init(deployment: String, flow: String, parametersJSON: String = "{}", parameters: [RunParameter] = []) {
     self.deployment = deployment
@@ -149,6 +151,7 @@ extension RunQueue {
       event.crashPolicy.requeueDelayMicros = request.crashPolicy.requeueDelay.micros
       event.enqueuedBy = request.enqueuedBy
       event.timeoutMicros = request.timeout.micros
+      event.deploymentVersion = request.deploymentVersion
       created.value = true
       return .write(request.id ?? RunID(), [.enqueued(event)])
     }
@@ -168,17 +171,25 @@ extension RunQueue {
   /// Like ``claim(scheduler:limit:)``; the runs after the first stop
   /// once their parameters reach `maxParameterBytes` together, so the answer that carries them
   /// stays within a message limit.
-  public func claim(scheduler: String, limit: Int, maxParameterBytes: Int) async throws -> [Claim] {
+  ///
+  /// `deployments`: only runs of these deployments (nil: of any); a claim that names them records
+  /// the scheduler as a worker serving them (``workers(serving:)``), as seen by `principal`.
+  public func claim(
+    scheduler: String, limit: Int, maxParameterBytes: Int, deployments: Set<String>? = nil, principal: String = ""
+  ) async throws -> [Claim] {
     guard !scheduler.isEmpty else {
       throw QueueError(code: .invalidArgument, message: "a claim needs the scheduler's id")
     }
+    if let deployments { sawWorker(scheduler, serving: deployments, principal: principal) }
     let runs = try await commitAll { [options] locked, time throws(QueueError) in
       var runs: [(RunID, [RunEvent.OneOf_Kind])] = []
       var chosen: [RunID] = []
       var bytes = 0
       while runs.count < max(1, limit) {
         // Slots taken by this batch count too: claim them one at a time in the index.
-        guard let run = locked.index.next(in: locked.state, now: time, limits: options.limits, pending: chosen)
+        guard
+          let run = locked.index.next(
+            in: locked.state, now: time, limits: options.limits, deployments: deployments, pending: chosen)
         else { break }
         bytes += run.parametersJSON.utf8.count
         if !runs.isEmpty, bytes > maxParameterBytes {

@@ -53,6 +53,8 @@ public final class RunQueue: Sendable {
     var wakeSignals: [WakeSignal] = []
     /// Poked whenever a user asks to cancel a claimed run.
     var cancelSignals: [WakeSignal] = []
+    /// Workers by id, as last seen claiming or watching for work (kept in memory, not logged).
+    var workers: [String: WorkerSighting] = [:]
   }
 
   /// Opens the queue in `directory`: takes its lock, recovers the log, loads the newest snapshot

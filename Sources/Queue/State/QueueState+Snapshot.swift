@@ -1,4 +1,5 @@
 import Dispatch
+import SwiftProtobuf
 import Synchronization
 
 /// The snapshot encoding of ``QueueState``: a version, a table of the distinct strings, then every
@@ -10,7 +11,7 @@ import Synchronization
 /// Snapshots are caches of the log, so the format may change with any version: a snapshot this
 /// version cannot read is skipped and the log replayed.
 extension QueueState {
-  static let snapshotVersion: UInt32 = 4
+  static let snapshotVersion: UInt32 = 5
   /// The snapshot payload; runs are written `runsPerChunk` at a time, the unit of parallel decoding.
   public func snapshotPayload(runsPerChunk: Int = 32_768) -> [UInt8] {
     var body = SnapshotWriter()
@@ -31,6 +32,7 @@ extension QueueState {
     writer.put(UInt64(runs.count))
     writer.put(UInt32(body.strings.count))
     for string in body.strings { writer.putRaw(string) }
+    writer.putDeployments(deployments)
     writer.put(UInt32(chunks.count))
     for chunk in chunks {
       writer.put(chunk.runs)
@@ -53,7 +55,9 @@ extension QueueState {
       guard let string = reader.getRawString() else { return nil }
       reader.strings.append(string)
     }
-    guard let chunkCount: UInt32 = reader.get(), Int(chunkCount) * 12 <= bytes.count - reader.offset else {
+    guard let deployments = reader.getDeployments(), let chunkCount: UInt32 = reader.get(),
+      Int(chunkCount) * 12 <= bytes.count - reader.offset
+    else {
       return nil
     }
     var chunks: [(firstRun: Int, runs: Int, offset: Int, end: Int)] = []
@@ -119,6 +123,7 @@ extension QueueState {
       }
     }
     runs = table
+    self.deployments = deployments
     idempotencyKeys = derived.idempotencyKeys
     slotsByDeployment = derived.slotsByDeployment
     slotsByTag = derived.slotsByTag
@@ -182,6 +187,7 @@ struct SnapshotWriter {
     put(run.enqueuedBy)
     put(run.enqueuedAt)
     put(run.timeout.micros)
+    put(run.deploymentVersion)
     put(UInt8(run.state.index))
     put(run.stateSince)
     put(run.stateMessage)
@@ -205,6 +211,43 @@ struct SnapshotWriter {
     put(run.userRetries)
     put(run.result)
     put(run.resultType)
+  }
+}
+
+extension SnapshotWriter {
+  /// Every version of every deployment: each as its registration event, with its time and sequence.
+  mutating func putDeployments(_ deployments: [String: [DeploymentVersion]]) {
+    let versions = deployments.keys.sorted().flatMap { deployments[$0]! }
+    put(UInt32(versions.count))
+    for version in versions {
+      var event = Gps_V1_DeploymentRegistered()
+      event.definition = version.definition
+      event.version = version.version
+      event.worker = version.worker
+      event.registeredBy = version.registeredBy
+      // A definition in the state was decoded from the log, so it encodes.
+      put((try? event.serializedBytes()) ?? [])
+      put(version.registeredAt)
+      put(version.sequence)
+    }
+  }
+}
+
+extension SnapshotReader {
+  mutating func getDeployments() -> [String: [DeploymentVersion]]? {
+    guard let count: UInt32 = get(), count <= UInt32(bytes.count - offset) else { return nil }
+    var deployments: [String: [DeploymentVersion]] = [:]
+    for _ in 0..<count {
+      guard let bytes = getBytes(), let event = try? Gps_V1_DeploymentRegistered(serializedBytes: bytes),
+        let time = getTimestamp(), let sequence: UInt64 = get(),
+        event.version == (deployments[event.definition.name]?.count ?? 0) + 1
+      else { return nil }
+      deployments[event.definition.name, default: []].append(
+        DeploymentVersion(
+          definition: event.definition, version: event.version, registeredAt: time, worker: event.worker,
+          registeredBy: event.registeredBy, sequence: sequence))
+    }
+    return deployments
   }
 }
 
@@ -282,7 +325,7 @@ struct SnapshotReader {
     }
     guard let priority: Int32 = get(), let maxRequeues: UInt32 = get(), let requeueDelay: Int64 = get(),
       let enqueuedBy = getString(), let enqueuedAt = getTimestamp(), let timeout: Int64 = get(),
-      let stateIndex: UInt8 = get(), Int(stateIndex) < RunState.byIndex.count,
+      let deploymentVersion: UInt32 = get(), let stateIndex: UInt8 = get(), Int(stateIndex) < RunState.byIndex.count,
       let stateSince = getTimestamp(), let stateMessage = getString(), let scheduledStart = getTimestamp(),
       let hasLease: UInt8 = get()
     else { return nil }
@@ -301,7 +344,8 @@ struct SnapshotReader {
       deployment: deployment, flow: flow, parametersJSON: parametersJSON, parameters: parameters,
       idempotencyKey: idempotencyKey, tags: tags, priority: priority,
       crashPolicy: CrashPolicy(maxRequeues: maxRequeues, requeueDelay: .microseconds(requeueDelay)),
-      enqueuedBy: enqueuedBy, enqueuedAt: enqueuedAt, timeout: .microseconds(timeout))
+      enqueuedBy: enqueuedBy, enqueuedAt: enqueuedAt, timeout: .microseconds(timeout),
+      deploymentVersion: deploymentVersion)
     return Run(
       id: id, spec: spec, state: RunState.byIndex[Int(stateIndex)], stateSince: stateSince,
       stateMessage: stateMessage, scheduledStart: scheduledStart, lease: lease, orphaned: orphaned & 1 != 0,

@@ -15,6 +15,8 @@ public struct QueueState: Sendable, Hashable {
   public internal(set) var slotsByTag: [String: Int] = [:]
   /// How many runs are in each state. Derived from `runs`.
   public internal(set) var counts = StateCounts()
+  /// Every registered version of every deployment, oldest first, by deployment name.
+  public internal(set) var deployments: [String: [DeploymentVersion]] = [:]
 
   public init() {}
 
@@ -25,12 +27,15 @@ public struct QueueState: Sendable, Hashable {
 
   /// Applies one event, changing its run in place (the replay path: no copy of the run).
   public mutating func apply(_ event: RunEvent, sequence: UInt64) throws(QueueError) {
-    if event.isLogNote {
+    if event.isQueueRecord {
       guard event.runID.isEmpty else {
         throw QueueError(
-          code: .illegalTransition, message: "event \(sequence): \(event.typeName) belongs to the log, not to a run")
+          code: .illegalTransition, message: "event \(sequence): \(event.typeName) belongs to the queue, not to a run")
       }
       try checkOrder(event, sequence: sequence)
+      if case .deploymentRegistered(let registered) = event.kind {
+        try register(registered, time: event.time, sequence: sequence)
+      }
       lastSequence = sequence
       lastTime = event.time
       return
@@ -57,7 +62,7 @@ public struct QueueState: Sendable, Hashable {
     lastTime = event.time
   }
 
-  private func checkOrder(_ event: RunEvent, sequence: UInt64) throws(QueueError) {
+  func checkOrder(_ event: RunEvent, sequence: UInt64) throws(QueueError) {
     guard sequence == lastSequence + 1 else {
       throw QueueError(
         code: .illegalTransition,

@@ -14,7 +14,8 @@ extension Run {
       idempotencyKey: event.idempotencyKey, tags: event.tags, priority: event.priority,
       crashPolicy: CrashPolicy(
         maxRequeues: event.crashPolicy.maxRequeues, requeueDelay: .microseconds(event.crashPolicy.requeueDelayMicros)),
-      enqueuedBy: event.enqueuedBy, enqueuedAt: time, timeout: .microseconds(event.timeoutMicros))
+      enqueuedBy: event.enqueuedBy, enqueuedAt: time, timeout: .microseconds(event.timeoutMicros),
+      deploymentVersion: event.deploymentVersion)
     state = .scheduled
     stateSince = time
     stateMessage = ""
@@ -241,8 +242,8 @@ extension Run {
       result = []
       resultType = ""
 
-    case .logTailTruncated, .logLossAccepted:
-      throw TransitionError(message: "run \(id): \(event.typeName) is a note of the log, not an event of a run")
+    case .logTailTruncated, .logLossAccepted, .deploymentRegistered:
+      throw TransitionError(message: "run \(id): \(event.typeName) is a record of the queue, not an event of a run")
 
     case nil:
       throw TransitionError(message: "run \(id): an event of an unknown type (written by a newer GPS?)")

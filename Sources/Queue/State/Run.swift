@@ -58,11 +58,13 @@ public final class RunSpec: Sendable, Hashable {
   public let enqueuedAt: Timestamp
   /// Limit on the run's execution (zero: none).
   public let timeout: Duration
+  /// The version of the deployment the parameters were validated against (0: unversioned).
+  public let deploymentVersion: UInt32
 
   init(
     deployment: String, flow: String, parametersJSON: String, parameters: [RunParameter], idempotencyKey: String,
     tags: [String], priority: Int32, crashPolicy: CrashPolicy, enqueuedBy: String, enqueuedAt: Timestamp,
-    timeout: Duration
+    timeout: Duration, deploymentVersion: UInt32
   ) {
     self.deployment = deployment
     self.flow = flow
@@ -75,6 +77,7 @@ public final class RunSpec: Sendable, Hashable {
     self.enqueuedBy = enqueuedBy
     self.enqueuedAt = enqueuedAt
     self.timeout = timeout
+    self.deploymentVersion = deploymentVersion
   }
 
   public static func == (lhs: RunSpec, rhs: RunSpec) -> Bool {
@@ -82,7 +85,8 @@ public final class RunSpec: Sendable, Hashable {
       || (lhs.deployment == rhs.deployment && lhs.flow == rhs.flow && lhs.parametersJSON == rhs.parametersJSON
         && lhs.parameters == rhs.parameters && lhs.idempotencyKey == rhs.idempotencyKey && lhs.tags == rhs.tags
         && lhs.priority == rhs.priority && lhs.crashPolicy == rhs.crashPolicy && lhs.enqueuedBy == rhs.enqueuedBy
-        && lhs.enqueuedAt == rhs.enqueuedAt && lhs.timeout == rhs.timeout)
+        && lhs.enqueuedAt == rhs.enqueuedAt && lhs.timeout == rhs.timeout
+        && lhs.deploymentVersion == rhs.deploymentVersion)
   }
 
   public func hash(into hasher: inout Hasher) {
@@ -142,6 +146,7 @@ public struct Run: Sendable, Hashable {
   public var enqueuedBy: String { spec.enqueuedBy }
   public var enqueuedAt: Timestamp { spec.enqueuedAt }
   public var timeout: Duration { spec.timeout }
+  public var deploymentVersion: UInt32 { spec.deploymentVersion }
 
   /// A run is ready to claim when it has no lease, waits in the queue and its start time has come.
   public var isClaimable: Bool {

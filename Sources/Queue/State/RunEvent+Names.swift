@@ -19,6 +19,14 @@ extension RunEvent {
     }
   }
 
+  /// A record of the queue itself, which belongs to no run: a log note or a deployment's registration.
+  public var isQueueRecord: Bool {
+    switch kind {
+    case .logTailTruncated, .logLossAccepted, .deploymentRegistered: true
+    default: false
+    }
+  }
+
   /// The run the event belongs to (nil for a log note, or a damaged event).
   public var run: RunID? { RunID(bytes: runID) }
 
@@ -44,6 +52,7 @@ extension RunEvent {
     case .retried: "RunRetried"
     case .logTailTruncated: "LogTailTruncated"
     case .logLossAccepted: "LogLossAccepted"
+    case .deploymentRegistered: "DeploymentRegistered"
     case nil: "Unknown"
     }
   }

@@ -1,5 +1,6 @@
 public import GRPCCore
 public import GRPCNIOTransportHTTP2
+public import RPC
 
 /// Long-lived gRPC clients for services A and B.
 ///

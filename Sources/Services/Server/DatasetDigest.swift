@@ -1,4 +1,5 @@
 import Crypto
+import RPC
 
 /// The digest that identifies a dataset's content independently of object order and URLs:
 /// SHA-256 over the objects' SHA-256 digests, sorted, each as 32 raw bytes.

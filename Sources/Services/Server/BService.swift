@@ -1,5 +1,6 @@
 public import GRPCCore
 import GRPCProtobuf
+import RPC
 import SwiftProtobuf
 
 /// Service B: validates a manifest produced by A and summarises the dataset in a `Response`.

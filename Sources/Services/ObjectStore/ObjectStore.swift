@@ -1,5 +1,6 @@
 import Crypto
 import NIOPosix
+import RPC
 
 #if canImport(Glibc)
   import Glibc
@@ -210,17 +211,4 @@ public struct ObjectDescription: Sendable, Hashable {
   public var sizeBytes: UInt64
   /// Lowercase hex SHA-256 of the object's bytes.
   public var sha256: String
-}
-
-extension Sequence<UInt8> {
-  /// Lowercase hexadecimal, two characters per byte.
-  public var hexString: String {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    for byte in self {
-      out.append(digits[Int(byte >> 4)])
-      out.append(digits[Int(byte & 0x0f)])
-    }
-    return String(decoding: out, as: UTF8.self)
-  }
 }

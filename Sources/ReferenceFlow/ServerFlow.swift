@@ -1,5 +1,18 @@
-public import RPC
+public import Flows
+import Foundation
+public import Services
 import SwiftProtobuf
+
+extension DescriptorPool {
+  /// The descriptors of services A and B's protos (`protos/gps/v1/{a,b,common}.proto`), committed
+  /// by `make proto`.
+  public static let gps: DescriptorPool = {
+    guard let pool = try? DescriptorPool(base64: embeddedDescriptorSet) else {
+      preconditionFailure("the embedded descriptor set does not decode; run `make proto`")
+    }
+    return pool
+  }()
+}
 
 /// The reference flow `server-flow`: its parameter `data_info` is a `gps.v1.DataInfo`.
 public enum ServerFlow {
@@ -20,16 +33,16 @@ public enum ServerFlow {
     name: name, parameters: parameters,
     steps: [
       Step("prepare", timeout: .seconds(30)) { context in
-        try await context.clients.a.prepare(
+        try await context.dependency(ServiceClients.self).a.prepare(
           try context.parameter(parameterName, as: Gps_V1_DataInfo.self), metadata: context.metadata,
           options: context.callOptions)
       },
       Step("process", timeout: .seconds(30)) { context in
-        try await context.clients.b.process(
+        try await context.dependency(ServiceClients.self).b.process(
           try context.result(of: "prepare", as: Gps_V1_Manifest.self), metadata: context.metadata,
           options: context.callOptions)
       },
-    ])
+    ], descriptors: .gps)
 
   /// The snippet's deployment, `server-flow/MyPrefectDeployer`.
   public static let deployment = Deployment(
@@ -38,11 +51,16 @@ public enum ServerFlow {
 
   /// Validates the `data_info` parameter given as JSON, with the same validator as enqueue.
   public static func decodeDataInfo(_ json: String) throws(FlowsError) -> Gps_V1_DataInfo {
-    let validated = try parameters.validate(json: #"{"\#(parameterName)": \#(json)}"#)
+    let validated = try parameters.validate(json: #"{"\#(parameterName)": \#(json)}"#, pool: .gps)
     do {
       return try Gps_V1_DataInfo(serializedBytes: validated.value(of: parameterName) ?? [])
     } catch {
       throw FlowsError(code: .invalidParameter, message: "\(parameterName): \(error)", cause: error)
     }
   }
+}
+
+extension DeploymentRegistry {
+  /// The deployments GPS ships: `server-flow/MyPrefectDeployer`.
+  public static let standard = DeploymentRegistry([ServerFlow.deployment])
 }

@@ -1,5 +1,6 @@
 public import GRPCCore
 import GRPCProtobuf
+import RPC
 import SwiftProtobuf
 
 /// Service A: resolves a dataset's object URLs in the object store and returns their sizes and digests.

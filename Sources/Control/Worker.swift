@@ -1,0 +1,74 @@
+public import Flows
+import Foundation
+public import Logging
+import Queue
+public import RPC
+public import ServiceLifecycle
+import UnixSignals
+
+/// Serves deployments to a running `gps server start`: registers them (their definitions and
+/// parameter types become events in the server's log), then claims and executes their runs; only
+/// theirs. The Swift counterpart of Prefect's `flow.serve(name:)` and of a Temporal worker.
+///
+/// A ServiceLifecycle `Service`: on graceful shutdown it stops claiming and lets the runs in
+/// flight finish; cancelled, it abandons them (their leases expire and their crash policy
+/// applies). ``serve()`` runs it until SIGINT or SIGTERM.
+public struct Worker: Service {
+  public let server: ServiceAddress
+  public let credentials: ControlCredentials
+  public let deployments: DeploymentRegistry
+  public let dependencies: Dependencies
+  public let options: SchedulerOptions
+  public let logger: Logger
+
+  /// - Parameters:
+  ///   - deployments: what the worker registers and runs.
+  ///   - dependencies: what its steps get from ``StepContext/dependency(_:)`` (clients, settings …).
+  public init(
+    server: ServiceAddress, credentials: ControlCredentials = ControlCredentials(), deployments: [Deployment],
+    dependencies: Dependencies = Dependencies(), options: SchedulerOptions = SchedulerOptions(),
+    logger: Logger = Logger(label: "gps.worker")
+  ) {
+    self.server = server
+    self.credentials = credentials
+    self.deployments = DeploymentRegistry(deployments)
+    self.dependencies = dependencies
+    self.options = options
+    self.logger = logger
+  }
+
+  public func run() async throws {
+    try await withControlClient(server, credentials: credentials) { control in
+      let queue = RemoteQueue(client: control, scheduler: options.id, deployments: deployments.names)
+      let scheduler = Scheduler(
+        queue: queue, registry: deployments, dependencies: dependencies, options: options, logger: logger)
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask {
+          await queue.watchWork { error in
+            logger.warning("lost the server's work stream; reconnecting", metadata: ["error": "\(error)"])
+          }
+        }
+        group.addTask { try await scheduler.run() }
+        group.addTask {
+          try? await gracefulShutdown()
+          guard !Task.isCancelled else { return }
+          logger.info(
+            "stopping: no new claims; waiting for runs in flight", metadata: ["runs": "\(scheduler.activeRuns)"])
+          scheduler.stopClaiming()
+          try await Task.sleep(for: .seconds(86_400 * 365))
+        }
+        // scheduler.run() returns once drained (or throws); then stop the rest.
+        _ = try await group.next()
+        group.cancelAll()
+      }
+    }
+  }
+
+  /// Runs the worker until SIGINT or SIGTERM, then stops it gracefully.
+  public func serve() async throws {
+    let group = ServiceGroup(
+      configuration: .init(
+        services: [.init(service: self)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    try await group.run()
+  }
+}

@@ -1,0 +1,121 @@
+public import Foundation
+public import Queue
+import Synchronization
+
+/// A deployment as the server knows it: a registered definition, without the flow's code. It
+/// validates parameters (the one validator, against the definition's own descriptors) and builds
+/// the JSON Schema, so the server and the CLI handle types they never linked.
+public struct RegisteredDeployment: Sendable {
+  public let version: DeploymentVersion
+  public let parameters: ParameterSet
+  public let descriptors: DescriptorPool
+
+  public var name: String { version.name }
+  public var definition: DeploymentDefinition { version.definition }
+
+  public init(_ version: DeploymentVersion) throws(FlowsError) {
+    self.version = version
+    do {
+      descriptors = try DescriptorPool(descriptorSet: version.definition.descriptorSet)
+    } catch {
+      throw FlowsError(
+        code: .invalidParameter,
+        message:
+          "deployment \(version.name) version \(version.version) has a descriptor set that does not decode: \(error)",
+        cause: error)
+    }
+    parameters = ParameterSet(
+      version.definition.parameters.map { parameter in
+        ParameterSpec(
+          name: parameter.name, type: parameter.type, required: parameter.required,
+          defaultJSON: parameter.defaultJson.isEmpty ? nil : parameter.defaultJson,
+          description: parameter.description_p)
+      })
+  }
+
+  /// The JSON Schema (draft 2020-12) of the parameters.
+  public var parameterSchema: JSONValue { parameters.jsonSchema(title: name, pool: descriptors) }
+
+  /// Checks that every type the definition names is in its descriptor set: a worker finds out at
+  /// registration, not at its first run.
+  public func checkTypes() throws(FlowsError) {
+    var missing: [String] = []
+    for parameter in parameters.parameters
+    where ScalarParameterTypes.field(for: parameter.type) == nil
+      && ProtoJSON.wellKnownTypes[ProtoJSON.typeLabel(parameter.type)] == nil
+      && descriptors.message(parameter.type) == nil
+    {
+      missing.append("parameter \(parameter.name): \(parameter.type)")
+    }
+    guard missing.isEmpty else {
+      throw FlowsError(
+        code: .invalidParameter,
+        message:
+          "deployment \(name): the descriptor set lacks \(missing.joined(separator: ", ")) (build it with protoc --include_imports --descriptor_set_out)"
+      )
+    }
+  }
+
+  public func validate(json: String) throws(FlowsError) -> ValidatedParameters {
+    try parameters.validate(json: json, pool: descriptors)
+  }
+
+  /// Validates `parametersJSON` and builds the request to enqueue, recording this version.
+  public func enqueueRequest(
+    parametersJSON: String, idempotencyKey: String = "", tags extraTags: [String] = [],
+    scheduledStart: Timestamp? = nil, enqueuedBy: String = ""
+  ) throws(FlowsError) -> EnqueueRequest {
+    let validated = try validate(json: parametersJSON)
+    let definition = version.definition
+    var request = EnqueueRequest(
+      deployment: name, flow: definition.flow, parametersJSON: validated.json, parameters: validated.typed)
+    request.idempotencyKey = idempotencyKey
+    request.tags = definition.tags + extraTags.filter { !definition.tags.contains($0) }
+    request.priority = definition.priority
+    request.scheduledStart = scheduledStart
+    request.crashPolicy = CrashPolicy(
+      maxRequeues: definition.crashPolicy.maxRequeues,
+      requeueDelay: .microseconds(definition.crashPolicy.requeueDelayMicros))
+    request.enqueuedBy = enqueuedBy
+    request.timeout = .microseconds(definition.timeoutMicros)
+    request.deploymentVersion = version.version
+    return request
+  }
+}
+
+/// Registered deployments built once per version: decoding a descriptor set for every enqueue
+/// would cost more than the enqueue.
+public final class DeploymentCatalog: Sendable {
+  private let built = Mutex<[String: RegisteredDeployment]>([:])
+
+  public init() {}
+
+  /// The registered deployment for `version`, built on first use.
+  public func deployment(_ version: DeploymentVersion) throws(FlowsError) -> RegisteredDeployment {
+    let key = "\(version.name)\u{0}\(version.version)"
+    if let known = built.withLock({ $0[key] }), known.version == version { return known }
+    let deployment = try RegisteredDeployment(version)
+    built.withLock { $0[key] = deployment }
+    return deployment
+  }
+
+  /// The newest version of `name` in `state`, or an error that lists what is registered.
+  public func deployment(named name: String, version: UInt32 = 0, in state: QueueState) throws(FlowsError)
+    -> RegisteredDeployment
+  {
+    guard let found = state.deployment(named: name, version: version) else {
+      throw Self.unknown(name, version: version, known: state.deployments.keys.sorted())
+    }
+    return try deployment(found)
+  }
+
+  public static func unknown(_ name: String, version: UInt32 = 0, known: [String]) -> FlowsError {
+    if version != 0, known.contains(name) {
+      return FlowsError(
+        code: .unknownDeployment, message: "deployment \(JSONValue.quoted(name)) has no version \(version)")
+    }
+    let list = known.isEmpty ? "none are registered" : "registered: \(known.joined(separator: ", "))"
+    return FlowsError(
+      code: .unknownDeployment, message: "no deployment is named \(JSONValue.quoted(name)) (\(list))")
+  }
+}

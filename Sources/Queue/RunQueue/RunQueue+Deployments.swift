@@ -1,0 +1,150 @@
+import Foundation
+import SwiftProtobuf
+import Synchronization
+
+/// A worker as the queue last saw it: which deployments it serves, and when it last claimed or
+/// watched for work. Kept in memory only: a restarted server knows a worker again at its next call.
+public struct WorkerSighting: Sendable, Hashable {
+  public var id: String
+  public var deployments: Set<String>
+  public var lastSeen: Timestamp
+  /// Who the worker runs as (its calls' audit identity).
+  public var principal: String
+
+  public init(id: String, deployments: Set<String>, lastSeen: Timestamp, principal: String) {
+    self.id = id
+    self.deployments = deployments
+    self.lastSeen = lastSeen
+    self.principal = principal
+  }
+}
+
+extension RunQueue {
+  /// Records the definitions as deployment versions, atomically: a definition equal to its
+  /// deployment's newest version writes nothing and answers that version; a new or changed one is
+  /// a `DeploymentRegistered` event with the next version. Returns once the events are durable, with
+  /// one version per definition.
+  public func register(
+    _ definitions: [DeploymentDefinition], worker: String, by principal: String
+  ) async throws -> [UInt32] {
+    for definition in definitions {
+      try Self.check(definition)
+    }
+    sawWorker(worker, serving: Set(definitions.map(\.name)), principal: principal)
+    return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UInt32], any Error>) in
+      let immediate = locked.withLock { locked -> Result<[UInt32], QueueError>? in
+        do throws(QueueError) {
+          if let failure = locked.failure { throw failure }
+          if locked.closed { throw QueueError(code: .closed, message: "the queue is closed") }
+          let time = max(clock.now(), locked.state.lastTime)
+          var state = locked.state
+          var versions: [UInt32] = []
+          var records: [[UInt8]] = []
+          var sequence = locked.nextSequence
+          for definition in definitions {
+            if let newest = state.deployment(named: definition.name), newest.definition == definition {
+              versions.append(newest.version)
+              continue
+            }
+            var registered = Gps_V1_DeploymentRegistered()
+            registered.definition = definition
+            registered.version = UInt32(state.deployments[definition.name]?.count ?? 0) + 1
+            registered.worker = worker
+            registered.registeredBy = principal
+            let event = RunEvent.with {
+              $0.timeMicros = time.micros
+              $0.kind = .deploymentRegistered(registered)
+            }
+            try state.apply(event, sequence: sequence)
+            do {
+              records.append(try event.serializedBytes())
+            } catch {
+              throw QueueError(code: .invalidArgument, message: "a definition does not encode: \(error)", cause: error)
+            }
+            versions.append(registered.version)
+            sequence += 1
+          }
+          guard !records.isEmpty else { return .success(versions) }
+          let answer = versions
+          let range = try log.submit(records) { [self] result in
+            switch result {
+            case .success:
+              durableWaiters.advance(to: log.lastSequence)
+              continuation.resume(returning: answer)
+            case .failure(let error):
+              self.locked.withLock { $0.failure = $0.failure ?? error }
+              durableWaiters.fail()
+              continuation.resume(throwing: error)
+            }
+          }
+          precondition(range.lowerBound == locked.nextSequence, "the queue is the log's only writer")
+          locked.state = state
+          locked.nextSequence = range.upperBound + 1
+          locked.eventsSinceSnapshot += records.count
+          // A worker for runs that were waiting may have arrived.
+          for signal in locked.wakeSignals { signal.signal() }
+          return nil
+        } catch {
+          return .failure(error)
+        }
+      }
+      if let immediate { continuation.resume(with: immediate.mapError { $0 }) }
+    }
+  }
+
+  static func check(_ definition: DeploymentDefinition) throws(QueueError) {
+    let parts = definition.name.split(separator: "/", omittingEmptySubsequences: false)
+    guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty }), String(parts[0]) == definition.flow else {
+      throw QueueError(
+        code: .invalidArgument,
+        message:
+          "a deployment is named FLOW/NAME after its flow, e.g. \"\(definition.flow.isEmpty ? "my-flow" : definition.flow)/default\"; got \(quoted(definition.name))"
+      )
+    }
+    guard !definition.steps.isEmpty else {
+      throw QueueError(code: .invalidArgument, message: "deployment \(definition.name) has no steps")
+    }
+    guard definition.name.utf8.count <= 256 else {
+      throw QueueError(code: .invalidArgument, message: "a deployment's name is at most 256 bytes")
+    }
+  }
+
+  private static func quoted(_ text: String) -> String {
+    "\"\(text.prefix(100))\(text.count > 100 ? "…" : "")\""
+  }
+
+  /// Every deployment's newest version, by name.
+  public var deployments: [DeploymentVersion] {
+    locked.withLock { locked in locked.state.deployments.keys.sorted().compactMap { locked.state.deployment(named: $0) }
+    }
+  }
+
+  /// Records that `worker` is alive and serves `deployments`.
+  public func sawWorker(_ worker: String, serving deployments: Set<String>, principal: String) {
+    let now = clock.now()
+    locked.withLock { locked in
+      let known = locked.workers[worker]
+      locked.workers[worker] = WorkerSighting(
+        id: worker, deployments: deployments.union(known?.deployments ?? []), lastSeen: now,
+        principal: principal.isEmpty ? known?.principal ?? "" : principal)
+      // Workers gone for a day are forgotten: ids differ per process, so they would pile up.
+      if locked.workers.count > 64 {
+        locked.workers = locked.workers.filter { now - $0.value.lastSeen < .seconds(86_400) }
+      }
+    }
+  }
+
+  /// The workers seen serving `deployment`, most recently seen first.
+  public func workers(serving deployment: String) -> [WorkerSighting] {
+    locked.withLock { locked in
+      locked.workers.values.filter { $0.deployments.contains(deployment) }.sorted { $0.lastSeen > $1.lastSeen }
+    }
+  }
+
+  /// Whether a worker serving `deployment` was seen within a lease's length: a run enqueued now
+  /// would be claimed.
+  public func isReady(_ deployment: String) -> Bool {
+    let now = clock.now()
+    return workers(serving: deployment).contains { now - $0.lastSeen <= options.leaseDuration }
+  }
+}

@@ -1,0 +1,66 @@
+/// What a worker registers: a deployment's definition, generated from `protos/gps/v1/events.proto`.
+public typealias DeploymentDefinition = Gps_V1_DeploymentDefinition
+
+/// One registered version of a deployment: the fold of one `DeploymentRegistered` event.
+public struct DeploymentVersion: Sendable, Hashable {
+  public var definition: DeploymentDefinition
+  /// 1, 2, … per deployment name.
+  public var version: UInt32
+  public var registeredAt: Timestamp
+  /// The worker that registered it, and who that worker ran as.
+  public var worker: String
+  public var registeredBy: String
+  /// The event's position in the log.
+  public var sequence: UInt64
+
+  public var name: String { definition.name }
+
+  public init(
+    definition: DeploymentDefinition, version: UInt32, registeredAt: Timestamp, worker: String, registeredBy: String,
+    sequence: UInt64
+  ) {
+    self.definition = definition
+    self.version = version
+    self.registeredAt = registeredAt
+    self.worker = worker
+    self.registeredBy = registeredBy
+    self.sequence = sequence
+  }
+}
+
+extension QueueState {
+  /// The newest version of the deployment named `name`, or nil when none was registered.
+  public func deployment(named name: String) -> DeploymentVersion? { deployments[name]?.last }
+
+  /// Version `version` of the deployment named `name` (0: the newest).
+  public func deployment(named name: String, version: UInt32) -> DeploymentVersion? {
+    guard version != 0 else { return deployment(named: name) }
+    guard let versions = deployments[name], version <= versions.count else { return nil }
+    return versions[Int(version) - 1]
+  }
+
+  /// The concurrency limit of the deployment's newest version, if it has one.
+  func registeredLimit(of deployment: String) -> Int? {
+    guard let limit = deployments[deployment]?.last?.definition.concurrencyLimit, limit > 0 else { return nil }
+    return Int(limit)
+  }
+
+  mutating func register(_ event: Gps_V1_DeploymentRegistered, time: Timestamp, sequence: UInt64) throws(QueueError) {
+    let name = event.definition.name
+    guard !name.isEmpty else {
+      throw QueueError(code: .illegalTransition, message: "event \(sequence): a deployment registered without a name")
+    }
+    let versions = deployments[name] ?? []
+    guard event.version == versions.count + 1 else {
+      throw QueueError(
+        code: .illegalTransition,
+        message:
+          "event \(sequence): deployment \(name) registered as version \(event.version) after version \(versions.count)"
+      )
+    }
+    deployments[name, default: []].append(
+      DeploymentVersion(
+        definition: event.definition, version: event.version, registeredAt: time, worker: event.worker,
+        registeredBy: event.registeredBy, sequence: sequence))
+  }
+}
