@@ -10,6 +10,8 @@ BENCH_DEPS   := nghttp2-client
 # openssl makes the self-signed certificate of the TLS test.
 TEST_DEPS    := openssl
 PLUGINS_DIR  := tools/protoc-plugins
+EXAMPLE      := Examples/inventory-worker
+EXAMPLE_GENERATED := $(EXAMPLE)/Sources/InventoryWorker/Generated
 PLUGINS_BIN  := $(PLUGINS_DIR)/.build/release
 PROTO_FILES  := $(shell find protos -name '*.proto' | sort)
 GENERATED    := Sources/RPC/Generated
@@ -27,7 +29,7 @@ REFERENCE_GENERATED := Sources/ReferenceFlow/Generated
 DESCRIPTOR_SET  := protos/gps.desc
 VENV         := .build-venv
 PYTHON       ?= python3
-LINT_PATHS   := Package.swift $(shell find Sources Tests Benchmarks -name '*.swift' -not -path '*/Generated/*' | sort)
+LINT_PATHS   := Package.swift $(shell find Sources Tests Benchmarks Examples -name '*.swift' -not -path '*/Generated/*' -not -path '*/.build*' | sort)
 
 .PHONY: install build release test test-python lint format proto clean run bench soak deps venv
 
@@ -48,6 +50,9 @@ release: deps
 test: deps venv
 	@scripts/ensure-packages.sh $(TEST_DEPS)
 	$(SWIFT) build --build-tests
+	@# The example worker package (its own Package.swift, GPS's public API only), built into the
+	@# build directory of its own (sharing one confuses both builds); the end-to-end tests run it.
+	$(SWIFT) build --package-path $(EXAMPLE) --scratch-path $(CURDIR)/.build-example
 	@# At most 8 tests at once: many of them run several processes, and two cores starved by all of
 	@# them at once turn timing into failures (a lock held 10 s, a deadline passed).
 	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=8 $(SWIFT) test --skip-build --parallel
@@ -124,6 +129,18 @@ proto:
 	scripts/embed-descriptors.sh $(DESCRIPTOR_SET).services > $(REFERENCE_GENERATED)/DescriptorSet.swift
 	rm -f $(DESCRIPTOR_SET).services
 	protoc -Iprotos --include_imports --descriptor_set_out=$(DESCRIPTOR_SET) $(PROTO_FILES)
+	# The example worker's own protos, messages, client and descriptors (internal to its package).
+	rm -rf $(EXAMPLE_GENERATED) && mkdir -p $(EXAMPLE_GENERATED)
+	protoc -I$(EXAMPLE)/protos \
+	  --plugin=protoc-gen-swift=$(PLUGINS_BIN)/protoc-gen-swift \
+	  --plugin=protoc-gen-grpc-swift=$(PLUGINS_BIN)/protoc-gen-grpc-swift-2 \
+	  --swift_opt=Visibility=Internal,FileNaming=PathToUnderscores --swift_out=$(EXAMPLE_GENERATED) \
+	  --grpc-swift_opt=Visibility=Internal,FileNaming=PathToUnderscores --grpc-swift_out=$(EXAMPLE_GENERATED) \
+	  $(EXAMPLE)/protos/inventory/v1/inventory.proto
+	protoc -I$(EXAMPLE)/protos --include_imports --descriptor_set_out=$(EXAMPLE)/protos/inventory.desc \
+	  $(EXAMPLE)/protos/inventory/v1/inventory.proto
+	scripts/embed-descriptors.sh $(EXAMPLE)/protos/inventory.desc > $(EXAMPLE_GENERATED)/DescriptorSet.swift
+	rm -f $(EXAMPLE)/protos/inventory.desc
 
 clean:
 	rm -rf .build $(VENV) $(PLUGINS_DIR)/.build

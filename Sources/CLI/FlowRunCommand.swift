@@ -84,7 +84,8 @@ func rpcCall<T>(_ body: () throws(RPCError) -> T) throws(CommandFailure) -> T {
   do {
     return try body()
   } catch {
-    throw CommandFailure(error.message)
+    let hint = error.code == .notFound && error.message.hasPrefix("no run") ? "; `gps flow-run ls` lists runs" : ""
+    throw CommandFailure(error.message + hint)
   }
 }
 
@@ -371,6 +372,6 @@ func command(
   do {
     return Gps_V1_RunInfo(try await offline(queue, run.id))
   } catch let error as QueueError {
-    throw CommandFailure(error.message)
+    throw CommandFailure(error.message + advice(for: error))
   }
 }

@@ -85,7 +85,7 @@ public struct RunFilter: Sendable {
     let text = text.lowercased()
     if let id = RunID(text) {
       guard let run = state.runs[id] else {
-        throw RPCError(code: .notFound, message: "no run \(text) in this queue; list runs with `gps flow-run ls`")
+        throw RPCError(code: .notFound, message: "no run \(text) in this queue")
       }
       return run
     }
@@ -102,7 +102,7 @@ public struct RunFilter: Sendable {
       if matches.count == 2 { break }
     }
     switch matches.count {
-    case 0: throw RPCError(code: .notFound, message: "no run starts with \(text); list runs with `gps flow-run ls`")
+    case 0: throw RPCError(code: .notFound, message: "no run starts with \(text)")
     case 1: return matches[0]
     default: throw RPCError(code: .invalidArgument, message: "several runs start with \(text); give more characters")
     }

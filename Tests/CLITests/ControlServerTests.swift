@@ -63,17 +63,6 @@ final class Workbench: Sendable {
   }
 }
 
-/// Polls `condition` every few milliseconds until it holds, for at most `limit`.
-func eventually(
-  _ what: String, within limit: Duration = .seconds(60), _ condition: () async throws -> Bool
-) async throws {
-  let deadline = ContinuousClock.now + limit
-  while try await !condition() {
-    guard ContinuousClock.now < deadline else { throw ProcessFailure(message: "timed out waiting for \(what)") }
-    try await Task.sleep(for: .milliseconds(20))
-  }
-}
-
 @Suite struct ControlServerTests {
   @Test func theFourTerminalWorkflowRunsTheSnippetToCompletion() async throws {
     try await withTemporaryDirectory { root in

@@ -35,7 +35,7 @@ import Testing
       }
       defer { load.cancel() }
       // Wait until the load is on.
-      try await eventually("the first runs", within: .seconds(60)) {
+      try await eventually("the first runs", limit: .seconds(60)) {
         (try? LogReader(directory: data).lastSequence()) ?? 0 > 200
       }
       for _ in 0..<10 {

@@ -70,7 +70,7 @@ import Testing
       let scheduler = try GPSProcess([
         "scheduler", "--server", proxy.address, "--a", bench.aAddress, "--b", bench.bAddress, "--concurrency", "32",
       ])
-      try await eventually("every run to complete", within: .seconds(90)) {
+      try await eventually("every run to complete", limit: .seconds(90)) {
         try await withControlClient(serverAddress) { control in
           let runs = try await control.listRuns(.with { $0.limit = 100 }).runs
           return runs.count == 32 && runs.allSatisfy { ["Completed", "Crashed", "Failed"].contains($0.state) }

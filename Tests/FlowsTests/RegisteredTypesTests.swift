@@ -60,10 +60,12 @@ import Testing
     #expect([String](parameterBytes: value("tags")) == ["a", "b"])
     #expect([Int64](parameterBytes: value("sizes")) == [1, 300])
     #expect(
-      problems(#"{"name": 1, "count": 1.5, "ratio": "x", "dry": 1, "tags": "a", "sizes": ["q"]}"#, parameters, pool: .empty)
+      problems(
+        #"{"name": 1, "count": 1.5, "ratio": "x", "dry": 1, "tags": "a", "sizes": ["q"]}"#, parameters, pool: .empty)
         == [
           "name: expected a string, got the number 1", "count: expected an integer (int64), got the number 1.5",
-          #"ratio: expected a number (double), got the string "x""#, "dry: expected a boolean (true or false), got the number 1",
+          #"ratio: expected a number (double), got the string "x""#,
+          "dry: expected a boolean (true or false), got the number 1",
           #"tags: expected an array of string, got the string "a""#,
           #"sizes[0]: expected an integer (int64), got the string "q""#,
         ])
@@ -76,11 +78,13 @@ import Testing
     var definition = DeploymentDefinition()
     definition.name = "events/replay"
     definition.flow = "events"
-    definition.parameters = [.with {
-      $0.name = "e"
-      $0.type = "gps.v1.Event"
-      $0.required = true
-    }]
+    definition.parameters = [
+      .with {
+        $0.name = "e"
+        $0.type = "gps.v1.Event"
+        $0.required = true
+      }
+    ]
     definition.descriptorSet = DescriptorPool.all.descriptorSet(for: ["gps.v1.Event"])
     let set = try Google_Protobuf_FileDescriptorSet(serializedBytes: definition.descriptorSet)
     #expect(set.file.map(\.name) == ["gps/v1/events.proto"])

@@ -12,20 +12,6 @@ import SwiftProtobuf
 import Synchronization
 import Testing
 
-/// Polls `condition` every 2 ms until it holds; fails (rather than hangs) after `limit`.
-func eventually(
-  _ what: String, limit: Duration = .seconds(60), _ condition: () throws -> Bool
-) async throws {
-  let deadline = ContinuousClock.now + limit
-  while try !condition() {
-    guard ContinuousClock.now < deadline else {
-      Issue.record("timed out waiting for \(what)")
-      return
-    }
-    try await Task.sleep(for: .milliseconds(2))
-  }
-}
-
 /// The events of one run, read from the log once everything the queue has applied is durable.
 func history(_ queue: RunQueue, _ directory: String, run: RunID) async throws -> [RunEvent] {
   let applied = queue.state.lastSequence

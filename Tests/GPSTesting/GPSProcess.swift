@@ -5,6 +5,14 @@ public import Foundation
 /// Output goes to files, not pipes: a pipe's write end can leak into a sibling spawned at the same
 /// moment and keep the reader waiting for an end-of-file that only comes when the sibling exits.
 public final class GPSProcess: Sendable {
+  /// The example worker package's executable (Examples/inventory-worker, built by `make test`
+  /// into `.build-example`): `$GPS_EXAMPLE_WORKER`, else there.
+  public static var exampleWorker: URL {
+    if let path = ProcessInfo.processInfo.environment["GPS_EXAMPLE_WORKER"] { return URL(fileURLWithPath: path) }
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent(".build-example/debug/InventoryWorker")
+  }
+
   /// Where the `gps` binary is: `$GPS_BINARY`, else next to the test bundle (the build's bin directory).
   public static var binary: URL {
     if let path = ProcessInfo.processInfo.environment["GPS_BINARY"] { return URL(fileURLWithPath: path) }
@@ -21,7 +29,7 @@ public final class GPSProcess: Sendable {
   private let termination: AsyncStream<Int32>
 
   /// Starts `gps ARGUMENTS` in `directory` (default: the current directory).
-  public init(_ arguments: [String], directory: URL? = nil, stdin: String? = nil) throws {
+  public init(_ arguments: [String], executable: URL? = nil, directory: URL? = nil, stdin: String? = nil) throws {
     outputDirectory = FileManager.default.temporaryDirectory
       .appendingPathComponent("gps-process-\(UUID().uuidString.lowercased())")
     try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
@@ -37,7 +45,7 @@ public final class GPSProcess: Sendable {
       terminated.yield(process.terminationStatus)
       terminated.finish()
     }
-    process.executableURL = Self.binary
+    process.executableURL = executable ?? Self.binary
     process.arguments = arguments
     if let directory { process.currentDirectoryURL = directory }
     process.standardOutput = try FileHandle(forWritingTo: stdoutURL)

@@ -10,15 +10,19 @@ import Testing
     var definition = DeploymentDefinition()
     definition.name = name
     definition.flow = String(name.split(separator: "/")[0])
-    definition.parameters = [.with {
-      $0.name = "x"
-      $0.type = parameterType
-      $0.required = true
-    }]
-    definition.steps = [.with {
-      $0.name = "only"
-      $0.maxAttempts = 1
-    }]
+    definition.parameters = [
+      .with {
+        $0.name = "x"
+        $0.type = parameterType
+        $0.required = true
+      }
+    ]
+    definition.steps = [
+      .with {
+        $0.name = "only"
+        $0.maxAttempts = 1
+      }
+    ]
     definition.concurrencyLimit = limit
     return definition
   }
@@ -27,7 +31,8 @@ import Testing
     try await withTemporaryDirectory { directory in
       let fixture = QueueFixture(directory: directory)
       let queue = try fixture.open()
-      #expect(try await queue.register([definition("a/one"), definition("b/two")], worker: "w1", by: "alice") == [1, 1])
+      #expect(
+        try await queue.register([definition("a/one"), definition("b/two")], worker: "w1", by: "alice") == [1, 1])
       let written = queue.durableSequence
       #expect(written == 2)
       // The same definitions again: the same versions, nothing in the log.
@@ -35,7 +40,8 @@ import Testing
       #expect(queue.durableSequence == written)
       // A changed parameter type: version 2 of that one only.
       #expect(
-        try await queue.register([definition("a/one", parameterType: "int64"), definition("b/two")], worker: "w1", by: "alice")
+        try await queue.register(
+          [definition("a/one", parameterType: "int64"), definition("b/two")], worker: "w1", by: "alice")
           == [2, 1])
       #expect(queue.durableSequence == written + 1)
       let state = queue.state
@@ -59,7 +65,9 @@ import Testing
       defer { queue.close() }
       var bad = definition("a/one")
       bad.name = "one"
-      await #expect(throws: QueueError.self) { try await queue.register([definition("a/ok"), bad], worker: "w", by: "x") }
+      await #expect(throws: QueueError.self) {
+        try await queue.register([definition("a/ok"), bad], worker: "w", by: "x")
+      }
       var noSteps = definition("a/one")
       noSteps.steps = []
       await #expect(throws: QueueError.self) { try await queue.register([noSteps], worker: "w", by: "x") }
@@ -74,7 +82,8 @@ import Testing
       let a = try await queue.enqueue(request("a/one")).run.id
       let b = try await queue.enqueue(request("b/two")).run.id
       // A worker of b/two gets b's run though a's is older; one of c/three gets nothing.
-      #expect(try await queue.claim(scheduler: "wc", limit: 8, maxParameterBytes: .max, deployments: ["c/three"]).isEmpty)
+      #expect(
+        try await queue.claim(scheduler: "wc", limit: 8, maxParameterBytes: .max, deployments: ["c/three"]).isEmpty)
       let claimedB = try await queue.claim(scheduler: "wb", limit: 8, maxParameterBytes: .max, deployments: ["b/two"])
       #expect(claimedB.map(\.run.id) == [b])
       let claimedA = try await queue.claim(scheduler: "wa", limit: 8, maxParameterBytes: .max, deployments: ["a/one"])

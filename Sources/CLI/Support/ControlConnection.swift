@@ -92,6 +92,8 @@ func describe(_ error: any Error, server: ServiceAddress) -> CommandFailure {
     )
   case .deadlineExceeded:
     return CommandFailure("the GPS server at \(server) did not answer in time; is it overloaded?")
+  case .notFound where error.message.hasPrefix("no run"):
+    return CommandFailure(error.message + "; `gps flow-run ls` lists runs")
   default:
     return CommandFailure(error.message)
   }

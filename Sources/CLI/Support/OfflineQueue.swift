@@ -35,7 +35,9 @@ func advice(for error: QueueError) -> String {
   case .dataLost:
     "; restore the missing segment files into log/ from a backup, or accept the loss with `gps log accept-loss` (it is recorded in the log)"
   case .corrupt:
-    error.message.contains("gps log") ? "" : "; `gps log verify` shows the first problem"
+    "; `gps log verify` shows the first problem and `gps log repair` cuts the log there, keeping the removed bytes in a side file"
+  case .notFound:
+    "; `gps flow-run ls` lists runs"
   case .locked:
     error.message.contains("server process") ? "; stop that server first, or use another --data-dir" : ""
   case .tooLarge:

@@ -120,7 +120,7 @@ extension EventLog {
     return QueueError(
       code: .corrupt,
       message:
-        "log corrupt in segment \(segment) at byte offset \(offset)\(at): \(problem); nothing was changed; `gps log verify` shows the first problem and `gps log repair` cuts the log there, keeping the removed bytes in a side file"
+        "log corrupt in segment \(segment) at byte offset \(offset)\(at): \(problem); nothing was changed"
     )
   }
 }

@@ -352,7 +352,7 @@ extension RunQueue {
   }
 
   static func unknown(_ id: RunID) -> QueueError {
-    QueueError(code: .notFound, message: "no run has the id \(id); `gps flow-run ls` lists runs")
+    QueueError(code: .notFound, message: "no run has the id \(id)")
   }
 
   static func leased(_ lease: LeaseToken, in state: QueueState) throws(QueueError) -> Run {

@@ -78,7 +78,7 @@ public final class RunQueue: Sendable {
         throw QueueError(
           code: .corrupt,
           message:
-            "replay ended at event \(loaded.state.lastSequence) but the log holds \(log.lastSequence) events; run `gps log verify`"
+            "replay ended at event \(loaded.state.lastSequence) but the log holds \(log.lastSequence) events"
         )
       }
       let indexing = ContinuousClock.now

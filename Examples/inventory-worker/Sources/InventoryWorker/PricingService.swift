@@ -1,0 +1,21 @@
+import GRPCCore
+import SwiftProtobuf
+
+/// The example's own gRPC service: 2.50 per item, twice that for a rush order.
+struct PricingService: Inventory_V1_Pricing.SimpleServiceProtocol {
+  /// How long each answer takes (to watch a run in flight).
+  var delay: Duration = .zero
+
+  func price(request: Inventory_V1_Order, context: ServerContext) async throws -> Inventory_V1_Quote {
+    if delay > .zero { try await Task.sleep(for: delay) }
+    guard !request.items.isEmpty else { throw RPCError(code: .invalidArgument, message: "an order needs items") }
+    let count = request.items.reduce(0) { $0 + Int64($1.quantity) }
+    let rate: Int64 = request.priority == .rush ? 500 : 250
+    return .with {
+      $0.customer = request.customer
+      $0.totalCents = count * rate
+      $0.summary =
+        "\(count) items for \(request.customer), \(request.priority), due \(request.hasDue ? "\(request.due.seconds)" : "any time")"
+    }
+  }
+}
