@@ -223,6 +223,8 @@ struct HistoryState: AsyncParsableCommand {
     }
     let listed = RunFilter.list(state, filter: RunFilter(), from: nil, limit: UInt32(clamping: max(1, limit))).runs
     let counts = RunState.allCases.filter { state.counts[$0] > 0 }.map { ($0, state.counts[$0]) }
+    // The deployments as registered by then: each one's newest version at that point.
+    let deployments = state.deployments.keys.sorted().compactMap { state.deployment(named: $0) }
     switch output {
     case .json:
       printLine(
@@ -231,11 +233,26 @@ struct HistoryState: AsyncParsableCommand {
           .init("time", .string(state.lastTime.description)),
           .init("runs", .number(String(state.runs.count))),
           .init("counts", .object(counts.map { .init($0.0.rawValue, .number(String($0.1))) })),
+          .init(
+            "deployments",
+            .array(
+              deployments.map { version in
+                .object([
+                  .init("name", .string(version.name)), .init("version", .number(String(version.version))),
+                  .init("registered_at", .string(version.registeredAt.description)),
+                  .init("registered_by", .string(version.registeredBy)),
+                ])
+              })),
           .init("latest_runs", .array(listed.map { EventText.json($0) })),
         ]).prettyText)
     case .table:
       printLine("as of event \(state.lastSequence) (\(state.lastTime)): \(state.runs.count) runs")
       printLine(counts.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
+      if !deployments.isEmpty {
+        printLine(
+          "deployments: "
+            + deployments.map { "\($0.name) v\($0.version) (registered \($0.registeredAt))" }.joined(separator: ", "))
+      }
       var rows = [["ID", "DEPLOYMENT", "STATE", "SINCE"]]
       for run in listed {
         rows.append([run.id, run.deployment, run.state, Timestamp(micros: run.stateSinceMicros).description])

@@ -518,12 +518,8 @@ extension Gps_V1_DeploymentInfo {
   ) {
     self.init()
     let definition = version.definition
-    var active = 0
-    var waiting = 0
-    for run in state.runs.values where run.deployment == version.name && !run.state.isTerminal {
-      active += 1
-      if run.isClaimable { waiting += 1 }
-    }
+    let active = state.activeByDeployment[version.name] ?? 0
+    let waiting = active - (state.slotsByDeployment[version.name] ?? 0)
     name = definition.name
     flow = definition.flow
     description_p = definition.description_p

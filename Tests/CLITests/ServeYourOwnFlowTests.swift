@@ -160,6 +160,15 @@ import Testing
       // The audit covers the registrations.
       let replay = try await setup.gps(["history", "replay"])
       #expect(replay.stdout.contains("DeploymentRegistered  deployment=inventory/quote version=2"), "\(replay.stdout)")
+      var registration: UInt64 = 0
+      try QueueHistory(directory: setup.data).events { sequence, event in
+        if case .deploymentRegistered(let registered) = event.kind, registered.version == 2 { registration = sequence }
+        return true
+      }
+      let asBefore = try await setup.gps(["history", "state", "--at", String(registration - 1)])
+      #expect(asBefore.stdout.contains("inventory/quote v1"), "\(asBefore.stdout)")
+      let asAfter = try await setup.gps(["history", "state", "--at", String(registration)])
+      #expect(asAfter.stdout.contains("inventory/quote v2"), "\(asAfter.stdout)")
       let verify = try await setup.gps(["history", "verify"])
       #expect(verify.status == 0, "\(verify.stderr)")
       setup.server.signal(SIGTERM)

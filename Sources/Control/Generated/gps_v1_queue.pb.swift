@@ -313,7 +313,8 @@ public nonisolated struct Gps_V1_DeploymentInfo: @unchecked Sendable {
     set {_uniqueStorage()._workers = newValue}
   }
 
-  /// Runs of the deployment that are not finished, and how many of them wait for a worker.
+  /// Runs of the deployment that are not finished, and how many of them hold no lease (they wait
+  /// for a worker, or for their start).
   public var activeRuns: UInt32 {
     get {_storage._activeRuns}
     set {_uniqueStorage()._activeRuns = newValue}

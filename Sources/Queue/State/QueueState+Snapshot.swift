@@ -127,6 +127,7 @@ extension QueueState {
     idempotencyKeys = derived.idempotencyKeys
     slotsByDeployment = derived.slotsByDeployment
     slotsByTag = derived.slotsByTag
+    activeByDeployment = derived.activeByDeployment
     counts = derived.counts
   }
 }

@@ -15,6 +15,9 @@ public struct QueueState: Sendable, Hashable {
   public internal(set) var slotsByTag: [String: Int] = [:]
   /// How many runs are in each state. Derived from `runs`.
   public internal(set) var counts = StateCounts()
+  /// Unfinished runs per deployment (those waiting for a worker are these less the leased ones,
+  /// `slotsByDeployment`). Derived from `runs`.
+  public internal(set) var activeByDeployment: [String: Int] = [:]
   /// Every registered version of every deployment, oldest first, by deployment name.
   public internal(set) var deployments: [String: [DeploymentVersion]] = [:]
 
@@ -54,6 +57,9 @@ public struct QueueState: Sendable, Hashable {
     if transition.from != transition.to {
       counts[transition.from] -= 1
       counts[transition.to] += 1
+      if transition.from.isTerminal != transition.to.isTerminal {
+        adjustActive(runs[id]!.deployment, by: transition.to.isTerminal ? -1 : 1)
+      }
     }
     if transition.heldSlot != transition.holdsSlot {
       adjustSlots(of: runs[id]!.spec, by: transition.holdsSlot ? 1 : -1)
@@ -152,12 +158,19 @@ public struct QueueState: Sendable, Hashable {
     if let before = change.before {
       counts[before.state] -= 1
       if before.holdsSlot { adjustSlots(of: before.spec, by: -1) }
+      if !before.state.isTerminal { adjustActive(before.deployment, by: -1) }
     }
     counts[after.state] += 1
+    if !after.state.isTerminal { adjustActive(after.deployment, by: 1) }
     if after.holdsSlot { adjustSlots(of: after.spec, by: 1) }
     runs.put(after)
     lastSequence = change.lastSequence
     lastTime = change.lastTime
+  }
+
+  private mutating func adjustActive(_ deployment: String, by delta: Int) {
+    activeByDeployment[deployment, default: 0] += delta
+    if activeByDeployment[deployment] == 0 { activeByDeployment[deployment] = nil }
   }
 
   private mutating func adjustSlots(of run: RunSpec, by delta: Int) {
@@ -175,6 +188,7 @@ public struct QueueState: Sendable, Hashable {
     idempotencyKeys.reserveCapacity(runs.count)
     slotsByDeployment = [:]
     slotsByTag = [:]
+    activeByDeployment = [:]
     counts = StateCounts()
     // Through the buffer, reading fields in place: `for run in runs` would copy (retain and
     // release) every run.
@@ -183,6 +197,7 @@ public struct QueueState: Sendable, Hashable {
         let key = runs[index].spec.idempotencyKey
         if !key.isEmpty { idempotencyKeys[key] = runs[index].id }
         counts[runs[index].state] += 1
+        if !runs[index].state.isTerminal { adjustActive(runs[index].spec.deployment, by: 1) }
         if runs[index].lease != nil { adjustSlots(of: runs[index].spec, by: 1) }
       }
     }

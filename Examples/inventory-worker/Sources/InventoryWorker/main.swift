@@ -40,7 +40,8 @@ try await withThrowingDiscardingTaskGroup { group in
     transport: .http2NIOPosix(
       target: .ipv4(address: address.host, port: address.port), transportSecurity: .plaintext)
   ) { client in
-    print("serving \(deployment.name) to \(server) as \(options.id)")
+    // Written at once, not buffered: whoever started the worker may be waiting for this line.
+    FileHandle.standardOutput.write(Data("serving \(deployment.name) to \(server) as \(options.id)\n".utf8))
     try await Worker(
       server: server, deployments: [deployment],
       dependencies: Dependencies(Inventory_V1_Pricing.Client(wrapping: client)),
