@@ -200,22 +200,22 @@ struct RunOptions: ParsableArguments {
     // Every enqueue carries a key, so that one whose answer was lost (the server wrote it, then
     // the connection broke) can be retried safely, and the offline fallback below never doubles it.
     if request.idempotencyKey.isEmpty { request.idempotencyKey = "cli-" + UUID().uuidString.lowercased() }
-    if let (server, explicit) = try location.serverAddress() {
-      do {
-        try await enqueue(request, server: server)
-        return
-      } catch let failure as CommandFailure {
-        throw failure
-      } catch let exit as ExitCode {
-        throw exit
-      } catch  where !explicit && isUnreachable(error) {
-        // A server recorded its address but is gone (killed): enqueue offline below.
-      } catch {
-        throw enqueueFailure(error, request: request, server: server)
+    // Through the server; with none running (or a killed one's address left behind), offline.
+    let route = try location.route()
+    do {
+      try await route.run { control in
+        try await enqueue(request, control: control, server: route.server!)
+      } viaLog: {
+        try await enqueueOffline(request, start: start)
       }
+    } catch let failure as QueueRoute.ServerError {
+      throw enqueueFailure(failure.error, request: request, server: failure.server)
     }
-    // No server: append to the log directly (taking the data directory's lock briefly).
-    // Only `gps server start` creates a queue: a mistyped --data-dir must not start a new one.
+  }
+
+  /// No server: appends to the log directly (taking the data directory's lock briefly). Only
+  /// `gps server start` creates a queue: a mistyped --data-dir must not start a new one.
+  func enqueueOffline(_ request: EnqueueRequest, start: Timestamp?) async throws {
     try requireQueue(location.dataDir)
     let result: EnqueueResult
     do {
@@ -248,13 +248,12 @@ struct RunOptions: ParsableArguments {
 
   /// One line for a failed enqueue through the server: refused (nothing was written), or not
   /// confirmed (it may have been written: the key makes a retry safe).
-  func enqueueFailure(_ error: any Error, request: EnqueueRequest, server: ServiceAddress) -> CommandFailure {
-    guard let rpc = error as? RPCError else { return CommandFailure("\(error)") }
+  func enqueueFailure(_ rpc: RPCError, request: EnqueueRequest, server: ServiceAddress) -> CommandFailure {
     let size = request.parametersJSON.utf8.count
     switch rpc.code {
     case .invalidArgument, .notFound, .alreadyExists, .failedPrecondition, .permissionDenied, .unauthenticated,
       .unimplemented:
-      return describe(error, server: server)
+      return describe(rpc, server: server)
     case .resourceExhausted where rpc.message.hasPrefix("the run's parameters are"):
       return CommandFailure(rpc.message + "; `gps server start --max-parameter-bytes N` sets the limit")
     case .resourceExhausted:
@@ -269,33 +268,30 @@ struct RunOptions: ParsableArguments {
     }
   }
 
-  func enqueue(_ request: EnqueueRequest, server: ServiceAddress) async throws {
-    try await withControlClient(server, credentials: try location.credentials()) { control in
-      let response = try await control.enqueue(
-        .with {
-          $0.deployment = request.deployment
-          $0.parametersJson = request.parametersJSON
-          $0.idempotencyKey = request.idempotencyKey
-          $0.tags = tags
-          $0.scheduledStartMicros = request.scheduledStart?.micros ?? 0
-          $0.enqueuedBy = request.enqueuedBy
-        }, options: failFast)
-      report(response.run, created: response.created, offline: false)
-      if watch {
-        do {
-          try await RunWatcher(output: output).watch(runID: response.run.id, control: control)
-        } catch let failure as CommandFailure {
-          throw failure
-        } catch let exit as ExitCode {
-          throw exit
-        } catch {
-          // The run was enqueued; only following it failed: its own exit status, not the run's.
-          var failure = describe(error, server: server)
-          failure.message = "run \(response.run.id) is enqueued, but its watch ended: " + failure.message
-          failure.status = CommandFailure.watchLost
-          throw failure
-        }
-      }
+  func enqueue(_ request: EnqueueRequest, control: ControlClient, server: ServiceAddress) async throws {
+    let response = try await control.enqueue(
+      .with {
+        $0.deployment = request.deployment
+        $0.parametersJson = request.parametersJSON
+        $0.idempotencyKey = request.idempotencyKey
+        $0.tags = tags
+        $0.scheduledStartMicros = request.scheduledStart?.micros ?? 0
+        $0.enqueuedBy = request.enqueuedBy
+      }, options: failFast)
+    report(response.run, created: response.created, offline: false)
+    guard watch else { return }
+    do {
+      try await RunWatcher(output: output).watch(runID: response.run.id, control: control)
+    } catch let failure as CommandFailure {
+      throw failure
+    } catch let exit as ExitCode {
+      throw exit
+    } catch {
+      // The run was enqueued; only following it failed: its own exit status, not the run's.
+      var failure = describe(error, server: server)
+      failure.message = "run \(response.run.id) is enqueued, but its watch ended: " + failure.message
+      failure.status = CommandFailure.watchLost
+      throw failure
     }
   }
 

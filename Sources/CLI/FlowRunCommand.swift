@@ -15,31 +15,15 @@ struct FlowRunCommand: AsyncParsableCommand {
   )
 }
 
-/// Where a command's answers come from: the running server, or (read-only) the log itself.
-enum Source {
-  case server(ServiceAddress)
-  case log(String)
-
-  static func of(_ location: QueueLocation) throws -> Source {
-    if let (address, _) = try location.serverAddress() { return .server(address) }
-    return .log(location.dataDir)
-  }
-}
-
 /// Runs `body` against the server; if the recorded server is gone, answers from the log instead.
 func query<T: Sendable>(
   _ location: QueueLocation, server: (ControlClient) async throws -> T, log: (QueueState) throws -> T
 ) async throws -> T {
-  if let (address, explicit) = try location.serverAddress() {
-    do {
-      return try await withControlClient(address, credentials: try location.credentials()) { try await server($0) }
-    } catch let error as RPCError where !explicit && error.code == .unavailable {
-      // The recorded server is gone: read the log below.
-    } catch {
-      throw describe(error, server: address)
-    }
+  do {
+    return try await location.route().run(viaServer: server) { try log(try readState(location.dataDir)) }
+  } catch let failure as QueueRoute.ServerError {
+    throw describe(failure.error, server: failure.server)
   }
-  return try log(try readState(location.dataDir))
 }
 
 /// The types of the server's deployments, to show results as JSON (none when it cannot say).
@@ -355,23 +339,22 @@ func command(
   server: (ControlClient, String) async throws -> Gps_V1_RunInfo,
   offline: (RunQueue, RunID) async throws -> Run
 ) async throws -> Gps_V1_RunInfo {
-  if let (address, explicit) = try location.serverAddress() {
-    do {
-      return try await withControlClient(address, credentials: try location.credentials()) { try await server($0, id) }
-    } catch let error as RPCError where !explicit && error.code == .unavailable {
-      // The recorded server is gone: change the log directly below.
-    } catch {
-      throw describe(error, server: address)
-    }
-  }
-  try requireQueue(location.dataDir)
-  let queue = try openQueueOffline(location.dataDir)
-  defer { queue.close() }
-  let found = queue.withState { state in Result { () throws(RPCError) in try RunFilter.find(id, in: state) } }
-  let run = try rpcCall { () throws(RPCError) in try found.get() }
   do {
-    return Gps_V1_RunInfo(try await offline(queue, run.id))
-  } catch let error as QueueError {
-    throw CommandFailure(error.message + advice(for: error))
+    return try await location.route().run {
+      try await server($0, id)
+    } viaLog: {
+      try requireQueue(location.dataDir)
+      let queue = try openQueueOffline(location.dataDir)
+      defer { queue.close() }
+      let found = queue.withState { state in Result { () throws(RPCError) in try RunFilter.find(id, in: state) } }
+      let run = try rpcCall { () throws(RPCError) in try found.get() }
+      do {
+        return Gps_V1_RunInfo(try await offline(queue, run.id))
+      } catch let error as QueueError {
+        throw CommandFailure(error.message + advice(for: error))
+      }
+    }
+  } catch let failure as QueueRoute.ServerError {
+    throw describe(failure.error, server: failure.server)
   }
 }

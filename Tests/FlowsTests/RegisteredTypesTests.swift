@@ -1,5 +1,6 @@
 import Flows
 import Foundation
+import GPSTesting
 import Queue
 import SwiftProtobuf
 import Testing
@@ -108,7 +109,7 @@ import Testing
 
   @Test(arguments: 0..<200)
   func resultsDecodeToWhatSwiftProtobufWrites(seed: Int) throws {
-    var random = SeededRandom(seed: UInt64(seed))
+    var random = SplitMix(state: UInt64(seed))
     var event = RunEvent()
     event.timeMicros = Int64.random(in: -1_000_000...Int64.max / 2, using: &random)
     event.runEvent = UInt32.random(in: 0...1000, using: &random)
@@ -124,18 +125,5 @@ import Testing
     let expected = try JSONValue(parsing: try event.jsonString(options: options))
     let decoded = DescriptorPool.all.json(of: try event.serializedBytes(), type: "gps.v1.Event")
     #expect(decoded == expected, "\(decoded?.text ?? "nil") vs \(expected.text)")
-  }
-}
-
-/// A small deterministic generator (SplitMix64) for property tests.
-struct SeededRandom: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
   }
 }

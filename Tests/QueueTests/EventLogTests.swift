@@ -9,18 +9,6 @@ func payload(size: Int, compressible: Bool, seed: inout SplitMix) -> [UInt8] {
   return (0..<size).map { _ in UInt8(truncatingIfNeeded: seed.next()) }
 }
 
-/// A deterministic generator so failures reproduce.
-struct SplitMix: RandomNumberGenerator {
-  var state: UInt64
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
-
 func readAll(_ directory: String) throws -> [LogRecord] {
   var records: [LogRecord] = []
   try LogReader(directory: directory).read { records.append($0) }

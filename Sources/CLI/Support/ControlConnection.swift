@@ -50,6 +50,19 @@ struct QueueLocation: ParsableArguments {
     return credentials
   }
 
+  /// Through the server (`--server`, else the one recorded in the data directory), else the log.
+  func route() throws(CommandFailure) -> QueueRoute {
+    var given: ServiceAddress?
+    if let server {
+      do {
+        given = try ServiceAddress(parsing: server, what: "--server")
+      } catch {
+        throw CommandFailure(error.message)
+      }
+    }
+    return QueueRoute(dataDirectory: dataDir, server: given, credentials: try credentials())
+  }
+
   /// The server to talk to: `--server`, else the address a server recorded in the data directory.
   func serverAddress() throws(CommandFailure) -> (address: ServiceAddress, explicit: Bool)? {
     if let server {
@@ -70,11 +83,6 @@ let failFast: CallOptions = {
   options.timeout = .seconds(30)
   return options
 }()
-
-/// The server is not there (nothing listens, or it went away).
-func isUnreachable(_ error: any Error) -> Bool {
-  (error as? RPCError)?.code == .unavailable
-}
 
 /// One line for a failed control call, naming the server.
 func describe(_ error: any Error, server: ServiceAddress) -> CommandFailure {

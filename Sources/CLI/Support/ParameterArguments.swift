@@ -1,11 +1,12 @@
-public import Foundation
+import Flows
+import Foundation
 
 /// Parameters from the command line, in the forms Prefect users know:
 /// `--param NAME=VALUE` (repeatable; VALUE is JSON, and a bare word is a string) and
 /// `--params JSON`, `--params @file.json` or `--params -` (standard input). `--param` wins over
 /// `--params` for the same name.
-public enum ParameterArguments {
-  public static func assemble(
+enum ParameterArguments {
+  static func assemble(
     params: [String], paramsArgument: String? = nil,
     readFile: (String) throws -> String = readTextFile,
     readStandardInput: () throws -> String = readStandardInputText
@@ -81,7 +82,7 @@ struct InvalidUTF8: Error, CustomStringConvertible {
 
 /// Standard input as UTF-8 text: not String(decoding:), which would turn invalid UTF-8 into
 /// U+FFFD and store that.
-public func readStandardInputText() throws -> String {
+func readStandardInputText() throws -> String {
   guard let text = String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8) else {
     throw InvalidUTF8()
   }
@@ -94,7 +95,7 @@ struct FileReadError: Error, CustomStringConvertible {
 }
 
 /// The UTF-8 text of the file at `path`; a failure says why in a few words.
-public func readTextFile(_ path: String) throws -> String {
+func readTextFile(_ path: String) throws -> String {
   var isDirectory: ObjCBool = false
   guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
     throw FileReadError(description: "no such file")
