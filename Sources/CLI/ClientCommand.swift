@@ -1,6 +1,7 @@
 import ArgumentParser
 import Flows
 import Foundation
+import GRPCCore
 import RPC
 import ReferenceFlow
 import Services
@@ -56,7 +57,16 @@ struct ClientCommand: AsyncParsableCommand {
         try await clients.runPipeline(parameters, idempotencyKey: key, timeout: timeout)
       }
     } catch let error as PipelineError {
-      throw CommandFailure(error.description)
+      // The library says what failed; the command adds what to do about it.
+      let service = error.service.lowercased()
+      let hint =
+        switch error.code {
+        case .unavailable? where !error.description.contains("injected"):
+          "; start it with `gps server \(service)` or pass --\(service) HOST:PORT"
+        case .deadlineExceeded?: "; raise --timeout or check the service"
+        default: ""
+        }
+      throw CommandFailure(error.description + hint)
     }
     switch output {
     case .text:

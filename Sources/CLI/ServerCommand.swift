@@ -103,7 +103,7 @@ struct ServerA: AsyncParsableCommand {
     do {
       store = try ObjectStore(root: objectRoot)
     } catch {
-      throw CommandFailure(error.message)
+      throw CommandFailure(error.message + (error.code == .invalidRoot ? "; create it or pass --object-root DIR" : ""))
     }
     try await options.run(name: "a", defaultPort: 50051) { configuration, logger, onListening in
       .a(store: store, configuration: configuration, logger: logger, onListening: onListening)

@@ -65,6 +65,8 @@ import Testing
     ])
     #expect(result.status != 0)
     #expect(result.stderr.contains("service A at 127.0.0.1:1 is unreachable"), "\(result.stderr)")
+    // The library says what failed; the command adds what to do.
+    #expect(result.stderr.contains("; start it with `gps server a` or pass --a HOST:PORT"), "\(result.stderr)")
     #expect(result.stderr.filter { $0 == "\n" }.count == 1)
   }
 
@@ -75,7 +77,7 @@ import Testing
     (["server", "b", "--latency", "fast"], "--latency"),
     (
       ["server", "a", "--port", "0", "--object-root", "/nonexistent/objects"],
-      "object root '/nonexistent/objects' does not exist"
+      "object root '/nonexistent/objects' does not exist; create it or pass --object-root DIR"
     ),
     (["server", "a", "--host", "not-an-ip", "--port", "0"], "not an IP address"),
     (["client"], "--data-info"),

@@ -75,10 +75,10 @@ public struct PipelineError: Error, Sendable, CustomStringConvertible {
       return "step \(step): service \(service) at \(endpoint) is unavailable: \(error.message)"
     case .unavailable:
       return
-        "step \(step): service \(service) at \(endpoint) is unreachable (\(error.message)); start it with `gps server \(service.lowercased())` or pass --\(service.lowercased()) HOST:PORT"
+        "step \(step): service \(service) at \(endpoint) is unreachable (\(error.message))"
     case .deadlineExceeded:
       return
-        "step \(step): service \(service) at \(endpoint) did not answer in time; raise --timeout or check the service"
+        "step \(step): service \(service) at \(endpoint) did not answer in time"
     default:
       return "step \(step): service \(service) answered \(error.code.canonicalName): \(error.message)"
     }

@@ -25,7 +25,7 @@ public struct ObjectStore: Sendable {
     guard let resolved = Self.realPath(Self.absolute(root)) else {
       throw ObjectStoreError(
         code: .invalidRoot, url: root,
-        message: "object root '\(root)' does not exist; create it or pass --object-root DIR")
+        message: "object root '\(root)' does not exist")
     }
     var isDirectory = stat()
     guard stat(resolved, &isDirectory) == 0, (isDirectory.st_mode & S_IFMT) == S_IFDIR else {
