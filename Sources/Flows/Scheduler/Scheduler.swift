@@ -42,6 +42,8 @@ public final class Scheduler: Sendable {
   /// Registered versions, as runs enqueued against them are validated at start.
   let catalog = DeploymentCatalog()
   let versions = Mutex<[String: DeploymentVersion]>([:])
+  /// The deployments claims ask for: those the scheduler serves.
+  let served: Set<String>
   let logger: Logger
   let random: @Sendable () -> Double
   let active = Mutex<[RunID: ActiveRun]>([:])
@@ -190,6 +192,7 @@ public final class Scheduler: Sendable {
   ) {
     self.queue = queue
     self.registry = registry
+    served = Set(registry.deployments.keys)
     self.dependencies = dependencies
     self.options = options
     self.logger = logger
@@ -266,9 +269,6 @@ public final class Scheduler: Sendable {
       }
     }
   }
-
-  /// The deployments claims ask for: those the scheduler serves.
-  var served: Set<String> { Set(registry.names) }
 
   /// Runs until the task is cancelled, or until ``stopClaiming()`` and the runs in flight finish.
   public func run() async throws {

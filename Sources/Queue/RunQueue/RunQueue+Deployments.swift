@@ -124,6 +124,11 @@ extension RunQueue {
     let now = clock.now()
     locked.withLock { locked in
       let known = locked.workers[worker]
+      // The common case, a busy worker's every claim: only the time changes, nothing is allocated.
+      if let known, known.deployments.isSuperset(of: deployments), principal.isEmpty || principal == known.principal {
+        locked.workers[worker]!.lastSeen = now
+        return
+      }
       locked.workers[worker] = WorkerSighting(
         id: worker, deployments: deployments.union(known?.deployments ?? []), lastSeen: now,
         principal: principal.isEmpty ? known?.principal ?? "" : principal)
