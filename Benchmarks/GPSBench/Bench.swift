@@ -166,6 +166,10 @@ struct Bench {
       try await benchEndToEndSeparateServices(
         directory: directory, runs: arguments.e2eRuns, concurrency: concurrency, repetitions: arguments.runs)
     }
+    if arguments.suites.contains("scheduler") {
+      try await benchSchedulerAlone(
+        directory: directory, runs: arguments.e2eRuns, concurrency: 64, repetitions: arguments.runs)
+    }
     if arguments.suites.contains("control") {
       try await benchControl(
         directory: directory, clients: 64, seconds: arguments.seconds, startupRuns: arguments.startupRuns,

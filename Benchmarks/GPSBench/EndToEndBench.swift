@@ -58,7 +58,8 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
           let start = ContinuousClock.now
           let usageBefore = ProcessUsage.now
           try await drain(
-            queue, runs: runs, registry: .standard, clients: clients, concurrency: concurrency, logger: quiet,
+            queue, runs: runs, registry: .standard, dependencies: Dependencies(clients), concurrency: concurrency,
+            logger: quiet,
             meanwhile: concurrentEnqueue ? enqueueAll : {})
           let elapsed = (ContinuousClock.now - start).seconds
           usage.append((ProcessUsage.now - usageBefore) / runs)
@@ -91,36 +92,8 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
               median(usage.map(\.switches)), median(rates) / median(pipelineRates), median(limits)))
       }
 
-      // The scheduler's own cost: the same backlog drained through two steps that return at once
-      // (no gRPC), every event durable.
-      let noop = Deployment(
-        name: "noop/bench",
-        flow: Flow(
-          name: "noop", parameters: ServerFlow.parameters,
-          steps: [
-            Step("first") { context in try context.parameter(ServerFlow.parameterName, as: Gps_V1_DataInfo.self) },
-            Step("second") { context in try context.result(of: "first", as: Gps_V1_DataInfo.self) },
-          ], descriptors: .gps))
-      var noopRates: [Double] = []
-      var noopUsage: [ProcessUsage] = []
-      for _ in 0..<repetitions {
-        let data = freshDirectory(directory + "/e2e-noop")
-        let queue = try RunQueue(directory: data)
-        try await enqueueRuns(runs, of: noop, parametersJSON: parameters, into: queue)
-        let start = ContinuousClock.now
-        let usageBefore = ProcessUsage.now
-        try await drain(
-          queue, runs: runs, registry: DeploymentRegistry([noop]), clients: clients, concurrency: concurrency,
-          logger: quiet)
-        noopRates.append(Double(runs) / (ContinuousClock.now - start).seconds)
-        noopUsage.append((ProcessUsage.now - usageBefore) / runs)
-        queue.close(writingSnapshot: false)
-      }
-      print(
-        String(
-          format:
-            "  the scheduler alone (two steps that return at once, no gRPC): %.0f completed runs/s (%.0f us CPU, %.1f context switches per run)",
-          median(noopRates), median(noopUsage.map(\.cpuMicros)), median(noopUsage.map(\.switches))))
+      try await benchSchedulerAlone(
+        directory: directory, runs: runs, concurrency: concurrency, repetitions: repetitions)
 
       // Latency on an idle system: one run at a time, times from the events' own timestamps.
       let data = freshDirectory(directory + "/e2e-latency")
@@ -228,7 +201,8 @@ func benchEndToEndSeparateServices(directory: String, runs: Int, concurrency: In
       start = ContinuousClock.now
       cpuBefore = cpu()
       try await drain(
-        queue, runs: runs, registry: .standard, clients: clients, concurrency: concurrency, logger: quiet)
+        queue, runs: runs, registry: .standard, dependencies: Dependencies(clients), concurrency: concurrency,
+        logger: quiet)
       drainRates.append(Double(runs) / (ContinuousClock.now - start).seconds)
       drainCPU.append((cpu() - cpuBefore) / Double(runs))
       queue.close(writingSnapshot: false)
@@ -263,11 +237,11 @@ private func enqueueRuns(
 /// Runs a scheduler on `queue` (while `meanwhile` runs too) until `runs` runs have ended; every
 /// one must have completed.
 private func drain(
-  _ queue: RunQueue, runs: Int, registry: DeploymentRegistry, clients: ServiceClients, concurrency: Int,
+  _ queue: RunQueue, runs: Int, registry: DeploymentRegistry, dependencies: Dependencies, concurrency: Int,
   logger: Logger, meanwhile: () async throws -> Void = {}
 ) async throws {
   let scheduler = Scheduler(
-    queue: queue, registry: registry, dependencies: Dependencies(clients),
+    queue: queue, registry: registry, dependencies: dependencies,
     options: SchedulerOptions(id: "bench", concurrency: concurrency), logger: logger)
   try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await scheduler.run() }
@@ -302,4 +276,38 @@ struct ProcessUsage {
   static func / (lhs: ProcessUsage, count: Int) -> ProcessUsage {
     ProcessUsage(cpuMicros: lhs.cpuMicros / Double(count), switches: lhs.switches / Double(count))
   }
+}
+
+/// The scheduler's own cost: a backlog of runs drained through two steps that return at once (no
+/// gRPC), every event durable. `gps-bench --only scheduler` runs just this, for profiling.
+func benchSchedulerAlone(directory: String, runs: Int, concurrency: Int, repetitions: Int) async throws {
+  let quiet = Logger(label: "gps.bench", factory: { _ in SwiftLogNoOpLogHandler() })
+  let noop = Deployment(
+    name: "noop/bench",
+    flow: Flow(
+      name: "noop", parameters: ServerFlow.parameters,
+      steps: [
+        Step("first") { context in try context.parameter(ServerFlow.parameterName, as: Gps_V1_DataInfo.self) },
+        Step("second") { context in try context.result(of: "first", as: Gps_V1_DataInfo.self) },
+      ], descriptors: .gps))
+  var noopRates: [Double] = []
+  var noopUsage: [ProcessUsage] = []
+  for _ in 0..<repetitions {
+    let data = freshDirectory(directory + "/e2e-noop")
+    let queue = try RunQueue(directory: data)
+    try await enqueueRuns(runs, of: noop, parametersJSON: sampleParameters, into: queue)
+    let start = ContinuousClock.now
+    let usageBefore = ProcessUsage.now
+    try await drain(
+      queue, runs: runs, registry: DeploymentRegistry([noop]), dependencies: Dependencies(),
+      concurrency: concurrency, logger: quiet)
+    noopRates.append(Double(runs) / (ContinuousClock.now - start).seconds)
+    noopUsage.append((ProcessUsage.now - usageBefore) / runs)
+    queue.close(writingSnapshot: false)
+  }
+  print(
+    String(
+      format:
+        "  the scheduler alone (two steps that return at once, no gRPC): %.0f completed runs/s (%.0f us CPU, %.1f context switches per run)",
+      median(noopRates), median(noopUsage.map(\.cpuMicros)), median(noopUsage.map(\.switches))))
 }

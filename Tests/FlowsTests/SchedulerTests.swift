@@ -46,6 +46,7 @@ func withScheduler(
   queueOptions: (inout QueueOptions) -> Void = { _ in },
   schedulerOptions: SchedulerOptions = SchedulerOptions(id: "test", concurrency: 8, heartbeatInterval: .seconds(1)),
   schedulerQueue: @Sendable @escaping (RunQueue) -> any SchedulerQueue = { $0 },
+  clock: any WallClock = SystemClock(),
   serviceLogger: Logger = quietLogger,
   body: @Sendable @escaping (RunQueue, String) async throws -> Void
 ) async throws {
@@ -57,15 +58,14 @@ func withScheduler(
     options.limits = registry.concurrencyLimits
     queueOptions(&options)
     let data = directory.appendingPathComponent("data").path
-    let queue = try RunQueue(directory: data, options: options)
+    let queue = try RunQueue(directory: data, options: options, clock: clock)
     defer { queue.close() }
     try await withRunningServices(objectRoot: root, a: aConfiguration, b: bConfiguration, logger: serviceLogger) {
       a, b in
       try await withServiceClients(a: aAddress ?? a, b: b) { clients in
         let scheduler = Scheduler(
           queue: schedulerQueue(queue), registry: registry, dependencies: Dependencies(clients),
-          options: schedulerOptions,
-          logger: quietLogger)
+          options: schedulerOptions, logger: quietLogger, clock: clock)
         try await withThrowingTaskGroup(of: Void.self) { group in
           group.addTask { try await scheduler.run() }
           group.addTask { try await queue.maintain(maximumWait: .milliseconds(20)) }
@@ -177,24 +177,30 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
   }
 
   /// A step that is no gRPC call (and so has no call deadline) still gets its timeout from the
-  /// scheduler: the attempt is cancelled, fails DEADLINE_EXCEEDED and is retried.
+  /// scheduler: the attempt is cancelled, fails DEADLINE_EXCEEDED and is retried. The clock moves
+  /// only when the test says, so the timeout fires however slow the machine.
   @Test func aStepThatIgnoresItsDeadlineIsTimedOutAndRetried() async throws {
     let flow = Flow(
       name: "stuck", parameters: ServerFlow.parameters,
       steps: [
         Step("wait", retry: RetryPolicy(maxAttempts: 3, initialBackoff: .milliseconds(1)), timeout: .milliseconds(50)) {
           context in
-          // The first attempt would hang for a minute; the second answers at once.
-          if context.attempt == 1 { try await Task.sleep(for: .seconds(60)) }
+          // The first attempt would hang for an hour of real time; the second answers at once.
+          if context.attempt == 1 { try await Task.sleep(for: .seconds(3600)) }
           return Gps_V1_DataInfo.with { $0.dataset = "attempt \(context.attempt)" }
         }
       ], descriptors: .gps)
     let deployment = Deployment(name: "stuck/default", flow: flow)
-    try await withScheduler(registry: DeploymentRegistry([deployment])) { queue, data in
-      let start = ContinuousClock.now
+    let clock = ManualClock(SystemClock().now())
+    try await withScheduler(registry: DeploymentRegistry([deployment]), clock: clock) { queue, data in
       let id = try await enqueue(queue, deployment, snippet)
+      try await eventually("the first attempt to start") { queue.run(id)?.attemptOpen == true }
+      // Nothing times out while the clock stands still; then the attempt's 50 ms pass, and the
+      // retry's backoff (1 ms, 1.2 ms at most with jitter).
+      #expect(queue.run(id)?.stepAttempt == 1)
+      try await advance(clock, by: .milliseconds(50), past: "the attempt's timer")
+      try await advance(clock, by: .milliseconds(2), past: "the backoff")
       try await eventually("the run to end") { queue.run(id)?.state.isTerminal == true }
-      #expect(ContinuousClock.now - start < .seconds(30))
       #expect(queue.run(id)?.state == .completed, "\(queue.run(id)?.stateMessage ?? "")")
       let events = try await history(queue, data, run: id)
       #expect(
@@ -207,15 +213,20 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
         return nil
       }
       #expect(failure.map(\.message) == ["the step timed out after 0.05 seconds"])
+      // Durations are the scheduler's clock's: the timed-out attempt lasted at least its timeout.
+      #expect(failure.map(\.durationMicros).allSatisfy { $0 >= 50_000 }, "\(failure.map(\.durationMicros))")
     }
   }
 
   @Test func aRunTimeoutEndsASlowRunTimedOut() async throws {
     var a = ServiceServer.Configuration()
-    a.faults = FaultInjectionInterceptor(latency: .seconds(30))
+    a.faults = FaultInjectionInterceptor(latency: .seconds(3600))
     let deployment = Deployment(name: "server-flow/bounded", flow: ServerFlow.flow, timeout: .milliseconds(200))
-    try await withScheduler(a: a, registry: DeploymentRegistry([deployment])) { queue, _ in
+    let clock = ManualClock(SystemClock().now())
+    try await withScheduler(a: a, registry: DeploymentRegistry([deployment]), clock: clock) { queue, _ in
       let id = try await enqueue(queue, deployment, snippet)
+      try await eventually("the call to A to start") { queue.run(id)?.attemptOpen == true }
+      try await advance(clock, by: .milliseconds(200), past: "the run's timer")
       try await eventually("time-out") { queue.run(id)?.state.isTerminal == true }
       #expect(queue.run(id)?.state == .timedOut)
       #expect(queue.run(id)?.stateMessage == "the run exceeded its timeout of 0.2 seconds")
@@ -443,15 +454,12 @@ struct DeafToCancellations: SchedulerQueue {
 @Suite struct LeaseTests {
   /// A queue that tells the scheduler its leases last `lease` (the real ones last longer, so no
   /// lease expires under a loaded machine) and counts the heartbeats.
-  final class ShortLeases: SchedulerQueue {
+  /// The queue, counting the heartbeats that reach it.
+  final class CountingHeartbeats: SchedulerQueue {
     let queue: RunQueue
-    let lease: Duration
     let heartbeats = Atomic<Int>(0)
 
-    init(queue: RunQueue, lease: Duration) {
-      self.queue = queue
-      self.lease = lease
-    }
+    init(queue: RunQueue) { self.queue = queue }
 
     func register(_ definitions: [DeploymentDefinition], worker: String) async throws -> [UInt32] {
       try await queue.register(definitions, worker: worker)
@@ -460,15 +468,12 @@ struct DeafToCancellations: SchedulerQueue {
       try await queue.deployment(named: name, version: version)
     }
     func claim(scheduler: String, limit: Int, deployments: Set<String>?) async throws -> [Claim] {
-      try await queue.claim(scheduler: scheduler, limit: limit, deployments: deployments).map { claim in
-        var claim = claim
-        claim.lease.expiresAt = SystemClock().now() + lease
-        return claim
-      }
+      try await queue.claim(scheduler: scheduler, limit: limit, deployments: deployments)
     }
     func heartbeat(_ lease: LeaseToken) async throws -> HeartbeatReply {
+      let reply = try queue.heartbeat(lease)
       heartbeats.add(1, ordering: .relaxed)
-      return try queue.heartbeat(lease)
+      return reply
     }
     func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run {
       try await queue.report(lease, events)
@@ -481,25 +486,48 @@ struct DeafToCancellations: SchedulerQueue {
   /// A lease shorter than the scheduler's heartbeat interval is still renewed at least three times
   /// per lease: the scheduler learns its length from the claim and wakes its heartbeat loop at once
   /// (it used to wait out the interval first, and the lease expired meanwhile).
+  /// A lease of one second, a heartbeat interval of ten minutes and a step that lasts until the
+  /// test ends it: the scheduler renews within a third of the lease as the queue grants it, so
+  /// two seconds of the (manual) clock expire nothing.
   @Test func aShortLeaseIsRenewedThroughAStepLongerThanIt() async throws {
-    var b = ServiceServer.Configuration()
-    b.faults = FaultInjectionInterceptor(latency: .seconds(3))
-    let counting = Mutex<ShortLeases?>(nil)
+    let gate = WakeSignal()
+    let flow = Flow(
+      name: "long", parameters: ServerFlow.parameters,
+      steps: [
+        Step("wait") { _ in
+          await gate.wait()
+          return Gps_V1_DataInfo.with { $0.dataset = "done" }
+        }
+      ], descriptors: .gps)
+    let deployment = Deployment(name: "long/default", flow: flow)
+    let clock = ManualClock(SystemClock().now())
+    let counting = Mutex<CountingHeartbeats?>(nil)
     try await withScheduler(
-      b: b,
+      registry: DeploymentRegistry([deployment]),
+      queueOptions: { $0.leaseDuration = .seconds(1) },
       schedulerOptions: SchedulerOptions(id: "test", concurrency: 4, heartbeatInterval: .seconds(600)),
       schedulerQueue: { queue in
-        let wrapped = ShortLeases(queue: queue, lease: .seconds(1))
+        let wrapped = CountingHeartbeats(queue: queue)
         counting.withLock { $0 = wrapped }
         return wrapped
-      }
+      },
+      clock: clock
     ) { queue, data in
-      let id = try await enqueue(queue, ServerFlow.deployment, snippet)
-      try await eventually("completion", limit: .seconds(60)) { queue.run(id)?.state.isTerminal == true }
+      let heartbeats = { counting.withLock { $0?.heartbeats.load(ordering: .relaxed) ?? 0 } }
+      let id = try await enqueue(queue, deployment, snippet)
+      try await eventually("the step to start") { queue.run(id)?.attemptOpen == true }
+      for _ in 0..<5 {
+        let before = heartbeats()
+        try await advance(clock, by: .milliseconds(400), past: "the heartbeat loop")
+        try await eventually("a heartbeat after 0.4 s of a 1 s lease") { heartbeats() > before }
+        #expect(try await queue.tick().leasesExpired.isEmpty)
+      }
+      #expect(queue.run(id)?.state == .running)
+      gate.signal()
+      try await eventually("completion") { queue.run(id)?.state.isTerminal == true }
       #expect(queue.run(id)?.state == .completed, "\(queue.run(id)?.stateMessage ?? "")")
-      // About nine in the 3 s step (one per third of a second); at least three even when slowed down.
-      let count = counting.withLock { $0?.heartbeats.load(ordering: .relaxed) ?? 0 }
-      #expect(count >= 3, "\(count) heartbeats")
+      #expect(queue.run(id)?.claims == 1)
     }
   }
+
 }

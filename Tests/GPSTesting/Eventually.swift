@@ -1,3 +1,5 @@
+public import Queue
+
 /// Polls `condition` every few milliseconds until it holds; throws (rather than hangs) after
 /// `limit`. For what a test cannot be told of directly, such as another process's progress.
 public func eventually(
@@ -8,4 +10,13 @@ public func eventually(
     guard ContinuousClock.now < deadline else { throw ProcessFailure(message: "timed out waiting for \(what)") }
     try await Task.sleep(for: .milliseconds(5))
   }
+}
+
+/// Waits until a task sleeps on `clock` until at most `duration` from its present time (so the
+/// wait the test means to end has begun), then moves the clock on by `duration`.
+public func advance(_ clock: ManualClock, by duration: Duration, past what: String) async throws {
+  try await eventually("\(what) to wait on the clock") {
+    clock.nextWake.map { $0 <= clock.now() + duration } ?? false
+  }
+  clock.advance(by: duration)
 }

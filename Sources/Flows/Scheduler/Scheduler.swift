@@ -37,6 +37,9 @@ public struct SchedulerOptions: Sendable {
 public final class Scheduler: Sendable {
   public let options: SchedulerOptions
   let queue: any SchedulerQueue
+  /// Every time the scheduler reads and every wait it makes: timeouts, backoffs, heartbeats,
+  /// attempt durations and the times it reports.
+  let clock: any WallClock
   let registry: DeploymentRegistry
   let dependencies: Dependencies
   /// Registered versions, as runs enqueued against them are validated at start.
@@ -48,7 +51,7 @@ public final class Scheduler: Sendable {
   let random: @Sendable () -> Double
   let active = Mutex<[RunID: ActiveRun]>([:])
   let capacity = WakeSignal()
-  let timers = RunTimer()
+  let timers: RunTimer
   let cache = Mutex<[String: [UInt8]]>([:])
   let draining = Atomic<Bool>(false)
   /// The length of the leases the queue grants, learnt from claims: heartbeats come at least three
@@ -79,9 +82,9 @@ public final class Scheduler: Sendable {
       var stop: Stop?
       /// The task of the attempt in progress: a stop or the attempt's timeout cancels it.
       var task: TaskHandle?
-      var deadline: ContinuousClock.Instant?
+      var deadline: Timestamp?
       var timeout: Duration = .zero
-      var attemptDeadline: ContinuousClock.Instant?
+      var attemptDeadline: Timestamp?
       var attemptTimedOut = false
       var finishing = false
     }
@@ -97,7 +100,7 @@ public final class Scheduler: Sendable {
     func markFinishing() { state.withLock { $0.finishing = true } }
 
     /// The earliest of the run's deadline and its attempt's, if it has either.
-    var nextDeadline: ContinuousClock.Instant? {
+    var nextDeadline: Timestamp? {
       state.withLock { state in
         switch (state.deadline, state.attemptTimedOut ? nil : state.attemptDeadline) {
         case (let run?, let attempt?): min(run, attempt)
@@ -108,10 +111,10 @@ public final class Scheduler: Sendable {
       }
     }
 
-    func setTimeout(_ timeout: Duration) {
+    func setTimeout(_ timeout: Duration, now: Timestamp) {
       state.withLock {
         $0.timeout = timeout
-        $0.deadline = .now + timeout
+        $0.deadline = now + timeout
       }
     }
 
@@ -126,7 +129,7 @@ public final class Scheduler: Sendable {
 
     /// Applies the deadlines that have passed by `now`: the run's ends it TimedOut, the attempt's
     /// cancels the attempt (which then fails with DEADLINE_EXCEEDED and may be retried).
-    func expire(now: ContinuousClock.Instant) {
+    func expire(now: Timestamp) {
       let runTimeout = state.withLock { state -> Duration? in
         if let deadline = state.attemptDeadline, deadline <= now, !state.attemptTimedOut {
           state.attemptTimedOut = true
@@ -144,7 +147,7 @@ public final class Scheduler: Sendable {
       timeout: Duration?, timers: RunTimer, _ body: @escaping @Sendable () async -> T
     ) async -> (value: T, timedOut: Bool) {
       if let timeout {
-        let deadline = ContinuousClock.now + timeout
+        let deadline = timers.clock.now() + timeout
         state.withLock {
           $0.attemptDeadline = deadline
           $0.attemptTimedOut = false
@@ -184,13 +187,17 @@ public final class Scheduler: Sendable {
 
   /// - Parameter cachedResults: results of cacheable steps from earlier runs, e.g. from
   ///   ``cachedResults(in:registry:)``, so the cache outlives a restart.
+  /// - Parameter clock: tests pass a ``ManualClock`` (the queue's own, for a local queue) so that
+  ///   timeouts, backoffs and heartbeats happen when the test moves it.
   public init(
     queue: any SchedulerQueue, registry: DeploymentRegistry, dependencies: Dependencies = Dependencies(),
     options: SchedulerOptions = SchedulerOptions(), logger: Logger = Logger(label: "gps.scheduler"),
-    cachedResults: [String: [UInt8]] = [:],
+    cachedResults: [String: [UInt8]] = [:], clock: any WallClock = SystemClock(),
     random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
   ) {
     self.queue = queue
+    self.clock = clock
+    timers = RunTimer(clock: clock)
     self.registry = registry
     served = Set(registry.deployments.keys)
     self.dependencies = dependencies
@@ -265,7 +272,7 @@ public final class Scheduler: Sendable {
         throw error
       } catch {
         logger.warning("could not register the deployments; trying again", metadata: ["error": "\(error)"])
-        await work.wait(timeout: options.idleWait)
+        await work.wait(timeout: options.idleWait, clock: clock)
       }
     }
   }
@@ -296,6 +303,7 @@ public final class Scheduler: Sendable {
         // claim commit takes several runs; an idle scheduler claims at once.
         if free < Self.claimBatch, free < options.concurrency, !gathering {
           gathering = true
+          // Real time even under a test's clock: this batches commits, it is no deadline of a run.
           await capacity.wait(timeout: .milliseconds(1))
           continue
         }
@@ -309,11 +317,12 @@ public final class Scheduler: Sendable {
           throw error
         } catch {
           logger.warning("claim failed", metadata: ["error": "\(error)"])
-          await work.wait(timeout: options.idleWait)
+          await work.wait(timeout: options.idleWait, clock: clock)
           continue
         }
         if let first = claims.first {
-          let length = first.lease.expiresAt - SystemClock().now()
+          // In the queue's own time: the claim is the moment the run's Pending state began.
+          let length = first.lease.expiresAt - first.run.stateSince
           let changed = leaseLength.withLock { known -> Bool in
             guard length > .zero else { return false }
             defer { known = length }
@@ -332,9 +341,9 @@ public final class Scheduler: Sendable {
         if !claims.isEmpty { continue }
         var wait = options.idleWait
         if let deadline = queue.nextDeadline {
-          wait = min(wait, max(.milliseconds(1), deadline - SystemClock().now()))
+          wait = min(wait, max(.milliseconds(1), deadline - clock.now()))
         }
-        await work.wait(timeout: wait)
+        await work.wait(timeout: wait, clock: clock)
       }
       group.cancelAll()
     }
@@ -346,7 +355,7 @@ public final class Scheduler: Sendable {
     while !Task.isCancelled {
       let lease = leaseLength.withLock { $0 }
       await cancelRequests.wait(
-        timeout: lease.map { min(options.heartbeatInterval, $0 / 3) } ?? options.heartbeatInterval)
+        timeout: lease.map { min(options.heartbeatInterval, $0 / 3) } ?? options.heartbeatInterval, clock: clock)
       let runs = active.withLock { Array($0.values) }.filter { !$0.isFinishing }
       guard !runs.isEmpty else { continue }
       // Every lease in one call: a round takes one round trip however many runs are in flight.
@@ -388,8 +397,8 @@ public final class Scheduler: Sendable {
   /// run or attempt with an earlier deadline starts.
   func enforceTimeouts() async {
     while !Task.isCancelled {
-      let now = ContinuousClock.now
-      var next: ContinuousClock.Instant?
+      let now = clock.now()
+      var next: Timestamp?
       for run in active.withLock({ Array($0.values) }) {
         run.expire(now: now)
         if let deadline = run.nextDeadline, deadline > now { next = min(next ?? deadline, deadline) }
@@ -441,7 +450,7 @@ public final class Scheduler: Sendable {
         capacity.signal()
       }
     }
-    let started = ContinuousClock.now
+    let started = clock.now()
     do {
       let deployment: Deployment
       let parameters: ValidatedParameters
@@ -454,7 +463,7 @@ public final class Scheduler: Sendable {
       }
       let timeout = claim.run.timeout > .zero ? claim.run.timeout : deployment.timeout
       if timeout > .zero {
-        run.setTimeout(timeout)
+        run.setTimeout(timeout, now: clock.now())
         timers.signalIfEarlier(run.nextDeadline)
       }
       let result = await steps(of: deployment.flow, claim: claim, parameters: parameters, run: run)
@@ -491,7 +500,7 @@ public final class Scheduler: Sendable {
         "run finished",
         metadata: [
           "run": "\(claim.run.id)", "deployment": "\(claim.run.deployment)", "outcome": "\(outcome.summary)",
-          "duration": "\(ContinuousClock.now - started)",
+          "duration": "\(clock.now() - started)",
         ])
     } catch let error as QueueError where error.code == .leaseLost {
       logger.warning("run abandoned: \(error.message)", metadata: ["run": "\(claim.run.id)"])
@@ -546,11 +555,11 @@ public final class Scheduler: Sendable {
           }
           try await queue.report(lease, pending)
           pending = []
-          let start = ContinuousClock.now
+          let start = clock.now()
           var (result, timedOut) = await run.attempt(timeout: step.timeout, timers: timers) {
             await Self.call(step, context)
           }
-          let duration = ContinuousClock.now - start
+          let duration = clock.now() - start
           if timedOut, case .failure = result {
             result = .failure(RPCError(code: .deadlineExceeded, message: "the step timed out after \(step.timeout)"))
           }
@@ -580,12 +589,12 @@ public final class Scheduler: Sendable {
                   .with {
                     $0.step = step.name
                     $0.nextAttempt = attempt + 1
-                    $0.retryAtMicros = (SystemClock().now() + backoff).micros
+                    $0.retryAtMicros = (clock.now() + backoff).micros
                   }))
               try await queue.report(lease, pending)
               pending = []
               // A stop cuts the backoff short; the loop's first check then ends the run.
-              _ = await run.attempt(timeout: nil, timers: timers) { try? await Task.sleep(for: backoff) }
+              _ = await run.attempt(timeout: nil, timers: timers) { [clock] in try? await clock.sleep(for: backoff) }
               attempt += 1
               continue
             }
@@ -674,15 +683,18 @@ enum Events {
 /// The scheduler's one timer for run timeouts: sleeps until the earliest deadline, and is woken
 /// only when a run with an earlier one starts.
 final class RunTimer: Sendable {
-  private let target = Mutex<ContinuousClock.Instant?>(nil)
+  let clock: any WallClock
+  private let target = Mutex<Timestamp?>(nil)
   private let signal = WakeSignal()
 
-  func wait(until deadline: ContinuousClock.Instant?) async {
+  init(clock: any WallClock) { self.clock = clock }
+
+  func wait(until deadline: Timestamp?) async {
     target.withLock { $0 = deadline }
-    await signal.wait(timeout: deadline.map { $0 - .now } ?? .seconds(3600))
+    await signal.wait(timeout: deadline.map { $0 - clock.now() } ?? .seconds(3600), clock: clock)
   }
 
-  func signalIfEarlier(_ deadline: ContinuousClock.Instant?) {
+  func signalIfEarlier(_ deadline: Timestamp?) {
     guard let deadline else { return }
     let earlier = target.withLock { target in
       guard target.map({ deadline < $0 }) ?? true else { return false }

@@ -44,11 +44,12 @@ public final class WakeSignal: Sendable {
     }
   }
 
-  /// Returns at the next signal or after `timeout`, whichever comes first.
-  public func wait(timeout: Duration) async {
+  /// Returns at the next signal or after `timeout` on `clock`, whichever comes first.
+  public func wait(timeout: Duration, clock: any WallClock = SystemClock()) async {
+    let deadline = clock.now() + timeout
     await withTaskGroup(of: Void.self) { group in
       group.addTask { [self] in
-        try? await Task.sleep(for: timeout)
+        try? await clock.sleep(until: deadline)
         if !Task.isCancelled { signal() }
       }
       await wait()

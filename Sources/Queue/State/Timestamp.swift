@@ -45,9 +45,19 @@ extension Duration {
   }
 }
 
-/// Where event times come from. Tests inject a ``ManualClock``.
+/// Where event times come from, and how long waits last. Tests inject a ``ManualClock``, which
+/// moves and wakes sleepers only when told to.
 public protocol WallClock: Sendable {
   func now() -> Timestamp
+  /// Returns once ``now()`` has reached `deadline` (at once if it has), or throws
+  /// `CancellationError` when the task is cancelled first.
+  func sleep(until deadline: Timestamp) async throws
+}
+
+extension WallClock {
+  public func sleep(for duration: Duration) async throws {
+    try await sleep(until: now() + duration)
+  }
 }
 
 /// The system's real-time clock.
@@ -58,5 +68,12 @@ public struct SystemClock: WallClock {
     var spec = timespec()
     clock_gettime(CLOCK_REALTIME, &spec)
     return Timestamp(micros: Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000)
+  }
+
+  /// Sleeps on the monotonic clock for the time left until `deadline`: a wall-clock step while
+  /// asleep moves the wake-up by as much, never further.
+  public func sleep(until deadline: Timestamp) async throws {
+    let left = deadline - now()
+    if left > .zero { try await Task.sleep(for: left) } else { try Task.checkCancellation() }
   }
 }
