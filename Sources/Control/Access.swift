@@ -57,20 +57,20 @@ public struct AccessTokens: Sendable {
 }
 
 /// A control API error the CLI shows as is.
-public struct ControlError: Error, CustomStringConvertible {
-  public var message: String
-  public var description: String { message }
-  public init(_ message: String) { self.message = message }
+package struct ControlError: Error, CustomStringConvertible {
+  package var message: String
+  package var description: String { message }
+  package init(_ message: String) { self.message = message }
 }
 
 /// The caller of the control API call being served: the token's name, or, on loopback without
 /// tokens, the local user whose process holds the other end of the connection.
-public enum Principal {
+package enum Principal {
   @TaskLocal static var source: Source?
 
   /// Who is calling, or nil outside a control API call. Looked up on first use only: most calls
   /// (claims, heartbeats, reports) never ask.
-  public static var current: String? { source?.name }
+  package static var current: String? { source?.name }
 
   final class Source: Sendable {
     private let resolved: Mutex<String?>
@@ -96,16 +96,16 @@ public enum Principal {
 }
 
 /// Checks every control API call's token and tells the handlers who the caller is.
-public struct AccessInterceptor: ServerInterceptor {
+package struct AccessInterceptor: ServerInterceptor {
   let tokens: AccessTokens
   let localPort: @Sendable () -> Int?
 
-  public init(tokens: AccessTokens, localPort: @escaping @Sendable () -> Int?) {
+  package init(tokens: AccessTokens, localPort: @escaping @Sendable () -> Int?) {
     self.tokens = tokens
     self.localPort = localPort
   }
 
-  public func intercept<Input: Sendable, Output: Sendable>(
+  package func intercept<Input: Sendable, Output: Sendable>(
     request: StreamingServerRequest<Input>,
     context: ServerContext,
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
@@ -137,12 +137,12 @@ public struct AccessInterceptor: ServerInterceptor {
 }
 
 /// Sends the token with every call of a client.
-public struct TokenInterceptor: ClientInterceptor {
+package struct TokenInterceptor: ClientInterceptor {
   let token: String
 
-  public init(token: String) { self.token = token }
+  package init(token: String) { self.token = token }
 
-  public func intercept<Input: Sendable, Output: Sendable>(
+  package func intercept<Input: Sendable, Output: Sendable>(
     request: StreamingClientRequest<Input>,
     context: ClientContext,
     next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>

@@ -7,7 +7,7 @@ import SwiftProtobuf
 import Synchronization
 
 /// The control API (`gps.v1.Control`) over one ``RunQueue``: what `gps server start` serves.
-public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendable {
+package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendable {
   let queue: RunQueue
   /// Validators of the registered deployment versions.
   let catalog = DeploymentCatalog()
@@ -15,7 +15,7 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
   /// The longest a `WatchWork` stream stays silent: a remote scheduler also looks this often.
   let idleSignal: Duration
 
-  public init(queue: RunQueue, idleSignal: Duration = .seconds(1)) {
+  package init(queue: RunQueue, idleSignal: Duration = .seconds(1)) {
     self.queue = queue
     self.idleSignal = idleSignal
   }
@@ -24,7 +24,7 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
   let workStreams = Mutex<[ObjectIdentifier: WakeSignal]>([:])
 
   /// Ends the streams (watch, history, work) so the server can shut down.
-  public func stop() {
+  package func stop() {
     stopping.store(true, ordering: .sequentiallyConsistent)
     queue.endDurableWaits()
     for signal in workStreams.withLock({ Array($0.values) }) { signal.signal() }
@@ -34,7 +34,7 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
 
   // MARK: Runs
 
-  public func enqueue(
+  package func enqueue(
     request: Gps_V1_EnqueueRunRequest, context: ServerContext
   ) async throws -> Gps_V1_EnqueueRunResponse {
     let result = try await enqueueRun(request, context: context)
@@ -67,7 +67,7 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     }
   }
 
-  public func enqueueStream(
+  package func enqueueStream(
     request: RPCAsyncSequence<Gps_V1_EnqueueRunRequest, any Error>, response: RPCWriter<Gps_V1_EnqueueRunResponse>,
     context: ServerContext
   ) async throws {
@@ -169,37 +169,37 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     case refused(RPCError)
   }
 
-  public func getRun(request: Gps_V1_GetRunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
+  package func getRun(request: Gps_V1_GetRunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
     Gps_V1_RunInfo(try run(request.runID))
   }
 
-  public func listRuns(
+  package func listRuns(
     request: Gps_V1_ListRunsRequest, context: ServerContext
   ) async throws -> Gps_V1_ListRunsResponse {
     let (filter, start) = try RunFilter.parse(request)
     return queue.withState { RunFilter.list($0, filter: filter, from: start, limit: request.limit) }
   }
 
-  public func cancelRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
+  package func cancelRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
     let id = try run(request.runID).id
     let by = Principal.current ?? context.remotePeer
     return Gps_V1_RunInfo(try await mapErrors { try await queue.cancel(id, by: by, reason: request.reason) })
   }
 
-  public func retryRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
+  package func retryRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
     let id = try run(request.runID).id
     let by = Principal.current ?? context.remotePeer
     return Gps_V1_RunInfo(try await mapErrors { try await queue.retry(id, by: by) })
   }
 
-  public func listDeployments(
+  package func listDeployments(
     request: Gps_V1_ListDeploymentsRequest, context: ServerContext
   ) async throws -> Gps_V1_ListDeploymentsResponse {
     let versions = queue.deployments
     return .with { $0.deployments = versions.map { info($0, withDefinition: false) } }
   }
 
-  public func getDeployment(
+  package func getDeployment(
     request: Gps_V1_GetDeploymentRequest, context: ServerContext
   ) async throws -> Gps_V1_DeploymentInfo {
     let found = queue.withState { state in
@@ -227,7 +227,7 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     return info
   }
 
-  public func registerDeployments(
+  package func registerDeployments(
     request: Gps_V1_RegisterDeploymentsRequest, context: ServerContext
   ) async throws -> Gps_V1_RegisterDeploymentsResponse {
     guard !request.worker.isEmpty else {
@@ -255,14 +255,14 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
 
   // MARK: Streams of events
 
-  public func watchRun(
+  package func watchRun(
     request: Gps_V1_WatchRunRequest, response: RPCWriter<Gps_V1_HistoryEvent>, context: ServerContext
   ) async throws {
     let run = try run(request.runID)
     try await stream(from: run.firstSequence, run: run.id, follow: true, response: response)
   }
 
-  public func readHistory(
+  package func readHistory(
     request: Gps_V1_ReadHistoryRequest, response: RPCWriter<Gps_V1_HistoryEvent>, context: ServerContext
   ) async throws {
     var runID: RunID?
@@ -322,7 +322,7 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
 
   /// An event as a history answer, within the message limit: an enqueue whose parameters would
   /// not fit loses its typed copy of them, and then what of the JSON does not fit.
-  public static func historyAnswer(_ event: RunEvent, sequence: UInt64) -> Gps_V1_HistoryEvent {
+  package static func historyAnswer(_ event: RunEvent, sequence: UInt64) -> Gps_V1_HistoryEvent {
     var answer = Gps_V1_HistoryEvent()
     answer.sequence = sequence
     answer.event = event
@@ -344,7 +344,7 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
 
   // MARK: Remote schedulers
 
-  public func claim(request: Gps_V1_ClaimRequest, context: ServerContext) async throws -> Gps_V1_ClaimResponse {
+  package func claim(request: Gps_V1_ClaimRequest, context: ServerContext) async throws -> Gps_V1_ClaimResponse {
     guard !isStopping else { return Gps_V1_ClaimResponse() }
     let claims = try await mapErrors {
       try await queue.claim(
@@ -365,7 +365,7 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     }
   }
 
-  public func heartbeat(
+  package func heartbeat(
     request: Gps_V1_HeartbeatRequest, context: ServerContext
   ) async throws -> Gps_V1_HeartbeatResponse {
     let lease = try lease(request.runID, request.leaseToken)
@@ -376,7 +376,7 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     }
   }
 
-  public func heartbeatMany(
+  package func heartbeatMany(
     request: Gps_V1_HeartbeatManyRequest, context: ServerContext
   ) async throws -> Gps_V1_HeartbeatManyResponse {
     .with {
@@ -400,13 +400,13 @@ public final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendabl
     }
   }
 
-  public func report(request: Gps_V1_ReportRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
+  package func report(request: Gps_V1_ReportRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
     let lease = try lease(request.runID, request.leaseToken)
     let kinds = request.events.compactMap(\.kind)
     return Gps_V1_RunInfo(try await mapErrors { try await queue.report(lease, kinds) })
   }
 
-  public func watchWork(
+  package func watchWork(
     request: Gps_V1_WatchWorkRequest, response: RPCWriter<Gps_V1_WorkSignal>, context: ServerContext
   ) async throws {
     let signal = WakeSignal()
@@ -513,7 +513,7 @@ extension QueueError {
 extension Gps_V1_DeploymentInfo {
   /// A deployment version as the API shows it, from the state alone: NOT_READY and no workers
   /// (only a server sees workers).
-  public init(
+  package init(
     _ version: DeploymentVersion, catalog: DeploymentCatalog, state: QueueState, withDefinition: Bool
   ) {
     self.init()

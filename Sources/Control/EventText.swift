@@ -6,9 +6,9 @@ import SwiftProtobuf
 
 /// How events and runs are shown: one line for tables and `--watch`, and JSON whose shape is
 /// documented in docs/history.md (stable: other tools read `gps history replay --output jsonl`).
-public enum EventText {
+package enum EventText {
   /// `bytes` of message `type` as JSON, or nil if the type is unknown or the bytes do not decode.
-  public static func json(of bytes: Data, type: String, types: ResultTypes) -> JSONValue? {
+  package static func json(of bytes: Data, type: String, types: ResultTypes) -> JSONValue? {
     guard !type.isEmpty else { return nil }
     return types.pool.json(of: [UInt8](bytes), type: type)
   }
@@ -20,7 +20,7 @@ public enum EventText {
   }()
 
   /// The event's own fields, e.g. `step=prepare attempt=1 code=UNAVAILABLE message="…"`.
-  public static func details(_ event: RunEvent, types: ResultTypes = .none) -> String {
+  package static func details(_ event: RunEvent, types: ResultTypes = .none) -> String {
     func quoted(_ text: String) -> String { JSONValue.quoted(text, limit: 200) }
     func micros(_ value: Int64) -> String { Timestamp(micros: value).description }
     func duration(_ value: Int64) -> String { String(format: "%.1fms", Double(value) / 1000) }
@@ -69,7 +69,7 @@ public enum EventText {
   }
 
   /// The run's state right after `event`, or nil when the event does not change it.
-  public static func stateAfter(_ event: RunEvent) -> RunState? {
+  package static func stateAfter(_ event: RunEvent) -> RunState? {
     switch event.kind {
     case .enqueued: .scheduled
     case .requeued: .awaitingRetry
@@ -94,7 +94,7 @@ public enum EventText {
   /// One event as a JSON object: `sequence`, `time` (RFC 3339, UTC), `time_micros`, `run`,
   /// `run_event`, `type`, and `details` (the event's fields, as protobuf's JSON mapping with
   /// proto field names; results of known types are decoded under `result_json`).
-  public static func json(sequence: UInt64, event: RunEvent, types: ResultTypes = .none) -> JSONValue {
+  package static func json(sequence: UInt64, event: RunEvent, types: ResultTypes = .none) -> JSONValue {
     var details: JSONValue = .object([])
     if let text = try? event.jsonString(options: jsonOptions),
       case .object(let members)? = try? JSONValue(parsing: text)
@@ -131,7 +131,7 @@ public enum EventText {
   }
 
   /// A run as JSON (`gps flow-run ls|inspect --output json`).
-  public static func json(_ run: Gps_V1_RunInfo, types: ResultTypes = .none) -> JSONValue {
+  package static func json(_ run: Gps_V1_RunInfo, types: ResultTypes = .none) -> JSONValue {
     func time(_ micros: Int64) -> JSONValue { micros == 0 ? .null : .string(Timestamp(micros: micros).description) }
     var members: [JSONValue.Member] = [
       .init("id", .string(run.id)),
@@ -167,28 +167,28 @@ public enum EventText {
 
 /// What decodes results for display: the descriptors of registered deployments, and the result
 /// type of each of their steps.
-public struct ResultTypes: Sendable {
-  public private(set) var pool = DescriptorPool()
+package struct ResultTypes: Sendable {
+  package private(set) var pool = DescriptorPool()
   /// Step name → result type, over every deployment given (the first one wins).
   private var steps: [String: String] = [:]
 
-  public static let none = ResultTypes()
+  package static let none = ResultTypes()
 
-  public init() {}
+  package init() {}
 
-  public init(_ definitions: [DeploymentDefinition]) {
+  package init(_ definitions: [DeploymentDefinition]) {
     for definition in definitions { add(definition) }
   }
 
-  public mutating func add(_ definition: DeploymentDefinition) {
+  package mutating func add(_ definition: DeploymentDefinition) {
     try? pool.add(descriptorSet: definition.descriptorSet)
     for step in definition.steps where steps[step.name] == nil { steps[step.name] = step.resultType }
   }
 
   /// The types of every version of every deployment in `state`.
-  public init(state: QueueState) {
+  package init(state: QueueState) {
     self.init(state.deployments.keys.sorted().flatMap { state.deployments[$0]!.reversed().map(\.definition) })
   }
 
-  public func resultType(step: String) -> String? { steps[step] }
+  package func resultType(step: String) -> String? { steps[step] }
 }

@@ -5,15 +5,15 @@ public import RPC
 /// How a client reaches a queue: through the server that owns the data directory, or, when none
 /// runs, through the log itself. The one place that decides, for every command that reads or
 /// changes runs.
-public struct QueueRoute: Sendable {
-  public var dataDirectory: String
+package struct QueueRoute: Sendable {
+  package var dataDirectory: String
   /// The server to use: given by the user (`explicit`), else the one recorded in the data
   /// directory (`ControlAddress`), if any.
-  public var server: ServiceAddress?
-  public var explicit: Bool
-  public var credentials: ControlCredentials
+  package var server: ServiceAddress?
+  package var explicit: Bool
+  package var credentials: ControlCredentials
 
-  public init(dataDirectory: String, server: ServiceAddress? = nil, credentials: ControlCredentials = .init()) {
+  package init(dataDirectory: String, server: ServiceAddress? = nil, credentials: ControlCredentials = .init()) {
     self.dataDirectory = dataDirectory
     self.explicit = server != nil
     self.server = server ?? ControlAddress.read(dataDirectory: dataDirectory)
@@ -21,15 +21,15 @@ public struct QueueRoute: Sendable {
   }
 
   /// A call the server answered with an error (or that could not reach a server given explicitly).
-  public struct ServerError: Error {
-    public var error: RPCError
-    public var server: ServiceAddress
+  package struct ServerError: Error {
+    package var error: RPCError
+    package var server: ServiceAddress
   }
 
   /// Runs `viaServer` against the server; when a recorded server is gone (its address is left
   /// behind by a killed process: UNAVAILABLE), runs `viaLog` instead. A server's error is thrown as
   /// ``ServerError``; any other error of the closures as it is.
-  public func run<T: Sendable>(
+  package func run<T: Sendable>(
     viaServer: (ControlClient) async throws -> T, viaLog: () async throws -> T
   ) async throws -> T {
     if let server {

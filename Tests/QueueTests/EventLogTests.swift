@@ -1,6 +1,6 @@
 import Foundation
 import GPSTesting
-@_spi(Testing) import Queue
+import Queue
 import Testing
 
 /// Random payloads: half compressible text-like bytes, half random.

@@ -1,6 +1,6 @@
 import Foundation
 import GPSTesting
-@_spi(Testing) import Queue
+import Queue
 import Testing
 
 @Suite struct LogReaderTests {

@@ -4,9 +4,9 @@ import CLZ4
 ///
 /// The event log compresses batch bodies with it; the stored (compressed) bytes are what the batch
 /// checksum covers.
-public enum LZ4 {
+package enum LZ4 {
   /// Compresses `input` into a new LZ4 block.
-  public static func compress(_ input: [UInt8]) -> [UInt8] {
+  package static func compress(_ input: [UInt8]) -> [UInt8] {
     guard !input.isEmpty else { return [] }
     let bound = Int(LZ4_compressBound(Int32(input.count)))
     var output = [UInt8](repeating: 0, count: bound)
@@ -26,7 +26,7 @@ public enum LZ4 {
   }
 
   /// Decompresses an LZ4 block whose original size is exactly `originalSize` bytes.
-  public static func decompress(_ input: [UInt8], originalSize: Int) throws(QueueError) -> [UInt8] {
+  package static func decompress(_ input: [UInt8], originalSize: Int) throws(QueueError) -> [UInt8] {
     guard originalSize > 0 else {
       guard input.isEmpty else {
         throw QueueError(code: .corrupt, message: "LZ4 block of \(input.count) bytes for an empty body")

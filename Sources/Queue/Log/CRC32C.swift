@@ -1,17 +1,17 @@
 import CCRC32C
 
 /// CRC32C (Castagnoli), the checksum of log batches, segment headers and snapshots.
-public enum CRC32C {
+package enum CRC32C {
   /// The checksum of `bytes`, optionally continuing from an earlier `crc`.
-  public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+  package static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
     gps_crc32c_extend(crc, bytes.baseAddress, bytes.count)
   }
 
-  public static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
+  package static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
     bytes.withUnsafeBytes { checksum($0, continuing: crc) }
   }
 
-  public static func checksum(_ bytes: ArraySlice<UInt8>, continuing crc: UInt32 = 0) -> UInt32 {
+  package static func checksum(_ bytes: ArraySlice<UInt8>, continuing crc: UInt32 = 0) -> UInt32 {
     bytes.withUnsafeBytes { checksum($0, continuing: crc) }
   }
 }

@@ -1,23 +1,23 @@
 /// What ``EventLog/repair(directory:fileSystem:)`` removed.
-public struct RepairReport: Sendable, Hashable {
+package struct RepairReport: Sendable, Hashable {
   /// Where the log was cut, or nil when nothing was wrong.
-  public var segment: String?
-  public var offset: Int?
+  package var segment: String?
+  package var offset: Int?
   /// Files that now hold the removed bytes (the tail of the cut segment, and whole later segments).
-  public var sideFiles: [String] = []
-  public var removedBytes = 0
+  package var sideFiles: [String] = []
+  package var removedBytes = 0
   /// Intact batches, and the events they hold, among the removed bytes (kept in the side files).
-  public var removedBatches = 0
-  public var removedRecords: UInt64 = 0
+  package var removedBatches = 0
+  package var removedRecords: UInt64 = 0
   /// The log's last sequence after the repair.
-  public var lastSequence: UInt64 = 0
+  package var lastSequence: UInt64 = 0
 }
 
 extension EventLog {
   /// Cuts the log at its first bad batch, after copying the removed bytes to side files
   /// (`<segment>.removed-at-<offset>`; later segments are renamed `<segment>.removed`).
   /// Takes the directory's lock, so no writer may be running.
-  public static func repair(
+  package static func repair(
     directory: String, lock lockOptions: LockOptions = LockOptions(), fileSystem: any FileSystem = PosixFileSystem()
   ) throws(QueueError) -> RepairReport {
     let lock = try DirectoryLock(directory: directory, options: lockOptions)

@@ -1,38 +1,38 @@
 import Crypto
 
 /// The on-disk format of the event log; `docs/log-format.md` documents it byte by byte.
-public enum LogFormat {
+package enum LogFormat {
   /// First bytes of every segment file.
-  public static let segmentMagic: [UInt8] = Array("GPS-LOG\0".utf8)
+  package static let segmentMagic: [UInt8] = Array("GPS-LOG\0".utf8)
   /// Version of the segment and batch layout. Readers refuse versions they do not know.
-  public static let version: UInt16 = 1
-  public static let segmentHeaderSize = 32
-  public static let batchHeaderSize = 64
+  package static let version: UInt16 = 1
+  package static let segmentHeaderSize = 32
+  package static let batchHeaderSize = 64
   /// Bit 0 of a batch's flags: the stored body is an LZ4 block.
-  public static let flagLZ4: UInt16 = 1
+  package static let flagLZ4: UInt16 = 1
   /// Largest frame accepted when reading (a bigger length field is corruption, not a big batch).
-  public static let maxFrameSize = 1 << 30
-  public static let zeroHash = [UInt8](repeating: 0, count: 32)
+  package static let maxFrameSize = 1 << 30
+  package static let zeroHash = [UInt8](repeating: 0, count: 32)
 
   /// `00000000000000000042.seg` for a segment whose first sequence is 42.
-  public static func segmentName(firstSequence: UInt64) -> String {
+  package static func segmentName(firstSequence: UInt64) -> String {
     paddedSequence(firstSequence) + ".seg"
   }
 
   /// A sequence as 20 decimal digits, so file names sort in sequence order.
-  public static func paddedSequence(_ sequence: UInt64) -> String {
+  package static func paddedSequence(_ sequence: UInt64) -> String {
     let digits = String(sequence)
     return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
   }
 
   /// The first sequence encoded in a segment file name, or nil for other files.
-  public static func firstSequence(ofSegmentNamed name: String) -> UInt64? {
+  package static func firstSequence(ofSegmentNamed name: String) -> UInt64? {
     guard name.hasSuffix(".seg"), name.utf8.count == 24 else { return nil }
     return UInt64(name.dropLast(4))
   }
 
   /// The 32-byte segment header.
-  public static func segmentHeader(firstSequence: UInt64) -> [UInt8] {
+  package static func segmentHeader(firstSequence: UInt64) -> [UInt8] {
     var bytes = segmentMagic
     bytes.appendLittleEndian(version)
     bytes.appendLittleEndian(UInt16(segmentHeaderSize))
@@ -71,7 +71,7 @@ public enum LogFormat {
 
   /// Encodes a batch frame. Bodies of at least `compressionThreshold` bytes are LZ4-compressed when
   /// that makes them smaller.
-  public static func encodeBatch(
+  package static func encodeBatch(
     baseSequence: UInt64, records: some Collection<[UInt8]>, previousHash: [UInt8], compressionThreshold: Int
   ) -> [UInt8] {
     var body: [UInt8] = []
@@ -106,23 +106,23 @@ public enum LogFormat {
   }
 
   /// SHA-256 of a whole batch frame: what the next batch stores as its previous hash.
-  public static func hash(ofFrame frame: UnsafeRawBufferPointer) -> [UInt8] {
+  package static func hash(ofFrame frame: UnsafeRawBufferPointer) -> [UInt8] {
     Array(SHA256.hash(data: frame))
   }
 }
 
 /// The fixed header of a batch frame, as read from disk.
-public struct BatchHeader: Sendable, Hashable {
-  public var frameSize: Int
-  public var checksum: UInt32
-  public var baseSequence: UInt64
-  public var count: Int
-  public var flags: UInt16
-  public var bodySize: Int
-  public var previousHash: [UInt8]
+package struct BatchHeader: Sendable, Hashable {
+  package var frameSize: Int
+  package var checksum: UInt32
+  package var baseSequence: UInt64
+  package var count: Int
+  package var flags: UInt16
+  package var bodySize: Int
+  package var previousHash: [UInt8]
 
   /// The last sequence in the batch (equal to `baseSequence - 1` for an empty batch).
-  public var lastSequence: UInt64 { baseSequence &+ UInt64(count) &- 1 }
+  package var lastSequence: UInt64 { baseSequence &+ UInt64(count) &- 1 }
 }
 
 /// Why the bytes at an offset are not a valid batch frame.

@@ -1,10 +1,10 @@
 /// A batch found in a segment, with where it is and the SHA-256 of its frame when computed.
-public struct LocatedBatch: Sendable, Hashable {
+package struct LocatedBatch: Sendable, Hashable {
   /// Segment file name, e.g. `00000000000000000001.seg`.
-  public var segment: String
+  package var segment: String
   /// Byte offset of the frame in the segment file.
-  public var offset: Int
-  public var header: BatchHeader
+  package var offset: Int
+  package var header: BatchHeader
 }
 
 /// Where reading a segment stopped before its end, and why.

@@ -2,20 +2,20 @@ import Foundation
 import SwiftProtobuf
 
 /// What ``RunQueue/acceptLoss(directory:acceptedBy:clock:fileSystem:)`` accepted and recorded.
-public struct LossAcceptance: Sendable {
-  public struct Loss: Sendable, Hashable {
-    public var missing: ClosedRange<UInt64>
+package struct LossAcceptance: Sendable {
+  package struct Loss: Sendable, Hashable {
+    package var missing: ClosedRange<UInt64>
     /// What showed the loss.
-    public var evidence: String
+    package var evidence: String
     /// Files moved aside, relative to the data directory.
-    public var setAside: [String]
+    package var setAside: [String]
   }
 
-  public var losses: [Loss] = []
+  package var losses: [Loss] = []
   /// The anchor written when the log's first segments are gone.
-  public var anchor: LogAnchor?
+  package var anchor: LogAnchor?
   /// The sequences of the `LogLossAccepted` events that record each loss in the log.
-  public var noteSequences: [UInt64] = []
+  package var noteSequences: [UInt64] = []
 }
 
 extension RunQueue {
@@ -28,7 +28,7 @@ extension RunQueue {
   /// end are moved to `snapshots/lost/`. Each loss becomes a ``Gps_V1_LogLossAccepted`` event. A gap
   /// in the middle of the log is not a loss this accepts (`EventLog.repair` cuts the log there).
   /// Takes the directory's lock: no server may be running.
-  public static func acceptLoss(
+  package static func acceptLoss(
     directory: String, acceptedBy: String, clock: any WallClock = SystemClock(),
     fileSystem: any FileSystem = PosixFileSystem()
   ) throws(QueueError) -> LossAcceptance {

@@ -8,7 +8,7 @@ import Synchronization
 
 /// A file system that fails writes or syncs on demand and can forget what was never synced,
 /// like a machine that lost power. For tests.
-@_spi(Testing) public final class FaultyFileSystem: FileSystem {
+package final class FaultyFileSystem: FileSystem {
   struct State {
     var writeError: Int32?
     var syncError: Int32?
@@ -19,20 +19,20 @@ import Synchronization
   let base = PosixFileSystem()
   let state = Mutex(State())
 
-  public init() {}
+  package init() {}
 
   /// Every later write fails with `errno` (e.g. ENOSPC) until ``heal()``.
-  public func failWrites(errno code: Int32) { state.withLock { $0.writeError = code } }
+  package func failWrites(errno code: Int32) { state.withLock { $0.writeError = code } }
   /// Every later fsync fails with `errno` (e.g. EIO) until ``heal()``.
-  public func failSyncs(errno code: Int32) { state.withLock { $0.syncError = code } }
-  public func heal() {
+  package func failSyncs(errno code: Int32) { state.withLock { $0.syncError = code } }
+  package func heal() {
     state.withLock {
       $0.writeError = nil; $0.syncError = nil
     }
   }
 
   /// Truncates every file written through this file system to what was last synced.
-  public func loseUnsyncedWrites() throws(QueueError) {
+  package func loseUnsyncedWrites() throws(QueueError) {
     let synced = state.withLock { $0.synced }
     for (path, size) in synced {
       if let current = try base.size(of: path), current > size {
@@ -45,7 +45,7 @@ import Synchronization
     if let code = state.withLock({ $0.writeError }) { throw PosixFileSystem.failure("write", path, errno: code) }
   }
 
-  public func openForAppend(_ path: String, create: Bool) throws(QueueError) -> any AppendableFile {
+  package func openForAppend(_ path: String, create: Bool) throws(QueueError) -> any AppendableFile {
     let file = try base.openForAppend(path, create: create)
     let size = try base.size(of: path) ?? 0
     state.withLock { state in
@@ -54,24 +54,24 @@ import Synchronization
     return FaultyFile(file: file, path: path, fileSystem: self)
   }
 
-  public func read(_ path: String, from offset: UInt64) throws(QueueError) -> [UInt8] {
+  package func read(_ path: String, from offset: UInt64) throws(QueueError) -> [UInt8] {
     try base.read(path, from: offset)
   }
-  public func size(of path: String) throws(QueueError) -> UInt64? { try base.size(of: path) }
-  public func list(_ directory: String) throws(QueueError) -> [String] { try base.list(directory) }
-  public func createDirectory(_ path: String) throws(QueueError) { try base.createDirectory(path) }
-  public func syncDirectory(_ path: String) throws(QueueError) {
+  package func size(of path: String) throws(QueueError) -> UInt64? { try base.size(of: path) }
+  package func list(_ directory: String) throws(QueueError) -> [String] { try base.list(directory) }
+  package func createDirectory(_ path: String) throws(QueueError) { try base.createDirectory(path) }
+  package func syncDirectory(_ path: String) throws(QueueError) {
     if let code = state.withLock({ $0.syncError }) { throw PosixFileSystem.failure("fsync", path, errno: code) }
     try base.syncDirectory(path)
   }
-  public func truncate(_ path: String, to size: UInt64) throws(QueueError) {
+  package func truncate(_ path: String, to size: UInt64) throws(QueueError) {
     try checkWrite(path)
     try base.truncate(path, to: size)
     state.withLock { $0.synced[path] = size }
   }
-  public func rename(_ from: String, to: String) throws(QueueError) { try base.rename(from, to: to) }
-  public func remove(_ path: String) throws(QueueError) { try base.remove(path) }
-  public func writeAtomically(_ path: String, contents: [UInt8]) throws(QueueError) {
+  package func rename(_ from: String, to: String) throws(QueueError) { try base.rename(from, to: to) }
+  package func remove(_ path: String) throws(QueueError) { try base.remove(path) }
+  package func writeAtomically(_ path: String, contents: [UInt8]) throws(QueueError) {
     try checkWrite(path)
     try base.writeAtomically(path, contents: contents)
   }

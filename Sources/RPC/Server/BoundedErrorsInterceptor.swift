@@ -3,7 +3,7 @@ public import GRPCCore
 /// Text from a request quoted in a message: whole when short, else its first `limit` characters,
 /// an ellipsis and its length, so an error about a 100 KB URL stays one short line (and the
 /// trailers that carry it stay far below HTTP/2's header limits).
-public func quotedInput(_ text: String, limit: Int = 120) -> String {
+package func quotedInput(_ text: String, limit: Int = 120) -> String {
   let cleaned = text.replacing("\0", with: "\\0")
   guard cleaned.count > limit else { return "'\(cleaned)'" }
   return "'\(cleaned.prefix(limit))…' (\(text.utf8.count) bytes)"
@@ -12,15 +12,15 @@ public func quotedInput(_ text: String, limit: Int = 120) -> String {
 /// Bounds the message of every error a service returns: a status message echoing a huge input
 /// would overflow the trailers, and the client would see `UNAVAILABLE: Stream unexpectedly closed`
 /// (and retry) instead of the real error.
-public struct BoundedErrorsInterceptor: ServerInterceptor {
+package struct BoundedErrorsInterceptor: ServerInterceptor {
   /// The longest message sent, in bytes of UTF-8.
-  public let limit: Int
+  package let limit: Int
 
-  public init(limit: Int = 2048) {
+  package init(limit: Int = 2048) {
     self.limit = limit
   }
 
-  public func intercept<Input: Sendable, Output: Sendable>(
+  package func intercept<Input: Sendable, Output: Sendable>(
     request: StreamingServerRequest<Input>,
     context: ServerContext,
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>

@@ -2,18 +2,18 @@ public import GRPCCore
 public import Logging
 
 /// The request metadata key that carries a task step's idempotency key (`run id/step/attempt`).
-public let idempotencyKeyMetadataKey = "gps-idempotency-key"
+package let idempotencyKeyMetadataKey = "gps-idempotency-key"
 
 /// Logs every call when it starts and when it ends, with its idempotency key, deadline (`grpc-timeout`),
 /// outcome and duration.
-public struct CallLoggingInterceptor: ServerInterceptor {
-  public let logger: Logger
+package struct CallLoggingInterceptor: ServerInterceptor {
+  package let logger: Logger
 
-  public init(logger: Logger) {
+  package init(logger: Logger) {
     self.logger = logger
   }
 
-  public func intercept<Input: Sendable, Output: Sendable>(
+  package func intercept<Input: Sendable, Output: Sendable>(
     request: StreamingServerRequest<Input>,
     context: ServerContext,
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>

@@ -5,18 +5,18 @@ public import GRPCCore
 /// The HTTP/2 transport's own limit resets the stream instead, which clients see as UNAVAILABLE and
 /// would retry forever; so the transport's limit is set higher (``ServiceServer/Configuration/transportLimit``) and
 /// this deserializer gives the precise answer below it.
-public struct SizeLimitedDeserializer<Wrapped: MessageDeserializer>: MessageDeserializer {
-  public typealias Message = Wrapped.Message
+package struct SizeLimitedDeserializer<Wrapped: MessageDeserializer>: MessageDeserializer {
+  package typealias Message = Wrapped.Message
 
   let wrapped: Wrapped
   let limit: Int
 
-  public init(_ wrapped: Wrapped, limit: Int) {
+  package init(_ wrapped: Wrapped, limit: Int) {
     self.wrapped = wrapped
     self.limit = limit
   }
 
-  public func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> Message {
+  package func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> Message {
     guard serializedMessageBytes.count <= limit else {
       throw RPCError(
         code: .resourceExhausted,
