@@ -28,16 +28,10 @@ func query<T: Sendable>(
 
 /// The types of the server's deployments, to show results as JSON (none when it cannot say).
 func resultTypes(_ control: ControlClient) async -> ResultTypes {
-  guard let listed = try? await control.listDeployments(Gps_V1_ListDeploymentsRequest(), options: failFast) else {
-    return .none
-  }
-  var definitions: [DeploymentDefinition] = []
-  for deployment in listed.deployments {
-    if let info = try? await control.getDeployment(.with { $0.name = deployment.name }, options: failFast) {
-      definitions.append(info.definition)
-    }
-  }
-  return ResultTypes(definitions)
+  guard
+    let listed = try? await control.listDeployments(.with { $0.withDefinitions = true }, options: failFast)
+  else { return .none }
+  return ResultTypes(listed.deployments.map(\.definition))
 }
 
 /// Fails with one line unless `dataDir` holds a queue.

@@ -196,7 +196,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     request: Gps_V1_ListDeploymentsRequest, context: ServerContext
   ) async throws -> Gps_V1_ListDeploymentsResponse {
     let versions = queue.deployments
-    return .with { $0.deployments = versions.map { info($0, withDefinition: false) } }
+    return .with { $0.deployments = versions.map { info($0, withDefinition: request.withDefinitions) } }
   }
 
   package func getDeployment(
@@ -237,11 +237,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     // refused here, where the worker's author sees it, not at the first enqueue.
     for definition in request.definitions {
       do {
-        try RegisteredDeployment(
-          DeploymentVersion(
-            definition: definition, version: 0, registeredAt: .zero, worker: request.worker, registeredBy: "",
-            sequence: 0)
-        ).checkTypes()
+        try RegisteredDeployment.check(definition)
       } catch {
         throw RPCError(error)
       }

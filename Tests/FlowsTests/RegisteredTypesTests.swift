@@ -74,6 +74,48 @@ import Testing
     #expect(schema.contains(#""tags":{"type":"array","items":{"type":"string"}}"#), "\(schema)")
   }
 
+  /// Every scalar type a deployment may declare decodes as its Swift type, singly and as a list
+  /// (numbers packed, as the validator writes them), with the edges of each range.
+  @Test func everyScalarTypeDecodesSinglyAndAsAList() throws {
+    let types = ["string", "bytes", "int64", "int32", "uint64", "uint32", "double", "float", "bool"]
+    let parameters = ParameterSet(
+      types.flatMap { [ParameterSpec(name: $0, type: $0), ParameterSpec(name: "\($0)s", type: "repeated \($0)")] })
+    let validated = try parameters.validate(
+      json: #"""
+        {"string": "é", "strings": ["", "b"], "bytes": "AAH/", "bytess": ["", "AQ=="],
+         "int64": "-9223372036854775808", "int64s": [-1, "9223372036854775807", 0],
+         "int32": -5, "int32s": [-2147483648, 2147483647],
+         "uint64": "18446744073709551615", "uint64s": [0, "18446744073709551615"],
+         "uint32": 4294967295, "uint32s": [1, 4294967295],
+         "double": -0.5, "doubles": [1e300, -2.25], "float": 0.25, "floats": [1.5, -3],
+         "bool": true, "bools": [true, false, true]}
+        """#, pool: .empty)
+    func value(_ name: String) -> [UInt8] { validated.value(of: name)! }
+    #expect(String(parameterBytes: value("string")) == "é")
+    #expect([String](parameterBytes: value("strings")) == ["", "b"])
+    #expect(Data(parameterBytes: value("bytes")) == Data([0, 1, 255]))
+    #expect([Data](parameterBytes: value("bytess")) == [Data(), Data([1])])
+    #expect(Int64(parameterBytes: value("int64")) == .min)
+    #expect([Int64](parameterBytes: value("int64s")) == [-1, .max, 0])
+    #expect(Int32(parameterBytes: value("int32")) == -5)
+    #expect([Int32](parameterBytes: value("int32s")) == [.min, .max])
+    #expect(UInt64(parameterBytes: value("uint64")) == .max)
+    #expect([UInt64](parameterBytes: value("uint64s")) == [0, .max])
+    #expect(UInt32(parameterBytes: value("uint32")) == .max)
+    #expect([UInt32](parameterBytes: value("uint32s")) == [1, .max])
+    #expect(Double(parameterBytes: value("double")) == -0.5)
+    #expect([Double](parameterBytes: value("doubles")) == [1e300, -2.25])
+    #expect(Float(parameterBytes: value("float")) == 0.25)
+    #expect([Float](parameterBytes: value("floats")) == [1.5, -3])
+    #expect(Bool(parameterBytes: value("bool")) == true)
+    #expect([Bool](parameterBytes: value("bools")) == [true, false, true])
+    // The wrong type, and bytes that are no record, decode as nothing rather than as garbage.
+    #expect(Double(parameterBytes: value("int32")) == nil)
+    #expect(String(parameterBytes: [0x0A, 0x05, 0x61]) == nil)
+    // Unpacked numbers (another encoder's choice) decode too.
+    #expect([Int64](parameterBytes: [0x08, 0x01, 0x08, 0x02]) == [1, 2])
+  }
+
   @Test func aRegisteredDefinitionValidatesAndDecodesWithItsOwnDescriptors() throws {
     // The descriptors travel in the definition: the validator needs nothing linked.
     var definition = DeploymentDefinition()

@@ -74,13 +74,21 @@ public final class GPSProcess: Sendable {
     return String(decoding: data, as: UTF8.self)
   }
 
-  /// Waits until the output satisfies `predicate` or the process has exited.
+  /// Waits until the output satisfies `predicate`, the process has exited, or `limit` has passed
+  /// (a process that hangs fails the test that checks the output next, rather than hanging it);
+  /// returns whether the output satisfied `predicate`.
   ///
   /// Checks every few milliseconds: a wait for a condition, not a fixed delay.
-  public func waitForOutput(_ predicate: @escaping @Sendable (_ stdout: String, _ stderr: String) -> Bool) async {
-    while !predicate(stdout, stderr), process.isRunning {
+  @discardableResult
+  public func waitForOutput(
+    limit: Duration = .seconds(120), _ predicate: @escaping @Sendable (_ stdout: String, _ stderr: String) -> Bool
+  ) async -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while !predicate(stdout, stderr) {
+      guard process.isRunning, ContinuousClock.now < deadline else { return predicate(stdout, stderr) }
       try? await Task.sleep(for: .milliseconds(5))
     }
+    return true
   }
 
   /// Waits for a `listening on HOST:PORT` line and returns the address.

@@ -231,6 +231,10 @@ public nonisolated struct Gps_V1_ListDeploymentsRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Each deployment's newest definition too (with its descriptor set): for a client that decodes
+  /// results, in one call rather than one per deployment.
+  public var withDefinitions: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1155,18 +1159,29 @@ nonisolated extension Gps_V1_HistoryEvent: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Gps_V1_ListDeploymentsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListDeploymentsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}with_definitions\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.withDefinitions) }()
+      default: break
+      }
+    }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.withDefinitions != false {
+      try visitor.visitSingularBoolField(value: self.withDefinitions, fieldNumber: 1)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Gps_V1_ListDeploymentsRequest, rhs: Gps_V1_ListDeploymentsRequest) -> Bool {
+    if lhs.withDefinitions != rhs.withDefinitions {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

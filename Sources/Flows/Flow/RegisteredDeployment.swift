@@ -15,17 +15,33 @@ public struct RegisteredDeployment: Sendable {
 
   public init(_ version: DeploymentVersion) throws(FlowsError) {
     self.version = version
+    descriptors = try Self.descriptors(
+      of: version.definition, what: "deployment \(version.name) version \(version.version)")
+    parameters = Self.parameters(of: version.definition)
+  }
+
+  /// Checks a definition before it is registered: its descriptor set decodes and holds every type
+  /// it names, so a worker finds out at registration, not at its first run.
+  public static func check(_ definition: DeploymentDefinition) throws(FlowsError) {
+    try checkTypes(
+      of: parameters(of: definition),
+      in: descriptors(of: definition, what: "deployment \(definition.name)"), deployment: definition.name)
+  }
+
+  private static func descriptors(of definition: DeploymentDefinition, what: String) throws(FlowsError)
+    -> DescriptorPool
+  {
     do {
-      descriptors = try DescriptorPool(descriptorSet: version.definition.descriptorSet)
+      return try DescriptorPool(descriptorSet: definition.descriptorSet)
     } catch {
       throw FlowsError(
-        code: .invalidParameter,
-        message:
-          "deployment \(version.name) version \(version.version) has a descriptor set that does not decode: \(error)",
-        cause: error)
+        code: .invalidParameter, message: "\(what) has a descriptor set that does not decode: \(error)", cause: error)
     }
-    parameters = ParameterSet(
-      version.definition.parameters.map { parameter in
+  }
+
+  private static func parameters(of definition: DeploymentDefinition) -> ParameterSet {
+    ParameterSet(
+      definition.parameters.map { parameter in
         ParameterSpec(
           name: parameter.name, type: parameter.type, required: parameter.required,
           defaultJSON: parameter.defaultJson.isEmpty ? nil : parameter.defaultJson,
@@ -36,9 +52,14 @@ public struct RegisteredDeployment: Sendable {
   /// The JSON Schema (draft 2020-12) of the parameters.
   public var parameterSchema: JSONValue { parameters.jsonSchema(title: name, pool: descriptors) }
 
-  /// Checks that every type the definition names is in its descriptor set: a worker finds out at
-  /// registration, not at its first run.
+  /// Checks that every type the definition names is in its descriptor set.
   public func checkTypes() throws(FlowsError) {
+    try Self.checkTypes(of: parameters, in: descriptors, deployment: name)
+  }
+
+  private static func checkTypes(
+    of parameters: ParameterSet, in descriptors: DescriptorPool, deployment name: String
+  ) throws(FlowsError) {
     var missing: [String] = []
     for parameter in parameters.parameters
     where ScalarParameterTypes.field(for: parameter.type) == nil

@@ -511,9 +511,7 @@ extension RunQueue {
     let done = DispatchSemaphore(value: 0)
     let failure = Mutex<QueueError?>(nil)
     let sequence = try locked.withLock { locked throws(QueueError) -> UInt64 in
-      if let failure = locked.failure { throw failure }
-      if locked.closed { throw QueueError(code: .closed, message: "the queue is closed") }
-      let time = max(clock.now(), locked.state.lastTime)
+      let time = try Self.recordTime(locked, clock: clock)
       let event = RunEvent.with {
         $0.timeMicros = time.micros
         $0.kind = kind
@@ -522,28 +520,55 @@ extension RunQueue {
         throw QueueError(
           code: .invalidArgument, message: "\(event.typeName) is an event of a run, not a note of the log")
       }
-      let record: [UInt8]
-      do {
-        record = try event.serializedBytes()
-      } catch {
-        throw QueueError(code: .invalidArgument, message: "an event does not encode: \(error)", cause: error)
-      }
-      var state = locked.state
-      try state.apply(event, sequence: locked.nextSequence)
-      let range = try log.submit([record]) { [self] result in
-        if case .failure(let error) = result {
-          self.locked.withLock { $0.failure = $0.failure ?? error }
-          failure.withLock { $0 = error }
-        }
+      return try appendQueueRecords([event], to: &locked) { error in
+        failure.withLock { $0 = error }
         done.signal()
-      }
-      locked.state = state
-      locked.nextSequence = range.upperBound + 1
-      return range.lowerBound
+      }.lowerBound
     }
     done.wait()
     if let error = failure.withLock({ $0 }) { throw error }
-    durableWaiters.advance(to: log.lastSequence)
     return sequence
+  }
+
+  /// The time of a record written now: refuses once the queue has failed or closed.
+  static func recordTime(_ locked: Locked, clock: any WallClock) throws(QueueError) -> Timestamp {
+    if let failure = locked.failure { throw failure }
+    if locked.closed { throw QueueError(code: .closed, message: "the queue is closed") }
+    return max(clock.now(), locked.state.lastTime)
+  }
+
+  /// Appends records of the queue itself (notes, registrations: events of no run), under the
+  /// queue's lock: applies them to a copy of the state (an illegal one throws and nothing is
+  /// written), submits them to the log and makes the copy the state. `durable` is called once they
+  /// are durable (nil) or the log failed, which stops the queue.
+  func appendQueueRecords(
+    _ events: [RunEvent], to locked: inout Locked, durable: @escaping @Sendable (QueueError?) -> Void
+  ) throws(QueueError) -> ClosedRange<UInt64> {
+    var state = locked.state
+    var records: [[UInt8]] = []
+    for (offset, event) in events.enumerated() {
+      try state.apply(event, sequence: locked.nextSequence + UInt64(offset))
+      do {
+        records.append(try event.serializedBytes())
+      } catch {
+        throw QueueError(code: .invalidArgument, message: "an event does not encode: \(error)", cause: error)
+      }
+    }
+    let range = try log.submit(records) { [self] result in
+      switch result {
+      case .success:
+        durableWaiters.advance(to: log.lastSequence)
+        durable(nil)
+      case .failure(let error):
+        self.locked.withLock { $0.failure = $0.failure ?? error }
+        durableWaiters.fail()
+        durable(error)
+      }
+    }
+    precondition(range.lowerBound == locked.nextSequence, "the queue is the log's only writer")
+    locked.state = state
+    locked.nextSequence = range.upperBound + 1
+    locked.eventsSinceSnapshot += records.count
+    return range
   }
 }

@@ -34,13 +34,11 @@ extension RunQueue {
     return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UInt32], any Error>) in
       let immediate = locked.withLock { locked -> Result<[UInt32], QueueError>? in
         do throws(QueueError) {
-          if let failure = locked.failure { throw failure }
-          if locked.closed { throw QueueError(code: .closed, message: "the queue is closed") }
-          let time = max(clock.now(), locked.state.lastTime)
+          let time = try Self.recordTime(locked, clock: clock)
+          // Versions count the definitions before them in this same call.
           var state = locked.state
           var versions: [UInt32] = []
-          var records: [[UInt8]] = []
-          var sequence = locked.nextSequence
+          var events: [RunEvent] = []
           for definition in definitions {
             if let newest = state.deployment(named: definition.name), newest.definition == definition {
               versions.append(newest.version)
@@ -55,32 +53,15 @@ extension RunQueue {
               $0.timeMicros = time.micros
               $0.kind = .deploymentRegistered(registered)
             }
-            try state.apply(event, sequence: sequence)
-            do {
-              records.append(try event.serializedBytes())
-            } catch {
-              throw QueueError(code: .invalidArgument, message: "a definition does not encode: \(error)", cause: error)
-            }
+            try state.apply(event, sequence: locked.nextSequence + UInt64(events.count))
+            events.append(event)
             versions.append(registered.version)
-            sequence += 1
           }
-          guard !records.isEmpty else { return .success(versions) }
+          guard !events.isEmpty else { return .success(versions) }
           let answer = versions
-          let range = try log.submit(records) { [self] result in
-            switch result {
-            case .success:
-              durableWaiters.advance(to: log.lastSequence)
-              continuation.resume(returning: answer)
-            case .failure(let error):
-              self.locked.withLock { $0.failure = $0.failure ?? error }
-              durableWaiters.fail()
-              continuation.resume(throwing: error)
-            }
+          _ = try appendQueueRecords(events, to: &locked) { error in
+            if let error { continuation.resume(throwing: error) } else { continuation.resume(returning: answer) }
           }
-          precondition(range.lowerBound == locked.nextSequence, "the queue is the log's only writer")
-          locked.state = state
-          locked.nextSequence = range.upperBound + 1
-          locked.eventsSinceSnapshot += records.count
           // A worker for runs that were waiting may have arrived.
           for signal in locked.wakeSignals { signal.signal() }
           return nil
