@@ -26,6 +26,7 @@ CONTROL_PROTOS := protos/gps/v1/queue.proto
 CONTROL_GENERATED := Sources/Control/Generated
 RPC_PROTOS   := $(filter-out $(QUEUE_PROTOS) $(CONTROL_PROTOS) $(SERVICES_PROTOS),$(PROTO_FILES))
 REFERENCE_GENERATED := Sources/ReferenceFlow/Generated
+WEB_GENERATED := Sources/Web/Generated
 DESCRIPTOR_SET  := protos/gps.desc
 VENV         := .build-venv
 PYTHON       ?= python3
@@ -129,6 +130,11 @@ proto:
 	scripts/embed-descriptors.sh $(DESCRIPTOR_SET).services > $(REFERENCE_GENERATED)/DescriptorSet.swift
 	rm -f $(DESCRIPTOR_SET).services
 	protoc -Iprotos --include_imports --descriptor_set_out=$(DESCRIPTOR_SET) $(PROTO_FILES)
+	# The control API's messages, whose JSON the web API answers with: its OpenAPI document's schemas.
+	mkdir -p $(WEB_GENERATED)
+	protoc -Iprotos --include_imports --descriptor_set_out=$(DESCRIPTOR_SET).control $(CONTROL_PROTOS)
+	scripts/embed-descriptors.sh $(DESCRIPTOR_SET).control > $(WEB_GENERATED)/DescriptorSet.swift
+	rm -f $(DESCRIPTOR_SET).control
 	# The example worker's own protos, messages, client and descriptors (internal to its package).
 	rm -rf $(EXAMPLE_GENERATED) && mkdir -p $(EXAMPLE_GENERATED)
 	protoc -I$(EXAMPLE)/protos \

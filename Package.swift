@@ -18,6 +18,8 @@ let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift
 let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
 let heap = Target.Dependency.product(name: "HeapModule", package: "swift-collections")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
+let hummingbirdTLS = Target.Dependency.product(name: "HummingbirdTLS", package: "hummingbird")
 
 let package = Package(
   name: "gps",
@@ -42,6 +44,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    // The web UI and its JSON API; without its optional traits (swift-configuration, full Foundation).
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
   ],
   targets: [
     // liblz4 from the system (Debian liblz4-dev), used by the event log for batch compression.
@@ -94,10 +98,20 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    // The web UI, its JSON API and /metrics, served beside the control API by `gps server start`.
+    .target(
+      name: "Web",
+      dependencies: [
+        "Control", "Flows", "Queue", "RPC", hummingbird, hummingbirdTLS, grpcCore, swiftProtobuf, logging,
+      ],
+      resources: [.embedInCode("Assets/app.js"), .embedInCode("Assets/app.css")],
+      swiftSettings: swiftSettings
+    ),
     .executableTarget(
       name: "CLI",
       dependencies: [
-        "CJemalloc", "RPC", "Services", "ReferenceFlow", "Flows", "Queue", "Control", argumentParser, grpcCore, grpcNIO,
+        "CJemalloc", "RPC", "Services", "ReferenceFlow", "Flows", "Queue", "Control", "Web", argumentParser, grpcCore,
+        grpcNIO,
         swiftProtobuf, logging,
         lifecycle,
         unixSignals,
@@ -139,7 +153,7 @@ let package = Package(
     .testTarget(
       name: "CLITests",
       dependencies: [
-        "CLI", "Control", "Queue", "RPC", "Services", "ReferenceFlow", "Flows", "GPSTesting", grpcCore, grpcNIO,
+        "CLI", "Control", "Web", "Queue", "RPC", "Services", "ReferenceFlow", "Flows", "GPSTesting", grpcCore, grpcNIO,
         swiftProtobuf, crypto,
       ],
       swiftSettings: swiftSettings

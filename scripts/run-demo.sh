@@ -39,8 +39,8 @@ echo "+ gps server b --port 0"
 start b server b --port 0
 a=$(cat "$work/a.addr")
 b=$(cat "$work/b.addr")
-echo "+ gps server start --data-dir $data --port 0 --a $a --b $b"
-start server server start --data-dir "$data" --port 0 --a "$a" --b "$b"
+echo "+ gps server start --data-dir $data --port 0 --http-port 0 --a $a --b $b"
+start server server start --data-dir "$data" --port 0 --http-port 0 --a "$a" --b "$b"
 sed 's/^/  /' "$work/server.out"
 
 params='{"object_storage_urls": ["a"], "dataset": "b"}'

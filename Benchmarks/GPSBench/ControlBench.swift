@@ -156,7 +156,9 @@ final class ServerProcess: Sendable {
     _ = FileManager.default.createFile(atPath: output.path, contents: nil)
     process = Process()
     process.executableURL = URL(fileURLWithPath: gps)
-    process.arguments = command + ["--port", "0", "--log-level", "warning"] + arguments
+    process.arguments =
+      command + ["--port", "0", "--log-level", "warning"] + (command == ["server", "start"] ? ["--no-web"] : [])
+      + arguments
     process.standardOutput = try FileHandle(forWritingTo: output)
     process.standardError = FileHandle.nullDevice
     try process.run()

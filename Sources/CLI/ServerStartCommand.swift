@@ -9,6 +9,7 @@ import ReferenceFlow
 import ServiceLifecycle
 import Services
 import UnixSignals
+import Web
 
 struct ServerStart: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -31,6 +32,14 @@ struct ServerStart: AsyncParsableCommand {
 
   @Option(parsing: .unconditional, help: "Port to listen on; 0 picks a free one (printed as `listening on HOST:PORT`).")
   var port = 4200
+
+  @Option(
+    parsing: .unconditional,
+    help: "Port of the web UI and its JSON API (same --host); 0 picks a free one (printed as `web UI on URL`).")
+  var httpPort = 4280
+
+  @Flag(help: "Do not serve the web UI and its JSON API.")
+  var noWeb = false
 
   @Flag(help: "Do not run a scheduler in this process (use `gps scheduler --server ADDR`).")
   var noScheduler = false
@@ -84,6 +93,9 @@ struct ServerStart: AsyncParsableCommand {
       throw ValidationError("--max-parameter-bytes \(maxParameterBytes) is out of range; give 2 to 67108864 (64 MiB)")
     }
     guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is out of range; give 0 to 65535") }
+    guard (0...65535).contains(httpPort) else {
+      throw ValidationError("--http-port \(httpPort) is out of range; give 0 to 65535")
+    }
     guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
     guard leaseDuration.duration >= .milliseconds(100) else {
       throw ValidationError("--lease-duration must be at least 100ms")
@@ -134,7 +146,7 @@ struct ServerStart: AsyncParsableCommand {
     let worker = ControlServer.EmbeddedWorker(registry: .standard) { body in
       try await withServiceClients(a: aAddress, b: bAddress) { clients in try await body(Dependencies(clients)) }
     }
-    let server = ControlServer(configuration: configuration, worker: worker, logger: logger) { address, queue in
+    var server = ControlServer(configuration: configuration, worker: worker, logger: logger) { address, queue in
       let startup = queue.startup
       if !startup.recovery.isClean {
         logger.warning("\(startup.recovery.summary); recorded in the log as a LogTailTruncated event")
@@ -144,11 +156,23 @@ struct ServerStart: AsyncParsableCommand {
         "queue ready in \(seconds(ContinuousClock.now - started)) s: \(queue.counts.total) runs, \(queue.durableSequence) events (snapshot \(startup.snapshotSequence.map(String.init) ?? "none"), \(startup.replayedEvents) replayed)"
       )
     }
+    if !noWeb {
+      var web = WebServer.Configuration()
+      web.host = host
+      web.port = httpPort
+      web.tokens = configuration.tokens
+      web.tls = configuration.tls
+      server.companions.append(
+        WebServer(configuration: web, logger: logger) { scheme, address in printLine("web UI on \(scheme)://\(address)")
+        })
+    }
     let group = ServiceGroup(
       configuration: .init(
         services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     do {
       try await group.run()
+    } catch let error as ControlError {
+      throw CommandFailure(error.message)
     } catch let error as QueueError {
       throw CommandFailure(error.message + advice(for: error))
     } catch let error as ServiceAddressError {

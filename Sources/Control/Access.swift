@@ -43,7 +43,7 @@ public struct AccessTokens: Sendable {
   }
 
   /// The name of `token`, comparing in constant time so that timing tells nothing of the tokens.
-  func name(of token: String) -> String? {
+  package func name(of token: String) -> String? {
     let given = Array(token.utf8)
     var found: String?
     for (candidate, name) in names {
@@ -66,22 +66,22 @@ package struct ControlError: Error, CustomStringConvertible {
 /// The caller of the control API call being served: the token's name, or, on loopback without
 /// tokens, the local user whose process holds the other end of the connection.
 package enum Principal {
-  @TaskLocal static var source: Source?
+  @TaskLocal package static var source: Source?
 
   /// Who is calling, or nil outside a control API call. Looked up on first use only: most calls
   /// (claims, heartbeats, reports) never ask.
   package static var current: String? { source?.name }
 
-  final class Source: Sendable {
+  package final class Source: Sendable {
     private let resolved: Mutex<String?>
     private let lookup: @Sendable () -> String
 
-    init(name: String) {
+    package init(name: String) {
       resolved = Mutex(name)
       lookup = { name }
     }
 
-    init(lookup: @escaping @Sendable () -> String) {
+    package init(lookup: @escaping @Sendable () -> String) {
       resolved = Mutex(nil)
       self.lookup = lookup
     }
@@ -155,8 +155,8 @@ package struct TokenInterceptor: ClientInterceptor {
 
 /// The local user at the other end of a loopback TCP connection, from the kernel's socket table
 /// (`/proc/net/tcp`, `tcp6`): the audit identity when no tokens are configured.
-enum LoopbackPeer {
-  static func user(remotePeer: String, localPort: Int?) -> String? {
+package enum LoopbackPeer {
+  package static func user(remotePeer: String, localPort: Int?) -> String? {
     // "ipv4:127.0.0.1:54321" or "ipv6:[::1]:54321"
     guard remotePeer.hasPrefix("ipv4:127.") || remotePeer.hasPrefix("ipv6:[::1]"),
       let colon = remotePeer.lastIndex(of: ":"), let peerPort = Int(remotePeer[remotePeer.index(after: colon)...]),

@@ -8,6 +8,12 @@ public import RPC
 public import ServiceLifecycle
 import Synchronization
 
+/// Serves the queue beside the control API, in the same process (the web server).
+package protocol ControlCompanion: Sendable {
+  /// Runs until cancelled, when the control server stops.
+  func run(control: ControlService) async throws
+}
+
 /// `gps server start`: owns a data directory's queue, serves the control API, and (unless told
 /// not to) runs a scheduler in the same process.
 ///
@@ -70,6 +76,9 @@ public struct ControlServer: Service {
   let worker: EmbeddedWorker
   let logger: Logger
   let onReady: @Sendable (ServiceAddress, RunQueue) -> Void
+  /// What else serves this queue in the process (the web server), from when the control API
+  /// listens until the server stops; one that fails stops the server with its error.
+  package var companions: [any ControlCompanion] = []
 
   public init(
     configuration: Configuration, worker: EmbeddedWorker = EmbeddedWorker(registry: DeploymentRegistry()),
@@ -96,7 +105,8 @@ public struct ControlServer: Service {
     // The embedded worker's deployments are registered even when no scheduler runs here: runs
     // can then be enqueued (validated against them) and wait for a remote worker.
     if !worker.registry.names.isEmpty {
-      _ = try await queue.register(worker.registry.definitions, worker: "gps-server", by: "server")
+      // Not a sighting: whether a worker serves them is for the scheduler's claims to say.
+      _ = try await queue.register(worker.registry.definitions, worker: "gps-server", by: "server", serving: false)
     }
     let service = ControlService(queue: queue)
     let requested = ServiceAddress(host: configuration.host, port: configuration.port)
@@ -145,17 +155,32 @@ public struct ControlServer: Service {
       defer { ControlAddress.remove(addressFile, ifItIs: address) }
       logger.info("control server listening", metadata: ["address": "\(address)"])
       onReady(address, queue)
-      try await withThrowingDiscardingTaskGroup { work in
+      // The scheduler (or, without one, the wait for shutdown) decides when serving ends; the
+      // queue's maintenance and the companions run beside it, and a failure of any ends it all.
+      try await withThrowingTaskGroup(of: Bool.self) { work in
         work.addTask {
           do {
             try await queue.maintain()
           } catch is CancellationError {}
+          return false
         }
-        if let concurrency = configuration.schedulerConcurrency {
-          try await runScheduler(on: queue, concurrency: concurrency)
-        } else {
-          try? await gracefulShutdown()
+        for companion in companions {
+          work.addTask {
+            do {
+              try await companion.run(control: service)
+            } catch is CancellationError {}
+            return false
+          }
         }
+        work.addTask {
+          if let concurrency = configuration.schedulerConcurrency {
+            try await runScheduler(on: queue, concurrency: concurrency)
+          } else {
+            try? await gracefulShutdown()
+          }
+          return true
+        }
+        while let done = try await work.next(), !done {}
         work.cancelAll()
       }
       logger.info("ending streams and stopping the control server")

@@ -8,9 +8,9 @@ import Synchronization
 
 /// The control API (`gps.v1.Control`) over one ``RunQueue``: what `gps server start` serves.
 package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendable {
-  let queue: RunQueue
+  package let queue: RunQueue
   /// Validators of the registered deployment versions.
-  let catalog = DeploymentCatalog()
+  package let catalog = DeploymentCatalog()
   let stopping = Atomic<Bool>(false)
   /// The longest a `WatchWork` stream stays silent: a remote scheduler also looks this often.
   let idleSignal: Duration
@@ -30,7 +30,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     for signal in workStreams.withLock({ Array($0.values) }) { signal.signal() }
   }
 
-  var isStopping: Bool { stopping.load(ordering: .sequentiallyConsistent) }
+  package var isStopping: Bool { stopping.load(ordering: .sequentiallyConsistent) }
 
   // MARK: Runs
 
@@ -53,18 +53,26 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   /// The run a request asks for, its parameters checked by the deployment's validator.
   func enqueueRequest(_ request: Gps_V1_EnqueueRunRequest, context: ServerContext) throws(RPCError) -> EnqueueRequest {
     do {
-      let deployment = try queue.withState { state in
-        Result { () throws(FlowsError) in try catalog.deployment(named: request.deployment, in: state) }
-      }.get()
-      return try deployment.enqueueRequest(
-        parametersJSON: request.parametersJson.isEmpty ? "{}" : request.parametersJson,
-        idempotencyKey: request.idempotencyKey, tags: request.tags,
-        scheduledStart: request.scheduledStartMicros == 0 ? nil : Timestamp(micros: request.scheduledStartMicros),
-        // Who is in the log is who the server authenticated, never what the request says.
-        enqueuedBy: Principal.current ?? context.remotePeer)
+      // Who is in the log is who the server authenticated, never what the request says.
+      return try validatedEnqueue(request, enqueuedBy: Principal.current ?? context.remotePeer)
     } catch {
       throw RPCError(error)
     }
+  }
+
+  /// The run a request asks for, its parameters checked by the registered deployment's validator:
+  /// the error keeps every problem with its path (the web API shows each beside its field).
+  package func validatedEnqueue(
+    _ request: Gps_V1_EnqueueRunRequest, enqueuedBy: String
+  ) throws(FlowsError) -> EnqueueRequest {
+    let deployment = try queue.withState { state in
+      Result { () throws(FlowsError) in try catalog.deployment(named: request.deployment, in: state) }
+    }.get()
+    return try deployment.enqueueRequest(
+      parametersJSON: request.parametersJson.isEmpty ? "{}" : request.parametersJson,
+      idempotencyKey: request.idempotencyKey, tags: request.tags,
+      scheduledStart: request.scheduledStartMicros == 0 ? nil : Timestamp(micros: request.scheduledStartMicros),
+      enqueuedBy: enqueuedBy)
   }
 
   package func enqueueStream(
@@ -430,7 +438,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   // MARK: Helpers
 
   /// The run named by a full id or a unique prefix of at least 8 characters.
-  func run(_ text: String) throws(RPCError) -> Run {
+  package func run(_ text: String) throws(RPCError) -> Run {
     if let id = RunID(text.lowercased()), let run = queue.run(id) { return run }
     let found = queue.withState { state in Result { () throws(RPCError) in try RunFilter.find(text, in: state) } }
     return try found.get()
@@ -463,7 +471,7 @@ func mapErrors<T>(_ body: () throws(QueueError) -> T) throws(RPCError) -> T {
 
 extension RPCError {
   /// The gRPC status for a queue error; ``QueueError/init(_:)`` maps it back.
-  init(_ error: QueueError) {
+  package init(_ error: QueueError) {
     let code: RPCError.Code =
       switch error.code {
       case .notFound: .notFound
@@ -479,7 +487,7 @@ extension RPCError {
     self.init(code: code, message: error.message)
   }
 
-  init(_ error: FlowsError) {
+  package init(_ error: FlowsError) {
     let code: RPCError.Code =
       switch error.code {
       case .unknownDeployment: .notFound

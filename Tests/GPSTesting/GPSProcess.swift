@@ -46,7 +46,11 @@ public final class GPSProcess: Sendable {
       terminated.finish()
     }
     process.executableURL = executable ?? Self.binary
-    process.arguments = arguments
+    // Servers started by tests serve their web UI on a free port, not the fixed default one.
+    let web =
+      arguments.starts(with: ["server", "start"]) && !arguments.contains("--http-port")
+      && !arguments.contains("--no-web")
+    process.arguments = arguments + (web ? ["--http-port", "0"] : [])
     if let directory { process.currentDirectoryURL = directory }
     process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
     process.standardError = try FileHandle(forWritingTo: stderrURL)

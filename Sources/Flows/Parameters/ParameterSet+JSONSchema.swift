@@ -47,12 +47,23 @@ extension ParameterSet {
     for field in message.field {
       properties.append(.init(field.name, schema(of: field, pool: pool, definitions: &definitions)))
     }
-    definitions[name] = .object([
+    var members: [JSONValue.Member] = [
       .init("type", .string("object")),
       .init("title", .string(name)),
       .init("properties", .object(properties)),
       .init("additionalProperties", .bool(false)),
-    ])
+    ]
+    // Oneofs (not proto3 `optional`'s synthetic ones): at most one field of each group is set.
+    // JSON Schema cannot say it without repeating the message per choice, so the groups are an
+    // annotation that forms read (`x-oneof`: group → its fields); the validator enforces them.
+    var groups: [JSONValue.Member] = []
+    for (index, oneof) in message.oneofDecl.enumerated() {
+      let fields = message.field.filter { $0.hasOneofIndex && $0.oneofIndex == index && !$0.proto3Optional }
+      guard !fields.isEmpty else { continue }
+      groups.append(.init(oneof.name, .array(fields.map { .string($0.name) })))
+    }
+    if !groups.isEmpty { members.append(.init("x-oneof", .object(groups))) }
+    definitions[name] = .object(members)
   }
 
   static func schema(
@@ -143,5 +154,15 @@ extension ParameterSet {
       return object([("type", .array([.string("integer"), .string("string"), .string("null")]))])
     default: return nil
     }
+  }
+}
+
+extension DescriptorPool {
+  /// The JSON Schemas of the messages `types` and of every message they use, by full name: the
+  /// proto3 JSON mapping with proto field names (references are `#/$defs/NAME`).
+  package func jsonSchemas(of types: [String]) -> [String: JSONValue] {
+    var definitions: [String: JSONValue] = [:]
+    for type in types { ParameterSet.define(type, pool: self, into: &definitions) }
+    return definitions
   }
 }

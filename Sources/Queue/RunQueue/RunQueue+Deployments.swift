@@ -23,14 +23,15 @@ extension RunQueue {
   /// Records the definitions as deployment versions, atomically: a definition equal to its
   /// deployment's newest version writes nothing and answers that version; a new or changed one is
   /// a `DeploymentRegistered` event with the next version. Returns once the events are durable, with
-  /// one version per definition.
+  /// one version per definition. `serving`: the worker will serve them (it counts as seen); a
+  /// server registering them on a worker's behalf says false.
   public func register(
-    _ definitions: [DeploymentDefinition], worker: String, by principal: String
+    _ definitions: [DeploymentDefinition], worker: String, by principal: String, serving: Bool = true
   ) async throws -> [UInt32] {
     for definition in definitions {
       try Self.check(definition)
     }
-    sawWorker(worker, serving: Set(definitions.map(\.name)), principal: principal)
+    if serving { sawWorker(worker, serving: Set(definitions.map(\.name)), principal: principal) }
     return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UInt32], any Error>) in
       let immediate = locked.withLock { locked -> Result<[UInt32], QueueError>? in
         do throws(QueueError) {

@@ -1,0 +1,372 @@
+import Flows
+
+/// The OpenAPI 3.1 document of the web API (`/api/openapi.json`). Its schemas of the control API's
+/// messages are generated from their descriptors, by the same generator as the parameter forms,
+/// so they say exactly what the answers hold.
+enum OpenAPI {
+  static let document: JSONValue = build()
+
+  static let pool: DescriptorPool = (try? DescriptorPool(base64: embeddedDescriptorSet)) ?? .empty
+
+  private static func object(_ members: [(String, JSONValue)]) -> JSONValue {
+    .object(members.map { .init($0.0, $0.1) })
+  }
+
+  private static func ref(_ name: String) -> JSONValue { object([("$ref", .string("#/components/schemas/\(name)"))]) }
+
+  private static func string(_ description: String = "") -> JSONValue {
+    description.isEmpty
+      ? object([("type", .string("string"))])
+      : object([("type", .string("string")), ("description", .string(description))])
+  }
+
+  /// `#/$defs/X` references rewritten to components.
+  private static func relocated(_ value: JSONValue) -> JSONValue {
+    switch value {
+    case .object(let members):
+      return .object(
+        members.map { member in
+          if member.key == "$ref", case .string(let target) = member.value, target.hasPrefix("#/$defs/") {
+            return .init("$ref", .string("#/components/schemas/" + target.dropFirst("#/$defs/".count)))
+          }
+          return .init(member.key, relocated(member.value))
+        })
+    case .array(let values): return .array(values.map(relocated))
+    default: return value
+    }
+  }
+
+  private static func parameter(_ name: String, in place: String, _ schema: JSONValue, _ description: String)
+    -> JSONValue
+  {
+    object([
+      ("name", .string(name)), ("in", .string(place)), ("required", .bool(place == "path")), ("schema", schema),
+      ("description", .string(description)),
+    ])
+  }
+
+  private static func json(_ schema: JSONValue, _ description: String) -> JSONValue {
+    object([
+      ("description", .string(description)),
+      ("content", object([("application/json", object([("schema", schema)]))])),
+    ])
+  }
+
+  private static let errorResponse = json(ref("Error"), "the request was refused: the code and one line saying why")
+
+  private static func operation(
+    _ id: String, _ summary: String, parameters: [JSONValue] = [], body: JSONValue? = nil,
+    responses: [(String, JSONValue)]
+  ) -> JSONValue {
+    var members: [(String, JSONValue)] = [("operationId", .string(id)), ("summary", .string(summary))]
+    if !parameters.isEmpty { members.append(("parameters", .array(parameters))) }
+    if let body {
+      members.append(
+        (
+          "requestBody",
+          object([("required", .bool(true)), ("content", object([("application/json", object([("schema", body)]))]))])
+        ))
+    }
+    var answers = responses
+    for status in ["400", "401", "403", "404", "409", "503"] where !answers.contains(where: { $0.0 == status }) {
+      answers.append((status, errorResponse))
+    }
+    answers.append(("500", errorResponse))
+    members.append(("responses", object(answers)))
+    return object(members)
+  }
+
+  private static func build() -> JSONValue {
+    let runID = parameter("id", in: "path", string(), "a run id (36 characters) or a unique prefix of 8 or more")
+    let limit = object([("type", .string("integer")), ("minimum", .number("1"))])
+    let sequence = object([("type", .string("string")), ("pattern", .string("^[0-9]+$"))])
+    let time = object([
+      ("type", .string("string")),
+      ("description", .string("RFC 3339 (2026-12-01T12:00:00Z) or microseconds since 1970")),
+    ])
+    let after = parameter("after", in: "query", sequence, "only events after this sequence (a page's next_after)")
+    let eventPage = object([
+      ("type", .string("object")),
+      (
+        "properties",
+        object([
+          ("events", object([("type", .string("array")), ("items", ref("gps.v1.HistoryEvent"))])),
+          ("next_after", sequence),
+        ])
+      ),
+      ("required", .array([.string("events")])), ("additionalProperties", .bool(false)),
+    ])
+    let runAnswer = object([
+      ("type", .string("object")),
+      ("properties", object([("run", ref("gps.v1.RunInfo")), ("result_json", object([]))])),
+      ("required", .array([.string("run")])), ("additionalProperties", .bool(false)),
+    ])
+    let reason = object([
+      ("type", .string("object")), ("properties", object([("reason", string())])),
+      ("additionalProperties", .bool(false)),
+    ])
+    let sse = object([
+      (
+        "description",
+        .string("server-sent events: each durable event as a gps.v1.HistoryEvent (id: its sequence), then an end event")
+      ),
+      ("content", object([("text/event-stream", object([("schema", string())]))])),
+    ])
+    let paths = object([
+      (
+        "/api/runs",
+        object([
+          (
+            "get",
+            operation(
+              "listRuns", "Runs, newest first, filtered; a page at a time",
+              parameters: [
+                parameter(
+                  "state", in: "query", string(), "Scheduled, Pending, Running, Completed, … (repeat or comma-separate)"
+                ),
+                parameter("deployment", in: "query", string(), "FLOW/NAME"),
+                parameter("tag", in: "query", string(), "runs with this tag"),
+                parameter("enqueued_after", in: "query", time, "enqueued at or after"),
+                parameter("enqueued_before", in: "query", time, "enqueued before"),
+                parameter("limit", in: "query", limit, "at most this many (default 100, at most 1000)"),
+                parameter("cursor", in: "query", string(), "the previous page's next_cursor"),
+              ], responses: [("200", json(ref("gps.v1.ListRunsResponse"), "a page of runs"))])
+          ),
+          (
+            "post",
+            operation(
+              "enqueueRun", "Enqueue a run: its parameters are validated against the deployment's types",
+              body: ref("EnqueueRequest"),
+              responses: [
+                ("201", json(ref("EnqueueAnswer"), "the run was enqueued (durably)")),
+                ("200", json(ref("EnqueueAnswer"), "a run with this idempotency key existed: it is that run")),
+                ("400", json(ref("Error"), "invalid: every problem with the path of its field, nothing written")),
+              ])
+          ),
+        ])
+      ),
+      (
+        "/api/runs/{id}",
+        object([
+          ("get", operation("getRun", "One run", parameters: [runID], responses: [("200", json(runAnswer, "the run"))]))
+        ])
+      ),
+      (
+        "/api/runs/{id}/events",
+        object([
+          (
+            "get",
+            operation(
+              "runEvents", "A run's events, oldest first, a page at a time",
+              parameters: [
+                runID, after, parameter("limit", in: "query", limit, "at most this many (default 500, at most 5000)"),
+              ],
+              responses: [("200", json(eventPage, "a page of events"))])
+          )
+        ])
+      ),
+      (
+        "/api/runs/{id}/stream",
+        object([
+          (
+            "get",
+            operation(
+              "watchRun", "A run's events as they become durable, until it ends", parameters: [runID, after],
+              responses: [("200", sse)])
+          )
+        ])
+      ),
+      (
+        "/api/runs/{id}/cancel",
+        object([
+          (
+            "post",
+            operation(
+              "cancelRun", "Cancel a run", parameters: [runID], body: reason,
+              responses: [("200", json(runAnswer, "the run, cancelled or being cancelled"))])
+          )
+        ])
+      ),
+      (
+        "/api/runs/{id}/retry",
+        object([
+          (
+            "post",
+            operation(
+              "retryRun", "Run a finished run again", parameters: [runID], body: reason,
+              responses: [("200", json(runAnswer, "the run, scheduled again"))])
+          )
+        ])
+      ),
+      (
+        "/api/deployments",
+        object([
+          (
+            "get",
+            operation(
+              "listDeployments", "The registered deployments, their versions, workers and status",
+              responses: [("200", json(ref("gps.v1.ListDeploymentsResponse"), "the deployments"))])
+          )
+        ])
+      ),
+      (
+        "/api/deployments/{flow}/{name}",
+        object([
+          (
+            "get",
+            operation(
+              "getDeployment", "A deployment: its newest definition and the JSON Schema of its parameters",
+              parameters: [
+                parameter("flow", in: "path", string(), "the flow"),
+                parameter("name", in: "path", string(), "the deployment's name"),
+              ],
+              responses: [
+                (
+                  "200",
+                  json(
+                    object([
+                      ("type", .string("object")),
+                      (
+                        "properties",
+                        object([
+                          ("deployment", ref("gps.v1.DeploymentInfo")),
+                          ("parameter_schema", object([("type", .string("object"))])),
+                        ])
+                      ),
+                      ("required", .array([.string("deployment"), .string("parameter_schema")])),
+                      ("additionalProperties", .bool(false)),
+                    ]), "the deployment")
+                )
+              ])
+          )
+        ])
+      ),
+      (
+        "/api/history",
+        object([
+          (
+            "get",
+            operation(
+              "readHistory", "The log's events, oldest first, a page at a time",
+              parameters: [
+                after, parameter("from_time", in: "query", time, "only events at or after this time"),
+                parameter("run", in: "query", string(), "only this run's events"),
+                parameter("limit", in: "query", limit, "at most this many (default 500, at most 5000)"),
+              ], responses: [("200", json(eventPage, "a page of events"))])
+          )
+        ])
+      ),
+      (
+        "/api/history/stream",
+        object([
+          (
+            "get",
+            operation(
+              "followHistory", "The log's events as they become durable",
+              parameters: [after, parameter("run", in: "query", string(), "only this run's events")],
+              responses: [("200", sse)])
+          )
+        ])
+      ),
+      (
+        "/api/history/verify",
+        object([
+          (
+            "post",
+            operation(
+              "verifyHistory", "Verify every batch's checksum and the hash chain of the log",
+              responses: [("200", json(ref("VerifyReport"), "the verification"))])
+          )
+        ])
+      ),
+    ])
+    var schemas = pool.jsonSchemas(of: [
+      "gps.v1.ListRunsResponse", "gps.v1.RunInfo", "gps.v1.HistoryEvent", "gps.v1.ListDeploymentsResponse",
+      "gps.v1.DeploymentInfo",
+    ]).mapValues(relocated)
+    schemas["Error"] = object([
+      ("type", .string("object")),
+      (
+        "properties",
+        object([
+          (
+            "error",
+            object([
+              ("type", .string("object")),
+              (
+                "properties",
+                object([
+                  ("code", string("a gRPC status name: INVALID_ARGUMENT, NOT_FOUND, …")), ("message", string()),
+                  (
+                    "problems",
+                    object([
+                      ("type", .string("array")),
+                      (
+                        "items",
+                        object([
+                          ("type", .string("object")),
+                          ("properties", object([("path", string()), ("message", string())])),
+                          ("required", .array([.string("path"), .string("message")])),
+                        ])
+                      ),
+                    ])
+                  ),
+                ])
+              ), ("required", .array([.string("code"), .string("message")])),
+            ])
+          )
+        ])
+      ), ("required", .array([.string("error")])),
+    ])
+    schemas["EnqueueRequest"] = object([
+      ("type", .string("object")),
+      (
+        "properties",
+        object([
+          ("deployment", string("FLOW/NAME")),
+          (
+            "parameters",
+            object([("type", .string("object")), ("description", .string("the deployment's parameter_schema"))])
+          ),
+          ("idempotency_key", string("a second enqueue with the same key returns the first run")),
+          ("tags", object([("type", .string("array")), ("items", string())])),
+          ("scheduled_start", string("RFC 3339: not before then")),
+          ("start_in", string("a duration such as 90s, 5m, 2h")),
+        ])
+      ), ("required", .array([.string("deployment")])), ("additionalProperties", .bool(false)),
+    ])
+    schemas["EnqueueAnswer"] = object([
+      ("type", .string("object")),
+      ("properties", object([("run", ref("gps.v1.RunInfo")), ("created", object([("type", .string("boolean"))]))])),
+      ("required", .array([.string("run"), .string("created")])), ("additionalProperties", .bool(false)),
+    ])
+    let count = object([("type", .string("integer")), ("minimum", .number("0"))])
+    schemas["VerifyReport"] = object([
+      ("type", .string("object")),
+      (
+        "properties",
+        object([
+          ("ok", object([("type", .string("boolean"))])), ("segments", count), ("batches", count), ("records", count),
+          ("last_sequence", count), ("anchor_first_sequence", count), ("problem", string()),
+        ])
+      ), ("required", .array([.string("ok")])), ("additionalProperties", .bool(false)),
+    ])
+    return object([
+      ("openapi", .string("3.1.0")),
+      (
+        "info",
+        object([
+          ("title", .string("GPS")), ("version", .string("1")),
+          (
+            "description",
+            .string(
+              "The web API of gps server start: runs, deployments and the log's history. Requests that change something send Content-Type: application/json; with tokens, Authorization: Bearer TOKEN."
+            )
+          ),
+        ])
+      ),
+      ("paths", paths),
+      ("components", object([("schemas", .object(schemas.keys.sorted().map { .init($0, schemas[$0]!) }))])),
+    ])
+  }
+}

@@ -1,0 +1,508 @@
+import Control
+import Flows
+import Foundation
+import GRPCCore
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Queue
+import SwiftProtobuf
+import Synchronization
+
+/// The routes of the web UI and its API, over the control API's implementation: every answer is
+/// the one `gps` gets over gRPC, as JSON (proto field names, proto3 JSON mapping).
+final class Site: Sendable {
+  let control: ControlService
+  let tokens: AccessTokens
+  /// Served over TLS: the sign-in cookie is then only ever sent over it.
+  let secure: Bool
+  /// The web server's port once it listens: the peer lookup of a loopback caller needs it.
+  let localPort = Mutex<Int?>(nil)
+
+  var queue: RunQueue { control.queue }
+
+  init(control: ControlService, tokens: AccessTokens, secure: Bool) {
+    self.control = control
+    self.tokens = tokens
+    self.secure = secure
+  }
+
+  static let jsonOptions: JSONEncodingOptions = {
+    var options = JSONEncodingOptions()
+    options.preserveProtoFieldNames = true
+    return options
+  }()
+
+  static func json(_ message: some SwiftProtobuf.Message) throws -> JSONValue {
+    try JSONValue(parsing: message.jsonString(options: jsonOptions))
+  }
+
+  func addRoutes(to router: Router<WebContext>) {
+    let api = router.group("api")
+    api.get("runs") { request, context in try await self.respond(request) { try await self.listRuns(request, context) }
+    }
+    api.post("runs") { request, context in try await self.respond(request) { try await self.enqueue(request, context) }
+    }
+    api.get("runs/:id") { request, context in
+      try await self.respond(request) { try await self.getRun(request, context) }
+    }
+    api.get("runs/:id/events") { request, context in
+      try await self.respond(request) { try await self.runEvents(request, context) }
+    }
+    api.get("runs/:id/stream") { request, context in
+      try await self.respond(request) { try self.runStream(request, context) }
+    }
+    api.post("runs/:id/cancel") { request, context in
+      try await self.respond(request) { try await self.cancelOrRetry(request, context, cancel: true) }
+    }
+    api.post("runs/:id/retry") { request, context in
+      try await self.respond(request) { try await self.cancelOrRetry(request, context, cancel: false) }
+    }
+    api.get("deployments") { request, context in
+      try await self.respond(request) { try await self.listDeployments(request, context) }
+    }
+    api.get("deployments/:flow/:name") { request, context in
+      try await self.respond(request) { try await self.getDeployment(request, context) }
+    }
+    api.get("history") { request, context in
+      try await self.respond(request) { try await self.history(request, context) }
+    }
+    api.get("history/stream") { request, context in
+      try await self.respond(request) { try self.historyStream(request, context) }
+    }
+    api.post("history/verify") { request, context in try await self.respond(request) { try self.verify() } }
+    api.get("openapi.json") { request, _ in try await self.respond(request) { .json(OpenAPI.document) } }
+    router.get("healthz") { _, _ in Response.json(.object([.init("status", .string("ok"))])) }
+    router.get("readyz") { _, _ in
+      self.control.isStopping
+        ? Response.json(.object([.init("status", .string("stopping"))]), status: .serviceUnavailable)
+        : Response.json(.object([.init("status", .string("ready"))]))
+    }
+    Pages(site: self).addRoutes(to: router)
+  }
+
+  /// Runs `body`, answering its error as an error response.
+  func respond(_ request: Request, _ body: () async throws -> Response) async throws -> Response {
+    do {
+      return try await body()
+    } catch {
+      return WebError.from(error).response(for: request)
+    }
+  }
+
+  // MARK: Calls of the control API
+
+  /// Calls a control API method as `context`'s caller: the same principal rules as over gRPC (a
+  /// token's name, else the local user at the other end of a loopback connection).
+  func call<T>(
+    _ method: MethodDescriptor, _ context: WebContext, _ body: (ServerContext) async throws -> T
+  ) async throws -> T {
+    let peer = context.remotePeer
+    let principal: Principal.Source =
+      if let name = context.tokenName {
+        Principal.Source(name: name)
+      } else {
+        Principal.Source { [self] in
+          LoopbackPeer.user(remotePeer: peer, localPort: localPort.withLock { $0 }) ?? "http:\(peer)"
+        }
+      }
+    return try await withServerContextRPCCancellationHandle { handle in
+      let server = ServerContext(descriptor: method, remotePeer: peer, localPeer: "http", cancellation: handle)
+      return try await Principal.$source.withValue(principal) { try await body(server) }
+    }
+  }
+
+  func principal(_ context: WebContext) async throws -> String {
+    try await call(Gps_V1_Control.Method.Enqueue.descriptor, context) { server in Principal.current ?? server.remotePeer
+    }
+  }
+
+  // MARK: Runs
+
+  func listRuns(_ request: Request, _ context: WebContext) async throws -> Response {
+    let query = request.uri.queryParameters
+    var list = Gps_V1_ListRunsRequest()
+    list.states = query.getAll("state").flatMap { $0.split(separator: ",").map(String.init) }
+    list.deployment = query.get("deployment") ?? ""
+    list.tag = query.get("tag") ?? ""
+    list.enqueuedAfterMicros = try Self.time(query.get("enqueued_after"), "enqueued_after")
+    list.enqueuedBeforeMicros = try Self.time(query.get("enqueued_before"), "enqueued_before")
+    list.limit = try Self.limit(query.get("limit"))
+    list.cursor = query.get("cursor") ?? ""
+    let answer = try await call(Gps_V1_Control.Method.ListRuns.descriptor, context) { server in
+      try await control.listRuns(request: list, context: server)
+    }
+    return .json(try Self.json(answer))
+  }
+
+  /// A run as the API shows it: the control API's RunInfo, and its result as JSON when the
+  /// deployment registered the result's type.
+  func runAnswer(_ info: Gps_V1_RunInfo) throws -> JSONValue {
+    var members: [JSONValue.Member] = [.init("run", try Self.json(info))]
+    if !info.result.isEmpty, let json = resultJSON(info) { members.append(.init("result_json", json)) }
+    return .object(members)
+  }
+
+  func resultJSON(_ info: Gps_V1_RunInfo) -> JSONValue? {
+    let version = queue.withState { state in state.deployment(named: info.deployment, version: info.deploymentVersion) }
+    guard let version, let registered = try? control.catalog.deployment(version),
+      let json = registered.descriptors.json(of: Array(info.result), type: info.resultType)
+    else { return nil }
+    return json
+  }
+
+  func getRun(_ request: Request, _ context: WebContext) async throws -> Response {
+    let id = try context.parameters.require("id")
+    let info = try await call(Gps_V1_Control.Method.GetRun.descriptor, context) { server in
+      try await control.getRun(request: .with { $0.runID = id }, context: server)
+    }
+    return .json(try runAnswer(info))
+  }
+
+  func enqueue(_ request: Request, _ context: WebContext) async throws -> Response {
+    var request = request
+    let body = try await request.collectBody(upTo: context.maxUploadSize)
+    let value: JSONValue
+    do {
+      value = try JSONValue(parsing: String(buffer: body))
+    } catch {
+      throw WebError.badRequest("the body is not JSON: \(error)")
+    }
+    guard case .object(let members) = value else { throw WebError.badRequest("the body is a JSON object") }
+    var enqueue = Gps_V1_EnqueueRunRequest()
+    var startIn: Duration?
+    for member in members {
+      switch (member.key, member.value) {
+      case ("deployment", .string(let name)): enqueue.deployment = name
+      case ("parameters", .object): enqueue.parametersJson = member.value.text
+      case ("idempotency_key", .string(let key)): enqueue.idempotencyKey = key
+      case ("tags", .array(let tags)):
+        enqueue.tags = try tags.map { tag in
+          guard case .string(let text) = tag else { throw WebError.badRequest("tags: expected strings") }
+          return text
+        }
+      case ("scheduled_start", .string(let text)):
+        guard let time = Self.parseTime(text) else {
+          throw WebError.badRequest(
+            "scheduled_start: expected an RFC 3339 time such as 2026-12-01T12:00:00Z, got \(JSONValue.quoted(text, limit: 100))"
+          )
+        }
+        enqueue.scheduledStartMicros = time.micros
+      case ("start_in", .string(let text)):
+        guard let duration = Self.parseDuration(text) else {
+          throw WebError.badRequest(
+            "start_in: expected a duration such as 90s, 5m or 2h, got \(JSONValue.quoted(text, limit: 100))")
+        }
+        startIn = duration
+      case (let key, _)
+      where ["deployment", "parameters", "idempotency_key", "tags", "scheduled_start", "start_in"].contains(key):
+        throw WebError.badRequest("\(key): \(Self.expected[key]!), got \(member.value.described)")
+      default:
+        throw WebError.badRequest("\(JSONValue.quoted(member.key, limit: 100)): unknown field")
+      }
+    }
+    guard !enqueue.deployment.isEmpty else { throw WebError.badRequest("deployment: required") }
+    if let startIn { enqueue.scheduledStartMicros = (SystemClock().now() + startIn).micros }
+    let principal = try await principal(context)
+    let validated: EnqueueRequest
+    do {
+      validated = try control.validatedEnqueue(enqueue, enqueuedBy: principal)
+    } catch {
+      throw WebError(error)
+    }
+    let result = try await queue.enqueue(validated)
+    let answer: JSONValue = .object([
+      .init("run", try Self.json(Gps_V1_RunInfo(result.run))), .init("created", .bool(result.created)),
+    ])
+    return .json(answer, status: result.created ? .created : .ok)
+  }
+
+  static let expected = [
+    "deployment": "expected a string", "parameters": "expected a JSON object", "idempotency_key": "expected a string",
+    "tags": "expected an array of strings", "scheduled_start": "expected an RFC 3339 time string",
+    "start_in": "expected a duration string",
+  ]
+
+  func cancelOrRetry(_ request: Request, _ context: WebContext, cancel: Bool) async throws -> Response {
+    let id = try context.parameters.require("id")
+    var request = request
+    let body = try await request.collectBody(upTo: 64 << 10)
+    var reason = ""
+    if body.readableBytes > 0 {
+      guard case .object(let members)? = try? JSONValue(parsing: String(buffer: body)) else {
+        throw WebError.badRequest("the body is a JSON object, such as {\"reason\": \"…\"}")
+      }
+      for member in members {
+        guard member.key == "reason", case .string(let text) = member.value else {
+          throw WebError.badRequest("\(JSONValue.quoted(member.key, limit: 100)): unknown field (only reason is)")
+        }
+        reason = text
+      }
+    }
+    let runRequest = Gps_V1_RunRequest.with {
+      $0.runID = id
+      $0.reason = reason
+    }
+    let info =
+      cancel
+      ? try await call(Gps_V1_Control.Method.CancelRun.descriptor, context) { server in
+        try await control.cancelRun(request: runRequest, context: server)
+      }
+      : try await call(Gps_V1_Control.Method.RetryRun.descriptor, context) { server in
+        try await control.retryRun(request: runRequest, context: server)
+      }
+    return .json(try runAnswer(info))
+  }
+
+  // MARK: Events
+
+  /// Events of the log from `from` on (only `run`'s, when given), at most `limit`.
+  func events(
+    from: UInt64, fromTime: Int64 = 0, run: String = "", limit: Int, _ context: WebContext
+  ) async throws -> (events: [Gps_V1_HistoryEvent], more: Bool) {
+    let collected = Collected(limit: limit)
+    let read = Gps_V1_ReadHistoryRequest.with {
+      $0.fromSequence = from
+      $0.fromTimeMicros = fromTime
+      $0.runID = run
+    }
+    do {
+      try await call(Gps_V1_Control.Method.ReadHistory.descriptor, context) { server in
+        try await control.readHistory(request: read, response: RPCWriter(wrapping: collected), context: server)
+      }
+    } catch is Collected.Full {}
+    return collected.result
+  }
+
+  func runEvents(_ request: Request, _ context: WebContext) async throws -> Response {
+    let id = try context.parameters.require("id")
+    let query = request.uri.queryParameters
+    let after = try Self.number(query.get("after"), "after") ?? 0
+    let limit = Int(try Self.limit(query.get("limit"), default: 500, maximum: 5000))
+    let run = try await call(Gps_V1_Control.Method.GetRun.descriptor, context) { server in
+      try await control.getRun(request: .with { $0.runID = id }, context: server)
+    }
+    let (events, more) = try await events(
+      from: max(after + 1, run.firstSequence), run: run.id, limit: limit, context)
+    return .json(try eventPage(events, more: more))
+  }
+
+  func eventPage(_ events: [Gps_V1_HistoryEvent], more: Bool) throws -> JSONValue {
+    var members: [JSONValue.Member] = [.init("events", .array(try events.map(Self.json)))]
+    if more, let last = events.last { members.append(.init("next_after", .string(String(last.sequence)))) }
+    return .object(members)
+  }
+
+  func history(_ request: Request, _ context: WebContext) async throws -> Response {
+    let query = request.uri.queryParameters
+    let after = try Self.number(query.get("after"), "after") ?? 0
+    let fromTime = try Self.time(query.get("from_time"), "from_time")
+    let limit = Int(try Self.limit(query.get("limit"), default: 500, maximum: 5000))
+    let (events, more) = try await events(
+      from: after + 1, fromTime: fromTime, run: query.get("run") ?? "", limit: limit, context)
+    return .json(try eventPage(events, more: more))
+  }
+
+  /// Server-sent events: each durable event as JSON (`id:` its sequence), from `after` (or the
+  /// browser's `Last-Event-ID`) on, until the run ends (for a run) or the client goes away.
+  func sse(
+    _ request: Request, _ context: WebContext, run: String, method: MethodDescriptor
+  ) throws -> Response {
+    let query = request.uri.queryParameters
+    let lastID = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { UInt64($0) }
+    let after = try lastID ?? Self.number(query.get("after"), "after") ?? 0
+    let control = control
+    let read = Gps_V1_ReadHistoryRequest.with {
+      $0.fromSequence = after + 1
+      $0.runID = run
+      $0.follow = true
+    }
+    let body = ResponseBody { writer in
+      let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
+      let events = SSEEvents(continuation)
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask {
+          defer { continuation.finish() }
+          do {
+            try await self.call(method, context) { server in
+              try await control.readHistory(request: read, response: RPCWriter(wrapping: events), context: server)
+            }
+            events.send(event: "end", data: "{}")
+          } catch let error as RPCError {
+            events.send(event: "end", data: WebError(error).json.text)
+          } catch {}
+        }
+        // A client that went away fails the write: the reader is cancelled with it.
+        for await buffer in stream { try await writer.write(buffer) }
+        group.cancelAll()
+      }
+      try await writer.finish(nil)
+    }
+    return Response(
+      status: .ok,
+      headers: [
+        .contentType: "text/event-stream", .cacheControl: "no-store", HTTPField.Name("X-Accel-Buffering")!: "no",
+      ],
+      body: body)
+  }
+
+  func runStream(_ request: Request, _ context: WebContext) throws -> Response {
+    let id = try context.parameters.require("id")
+    guard let run = try? control.run(id) else { throw WebError.notFound("no run \(JSONValue.quoted(id, limit: 100))") }
+    return try sse(request, context, run: run.id.description, method: Gps_V1_Control.Method.WatchRun.descriptor)
+  }
+
+  func historyStream(_ request: Request, _ context: WebContext) throws -> Response {
+    try sse(
+      request, context, run: request.uri.queryParameters.get("run") ?? "",
+      method: Gps_V1_Control.Method.ReadHistory.descriptor)
+  }
+
+  func verify() throws -> Response {
+    let report: VerifyReport
+    do {
+      report = try LogVerifier(directory: queue.directory).verify()
+    } catch {
+      return .json(
+        .object([.init("ok", .bool(false)), .init("problem", .string(String("\(error)".prefix(2000))))]))
+    }
+    var members: [JSONValue.Member] = [
+      .init("ok", .bool(report.problem == nil)),
+      .init("segments", .number(String(report.segments))), .init("batches", .number(String(report.batches))),
+      .init("records", .number(String(report.records))), .init("last_sequence", .number(String(report.lastSequence))),
+    ]
+    if let anchor = report.anchor {
+      members.append(.init("anchor_first_sequence", .number(String(anchor.firstSequence))))
+    }
+    if let problem = report.problem { members.append(.init("problem", .string(problem))) }
+    return .json(.object(members))
+  }
+
+  // MARK: Deployments
+
+  func listDeployments(_ request: Request, _ context: WebContext) async throws -> Response {
+    let answer = try await call(Gps_V1_Control.Method.ListDeployments.descriptor, context) { server in
+      try await control.listDeployments(request: .init(), context: server)
+    }
+    return .json(try Self.json(answer))
+  }
+
+  func deploymentAnswer(_ flow: String, _ name: String, _ context: WebContext) async throws -> (
+    info: Gps_V1_DeploymentInfo, schema: JSONValue
+  ) {
+    let full = "\(flow)/\(name)"
+    var info = try await call(Gps_V1_Control.Method.GetDeployment.descriptor, context) { server in
+      try await control.getDeployment(request: .with { $0.name = full }, context: server)
+    }
+    let version = queue.withState { $0.deployment(named: full, version: info.version) }
+    let schema = try version.map { try control.catalog.deployment($0).parameterSchema } ?? .object([])
+    // The descriptor set is for programs; the schema says the same for people and forms.
+    info.definition.descriptorSet = Data()
+    return (info, schema)
+  }
+
+  func getDeployment(_ request: Request, _ context: WebContext) async throws -> Response {
+    let (info, schema) = try await deploymentAnswer(
+      try context.parameters.require("flow"), try context.parameters.require("name"), context)
+    return .json(.object([.init("deployment", try Self.json(info)), .init("parameter_schema", schema)]))
+  }
+
+  // MARK: Query values
+
+  static func limit(_ text: String?, default value: UInt32 = 100, maximum: UInt32 = 1000) throws -> UInt32 {
+    guard let text else { return value }
+    guard let limit = UInt32(text), limit > 0 else {
+      throw WebError.badRequest(
+        "limit: expected a whole number from 1 to \(maximum), got \(JSONValue.quoted(text, limit: 100))")
+    }
+    return min(limit, maximum)
+  }
+
+  static func number(_ text: String?, _ name: String) throws -> UInt64? {
+    guard let text else { return nil }
+    guard let value = UInt64(text) else {
+      throw WebError.badRequest("\(name): expected a sequence number, got \(JSONValue.quoted(text, limit: 100))")
+    }
+    return value
+  }
+
+  /// A time given as RFC 3339 (`2026-12-01T12:00:00Z`) or microseconds since the epoch; 0 when absent.
+  static func time(_ text: String?, _ name: String) throws -> Int64 {
+    guard let text, !text.isEmpty else { return 0 }
+    if let micros = Int64(text) { return micros }
+    guard let time = parseTime(text) else {
+      throw WebError.badRequest(
+        "\(name): expected an RFC 3339 time such as 2026-12-01T12:00:00Z, got \(JSONValue.quoted(text, limit: 100))")
+    }
+    return time.micros
+  }
+
+  static func parseTime(_ text: String) -> Timestamp? {
+    // A browser's datetime-local value has no zone and maybe no seconds: taken as UTC.
+    var candidate = text
+    if candidate.count == 16 { candidate += ":00" }
+    if candidate.count == 19 { candidate += "Z" }
+    guard let timestamp = try? Google_Protobuf_Timestamp(jsonString: "\"\(candidate)\"") else { return nil }
+    return Timestamp(micros: timestamp.seconds * 1_000_000 + Int64(timestamp.nanos / 1000))
+  }
+
+  static func parseDuration(_ text: String) -> Duration? {
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+    for (suffix, scale) in units where text.hasSuffix(suffix) {
+      guard let value = Double(text.dropLast(suffix.count)), value >= 0, value.isFinite else { return nil }
+      return .milliseconds(Int64(value * scale * 1000))
+    }
+    return nil
+  }
+}
+
+/// Collects events until `limit`, then one more tells there are more and stops the stream.
+final class Collected: RPCWriterProtocol, Sendable {
+  struct Full: Error {}
+  let limit: Int
+  private let state = Mutex<(events: [Gps_V1_HistoryEvent], more: Bool)>(([], false))
+
+  init(limit: Int) { self.limit = limit }
+
+  var result: (events: [Gps_V1_HistoryEvent], more: Bool) { state.withLock { $0 } }
+
+  func write(_ element: Gps_V1_HistoryEvent) async throws {
+    let full = state.withLock { state -> Bool in
+      guard state.events.count < limit else {
+        state.more = true
+        return true
+      }
+      state.events.append(element)
+      return false
+    }
+    if full { throw Full() }
+  }
+
+  func write(contentsOf elements: some Sequence<Gps_V1_HistoryEvent>) async throws {
+    for element in elements { try await write(element) }
+  }
+}
+
+/// History events as server-sent events, handed to the task that writes the response.
+struct SSEEvents: RPCWriterProtocol {
+  let continuation: AsyncStream<ByteBuffer>.Continuation
+
+  init(_ continuation: AsyncStream<ByteBuffer>.Continuation) { self.continuation = continuation }
+
+  func send(event: String? = nil, id: UInt64? = nil, data: String) {
+    var text = ""
+    if let event { text += "event: \(event)\n" }
+    if let id { text += "id: \(id)\n" }
+    for line in data.split(separator: "\n", omittingEmptySubsequences: false) { text += "data: \(line)\n" }
+    continuation.yield(ByteBuffer(string: text + "\n"))
+  }
+
+  func write(_ element: Gps_V1_HistoryEvent) async throws {
+    try Task.checkCancellation()
+    send(id: element.sequence, data: try Site.json(element).text)
+  }
+
+  func write(contentsOf elements: some Sequence<Gps_V1_HistoryEvent>) async throws {
+    for element in elements { try await write(element) }
+  }
+}

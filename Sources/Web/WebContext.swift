@@ -1,0 +1,106 @@
+import Control
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// A request's context: who is at the other end, once ``AccessMiddleware`` has said.
+struct WebContext: RequestContext {
+  var coreContext: CoreRequestContextStorage
+  /// The peer as the control API names one, e.g. `ipv4:127.0.0.1:53412`.
+  let remotePeer: String
+  /// The authenticated caller (a token's name), or nil on a server without tokens.
+  var tokenName: String?
+
+  init(source: ApplicationRequestContextSource) {
+    coreContext = .init(source: source)
+    let address = source.channel.remoteAddress
+    remotePeer =
+      switch address {
+      case .v4?: "ipv4:\(address?.ipAddress ?? ""):\(address?.port ?? 0)"
+      case .v6?: "ipv6:[\(address?.ipAddress ?? "")]:\(address?.port ?? 0)"
+      default: "unknown"
+      }
+  }
+
+  /// Request bodies (an enqueue's parameters) up to the queue's own limit and some beyond, so the
+  /// queue refuses them with its own message.
+  var maxUploadSize: Int { 5 << 20 }
+}
+
+/// Authentication and the CSRF defence, before any route.
+///
+/// - With tokens, a request carries one as `Authorization: Bearer TOKEN` (the API) or in the
+///   `gps_token` cookie that `/login` sets (the pages); without one, an API call is answered 401
+///   and a page redirects to `/login`.
+/// - A request that changes something (POST) must come from this site: a browser's `Origin`
+///   (or `Sec-Fetch-Site`) must say so, and API calls must be JSON, which a cross-site form cannot
+///   send. Tools such as curl send neither header and are not browsers a page could drive.
+struct AccessMiddleware: RouterMiddleware {
+  typealias Context = WebContext
+  let tokens: AccessTokens
+
+  static let cookie = "gps_token"
+
+  func handle(
+    _ request: Request, context: WebContext, next: (Request, WebContext) async throws -> Response
+  ) async throws -> Response {
+    var context = context
+    if request.method == .post || request.method == .put || request.method == .delete || request.method == .patch {
+      if let refusal = Self.crossSite(request) { return WebError.forbidden(refusal).response(for: request) }
+    }
+    let path = request.uri.path
+    let open = path == "/healthz" || path == "/readyz" || path == "/login" || path.hasPrefix("/static/")
+    if !tokens.isEmpty && !open {
+      guard let name = token(of: request).flatMap(tokens.name(of:)) else {
+        if path.hasPrefix("/api/") || path == "/metrics" {
+          return WebError(
+            status: .unauthorized, code: "UNAUTHENTICATED",
+            message: token(of: request) == nil
+              ? "this server needs a token: send it as Authorization: Bearer TOKEN"
+              : "the token given is not one this server knows"
+          ).response(for: request)
+        }
+        let target = request.uri.string
+        var response = Response(status: .seeOther)
+        response.headers[.location] =
+          "/login?next=" + (target.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "/")
+        return response
+      }
+      context.tokenName = name
+    }
+    do {
+      return try await next(request, context)
+    } catch {
+      // No such route, a body too large, …: answered in the API's or the pages' own form.
+      return WebError.from(error).response(for: request)
+    }
+  }
+
+  func token(of request: Request) -> String? {
+    if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
+      return String(header.dropFirst("Bearer ".count))
+    }
+    return request.cookies[Self.cookie]?.value
+  }
+
+  /// Why a changing request is refused as cross-site, or nil when it may proceed.
+  static func crossSite(_ request: Request) -> String? {
+    if let origin = request.headers[.origin] {
+      // HTTP/1.1's Host header is the request's authority.
+      let host = request.head.authority ?? ""
+      guard origin == "http://\(host)" || origin == "https://\(host)" else {
+        return "a request from another site (Origin \(origin.prefix(100))) may not change anything here"
+      }
+    } else if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!], site != "same-origin", site != "none" {
+      return "a request from another site may not change anything here"
+    }
+    if request.uri.path.hasPrefix("/api/") {
+      let type = request.headers[.contentType] ?? ""
+      guard type.hasPrefix("application/json") else {
+        return "API requests that change something send JSON (Content-Type: application/json)"
+      }
+    }
+    return nil
+  }
+}

@@ -1,0 +1,126 @@
+import Control
+import Flows
+import Foundation
+import GRPCCore
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Queue
+import RPC
+
+/// An error answer: JSON `{"error": {"code", "message", "problems": [{"path", "message"}]}}` for
+/// the API, the same as a page for the pages. Messages that echo input are bounded.
+struct WebError: Error {
+  var status: HTTPResponse.Status
+  /// A gRPC status name (`INVALID_ARGUMENT`, `NOT_FOUND`, …): the control API's codes.
+  var code: String
+  var message: String
+  /// For invalid parameters: each problem with the path of its field.
+  var problems: [(path: String, message: String)] = []
+
+  static func forbidden(_ message: String) -> WebError {
+    WebError(status: .forbidden, code: "PERMISSION_DENIED", message: message)
+  }
+
+  static func badRequest(_ message: String) -> WebError {
+    WebError(status: .badRequest, code: "INVALID_ARGUMENT", message: message)
+  }
+
+  static func notFound(_ message: String) -> WebError {
+    WebError(status: .notFound, code: "NOT_FOUND", message: message)
+  }
+
+  init(status: HTTPResponse.Status, code: String, message: String, problems: [(path: String, message: String)] = []) {
+    self.status = status
+    self.code = code
+    self.message = String(message.prefix(2000))
+    self.problems = problems
+  }
+
+  init(_ error: RPCError) {
+    let status: HTTPResponse.Status =
+      switch error.code {
+      case .invalidArgument, .outOfRange: .badRequest
+      case .notFound: .notFound
+      case .alreadyExists, .aborted: .conflict
+      case .failedPrecondition: .conflict
+      case .permissionDenied: .forbidden
+      case .unauthenticated: .unauthorized
+      case .resourceExhausted: .contentTooLarge
+      case .unavailable: .serviceUnavailable
+      case .deadlineExceeded: .gatewayTimeout
+      default: .internalServerError
+      }
+    self.init(status: status, code: error.code.canonicalName, message: error.message)
+  }
+
+  init(_ error: FlowsError) {
+    self.init(RPCError(error))
+    if error.code == .invalidParameter {
+      problems = error.problems.map(Self.split)
+    }
+  }
+
+  /// `data_info.dataset: expected a string, got the number 5` as its path and its message.
+  static func split(_ problem: String) -> (path: String, message: String) {
+    guard let colon = problem.range(of: ": ") else { return ("", problem) }
+    let path = problem[..<colon.lowerBound]
+    // A path has no spaces; a message without one ("unknown deployment") is all message.
+    guard !path.contains(" ") else { return ("", problem) }
+    return (String(path), String(problem[colon.upperBound...]))
+  }
+
+  /// Any error from the queue, the control API or a handler, as an answer.
+  static func from(_ error: any Error) -> WebError {
+    switch error {
+    case let error as WebError: error
+    case let error as RPCError: WebError(error)
+    case let error as FlowsError: WebError(error)
+    case let error as QueueError: WebError(RPCError(error))
+    case let error as HTTPError:
+      WebError(
+        status: error.status, code: error.status.code == 404 ? "NOT_FOUND" : "INVALID_ARGUMENT",
+        message: error.body ?? error.status.reasonPhrase)
+    default: WebError(status: .internalServerError, code: "INTERNAL", message: "\(error)")
+    }
+  }
+
+  var json: JSONValue {
+    var members: [JSONValue.Member] = [.init("code", .string(code)), .init("message", .string(message))]
+    if !problems.isEmpty {
+      members.append(
+        .init(
+          "problems",
+          .array(
+            problems.map { .object([.init("path", .string($0.path)), .init("message", .string($0.message))]) })))
+    }
+    return .object([.init("error", .object(members))])
+  }
+
+  func response(for request: Request) -> Response {
+    if request.uri.path.hasPrefix("/api/") || request.uri.path == "/metrics"
+      || request.headers[.accept]?.contains("application/json") == true
+    {
+      return .json(json, status: status)
+    }
+    return Page.error(self).response(status: status)
+  }
+}
+
+extension Response {
+  static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+    json(text: value.text, status: status)
+  }
+
+  static func json(text: String, status: HTTPResponse.Status = .ok) -> Response {
+    Response(
+      status: status, headers: [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"],
+      body: .init(byteBuffer: ByteBuffer(string: text)))
+  }
+
+  static func text(_ text: String, status: HTTPResponse.Status = .ok, type: String = "text/plain; charset=utf-8")
+    -> Response
+  {
+    Response(status: status, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(string: text)))
+  }
+}

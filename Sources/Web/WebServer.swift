@@ -1,0 +1,87 @@
+public import Control
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+package import Logging
+import NIOCore
+import NIOSSL
+import Queue
+package import RPC
+import Synchronization
+
+/// The web UI and its JSON API (`gps server start --http-port`): served by Hummingbird in the
+/// control server's process, over the same queue and the same validator as the control API.
+package struct WebServer: ControlCompanion {
+  package struct Configuration: Sendable {
+    package var host = "127.0.0.1"
+    /// 0: a free port, reported to `onListening`.
+    package var port = 4280
+    /// The control API's tokens: when there are any, every page and API call needs one.
+    package var tokens = AccessTokens()
+    /// The control API's certificate chain and key (PEM files): serve HTTPS with them; nil: HTTP.
+    package var tls: (certificateChain: String, privateKey: String)?
+
+    package init() {}
+  }
+
+  let configuration: Configuration
+  let logger: Logger
+  let onListening: @Sendable (_ scheme: String, ServiceAddress) -> Void
+
+  package init(
+    configuration: Configuration, logger: Logger,
+    onListening: @escaping @Sendable (_ scheme: String, ServiceAddress) -> Void = { _, _ in }
+  ) {
+    self.configuration = configuration
+    self.logger = logger
+    self.onListening = onListening
+  }
+
+  package func run(control: ControlService) async throws {
+    let site = Site(control: control, tokens: configuration.tokens, secure: configuration.tls != nil)
+    let router = Router(context: WebContext.self)
+    router.add(middleware: AccessMiddleware(tokens: configuration.tokens))
+    site.addRoutes(to: router)
+    let requested = ServiceAddress(host: configuration.host, port: configuration.port)
+    let onListening = onListening
+    let logger = logger
+    let scheme = configuration.tls == nil ? "http" : "https"
+    let server: HTTPServerBuilder
+    if let tls = configuration.tls {
+      do {
+        let chain = try NIOSSLCertificate.fromPEMFile(tls.certificateChain).map {
+          NIOSSLCertificateSource.certificate($0)
+        }
+        let key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
+        server = try .tls(
+          tlsConfiguration: TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain, privateKey: .privateKey(key)))
+      } catch {
+        throw ControlError(
+          "cannot serve the web UI over TLS with \(tls.certificateChain) and \(tls.privateKey): \(error)")
+      }
+    } else {
+      server = .http1()
+    }
+    let app = Application(
+      router: router,
+      server: server,
+      configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+      onServerRunning: { channel in
+        guard let port = channel.localAddress?.port else { return }
+        let address = ServiceAddress(host: requested.host, port: port)
+        site.localPort.withLock { $0 = port }
+        logger.info("web server listening", metadata: ["address": "\(scheme)://\(address)"])
+        onListening(scheme, address)
+      },
+      logger: logger)
+    do {
+      try await app.run()
+    } catch let error as IOError {
+      let reason = error.errnoCode == EADDRINUSE ? "the port is in use" : "\(error)"
+      throw ControlError(
+        "cannot serve the web UI on \(requested): \(reason); give another --http-port (0 picks a free one) or --no-web")
+    }
+  }
+}

@@ -1,0 +1,349 @@
+import Foundation
+import GPSTesting
+import Queue
+import Testing
+
+#if canImport(FoundationNetworking)
+  import FoundationNetworking
+#endif
+
+/// An HTTP client for the web UI's tests: no cookies kept, no cache.
+struct WebClient {
+  let base: String
+  let session: URLSession
+
+  init(base: String) {
+    self.base = base
+    let configuration = URLSessionConfiguration.ephemeral
+    configuration.httpCookieStorage = nil
+    configuration.httpShouldSetCookies = false
+    configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
+    session = URLSession(configuration: configuration)
+  }
+
+  struct Answer {
+    var status: Int
+    var headers: [String: String]
+    var body: String
+    /// Where the request ended after redirects.
+    var url: URL?
+
+    var json: [String: Any] {
+      (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:]
+    }
+  }
+
+  func request(
+    _ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:],
+    json: Bool = true
+  ) async throws -> Answer {
+    var request = URLRequest(url: URL(string: base + path)!)
+    request.httpMethod = method
+    request.timeoutInterval = 30
+    if let body {
+      request.httpBody = Data(body.utf8)
+      if json { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
+    }
+    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+    let (data, response) = try await session.data(for: request)
+    let http = response as! HTTPURLResponse
+    var fields: [String: String] = [:]
+    for (name, value) in http.allHeaderFields {
+      if let name = name as? String, let value = value as? String { fields[name.lowercased()] = value }
+    }
+    return Answer(status: http.statusCode, headers: fields, body: String(decoding: data, as: UTF8.self), url: http.url)
+  }
+
+  func get(_ path: String, headers: [String: String] = [:]) async throws -> Answer {
+    try await request("GET", path, headers: headers)
+  }
+
+  func post(_ path: String, _ body: String = "{}", headers: [String: String] = [:]) async throws -> Answer {
+    try await request("POST", path, body: body, headers: headers)
+  }
+}
+
+extension GPSProcess {
+  /// The web UI's address, from the server's `web UI on URL` line.
+  func webAddress() async throws -> String {
+    await waitForOutput { stdout, _ in stdout.contains("web UI on http://") }
+    guard let line = stdout.split(separator: "\n").first(where: { $0.hasPrefix("web UI on ") }) else {
+      throw ProcessFailure(message: "gps did not report its web address; stderr: \(stderr)")
+    }
+    return String(line.dropFirst("web UI on ".count))
+  }
+}
+
+/// A server with its scheduler, A and B, and a client of its web UI.
+func withWebServer(
+  _ arguments: [String] = [], _ body: (Workbench, WebClient, GPSProcess) async throws -> Void
+) async throws {
+  try await withTemporaryDirectory { root in
+    let bench = try await Workbench(root: root)
+    let (server, _) = try await bench.startServer(arguments)
+    let client = WebClient(base: try await server.webAddress())
+    try await body(bench, client, server)
+    server.signal(SIGTERM)
+    #expect(await server.waitForExit() == 0, "\(server.stderr)")
+  }
+}
+
+@Suite struct WebAPITests {
+  static let parameters = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
+
+  @Test func aRunEnqueuedOverHTTPCompletesAndItsEventsPage() async throws {
+    try await withWebServer { bench, web, _ in
+      let enqueued = try await web.post(
+        "/api/runs",
+        #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": \#(Self.parameters), "tags": ["web"], "idempotency_key": "k1"}"#
+      )
+      #expect(enqueued.status == 201, "\(enqueued.body)")
+      let run = try #require(enqueued.json["run"] as? [String: Any])
+      let id = try #require(run["id"] as? String)
+      #expect(enqueued.json["created"] as? Bool == true)
+      // The same key again: the same run, 200, nothing new.
+      let again = try await web.post(
+        "/api/runs",
+        #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": \#(Self.parameters), "idempotency_key": "k1"}"#)
+      #expect(again.status == 200)
+      #expect((again.json["run"] as? [String: Any])?["id"] as? String == id)
+
+      try await eventually("the run to complete") {
+        (try await web.get("/api/runs/\(id)").json["run"] as? [String: Any])?["state"] as? String == "Completed"
+      }
+      let answer = try await web.get("/api/runs/\(id)")
+      #expect(answer.headers["content-type"] == "application/json; charset=utf-8")
+      let info = try #require(answer.json["run"] as? [String: Any])
+      #expect((info["tags"] as? [String])?.contains("web") == true, "\(info)")
+      #expect(info["deployment_version"] as? Int == 1)
+      // The result as JSON, decoded with the deployment's registered types.
+      let result = try #require(answer.json["result_json"] as? [String: Any], "\(answer.body)")
+      #expect(result["dataset_digest"] is String, "\(result)")
+
+      // Listed, filtered; and a filter that matches nothing.
+      let listed = try await web.get("/api/runs?state=Completed&tag=web")
+      #expect((listed.json["runs"] as? [[String: Any]])?.map { $0["id"] as? String } == [id])
+      let none = try await web.get("/api/runs?state=Failed")
+      #expect((none.json["runs"] as? [[String: Any]] ?? []).isEmpty)
+
+      // Events a page at a time: the pages join up to the run's whole history.
+      var sequences: [String] = []
+      var after = "0"
+      for _ in 0..<10 {
+        let page = try await web.get("/api/runs/\(id)/events?limit=3&after=\(after)")
+        let events = try #require(page.json["events"] as? [[String: Any]])
+        sequences += events.compactMap { $0["sequence"] as? String }
+        guard let next = page.json["next_after"] as? String else { break }
+        after = next
+      }
+      let logged = try bench.history().filter { $0.1.run?.description == id }.map { String($0.0) }
+      #expect(sequences == logged)
+      #expect(logged.count == 8)
+
+      // The history of the whole log, from the registration on.
+      let history = try await web.get("/api/history?limit=1")
+      let first = try #require((history.json["events"] as? [[String: Any]])?.first)
+      #expect((first["event"] as? [String: Any])?["deployment_registered"] != nil, "\(first)")
+
+      // A finished run's stream sends its events, then ends.
+      let stream = try await web.get("/api/runs/\(id)/stream")
+      #expect(stream.headers["content-type"] == "text/event-stream")
+      #expect(stream.body.components(separatedBy: "\nid: ").count - 1 == 8 - 1, "\(stream.body)")
+      #expect(stream.body.hasSuffix("event: end\ndata: {}\n\n"), "\(stream.body)")
+
+      let verify = try await web.post("/api/history/verify")
+      #expect(verify.json["ok"] as? Bool == true, "\(verify.body)")
+      #expect(verify.json["records"] as? Int == 9)
+
+      #expect(try await web.get("/healthz").status == 200)
+      #expect(try await web.get("/readyz").json["status"] as? String == "ready")
+    }
+  }
+
+  @Test func anInvalidEnqueueNamesEachFieldByPathAndWritesNothing() async throws {
+    try await withWebServer { bench, web, _ in
+      let before = try bench.history().count
+      let refused = try await web.post(
+        "/api/runs",
+        #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": {"data_info": {"object_storage_urls": ["a", 7], "dataset": 5}}}"#
+      )
+      #expect(refused.status == 400, "\(refused.body)")
+      let error = try #require(refused.json["error"] as? [String: Any])
+      #expect(error["code"] as? String == "INVALID_ARGUMENT")
+      let problems = (error["problems"] as? [[String: String]] ?? []).map { "\($0["path"]!) | \($0["message"]!)" }
+      #expect(
+        problems == [
+          "data_info.object_storage_urls[1] | expected a string, got the number 7",
+          "data_info.dataset | expected a string, got the number 5",
+        ], "\(refused.body)")
+
+      for (body, status, message) in [
+        (#"{"deployment": "nope/x", "parameters": {}}"#, 404, "no deployment is named"),
+        (#"{"parameters": {}}"#, 400, "deployment: required"),
+        (#"{"deployment": "server-flow/MyPrefectDeployer", "colour": 1}"#, 400, #""colour": unknown field"#),
+        (#"{"deployment": "server-flow/MyPrefectDeployer", "start_in": "soon"}"#, 400, "start_in: expected a duration"),
+        (#"[1]"#, 400, "the body is a JSON object"),
+        (#"{"#, 400, "the body is not JSON"),
+      ] {
+        let answer = try await web.post("/api/runs", body)
+        #expect(answer.status == status, "\(body): \(answer.body)")
+        let text = (answer.json["error"] as? [String: Any])?["message"] as? String ?? ""
+        #expect(text.contains(message), "\(body): \(answer.body)")
+      }
+      #expect(try await web.get("/api/runs/00000000").status == 404)
+      #expect(try await web.get("/api/runs?limit=zero").status == 400)
+      #expect(try bench.history().count == before)
+    }
+  }
+
+  /// A page of another site cannot make the browser change anything here.
+  @Test func crossSiteAndNonJSONRequestsThatChangeSomethingAreRefused() async throws {
+    try await withWebServer { bench, web, _ in
+      let before = try bench.history().count
+      let body = #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": \#(WebAPITests.parameters)}"#
+      let foreign = try await web.post("/api/runs", body, headers: ["Origin": "http://evil.example"])
+      #expect(foreign.status == 403, "\(foreign.body)")
+      let fetchSite = try await web.post("/api/runs", body, headers: ["Sec-Fetch-Site": "cross-site"])
+      #expect(fetchSite.status == 403)
+      let form = try await web.request(
+        "POST", "/api/runs", body: body, headers: ["Content-Type": "text/plain"], json: false)
+      #expect(form.status == 403, "\(form.body)")
+      #expect(try bench.history().count == before)
+      // The site itself may.
+      let host = String(web.base.dropFirst("http://".count))
+      let own = try await web.post("/api/runs", body, headers: ["Origin": "http://\(host)"])
+      #expect(own.status == 201, "\(own.body)")
+    }
+  }
+
+  @Test func theOpenAPIDocumentDescribesEveryRouteAndTheMessagesAnswered() async throws {
+    try await withWebServer { _, web, _ in
+      let document = try await web.get("/api/openapi.json").json
+      #expect(document["openapi"] as? String == "3.1.0")
+      let paths = try #require(document["paths"] as? [String: Any])
+      #expect(
+        Set(paths.keys) == [
+          "/api/runs", "/api/runs/{id}", "/api/runs/{id}/events", "/api/runs/{id}/stream", "/api/runs/{id}/cancel",
+          "/api/runs/{id}/retry", "/api/deployments", "/api/deployments/{flow}/{name}", "/api/history",
+          "/api/history/stream", "/api/history/verify",
+        ])
+      let schemas = try #require((document["components"] as? [String: Any])?["schemas"] as? [String: Any])
+      let runInfo = try #require(schemas["gps.v1.RunInfo"] as? [String: Any])
+      let properties = try #require(runInfo["properties"] as? [String: Any])
+      #expect(properties["state_since_micros"] != nil)
+      #expect(properties["deployment_version"] != nil)
+      // Every reference resolves.
+      let text = try await web.get("/api/openapi.json").body
+      let references = text.components(separatedBy: "\"#/components/schemas/").dropFirst().map {
+        String($0.prefix { $0 != "\"" })
+      }
+      #expect(!references.isEmpty)
+      for reference in references { #expect(schemas[reference] != nil, "\(reference)") }
+    }
+  }
+}
+
+@Suite struct WebPageTests {
+  /// User strings render as text: a dataset and a tag that are markup stay text, on every page
+  /// that shows them, and the pages forbid inline script whatever they hold.
+  @Test func markupInParametersTagsAndErrorsRendersAsText() async throws {
+    try await withWebServer(["--no-scheduler"]) { _, web, _ in
+      let script = "<script>alert(1)</script>"
+      let image = #""><img src=x onerror=alert(1)>"#
+      let parameters = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "\#(script)"}}"#
+      let enqueued = try await web.post(
+        "/api/runs",
+        #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": \#(parameters), "tags": ["\#(image.replacingOccurrences(of: "\"", with: "\\\""))"]}"#
+      )
+      #expect(enqueued.status == 201, "\(enqueued.body)")
+      let id = try #require((enqueued.json["run"] as? [String: Any])?["id"] as? String)
+      for path in [
+        "/runs/\(id)", "/runs", "/history",
+        "/runs?tag=\(image.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)",
+      ] {
+        let page = try await web.get(path)
+        #expect(page.status == 200, "\(path): \(page.body)")
+        #expect(!page.body.contains("<script>alert"), "\(path)")
+        #expect(!page.body.contains("<img src=x"), "\(path)")
+        #expect(page.headers["content-security-policy"]?.contains("script-src 'self'") == true)
+      }
+      let run = try await web.get("/runs/\(id)")
+      #expect(run.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
+      let runs = try await web.get("/runs")
+      #expect(runs.body.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"))
+      // An error that echoes input escapes it too.
+      let missing = try await web.get("/runs/\(script.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)")
+      #expect(missing.status == 404 || missing.status == 400, "\(missing.body)")
+      #expect(!missing.body.contains("<script>alert"))
+    }
+  }
+
+  @Test func theDeploymentPageCarriesItsParameterSchemaForTheForm() async throws {
+    try await withWebServer(["--no-scheduler"]) { _, web, _ in
+      let page = try await web.get("/deployments/server-flow/MyPrefectDeployer")
+      #expect(page.status == 200, "\(page.body)")
+      #expect(page.body.contains(#"<form id="run-form""#))
+      #expect(page.body.contains(##""$ref":"#/$defs/gps.v1.DataInfo""##), "\(page.body)")
+      let api = try await web.get("/api/deployments/server-flow/MyPrefectDeployer")
+      let schema = try #require(api.json["parameter_schema"] as? [String: Any])
+      #expect((schema["required"] as? [String]) == ["data_info"])
+      let deployment = try #require(api.json["deployment"] as? [String: Any])
+      #expect(deployment["status"] as? String == "NOT_READY")
+      let list = try await web.get("/deployments")
+      #expect(list.body.contains("server-flow/MyPrefectDeployer"))
+      let script = try await web.get("/static/app.js")
+      #expect(script.headers["content-type"] == "text/javascript; charset=utf-8")
+      #expect(script.body.contains("function deploymentPage()"))
+    }
+  }
+
+  @Test func withTokensPagesAskForOneAndTheAPIAnswers401() async throws {
+    try await withTemporaryDirectory { root in
+      try root.writeFile("tokens", Array("alice 0123456789abcdef-alice\n".utf8))
+      let bench = try await Workbench(root: root)
+      let (server, _) = try await bench.startServer(["--no-scheduler", "--tokens", root.path + "/tokens"])
+      let web = WebClient(base: try await server.webAddress())
+      let refused = try await web.get("/api/runs")
+      #expect(refused.status == 401, "\(refused.body)")
+      #expect(try await web.get("/api/runs", headers: ["Authorization": "Bearer wrong"]).status == 401)
+      #expect(try await web.get("/api/runs", headers: ["Authorization": "Bearer 0123456789abcdef-alice"]).status == 200)
+      // A page sends the browser to sign in, which sets the cookie the pages then carry.
+      let page = try await web.get("/runs")
+      #expect(page.url?.path == "/login", "\(String(describing: page.url))")
+      #expect(page.body.contains("Sign in"))
+      let wrong = try await web.request(
+        "POST", "/login", body: "token=nope&next=%2Fruns",
+        headers: ["Content-Type": "application/x-www-form-urlencoded"],
+        json: false)
+      #expect(wrong.status == 401)
+      let cookie = "gps_token=0123456789abcdef-alice"
+      let signedIn = try await web.get("/runs", headers: ["Cookie": cookie])
+      #expect(signedIn.status == 200)
+      #expect(signedIn.url?.path == "/runs")
+      // Who enqueued is the token's name, whatever the request says.
+      let enqueued = try await web.post(
+        "/api/runs", #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": \#(WebAPITests.parameters)}"#,
+        headers: ["Cookie": cookie])
+      #expect((enqueued.json["run"] as? [String: Any])?["enqueued_by"] as? String == "alice", "\(enqueued.body)")
+      #expect(try await web.get("/healthz").status == 200)
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0)
+    }
+  }
+
+  @Test func aWebPortInUseStopsTheServerWithOneLine() async throws {
+    try await withTemporaryDirectory { root in
+      let bench = try await Workbench(root: root)
+      let (first, _) = try await bench.startServer(["--no-scheduler"])
+      let address = try await first.webAddress()
+      let port = String(address.split(separator: ":").last!)
+      let second = try await GPSProcess.run(
+        ["server", "start", "--data-dir", root.path + "/other", "--port", "0", "--http-port", port, "--no-scheduler"])
+      #expect(second.status == 1, "\(second.stderr)")
+      #expect(second.stderr.contains("cannot serve the web UI on 127.0.0.1:\(port)"), "\(second.stderr)")
+      #expect(second.stderr.contains("--http-port"), "\(second.stderr)")
+      first.signal(SIGTERM)
+      #expect(await first.waitForExit() == 0)
+    }
+  }
+}
