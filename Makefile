@@ -7,8 +7,9 @@ DATA_DIR     ?= data
 BUILD_DEPS   := liblz4-dev libjemalloc-dev pkg-config
 PROTO_DEPS   := protobuf-compiler
 BENCH_DEPS   := nghttp2-client
-# openssl makes the self-signed certificate of the TLS test.
-TEST_DEPS    := openssl
+# openssl makes the self-signed certificate of the TLS test; chromium and its driver run the web
+# UI's browser tests (Selenium, from the venv).
+TEST_DEPS    := openssl chromium chromium-driver
 PLUGINS_DIR  := tools/protoc-plugins
 EXAMPLE      := Examples/inventory-worker
 EXAMPLE_GENERATED := $(EXAMPLE)/Sources/InventoryWorker/Generated
@@ -60,7 +61,11 @@ test: deps venv
 	$(MAKE) --no-print-directory test-python
 
 test-python: venv
+	@scripts/ensure-packages.sh $(TEST_DEPS)
 	$(VENV)/bin/python Tests/python/test_services.py --gps "$$($(SWIFT) build --show-bin-path)/gps"
+	@# The web UI in headless chromium; screenshots of each page in .build-artifacts/screenshots.
+	$(VENV)/bin/python Tests/python/test_web.py --gps "$$($(SWIFT) build --show-bin-path)/gps" \
+	  --artifacts "$(CURDIR)/.build-artifacts/screenshots"
 
 # Python venv for the interop tests; health.proto becomes top-level modules because a `grpc`
 # package of ours would shadow grpcio's.

@@ -82,6 +82,7 @@ struct Pages: Sendable {
     router.get("static/app.js") { _, _ in
       Response.text(Assets.script, type: "text/javascript; charset=utf-8")
     }
+    router.get("favicon.ico") { _, _ in Response(status: .noContent) }
     router.get("static/app.css") { _, _ in Response.text(Assets.style, type: "text/css; charset=utf-8") }
   }
 
@@ -240,8 +241,11 @@ struct Pages: Sendable {
       body.element("pre", [("id", "result")], text: json)
     }
     body.raw("<h2>Timeline</h2><ol class=\"timeline\" id=\"timeline\">")
+    var previous: RunState?
     for event in events {
-      guard let state = EventText.stateAfter(event.event) else { continue }
+      // Each change of state once (attempts keep a run Running).
+      guard let state = EventText.stateAfter(event.event), state != previous else { continue }
+      previous = state
       body.raw("<li>")
       body.element("span", [("class", "state state-\(state.rawValue.lowercased())")], text: state.rawValue)
       body.raw(" ")

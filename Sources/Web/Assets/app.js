@@ -277,7 +277,19 @@
     const jsonError = document.getElementById("json-error");
     const formError = document.getElementById("form-error");
 
+    // Required messages not in the value yet are edited in a detached object, which joins the
+    // value at its first edit: showing a form adds nothing to the value.
+    let detached = [];
     function edited() {
+      for (let changed = true; changed;) {
+        changed = false;
+        for (const entry of detached) {
+          if (!Object.prototype.hasOwnProperty.call(entry.holder, entry.key) && Object.keys(entry.child).length > 0) {
+            entry.holder[entry.key] = entry.child;
+            changed = true;
+          }
+        }
+      }
       state.formEdited = true;
       state.text = JSON.stringify(state.value, null, 2);
     }
@@ -337,6 +349,10 @@
             } else {
               box.append(...messageFields(resolved, holder[key], path));
             }
+          } else if (required) {
+            const child = {};
+            detached.push({ holder, key, child });
+            box.append(...messageFields(resolved, child, path));
           }
           box.append(errorFor(path));
           return box;
@@ -526,6 +542,7 @@
     }
 
     function render() {
+      detached = [];
       formView.replaceChildren(...messageFields(root, state.value, "", root.required || []));
     }
 
