@@ -76,12 +76,38 @@ enum OpenAPI {
     return object(members)
   }
 
+  /// State names as the filter takes them, in any case, comma-separated.
+  static let statePattern: String = {
+    let names = [
+      "Scheduled", "Late", "AwaitingRetry", "Pending", "Running", "Retrying", "Cancelling", "Cancelled", "Completed",
+      "Cached", "Failed", "TimedOut", "Crashed",
+    ]
+    let anyCase = names.map { name in
+      name.map { "[\($0.lowercased())\($0.uppercased())]" }.joined()
+    }
+    let one = "(" + anyCase.joined(separator: "|") + ")"
+    return "^(\(one)(,\(one))*)?$"
+  }()
+
   private static func build() -> JSONValue {
-    let runID = parameter("id", in: "path", string(), "a run id (36 characters) or a unique prefix of 8 or more")
-    let limit = object([("type", .string("integer")), ("minimum", .number("1"))])
-    let sequence = object([("type", .string("string")), ("pattern", .string("^[0-9]+$"))])
+    let runPattern = object([("type", .string("string")), ("pattern", .string("^([0-9a-fA-F-]{8,36})?$"))])
+    let runID = parameter(
+      "id", in: "path", object([("type", .string("string")), ("pattern", .string("^[0-9a-fA-F-]{8,36}$"))]),
+      "a run id (36 characters) or a unique prefix of 8 or more")
+    let limit = object([
+      ("type", .string("integer")), ("minimum", .number("1")),
+      ("description", .string("larger than the most a page holds: the most")),
+    ])
+    let sequence = object([("type", .string("string")), ("pattern", .string("^[0-9]{1,19}$"))])
     let time = object([
-      ("type", .string("string")),
+      (
+        "anyOf",
+        .array([
+          object([("type", .string("string")), ("format", .string("date-time"))]),
+          object([("type", .string("string")), ("pattern", .string("^[0-9]{1,18}$"))]),
+          object([("type", .string("string")), ("maxLength", .number("0"))]),
+        ])
+      ),
       ("description", .string("RFC 3339 (2026-12-01T12:00:00Z) or microseconds since 1970")),
     ])
     let after = parameter("after", in: "query", sequence, "only events after this sequence (a page's next_after)")
@@ -110,7 +136,26 @@ enum OpenAPI {
         "description",
         .string("server-sent events: each durable event as a gps.v1.HistoryEvent (id: its sequence), then an end event")
       ),
-      ("content", object([("text/event-stream", object([("schema", string())]))])),
+      (
+        "content",
+        object([
+          (
+            "text/event-stream",
+            object([
+              (
+                "schema",
+                object([
+                  ("type", .string("object")),
+                  (
+                    "properties",
+                    object([("data", string()), ("event", string()), ("id", string()), ("retry", string())])
+                  ),
+                ])
+              )
+            ])
+          )
+        ])
+      ),
     ])
     let paths = object([
       (
@@ -122,14 +167,17 @@ enum OpenAPI {
               "listRuns", "Runs, newest first, filtered; a page at a time",
               parameters: [
                 parameter(
-                  "state", in: "query", string(), "Scheduled, Pending, Running, Completed, … (repeat or comma-separate)"
+                  "state", in: "query", object([("type", .string("string")), ("pattern", .string(statePattern))]),
+                  "Scheduled, Pending, Running, Completed, … (any case; repeat or comma-separate)"
                 ),
                 parameter("deployment", in: "query", string(), "FLOW/NAME"),
                 parameter("tag", in: "query", string(), "runs with this tag"),
                 parameter("enqueued_after", in: "query", time, "enqueued at or after"),
                 parameter("enqueued_before", in: "query", time, "enqueued before"),
                 parameter("limit", in: "query", limit, "at most this many (default 100, at most 1000)"),
-                parameter("cursor", in: "query", string(), "the previous page's next_cursor"),
+                parameter(
+                  "cursor", in: "query", object([("type", .string("string")), ("pattern", .string("^[0-9]{0,18}$"))]),
+                  "the previous page's next_cursor"),
               ], responses: [("200", json(ref("gps.v1.ListRunsResponse"), "a page of runs"))])
           ),
           (
@@ -250,7 +298,7 @@ enum OpenAPI {
               "readHistory", "The log's events, oldest first, a page at a time",
               parameters: [
                 after, parameter("from_time", in: "query", time, "only events at or after this time"),
-                parameter("run", in: "query", string(), "only this run's events"),
+                parameter("run", in: "query", runPattern, "only this run's events (its id or a prefix of 8 or more)"),
                 parameter("limit", in: "query", limit, "at most this many (default 500, at most 5000)"),
               ], responses: [("200", json(eventPage, "a page of events"))])
           )
@@ -263,7 +311,10 @@ enum OpenAPI {
             "get",
             operation(
               "followHistory", "The log's events as they become durable",
-              parameters: [after, parameter("run", in: "query", string(), "only this run's events")],
+              parameters: [
+                after,
+                parameter("run", in: "query", runPattern, "only this run's events (its id or a prefix of 8 or more)"),
+              ],
               responses: [("200", sse)])
           )
         ])
@@ -323,15 +374,26 @@ enum OpenAPI {
       (
         "properties",
         object([
-          ("deployment", string("FLOW/NAME")),
+          (
+            "deployment",
+            object([
+              ("type", .string("string")), ("pattern", .string("^[^/]+/[^/]+$")), ("description", .string("FLOW/NAME")),
+            ])
+          ),
           (
             "parameters",
             object([("type", .string("object")), ("description", .string("the deployment's parameter_schema"))])
           ),
           ("idempotency_key", string("a second enqueue with the same key returns the first run")),
           ("tags", object([("type", .string("array")), ("items", string())])),
-          ("scheduled_start", string("RFC 3339: not before then")),
-          ("start_in", string("a duration such as 90s, 5m, 2h")),
+          ("scheduled_start", object([("type", .string("string")), ("format", .string("date-time"))])),
+          (
+            "start_in",
+            object([
+              ("type", .string("string")), ("pattern", .string("^[0-9]{1,6}(\\.[0-9]{1,3})?(ms|s|m|h|d)$")),
+              ("description", .string("a duration such as 90s, 5m, 2h")),
+            ])
+          ),
         ])
       ), ("required", .array([.string("deployment")])), ("additionalProperties", .bool(false)),
     ])

@@ -409,13 +409,15 @@ final class Site: Sendable {
 
   // MARK: Query values
 
+  /// A page size: any whole number from 1; larger than `maximum` gets `maximum`.
   static func limit(_ text: String?, default value: UInt32 = 100, maximum: UInt32 = 1000) throws -> UInt32 {
     guard let text else { return value }
-    guard let limit = UInt32(text), limit > 0 else {
-      throw WebError.badRequest(
-        "limit: expected a whole number from 1 to \(maximum), got \(JSONValue.quoted(text, limit: 100))")
+    let digits = text.hasPrefix("+") ? text.dropFirst() : Substring(text)
+    guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }), digits.contains(where: { $0 != "0" })
+    else {
+      throw WebError.badRequest("limit: expected a whole number from 1, got \(JSONValue.quoted(text, limit: 100))")
     }
-    return min(limit, maximum)
+    return UInt32(min(UInt64(digits) ?? .max, UInt64(maximum)))
   }
 
   static func number(_ text: String?, _ name: String) throws -> UInt64? {
@@ -442,14 +444,21 @@ final class Site: Sendable {
     var candidate = text
     if candidate.count == 16 { candidate += ":00" }
     if candidate.count == 19 { candidate += "Z" }
-    guard let timestamp = try? Google_Protobuf_Timestamp(jsonString: "\"\(candidate)\"") else { return nil }
-    return Timestamp(micros: timestamp.seconds * 1_000_000 + Int64(timestamp.nanos / 1000))
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    guard let date = formatter.date(from: candidate) ?? ISO8601DateFormatter().date(from: candidate) else {
+      return nil
+    }
+    return Timestamp(date)
   }
 
   static func parseDuration(_ text: String) -> Duration? {
     let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
     for (suffix, scale) in units where text.hasSuffix(suffix) {
-      guard let value = Double(text.dropLast(suffix.count)), value >= 0, value.isFinite else { return nil }
+      // At most a million days: beyond the clock's range it would be a crash.
+      guard let value = Double(text.dropLast(suffix.count)), value >= 0, value * scale <= 86_400_000_000 else {
+        return nil
+      }
       return .milliseconds(Int64(value * scale * 1000))
     }
     return nil

@@ -46,6 +46,17 @@ struct AccessMiddleware: RouterMiddleware {
     _ request: Request, context: WebContext, next: (Request, WebContext) async throws -> Response
   ) async throws -> Response {
     var context = context
+    if let allowed = Self.allowedMethods(request.uri.path), !allowed.contains(request.method),
+      !(request.method == .head && allowed.contains(.get))
+    {
+      var response = WebError(
+        status: .methodNotAllowed, code: "UNIMPLEMENTED",
+        message:
+          "\(request.method.rawValue.prefix(20)) is not a method of \(request.uri.path.prefix(200)); use \(allowed.map(\.rawValue).sorted().joined(separator: " or "))"
+      ).response(for: request)
+      response.headers[.allow] = allowed.map(\.rawValue).sorted().joined(separator: ", ")
+      return response
+    }
     if request.method == .post || request.method == .put || request.method == .delete || request.method == .patch {
       if let refusal = Self.crossSite(request) { return WebError.forbidden(refusal).response(for: request) }
     }
@@ -84,6 +95,27 @@ struct AccessMiddleware: RouterMiddleware {
     return request.cookies[Self.cookie]?.value
   }
 
+  /// The API's routes and their methods: any other method is answered 405, before anything else.
+  static let routes: [(pattern: [String], methods: Set<HTTPRequest.Method>)] = [
+    (["api", "runs"], [.get, .post]), (["api", "runs", "*"], [.get]), (["api", "runs", "*", "events"], [.get]),
+    (["api", "runs", "*", "stream"], [.get]), (["api", "runs", "*", "cancel"], [.post]),
+    (["api", "runs", "*", "retry"], [.post]), (["api", "deployments"], [.get]),
+    (["api", "deployments", "*", "*"], [.get]), (["api", "history"], [.get]), (["api", "history", "stream"], [.get]),
+    (["api", "history", "verify"], [.post]), (["api", "openapi.json"], [.get]),
+  ]
+
+  static func allowedMethods(_ path: String) -> Set<HTTPRequest.Method>? {
+    let segments = path.split(separator: "/").map(String.init)
+    guard segments.first == "api" else { return nil }
+    // An exact segment wins over a wildcard (`history/stream` is not `runs/{id}`-like).
+    let matches = routes.filter { route in
+      route.pattern.count == segments.count
+        && zip(route.pattern, segments).allSatisfy { $0 == "*" || $0 == $1 }
+    }
+    let best = matches.max { a, b in a.pattern.filter { $0 != "*" }.count < b.pattern.filter { $0 != "*" }.count }
+    return best?.methods
+  }
+
   /// Why a changing request is refused as cross-site, or nil when it may proceed.
   static func crossSite(_ request: Request) -> String? {
     if let origin = request.headers[.origin] {
@@ -95,8 +127,9 @@ struct AccessMiddleware: RouterMiddleware {
     } else if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!], site != "same-origin", site != "none" {
       return "a request from another site may not change anything here"
     }
-    if request.uri.path.hasPrefix("/api/") {
-      let type = request.headers[.contentType] ?? ""
+    // A form of another site always sends a body of its own type; a request without one (a
+    // cancel with no reason) carries nothing a form could forge.
+    if request.uri.path.hasPrefix("/api/"), let type = request.headers[.contentType] {
       guard type.hasPrefix("application/json") else {
         return "API requests that change something send JSON (Content-Type: application/json)"
       }
