@@ -487,7 +487,8 @@ struct Pages: Sendable {
     }
     // Only a path of this site: never a redirect elsewhere.
     var next = fields["next"] ?? "/runs"
-    if !next.hasPrefix("/") || next.hasPrefix("//") { next = "/runs" }
+    // (`//host` and `/\host` are another site to a browser.)
+    if !next.hasPrefix("/") || next.hasPrefix("//") || next.contains("\\") { next = "/runs" }
     var response = Response(status: .seeOther)
     response.headers[.location] = next
     response.setCookie(

@@ -7,18 +7,29 @@ import Testing
   import FoundationNetworking
 #endif
 
+/// Answers redirects with themselves, so a test sees where a redirect would go.
+final class StayOnRedirect: NSObject, URLSessionTaskDelegate, Sendable {
+  func urlSession(
+    _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+    newRequest request: URLRequest, completionHandler: @escaping @Sendable (URLRequest?) -> Void
+  ) {
+    completionHandler(nil)
+  }
+}
+
 /// An HTTP client for the web UI's tests: no cookies kept, no cache.
 struct WebClient {
   let base: String
   let session: URLSession
 
-  init(base: String) {
+  init(base: String, followRedirects: Bool = true) {
     self.base = base
     let configuration = URLSessionConfiguration.ephemeral
     configuration.httpCookieStorage = nil
     configuration.httpShouldSetCookies = false
     configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
-    session = URLSession(configuration: configuration)
+    session = URLSession(
+      configuration: configuration, delegate: followRedirects ? nil : StayOnRedirect(), delegateQueue: nil)
   }
 
   struct Answer {
@@ -318,6 +329,19 @@ func withWebServer(
         headers: ["Content-Type": "application/x-www-form-urlencoded"],
         json: false)
       #expect(wrong.status == 401)
+      // Signing in sends the browser on only to a page of this site (`/\\host` is another site to
+      // a browser, which reads the backslash as a slash).
+      let staying = WebClient(base: web.base, followRedirects: false)
+      for (next, location) in [
+        ("%2Fhistory%3Frun%3Dab", "/history?run=ab"), ("%2F%2Fevil.example%2F", "/runs"),
+        ("%2F%5Cevil.example", "/runs"), ("https%3A%2F%2Fevil.example", "/runs"),
+      ] {
+        let signIn = try await staying.request(
+          "POST", "/login", body: "token=0123456789abcdef-alice&next=\(next)",
+          headers: ["Content-Type": "application/x-www-form-urlencoded"], json: false)
+        #expect(signIn.status == 303, "\(next)")
+        #expect(signIn.headers["location"] == location, "\(next): \(signIn.headers)")
+      }
       let cookie = "gps_token=0123456789abcdef-alice"
       let signedIn = try await web.get("/runs", headers: ["Cookie": cookie])
       #expect(signedIn.status == 200)
