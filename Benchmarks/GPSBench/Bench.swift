@@ -170,6 +170,9 @@ struct Bench {
       try await benchSchedulerAlone(
         directory: directory, runs: arguments.e2eRuns, concurrency: 64, repetitions: arguments.runs)
     }
+    if arguments.suites.contains("web") {
+      try await benchWeb(directory: directory, runs: arguments.startupRuns, repetitions: arguments.runs)
+    }
     if arguments.suites.contains("control") {
       try await benchControl(
         directory: directory, clients: 64, seconds: arguments.seconds, startupRuns: arguments.startupRuns,

@@ -157,8 +157,8 @@ final class ServerProcess: Sendable {
     process = Process()
     process.executableURL = URL(fileURLWithPath: gps)
     process.arguments =
-      command + ["--port", "0", "--log-level", "warning"] + (command == ["server", "start"] ? ["--no-web"] : [])
-      + arguments
+      command + ["--port", "0", "--log-level", "warning"]
+      + (command == ["server", "start"] && !arguments.contains("--http-port") ? ["--no-web"] : []) + arguments
     process.standardOutput = try FileHandle(forWritingTo: output)
     process.standardError = FileHandle.nullDevice
     try process.run()

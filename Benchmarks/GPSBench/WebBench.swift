@@ -1,0 +1,66 @@
+import Foundation
+import Queue
+
+#if canImport(FoundationNetworking)
+  import FoundationNetworking
+#endif
+
+/// The web UI's pages and API over a queue of `runs` completed runs: `gps server start` (release,
+/// beside gps-bench) as a separate process, each page fetched one at a time over loopback.
+func benchWeb(directory: String, runs: Int, repetitions: Int) async throws {
+  let gps = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gps")
+    .path
+  guard FileManager.default.isExecutableFile(atPath: gps) else {
+    print("\nweb: skipped (no gps binary beside gps-bench; build the gps product in release too)")
+    return
+  }
+  let data = freshDirectory(directory + "/web")
+  _ = try await writeCompletedRuns(directory: data, runs: runs)
+  let server = try ServerProcess(gps: gps, arguments: ["--data-dir", data, "--no-scheduler", "--http-port", "0"])
+  defer { Task { await server.stop() } }
+  var base: String?
+  for _ in 0..<5000 where base == nil {
+    base = server.printed.split(separator: "\n").first { $0.hasPrefix("web UI on ") }.map {
+      String($0.dropFirst("web UI on ".count))
+    }
+    if base == nil { try await Task.sleep(for: .milliseconds(2)) }
+  }
+  guard let base else { throw QueueError(code: .io, message: "the web server did not start") }
+  let someRun = try await fetch(base + "/api/runs?limit=1").body
+  let id =
+    (try? JSONSerialization.jsonObject(with: Data(someRun.utf8)) as? [String: Any])
+    .flatMap { ($0["runs"] as? [[String: Any]])?.first?["id"] as? String } ?? ""
+  print("\nweb: \(runs) completed runs, `gps server start` in its own process; \(repetitions * 20) fetches per page")
+  for (label, path) in [
+    ("runs page, first page", "/runs"),
+    ("runs page, filtered (state and deployment)", "/runs?state=Completed&deployment=server-flow%2FMyPrefectDeployer"),
+    ("runs page, a filter nothing matches (scans every run)", "/runs?state=Failed"),
+    ("API: runs, first page", "/api/runs?limit=50"),
+    ("run page", "/runs/\(id)"),
+  ] {
+    for _ in 0..<3 { _ = try await fetch(base + path) }
+    var times: [Double] = []
+    for _ in 0..<(repetitions * 20) {
+      let start = ContinuousClock.now
+      let answer = try await fetch(base + path)
+      precondition(answer.status == 200, "\(path): \(answer.status)")
+      times.append((ContinuousClock.now - start).seconds * 1000)
+    }
+    times.sort()
+    print(
+      String(
+        format: "  %@: p50 %.2f ms, p99 %.2f ms (client-observed over loopback)", label, percentile(times, 0.5),
+        percentile(times, 0.99)))
+  }
+}
+
+private let webSession: URLSession = {
+  let configuration = URLSessionConfiguration.ephemeral
+  configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
+  return URLSession(configuration: configuration)
+}()
+
+private func fetch(_ url: String) async throws -> (status: Int, body: String) {
+  let (data, response) = try await webSession.data(from: URL(string: url)!)
+  return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+}
