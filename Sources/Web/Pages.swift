@@ -104,17 +104,11 @@ struct Pages: Sendable {
 
   func runs(_ request: Request, _ context: WebContext) async throws -> Page {
     let query = request.uri.queryParameters
-    var list = Gps_V1_ListRunsRequest()
-    list.states = query.getAll("state").filter { !$0.isEmpty }
-    list.deployment = query.get("deployment") ?? ""
-    list.tag = query.get("tag") ?? ""
-    list.enqueuedAfterMicros = try Site.time(query.get("enqueued_after"), "enqueued_after")
-    list.enqueuedBeforeMicros = try Site.time(query.get("enqueued_before"), "enqueued_before")
-    list.limit = try Site.limit(query.get("limit"), default: 50)
-    list.cursor = query.get("cursor") ?? ""
-    let answer = try await site.call(Gps_V1_Control.Method.ListRuns.descriptor, context) { server in
-      try await site.control.listRuns(request: list, context: server)
-    }
+    let answer = try await site.runs(request, context, defaultLimit: 50)
+    let states = Set(query.getAll("state").flatMap { $0.split(separator: ",").map(String.init) })
+    let chosenDeployment = query.get("deployment") ?? ""
+    let tag = query.get("tag") ?? ""
+    let cursor = query.get("cursor") ?? ""
     let deployments = site.queue.deployments.map(\.name)
     var body = HTML()
     body.raw("<h1>Runs</h1>")
@@ -122,17 +116,17 @@ struct Pages: Sendable {
     body.raw("<label>State <select name=\"state\"><option value=\"\">any</option>")
     for state in Self.states {
       var attributes = [("value", state)]
-      if list.states.contains(state) { attributes.append(("selected", "selected")) }
+      if states.contains(state) { attributes.append(("selected", "selected")) }
       body.element("option", attributes, text: state)
     }
     body.raw("</select></label><label>Deployment <select name=\"deployment\"><option value=\"\">any</option>")
     for name in deployments {
       var attributes = [("value", name)]
-      if name == list.deployment { attributes.append(("selected", "selected")) }
+      if name == chosenDeployment { attributes.append(("selected", "selected")) }
       body.element("option", attributes, text: name)
     }
     body.raw("</select></label><label>Tag ")
-    body.open("input", [("name", "tag"), ("value", list.tag)])
+    body.open("input", [("name", "tag"), ("value", tag)])
     body.raw("</label><label>Enqueued after ")
     body.open(
       "input", [("name", "enqueued_after"), ("type", "datetime-local"), ("value", query.get("enqueued_after") ?? "")])
@@ -157,7 +151,7 @@ struct Pages: Sendable {
       body.link("/runs?" + next.joined(separator: "&"), "Older runs →", [("class", "next")])
     }
     // Live: the first page is refreshed while it is open (the script asks the API again).
-    let live = list.cursor.isEmpty
+    let live = cursor.isEmpty
     return Page(
       title: "Runs", body: body,
       data: .object([

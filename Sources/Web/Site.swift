@@ -119,7 +119,12 @@ final class Site: Sendable {
 
   // MARK: Runs
 
-  func listRuns(_ request: Request, _ context: WebContext) async throws -> Response {
+  /// The runs that a query asks for (`state`, `deployment`, `tag`, `enqueued_after`,
+  /// `enqueued_before`, `limit`, `cursor`): one page, from the control API. The API and the runs
+  /// page read the same query.
+  func runs(_ request: Request, _ context: WebContext, defaultLimit: UInt32 = 100) async throws
+    -> Gps_V1_ListRunsResponse
+  {
     let query = request.uri.queryParameters
     var list = Gps_V1_ListRunsRequest()
     list.states = query.getAll("state").flatMap { $0.split(separator: ",").map(String.init) }
@@ -127,12 +132,15 @@ final class Site: Sendable {
     list.tag = query.get("tag") ?? ""
     list.enqueuedAfterMicros = try Self.time(query.get("enqueued_after"), "enqueued_after")
     list.enqueuedBeforeMicros = try Self.time(query.get("enqueued_before"), "enqueued_before")
-    list.limit = try Self.limit(query.get("limit"))
+    list.limit = try Self.limit(query.get("limit"), default: defaultLimit)
     list.cursor = query.get("cursor") ?? ""
-    let answer = try await call(Gps_V1_Control.Method.ListRuns.descriptor, context) { server in
+    return try await call(Gps_V1_Control.Method.ListRuns.descriptor, context) { server in
       try await control.listRuns(request: list, context: server)
     }
-    return .json(try Self.json(answer))
+  }
+
+  func listRuns(_ request: Request, _ context: WebContext) async throws -> Response {
+    .json(try Self.json(try await runs(request, context)))
   }
 
   /// A run as the API shows it: the control API's RunInfo, and its result as JSON when the
