@@ -9,17 +9,19 @@ import Testing
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
       try await createServerFlowQueue(at: data)
-      // Another process holds the lock as a command would, for a second and a half: its release
-      // does not depend on how soon this (busy) test process gets to run.
+      // Another process holds the lock as a command would, until the test has seen the server
+      // wait for it (then it lets go): nothing depends on how fast a busy machine runs either.
       let holder = Process()
       holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
       holder.arguments = [
         "python3", "-c",
-        "import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR)\nfcntl.flock(fd, fcntl.LOCK_EX)\nos.ftruncate(fd, 0)\nos.write(fd, b'%d command\\n' % os.getpid())\nprint('held', flush=True)\ntime.sleep(1.5)",
+        "import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDWR)\nfcntl.flock(fd, fcntl.LOCK_EX)\nos.ftruncate(fd, 0)\nos.write(fd, b'%d command\\n' % os.getpid())\nprint('held', flush=True)\nsys.stdin.readline()",
         data + "/LOCK",
       ]
       let held = Pipe()
+      let release = Pipe()
       holder.standardOutput = held
+      holder.standardInput = release
       try holder.run()
       _ = held.fileHandleForReading.availableData
       let server = try GPSProcess(["server", "start", "--data-dir", data, "--port", "0", "--no-scheduler"])
@@ -27,6 +29,7 @@ import Testing
       #expect(
         server.stderr.contains("waiting for process \(holder.processIdentifier) to release \(data)/LOCK"),
         "\(server.stderr)")
+      release.fileHandleForWriting.write(Data("go\n".utf8))
       _ = try await server.listeningAddress()
       server.signal(SIGTERM)
       #expect(await server.waitForExit() == 0, "\(server.stderr)")
