@@ -190,7 +190,7 @@ struct Pages: Sendable {
     let after = try Site.number(request.uri.queryParameters.get("after"), "after") ?? 0
     let (events, more) = try await site.events(
       from: max(after + 1, info.firstSequence), run: info.id, limit: 500, context)
-    let types = ResultTypes(site.queue.deployments.map(\.definition))
+    let types = site.resultTypes
     var body = HTML()
     body.raw("<h1>Run ")
     body.element("span", [("class", "mono")], text: info.id)
@@ -427,7 +427,7 @@ struct Pages: Sendable {
     let fromTime = try Site.time(query.get("from_time"), "from_time")
     let run = query.get("run") ?? ""
     let (events, more) = try await site.events(from: after + 1, fromTime: fromTime, run: run, limit: 500, context)
-    let types = ResultTypes(site.queue.deployments.map(\.definition))
+    let types = site.resultTypes
     var body = HTML("<h1>History</h1>")
     body.raw("<form class=\"filters\" method=\"get\" action=\"/history\"><label>Run ")
     body.open("input", [("name", "run"), ("value", run), ("placeholder", "run id or prefix")])

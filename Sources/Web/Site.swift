@@ -21,6 +21,19 @@ final class Site: Sendable {
 
   var queue: RunQueue { control.queue }
 
+  /// The result types of the newest deployment versions, rebuilt only when a version changes
+  /// (building them decodes every descriptor set).
+  private let cachedTypes = Mutex<(versions: [String], types: ResultTypes)?>(nil)
+
+  var resultTypes: ResultTypes {
+    let deployments = queue.deployments
+    let versions = deployments.map { "\($0.name) \($0.version)" }
+    if let cached = cachedTypes.withLock({ $0 }), cached.versions == versions { return cached.types }
+    let types = ResultTypes(deployments.map(\.definition))
+    cachedTypes.withLock { $0 = (versions, types) }
+    return types
+  }
+
   init(control: ControlService, tokens: AccessTokens, secure: Bool) {
     self.control = control
     self.tokens = tokens
@@ -70,7 +83,7 @@ final class Site: Sendable {
     api.get("history/stream") { request, context in
       try await self.respond(request) { try self.historyStream(request, context) }
     }
-    api.post("history/verify") { request, context in try await self.respond(request) { try self.verify() } }
+    api.post("history/verify") { request, context in try await self.respond(request) { try await self.verify() } }
     api.get("openapi.json") { request, _ in try await self.respond(request) { .json(OpenAPI.document) } }
     router.get("healthz") { _, _ in Response.json(.object([.init("status", .string("ok"))])) }
     router.get("readyz") { _, _ in
@@ -366,10 +379,16 @@ final class Site: Sendable {
       method: Gps_V1_Control.Method.ReadHistory.descriptor)
   }
 
-  func verify() throws -> Response {
+  func verify() async throws -> Response {
     let report: VerifyReport
+    let directory = queue.directory
     do {
-      report = try LogVerifier(directory: queue.directory).verify()
+      // The whole log is read: off the concurrency pool's threads, which serve every request.
+      report = try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+          continuation.resume(with: Result { try LogVerifier(directory: directory).verify() })
+        }
+      }
     } catch {
       return .json(
         .object([.init("ok", .bool(false)), .init("problem", .string(String("\(error)".prefix(2000))))]))
