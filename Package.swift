@@ -16,6 +16,8 @@ let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let lifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
 let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+let coreMetrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 let heap = Target.Dependency.product(name: "HeapModule", package: "swift-collections")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
@@ -42,6 +44,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     // The web UI and its JSON API; without its optional traits (swift-configuration, full Foundation).
@@ -83,7 +87,7 @@ let package = Package(
     ),
     .target(
       name: "Queue",
-      dependencies: ["CLZ4", "CCRC32C", swiftProtobuf, heap, logging, crypto],
+      dependencies: ["CLZ4", "CCRC32C", swiftProtobuf, heap, logging, crypto, coreMetrics],
       swiftSettings: swiftSettings
     ),
     .target(
@@ -103,6 +107,7 @@ let package = Package(
       name: "Web",
       dependencies: [
         "Control", "Flows", "Queue", "RPC", hummingbird, hummingbirdTLS, grpcCore, swiftProtobuf, logging,
+        coreMetrics, prometheus,
       ],
       resources: [.embedInCode("Assets/app.js"), .embedInCode("Assets/app.css")],
       swiftSettings: swiftSettings
@@ -121,7 +126,8 @@ let package = Package(
     .executableTarget(
       name: "GPSBench",
       dependencies: [
-        "CJemalloc", "Queue", "Flows", "RPC", "Services", "ReferenceFlow", "Control", "GPSTesting", swiftProtobuf,
+        "CJemalloc", "Queue", "Flows", "RPC", "Services", "ReferenceFlow", "Control", "Web", "GPSTesting",
+        swiftProtobuf,
         grpcCore, grpcNIO, logging,
       ],
       path: "Benchmarks/GPSBench",
@@ -140,7 +146,9 @@ let package = Package(
     ),
     .testTarget(
       name: "QueueTests",
-      dependencies: ["Queue", "GPSTesting", crypto, swiftProtobuf],
+      dependencies: [
+        "Queue", "GPSTesting", crypto, swiftProtobuf, .product(name: "MetricsTestKit", package: "swift-metrics"),
+      ],
       swiftSettings: swiftSettings
     ),
     .testTarget(

@@ -170,6 +170,10 @@ struct Bench {
       try await benchSchedulerAlone(
         directory: directory, runs: arguments.e2eRuns, concurrency: 64, repetitions: arguments.runs)
     }
+    if arguments.suites.contains("metrics") {
+      try await benchMetricsCost(
+        directory: directory, runs: arguments.e2eRuns, concurrency: 64, repetitions: arguments.runs)
+    }
     if arguments.suites.contains("web") {
       try await benchWeb(directory: directory, runs: arguments.startupRuns, repetitions: arguments.runs)
     }

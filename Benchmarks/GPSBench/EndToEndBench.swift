@@ -7,6 +7,7 @@ import Queue
 import RPC
 import ReferenceFlow
 import Services
+import Web
 
 /// Runs of server-flow end to end: services A and B on loopback (a 5-byte object), the queue with
 /// every event durable (fsync `always`), and the scheduler, all in this process.
@@ -139,6 +140,45 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
         String(
           format: "  seen by the client (enqueue call to Completed observed): p50 %.2f ms p99 %.2f ms",
           percentile(clientToCompleted, 0.5), percentile(clientToCompleted, 0.99)))
+    }
+  }
+}
+
+/// What the metrics of `/metrics` cost the hot path: the backlog of ``benchEndToEnd`` drained with
+/// the queue's metrics off and on (swift-prometheus, as `gps server start` has them), interleaved
+/// in one run so both see the same load.
+func benchMetricsCost(directory: String, runs: Int, concurrency: Int, repetitions: Int) async throws {
+  let root = URL(fileURLWithPath: freshDirectory(directory + "/objects-metrics"))
+  try Data("hello".utf8).write(to: root.appendingPathComponent("a"))
+  let quiet = Logger(label: "gps.bench", factory: { _ in SwiftLogNoOpLogHandler() })
+  print("\nmetrics: a backlog of server-flow drained with the queue's metrics off and on, interleaved")
+  try await withRunningServices(objectRoot: root, logger: quiet) { a, b in
+    try await withServiceClients(a: a, b: b) { clients in
+      var rates: [Bool: [Double]] = [:]
+      var cpu: [Bool: [Double]] = [:]
+      for repetition in 0..<(2 * repetitions) {
+        // off, on, on, off, …: neither always goes first.
+        let measured = (repetition % 4 == 1) || (repetition % 4 == 2)
+        let data = freshDirectory(directory + "/e2e-metrics")
+        var options = QueueOptions()
+        if measured { options.metrics = WebMetrics().factory }
+        let queue = try RunQueue(directory: data, options: options)
+        try await enqueueRuns(runs, of: ServerFlow.deployment, parametersJSON: sampleParameters, into: queue)
+        let start = ContinuousClock.now
+        let usageBefore = ProcessUsage.now
+        try await drain(
+          queue, runs: runs, registry: .standard, dependencies: Dependencies(clients), concurrency: concurrency,
+          logger: quiet)
+        rates[measured, default: []].append(Double(runs) / (ContinuousClock.now - start).seconds)
+        cpu[measured, default: []].append(((ProcessUsage.now - usageBefore) / runs).cpuMicros)
+        queue.close(writingSnapshot: false)
+      }
+      print(
+        String(
+          format:
+            "  backlog drained (%d runs, %d repetitions each): metrics off %.0f runs/s (%.0f us CPU per run), on %.0f runs/s (%.0f us CPU per run) = %.2f of off",
+          runs, repetitions, median(rates[false]!), median(cpu[false]!), median(rates[true]!), median(cpu[true]!),
+          median(rates[true]!) / median(rates[false]!)))
     }
   }
 }

@@ -128,6 +128,8 @@ struct ServerStart: AsyncParsableCommand {
     } catch {
       throw CommandFailure("\(error)")
     }
+    let metrics = noWeb ? nil : WebMetrics()
+    configuration.queue.metrics = metrics?.factory
     configuration.queue.log.lock = commandLock(dataDir)
     configuration.queue.log.lock.role = .server
     let aAddress: ServiceAddress
@@ -156,8 +158,9 @@ struct ServerStart: AsyncParsableCommand {
         "queue ready in \(seconds(ContinuousClock.now - started)) s: \(queue.counts.total) runs, \(queue.durableSequence) events (snapshot \(startup.snapshotSequence.map(String.init) ?? "none"), \(startup.replayedEvents) replayed)"
       )
     }
-    if !noWeb {
+    if let metrics {
       var web = WebServer.Configuration()
+      web.metrics = metrics
       web.host = host
       web.port = httpPort
       web.tokens = configuration.tokens

@@ -15,9 +15,13 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   /// The longest a `WatchWork` stream stays silent: a remote scheduler also looks this often.
   let idleSignal: Duration
 
+  /// Where sequences are in the log: history reads start at the batch they need.
+  let logIndex: LogIndex
+
   package init(queue: RunQueue, idleSignal: Duration = .seconds(1)) {
     self.queue = queue
     self.idleSignal = idleSignal
+    logIndex = LogIndex(directory: queue.directory)
   }
 
   /// The signals of open `WatchWork` streams, poked when the server stops.
@@ -274,46 +278,68 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     let fromTime = request.fromTimeMicros == 0 ? nil : Timestamp(micros: request.fromTimeMicros)
     try await stream(
       from: max(1, request.fromSequence), run: runID, fromTime: fromTime, follow: request.follow,
-      response: response)
+      limit: Int(request.limit), response: response)
   }
 
   /// Sends durable events from `sequence` on (only `run`'s, when given); when following, waits for
-  /// new ones, and for a run, ends once it is final and all its events were sent.
+  /// new ones, and for a run, ends once it is final and all its events were sent. With a `limit`
+  /// (0: none), ends after that many.
+  ///
+  /// The log is read from the batch that holds `sequence` (``LogIndex``), a window at a time, and a
+  /// run's events only up to its last: a page of an old run's events reads the bytes around it,
+  /// not the log after it.
   func stream(
-    from sequence: UInt64, run runID: RunID?, fromTime: Timestamp? = nil, follow: Bool,
+    from sequence: UInt64, run runID: RunID?, fromTime: Timestamp? = nil, follow: Bool, limit: Int = 0,
     response: RPCWriter<Gps_V1_HistoryEvent>
   ) async throws {
     let reader = LogReader(directory: queue.directory)
-    var cursor = LogCursor(from: sequence)
+    var cursor: LogCursor
+    do {
+      cursor = try logIndex.cursor(at: sequence)
+    } catch {
+      throw RPCError(code: .dataLoss, message: "reading the log failed: \(error)")
+    }
+    let runBytes = runID.map(\.bytes)
     var waiting: [Gps_V1_HistoryEvent] = []
-    var lastSent: UInt64 = 0
+    var sent = 0
     while true {
       try Task.checkCancellation()
       let durable = queue.durableSequence
+      // Nothing of the run lies past its last event so far.
+      let end = min(durable, runID.flatMap { queue.run($0)?.lastSequence } ?? durable)
+      let wanted = limit == 0 ? Int.max : limit - sent
       do {
-        try reader.read(&cursor) { record in
-          let event = try RunEvent(record)
-          if let runID, event.run != runID { return }
-          if let fromTime, event.time < fromTime { return }
-          waiting.append(Self.historyAnswer(event, sequence: record.sequence))
+        if cursor.nextSequence <= end {
+          try reader.read(&cursor, window: 1 << 20) { record in
+            guard record.sequence <= end, waiting.count < wanted else { return false }
+            if let runBytes, !record.mayBelong(toRun: runBytes) { return true }
+            let event = try RunEvent(record)
+            if let runID, event.run != runID { return true }
+            if let fromTime, event.time < fromTime { return true }
+            waiting.append(Self.historyAnswer(event, sequence: record.sequence))
+            return true
+          }
         }
       } catch {
         throw RPCError(code: .dataLoss, message: "reading the log failed: \(error)")
       }
-      let ready = waiting.prefix { $0.sequence <= durable }
-      waiting.removeFirst(ready.count)
-      for event in ready {
+      for event in waiting {
         try await response.write(event)
-        lastSent = event.sequence
+        sent += 1
       }
-      if let runID, let run = queue.run(runID), run.state.isTerminal, run.lastSequence <= lastSent { return }
+      waiting.removeAll()
+      if limit != 0, sent >= limit { return }
+      // A final run whose every event was read and sent.
+      if let runID, let run = queue.run(runID), run.state.isTerminal, cursor.nextSequence > run.lastSequence {
+        return
+      }
       // Without following, the history is what was durable when the call came.
       guard follow else { return }
       if isStopping {
         throw RPCError(code: .unavailable, message: "the server is stopping; watch again once it is back")
       }
-      // The next event to deliver: one already read but not yet durable, or the next to be written.
-      let next = waiting.first?.sequence ?? max(durable, cursor.nextSequence - 1) + 1
+      // Everything durable was read: wait for the next event of the log.
+      let next = durable + 1
       await queue.waitUntilDurable(next)
       if isStopping {
         throw RPCError(code: .unavailable, message: "the server is stopping; watch again once it is back")

@@ -14,6 +14,7 @@ import Synchronization
 final class Site: Sendable {
   let control: ControlService
   let tokens: AccessTokens
+  let metrics: WebMetrics
   /// Served over TLS: the sign-in cookie is then only ever sent over it.
   let secure: Bool
   /// The web server's port once it listens: the peer lookup of a loopback caller needs it.
@@ -34,9 +35,10 @@ final class Site: Sendable {
     return types
   }
 
-  init(control: ControlService, tokens: AccessTokens, secure: Bool) {
+  init(control: ControlService, tokens: AccessTokens, metrics: WebMetrics, secure: Bool) {
     self.control = control
     self.tokens = tokens
+    self.metrics = metrics
     self.secure = secure
   }
 
@@ -90,6 +92,11 @@ final class Site: Sendable {
       self.control.isStopping
         ? Response.json(.object([.init("status", .string("stopping"))]), status: .serviceUnavailable)
         : Response.json(.object([.init("status", .string("ready"))]))
+    }
+    router.get("metrics") { _, _ in
+      Response(
+        status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+        body: ResponseBody(byteBuffer: ByteBuffer(string: self.metrics.exposition(of: self.queue))))
     }
     Pages(site: self).addRoutes(to: router)
   }
@@ -286,6 +293,8 @@ final class Site: Sendable {
       $0.fromSequence = from
       $0.fromTimeMicros = fromTime
       $0.runID = run
+      // One more than the page: it tells whether there is another.
+      $0.limit = UInt32(limit + 1)
     }
     do {
       try await call(Gps_V1_Control.Method.ReadHistory.descriptor, context) { server in

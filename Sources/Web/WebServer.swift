@@ -21,6 +21,8 @@ package struct WebServer: ControlCompanion {
     package var tokens = AccessTokens()
     /// The control API's certificate chain and key (PEM files): serve HTTPS with them; nil: HTTP.
     package var tls: (certificateChain: String, privateKey: String)?
+    /// Served on `/metrics`: give its ``WebMetrics/factory`` to the queue as its metrics.
+    package var metrics = WebMetrics()
 
     package init() {}
   }
@@ -39,7 +41,8 @@ package struct WebServer: ControlCompanion {
   }
 
   package func run(control: ControlService) async throws {
-    let site = Site(control: control, tokens: configuration.tokens, secure: configuration.tls != nil)
+    let site = Site(
+      control: control, tokens: configuration.tokens, metrics: configuration.metrics, secure: configuration.tls != nil)
     let router = Router(context: WebContext.self)
     router.add(middleware: AccessMiddleware(tokens: configuration.tokens))
     site.addRoutes(to: router)

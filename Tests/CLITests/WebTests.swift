@@ -171,6 +171,72 @@ func withWebServer(
     }
   }
 
+  /// The samples of a Prometheus exposition, by series (`name{labels}`), checking every line's form.
+  static func samples(_ exposition: String) -> [String: Double] {
+    var samples: [String: Double] = [:]
+    for line in exposition.split(separator: "\n") where !line.hasPrefix("#") {
+      let parts = line.split(separator: " ")
+      #expect(parts.count == 2 && Double(parts[1]) != nil, "not a sample: \(line)")
+      #expect(line.wholeMatch(of: /[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? \S+/) != nil, "\(line)")
+      if parts.count == 2 { samples[String(parts[0])] = Double(parts[1]) }
+    }
+    return samples
+  }
+
+  @Test func metricsCountDurableEventsByDeploymentStepAndStateWithoutRunIDs() async throws {
+    try await withTemporaryDirectory { root in
+      // B always answers UNAVAILABLE: `process` is tried three times (two retries), then the run Fails.
+      let bench = try await Workbench(root: root, bArguments: ["--fail-rate", "1"])
+      let (server, _) = try await bench.startServer()
+      let web = WebClient(base: try await server.webAddress())
+      let enqueued = try await web.post(
+        "/api/runs", #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": \#(Self.parameters)}"#)
+      let id = try #require((enqueued.json["run"] as? [String: Any])?["id"] as? String, "\(enqueued.body)")
+      try await eventually("the run to fail") {
+        (try await web.get("/api/runs/\(id)").json["run"] as? [String: Any])?["state"] as? String == "Failed"
+      }
+      let scraped = try await web.get("/metrics")
+      #expect(scraped.status == 200)
+      #expect(scraped.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
+      #expect(!scraped.body.contains(id) && !scraped.body.contains(String(id.prefix(8))), "a run id is a label")
+      #expect(scraped.body.contains("# HELP gps_runs_failed_total Runs that ended Failed, by deployment."))
+      let samples = Self.samples(scraped.body)
+      let deployment = #"deployment="server-flow/MyPrefectDeployer""#
+      #expect(samples["gps_runs_enqueued_total{\(deployment)}"] == 1, "\(scraped.body)")
+      #expect(samples["gps_runs_failed_total{\(deployment)}"] == 1)
+      #expect(samples["gps_runs_completed_total{\(deployment)}"] == 0)
+      #expect(samples[#"gps_runs{state="Failed"}"#] == 1)
+      #expect(samples[#"gps_runs{state="Running"}"#] == 0)
+      #expect(samples["gps_queue_depth"] == 0)
+      #expect(
+        samples["gps_step_attempt_duration_seconds_count{\(deployment),step=\"prepare\",outcome=\"succeeded\"}"] == 1)
+      #expect(
+        samples["gps_step_attempt_duration_seconds_count{\(deployment),step=\"process\",outcome=\"failed\"}"] == 3)
+      #expect(samples["gps_step_retries_total{\(deployment),step=\"process\"}"] == 2)
+      #expect(samples["gps_run_start_latency_seconds_count"] == 1)
+      #expect(samples[#"gps_run_duration_seconds_count{state="Failed"}"#] == 1)
+      #expect(samples[#"gps_run_duration_seconds_bucket{state="Failed",le="+Inf"}"#] == 1)
+      #expect(samples["gps_leases_expired_total"] == 0)
+      // Every event this server appended went through a batch, each batch through one fsync.
+      let logged = try bench.history().count
+      #expect(samples["gps_log_batch_events_sum"] == Double(logged))
+      let batches = try #require(samples["gps_log_batch_events_count"])
+      #expect(samples["gps_log_fsync_seconds_count"] == batches)
+      #expect((samples["gps_log_append_seconds_count"] ?? 0) >= batches)
+
+      // After a restart the gauges come from the replayed state, and replay counts nothing again.
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0)
+      let (again, _) = try await bench.startServer()
+      let rescraped = Self.samples(try await WebClient(base: try await again.webAddress()).get("/metrics").body)
+      #expect(rescraped[#"gps_runs{state="Failed"}"#] == 1)
+      #expect(rescraped["gps_runs_enqueued_total{\(deployment)}"] == nil)
+      #expect(rescraped["gps_run_start_latency_seconds_count"] == 0)
+      again.signal(SIGTERM)
+      #expect(await again.waitForExit() == 0)
+    }
+  }
+
   @Test func anInvalidEnqueueNamesEachFieldByPathAndWritesNothing() async throws {
     try await withWebServer { bench, web, _ in
       let before = try bench.history().count
@@ -352,6 +418,11 @@ func withWebServer(
         headers: ["Cookie": cookie])
       #expect((enqueued.json["run"] as? [String: Any])?["enqueued_by"] as? String == "alice", "\(enqueued.body)")
       #expect(try await web.get("/healthz").status == 200)
+      // A Prometheus scraper sends the token as a bearer; without one it is refused, not redirected.
+      #expect(try await web.get("/metrics").status == 401)
+      let scraped = try await web.get("/metrics", headers: ["Authorization": "Bearer 0123456789abcdef-alice"])
+      #expect(scraped.status == 200)
+      #expect(scraped.body.contains("gps_runs{state=\"Scheduled\"} 1"), "\(scraped.body)")
       server.signal(SIGTERM)
       #expect(await server.waitForExit() == 0)
     }

@@ -192,6 +192,10 @@ public nonisolated struct Gps_V1_ReadHistoryRequest: Sendable {
   /// Keep the stream open and deliver new events as they become durable.
   public var follow: Bool = false
 
+  /// End the stream after this many events (0: no limit): a page of history reads only the log
+  /// around it.
+  public var limit: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1070,7 +1074,7 @@ nonisolated extension Gps_V1_WatchRunRequest: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Gps_V1_ReadHistoryRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ReadHistoryRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}from_sequence\0\u{3}from_time_micros\0\u{3}run_id\0\u{1}follow\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}from_sequence\0\u{3}from_time_micros\0\u{3}run_id\0\u{1}follow\0\u{1}limit\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1082,6 +1086,7 @@ nonisolated extension Gps_V1_ReadHistoryRequest: SwiftProtobuf.Message, SwiftPro
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.fromTimeMicros) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.runID) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.follow) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
       default: break
       }
     }
@@ -1100,6 +1105,9 @@ nonisolated extension Gps_V1_ReadHistoryRequest: SwiftProtobuf.Message, SwiftPro
     if self.follow != false {
       try visitor.visitSingularBoolField(value: self.follow, fieldNumber: 4)
     }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1108,6 +1116,7 @@ nonisolated extension Gps_V1_ReadHistoryRequest: SwiftProtobuf.Message, SwiftPro
     if lhs.fromTimeMicros != rhs.fromTimeMicros {return false}
     if lhs.runID != rhs.runID {return false}
     if lhs.follow != rhs.follow {return false}
+    if lhs.limit != rhs.limit {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,3 +1,4 @@
+public import CoreMetrics
 import Dispatch
 import Foundation
 import SwiftProtobuf
@@ -24,6 +25,8 @@ public struct LogOptions: Sendable {
   public var maxBatchBytes = 8 * 1024 * 1024
   /// Who takes the data directory's lock, and how long it waits for a command that holds it.
   public var lock = LockOptions()
+  /// Where the log reports append latency, fsync time and batch sizes; nil: not measured.
+  public var metrics: (any MetricsFactory)?
 
   public init() {}
 }
@@ -119,6 +122,7 @@ public final class EventLog: Sendable {
     var bytes: Int
     var endsBatch: Bool
     var completion: Completion
+    var submitted: ContinuousClock.Instant
   }
 
   private struct State {
@@ -161,6 +165,7 @@ public final class EventLog: Sendable {
   private let acknowledger = DispatchQueue(label: "gps-log-acknowledger")
   private let finished = DispatchSemaphore(value: 0)
   private let context: WriterContext
+  private let metrics: LogMetrics?
 
   /// Opens (creating if needed) the log in `directory/log`, recovering an interrupted append.
   ///
@@ -173,6 +178,7 @@ public final class EventLog: Sendable {
     self.logDirectory = directory + "/log"
     self.options = options
     self.fileSystem = fileSystem
+    metrics = options.metrics.map(LogMetrics.init)
     try fileSystem.createDirectory(directory)
     lock = try DirectoryLock(directory: directory, options: options.lock)
     do {
@@ -235,7 +241,8 @@ public final class EventLog: Sendable {
       if state.closing {
         return (.failure(QueueError(code: .closed, message: "the log is closed; reopen it to append")), false)
       }
-      state.pending.append(Pending(records: records, bytes: bytes, endsBatch: endsBatch, completion: completion))
+      state.pending.append(
+        Pending(records: records, bytes: bytes, endsBatch: endsBatch, completion: completion, submitted: .now))
       let range = state.nextSequence...(state.nextSequence + UInt64(records.count) - 1)
       state.nextSequence += UInt64(records.count)
       defer { state.writerWaiting = false }
@@ -313,7 +320,9 @@ public final class EventLog: Sendable {
 
   private func syncForInterval() {
     do {
+      let syncing = ContinuousClock.now
       try context.file.sync()
+      metrics?.fsync.record(.now - syncing)
       context.dirty = false
       context.lastSync = .now
     } catch {
@@ -341,7 +350,9 @@ public final class EventLog: Sendable {
       context.dirty = true
       switch options.fsync {
       case .always:
+        let syncing = ContinuousClock.now
         try context.file.sync()
+        metrics?.fsync.record(.now - syncing)
         context.dirty = false
       case .interval(let interval):
         if ContinuousClock.now - context.lastSync >= interval { syncForInterval() }
@@ -354,6 +365,12 @@ public final class EventLog: Sendable {
     }
     context.nextSequence = base + UInt64(records.count)
     context.lastHash = hash
+    if let metrics {
+      let durable = ContinuousClock.now
+      metrics.batchEvents.record(records.count)
+      metrics.batchBytes.record(frame.count)
+      for pending in batch { metrics.append.record(durable - pending.submitted) }
+    }
     state.withLock { state in
       state.lastSequence = context.nextSequence - 1
       state.lastHash = hash
@@ -404,5 +421,28 @@ public final class EventLog: Sendable {
       return state.pending
     }
     acknowledger.async { for pending in batch + waiting { pending.completion(.failure(stopped)) } }
+  }
+}
+
+/// The log's metrics (see ``LogOptions/metrics``).
+struct LogMetrics: Sendable {
+  enum Name {
+    static let append = "gps_log_append_seconds"
+    static let fsync = "gps_log_fsync_seconds"
+    static let batchEvents = "gps_log_batch_events"
+    static let batchBytes = "gps_log_batch_bytes"
+  }
+
+  /// From an append's submission until its batch is durable (written and, per the policy, synced).
+  let append: CoreMetrics.Timer
+  let fsync: CoreMetrics.Timer
+  let batchEvents: Recorder
+  let batchBytes: Recorder
+
+  init(factory: any MetricsFactory) {
+    append = CoreMetrics.Timer(label: Name.append, factory: factory)
+    fsync = CoreMetrics.Timer(label: Name.fsync, factory: factory)
+    batchEvents = Recorder(label: Name.batchEvents, factory: factory)
+    batchBytes = Recorder(label: Name.batchBytes, factory: factory)
   }
 }

@@ -11,6 +11,8 @@ public protocol FileSystem: Sendable {
   func openForAppend(_ path: String, create: Bool) throws(QueueError) -> any AppendableFile
   /// The bytes of `path` from `offset` to its end.
   func read(_ path: String, from offset: UInt64) throws(QueueError) -> [UInt8]
+  /// At most `maxBytes` bytes of `path` from `offset` on (fewer only at its end).
+  func read(_ path: String, from offset: UInt64, maxBytes: Int) throws(QueueError) -> [UInt8]
   /// The size of `path`, or nil when it does not exist.
   func size(of path: String) throws(QueueError) -> UInt64?
   /// Names of the entries of a directory.
@@ -61,6 +63,10 @@ public struct PosixFileSystem: FileSystem {
   }
 
   public func read(_ path: String, from offset: UInt64) throws(QueueError) -> [UInt8] {
+    try read(path, from: offset, maxBytes: .max)
+  }
+
+  public func read(_ path: String, from offset: UInt64, maxBytes: Int) throws(QueueError) -> [UInt8] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw Self.failure("open", path) }
     defer { close(fd) }
@@ -70,7 +76,8 @@ public struct PosixFileSystem: FileSystem {
     guard size > offset else { return [] }
     // Uninitialized: the bytes are read straight in, not zeroed first (snapshots are hundreds of MB).
     var failure: QueueError?
-    let bytes = [UInt8](unsafeUninitializedCapacity: Int(size - offset)) { buffer, initialized in
+    let bytes = [UInt8](unsafeUninitializedCapacity: Int(min(size - offset, UInt64(maxBytes)))) {
+      buffer, initialized in
       var done = 0
       while done < buffer.count {
         let count = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))

@@ -46,6 +46,17 @@ public struct LogReader: Sendable {
   /// Reads every complete record after `cursor` and advances it; a later call reads only what was
   /// appended since, without reading earlier bytes again.
   public func read(_ cursor: inout LogCursor, _ body: (LogRecord) throws -> Void) throws {
+    try read(&cursor, window: .max) { record in
+      try body(record)
+      return true
+    }
+  }
+
+  /// Like ``read(_:_:)-(LogCursor,_)``, reading each segment `window` bytes at a time (more when one
+  /// batch is larger) and stopping at the first record for which `body` returns false: the cursor
+  /// stays at that record, which the next call reads again. A reader that wants a few records near
+  /// the cursor reads only the bytes around them.
+  public func read(_ cursor: inout LogCursor, window: Int, _ body: (LogRecord) throws -> Bool) throws {
     let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
     if cursor.segment == nil { try checkHead(names) }
     guard !names.isEmpty else { return }
@@ -56,33 +67,42 @@ public struct LogReader: Sendable {
       cursor.offset = 0
     }
     var index = names.firstIndex(of: cursor.segment!)!
+    var window = max(window, 4096)
     while true {
       let name = names[index]
       let isLast = index == names.count - 1
-      let bytes = try fileSystem.read(logDirectory + "/" + name, from: UInt64(cursor.offset))
+      let bytes = try fileSystem.read(logDirectory + "/" + name, from: UInt64(cursor.offset), maxBytes: window)
       let scan = SegmentScan(name: name, bytes: bytes, fileOffset: cursor.offset)
       if case .failure(let problem) = scan.header {
         if isLast { return }  // being created right now
         throw EventLog.corruption(segment: name, offset: 0, sequence: cursor.nextSequence, problem: "\(problem)")
       }
-      for batch in scan.batches {
-        if batch.header.lastSequence >= cursor.nextSequence {
-          let records: [[UInt8]]
-          switch scan.records(of: batch) {
-          case .success(let decoded): records = decoded
-          case .failure(let problem):
-            throw EventLog.corruption(
-              segment: name, offset: batch.offset, sequence: batch.header.baseSequence, problem: "\(problem)")
+      for batch in scan.batches where batch.header.lastSequence >= cursor.nextSequence {
+        let records: [[UInt8]]
+        switch scan.records(of: batch) {
+        case .success(let decoded): records = decoded
+        case .failure(let problem):
+          throw EventLog.corruption(
+            segment: name, offset: batch.offset, sequence: batch.header.baseSequence, problem: "\(problem)")
+        }
+        for (position, payload) in records.enumerated() {
+          let sequence = batch.header.baseSequence + UInt64(position)
+          guard sequence >= cursor.nextSequence else { continue }
+          guard try body(LogRecord(sequence: sequence, payload: payload)) else {
+            // Read again next time, from the start of its batch.
+            cursor.offset = batch.offset
+            return
           }
-          for (position, payload) in records.enumerated() {
-            let sequence = batch.header.baseSequence + UInt64(position)
-            guard sequence >= cursor.nextSequence else { continue }
-            try body(LogRecord(sequence: sequence, payload: payload))
-            cursor.nextSequence = sequence + 1
-          }
+          cursor.nextSequence = sequence + 1
         }
       }
       cursor.offset = scan.endOfBatches
+      if bytes.count == window {
+        // The window ended before the file did: what looks torn at its end is the next window's.
+        // A batch larger than the window is read with a larger one.
+        if scan.batches.isEmpty { window *= 2 }
+        continue
+      }
       if let stop = scan.stop, !isLast || !scan.stopIsTornTail {
         throw EventLog.corruption(
           segment: name, offset: stop.offset, sequence: cursor.nextSequence, problem: "\(stop.problem)")

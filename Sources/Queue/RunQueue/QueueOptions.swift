@@ -1,3 +1,5 @@
+public import CoreMetrics
+
 /// Concurrency limits: at most this many runs of a deployment, or with a tag, hold a lease at once.
 /// A deployment's limit here overrides the one its registered definition sets.
 public struct ConcurrencyLimits: Sendable, Hashable {
@@ -43,6 +45,10 @@ public struct QueueOptions: Sendable {
   /// The largest parameters a run may have, in bytes of their JSON: an enqueue beyond it is
   /// refused (``QueueError/Code-swift.struct/tooLarge``) before anything is written.
   public var maxParameterBytes = 1 << 20
+  /// Where the queue and its log report their metrics (runs by state, totals per deployment,
+  /// latencies, step attempts, appends and fsyncs); nil: they are not measured at all. An
+  /// application that bootstrapped swift-metrics passes `MetricsSystem.factory`.
+  public var metrics: (any MetricsFactory)?
 
   public init() {}
 }

@@ -459,11 +459,13 @@ extension RunQueue {
         nil
       }
     let after = changes.map(\.after)
+    let observed = metrics.map { _ in zip(changes, runs).map { ($0.before, $0.after, $1.1) } }
     let range = try log.submit(records, endsBatch: snapshotState != nil) { [self] result in
       switch result {
       case .success(let receipt):
         if let snapshotState, let hash = receipt.batchHash { writeSnapshot(snapshotState, batchHash: hash) }
         durableWaiters.advance(to: log.lastSequence)
+        if let observed { metrics?.observe(observed, at: time) }
         completion(.success(after))
       case .failure(let error):
         self.locked.withLock { $0.failure = $0.failure ?? error }

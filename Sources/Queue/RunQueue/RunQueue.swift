@@ -39,6 +39,7 @@ public final class RunQueue: Sendable {
   let locked: Mutex<Locked>
   let snapshotWriter = DispatchQueue(label: "gps-snapshot-writer")
   let durableWaiters = DurableWaiters()
+  let metrics: QueueMetrics?
 
   struct Locked {
     var state: QueueState
@@ -66,8 +67,11 @@ public final class RunQueue: Sendable {
     self.directory = directory
     self.options = options
     self.clock = clock
+    metrics = options.metrics.map(QueueMetrics.init)
+    var logOptions = options.log
+    logOptions.metrics = logOptions.metrics ?? options.metrics
     let opening = ContinuousClock.now
-    log = try EventLog(directory: directory, options: options.log, fileSystem: fileSystem)
+    log = try EventLog(directory: directory, options: logOptions, fileSystem: fileSystem)
     snapshots = SnapshotStore(directory: directory, fileSystem: fileSystem)
     do throws(QueueError) {
       try snapshots.removeLeftovers()
@@ -194,6 +198,13 @@ public final class RunQueue: Sendable {
   /// How many runs are in each state (cheap: unlike ``state``, it does not make the next command
   /// copy the run table).
   public var counts: StateCounts { locked.withLock { $0.state.counts } }
+
+  /// Brings the gauges of ``QueueOptions/metrics`` (runs by state, queue depth) up to date: for a
+  /// metrics endpoint, before it reports.
+  public func updateGauges() {
+    guard let metrics else { return }
+    metrics.record(counts)
+  }
 
   /// A copy of the whole state. Holding it makes the next command copy the run table: for
   /// audits and tests, not for polling.

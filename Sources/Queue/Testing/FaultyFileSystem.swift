@@ -57,6 +57,9 @@ package final class FaultyFileSystem: FileSystem {
   package func read(_ path: String, from offset: UInt64) throws(QueueError) -> [UInt8] {
     try base.read(path, from: offset)
   }
+  package func read(_ path: String, from offset: UInt64, maxBytes: Int) throws(QueueError) -> [UInt8] {
+    try base.read(path, from: offset, maxBytes: maxBytes)
+  }
   package func size(of path: String) throws(QueueError) -> UInt64? { try base.size(of: path) }
   package func list(_ directory: String) throws(QueueError) -> [String] { try base.list(directory) }
   package func createDirectory(_ path: String) throws(QueueError) { try base.createDirectory(path) }
