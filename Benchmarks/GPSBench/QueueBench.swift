@@ -182,22 +182,100 @@ func benchStartup(directory: String, runs: Int, repetitions: Int) async throws {
 
 /// Writes a log of `runs` completed runs of server-flow (8 events each) into `directory`;
 /// returns the number of events.
-func writeCompletedRuns(directory: String, runs: Int) async throws -> UInt64 {
+/// With `longRunSteps` above zero, one more run with that many step attempts (two events each) is
+/// written among them: it starts halfway, its events spread over those of the next runs.
+func writeCompletedRuns(directory: String, runs: Int, longRunSteps: Int = 0) async throws -> UInt64 {
   var options = LogOptions()
   options.fsync = .none
   let log = try EventLog(directory: directory, options: options)
   var time: Int64 = 1_800_000_000_000_000
   var batch: [[UInt8]] = []
+  var long = longRunSteps > 0 ? LongRun(index: runs, steps: longRunSteps) : nil
   for index in 0..<runs {
     batch += completedRunEvents(index: index, time: &time)
+    if index >= runs / 2, let events = long?.next(time: &time) {
+      batch += events
+      if events.isEmpty { long = nil }
+    }
     if batch.count >= 4000 {
       _ = try await log.append(batch)
       batch = []
     }
   }
+  while let events = long?.next(time: &time), !events.isEmpty { batch += events }
   if !batch.isEmpty { _ = try await log.append(batch) }
   log.close()
   return log.lastSequence
+}
+
+/// A run of many step attempts, written a few events at a time.
+struct LongRun {
+  static func id(index: Int) -> Data {
+    Data(withUnsafeBytes(of: (UInt64(index), UInt64(0x4750_5342_454e_4348))) { Array($0) })
+  }
+
+  let id: Data
+  let steps: Int
+  var number: UInt32 = 0
+  var step = 0
+
+  init(index: Int, steps: Int) {
+    id = Self.id(index: index)
+    self.steps = steps
+  }
+
+  /// The next events (empty once the run completed).
+  mutating func next(time: inout Int64) -> [[UInt8]] {
+    var kinds: [RunEvent.OneOf_Kind] = []
+    if number == 0 {
+      kinds = [
+        .enqueued(
+          .with {
+            $0.deployment = "server-flow/MyPrefectDeployer"
+            $0.flow = "server-flow"
+            $0.parametersJson = #"{"data_info":{"object_storage_urls":["a"],"dataset":"b"}}"#
+            $0.tags = ["bench", "long"]
+            $0.scheduledStartMicros = time
+          }),
+        .claimed(
+          .with {
+            $0.scheduler = "sched-long"
+            $0.leaseExpiresMicros = time + 30_000_000_000
+          }),
+        .started(.init()),
+      ]
+    } else if step < steps {
+      let name = "step-\(step)"
+      kinds = [
+        .attemptStarted(
+          .with {
+            $0.step = name
+            $0.attempt = 1
+          }),
+        .attemptSucceeded(
+          .with {
+            $0.step = name
+            $0.attempt = 1
+            $0.durationMicros = 40
+          }),
+      ]
+      step += 1
+    } else if step == steps {
+      kinds = [.completed(.init())]
+      step += 1
+    }
+    return kinds.map { kind in
+      number += 1
+      time += 37
+      let event = RunEvent.with {
+        $0.timeMicros = time
+        $0.runID = id
+        $0.runEvent = number
+        $0.kind = kind
+      }
+      return try! event.serializedBytes()
+    }
+  }
 }
 
 /// `claimers` tasks claim from a queue holding `runs` ready runs until it is empty.

@@ -15,7 +15,8 @@ func benchWeb(directory: String, runs: Int, repetitions: Int) async throws {
     return
   }
   let data = freshDirectory(directory + "/web")
-  _ = try await writeCompletedRuns(directory: data, runs: runs)
+  // And one run of 10,000 events (5,000 step attempts), from halfway back, among the others'.
+  _ = try await writeCompletedRuns(directory: data, runs: runs, longRunSteps: 4_998)
   let server = try ServerProcess(gps: gps, arguments: ["--data-dir", data, "--no-scheduler", "--http-port", "0"])
   defer { Task { await server.stop() } }
   var base: String?
@@ -30,6 +31,11 @@ func benchWeb(directory: String, runs: Int, repetitions: Int) async throws {
   let id =
     (try? JSONSerialization.jsonObject(with: Data(someRun.utf8)) as? [String: Any])
     .flatMap { ($0["runs"] as? [[String: Any]])?.first?["id"] as? String } ?? ""
+  let long = RunID(bytes: LongRun.id(index: runs))!.description
+  let longEvents = try await fetch(base + "/api/runs/\(long)/events?limit=5000&after=0").body
+  let middle =
+    (try? JSONSerialization.jsonObject(with: Data(longEvents.utf8)) as? [String: Any])
+    .flatMap { $0["next_after"] as? String } ?? "0"
   print("\nweb: \(runs) completed runs, `gps server start` in its own process; \(repetitions * 20) fetches per page")
   for (label, path) in [
     ("runs page, first page", "/runs"),
@@ -37,6 +43,10 @@ func benchWeb(directory: String, runs: Int, repetitions: Int) async throws {
     ("runs page, a filter nothing matches (scans every run)", "/runs?state=Failed"),
     ("API: runs, first page", "/api/runs?limit=50"),
     ("run page", "/runs/\(id)"),
+    ("run page of a run of 10,000 events, from halfway back in the log", "/runs/\(long)"),
+    ("API: its events, first page of 500", "/api/runs/\(long)/events?limit=500"),
+    ("API: its events, the page after 5,000 (cursor)", "/api/runs/\(long)/events?limit=500&after=\(middle)"),
+    ("API: the history, a page of 500 from halfway", "/api/history?limit=500&after=\(runs * 4)"),
   ] {
     for _ in 0..<3 { _ = try await fetch(base + path) }
     var times: [Double] = []

@@ -58,7 +58,22 @@ public struct RunFilter: Sendable {
     let runs = state.runs.values
     var position = min(start ?? runs.count - 1, runs.count - 1)
     var bytes = 0
+    let filtered =
+      !filter.states.isEmpty || !filter.deployment.isEmpty || !filter.tag.isEmpty
+      || filter.enqueuedAfter != nil || filter.enqueuedBefore != nil
+    var checkedBlock = -1
     while position >= 0 {
+      // A block of runs none of which can match is skipped whole.
+      if filtered, position / RunTable.blockSize != checkedBlock {
+        checkedBlock = position / RunTable.blockSize
+        if !state.runs.block(
+          holding: position, mayMatch: filter.states, deployment: filter.deployment, tag: filter.tag,
+          after: filter.enqueuedAfter, before: filter.enqueuedBefore)
+        {
+          position = checkedBlock * RunTable.blockSize - 1
+          continue
+        }
+      }
       let run = runs[position]
       guard filter.matches(run) else {
         position -= 1

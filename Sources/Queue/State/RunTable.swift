@@ -7,6 +7,30 @@ public struct RunTable: Sendable, Hashable {
   /// Every run, in the order they were enqueued.
   public private(set) var values: [Run] = []
   private var positions: [RunID: Int32] = [:]
+  /// What the runs of each block of ``blockSize`` positions are: a filter skips a block that
+  /// cannot hold a match without reading its runs.
+  private var blocks: [Block] = []
+
+  /// Runs per block of ``blocks``.
+  public static let blockSize = 1024
+
+  /// A summary of the runs of one block.
+  struct Block: Sendable {
+    /// Runs in each state, by ``RunState/index``.
+    var states = [UInt16](repeating: 0, count: RunState.allCases.count)
+    var deployments: Set<String> = []
+    var tags: Set<String> = []
+    var earliest = Timestamp(micros: .max)
+    var latest = Timestamp(micros: .min)
+
+    mutating func add(_ run: Run) {
+      states[run.state.index] += 1
+      deployments.insert(run.deployment)
+      tags.formUnion(run.tags)
+      earliest = min(earliest, run.enqueuedAt)
+      latest = max(latest, run.enqueuedAt)
+    }
+  }
 
   public init() {}
 
@@ -15,8 +39,28 @@ public struct RunTable: Sendable, Hashable {
     values = runs
     positions.reserveCapacity(runs.count)
     runs.withUnsafeBufferPointer { runs in
-      for index in runs.indices { positions[runs[index].id] = Int32(index) }
+      for index in runs.indices {
+        positions[runs[index].id] = Int32(index)
+        if index % Self.blockSize == 0 { blocks.append(Block()) }
+        blocks[index / Self.blockSize].add(runs[index])
+      }
     }
+  }
+
+  /// False when no run of the block that holds `position` can match: none is in one of `states`
+  /// (empty: any), of `deployment` (empty: any), has `tag` (empty: any), or was enqueued in
+  /// `after..<before`.
+  public func block(
+    holding position: Int, mayMatch states: Set<RunState>, deployment: String, tag: String, after: Timestamp?,
+    before: Timestamp?
+  ) -> Bool {
+    let block = blocks[position / Self.blockSize]
+    if !states.isEmpty, !states.contains(where: { block.states[$0.index] > 0 }) { return false }
+    if !deployment.isEmpty, !block.deployments.contains(deployment) { return false }
+    if !tag.isEmpty, !block.tags.contains(tag) { return false }
+    if let after, block.latest < after { return false }
+    if let before, block.earliest >= before { return false }
+    return true
   }
 
   public var count: Int { values.count }
@@ -31,9 +75,12 @@ public struct RunTable: Sendable, Hashable {
   /// Adds a new run, or replaces the run with its id.
   mutating func put(_ run: Run) {
     if let position = positions[run.id] {
+      moved(at: Int(position), from: values[Int(position)].state, to: run.state)
       values[Int(position)] = run
     } else {
       positions[run.id] = Int32(values.count)
+      if values.count % Self.blockSize == 0 { blocks.append(Block()) }
+      blocks[values.count / Self.blockSize].add(run)
       values.append(run)
     }
   }
@@ -41,7 +88,15 @@ public struct RunTable: Sendable, Hashable {
   /// Changes a run in place; nil when there is no run with that id.
   mutating func modify<T, E: Error>(_ id: RunID, _ body: (inout Run) throws(E) -> T) throws(E) -> T? {
     guard let position = positions[id] else { return nil }
+    let before = values[Int(position)].state
+    defer { moved(at: Int(position), from: before, to: values[Int(position)].state) }
     return try body(&values[Int(position)])
+  }
+
+  private mutating func moved(at position: Int, from before: RunState, to after: RunState) {
+    guard before != after else { return }
+    blocks[position / Self.blockSize].states[before.index] -= 1
+    blocks[position / Self.blockSize].states[after.index] += 1
   }
 
   mutating func reserveCapacity(_ count: Int) {
