@@ -20,10 +20,12 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 GPS = None
 ARTIFACTS = None
+WORKER = None
 
 
 def start(*args):
@@ -70,6 +72,10 @@ class WebUITest(unittest.TestCase):
             "server", "start", "--data-dir", cls.root.name + "/data", "--port", "0", "--http-port", "0",
             "--a", a["listening on "], "--b", b["listening on "])
         cls.base = found["web UI on "]
+        # The example worker package serves `inventory/quote`, whose Order has a map and a oneof.
+        cls.worker_out = tempfile.TemporaryFile(mode="w+")
+        cls.worker = subprocess.Popen([WORKER, "--server", found["listening on "]], stdout=cls.worker_out,
+                                      stderr=subprocess.STDOUT, text=True)
         options = webdriver.ChromeOptions()
         for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                          "--window-size=1280,1400"]:
@@ -86,11 +92,11 @@ class WebUITest(unittest.TestCase):
     def tearDownClass(cls):
         cls.browser.quit()
         codes = []
-        for process in (cls.server, cls.a, cls.b):
+        for process in (cls.worker, cls.server, cls.a, cls.b):
             process.send_signal(signal.SIGTERM)
             codes.append(process.wait(timeout=60))
         cls.root.cleanup()
-        assert codes == [0, 0, 0], f"exit codes {codes}"
+        assert codes == [0, 0, 0, 0], f"exit codes {codes}"
 
     def shot(self, name):
         if ARTIFACTS:
@@ -191,6 +197,61 @@ class WebUITest(unittest.TestCase):
             self.by("#tab-json").click()
         self.assertEqual(self.by("#json-text").get_attribute("value"), edited)
 
+    def test_a_map_and_a_oneof_are_filled_in_the_form_and_the_run_gets_them_typed(self):
+        self.wait(lambda: api(self.base, "GET", "/api/deployments/inventory/quote")[0] == 200, timeout=60,
+                  what="the example worker's registration")
+        self.browser.get(self.base + "/deployments/inventory/quote")
+        self.wait(lambda: self.browser.find_elements(By.CSS_SELECTOR, '[data-input="order.customer"]'),
+                  what="the inventory form")
+        self.by('[data-input="order.customer"]').send_keys("ada")
+        self.by('[data-add="order.items"]').click()
+        self.wait(lambda: self.browser.find_elements(By.CSS_SELECTOR, '[data-input="order.items[0].sku"]'))
+        self.by('[data-input="order.items[0].sku"]').send_keys("w-1")
+        self.by('[data-input="order.items[0].quantity"]').send_keys("3")
+        # The map: a key/value row, its key renamed.
+        self.by('[data-add="order.notes"]').click()
+        self.wait(lambda: self.browser.find_elements(By.CSS_SELECTOR, '[data-map-key="order.notes"]'))
+        key = self.by('[data-map-key="order.notes"]')
+        key.send_keys(Keys.CONTROL, "a")
+        key.send_keys("w-1", Keys.TAB)
+        value = "[data-input='order.notes[\"w-1\"]']"
+        self.wait(lambda: self.browser.find_elements(By.CSS_SELECTOR, value), what="the renamed entry")
+        self.by(value).send_keys("fragile")
+        # The oneof: a choice of one member, then that member's own fields.
+        Select(self.by('[data-oneof="order.delivery"]')).select_by_value("ship_to")
+        self.wait(lambda: self.browser.find_elements(By.CSS_SELECTOR, '[data-input="order.ship_to.city"]'))
+        self.by('[data-input="order.ship_to.street"]').send_keys("1 Main St")
+        self.by('[data-input="order.ship_to.city"]').send_keys("Oslo")
+        self.shot("form-map-oneof")
+        self.by("#tab-json").click()
+        order = json.loads(self.by("#json-text").get_attribute("value"))["order"]
+        self.assertEqual(order["notes"], {"w-1": "fragile"})
+        self.assertEqual(order["ship_to"], {"street": "1 Main St", "city": "Oslo"})
+        self.assertNotIn("pickup_store", order)
+        self.assertEqual(order["items"], [{"sku": "w-1", "quantity": 3}])
+        # The other member, chosen in the JSON tab: the form shows it, and the JSON comes back unchanged.
+        order.pop("ship_to")
+        order["pickup_store"] = "north"
+        text = json.dumps({"order": order}, indent=2)
+        area = self.by("#json-text")
+        area.clear()
+        area.send_keys(text)
+        self.by("#tab-form").click()
+        self.assertEqual(Select(self.by('[data-oneof="order.delivery"]')).first_selected_option.get_attribute("value"),
+                         "pickup_store")
+        self.assertEqual(self.by('[data-input="order.pickup_store"]').get_attribute("value"), "north")
+        self.assertFalse(self.browser.find_elements(By.CSS_SELECTOR, '[data-input="order.ship_to.city"]'))
+        self.by("#tab-json").click()
+        self.assertEqual(self.by("#json-text").get_attribute("value"), text)
+        self.by("#submit-run").click()
+        self.wait(lambda: "/runs/" in self.browser.current_url, what="the run page")
+        self.wait(lambda: self.text("#run-state") == "Completed", what="Completed")
+        # The worker's step read the typed Order: the map and the chosen member are in its quote.
+        result = self.text("#result")
+        self.assertIn("pickup at north", result)
+        self.assertIn("notes w-1: fragile", result)
+        self.shot("run-map-oneof")
+
     def test_a_running_run_is_cancelled_from_its_page(self):
         status, answer = api(self.base, "POST", "/api/runs", {
             "deployment": "server-flow/MyPrefectDeployer",
@@ -244,7 +305,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--gps", required=True)
     parser.add_argument("--artifacts", default=None)
+    parser.add_argument("--worker", default=os.environ.get("GPS_EXAMPLE_WORKER", os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", ".build-example", "debug", "InventoryWorker")),
+        help="the example worker (Examples/inventory-worker, built by make test into .build-example)")
     arguments, rest = parser.parse_known_args()
     GPS = arguments.gps
     ARTIFACTS = arguments.artifacts
+    WORKER = arguments.worker
+    if not os.access(WORKER, os.X_OK):
+        sys.exit(f"no example worker at {WORKER}: build it with swift build --package-path Examples/inventory-worker "
+                 "--scratch-path .build-example")
     unittest.main(argv=[sys.argv[0], *rest], verbosity=2)

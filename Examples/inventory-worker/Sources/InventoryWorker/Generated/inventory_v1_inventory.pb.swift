@@ -82,7 +82,36 @@ nonisolated struct Inventory_V1_Order: Sendable {
   /// Clears the value of `due`. Subsequent reads from it will return its default value.
   mutating func clearDue() {self._due = nil}
 
+  /// A note per SKU: key/value rows in the web form.
+  var notes: Dictionary<String,String> = [:]
+
+  /// How the goods reach the customer: one of these, or neither.
+  var delivery: Inventory_V1_Order.OneOf_Delivery? = nil
+
+  var pickupStore: String {
+    get {
+      if case .pickupStore(let v)? = delivery {return v}
+      return String()
+    }
+    set {delivery = .pickupStore(newValue)}
+  }
+
+  var shipTo: Inventory_V1_Order.Address {
+    get {
+      if case .shipTo(let v)? = delivery {return v}
+      return Inventory_V1_Order.Address()
+    }
+    set {delivery = .shipTo(newValue)}
+  }
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  /// How the goods reach the customer: one of these, or neither.
+  nonisolated enum OneOf_Delivery: Equatable, Sendable {
+    case pickupStore(String)
+    case shipTo(Inventory_V1_Order.Address)
+
+  }
 
   nonisolated struct Item: Sendable {
     // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -92,6 +121,20 @@ nonisolated struct Inventory_V1_Order: Sendable {
     var sku: String = String()
 
     var quantity: Int32 = 0
+
+    var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    init() {}
+  }
+
+  nonisolated struct Address: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    var street: String = String()
+
+    var city: String = String()
 
     var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -130,7 +173,7 @@ nonisolated extension Inventory_V1_Priority: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Inventory_V1_Order: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".Order"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}customer\0\u{1}items\0\u{1}priority\0\u{1}due\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}customer\0\u{1}items\0\u{1}priority\0\u{1}due\0\u{1}notes\0\u{3}pickup_store\0\u{3}ship_to\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -142,6 +185,28 @@ nonisolated extension Inventory_V1_Order: SwiftProtobuf.Message, SwiftProtobuf._
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.items) }()
       case 3: try { try decoder.decodeSingularEnumField(value: &self.priority) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._due) }()
+      case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.notes) }()
+      case 6: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.delivery != nil {try decoder.handleConflictingOneOf()}
+          self.delivery = .pickupStore(v)
+        }
+      }()
+      case 7: try {
+        var v: Inventory_V1_Order.Address?
+        var hadOneofValue = false
+        if let current = self.delivery {
+          hadOneofValue = true
+          if case .shipTo(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.delivery = .shipTo(v)
+        }
+      }()
       default: break
       }
     }
@@ -164,6 +229,20 @@ nonisolated extension Inventory_V1_Order: SwiftProtobuf.Message, SwiftProtobuf._
     try { if let v = self._due {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
+    if !self.notes.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.notes, fieldNumber: 5)
+    }
+    switch self.delivery {
+    case .pickupStore?: try {
+      guard case .pickupStore(let v)? = self.delivery else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 6)
+    }()
+    case .shipTo?: try {
+      guard case .shipTo(let v)? = self.delivery else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case nil: break
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -172,6 +251,8 @@ nonisolated extension Inventory_V1_Order: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.items != rhs.items {return false}
     if lhs.priority != rhs.priority {return false}
     if lhs._due != rhs._due {return false}
+    if lhs.notes != rhs.notes {return false}
+    if lhs.delivery != rhs.delivery {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -207,6 +288,41 @@ nonisolated extension Inventory_V1_Order.Item: SwiftProtobuf.Message, SwiftProto
   static func ==(lhs: Inventory_V1_Order.Item, rhs: Inventory_V1_Order.Item) -> Bool {
     if lhs.sku != rhs.sku {return false}
     if lhs.quantity != rhs.quantity {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inventory_V1_Order.Address: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = Inventory_V1_Order.protoMessageName + ".Address"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}street\0\u{1}city\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.street) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.city) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.street.isEmpty {
+      try visitor.visitSingularStringField(value: self.street, fieldNumber: 1)
+    }
+    if !self.city.isEmpty {
+      try visitor.visitSingularStringField(value: self.city, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Inventory_V1_Order.Address, rhs: Inventory_V1_Order.Address) -> Bool {
+    if lhs.street != rhs.street {return false}
+    if lhs.city != rhs.city {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
