@@ -40,7 +40,7 @@ func benchWeb(directory: String, runs: Int, repetitions: Int) async throws {
   for (label, path) in [
     ("runs page, first page", "/runs"),
     ("runs page, filtered (state and deployment)", "/runs?state=Completed&deployment=server-flow%2FMyPrefectDeployer"),
-    ("runs page, a filter nothing matches (scans every run)", "/runs?state=Failed"),
+    ("runs page, a filter nothing matches (every block of runs skipped)", "/runs?state=Failed"),
     ("API: runs, first page", "/api/runs?limit=50"),
     ("run page", "/runs/\(id)"),
     ("run page of a run of 10,000 events, from halfway back in the log", "/runs/\(long)"),
