@@ -6,6 +6,100 @@ import Flows
 enum OpenAPI {
   static let document: JSONValue = build()
 
+  /// The document of a server whose registered deployments (their newest versions) are
+  /// `deployments`: an enqueue is one of them with parameters that its own JSON Schema allows
+  /// (the same schema the run form is made from), so a client that generates requests from the
+  /// document can make valid ones.
+  static func document(deployments: [(name: String, parameters: JSONValue)]) -> JSONValue {
+    guard !deployments.isEmpty else { return document }
+    var added: [(String, JSONValue)] = []
+    var choices: [JSONValue] = []
+    for (name, schema) in deployments {
+      let key = "Parameters." + String(name.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "." })
+      guard case .object(let members) = schema else { continue }
+      var own: [JSONValue.Member] = []
+      for member in members where member.key != "$schema" {
+        if member.key == "$defs", case .object(let definitions) = member.value {
+          for definition in definitions {
+            added.append(
+              (
+                key + "." + definition.key,
+                nullableFields(exclusiveOneofs(relocated(definition.value, prefix: key + ".")))
+              )
+            )
+          }
+        } else {
+          own.append(.init(member.key, relocated(member.value, prefix: key + ".")))
+        }
+      }
+      added.append((key, .object(own)))
+      let needsParameters = own.contains { member in
+        if member.key == "required", case .array(let names) = member.value { return !names.isEmpty }
+        return false
+      }
+      choices.append(
+        object([
+          (
+            "properties",
+            object([("deployment", object([("const", .string(name))])), ("parameters", ref(key))])
+          ),
+          (
+            "required", .array((needsParameters ? ["deployment", "parameters"] : ["deployment"]).map(JSONValue.string))
+          ),
+        ]))
+    }
+    var result = updating(document, at: ["components", "schemas", "EnqueueRequest"]) {
+      guard case .object(var members) = $0 else { return $0 }
+      members.append(.init("oneOf", .array(choices)))
+      return .object(members)
+    }
+    result = updating(result, at: ["components", "schemas"]) {
+      guard case .object(var members) = $0 else { return $0 }
+      members += added.map { JSONValue.Member($0.0, $0.1) }
+      return .object(members)
+    }
+    return result
+  }
+
+  /// A message schema whose fields may also be null, as proto3's JSON mapping allows (null is the
+  /// field's default).
+  private static func nullableFields(_ schema: JSONValue) -> JSONValue {
+    updating(schema, at: ["properties"]) { properties in
+      guard case .object(let fields) = properties else { return properties }
+      return .object(
+        fields.map { .init($0.key, object([("anyOf", .array([$0.value, object([("type", .string("null"))])]))])) })
+    }
+  }
+
+  /// A message schema whose `x-oneof` groups (an annotation) are also said in JSON Schema: no two
+  /// fields of a group are both present.
+  private static func exclusiveOneofs(_ schema: JSONValue) -> JSONValue {
+    guard case .object(var members) = schema,
+      let groups = members.first(where: { $0.key == "x-oneof" }), case .object(let byGroup) = groups.value
+    else { return schema }
+    var pairs: [JSONValue] = []
+    for group in byGroup {
+      guard case .array(let fields) = group.value else { continue }
+      for (index, first) in fields.enumerated() {
+        for second in fields.dropFirst(index + 1) {
+          pairs.append(object([("required", .array([first, second]))]))
+        }
+      }
+    }
+    if !pairs.isEmpty { members.append(.init("not", object([("anyOf", .array(pairs))]))) }
+    return .object(members)
+  }
+
+  /// `value` with the member at `path` (keys of nested objects) changed by `change`.
+  private static func updating(_ value: JSONValue, at path: [String], _ change: (JSONValue) -> JSONValue) -> JSONValue {
+    guard let key = path.first else { return change(value) }
+    guard case .object(var members) = value, let index = members.firstIndex(where: { $0.key == key }) else {
+      return value
+    }
+    members[index].value = updating(members[index].value, at: Array(path.dropFirst()), change)
+    return .object(members)
+  }
+
   static let pool: DescriptorPool = (try? DescriptorPool(base64: embeddedDescriptorSet)) ?? .empty
 
   private static func object(_ members: [(String, JSONValue)]) -> JSONValue {
@@ -20,18 +114,19 @@ enum OpenAPI {
       : object([("type", .string("string")), ("description", .string(description))])
   }
 
-  /// `#/$defs/X` references rewritten to components.
-  private static func relocated(_ value: JSONValue) -> JSONValue {
+  /// `#/$defs/X` references rewritten to components (`PREFIX` + X: a deployment's own types are
+  /// kept apart from the control API's and from other deployments').
+  private static func relocated(_ value: JSONValue, prefix: String = "") -> JSONValue {
     switch value {
     case .object(let members):
       return .object(
         members.map { member in
           if member.key == "$ref", case .string(let target) = member.value, target.hasPrefix("#/$defs/") {
-            return .init("$ref", .string("#/components/schemas/" + target.dropFirst("#/$defs/".count)))
+            return .init("$ref", .string("#/components/schemas/" + prefix + target.dropFirst("#/$defs/".count)))
           }
-          return .init(member.key, relocated(member.value))
+          return .init(member.key, relocated(member.value, prefix: prefix))
         })
-    case .array(let values): return .array(values.map(relocated))
+    case .array(let values): return .array(values.map { relocated($0, prefix: prefix) })
     default: return value
     }
   }
@@ -50,6 +145,22 @@ enum OpenAPI {
       ("description", .string(description)),
       ("content", object([("application/json", object([("schema", schema)]))])),
     ])
+  }
+
+  /// `response` with links from `field` of its body (a run id) to the operations on that run.
+  private static func linkingRun(_ response: JSONValue, at field: String) -> JSONValue {
+    guard case .object(var members) = response else { return response }
+    let links = ["getRun", "runEvents", "cancelRun", "retryRun"].map { operation in
+      (
+        operation,
+        object([
+          ("operationId", .string(operation)),
+          ("parameters", object([("id", .string("$response.body#\(field)"))])),
+        ])
+      )
+    }
+    members.append(.init("links", object(links)))
+    return .object(members)
   }
 
   private static let errorResponse = json(ref("Error"), "the request was refused: the code and one line saying why")
@@ -186,8 +297,13 @@ enum OpenAPI {
               "enqueueRun", "Enqueue a run: its parameters are validated against the deployment's types",
               body: ref("EnqueueRequest"),
               responses: [
-                ("201", json(ref("EnqueueAnswer"), "the run was enqueued (durably)")),
-                ("200", json(ref("EnqueueAnswer"), "a run with this idempotency key existed: it is that run")),
+                ("201", linkingRun(json(ref("EnqueueAnswer"), "the run was enqueued (durably)"), at: "/run/id")),
+                (
+                  "200",
+                  linkingRun(
+                    json(ref("EnqueueAnswer"), "a run with this idempotency key existed: it is that run"),
+                    at: "/run/id")
+                ),
                 ("400", json(ref("Error"), "invalid: every problem with the path of its field, nothing written")),
               ])
           ),
@@ -334,7 +450,16 @@ enum OpenAPI {
     var schemas = pool.jsonSchemas(of: [
       "gps.v1.ListRunsResponse", "gps.v1.RunInfo", "gps.v1.HistoryEvent", "gps.v1.ListDeploymentsResponse",
       "gps.v1.DeploymentInfo",
-    ]).mapValues(relocated)
+    ]).mapValues { relocated($0) }
+    // The API gives an event's run as its UUID string (``Site/eventJSON(_:)``).
+    if let event = schemas["gps.v1.Event"] {
+      schemas["gps.v1.Event"] = updating(event, at: ["properties", "run_id"]) { _ in
+        object([
+          ("type", .string("string")), ("format", .string("uuid")),
+          ("description", .string("The run's id (absent for records of the queue and notes of the log).")),
+        ])
+      }
+    }
     schemas["Error"] = object([
       ("type", .string("object")),
       (

@@ -35,6 +35,22 @@ final class Site: Sendable {
     return types
   }
 
+  /// The OpenAPI document with the newest deployment versions' parameter schemas, rebuilt only
+  /// when a version changes.
+  private let cachedDocument = Mutex<(versions: [String], document: JSONValue)?>(nil)
+
+  var openAPIDocument: JSONValue {
+    let deployments = queue.deployments
+    let versions = deployments.map { "\($0.name) \($0.version)" }
+    if let cached = cachedDocument.withLock({ $0 }), cached.versions == versions { return cached.document }
+    let document = OpenAPI.document(
+      deployments: deployments.compactMap { version in
+        (try? control.catalog.deployment(version).parameterSchema).map { (version.name, $0) }
+      })
+    cachedDocument.withLock { $0 = (versions, document) }
+    return document
+  }
+
   init(control: ControlService, tokens: AccessTokens, metrics: WebMetrics, secure: Bool) {
     self.control = control
     self.tokens = tokens
@@ -50,6 +66,19 @@ final class Site: Sendable {
 
   static func json(_ message: some SwiftProtobuf.Message) throws -> JSONValue {
     try JSONValue(parsing: message.jsonString(options: jsonOptions))
+  }
+
+  /// A history event as JSON, its run's id as the UUID string every other answer uses (proto JSON
+  /// would give its 16 bytes in base64), so `event.run_id` is a run's `{id}` as it is.
+  static func eventJSON(_ event: Gps_V1_HistoryEvent) throws -> JSONValue {
+    let plain = try json(event)
+    guard case .object(var members) = plain,
+      let index = members.firstIndex(where: { $0.key == "event" }), case .object(var fields) = members[index].value,
+      let field = fields.firstIndex(where: { $0.key == "run_id" }), let run = event.event.run
+    else { return plain }
+    fields[field].value = .string(run.description)
+    members[index].value = .object(fields)
+    return .object(members)
   }
 
   func addRoutes(to router: Router<WebContext>) {
@@ -86,7 +115,9 @@ final class Site: Sendable {
       try await self.respond(request) { try self.historyStream(request, context) }
     }
     api.post("history/verify") { request, context in try await self.respond(request) { try await self.verify() } }
-    api.get("openapi.json") { request, _ in try await self.respond(request) { .json(OpenAPI.document) } }
+    api.get("openapi.json") { request, _ in
+      try await self.respond(request) { .json(self.openAPIDocument) }
+    }
     router.get("healthz") { _, _ in Response.json(.object([.init("status", .string("ok"))])) }
     router.get("readyz") { _, _ in
       self.control.isStopping
@@ -318,7 +349,7 @@ final class Site: Sendable {
   }
 
   func eventPage(_ events: [Gps_V1_HistoryEvent], more: Bool) throws -> JSONValue {
-    var members: [JSONValue.Member] = [.init("events", .array(try events.map(Self.json)))]
+    var members: [JSONValue.Member] = [.init("events", .array(try events.map(Self.eventJSON)))]
     if more, let last = events.last { members.append(.init("next_after", .string(String(last.sequence)))) }
     return .object(members)
   }
@@ -467,7 +498,8 @@ final class Site: Sendable {
   /// A time given as RFC 3339 (`2026-12-01T12:00:00Z`) or microseconds since the epoch; 0 when absent.
   static func time(_ text: String?, _ name: String) throws -> Int64 {
     guard let text, !text.isEmpty else { return 0 }
-    if let micros = Int64(text) { return micros }
+    // Microseconds as the document says: up to 18 digits, no sign.
+    if text.count <= 18, text.allSatisfy({ $0.isASCII && $0.isNumber }), let micros = Int64(text) { return micros }
     guard let time = parseTime(text) else {
       throw WebError.badRequest(
         "\(name): expected an RFC 3339 time such as 2026-12-01T12:00:00Z, got \(JSONValue.quoted(text, limit: 100))")
@@ -544,7 +576,7 @@ struct SSEEvents: RPCWriterProtocol {
 
   func write(_ element: Gps_V1_HistoryEvent) async throws {
     try Task.checkCancellation()
-    send(id: element.sequence, data: try Site.json(element).text)
+    send(id: element.sequence, data: try Site.eventJSON(element).text)
   }
 
   func write(contentsOf elements: some Sequence<Gps_V1_HistoryEvent>) async throws {

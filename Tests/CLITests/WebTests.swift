@@ -136,6 +136,10 @@ func withWebServer(
       #expect((listed.json["runs"] as? [[String: Any]])?.map { $0["id"] as? String } == [id])
       let none = try await web.get("/api/runs?state=Failed")
       #expect((none.json["runs"] as? [[String: Any]] ?? []).isEmpty)
+      // A time is RFC 3339 or unsigned microseconds, as the OpenAPI document says (schemathesis
+      // found a negative number taken as a time).
+      #expect(try await web.get("/api/runs?enqueued_before=-1632123647").status == 400)
+      #expect(try await web.get("/api/runs?enqueued_before=1780000000000000").status == 200)
 
       // Events a page at a time: the pages join up to the run's whole history.
       var sequences: [String] = []
@@ -144,6 +148,8 @@ func withWebServer(
         let page = try await web.get("/api/runs/\(id)/events?limit=3&after=\(after)")
         let events = try #require(page.json["events"] as? [[String: Any]])
         sequences += events.compactMap { $0["sequence"] as? String }
+        // The run's id as the UUID string a run's {id} is, not proto JSON's base64 of its bytes.
+        #expect(events.allSatisfy { ($0["event"] as? [String: Any])?["run_id"] as? String == id }, "\(events)")
         guard let next = page.json["next_after"] as? String else { break }
         after = next
       }
@@ -311,6 +317,25 @@ func withWebServer(
       let properties = try #require(runInfo["properties"] as? [String: Any])
       #expect(properties["state_since_micros"] != nil)
       #expect(properties["deployment_version"] != nil)
+      // This server's document: an enqueue is one of its registered deployments, with parameters
+      // as that deployment's own schema says.
+      let choices = try #require((schemas["EnqueueRequest"] as? [String: Any])?["oneOf"] as? [[String: Any]])
+      #expect(choices.count == 1)
+      let choice = try #require(choices.first?["properties"] as? [String: Any])
+      #expect((choice["deployment"] as? [String: Any])?["const"] as? String == "server-flow/MyPrefectDeployer")
+      #expect(
+        (choice["parameters"] as? [String: Any])?["$ref"] as? String
+          == "#/components/schemas/Parameters.server-flow.MyPrefectDeployer")
+      let parameters = try #require(schemas["Parameters.server-flow.MyPrefectDeployer"] as? [String: Any])
+      #expect(parameters["required"] as? [String] == ["data_info"])
+      // An event's run is a UUID string, and the enqueue's answer links to the operations on it.
+      let event = try #require((schemas["gps.v1.Event"] as? [String: Any])?["properties"] as? [String: Any])
+      #expect((event["run_id"] as? [String: Any])?["format"] as? String == "uuid")
+      let created =
+        (((paths["/api/runs"] as? [String: Any])?["post"] as? [String: Any])?["responses"]
+        as? [String: Any])?["201"] as? [String: Any]
+      #expect(
+        Set(((created?["links"] as? [String: Any]) ?? [:]).keys) == ["getRun", "runEvents", "cancelRun", "retryRun"])
       // Every reference resolves.
       let text = try await web.get("/api/openapi.json").body
       let references = text.components(separatedBy: "\"#/components/schemas/").dropFirst().map {

@@ -283,15 +283,29 @@ class WebUITest(unittest.TestCase):
         self.shot("run-escaped")
 
     def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_openapi_document(self):
-        # Left out, for now: the streams (they follow the log for as long as a client listens);
-        # "schema-valid request accepted" (the document's enqueue body allows any parameters, which
-        # each deployment's own schema then narrows); the stateful phase (it links events' run_id,
-        # bytes in base64, to the runs' {id}). Every other check runs: no 5xx, every answer as
-        # documented, invalid requests refused, undocumented methods 405.
+        # Every check, in every phase: no 5xx, every answer as documented, invalid requests refused,
+        # valid ones accepted (this server's document says each deployment's own parameters, the
+        # example worker's Order with its map and oneof among them), undocumented methods 405. Left
+        # out: the streams, which follow the log for as long as a client listens.
+        # Real runs and a real deployment for the operations on one: a run that completes (and can be
+        # retried) and one that runs for a while (and can be cancelled); links from the enqueue and
+        # the list lead the stateful phase to them too.
+        ids = []
+        for dataset in ["for-schemathesis", "for-schemathesis-2"]:
+            status, answer = api(self.base, "POST", "/api/runs", {
+                "deployment": "server-flow/MyPrefectDeployer",
+                "parameters": {"data_info": {"object_storage_urls": ["a"], "dataset": dataset}}})
+            self.assertEqual(status, 201, answer)
+            ids.append(answer["run"]["id"])
+        with open(os.path.join(self.root.name, "schemathesis.toml"), "w") as f:
+            f.write('[parameters]\n"path.flow" = "server-flow"\n"path.name" = "MyPrefectDeployer"\n'
+                    f'"path.id" = "{ids[0]}"\n\n'
+                    '[[operations]]\ninclude-name = "POST /api/runs/{id}/cancel"\n'
+                    f'parameters = {{ "path.id" = "{ids[1]}" }}\n')
         schemathesis = os.path.join(os.path.dirname(sys.executable), "schemathesis")
         result = subprocess.run(
             [schemathesis, "run", self.base + "/api/openapi.json", "--url", self.base, "--checks", "all",
-             "--exclude-checks", "positive_data_acceptance", "--phases", "examples,coverage,fuzzing",
+             "--phases", "examples,coverage,fuzzing,stateful",
              "--max-examples", "10", "--seed", "20261201", "--exclude-path-regex", "stream$",
              "--request-timeout", "10", "--no-color"],
             capture_output=True, text=True, timeout=600, cwd=self.root.name)  # its cache stays out of the tree

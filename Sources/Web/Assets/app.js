@@ -176,7 +176,7 @@
       const entry = JSON.parse(message.data);
       const event = entry.event || {};
       const kind = Object.keys(event).find((key) => !["time_micros", "run_id", "run_event"].includes(key)) || "";
-      const run = event.run_id ? uuid(event.run_id) : "";
+      const run = event.run_id || "";
       body.append(el(
         "tr", { "data-sequence": entry.sequence },
         el("td", { class: "mono", text: entry.sequence }),
@@ -186,11 +186,6 @@
         el("td", { class: "details", text: JSON.stringify(event[kind] || {}).slice(0, 300) })
       ));
     };
-  }
-
-  function uuid(base64) {
-    const bytes = [...atob(base64)].map((c) => c.charCodeAt(0).toString(16).padStart(2, "0")).join("");
-    return `${bytes.slice(0, 8)}-${bytes.slice(8, 12)}-${bytes.slice(12, 16)}-${bytes.slice(16, 20)}-${bytes.slice(20)}`;
   }
 
   // MARK: The run form
