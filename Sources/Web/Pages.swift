@@ -15,14 +15,20 @@ struct Page {
   /// Data for the page's script, as JSON in a `<script type="application/json">` element.
   var data: JSONValue?
 
-  func response(status: HTTPResponse.Status = .ok) -> Response {
+  /// `signOut`: the header has a Sign out button (the server has tokens).
+  func response(status: HTTPResponse.Status = .ok, signOut: Bool = false) -> Response {
     var page = HTML("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">")
     page.raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
     page.element("title", text: "\(title) · GPS")
     page.raw("<link rel=\"stylesheet\" href=\"/static/app.css\"></head><body>")
     page.raw(
-      "<header><a class=\"brand\" href=\"/runs\">GPS</a><nav><a href=\"/runs\">Runs</a><a href=\"/deployments\">Deployments</a><a href=\"/history\">History</a></nav></header>"
+      "<header><a class=\"brand\" href=\"/runs\">GPS</a><nav><a href=\"/runs\">Runs</a><a href=\"/deployments\">Deployments</a><a href=\"/history\">History</a></nav>"
     )
+    if signOut {
+      page.raw(
+        "<form method=\"post\" action=\"/logout\" class=\"sign-out\"><button type=\"submit\">Sign out</button></form>")
+    }
+    page.raw("</header>")
     page.raw("<main id=\"main\">")
     page.add(body)
     page.raw("</main>")
@@ -79,6 +85,7 @@ struct Pages: Sendable {
     }
     router.get("login") { request, _ in self.login(request, problem: nil).response() }
     router.post("login") { request, _ in try await self.signIn(request) }
+    router.post("logout") { _, _ in self.signOut() }
     router.get("static/app.js") { _, _ in
       Response.text(Assets.script, type: "text/javascript; charset=utf-8")
     }
@@ -88,10 +95,10 @@ struct Pages: Sendable {
 
   func page(_ request: Request, _ body: () async throws -> Page) async throws -> Response {
     do {
-      return try await body().response()
+      return try await body().response(signOut: !site.tokens.isEmpty)
     } catch {
       let failure = WebError.from(error)
-      return Page.error(failure).response(status: failure.status)
+      return Page.error(failure).response(status: failure.status, signOut: !site.tokens.isEmpty)
     }
   }
 
@@ -464,6 +471,17 @@ struct Pages: Sendable {
     body.raw("<button type=\"submit\">Sign in</button></form>")
     if let problem { body.element("p", [("class", "error")], text: problem) }
     return Page(title: "Sign in", body: body)
+  }
+
+  /// Forgets the sign-in: the cookie is expired, and the browser is sent to sign in again.
+  func signOut() -> Response {
+    var response = Response(status: .seeOther)
+    response.headers[.location] = "/login"
+    response.setCookie(
+      Cookie(
+        name: AccessMiddleware.cookie, value: "", maxAge: 0, path: "/", secure: site.secure, httpOnly: true,
+        sameSite: .strict))
+    return response
   }
 
   func signIn(_ request: Request) async throws -> Response {

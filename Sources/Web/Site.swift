@@ -379,7 +379,10 @@ final class Site: Sendable {
       $0.follow = true
     }
     let body = ResponseBody { writer in
-      let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
+      // Bounded: a client that reads slower than the log grows is sent what was buffered, then
+      // the stream closes without `end`, and the browser reconnects from its Last-Event-ID.
+      let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream(
+        bufferingPolicy: .bufferingOldest(SSEEvents.buffered))
       let events = SSEEvents(continuation)
       try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
@@ -391,7 +394,7 @@ final class Site: Sendable {
             events.send(event: "end", data: "{}")
           } catch let error as RPCError {
             events.send(event: "end", data: WebError(error).json.text)
-          } catch {}
+          } catch {}  // The client went away, or fell behind (SSEEvents.FellBehind).
         }
         // A client that went away fails the write: the reader is cancelled with it.
         for await buffer in stream { try await writer.write(buffer) }
@@ -562,21 +565,30 @@ final class Collected: RPCWriterProtocol, Sendable {
 
 /// History events as server-sent events, handed to the task that writes the response.
 struct SSEEvents: RPCWriterProtocol {
+  /// Events held for a client at most.
+  static let buffered = 4096
+
+  /// The client is `buffered` events behind: the stream ends, to be resumed from its last id.
+  struct FellBehind: Error {}
+
   let continuation: AsyncStream<ByteBuffer>.Continuation
 
   init(_ continuation: AsyncStream<ByteBuffer>.Continuation) { self.continuation = continuation }
 
-  func send(event: String? = nil, id: UInt64? = nil, data: String) {
+  /// False when the buffer is full and the event was not taken.
+  @discardableResult
+  func send(event: String? = nil, id: UInt64? = nil, data: String) -> Bool {
     var text = ""
     if let event { text += "event: \(event)\n" }
     if let id { text += "id: \(id)\n" }
     for line in data.split(separator: "\n", omittingEmptySubsequences: false) { text += "data: \(line)\n" }
-    continuation.yield(ByteBuffer(string: text + "\n"))
+    if case .dropped = continuation.yield(ByteBuffer(string: text + "\n")) { return false }
+    return true
   }
 
   func write(_ element: Gps_V1_HistoryEvent) async throws {
     try Task.checkCancellation()
-    send(id: element.sequence, data: try Site.eventJSON(element).text)
+    guard send(id: element.sequence, data: try Site.eventJSON(element).text) else { throw FellBehind() }
   }
 
   func write(contentsOf elements: some Sequence<Gps_V1_HistoryEvent>) async throws {

@@ -61,7 +61,8 @@ struct AccessMiddleware: RouterMiddleware {
       if let refusal = Self.crossSite(request) { return WebError.forbidden(refusal).response(for: request) }
     }
     let path = request.uri.path
-    let open = ["/healthz", "/readyz", "/login", "/favicon.ico"].contains(path) || path.hasPrefix("/static/")
+    let open =
+      ["/healthz", "/readyz", "/login", "/logout", "/favicon.ico"].contains(path) || path.hasPrefix("/static/")
     if !tokens.isEmpty && !open {
       guard let name = token(of: request).flatMap(tokens.name(of:)) else {
         if path.hasPrefix("/api/") || path == "/metrics" {

@@ -80,7 +80,15 @@ package struct WebServer: ControlCompanion {
       },
       logger: logger)
     do {
-      try await app.run()
+      // Detached: the process's graceful shutdown (SIGTERM) is not the web server's signal to stop,
+      // so pages and the API still answer while the runs in flight drain; it stops when the
+      // control server ends and cancels its companions.
+      let serving = Task.detached { try await app.run() }
+      try await withTaskCancellationHandler {
+        try await serving.value
+      } onCancel: {
+        serving.cancel()
+      }
     } catch let error as IOError {
       let reason = error.errnoCode == EADDRINUSE ? "the port is in use" : "\(error)"
       throw ControlError(

@@ -1,7 +1,12 @@
+import Control
 import Foundation
 import GPSTesting
+import NIOCore
 import Queue
+import SwiftProtobuf
 import Testing
+
+@testable import Web
 
 #if canImport(FoundationNetworking)
   import FoundationNetworking
@@ -243,6 +248,75 @@ func withWebServer(
     }
   }
 
+  @Test func theWebUIStillAnswersWhileRunsInFlightDrainAfterSIGTERM() async throws {
+    try await withTemporaryDirectory { root in
+      let bench = try await Workbench(root: root, bArguments: ["--latency", "2s"])
+      let (server, _) = try await bench.startServer(["--grace", "60s"])
+      let web = WebClient(base: try await server.webAddress())
+      let enqueued = try await web.post(
+        "/api/runs", #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": \#(Self.parameters)}"#)
+      let id = try #require((enqueued.json["run"] as? [String: Any])?["id"] as? String, "\(enqueued.body)")
+      try await eventually("the run to call B") {
+        try bench.history().contains { _, event in
+          if case .attemptStarted(let attempt) = event.kind { return attempt.step == "process" }
+          return false
+        }
+      }
+      server.signal(SIGTERM)
+      await server.waitForOutput { _, stderr in stderr.contains("stopping: no new claims") }
+      // Draining: the run is still in flight, and its page and the API still answer.
+      let run = try await web.get("/api/runs/\(id)")
+      #expect(run.status == 200)
+      #expect((run.json["run"] as? [String: Any])?["state"] as? String == "Running", "\(run.body)")
+      #expect(try await web.get("/runs/\(id)").status == 200)
+      #expect(await server.waitForExit() == 0, "\(server.stderr)")
+      #expect(try bench.history().contains { _, event in if case .completed = event.kind { true } else { false } })
+    }
+  }
+
+  /// A stream resumes after a `Last-Event-ID`, which is how a browser's EventSource reconnects
+  /// (and how a client that fell behind continues).
+  @Test func aStreamResumesAfterTheLastEventIDItWasGiven() async throws {
+    try await withWebServer { bench, web, _ in
+      let all = try bench.history().map(\.0)
+      #expect(all.count == 1)  // the registration
+      let enqueued = try await web.post(
+        "/api/runs", #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": \#(Self.parameters)}"#)
+      let id = try #require((enqueued.json["run"] as? [String: Any])?["id"] as? String)
+      try await eventually("the run to complete") {
+        (try await web.get("/api/runs/\(id)").json["run"] as? [String: Any])?["state"] as? String == "Completed"
+      }
+      let events = try bench.history().filter { $0.1.run?.description == id }.map(\.0)
+      let resumed = try await web.get("/api/runs/\(id)/stream", headers: ["Last-Event-ID": String(events[2])])
+      let ids = resumed.body.split(separator: "\n").filter { $0.hasPrefix("id: ") }.map { UInt64($0.dropFirst(4))! }
+      #expect(ids == Array(events.dropFirst(3)))
+      #expect(resumed.body.hasSuffix("event: end\ndata: {}\n\n"))
+    }
+  }
+
+  /// A client that reads slower than events arrive is not buffered without bound: after
+  /// `SSEEvents.buffered` events the stream ends, with no `end` event, so the browser reconnects
+  /// from the last one it got and nothing is skipped.
+  @Test func aClientThatFallsBehindGetsWhatWasBufferedAndNoEnd() async throws {
+    let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream(
+      bufferingPolicy: .bufferingOldest(SSEEvents.buffered))
+    let events = SSEEvents(continuation)
+    for sequence in 1...UInt64(SSEEvents.buffered) { try await events.write(.with { $0.sequence = sequence }) }
+    await #expect(throws: SSEEvents.FellBehind.self) {
+      try await events.write(.with { $0.sequence = UInt64(SSEEvents.buffered) + 1 })
+    }
+    continuation.finish()
+    var ids: [UInt64] = []
+    for await buffer in stream {
+      let text = String(buffer: buffer)
+      #expect(!text.contains("event: end"))
+      if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("id: ") }) {
+        ids.append(UInt64(line.dropFirst(4))!)
+      }
+    }
+    #expect(ids == Array(1...UInt64(SSEEvents.buffered)))
+  }
+
   @Test func anInvalidEnqueueNamesEachFieldByPathAndWritesNothing() async throws {
     try await withWebServer { bench, web, _ in
       let before = try bench.history().count
@@ -437,6 +511,13 @@ func withWebServer(
       let signedIn = try await web.get("/runs", headers: ["Cookie": cookie])
       #expect(signedIn.status == 200)
       #expect(signedIn.url?.path == "/runs")
+      #expect(signedIn.body.contains("action=\"/logout\""))
+      // Signing out expires the cookie and goes back to the sign-in page.
+      let signOut = try await staying.request("POST", "/logout", headers: ["Cookie": cookie], json: false)
+      #expect(signOut.status == 303)
+      #expect(signOut.headers["location"] == "/login")
+      let expired = signOut.headers["set-cookie"] ?? ""
+      #expect(expired.hasPrefix("gps_token=;") && expired.contains("Max-Age=0"), "\(expired)")
       // Who enqueued is the token's name, whatever the request says.
       let enqueued = try await web.post(
         "/api/runs", #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": \#(WebAPITests.parameters)}"#,
