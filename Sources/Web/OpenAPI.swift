@@ -451,7 +451,7 @@ enum OpenAPI {
       "gps.v1.ListRunsResponse", "gps.v1.RunInfo", "gps.v1.HistoryEvent", "gps.v1.ListDeploymentsResponse",
       "gps.v1.DeploymentInfo",
     ]).mapValues { relocated($0) }
-    // The API gives an event's run as its UUID string (``Site/eventJSON(_:)``).
+    // The API gives an event's run as its UUID string (``Site/eventText(_:)``).
     if let event = schemas["gps.v1.Event"] {
       schemas["gps.v1.Event"] = updating(event, at: ["properties", "run_id"]) { _ in
         object([

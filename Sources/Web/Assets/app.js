@@ -42,20 +42,27 @@
     return (answer.json && answer.json.error && answer.json.error.message) || "HTTP " + answer.status;
   }
 
-  /// Replaces the page's main content with the server's current rendering of the same URL.
+  /// Replaces the page's main content with the server's current rendering of the same URL. A call
+  /// while a fetch is in flight makes one more fetch after it: the one in flight may have been
+  /// answered before what the call was told of, and the page would show an older state for good
+  /// (a run left "Cancelling" after its Cancelled event, when the two came during one fetch).
   let refreshing = null;
+  let refreshAgain = false;
   function refreshMain() {
-    if (refreshing) return refreshing;
+    if (refreshing) { refreshAgain = true; return refreshing; }
     refreshing = (async () => {
       try {
-        const response = await fetch(location.href, { credentials: "same-origin" });
-        if (!response.ok) return;
-        const next = new DOMParser().parseFromString(await response.text(), "text/html");
-        const main = next.getElementById("main");
-        if (main) {
-          document.getElementById("main").replaceChildren(...main.childNodes);
-          bindRunActions();
-        }
+        do {
+          refreshAgain = false;
+          const response = await fetch(location.href, { credentials: "same-origin" });
+          if (!response.ok) return;
+          const next = new DOMParser().parseFromString(await response.text(), "text/html");
+          const main = next.getElementById("main");
+          if (main) {
+            document.getElementById("main").replaceChildren(...main.childNodes);
+            bindRunActions();
+          }
+        } while (refreshAgain);
       } finally {
         refreshing = null;
       }
