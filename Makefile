@@ -166,7 +166,7 @@ run: build
 bench: release
 	@scripts/ensure-packages.sh $(BENCH_DEPS)
 	@# One process per suite: a suite's heap (the queue suite holds 1,000,000 runs) must not slow the next.
-	for suite in log queue e2e control; do \
+	for suite in log queue e2e metrics control web; do \
 	  "$$($(SWIFT) build -c release --show-bin-path)/gps-bench" --dir "$(CURDIR)/.build-bench" --only $$suite || exit 1; \
 	done
 	scripts/bench-h2load.sh "$$($(SWIFT) build -c release --show-bin-path)/gps"
