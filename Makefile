@@ -62,6 +62,8 @@ test: deps venv
 
 test-python: venv
 	@scripts/ensure-packages.sh $(TEST_DEPS)
+	@# The browser suite runs the example worker (a no-op when `make test` just built it).
+	$(SWIFT) build --package-path $(EXAMPLE) --scratch-path $(CURDIR)/.build-example
 	$(VENV)/bin/python Tests/python/test_services.py --gps "$$($(SWIFT) build --show-bin-path)/gps"
 	@# The web UI in headless chromium; screenshots of each page in .build-artifacts/screenshots.
 	$(VENV)/bin/python Tests/python/test_web.py --gps "$$($(SWIFT) build --show-bin-path)/gps" \
