@@ -26,6 +26,7 @@ struct Arguments {
   var e2eRuns = 20_000
   var startupRuns = 1_000_000
   var claimRuns = 20_000
+  var scaleRuns = 1_000_000
 
   init() {
     var iterator = CommandLine.arguments.dropFirst().makeIterator()
@@ -40,6 +41,7 @@ struct Arguments {
       case "--startup-runs": startupRuns = Int(iterator.next()!)!
       case "--claim-runs": claimRuns = Int(iterator.next()!)!
       case "--e2e-runs": e2eRuns = Int(iterator.next()!)!
+      case "--scale-runs": scaleRuns = Int(iterator.next()!)!
       default:
         FileHandle.standardError.write(Data("unknown flag \(flag)\n".utf8))
         exit(2)
@@ -173,6 +175,9 @@ struct Bench {
     if arguments.suites.contains("metrics") {
       try await benchMetricsCost(
         directory: directory, runs: arguments.e2eRuns, concurrency: 64, repetitions: arguments.runs)
+    }
+    if arguments.suites.contains("scale") {
+      try await benchScale(directory: directory, runs: arguments.scaleRuns, active: 10_000, repetitions: arguments.runs)
     }
     if arguments.suites.contains("web") {
       try await benchWeb(directory: directory, runs: arguments.startupRuns, repetitions: arguments.runs)
