@@ -18,21 +18,29 @@ func residentBytes() -> Int {
   return (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
+/// The id of the benchmark's run number `index`.
+func benchRunID(index: Int) -> Data {
+  Data(withUnsafeBytes(of: (UInt64(index), UInt64(0x4750_5342_454e_4348))) { Array($0) })
+}
+
+/// The record of a run's next event: its number and the time (37 µs on) advance.
+func nextEventRecord(_ kind: RunEvent.OneOf_Kind, of id: Data, number: inout UInt32, time: inout Int64) -> [UInt8] {
+  number += 1
+  time += 37
+  let event = RunEvent.with {
+    $0.timeMicros = time
+    $0.runID = id
+    $0.runEvent = number
+    $0.kind = kind
+  }
+  return try! event.serializedBytes()
+}
+
 /// The eight events of one completed run of server-flow, as the scheduler would log them.
 func completedRunEvents(index: Int, time: inout Int64) -> [[UInt8]] {
-  let id = Data(withUnsafeBytes(of: (UInt64(index), UInt64(0x4750_5342_454e_4348))) { Array($0) })
+  let id = benchRunID(index: index)
   var number: UInt32 = 0
-  func event(_ kind: RunEvent.OneOf_Kind) -> [UInt8] {
-    number += 1
-    time += 37
-    let event = RunEvent.with {
-      $0.timeMicros = time
-      $0.runID = id
-      $0.runEvent = number
-      $0.kind = kind
-    }
-    return try! event.serializedBytes()
-  }
+  func event(_ kind: RunEvent.OneOf_Kind) -> [UInt8] { nextEventRecord(kind, of: id, number: &number, time: &time) }
   let start = time
   // Results carry digests: 64 hex characters that do not compress.
   var seed = UInt64(index) &* 0x9E37_79B9_7F4A_7C15
@@ -210,17 +218,13 @@ func writeCompletedRuns(directory: String, runs: Int, longRunSteps: Int = 0) asy
 
 /// A run of many step attempts, written a few events at a time.
 struct LongRun {
-  static func id(index: Int) -> Data {
-    Data(withUnsafeBytes(of: (UInt64(index), UInt64(0x4750_5342_454e_4348))) { Array($0) })
-  }
-
   let id: Data
   let steps: Int
   var number: UInt32 = 0
   var step = 0
 
   init(index: Int, steps: Int) {
-    id = Self.id(index: index)
+    id = benchRunID(index: index)
     self.steps = steps
   }
 
@@ -264,17 +268,7 @@ struct LongRun {
       kinds = [.completed(.init())]
       step += 1
     }
-    return kinds.map { kind in
-      number += 1
-      time += 37
-      let event = RunEvent.with {
-        $0.timeMicros = time
-        $0.runID = id
-        $0.runEvent = number
-        $0.kind = kind
-      }
-      return try! event.serializedBytes()
-    }
+    return kinds.map { nextEventRecord($0, of: id, number: &number, time: &time) }
   }
 }
 

@@ -12,12 +12,7 @@ import SwiftProtobuf
 /// resident memory, its time to ready after a clean stop and after SIGKILL, listing and inspecting
 /// over its API, and the disk used per run.
 func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) async throws {
-  let gps = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gps")
-    .path
-  guard FileManager.default.isExecutableFile(atPath: gps) else {
-    print("\nscale: skipped (no gps binary beside gps-bench; build the gps product in release too)")
-    return
-  }
+  guard let gps = gpsBesideBench(for: "scale") else { return }
   let data = freshDirectory(directory + "/scale")
   let generating = ContinuousClock.now
   var options = QueueOptions()
@@ -39,14 +34,7 @@ func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) asy
     let spawned = ContinuousClock.now
     let server = try ServerProcess(gps: gps, arguments: ["--data-dir", data, "--no-scheduler", "--http-port", "0"])
     let ready = (ContinuousClock.now - spawned).seconds
-    var base: String?
-    while base == nil {
-      base = server.printed.split(separator: "\n").first { $0.hasPrefix("web UI on ") }.map {
-        String($0.dropFirst("web UI on ".count))
-      }
-      if base == nil { try await Task.sleep(for: .milliseconds(2)) }
-    }
-    return (server, ready, base!)
+    return (server, ready, try await server.webAddress())
   }
 
   // After a clean stop (the close above wrote a snapshot of everything).

@@ -8,30 +8,18 @@ import Queue
 /// The web UI's pages and API over a queue of `runs` completed runs: `gps server start` (release,
 /// beside gps-bench) as a separate process, each page fetched one at a time over loopback.
 func benchWeb(directory: String, runs: Int, repetitions: Int) async throws {
-  let gps = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gps")
-    .path
-  guard FileManager.default.isExecutableFile(atPath: gps) else {
-    print("\nweb: skipped (no gps binary beside gps-bench; build the gps product in release too)")
-    return
-  }
+  guard let gps = gpsBesideBench(for: "web") else { return }
   let data = freshDirectory(directory + "/web")
   // And one run of 10,000 events (5,000 step attempts), from halfway back, among the others'.
   _ = try await writeCompletedRuns(directory: data, runs: runs, longRunSteps: 4_998)
   let server = try ServerProcess(gps: gps, arguments: ["--data-dir", data, "--no-scheduler", "--http-port", "0"])
   defer { Task { await server.stop() } }
-  var base: String?
-  for _ in 0..<5000 where base == nil {
-    base = server.printed.split(separator: "\n").first { $0.hasPrefix("web UI on ") }.map {
-      String($0.dropFirst("web UI on ".count))
-    }
-    if base == nil { try await Task.sleep(for: .milliseconds(2)) }
-  }
-  guard let base else { throw QueueError(code: .io, message: "the web server did not start") }
+  let base = try await server.webAddress()
   let someRun = try await fetch(base + "/api/runs?limit=1").body
   let id =
     (try? JSONSerialization.jsonObject(with: Data(someRun.utf8)) as? [String: Any])
     .flatMap { ($0["runs"] as? [[String: Any]])?.first?["id"] as? String } ?? ""
-  let long = RunID(bytes: LongRun.id(index: runs))!.description
+  let long = RunID(bytes: benchRunID(index: runs))!.description
   let longEvents = try await fetch(base + "/api/runs/\(long)/events?limit=5000&after=0").body
   let middle =
     (try? JSONSerialization.jsonObject(with: Data(longEvents.utf8)) as? [String: Any])
@@ -61,6 +49,30 @@ func benchWeb(directory: String, runs: Int, repetitions: Int) async throws {
       String(
         format: "  %@: p50 %.2f ms, p99 %.2f ms (client-observed over loopback)", label, percentile(times, 0.5),
         percentile(times, 0.99)))
+  }
+}
+
+/// The `gps` executable beside gps-bench, or nil (and a line saying the suite is skipped).
+func gpsBesideBench(for suite: String) -> String? {
+  let gps = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gps")
+    .path
+  guard FileManager.default.isExecutableFile(atPath: gps) else {
+    print("\n\(suite): skipped (no gps binary beside gps-bench; build the gps product in release too)")
+    return nil
+  }
+  return gps
+}
+
+extension ServerProcess {
+  /// The web UI's address, from the server's `web UI on URL` line (within 10 s).
+  func webAddress() async throws -> String {
+    for _ in 0..<5000 {
+      if let line = printed.split(separator: "\n").first(where: { $0.hasPrefix("web UI on ") }) {
+        return String(line.dropFirst("web UI on ".count))
+      }
+      try await Task.sleep(for: .milliseconds(2))
+    }
+    throw QueueError(code: .io, message: "the web server did not start")
   }
 }
 
