@@ -22,33 +22,21 @@ final class Site: Sendable {
 
   var queue: RunQueue { control.queue }
 
-  /// The result types of the newest deployment versions, rebuilt only when a version changes
-  /// (building them decodes every descriptor set).
-  private let cachedTypes = Mutex<(versions: [String], types: ResultTypes)?>(nil)
+  private let cachedTypes = DeploymentsCache<ResultTypes>()
+  private let cachedDocument = DeploymentsCache<JSONValue>()
 
   var resultTypes: ResultTypes {
-    let deployments = queue.deployments
-    let versions = deployments.map { "\($0.name) \($0.version)" }
-    if let cached = cachedTypes.withLock({ $0 }), cached.versions == versions { return cached.types }
-    let types = ResultTypes(deployments.map(\.definition))
-    cachedTypes.withLock { $0 = (versions, types) }
-    return types
+    cachedTypes.value(for: queue.deployments) { ResultTypes($0.map(\.definition)) }
   }
 
-  /// The OpenAPI document with the newest deployment versions' parameter schemas, rebuilt only
-  /// when a version changes.
-  private let cachedDocument = Mutex<(versions: [String], document: JSONValue)?>(nil)
-
+  /// The OpenAPI document with the newest deployment versions' parameter schemas.
   var openAPIDocument: JSONValue {
-    let deployments = queue.deployments
-    let versions = deployments.map { "\($0.name) \($0.version)" }
-    if let cached = cachedDocument.withLock({ $0 }), cached.versions == versions { return cached.document }
-    let document = OpenAPI.document(
-      deployments: deployments.compactMap { version in
-        (try? control.catalog.deployment(version).parameterSchema).map { (version.name, $0) }
-      })
-    cachedDocument.withLock { $0 = (versions, document) }
-    return document
+    cachedDocument.value(for: queue.deployments) { deployments in
+      OpenAPI.document(
+        deployments: deployments.compactMap { version in
+          (try? control.catalog.deployment(version).parameterSchema).map { (version.name, $0) }
+        })
+    }
   }
 
   init(control: ControlService, tokens: AccessTokens, metrics: WebMetrics, secure: Bool) {
@@ -561,6 +549,20 @@ final class Collected: RPCWriterProtocol, Sendable {
 
   func write(contentsOf elements: some Sequence<Gps_V1_HistoryEvent>) async throws {
     for element in elements { try await write(element) }
+  }
+}
+
+/// A value made from the newest deployment versions, made again only when one of them changes
+/// (making one decodes every descriptor set).
+final class DeploymentsCache<Value: Sendable>: Sendable {
+  private let cached = Mutex<(versions: [String], value: Value)?>(nil)
+
+  func value(for deployments: [DeploymentVersion], make: ([DeploymentVersion]) -> Value) -> Value {
+    let versions = deployments.map { "\($0.name) \($0.version)" }
+    if let cached = cached.withLock({ $0 }), cached.versions == versions { return cached.value }
+    let value = make(deployments)
+    cached.withLock { $0 = (versions, value) }
+    return value
   }
 }
 
