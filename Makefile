@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 SWIFT        ?= swift
 DATA_DIR     ?= data
-BUILD_DEPS   := liblz4-dev libjemalloc-dev pkg-config
+BUILD_DEPS   := liblz4-dev libjemalloc-dev libsqlite3-dev pkg-config
 PROTO_DEPS   := protobuf-compiler
 BENCH_DEPS   := nghttp2-client
 # openssl makes the self-signed certificate of the TLS test; chromium and its driver run the web

@@ -66,6 +66,13 @@ let package = Package(
       pkgConfig: "jemalloc",
       providers: [.apt(["libjemalloc-dev"])]
     ),
+    // SQLite from the system (Debian libsqlite3-dev): the run index, a derived, rebuildable view of
+    // the log's terminal runs on disk.
+    .systemLibrary(
+      name: "CSQLite",
+      pkgConfig: "sqlite3",
+      providers: [.apt(["libsqlite3-dev"])]
+    ),
     // CRC32C with the SSE4.2 instruction where available: the log's batch checksum at memory speed.
     .target(name: "CCRC32C"),
     .target(
@@ -87,7 +94,7 @@ let package = Package(
     ),
     .target(
       name: "Queue",
-      dependencies: ["CLZ4", "CCRC32C", swiftProtobuf, heap, logging, crypto, coreMetrics],
+      dependencies: ["CLZ4", "CCRC32C", "CSQLite", swiftProtobuf, heap, logging, crypto, coreMetrics],
       swiftSettings: swiftSettings
     ),
     .target(

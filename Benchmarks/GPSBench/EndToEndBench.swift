@@ -110,7 +110,7 @@ func benchEndToEnd(directory: String, runs: Int, concurrency: Int, latencyRuns: 
         for _ in 0..<latencyRuns {
           let start = ContinuousClock.now
           let id = try await queue.enqueue(try deployment.enqueueRequest(parametersJSON: parameters)).run.id
-          while queue.run(id)?.state != .completed { try await Task.sleep(for: .microseconds(200)) }
+          while try queue.run(id)?.state != .completed { try await Task.sleep(for: .microseconds(200)) }
           clientToCompleted.append((ContinuousClock.now - start).seconds * 1000)
         }
         group.cancelAll()

@@ -340,8 +340,7 @@ func command(
       try requireQueue(location.dataDir)
       let queue = try openQueueOffline(location.dataDir)
       defer { queue.close() }
-      let found = queue.withState { state in Result { () throws(RPCError) in try RunFilter.find(id, in: state) } }
-      let run = try rpcCall { () throws(RPCError) in try found.get() }
+      let run = try rpcCall { () throws(RPCError) in try RunFilter.find(id, in: queue) }
       do {
         return Gps_V1_RunInfo(try await offline(queue, run.id))
       } catch let error as QueueError {

@@ -177,10 +177,19 @@ struct QueueStress: AsyncParsableCommand {
   @Option(help: "Events between periodic snapshots.")
   var snapshotEvery = 500
 
+  @Flag(help: "Keep terminal runs in the run index (committed every 10 ms) instead of snapshots.")
+  var index = false
+
   func run() async throws {
     var queueOptions = QueueOptions()
     queueOptions.log.segmentSize = 64 * 1024
     queueOptions.snapshotEvery = snapshotEvery
+    if index {
+      var indexOptions = RunIndexOptions()
+      indexOptions.commitInterval = .milliseconds(10)
+      indexOptions.retireBatch = 16
+      queueOptions.runIndex = indexOptions
+    }
     queueOptions.log.lock.role = .server
     let queue = try queueCall { () throws(QueueError) in
       try RunQueue(directory: options.dataDir, options: queueOptions)

@@ -154,8 +154,17 @@ struct ServerStart: AsyncParsableCommand {
         logger.warning("\(startup.recovery.summary); recorded in the log as a LogTailTruncated event")
       }
       printLine("listening on \(address)")
+      if let rebuilt = startup.indexRebuilt {
+        logger.warning("\(rebuilt); it was rebuilt from the log")
+      }
+      let from =
+        if let index = queue.indexStatus {
+          "run index at event \(index.indexedSequence), \(index.runsInMemory) runs in memory"
+        } else {
+          "snapshot \(startup.snapshotSequence.map(String.init) ?? "none")"
+        }
       printLine(
-        "queue ready in \(seconds(ContinuousClock.now - started)) s: \(queue.counts.total) runs, \(queue.durableSequence) events (snapshot \(startup.snapshotSequence.map(String.init) ?? "none"), \(startup.replayedEvents) replayed)"
+        "queue ready in \(seconds(ContinuousClock.now - started)) s: \(queue.counts.total) runs, \(queue.durableSequence) events (\(from), \(startup.replayedEvents) replayed)"
       )
     }
     if let metrics {

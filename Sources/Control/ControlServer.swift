@@ -31,7 +31,12 @@ public struct ControlServer: Service {
     /// Once runs in flight are done (or `grace` is over), how long open connections may take to
     /// close before the server closes them.
     public var shutdownTimeout: Duration = .seconds(5)
-    public var queue = QueueOptions()
+    /// The queue's options; a server keeps terminal runs in the run index, not in memory.
+    public var queue: QueueOptions = {
+      var options = QueueOptions()
+      options.runIndex = RunIndexOptions()
+      return options
+    }()
     public var scheduler = SchedulerOptions()
     /// Who may call; empty: anyone who reaches the port (only allowed on loopback).
     public var tokens = AccessTokens()

@@ -189,7 +189,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     request: Gps_V1_ListRunsRequest, context: ServerContext
   ) async throws -> Gps_V1_ListRunsResponse {
     let (filter, start) = try RunFilter.parse(request)
-    return queue.withState { RunFilter.list($0, filter: filter, from: start, limit: request.limit) }
+    return try RunFilter.list(queue, filter: filter, from: start, limit: request.limit)
   }
 
   package func cancelRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
@@ -306,7 +306,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
       try Task.checkCancellation()
       let durable = queue.durableSequence
       // Nothing of the run lies past its last event so far.
-      let end = min(durable, runID.flatMap { queue.run($0)?.lastSequence } ?? durable)
+      let end = min(durable, try runID.flatMap { id throws(RPCError) in try lookUp(id)?.lastSequence } ?? durable)
       let wanted = limit == 0 ? Int.max : limit - sent
       do {
         if cursor.nextSequence <= end {
@@ -330,7 +330,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
       waiting.removeAll()
       if limit != 0, sent >= limit { return }
       // A final run whose every event was read and sent.
-      if let runID, let run = queue.run(runID), run.state.isTerminal, cursor.nextSequence > run.lastSequence {
+      if let runID, let run = try lookUp(runID), run.state.isTerminal, cursor.nextSequence > run.lastSequence {
         return
       }
       // Without following, the history is what was durable when the call came.
@@ -465,9 +465,16 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
 
   /// The run named by a full id or a unique prefix of at least 8 characters.
   package func run(_ text: String) throws(RPCError) -> Run {
-    if let id = RunID(text.lowercased()), let run = queue.run(id) { return run }
-    let found = queue.withState { state in Result { () throws(RPCError) in try RunFilter.find(text, in: state) } }
-    return try found.get()
+    try RunFilter.find(text, in: queue)
+  }
+
+  /// The run with `id`, wherever it is; an index that cannot be read is `unavailable`.
+  func lookUp(_ id: RunID) throws(RPCError) -> Run? {
+    do throws(QueueError) {
+      return try queue.run(id)
+    } catch {
+      throw RPCError(code: .unavailable, message: "looking up run \(id) failed: \(error.message)")
+    }
   }
 
   func lease(_ runID: String, _ token: UInt64) throws(RPCError) -> LeaseToken {

@@ -3,16 +3,34 @@ public import Queue
 
 /// Listing and finding runs in a state: shared by the server and the CLI's read-only paths.
 public struct RunFilter: Sendable {
-  public var states: Set<RunState> = []
-  public var deployment = ""
-  public var tag = ""
-  public var enqueuedAfter: Timestamp?
-  public var enqueuedBefore: Timestamp?
+  public var query = RunQuery()
+
+  public var states: Set<RunState> {
+    get { query.states }
+    set { query.states = newValue }
+  }
+  public var deployment: String {
+    get { query.deployment }
+    set { query.deployment = newValue }
+  }
+  public var tag: String {
+    get { query.tag }
+    set { query.tag = newValue }
+  }
+  public var enqueuedAfter: Timestamp? {
+    get { query.enqueuedAfter }
+    set { query.enqueuedAfter = newValue }
+  }
+  public var enqueuedBefore: Timestamp? {
+    get { query.enqueuedBefore }
+    set { query.enqueuedBefore = newValue }
+  }
 
   public init() {}
 
-  /// The filter and the start position (from the cursor) of a list request.
-  public static func parse(_ request: Gps_V1_ListRunsRequest) throws(RPCError) -> (RunFilter, Int?) {
+  /// The filter and the start (from the cursor: the enqueue sequence of the page's first run, at
+  /// most) of a list request.
+  public static func parse(_ request: Gps_V1_ListRunsRequest) throws(RPCError) -> (RunFilter, UInt64?) {
     var filter = RunFilter()
     for name in request.states {
       guard let state = RunState(name: name) else {
@@ -26,80 +44,104 @@ public struct RunFilter: Sendable {
     filter.tag = request.tag
     if request.enqueuedAfterMicros != 0 { filter.enqueuedAfter = Timestamp(micros: request.enqueuedAfterMicros) }
     if request.enqueuedBeforeMicros != 0 { filter.enqueuedBefore = Timestamp(micros: request.enqueuedBeforeMicros) }
-    var start: Int?
+    var start: UInt64?
     if !request.cursor.isEmpty {
-      guard let position = Int(request.cursor), position >= 0 else {
-        throw RPCError(code: .invalidArgument, message: "cursor \(request.cursor) is not one this server gave")
+      guard let sequence = UInt64(request.cursor) else {
+        throw RPCError(
+          code: .invalidArgument, message: "cursor \(request.cursor.prefix(40)) is not one this server gave")
       }
-      start = position
+      start = sequence
     }
     return (filter, start)
   }
 
-  public func matches(_ run: Run) -> Bool {
-    if !states.isEmpty, !states.contains(run.state) { return false }
-    if !deployment.isEmpty, run.deployment != deployment { return false }
-    if !tag.isEmpty, !run.tags.contains(tag) { return false }
-    if let enqueuedAfter, run.enqueuedAt < enqueuedAfter { return false }
-    if let enqueuedBefore, run.enqueuedAt >= enqueuedBefore { return false }
-    return true
-  }
+  public func matches(_ run: Run) -> Bool { query.matches(run) }
 
-  /// Matching runs, newest first, from position `start` (a cursor) on; at most `limit` (0: 100),
-  /// and fewer when they would take more than `budget` bytes (the next page then starts at the
-  /// cursor): a page never outgrows the transport's message limit. Parameters longer than a
-  /// quarter of the budget are cut, with a note in the run.
+  /// Matching runs of `state` (every run in memory), newest first, from enqueue sequence `start`
+  /// (a cursor) down; see ``list(from:limit:budget:page:)``.
   public static func list(
-    _ state: QueueState, filter: RunFilter, from start: Int?, limit: UInt32,
+    _ state: QueueState, filter: RunFilter, from start: UInt64?, limit: UInt32,
     budget: Int = Gps_V1_RunInfo.answerBudget
   ) -> Gps_V1_ListRunsResponse {
-    let limit = limit == 0 ? 100 : Int(limit)
-    var response = Gps_V1_ListRunsResponse()
-    let runs = state.runs.values
-    var position = min(start ?? runs.count - 1, runs.count - 1)
-    var bytes = 0
-    let filtered =
-      !filter.states.isEmpty || !filter.deployment.isEmpty || !filter.tag.isEmpty
-      || filter.enqueuedAfter != nil || filter.enqueuedBefore != nil
-    var checkedBlock = -1
-    while position >= 0 {
-      // A block of runs none of which can match is skipped whole.
-      if filtered, position / RunTable.blockSize != checkedBlock {
-        checkedBlock = position / RunTable.blockSize
-        if !state.runs.block(
-          holding: position, mayMatch: filter.states, deployment: filter.deployment, tag: filter.tag,
-          after: filter.enqueuedAfter, before: filter.enqueuedBefore)
-        {
-          position = checkedBlock * RunTable.blockSize - 1
-          continue
-        }
-      }
-      let run = runs[position]
-      guard filter.matches(run) else {
-        position -= 1
-        continue
-      }
-      let info = Gps_V1_RunInfo(run, maxParameterBytes: budget / 4)
-      bytes += info.answerSize
-      if !response.runs.isEmpty, bytes > budget {
-        response.nextCursor = String(position)
-        break
-      }
-      position -= 1
-      response.runs.append(info)
-      if response.runs.count == limit {
-        if position >= 0 { response.nextCursor = String(position) }
-        break
+    list(from: start, limit: limit, budget: budget) { start, limit in
+      state.runs(matching: filter.query, upTo: start, limit: limit)
+    }
+  }
+
+  /// Matching runs of `queue`, in memory or in its run index.
+  public static func list(
+    _ queue: RunQueue, filter: RunFilter, from start: UInt64?, limit: UInt32,
+    budget: Int = Gps_V1_RunInfo.answerBudget
+  ) throws(RPCError) -> Gps_V1_ListRunsResponse {
+    var failure: QueueError?
+    let response = list(from: start, limit: limit, budget: budget) { start, limit in
+      do throws(QueueError) {
+        return try queue.runs(matching: filter.query, upTo: start, limit: limit)
+      } catch {
+        failure = error
+        return RunPage(runs: [], next: nil)
       }
     }
+    if let failure { throw RPCError(code: .unavailable, message: "listing runs failed: \(failure.message)") }
     return response
   }
 
-  /// The run named by its id or a unique prefix of at least 8 characters of it.
+  /// A page from `page` (runs newest first from a start, at most a number): at most `limit` (0:
+  /// 100), and fewer when they would take more than `budget` bytes (the next page then starts at
+  /// the cursor): a page never outgrows the transport's message limit. Parameters longer than a
+  /// quarter of the budget are cut, with a note in the run.
+  static func list(
+    from start: UInt64?, limit: UInt32, budget: Int, page: (UInt64?, Int) -> RunPage
+  ) -> Gps_V1_ListRunsResponse {
+    let limit = limit == 0 ? 100 : Int(limit)
+    var response = Gps_V1_ListRunsResponse()
+    let found = page(start, limit)
+    var bytes = 0
+    for run in found.runs {
+      let info = Gps_V1_RunInfo(run, maxParameterBytes: budget / 4)
+      bytes += info.answerSize
+      if !response.runs.isEmpty, bytes > budget {
+        response.nextCursor = String(run.firstSequence)
+        return response
+      }
+      response.runs.append(info)
+    }
+    if let next = found.next { response.nextCursor = String(next) }
+    return response
+  }
+
+  /// The run named by its id or a unique prefix of at least 8 characters of it, in `state`.
   public static func find(_ text: String, in state: QueueState) throws(RPCError) -> Run {
+    try find(text) { id throws(QueueError) in
+      state.runs[id]
+    } prefixed: { prefix, limit throws(QueueError) in
+      Array(state.runs.values.lazy.filter { $0.id.description.hasPrefix(prefix) }.prefix(limit))
+    }
+  }
+
+  /// The run named by its id or a unique prefix of at least 8 characters of it, in `queue`.
+  public static func find(_ text: String, in queue: RunQueue) throws(RPCError) -> Run {
+    try find(text) { id throws(QueueError) in
+      try queue.run(id)
+    } prefixed: { prefix, limit throws(QueueError) in
+      try queue.runs(idPrefix: prefix, limit: limit)
+    }
+  }
+
+  static func find(
+    _ text: String, byID: (RunID) throws(QueueError) -> Run?,
+    prefixed: (String, Int) throws(QueueError) -> [Run]
+  ) throws(RPCError) -> Run {
+    func attempt<T>(_ body: () throws(QueueError) -> T) throws(RPCError) -> T {
+      do throws(QueueError) {
+        return try body()
+      } catch {
+        throw RPCError(code: .unavailable, message: "looking up the run failed: \(error.message)")
+      }
+    }
     let text = text.lowercased()
     if let id = RunID(text) {
-      guard let run = state.runs[id] else {
+      guard let run = try attempt({ () throws(QueueError) in try byID(id) }) else {
         throw RPCError(code: .notFound, message: "no run \(text) in this queue")
       }
       return run
@@ -108,14 +150,10 @@ public struct RunFilter: Sendable {
       throw RPCError(
         code: .invalidArgument,
         message:
-          "\(text.isEmpty ? "an empty run id" : "'\(text)'") is not a run id; give its UUID or at least its first 8 characters"
+          "\(text.isEmpty ? "an empty run id" : "'\(text.prefix(40))'") is not a run id; give its UUID or at least its first 8 characters"
       )
     }
-    var matches: [Run] = []
-    for run in state.runs.values where run.id.description.hasPrefix(text) {
-      matches.append(run)
-      if matches.count == 2 { break }
-    }
+    let matches = try attempt { () throws(QueueError) in try prefixed(text, 2) }
     switch matches.count {
     case 0: throw RPCError(code: .notFound, message: "no run starts with \(text)")
     case 1: return matches[0]

@@ -29,7 +29,7 @@ import Testing
       queue.close()
 
       var seen = 0
-      var cursor: Int?
+      var cursor: UInt64?
       var pages = 0
       var truncated = 0
       repeat {
@@ -39,7 +39,7 @@ import Testing
         seen += page.runs.count
         truncated += page.runs.filter { $0.parametersTruncatedBytes == UInt64(huge.utf8.count) }.count
         pages += 1
-        cursor = page.nextCursor.isEmpty ? nil : Int(page.nextCursor)
+        cursor = page.nextCursor.isEmpty ? nil : UInt64(page.nextCursor)
       } while cursor != nil
       #expect(seen == 25)
       #expect(pages > 1)
@@ -116,11 +116,11 @@ import Testing
         let expected = live.runs.values.reversed().filter(filter.matches).map(\.id.description)
         for state in [live, fromSnapshot, replayed] {
           var listed: [String] = []
-          var cursor: Int?
+          var cursor: UInt64?
           repeat {
             let page = RunFilter.list(state, filter: filter, from: cursor, limit: 37)
             listed += page.runs.map(\.id)
-            cursor = page.nextCursor.isEmpty ? nil : Int(page.nextCursor)
+            cursor = page.nextCursor.isEmpty ? nil : UInt64(page.nextCursor)
           } while cursor != nil
           #expect(listed == expected, "\(filter.states) \(filter.deployment) \(filter.tag)")
         }

@@ -82,15 +82,18 @@ func wholeLines(_ output: String) -> [Substring] {
 /// The queue under `kill -9`: every acknowledged enqueue and completion is there after a restart,
 /// the log replays through the state machine, and a restart from the log alone gives the same state.
 @Suite struct QueueCrashTests {
-  @Test func everyAcknowledgedRunAndCompletionSurvivesKillDashNine() async throws {
+  /// With snapshots, and with the run index (killed during its commits and retirements too).
+  @Test(arguments: [false, true])
+  func everyAcknowledgedRunAndCompletionSurvivesKillDashNine(indexed: Bool) async throws {
     try await withTemporaryDirectory { directory in
       var generator = SystemRandomNumberGenerator()
       var acknowledged: [RunID: String] = [:]
       var completed = Set<RunID>()
       for round in 0..<max(10, CrashTests.kills / 3) {
-        let child = try GPSProcess([
-          "log", "queue-stress", "--data-dir", directory.path, "--tasks", "8", "--snapshot-every", "200",
-        ])
+        let child = try GPSProcess(
+          [
+            "log", "queue-stress", "--data-dir", directory.path, "--tasks", "8", "--snapshot-every", "200",
+          ] + (indexed ? ["--index"] : []))
         let target = Int.random(in: 1...400, using: &generator)
         await child.waitForOutput { stdout, _ in stdout.utf8.count > target * 40 }
         child.signal(SIGKILL)
@@ -103,18 +106,28 @@ func wholeLines(_ output: String) -> [Substring] {
         }
         #expect(!lines.isEmpty, "round \(round): \(child.stderr)")
 
-        let queue = try RunQueue(directory: directory.path)
-        let state = queue.state
-        queue.close(writingSnapshot: false)
+        var options = QueueOptions()
+        if indexed { options.runIndex = RunIndexOptions() }
+        let queue = try RunQueue(directory: directory.path, options: options)
+        defer { queue.close(writingSnapshot: false) }
         for (id, key) in acknowledged {
-          let run = try #require(state.runs[id], "round \(round): acknowledged run \(id) lost")
+          let run = try #require(try queue.run(id), "round \(round): acknowledged run \(id) lost")
           #expect(run.idempotencyKey == key)
-          #expect(state.idempotencyKeys[key] == id)
+          #expect(try queue.withState { try $0.run(idempotencyKey: key) }?.id == id)
         }
-        for id in completed { #expect(state.runs[id]?.state == .completed, "round \(round): completion of \(id) lost") }
+        for id in completed {
+          #expect(try queue.run(id)?.state == .completed, "round \(round): completion of \(id) lost")
+        }
         var replayed = QueueState()
         try LogReader(directory: directory.path).read { try replayed.apply($0) }
-        #expect(replayed == state, "round \(round): snapshot + tail differs from a full replay")
+        if indexed {
+          // Every run, wherever it is, as a full replay has it.
+          let all = try queue.runs(matching: RunQuery(), limit: 1 << 30).runs
+          #expect(all == replayed.runs.values.reversed(), "round \(round): index + memory differ from a full replay")
+          #expect(queue.counts == replayed.counts)
+        } else {
+          #expect(replayed == queue.state, "round \(round): snapshot + tail differs from a full replay")
+        }
       }
       print("queue crash test: \(acknowledged.count) runs and \(completed.count) completions acknowledged")
       #expect(completed.count > 0)

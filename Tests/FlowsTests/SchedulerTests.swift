@@ -90,8 +90,8 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     try await withScheduler(schedulerOptions: SchedulerOptions(id: "test", idleWait: .seconds(60))) { queue, data in
       // The scheduler is idle with a 60 s wait: only the wake-up on enqueue can start the run in time.
       let id = try await enqueue(queue, ServerFlow.deployment, snippet)
-      try await eventually("completion") { queue.run(id)?.state.isTerminal == true }
-      let run = try #require(queue.run(id))
+      try await eventually("completion") { try queue.run(id)?.state.isTerminal == true }
+      let run = try #require(try queue.run(id))
       #expect(run.state == .completed, "\(run.stateMessage)")
       let response = try Gps_V1_Response(serializedBytes: run.result)
       let objectDigest = SHA256.hash(data: Array("hello".utf8)).hexString
@@ -122,8 +122,8 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     ) {
       queue, data in
       let id = try await enqueue(queue, deployment, snippet)
-      try await eventually("failure") { queue.run(id)?.state.isTerminal == true }
-      let run = try #require(queue.run(id))
+      try await eventually("failure") { try queue.run(id)?.state.isTerminal == true }
+      let run = try #require(try queue.run(id))
       #expect(run.state == .failed)
       #expect(run.stateMessage.hasPrefix("step prepare failed after 3 attempts: UNAVAILABLE: "), "\(run.stateMessage)")
       #expect(
@@ -147,15 +147,15 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     let deployment = Deployment(name: "server-flow/flaky", flow: flow)
     try await withScheduler(b: b, registry: DeploymentRegistry([deployment])) { queue, data in
       let id = try await enqueue(queue, deployment, snippet)
-      try await eventually("completion") { queue.run(id)?.state.isTerminal == true }
-      #expect(queue.run(id)?.state == .completed)
+      try await eventually("completion") { try queue.run(id)?.state.isTerminal == true }
+      #expect(try queue.run(id)?.state == .completed)
       #expect(
         summary(try await history(queue, data, run: id)).filter { $0.contains("process") } == [
           "TaskAttemptStarted process 1", "TaskAttemptFailed process 1 UNAVAILABLE", "TaskRetryScheduled process 2",
           "TaskAttemptStarted process 2", "TaskAttemptFailed process 2 UNAVAILABLE", "TaskRetryScheduled process 3",
           "TaskAttemptStarted process 3", "TaskAttemptSucceeded process 3",
         ])
-      #expect(queue.run(id)?.attempts == 4)
+      #expect(try queue.run(id)?.attempts == 4)
     }
   }
 
@@ -168,8 +168,8 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     let deployment = Deployment(name: "server-flow/slow", flow: flow)
     try await withScheduler(a: a, registry: DeploymentRegistry([deployment])) { queue, data in
       let id = try await enqueue(queue, deployment, snippet)
-      try await eventually("time-out") { queue.run(id)?.state.isTerminal == true }
-      let run = try #require(queue.run(id))
+      try await eventually("time-out") { try queue.run(id)?.state.isTerminal == true }
+      let run = try #require(try queue.run(id))
       #expect(run.state == .timedOut)
       #expect(
         run.stateMessage.hasPrefix("step prepare failed after 2 attempts: DEADLINE_EXCEEDED"), "\(run.stateMessage)")
@@ -194,14 +194,14 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     let clock = ManualClock(SystemClock().now())
     try await withScheduler(registry: DeploymentRegistry([deployment]), clock: clock) { queue, data in
       let id = try await enqueue(queue, deployment, snippet)
-      try await eventually("the first attempt to start") { queue.run(id)?.attemptOpen == true }
+      try await eventually("the first attempt to start") { try queue.run(id)?.attemptOpen == true }
       // Nothing times out while the clock stands still; then the attempt's 50 ms pass, and the
       // retry's backoff (1 ms, 1.2 ms at most with jitter).
-      #expect(queue.run(id)?.stepAttempt == 1)
+      #expect(try queue.run(id)?.stepAttempt == 1)
       try await advance(clock, by: .milliseconds(50), past: "the attempt's timer")
       try await advance(clock, by: .milliseconds(2), past: "the backoff")
-      try await eventually("the run to end") { queue.run(id)?.state.isTerminal == true }
-      #expect(queue.run(id)?.state == .completed, "\(queue.run(id)?.stateMessage ?? "")")
+      try await eventually("the run to end") { try queue.run(id)?.state.isTerminal == true }
+      #expect(try queue.run(id)?.state == .completed, "\((try? queue.run(id))??.stateMessage ?? "")")
       let events = try await history(queue, data, run: id)
       #expect(
         summary(events).filter { $0.contains("wait") } == [
@@ -225,11 +225,11 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     let clock = ManualClock(SystemClock().now())
     try await withScheduler(a: a, registry: DeploymentRegistry([deployment]), clock: clock) { queue, _ in
       let id = try await enqueue(queue, deployment, snippet)
-      try await eventually("the call to A to start") { queue.run(id)?.attemptOpen == true }
+      try await eventually("the call to A to start") { try queue.run(id)?.attemptOpen == true }
       try await advance(clock, by: .milliseconds(200), past: "the run's timer")
-      try await eventually("time-out") { queue.run(id)?.state.isTerminal == true }
-      #expect(queue.run(id)?.state == .timedOut)
-      #expect(queue.run(id)?.stateMessage == "the run exceeded its timeout of 0.2 seconds")
+      try await eventually("time-out") { try queue.run(id)?.state.isTerminal == true }
+      #expect(try queue.run(id)?.state == .timedOut)
+      #expect(try queue.run(id)?.stateMessage == "the run exceeded its timeout of 0.2 seconds")
     }
   }
 
@@ -239,11 +239,11 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     try await withScheduler(a: a, schedulerOptions: SchedulerOptions(id: "test", heartbeatInterval: .seconds(60))) {
       queue, data in
       let id = try await enqueue(queue, ServerFlow.deployment, snippet)
-      try await eventually("the slow step") { queue.run(id)?.step == "prepare" }
+      try await eventually("the slow step") { try queue.run(id)?.step == "prepare" }
       let start = ContinuousClock.now
       #expect(try await queue.cancel(id, by: "alice").state == .cancelling)
       // With a 60 s heartbeat interval, only the cancel notification can stop it this soon.
-      try await eventually("cancellation", limit: .seconds(10)) { queue.run(id)?.state == .cancelled }
+      try await eventually("cancellation", limit: .seconds(10)) { try queue.run(id)?.state == .cancelled }
       #expect(ContinuousClock.now - start < .seconds(10))
       let events = summary(try await history(queue, data, run: id))
       #expect(events.suffix(3) == ["CancelRequested", "TaskAttemptFailed prepare 1 CANCELLED", "RunCancelled"])
@@ -272,8 +272,8 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     ) { queue, data in
       queueBox.withLock { $0 = queue }
       let id = try await enqueue(queue, deployment, snippet)
-      try await eventually("the run to end") { queue.run(id)?.state.isTerminal == true }
-      #expect(queue.run(id)?.state == .cancelled, "\(queue.run(id)?.stateMessage ?? "")")
+      try await eventually("the run to end") { try queue.run(id)?.state.isTerminal == true }
+      #expect(try queue.run(id)?.state == .cancelled, "\((try? queue.run(id))??.stateMessage ?? "")")
       #expect(!summary(try await history(queue, data, run: id)).contains("TaskAttemptStarted second 1"))
     }
   }
@@ -291,15 +291,15 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     let deployment = Deployment(name: "cached/default", flow: flow)
     try await withScheduler(registry: DeploymentRegistry([deployment])) { queue, data in
       let first = try await enqueue(queue, deployment, snippet)
-      try await eventually("first run") { queue.run(first)?.state.isTerminal == true }
+      try await eventually("first run") { try queue.run(first)?.state.isTerminal == true }
       let second = try await enqueue(queue, deployment, snippet)
-      try await eventually("second run") { queue.run(second)?.state.isTerminal == true }
+      try await eventually("second run") { try queue.run(second)?.state.isTerminal == true }
       let other = try await enqueue(queue, deployment, #"{"data_info": {"dataset": "other"}}"#)
-      try await eventually("third run") { queue.run(other)?.state.isTerminal == true }
-      #expect(queue.run(first)?.state == .completed)
-      #expect(queue.run(second)?.state == .cached)
-      #expect(queue.run(second)?.result == queue.run(first)?.result)
-      #expect(queue.run(other)?.state == .completed)
+      try await eventually("third run") { try queue.run(other)?.state.isTerminal == true }
+      #expect(try queue.run(first)?.state == .completed)
+      #expect(try queue.run(second)?.state == .cached)
+      #expect(try queue.run(second)?.result == queue.run(first)?.result)
+      #expect(try queue.run(other)?.state == .completed)
       #expect(calls.load(ordering: .relaxed) == 2)
       #expect(summary(try await history(queue, data, run: second)).contains("TaskAttemptSucceeded count 1 cached"))
       // After a restart the cache comes back from the log: both inputs are known.
@@ -307,7 +307,7 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
       let seeded = try Scheduler.cachedResults(
         in: QueueHistory(directory: data), registry: DeploymentRegistry([deployment]))
       #expect(seeded.count == 2)
-      #expect(seeded.values.contains(queue.run(first)!.result))
+      #expect(seeded.values.contains(try queue.run(first)!.result))
     }
   }
 
@@ -325,7 +325,7 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     let deployment = Deployment(name: "keys/default", flow: flow)
     try await withScheduler(registry: DeploymentRegistry([deployment])) { queue, _ in
       let id = try await enqueue(queue, deployment, snippet)
-      try await eventually("completion") { queue.run(id)?.state.isTerminal == true }
+      try await eventually("completion") { try queue.run(id)?.state.isTerminal == true }
       #expect(keys.withLock { $0 } == ["\(id)/first/1", "\(id)/first/2"])
     }
   }
@@ -335,8 +335,8 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
     let logs = CapturedLogs()
     try await withScheduler(serviceLogger: logs.logger()) { queue, _ in
       let id = try await enqueue(queue, ServerFlow.deployment, snippet)
-      try await eventually("completion") { queue.run(id)?.state.isTerminal == true }
-      #expect(queue.run(id)?.state == .completed)
+      try await eventually("completion") { try queue.run(id)?.state.isTerminal == true }
+      #expect(try queue.run(id)?.state == .completed)
       let calls = logs.all.filter { $0.message == "call finished" }.sorted {
         ($0.metadata["idempotency_key"] ?? "") < ($1.metadata["idempotency_key"] ?? "")
       }
@@ -374,7 +374,7 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
           try await withThrowingTaskGroup(of: Void.self) { inner in
             inner.addTask { try await first.run() }
             try await eventually("both runs running") {
-              queue.run(requeued)?.step == "prepare" && queue.run(crashed)?.step == "prepare"
+              try queue.run(requeued)?.step == "prepare" && queue.run(crashed)?.step == "prepare"
             }
             inner.cancelAll()  // the scheduler dies: no more heartbeats, no reports
           }
@@ -383,9 +383,9 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
       #expect(try await queue.tick().leasesExpired.isEmpty)
       clock.advance(by: options.leaseDuration + .seconds(1))
       #expect(Set(try await queue.tick().leasesExpired) == [requeued, crashed])
-      #expect(queue.run(crashed)?.state == .crashed)
-      #expect(queue.run(crashed)?.stateMessage.contains("scheduler doomed stopped heartbeating") == true)
-      #expect(queue.run(requeued)?.state == .awaitingRetry)
+      #expect(try queue.run(crashed)?.state == .crashed)
+      #expect(try queue.run(crashed)?.stateMessage.contains("scheduler doomed stopped heartbeating") == true)
+      #expect(try queue.run(requeued)?.state == .awaitingRetry)
       // A second scheduler finishes the re-queued run.
       try await withRunningServices(objectRoot: root) { a, b in
         try await withServiceClients(a: a, b: b) { clients in
@@ -394,13 +394,13 @@ let snippet = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
             options: SchedulerOptions(id: "rescuer", heartbeatInterval: .milliseconds(50)), logger: quietLogger)
           try await withThrowingTaskGroup(of: Void.self) { inner in
             inner.addTask { try await second.run() }
-            try await eventually("the re-queued run to complete") { queue.run(requeued)?.state == .completed }
+            try await eventually("the re-queued run to complete") { try queue.run(requeued)?.state == .completed }
             inner.cancelAll()
           }
         }
       }
-      #expect(queue.run(requeued)?.claims == 2)
-      #expect(queue.run(crashed)?.state == .crashed)
+      #expect(try queue.run(requeued)?.claims == 2)
+      #expect(try queue.run(crashed)?.state == .crashed)
     }
   }
 }
@@ -515,18 +515,18 @@ struct DeafToCancellations: SchedulerQueue {
     ) { queue, data in
       let heartbeats = { counting.withLock { $0?.heartbeats.load(ordering: .relaxed) ?? 0 } }
       let id = try await enqueue(queue, deployment, snippet)
-      try await eventually("the step to start") { queue.run(id)?.attemptOpen == true }
+      try await eventually("the step to start") { try queue.run(id)?.attemptOpen == true }
       for _ in 0..<5 {
         let before = heartbeats()
         try await advance(clock, by: .milliseconds(400), past: "the heartbeat loop")
         try await eventually("a heartbeat after 0.4 s of a 1 s lease") { heartbeats() > before }
         #expect(try await queue.tick().leasesExpired.isEmpty)
       }
-      #expect(queue.run(id)?.state == .running)
+      #expect(try queue.run(id)?.state == .running)
       gate.signal()
-      try await eventually("completion") { queue.run(id)?.state.isTerminal == true }
-      #expect(queue.run(id)?.state == .completed, "\(queue.run(id)?.stateMessage ?? "")")
-      #expect(queue.run(id)?.claims == 1)
+      try await eventually("completion") { try queue.run(id)?.state.isTerminal == true }
+      #expect(try queue.run(id)?.state == .completed, "\((try? queue.run(id))??.stateMessage ?? "")")
+      #expect(try queue.run(id)?.claims == 1)
     }
   }
 

@@ -32,7 +32,7 @@ import Testing
               $0.step = "prepare"; $0.attempt = 1
             }),
         ])
-      #expect(queue.run(id)?.attemptOpen == true)
+      #expect(try queue.run(id)?.attemptOpen == true)
       fixture.clock.advance(by: .seconds(6))
       _ = try await queue.tick()
       let expiry = try #require(
@@ -40,7 +40,7 @@ import Testing
       guard case .leaseExpired(let expired) = expiry.kind else { return }
       #expect(expired.lostStep == "prepare")
       #expect(expired.lostAttempt == 1)
-      #expect(queue.run(id)?.attemptOpen == false)
+      #expect(try queue.run(id)?.attemptOpen == false)
       // The next execution's attempt is open, then closed by its outcome; a second outcome is refused.
       let again = try #require(try await queue.claim(scheduler: "next"))
       try await queue.report(
@@ -58,7 +58,7 @@ import Testing
           .with {
             $0.step = "prepare"; $0.attempt = 1
           }))
-      #expect(queue.run(id)?.attemptOpen == false)
+      #expect(try queue.run(id)?.attemptOpen == false)
       await #expect(throws: QueueError.self) {
         try await queue.report(
           again.token,
@@ -82,7 +82,7 @@ import Testing
       try await queue.report(claim.token, .started(.init()))
       _ = try await queue.cancel(id, by: "ana@host", reason: "wrong dataset")
       try await queue.report(claim.token, .cancelled(.with { $0.reason = "stopped by scheduler s1" }))
-      let run = try #require(queue.run(id))
+      let run = try #require(try queue.run(id))
       #expect(run.state == .cancelled)
       #expect(
         run.stateMessage == "cancelled by ana@host: wrong dataset; stopped by scheduler s1", "\(run.stateMessage)")

@@ -190,8 +190,11 @@ struct QueueModel {
 @Suite struct QueueModelTests {
   static let seeds: [UInt64] = [1, 2, 3, 4, 5, 6]
 
-  @Test(arguments: seeds)
-  func randomOperationsAgreeWithTheModelAcrossRestarts(seed: UInt64) async throws {
+  /// The same operations with every run in memory, and with terminal runs retired to the run
+  /// index (after every commit of the indexer, and at random flushes): both agree with the model and
+  /// with a full replay of the log.
+  @Test(arguments: seeds, [false, true])
+  func randomOperationsAgreeWithTheModelAcrossRestarts(seed: UInt64, indexed: Bool) async throws {
     try await withTemporaryDirectory { directory in
       var random = SplitMix(state: seed)
       let limits = ConcurrencyLimits(deployments: ["d/a": 2], tags: ["x": 1])
@@ -200,6 +203,12 @@ struct QueueModel {
         $0.leaseDuration = .seconds(30)
         $0.lateAfter = .seconds(15)
         $0.snapshotEvery = 50
+        if indexed {
+          var index = RunIndexOptions()
+          index.retireBatch = 1
+          index.commitRuns = 8
+          $0.runIndex = index
+        }
       }
       var model = QueueModel(
         runs: [:], keys: [:], limits: limits, lease: .seconds(30), lateAfter: .seconds(15), requeueDelay: .seconds(2))
@@ -210,6 +219,7 @@ struct QueueModel {
       /// Every lease token ever handed out, per run, to send stale ones too.
       var tokens: [RunID: [UInt64]] = [:]
       var restarts = 0
+      var retiredSeen = 0
 
       func code(of error: any Error) -> QueueError.Code? { (error as? QueueError)?.code }
 
@@ -356,11 +366,11 @@ struct QueueModel {
           }
 
         default:
-          let before = queue.state
+          let before = try LogicalState(queue)
           queue.close(writingSnapshot: Bool.random(using: &random))
           queue = try fixture.open()
           restarts += 1
-          #expect(queue.state == before, "step \(step): restart")
+          #expect(try LogicalState(queue) == before, "step \(step): restart")
           // Leases survive a restart with a full duration from it.
           for id in model.runs.keys where model.runs[id]!.token != nil {
             model.runs[id]!.deadline = fixture.clock.now() + model.lease
@@ -368,30 +378,90 @@ struct QueueModel {
         }
 
         // Invariants, after every step.
+        if indexed, Int.random(in: 0..<4, using: &random) == 0 { try queue.flushIndex() }
         try reader.read(&cursor) { try shadow.apply($0) }
-        let live = queue.state
-        #expect(live == shadow, "step \(step): the live state is the fold of the log")
-        #expect(live.runs.values.reduce(0) { $0 + UInt64($1.eventCount) } == live.lastSequence)
+        let live = try LogicalState(queue)
+        #expect(live == LogicalState(shadow), "step \(step): the live state is the fold of the log")
+        if live.runs.count != shadow.runs.count {
+          let missing = shadow.runs.values.filter { run in !live.runs.contains { $0.id == run.id } }
+          Issue.record(
+            "step \(step): missing \(missing.map { "\($0.id) \($0.state) seq \($0.firstSequence)-\($0.lastSequence) retries \($0.userRetries)" }) memory: \(queue.withState { s in missing.map { s.runs[$0.id] != nil } }) direct: \(try missing.map { try queue.run($0.id)?.state })"
+          )
+        }
+        retiredSeen = max(retiredSeen, live.runs.count - queue.withState { $0.runs.count })
+        #expect(live.runs.reduce(0) { $0 + UInt64($1.eventCount) } == live.lastSequence)
+        for (key, id) in shadow.idempotencyKeys {
+          let found = try queue.withState { try $0.run(idempotencyKey: key) }
+          #expect(
+            found?.id == id,
+            "step \(step): key \(key): \(String(describing: found?.state)) in memory \(queue.withState { $0.runs[id] != nil })"
+          )
+        }
         for (id, expected) in model.runs {
-          let run = try #require(live.runs[id])
+          let run = try #require(try queue.run(id))
           #expect(run.state == expected.state, "step \(step): run \(id)")
           #expect(run.lease?.token == expected.token, "step \(step): lease of \(id)")
           if let was = previous[id], was.isTerminal, was != run.state {
             #expect(retried == id, "step \(step): a terminal run changed state without a retry")
           }
         }
+        // Listing a page at a time gives the replay's matching runs, newest first.
+        let query = [
+          RunQuery(), RunQuery(states: [.completed, .failed, .scheduled]), RunQuery(deployment: "d/a"),
+          RunQuery(tag: "x"), RunQuery(states: [.cancelled], deployment: "d/b"),
+          RunQuery(enqueuedAfter: Timestamp(micros: now.micros - 30_000_000), enqueuedBefore: now),
+        ].randomElement(using: &random)!
+        var listed: [RunID] = []
+        var start: UInt64?
+        repeat {
+          let page = try queue.runs(matching: query, upTo: start, limit: 3)
+          listed += page.runs.map(\.id)
+          start = page.next
+        } while start != nil
+        #expect(
+          listed == shadow.runs.values.filter(query.matches).reversed().map(\.id), "step \(step): listing \(query)")
+        let state = queue.state
         for (deployment, limit) in limits.deployments {
-          #expect(live.slotsByDeployment[deployment, default: 0] <= limit)
+          #expect(state.slotsByDeployment[deployment, default: 0] <= limit)
         }
-        for (tag, limit) in limits.tags { #expect(live.slotsByTag[tag, default: 0] <= limit) }
+        for (tag, limit) in limits.tags { #expect(state.slotsByTag[tag, default: 0] <= limit) }
         #expect(live.counts.total == live.runs.count)
         for state in RunState.allCases {
-          #expect(live.counts[state] == live.runs.values.filter { $0.state == state }.count, "step \(step): \(state)")
+          #expect(live.counts[state] == live.runs.filter { $0.state == state }.count, "step \(step): \(state)")
         }
       }
       queue.close()
       #expect(restarts > 0)
+      if indexed { #expect(retiredSeen > 0, "some runs left memory for the index") }
       #expect(model.runs.values.contains { $0.state.isTerminal })
     }
+  }
+}
+
+/// What a queue holds, wherever its runs are: every run in enqueue order and the queue-wide state.
+struct LogicalState: Equatable {
+  var runs: [Run]
+  var counts: StateCounts
+  var lastSequence: UInt64
+  var lastTime: Timestamp
+  var deployments: [String: [DeploymentVersion]]
+  var slotsByDeployment: [String: Int]
+  var slotsByTag: [String: Int]
+  var activeByDeployment: [String: Int]
+
+  init(_ state: QueueState) {
+    runs = state.runs.values
+    counts = state.counts
+    lastSequence = state.lastSequence
+    lastTime = state.lastTime
+    deployments = state.deployments
+    slotsByDeployment = state.slotsByDeployment
+    slotsByTag = state.slotsByTag
+    activeByDeployment = state.activeByDeployment
+  }
+
+  init(_ queue: RunQueue) throws {
+    self.init(queue.state)
+    runs = try queue.runs(matching: RunQuery(), limit: 1 << 30).runs.reversed()
   }
 }

@@ -183,7 +183,7 @@ func succeeded(_ step: String, _ number: UInt32) -> RunEvent.OneOf_Kind {
       #expect(try await queue.tick().markedLate.isEmpty)
       fixture.clock.advance(by: .seconds(1))
       #expect(try await queue.tick().markedLate == [run.id])
-      #expect(queue.run(run.id)?.state == .late)
+      #expect(try queue.run(run.id)?.state == .late)
       #expect(try await queue.claim(scheduler: "s")?.run.state == .pending)
       queue.close()
     }
@@ -214,10 +214,10 @@ func succeeded(_ step: String, _ number: UInt32) -> RunEvent.OneOf_Kind {
       fixture.clock.advance(by: .seconds(10))
       let expired = try await queue.tick().leasesExpired
       #expect(Set(expired) == [crashing.id, requeued.id])
-      let crashed = try #require(queue.run(crashing.id))
+      let crashed = try #require(try queue.run(crashing.id))
       #expect(crashed.state == .crashed)
       #expect(crashed.stateMessage.contains("scheduler s1 stopped heartbeating"))
-      let again = try #require(queue.run(requeued.id))
+      let again = try #require(try queue.run(requeued.id))
       #expect(again.state == .awaitingRetry)
       #expect(again.requeues == 1)
 
@@ -235,7 +235,7 @@ func succeeded(_ step: String, _ number: UInt32) -> RunEvent.OneOf_Kind {
       #expect(stale?.message.contains("held by s2") == true)
       fixture.clock.advance(by: .seconds(31))
       _ = try await queue.tick()
-      #expect(queue.run(requeued.id)?.state == .crashed)
+      #expect(try queue.run(requeued.id)?.state == .crashed)
       #expect(queue.state == (try fixture.replayed()))
       queue.close()
     }
@@ -310,7 +310,7 @@ func succeeded(_ step: String, _ number: UInt32) -> RunEvent.OneOf_Kind {
       #expect(other.run.id == abandoned.id)
 
       #expect(try await queue.cancel(waiting.id, by: "alice", reason: "not needed").state == .cancelled)
-      #expect(queue.run(waiting.id)?.stateMessage == "cancelled by alice: not needed")
+      #expect(try queue.run(waiting.id)?.stateMessage == "cancelled by alice: not needed")
       #expect(try await queue.cancel(running.id, by: "alice").state == .cancelling)
       #expect(try await queue.cancel(running.id, by: "alice").state == .cancelling)  // idempotent
       #expect(try queue.heartbeat(claim.token).cancelRequested)
@@ -322,7 +322,7 @@ func succeeded(_ step: String, _ number: UInt32) -> RunEvent.OneOf_Kind {
       _ = try await queue.cancel(abandoned.id, by: "bob")
       fixture.clock.advance(by: .seconds(31))
       _ = try await queue.tick()
-      #expect(queue.run(abandoned.id)?.state == .cancelled)
+      #expect(try queue.run(abandoned.id)?.state == .cancelled)
       #expect(queue.state == (try fixture.replayed()))
       queue.close()
     }
@@ -335,7 +335,7 @@ func succeeded(_ step: String, _ number: UInt32) -> RunEvent.OneOf_Kind {
       let run = try await queue.enqueue(request()).run
       let claim = try #require(try await queue.claim(scheduler: "s"))
       try await queue.report(claim.token, .failed(.with { $0.reason = "bad input" }))
-      #expect(queue.run(run.id)?.stateMessage == "bad input")
+      #expect(try queue.run(run.id)?.stateMessage == "bad input")
       let retried = try await queue.retry(run.id, by: "alice")
       #expect(retried.state == .scheduled)
       #expect(retried.userRetries == 1)

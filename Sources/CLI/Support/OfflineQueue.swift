@@ -7,6 +7,8 @@ func openQueueOffline(_ dataDir: String) throws(CommandFailure) -> RunQueue {
   try checkDataDirectory(dataDir, writing: true)
   var options = QueueOptions()
   options.log.lock = commandLock(dataDir)
+  // The same placement as the server's: terminal runs in the run index.
+  options.runIndex = RunIndexOptions()
   let queue = try queueCall { () throws(QueueError) in try RunQueue(directory: dataDir, options: options) }
   reportRecovery(queue.startup.recovery)
   return queue

@@ -57,6 +57,16 @@ public struct LogReader: Sendable {
   /// stays at that record, which the next call reads again. A reader that wants a few records near
   /// the cursor reads only the bytes around them.
   public func read(_ cursor: inout LogCursor, window: Int, _ body: (LogRecord) throws -> Bool) throws {
+    try read(&cursor, window: window, body, batchEnded: nil)
+  }
+
+  /// Like ``read(_:window:_:)``, calling `batchEnded` after the last record of each batch with its
+  /// last sequence and a function that computes its hash; `batchEnded` returning false stops there
+  /// (the cursor is past that batch).
+  func read(
+    _ cursor: inout LogCursor, window: Int, _ body: (LogRecord) throws -> Bool,
+    batchEnded: ((UInt64, () -> [UInt8]) throws -> Bool)?
+  ) throws {
     let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
     if cursor.segment == nil { try checkHead(names) }
     guard !names.isEmpty else { return }
@@ -94,6 +104,10 @@ public struct LogReader: Sendable {
             return
           }
           cursor.nextSequence = sequence + 1
+        }
+        if let batchEnded, try !batchEnded(batch.header.lastSequence, { scan.hash(of: batch) }) {
+          cursor.offset = batch.offset + batch.header.frameSize
+          return
         }
       }
       cursor.offset = scan.endOfBatches

@@ -49,6 +49,9 @@ public struct QueueOptions: Sendable {
   /// latencies, step attempts, appends and fsyncs); nil: they are not measured at all. An
   /// application that bootstrapped swift-metrics passes `MetricsSystem.factory`.
   public var metrics: (any MetricsFactory)?
+  /// Terminal runs leave memory for the run index (`DATA/index/runs.db`), which replaces the
+  /// snapshots; nil: every run stays in memory and snapshots are written.
+  public var runIndex: RunIndexOptions?
 
   public init() {}
 }

@@ -40,6 +40,14 @@ extension RunQueue {
       let reader = LogReader(directory: directory, fileSystem: fileSystem)
       let store = SnapshotStore(directory: directory, fileSystem: fileSystem)
       let snapshots = try store.intactSnapshots()
+      // The run index is a checkpoint too: of every run up to its sequence.
+      let indexPath = RunStore.path(in: directory)
+      let indexed: RunStore.Checkpoint? =
+        if try fileSystem.size(of: indexPath) != nil {
+          try? RunStore(directory: directory, fileSystem: fileSystem, schema: false).checkpoint()
+        } else {
+          nil
+        }
       let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
       let start = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)?.firstSequence ?? 1
       if let name = names.first, let first = LogFormat.firstSequence(ofSegmentNamed: name), first > start {
@@ -54,7 +62,15 @@ extension RunQueue {
           if snapshot.lastSequence == first - 1 { return snapshot.batchHash == previousHash }
           return (try? reader.batchHash(endingAt: snapshot.lastSequence)) == snapshot.batchHash
         }
-        guard covered else {
+        let indexCovers =
+          if let indexed, indexed.sequence >= first - 1 {
+            indexed.sequence == first - 1
+              ? indexed.batchHash == previousHash
+              : (try? reader.batchHash(endingAt: indexed.sequence)) == indexed.batchHash
+          } else {
+            false
+          }
+        guard covered || indexCovers else {
           throw QueueError(
             code: .dataLost,
             message:
@@ -88,9 +104,31 @@ extension RunQueue {
               "snapshot \(newest.name) covers sequences up to \(newest.snapshot.lastSequence) but the log ends at \(end)",
             setAside: moved))
       }
+      if let indexed, indexed.sequence > end {
+        // The index is derived: set aside, it is rebuilt from what the log holds.
+        try fileSystem.createDirectory(directory + "/index/lost")
+        var moved: [String] = []
+        for suffix in ["", "-wal", "-shm"] where try fileSystem.size(of: indexPath + suffix) != nil {
+          let name = "runs.db" + suffix
+          try fileSystem.rename(indexPath + suffix, to: directory + "/index/lost/" + name)
+          moved.append("index/lost/" + name)
+        }
+        try fileSystem.syncDirectory(directory + "/index")
+        if !result.losses.contains(where: { $0.missing.lowerBound == end + 1 }) {
+          result.losses.append(
+            .init(
+              missing: (end + 1)...indexed.sequence,
+              evidence: "the run index covers sequences up to \(indexed.sequence) but the log ends at \(end)",
+              setAside: moved))
+        } else if let position = result.losses.firstIndex(where: { $0.missing.lowerBound == end + 1 }) {
+          result.losses[position].setAside += moved
+        }
+      }
     }
     guard !result.losses.isEmpty else { return result }
-    let queue = try RunQueue(directory: directory, clock: clock, fileSystem: fileSystem)
+    var options = QueueOptions()
+    options.runIndex = RunIndexOptions()
+    let queue = try RunQueue(directory: directory, options: options, clock: clock, fileSystem: fileSystem)
     defer { queue.close() }
     for loss in result.losses {
       result.noteSequences.append(

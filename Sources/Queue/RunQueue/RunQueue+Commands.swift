@@ -117,9 +117,12 @@ extension RunQueue {
       )
     }
     return { locked, time throws(QueueError) in
-      if !request.idempotencyKey.isEmpty, let existing = locked.state.idempotencyKeys[request.idempotencyKey],
-        let run = locked.state.runs[existing]
-      {
+      if let id = request.id, locked.state.runs[id] == nil, let existing = try locked.state.run(id) {
+        throw QueueError(
+          code: .illegalTransition,
+          message: "run \(id): enqueued for a run that exists already (it is \(existing.state))")
+      }
+      if !request.idempotencyKey.isEmpty, let run = try locked.state.run(idempotencyKey: request.idempotencyKey) {
         // The same key means the same request (as with Stripe): a different one is a mistake that
         // would otherwise silently return a run the caller did not ask for.
         guard run.deployment == request.deployment, run.parametersJSON == request.parametersJSON else {
@@ -255,7 +258,7 @@ extension RunQueue {
   @discardableResult
   public func cancel(_ id: RunID, by requester: String, reason: String = "") async throws -> Run {
     try await commit { locked, _ throws(QueueError) in
-      guard let run = locked.state.runs[id] else { throw Self.unknown(id) }
+      guard let run = try locked.state.run(id) else { throw Self.unknown(id) }
       if run.state == .cancelling { return .unchanged(run) }
       guard !run.state.isTerminal else {
         throw QueueError(
@@ -279,7 +282,7 @@ extension RunQueue {
   @discardableResult
   public func retry(_ id: RunID, by requester: String) async throws -> Run {
     try await commit { locked, time throws(QueueError) in
-      guard locked.state.runs[id] != nil else { throw Self.unknown(id) }
+      guard try locked.state.run(id) != nil else { throw Self.unknown(id) }
       var retried = Gps_V1_RunRetried()
       retried.requestedBy = requester
       retried.scheduledStartMicros = time.micros
@@ -356,7 +359,7 @@ extension RunQueue {
   }
 
   static func leased(_ lease: LeaseToken, in state: QueueState) throws(QueueError) -> Run {
-    guard let run = state.runs[lease.runID] else { throw unknown(lease.runID) }
+    guard let run = try state.run(lease.runID) else { throw unknown(lease.runID) }
     guard let current = run.lease, current.token == lease.token else {
       let holder =
         run.lease.map { "it is now held by \($0.scheduler)" } ?? "it is \(run.state) and held by no scheduler"
@@ -411,11 +414,11 @@ extension RunQueue {
         return run
       case .write(let id, let kinds):
         try write([(id, kinds)], at: time, into: &locked) { _ in }
-        return locked.state.runs[id]
+        return try locked.state.run(id)
       case .writeMany(let changes):
         guard !changes.isEmpty else { return nil }
         try write(changes, at: time, into: &locked) { _ in }
-        return changes.last.flatMap { locked.state.runs[$0.0] }
+        return try changes.last.flatMap { change throws(QueueError) in try locked.state.run(change.0) }
       }
     }
   }
@@ -429,7 +432,10 @@ extension RunQueue {
     var records: [[UInt8]] = []
     var sequence = locked.nextSequence
     for (id, kinds) in runs {
-      let first = (locked.state.runs[id]?.eventCount ?? 0) + 1
+      // A retired run's events continue its numbering (a new run's id is never looked up).
+      let isEnqueue = if case .enqueued = kinds.first { true } else { false }
+      let known = isEnqueue ? locked.state.runs[id] : try locked.state.run(id)
+      let first = (known?.eventCount ?? 0) + 1
       let idBytes = Data(id.bytes)
       let events = kinds.enumerated().map { offset, kind in
         RunEvent.with {
@@ -449,7 +455,7 @@ extension RunQueue {
     }
     locked.eventsSinceSnapshot += records.count
     let snapshotState: QueueState? =
-      if !locked.snapshotInFlight, locked.eventsSinceSnapshot >= options.snapshotEvery {
+      if options.runIndex == nil, !locked.snapshotInFlight, locked.eventsSinceSnapshot >= options.snapshotEvery {
         {
           var copy = locked.state
           for change in changes { copy.commit(change) }
@@ -465,6 +471,7 @@ extension RunQueue {
       case .success(let receipt):
         if let snapshotState, let hash = receipt.batchHash { writeSnapshot(snapshotState, batchHash: hash) }
         durableWaiters.advance(to: log.lastSequence)
+        indexer?.wake()
         if let observed { metrics?.observe(observed, at: time) }
         completion(.success(after))
       case .failure(let error):
@@ -560,6 +567,7 @@ extension RunQueue {
       switch result {
       case .success:
         durableWaiters.advance(to: log.lastSequence)
+        indexer?.wake()
         durable(nil)
       case .failure(let error):
         self.locked.withLock { $0.failure = $0.failure ?? error }

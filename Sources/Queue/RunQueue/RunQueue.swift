@@ -16,6 +16,8 @@ public struct StartupReport: Sendable {
   public var loadingSnapshot: Duration = .zero
   public var replaying: Duration = .zero
   public var indexing: Duration = .zero
+  /// With the run index: why it was rebuilt from the log, if it was.
+  public var indexRebuilt: String?
 }
 
 /// The live, event-sourced run queue of one data directory.
@@ -40,6 +42,10 @@ public final class RunQueue: Sendable {
   let snapshotWriter = DispatchQueue(label: "gps-snapshot-writer")
   let durableWaiters = DurableWaiters()
   let metrics: QueueMetrics?
+  /// With ``QueueOptions/runIndex``: the indexer and the queue's connection to the index.
+  let indexer: RunIndexer?
+  let retiredReader: RetiredRunReader?
+  private let queueHandle: QueueHandle?
 
   struct Locked {
     var state: QueueState
@@ -56,6 +62,8 @@ public final class RunQueue: Sendable {
     var cancelSignals: [WakeSignal] = []
     /// Workers by id, as last seen claiming or watching for work (kept in memory, not logged).
     var workers: [String: WorkerSighting] = [:]
+    /// Terminal runs indexed up to this sequence may have left memory (with the run index).
+    var retiredThrough: UInt64 = 0
   }
 
   /// Opens the queue in `directory`: takes its lock, recovers the log, loads the newest snapshot
@@ -76,8 +84,20 @@ public final class RunQueue: Sendable {
     do throws(QueueError) {
       try snapshots.removeLeftovers()
       let loading = ContinuousClock.now
-      let loaded = try Self.load(
-        directory: directory, snapshots: snapshots, fileSystem: fileSystem, lastBatch: log.lastBatch)
+      var opened: OpenedIndex?
+      if let indexOptions = options.runIndex {
+        opened = try Self.openIndex(directory: directory, fileSystem: fileSystem, log: log, options: indexOptions)
+      }
+      let loaded =
+        if let opened {
+          (
+            state: opened.state, snapshotSequence: UInt64?.none, skipped: [String](),
+            loadTime: ContinuousClock.now - loading
+          )
+        } else {
+          try Self.load(
+            directory: directory, snapshots: snapshots, fileSystem: fileSystem, lastBatch: log.lastBatch)
+        }
       guard loaded.state.lastSequence == log.lastSequence else {
         throw QueueError(
           code: .corrupt,
@@ -88,17 +108,32 @@ public final class RunQueue: Sendable {
       let indexing = ContinuousClock.now
       let index = ReadyIndex(
         state: loaded.state, now: clock.now(), lateAfter: options.lateAfter, grace: options.leaseDuration)
-      startup = StartupReport(
+      var report = StartupReport(
         snapshotSequence: loaded.snapshotSequence, skippedSnapshots: loaded.skipped,
         replayedEvents: loaded.state.lastSequence - (loaded.snapshotSequence ?? 0), recovery: log.recovery,
         openingLog: loading - opening, loadingSnapshot: loaded.loadTime,
         replaying: indexing - loading - loaded.loadTime,
-        indexing: .now - indexing)
+        indexing: .now - indexing, indexRebuilt: opened?.rebuilt)
+      if let opened { report.replayedEvents = opened.replayed }
+      startup = report
       locked = Mutex(Locked(state: loaded.state, index: index, nextSequence: loaded.state.lastSequence + 1))
+      retiredReader = opened?.reader
+      if let opened, let indexOptions = options.runIndex {
+        let log = self.log
+        let handle = QueueHandle()
+        indexer = RunIndexer(
+          fold: opened.fold, options: indexOptions, durable: { log.lastSequence },
+          committed: { handle.queue?.indexCommitted(through: $0) })
+        queueHandle = handle
+      } else {
+        indexer = nil
+        queueHandle = nil
+      }
     } catch {
       log.close()
       throw error
     }
+    queueHandle?.queue = self
     if !log.recovery.isClean {
       // What was cut off is recorded in the log itself, so `gps history` shows it for good.
       do throws(QueueError) {
@@ -210,11 +245,11 @@ public final class RunQueue: Sendable {
   /// audits and tests, not for polling.
   public var state: QueueState { locked.withLock { $0.state } }
 
-  public func run(_ id: RunID) -> Run? { locked.withLock { $0.state.runs[id] } }
-
   /// Runs `body` on the current state under the queue's lock, without copying it: for queries
   /// such as listing runs. Keep it short; commands wait meanwhile.
-  public func withState<T>(_ body: (QueueState) -> T) -> T { locked.withLock { body($0.state) } }
+  public func withState<T, E: Error>(_ body: (QueueState) throws(E) -> T) throws(E) -> T {
+    try locked.withLock { locked throws(E) in try body(locked.state) }
+  }
 
   /// The last event that is durable in the log; ``state`` may be up to one group commit ahead.
   public var durableSequence: UInt64 { log.lastSequence }
@@ -233,6 +268,10 @@ public final class RunQueue: Sendable {
     defer { durableWaiters.fail() }
     log.close { [self] in
       snapshotWriter.sync {}
+      if let indexer {
+        indexer.close()
+        return
+      }
       let (state, failure) = locked.withLock { ($0.state, $0.failure) }
       let last = log.lastBatch
       if writingSnapshot, failure == nil, last.sequence == state.lastSequence, last.sequence > 0 {
@@ -243,4 +282,9 @@ public final class RunQueue: Sendable {
   }
 
   deinit { close() }
+}
+
+/// The queue, for the indexer's callback: set once the queue exists, and not kept alive by it.
+final class QueueHandle: @unchecked Sendable {
+  weak var queue: RunQueue?
 }

@@ -20,8 +20,53 @@ public struct QueueState: Sendable, Hashable {
   public internal(set) var activeByDeployment: [String: Int] = [:]
   /// Every registered version of every deployment, oldest first, by deployment name.
   public internal(set) var deployments: [String: [DeploymentVersion]] = [:]
+  /// Where terminal runs that left `runs` are found (the run index); none: every run is in `runs`.
+  /// Not part of the state's value: two states are equal when their contents are.
+  var retired = RetiredRunsReference()
 
   public init() {}
+
+  /// The run with `id`, in memory or retired to the run index.
+  public func run(_ id: RunID) throws(QueueError) -> Run? {
+    if let run = runs[id] { return run }
+    return try retired.store?.retiredRun(id)
+  }
+
+  /// Runs in memory matching `query`, newest first, enqueued at sequence `upTo` or before (nil: from
+  /// the newest): at most `limit`, with where the next page starts.
+  public func runs(matching query: RunQuery, upTo: UInt64?, limit: Int) -> RunPage {
+    let found = runs.runs(matching: query, upTo: upTo ?? .max, limit: max(1, limit) + 1)
+    guard found.count > max(1, limit) else { return RunPage(runs: found, next: nil) }
+    return RunPage(runs: Array(found.dropLast()), next: found.last!.firstSequence)
+  }
+
+  /// The run enqueued with idempotency key `key`, in memory or retired to the run index.
+  public func run(idempotencyKey key: String) throws(QueueError) -> Run? {
+    if let id = idempotencyKeys[key], let run = runs[id] { return run }
+    return try retired.store?.retiredRun(idempotencyKey: key)
+  }
+
+  /// Drops from memory the terminal runs whose last event is at or before `sequence`, once at least
+  /// `minimum` of them can go: the run index holds them from there. Counts keep them. Returns how
+  /// many left.
+  @discardableResult
+  mutating func retire(through sequence: UInt64, minimum: Int = 1) -> Int {
+    let leaving = runs.values.count { $0.state.isTerminal && $0.lastSequence <= sequence }
+    guard leaving >= max(minimum, 1) else { return 0 }
+    var kept: [Run] = []
+    kept.reserveCapacity(runs.count - leaving)
+    for run in runs.values {
+      if run.state.isTerminal && run.lastSequence <= sequence {
+        if !run.idempotencyKey.isEmpty, idempotencyKeys[run.idempotencyKey] == run.id {
+          idempotencyKeys[run.idempotencyKey] = nil
+        }
+      } else {
+        kept.append(run)
+      }
+    }
+    runs = RunTable(kept)
+    return leaving
+  }
 
   /// Decodes one log record and applies it.
   public mutating func apply(_ record: LogRecord) throws(QueueError) {
@@ -116,7 +161,10 @@ public struct QueueState: Sendable, Hashable {
       throw QueueError(
         code: .illegalTransition, message: "event \(firstSequence) has a run id of \(first.runID.count) bytes, not 16")
     }
-    let before = runs[id]
+    // A new run is never looked up in the index: its id is new (an enqueue with a caller's id
+    // checks before it gets here).
+    let isEnqueue = if case .enqueued = first.kind { first.runEvent == 1 } else { false }
+    let before = isEnqueue ? runs[id] : try self.run(id)
     var run = before
     var time = lastTime
     for (offset, event) in events.enumerated() {
@@ -154,7 +202,10 @@ public struct QueueState: Sendable, Hashable {
 
   mutating func commit(_ change: Change) {
     let after = change.after
-    if change.before == nil, !after.idempotencyKey.isEmpty { idempotencyKeys[after.idempotencyKey] = after.id }
+    // A new run's key, or the key of a retired run back in memory (retried).
+    if !after.idempotencyKey.isEmpty, change.before == nil || runs[after.id] == nil {
+      idempotencyKeys[after.idempotencyKey] = after.id
+    }
     if let before = change.before {
       counts[before.state] -= 1
       if before.holdsSlot { adjustSlots(of: before.spec, by: -1) }

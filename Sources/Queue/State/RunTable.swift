@@ -63,9 +63,40 @@ public struct RunTable: Sendable, Hashable {
     return true
   }
 
+  /// Runs matching `query` enqueued at `upTo` or before, newest first, at most `limit`.
+  public func runs(matching query: RunQuery, upTo: UInt64, limit: Int) -> [Run] {
+    let runs = self
+    var result: [Run] = []
+    var position = runs.lastPosition(enqueuedAtOrBefore: upTo)
+    var checkedBlock = -1
+    let filtered = !query.isEmpty
+    while position >= 0, result.count < limit {
+      // A block none of whose runs can match is skipped whole.
+      if filtered, position / RunTable.blockSize != checkedBlock {
+        checkedBlock = position / RunTable.blockSize
+        if !runs.block(
+          holding: position, mayMatch: query.states, deployment: query.deployment, tag: query.tag,
+          after: query.enqueuedAfter, before: query.enqueuedBefore)
+        {
+          position = checkedBlock * RunTable.blockSize - 1
+          continue
+        }
+      }
+      let run = runs.values[position]
+      if query.matches(run) { result.append(run) }
+      position -= 1
+    }
+    return result
+  }
+
   public var count: Int { values.count }
   public var isEmpty: Bool { values.isEmpty }
   public var keys: [RunID] { values.map(\.id) }
+
+  /// The position of the newest run enqueued at `sequence` or before, or -1.
+  public func lastPosition(enqueuedAtOrBefore sequence: UInt64) -> Int {
+    values.partitioningIndex { $0.firstSequence > sequence } - 1
+  }
 
   public subscript(id: RunID) -> Run? {
     guard let position = positions[id] else { return nil }
@@ -77,6 +108,12 @@ public struct RunTable: Sendable, Hashable {
     if let position = positions[run.id] {
       moved(at: Int(position), from: values[Int(position)].state, to: run.state)
       values[Int(position)] = run
+    } else if let last = values.last, last.firstSequence > run.firstSequence {
+      // A retired run come back (retried): in its place by enqueue order, which listing relies on.
+      var runs = values
+      let index = runs.partitioningIndex { $0.firstSequence > run.firstSequence }
+      runs.insert(run, at: index)
+      self = RunTable(runs)
     } else {
       positions[run.id] = Int32(values.count)
       if values.count % Self.blockSize == 0 { blocks.append(Block()) }
@@ -107,4 +144,18 @@ public struct RunTable: Sendable, Hashable {
   public static func == (lhs: RunTable, rhs: RunTable) -> Bool { lhs.values == rhs.values }
 
   public func hash(into hasher: inout Hasher) { hasher.combine(values) }
+}
+
+extension Array {
+  /// The first index whose element satisfies `belongsInSecondPartition`, which is false for a
+  /// prefix of the array and true for the rest (a binary search).
+  func partitioningIndex(where belongsInSecondPartition: (Element) -> Bool) -> Int {
+    var low = 0
+    var high = count
+    while low < high {
+      let middle = low + (high - low) / 2
+      if belongsInSecondPartition(self[middle]) { high = middle } else { low = middle + 1 }
+    }
+    return low
+  }
 }

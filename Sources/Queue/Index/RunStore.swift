@@ -1,0 +1,370 @@
+/// The run index's file, `DATA/index/runs.db` (SQLite, WAL): every run of the log as of one
+/// sequence, the checkpoint. Terminal runs are in `runs`, indexed for listing; the others are in
+/// `active`, which the queue loads whole at startup. A projection of the log: written only from
+/// durable events, rebuilt from the log when it is missing, damaged or written by another version.
+///
+/// One connection, used by one thread at a time (hence unchecked): the indexer writes through its
+/// own, the queue reads through another under a lock.
+final class RunStore: @unchecked Sendable {
+  static let formatVersion: Int64 = 1
+  let connection: SQLiteConnection
+  /// Deployment name → its number in `names`; deployments are few.
+  private var deploymentIDs: [String: Int64] = [:]
+  /// Why opening removed the file and started an empty index, if it did.
+  private(set) var recreatedBecause: String?
+
+  /// Where the index of the data directory `directory` lives.
+  static func path(in directory: String) -> String { directory + "/index/runs.db" }
+
+  /// Opens (creating when missing) the index of `directory`. One of another format is removed and
+  /// created anew: it is derived, so the log rebuilds it.
+  /// `schema` false: a reader's connection, which leaves the file as the writer made it.
+  init(directory: String, fileSystem: any FileSystem, schema: Bool = true) throws(QueueError) {
+    let path = Self.path(in: directory)
+    if schema { try fileSystem.createDirectory(directory + "/index") }
+    var connection = try SQLiteConnection(path: path)
+    if schema {
+      let version = try? Self.version(of: connection)
+      if let version, version != Self.formatVersion {
+        connection = try Self.recreate(path: path, fileSystem: fileSystem)
+        recreatedBecause = "the run index was written by another version of GPS (format \(version))"
+      } else if version == nil {
+        do throws(QueueError) {
+          try Self.createSchema(connection)
+        } catch {
+          connection = try Self.recreate(path: path, fileSystem: fileSystem)
+          recreatedBecause = "the run index was damaged (\(error.message))"
+        }
+      }
+    }
+    self.connection = connection
+  }
+
+  /// Removes the index file (and its WAL) and creates an empty one.
+  private static func recreate(path: String, fileSystem: any FileSystem) throws(QueueError) -> SQLiteConnection {
+    for suffix in ["", "-wal", "-shm"] where try fileSystem.size(of: path + suffix) != nil {
+      try fileSystem.remove(path + suffix)
+    }
+    let connection = try SQLiteConnection(path: path)
+    try createSchema(connection)
+    return connection
+  }
+
+  private static func version(of connection: SQLiteConnection) throws(QueueError) -> Int64? {
+    let statement = try connection.statement("SELECT value FROM meta WHERE key = 'format'")
+    defer { statement.reset() }
+    guard try statement.step() else { return nil }
+    return statement.int(0)
+  }
+
+  private static func createSchema(_ connection: SQLiteConnection) throws(QueueError) {
+    // WAL: readers see the last commit while the indexer writes. NORMAL: a commit is not synced
+    // (only checkpoints are); a power cut may lose the last commits, which the log replays.
+    try connection.execute("PRAGMA journal_mode = WAL")
+    try connection.execute(
+      """
+      PRAGMA synchronous = NORMAL;
+      BEGIN;
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+      CREATE TABLE IF NOT EXISTS runs (
+        seq INTEGER PRIMARY KEY, id BLOB NOT NULL, state INTEGER NOT NULL, deployment INTEGER NOT NULL,
+        enqueued INTEGER NOT NULL, key TEXT, data BLOB NOT NULL);
+      CREATE UNIQUE INDEX IF NOT EXISTS runs_id ON runs (id);
+      CREATE INDEX IF NOT EXISTS runs_state ON runs (state, seq);
+      CREATE INDEX IF NOT EXISTS runs_deployment ON runs (deployment, state, seq);
+      CREATE INDEX IF NOT EXISTS runs_key ON runs (key) WHERE key IS NOT NULL;
+      CREATE TABLE IF NOT EXISTS tags (tag TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (tag, seq)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS active (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
+      INSERT OR REPLACE INTO meta (key, value) VALUES ('format', \(formatVersion));
+      COMMIT;
+      """)
+  }
+
+  /// Opens an existing connection's file in WAL mode with the writer's settings.
+  func configureForWriting() throws(QueueError) {
+    try connection.execute("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384")
+  }
+
+  // MARK: - The checkpoint
+
+  /// The point of the log the index holds, and the queue-wide state at that point.
+  struct Checkpoint {
+    /// Every event up to this sequence is in the index; 0: none.
+    var sequence: UInt64 = 0
+    /// SHA-256 of the batch that ends at `sequence`: the index belongs to this log.
+    var batchHash: [UInt8] = []
+    var time = Timestamp.zero
+    /// Runs in each state, retired runs included.
+    var counts = StateCounts()
+    var deployments: [String: [DeploymentVersion]] = [:]
+  }
+
+  func checkpoint() throws(QueueError) -> Checkpoint {
+    var checkpoint = Checkpoint()
+    let statement = try connection.statement("SELECT key, value FROM meta")
+    while try statement.step() {
+      switch statement.string(0) {
+      case "sequence": checkpoint.sequence = UInt64(bitPattern: statement.int(1))
+      case "hash": checkpoint.batchHash = statement.blob(1)
+      case "time": checkpoint.time = Timestamp(micros: statement.int(1))
+      case "counts":
+        var reader = SnapshotReader(bytes: statement.blob(1))
+        for state in RunState.allCases {
+          guard let count: Int64 = reader.get() else { throw Self.damaged("its counts") }
+          checkpoint.counts[state] = Int(count)
+        }
+      case "deployments":
+        var reader = SnapshotReader(bytes: statement.blob(1))
+        guard let deployments = reader.getDeployments() else { throw Self.damaged("its deployments") }
+        checkpoint.deployments = deployments
+      default: break
+      }
+    }
+    return checkpoint
+  }
+
+  static func damaged(_ what: String) -> QueueError {
+    QueueError(code: .corrupt, message: "the run index is damaged (\(what) do not decode); it is rebuilt from the log")
+  }
+
+  /// Every run that was not terminal at the checkpoint.
+  func activeRuns() throws(QueueError) -> [Run] {
+    var runs: [Run] = []
+    let statement = try connection.statement("SELECT data FROM active ORDER BY seq")
+    while try statement.step() {
+      guard let run = Run(indexRecord: statement.blob(0)) else { throw Self.damaged("an active run") }
+      runs.append(run)
+    }
+    return runs
+  }
+
+  // MARK: - Writing
+
+  /// What one commit of the indexer changes.
+  struct Changes {
+    /// Runs now terminal: into `runs` (replacing their row), out of `active`.
+    var terminal: [Run] = []
+    /// Runs not terminal: into `active`.
+    var active: [Run] = []
+    /// Enqueue sequences of runs no longer active (they are in `terminal`).
+    var leftActive: [UInt64] = []
+    /// Enqueue sequences of terminal runs that were retried, so active again.
+    var revived: [UInt64] = []
+    var deploymentsChanged = false
+  }
+
+  func write(_ changes: Changes, checkpoint: Checkpoint) throws(QueueError) {
+    try connection.transaction { () throws(QueueError) in
+      for seq in changes.leftActive {
+        try connection.statement("DELETE FROM active WHERE seq = ?1").bind(1, Int64(seq)).run()
+      }
+      for seq in changes.revived {
+        try connection.statement("DELETE FROM runs WHERE seq = ?1").bind(1, Int64(seq)).run()
+        try connection.statement("DELETE FROM tags WHERE seq = ?1").bind(1, Int64(seq)).run()
+      }
+      for run in changes.active {
+        try connection.statement("INSERT OR REPLACE INTO active (seq, data) VALUES (?1, ?2)")
+          .bind(1, Int64(run.firstSequence)).bind(2, run.indexRecord()).run()
+      }
+      for run in changes.terminal {
+        let insert = try connection.statement(
+          "INSERT OR REPLACE INTO runs (seq, id, state, deployment, enqueued, key, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        )
+        insert.bind(1, Int64(run.firstSequence)).bind(2, run.id.bytes).bind(3, Int64(run.state.index))
+          .bind(4, try deploymentID(run.deployment)).bind(5, run.enqueuedAt.micros)
+        if run.idempotencyKey.isEmpty { insert.bindNull(6) } else { insert.bind(6, run.idempotencyKey) }
+        try insert.bind(7, run.indexRecord()).run()
+        for tag in Set(run.tags) {
+          try connection.statement("INSERT OR IGNORE INTO tags (tag, seq) VALUES (?1, ?2)")
+            .bind(1, tag).bind(2, Int64(run.firstSequence)).run()
+        }
+      }
+      let meta = try connection.statement("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")
+      try meta.bind(1, "sequence").bind(2, Int64(bitPattern: checkpoint.sequence)).run()
+      try meta.bind(1, "hash").bind(2, checkpoint.batchHash).run()
+      try meta.bind(1, "time").bind(2, checkpoint.time.micros).run()
+      var counts = SnapshotWriter()
+      for state in RunState.allCases { counts.put(Int64(checkpoint.counts[state])) }
+      try meta.bind(1, "counts").bind(2, counts.bytes).run()
+      if changes.deploymentsChanged {
+        var deployments = SnapshotWriter()
+        deployments.putDeployments(checkpoint.deployments)
+        try meta.bind(1, "deployments").bind(2, deployments.bytes).run()
+      }
+    }
+  }
+
+  private func deploymentID(_ name: String) throws(QueueError) -> Int64 {
+    if let id = deploymentIDs[name] { return id }
+    try connection.statement("INSERT OR IGNORE INTO names (name) VALUES (?1)").bind(1, name).run()
+    guard let id = try lookUpName(name) else { throw Self.damaged("its names") }
+    deploymentIDs[name] = id
+    return id
+  }
+
+  private func lookUpName(_ name: String) throws(QueueError) -> Int64? {
+    if let id = deploymentIDs[name] { return id }
+    let statement = try connection.statement("SELECT id FROM names WHERE name = ?1").bind(1, name)
+    defer { statement.reset() }
+    guard try statement.step() else { return nil }
+    let id = statement.int(0)
+    deploymentIDs[name] = id
+    return id
+  }
+
+  // MARK: - Reading terminal runs
+
+  /// Runs `body` in one read transaction, with the checkpoint sequence that transaction sees.
+  func reading<T>(_ body: () throws(QueueError) -> T) throws(QueueError) -> (T, UInt64) {
+    try connection.execute("BEGIN")
+    defer { try? connection.execute("COMMIT") }
+    let statement = try connection.statement("SELECT value FROM meta WHERE key = 'sequence'")
+    let sequence = try statement.step() ? UInt64(bitPattern: statement.int(0)) : 0
+    statement.reset()
+    return (try body(), sequence)
+  }
+
+  /// The terminal run with `id`, as of the checkpoint.
+  func run(_ id: RunID) throws(QueueError) -> Run? {
+    let statement = try connection.statement("SELECT data FROM runs WHERE id = ?1").bind(1, id.bytes)
+    // Reset at once: a statement left on a row keeps its read transaction, and later reads
+    // would not see the indexer's commits.
+    defer { statement.reset() }
+    return try statement.step() ? try decode(statement.blob(0)) : nil
+  }
+
+  /// The newest terminal run enqueued with idempotency key `key`.
+  func run(idempotencyKey key: String) throws(QueueError) -> Run? {
+    let statement = try connection.statement("SELECT data FROM runs WHERE key = ?1 ORDER BY seq DESC LIMIT 1")
+      .bind(1, key)
+    defer { statement.reset() }
+    return try statement.step() ? try decode(statement.blob(0)) : nil
+  }
+
+  /// Terminal runs whose id's text starts with `prefix` (hex digits and dashes), at most `limit`.
+  func runs(idPrefix prefix: String, limit: Int) throws(QueueError) -> [Run] {
+    let hex = prefix.filter { $0 != "-" }
+    guard !hex.isEmpty, hex.count <= 32, hex.allSatisfy(\.isHexDigit) else { return [] }
+    // The ids that start with these digits lie in [low, high]: the rest filled with 0s and with fs.
+    func bytes(_ fill: Character) -> [UInt8] {
+      let full = hex + String(repeating: fill, count: 32 - hex.count)
+      var result: [UInt8] = []
+      var index = full.startIndex
+      for _ in 0..<16 {
+        let next = full.index(index, offsetBy: 2)
+        result.append(UInt8(full[index..<next], radix: 16)!)
+        index = next
+      }
+      return result
+    }
+    let statement = try connection.statement("SELECT data FROM runs WHERE id BETWEEN ?1 AND ?2 LIMIT ?3")
+      .bind(1, bytes("0")).bind(2, bytes("f")).bind(3, Int64(limit))
+    var runs: [Run] = []
+    while try statement.step() { runs.append(try decode(statement.blob(0))) }
+    return runs
+  }
+
+  /// Terminal runs matching `query` enqueued at sequence `upTo` or before, newest first: at most
+  /// `limit`.
+  func runs(matching query: RunQuery, upTo: UInt64, limit: Int) throws(QueueError) -> [Run] {
+    let states = query.states.isEmpty ? RunState.terminal : query.states.filter(\.isTerminal)
+    guard !states.isEmpty, limit > 0 else { return [] }
+    var low: UInt64 = 0
+    var high = min(upTo, UInt64(Int64.max))
+    if let after = query.enqueuedAfter { low = try firstSequence(enqueuedAtOrAfter: after) }
+    if let before = query.enqueuedBefore {
+      let first = try firstSequence(enqueuedAtOrAfter: before)
+      guard first > 0 else { return [] }
+      high = min(high, first - 1)
+    }
+    guard low <= high else { return [] }
+    var deployment: Int64?
+    if !query.deployment.isEmpty {
+      guard let id = try lookUpName(query.deployment) else { return [] }
+      deployment = id
+    }
+    let range = "seq BETWEEN ?1 AND ?2"
+    var statements: [SQLiteConnection.Statement] = []
+    if !query.tag.isEmpty {
+      var sql = "SELECT r.data FROM tags t JOIN runs r ON r.seq = t.seq WHERE t.tag = ?3 AND t.seq BETWEEN ?1 AND ?2"
+      if deployment != nil { sql += " AND r.deployment = ?4" }
+      if states.count < RunState.terminal.count {
+        sql += " AND r.state IN (\(states.map { String($0.index) }.sorted().joined(separator: ",")))"
+      }
+      let statement = try connection.statement(sql + " ORDER BY t.seq DESC LIMIT ?5").bind(3, query.tag)
+      if let deployment { statement.bind(4, deployment) }
+      statements = [statement]
+    } else if deployment == nil, states.count == RunState.terminal.count {
+      statements = [try connection.statement("SELECT data FROM runs WHERE \(range) ORDER BY seq DESC LIMIT ?5")]
+    } else {
+      // One query per state, each in the order of its index; merged below.
+      for state in states.sorted(by: { $0.index < $1.index }) {
+        let sql =
+          deployment == nil
+          ? "SELECT data FROM runs INDEXED BY runs_state WHERE state = ?3 AND \(range) ORDER BY seq DESC LIMIT ?5"
+          : "SELECT data FROM runs INDEXED BY runs_deployment WHERE deployment = ?4 AND state = ?3 AND \(range) ORDER BY seq DESC LIMIT ?5"
+        // Each state's statement is its own: the same SQL text would share one prepared statement.
+        let statement = try connection.statement(sql + " -- \(state.index)").bind(3, Int64(state.index))
+        if let deployment { statement.bind(4, deployment) }
+        statements.append(statement)
+      }
+    }
+    var merged: [Run] = []
+    for statement in statements {
+      statement.bind(1, Int64(low)).bind(2, Int64(high)).bind(5, Int64(limit))
+      while try statement.step() { merged.append(try decode(statement.blob(0))) }
+    }
+    if statements.count > 1 {
+      merged.sort { $0.firstSequence > $1.firstSequence }
+      if merged.count > limit { merged.removeLast(merged.count - limit) }
+    }
+    return merged
+  }
+
+  /// The enqueue sequence of the first terminal run enqueued at `time` or later, or one past the
+  /// last when none is. Enqueue times never decrease along the log, so a binary search over the
+  /// sequences finds it without an index of times.
+  func firstSequence(enqueuedAtOrAfter time: Timestamp) throws(QueueError) -> UInt64 {
+    let probe = try connection.statement(
+      "SELECT seq, enqueued FROM runs WHERE seq >= ?1 ORDER BY seq LIMIT 1")
+    let bounds = try connection.statement("SELECT min(seq), max(seq) FROM runs")
+    defer {
+      bounds.reset()
+      probe.reset()
+    }
+    guard try bounds.step(), !bounds.isNull(0) else { return 0 }
+    var low = bounds.int(0)
+    var high = bounds.int(1) + 1
+    // Invariant: every run below `low` was enqueued before `time`; the first at or after `high`
+    // (if any) was enqueued at `time` or later.
+    while low < high {
+      let middle = low + (high - low) / 2
+      probe.reset()
+      guard try probe.bind(1, middle).step(), Timestamp(micros: probe.int(1)) < time else {
+        high = middle
+        continue
+      }
+      low = probe.int(0) + 1
+    }
+    return UInt64(low)
+  }
+
+  /// How many terminal runs the index holds.
+  func terminalCount() throws(QueueError) -> Int {
+    let statement = try connection.statement("SELECT count(*) FROM runs")
+    defer { statement.reset() }
+    _ = try statement.step()
+    return Int(statement.int(0))
+  }
+
+  private func decode(_ bytes: [UInt8]) throws(QueueError) -> Run {
+    guard let run = Run(indexRecord: bytes) else { throw Self.damaged("a run") }
+    return run
+  }
+}
+
+extension RunState {
+  /// The terminal states.
+  static let terminal: Set<RunState> = Set(allCases.filter(\.isTerminal))
+}

@@ -1,0 +1,178 @@
+import Foundation
+import GPSTesting
+import Queue
+import SwiftProtobuf
+import Testing
+
+/// The run index: terminal runs leave memory for `DATA/index/runs.db`, a projection of the log
+/// that is rebuilt when it is missing, damaged or another log's, and that never hides a loss.
+@Suite struct RunIndexTests {
+  static func options(_ configure: (inout RunIndexOptions) -> Void = { _ in }) -> QueueOptions {
+    var options = QueueOptions()
+    options.log.fsync = .none
+    options.log.segmentSize = 256 * 1024
+    var index = RunIndexOptions()
+    configure(&index)
+    options.runIndex = index
+    return options
+  }
+
+  /// Completes `count` runs (enqueue, claim, report) with tags and two deployments, and leaves
+  /// `active` Scheduled.
+  static func complete(_ count: Int, active: Int = 0, in queue: RunQueue, from start: Int = 0) async throws {
+    for index in start..<(start + count) {
+      var request = EnqueueRequest(
+        deployment: index % 3 == 0 ? "flow/a" : "flow/b", flow: "flow", parametersJSON: #"{"n":\#(index)}"#)
+      request.tags = index % 5 == 0 ? ["five"] : []
+      request.idempotencyKey = "k\(index)"
+      _ = try await queue.enqueue(request)
+      let claim = try #require(try await queue.claim(scheduler: "s"))
+      let end: RunEvent.OneOf_Kind = index % 7 == 0 ? .failed(.with { $0.reason = "seven" }) : .completed(.init())
+      try await queue.report(claim.token, [.started(.init()), end])
+    }
+    for index in 0..<active {
+      _ = try await queue.enqueue(
+        EnqueueRequest(deployment: "flow/a", flow: "flow", parametersJSON: #"{"active":\#(index)}"#))
+    }
+  }
+
+  static func replayed(_ directory: String) throws -> QueueState {
+    var state = QueueState()
+    try LogReader(directory: directory).read { try state.apply($0) }
+    return state
+  }
+
+  /// Every page of `query` at `limit` a page equals the replay's matching runs, newest first.
+  static func expectListing(_ queue: RunQueue, equals state: QueueState, _ comment: String) throws {
+    let queries = [
+      RunQuery(), RunQuery(states: [.completed]), RunQuery(states: [.failed, .scheduled]),
+      RunQuery(deployment: "flow/a"), RunQuery(states: [.failed], deployment: "flow/b"), RunQuery(tag: "five"),
+      RunQuery(states: [.completed], tag: "five"),
+    ]
+    for query in queries {
+      var listed: [Run] = []
+      var start: UInt64?
+      repeat {
+        let page = try queue.runs(matching: query, upTo: start, limit: 97)
+        listed += page.runs
+        start = page.next
+      } while start != nil
+      let expected = Array(state.runs.values.filter(query.matches).reversed())
+      #expect(listed.count == expected.count, "\(comment): \(query)")
+      #expect(listed == expected, "\(comment): \(query)")
+    }
+  }
+
+  /// Runs stay in memory only while active or not yet indexed: their number does not grow with
+  /// the history, and every answer equals a full replay's, before and after a restart.
+  @Test func memoryStaysFlatAsTerminalRunsGrowAndAnswersEqualAFullReplay() async throws {
+    try await withTemporaryDirectory { directory in
+      let path = directory.path
+      let options = Self.options { $0.retireBatch = 256 }
+      let queue = try RunQueue(directory: path, options: options)
+      var inMemory: [Int] = []
+      for round in 0..<10 {
+        try await Self.complete(1_000, in: queue, from: round * 1_000)
+        try queue.flushIndex()
+        inMemory.append(queue.withState { $0.runs.count })
+      }
+      try await Self.complete(0, active: 50, in: queue)
+      try queue.flushIndex()
+      // Only the 50 active runs, whatever the number of terminal ones.
+      #expect(queue.withState { $0.runs.count } == 50)
+      #expect(inMemory.allSatisfy { $0 == 0 }, "\(inMemory)")
+      #expect(queue.counts.total == 10_050)
+      let replayed = try Self.replayed(path)
+      try Self.expectListing(queue, equals: replayed, "live")
+      for id in replayed.runs.keys.shuffled().prefix(200) {
+        #expect(try queue.run(id) == replayed.runs[id])
+      }
+      #expect(try queue.withState { try $0.run(idempotencyKey: "k17") }?.id == replayed.idempotencyKeys["k17"])
+      // A retired run's key still returns it, with no new run.
+      var again = EnqueueRequest(deployment: "flow/b", flow: "flow", parametersJSON: #"{"n":17}"#)
+      again.idempotencyKey = "k17"
+      let result = try await queue.enqueue(again)
+      #expect(!result.created && result.run.id == replayed.idempotencyKeys["k17"])
+      queue.close()
+
+      // A clean stop leaves the index at the log's end: nothing to replay.
+      let reopened = try RunQueue(directory: path, options: options)
+      #expect(reopened.startup.replayedEvents == 0)
+      #expect(reopened.withState { $0.runs.count } == 50)
+      try Self.expectListing(reopened, equals: replayed, "reopened")
+      // A retired run retried comes back to memory and to the listing in its place.
+      let failed = try #require(replayed.runs.values.first { $0.state == .failed })
+      #expect(try await reopened.retry(failed.id, by: "t").state == .scheduled)
+      try reopened.flushIndex()
+      try Self.expectListing(reopened, equals: try Self.replayed(path), "after a retry")
+      reopened.close()
+    }
+  }
+
+  /// Deleted, damaged or another log's: the index is rebuilt from the log with the same answers.
+  @Test func theIndexIsRebuiltWhenMissingDamagedOrAnotherLogs() async throws {
+    try await withTemporaryDirectory { directory in
+      let path = directory.path + "/a"
+      let other = directory.path + "/b"
+      for data in [path, other] {
+        let queue = try RunQueue(directory: data, options: Self.options())
+        try await Self.complete(300, active: 5, in: queue)
+        queue.close()
+      }
+      let replayed = try Self.replayed(path)
+      let index = path + "/index/runs.db"
+      func reopen(_ comment: String) throws -> String? {
+        let queue = try RunQueue(directory: path, options: Self.options())
+        defer { queue.close() }
+        try Self.expectListing(queue, equals: replayed, comment)
+        #expect(queue.counts == replayed.counts, "\(comment)")
+        return queue.startup.indexRebuilt
+      }
+      #expect(try reopen("intact") == nil)
+
+      try FileManager.default.removeItem(atPath: index)
+      #expect(try reopen("deleted") == nil)
+
+      // Another directory's index: its checkpoint's hash is not this log's.
+      try FileManager.default.removeItem(atPath: index)
+      try FileManager.default.copyItem(atPath: other + "/index/runs.db", toPath: index)
+      #expect(try reopen("another log's")?.contains("does not match the log") == true)
+
+      // Garbage over the whole file.
+      try Data(repeating: 0x5a, count: 8192).write(to: URL(fileURLWithPath: index))
+      #expect(try reopen("damaged") != nil)
+    }
+  }
+
+  /// The last segment deleted while the index covers it: refused as a loss, never rebuilt into a
+  /// shorter history; accepting the loss sets the index aside and rebuilds it from what is left.
+  @Test func aDeletedLastSegmentTheIndexCoversIsALossUntilAccepted() async throws {
+    try await withTemporaryDirectory { directory in
+      let path = directory.path
+      var options = Self.options()
+      options.log.segmentSize = 4096
+      let queue = try RunQueue(directory: path, options: options)
+      try await Self.complete(200, in: queue)
+      queue.close()
+      let segments = try FileManager.default.contentsOfDirectory(atPath: path + "/log").filter {
+        $0.hasSuffix(".seg")
+      }.sorted()
+      try FileManager.default.removeItem(atPath: path + "/log/" + segments.last!)
+      let first = UInt64(segments.last!.prefix(20))!
+
+      #expect {
+        _ = try RunQueue(directory: path, options: options)
+      } throws: { error in
+        let error = error as? QueueError
+        return error?.code == .dataLost && error?.missing?.lowerBound == first
+          && error?.message.contains("the run index covers them") == true
+      }
+      let acceptance = try RunQueue.acceptLoss(directory: path, acceptedBy: "tester")
+      #expect(acceptance.losses.first?.setAside.contains("index/lost/runs.db") == true)
+      let reopened = try RunQueue(directory: path, options: options)
+      try Self.expectListing(reopened, equals: try Self.replayed(path), "after the loss")
+      reopened.close()
+      #expect(try LogVerifier(directory: path).verify().isIntact)
+    }
+  }
+}
