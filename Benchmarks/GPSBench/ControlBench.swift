@@ -177,6 +177,11 @@ final class ServerProcess: Sendable {
   /// What the server printed.
   var printed: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
 
+  /// The server's "queue ready in …" line, once printed.
+  var readyLine: String {
+    printed.split(separator: "\n").first { $0.hasPrefix("queue ready") }.map(String.init) ?? "(not ready yet)"
+  }
+
   /// CPU time the server has used (user + system), in seconds.
   var cpuSeconds: Double {
     guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),

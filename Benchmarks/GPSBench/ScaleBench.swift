@@ -17,18 +17,34 @@ func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) asy
   let generating = ContinuousClock.now
   var options = QueueOptions()
   options.log.fsync = .none
+  options.runIndex = RunIndexOptions()
   let queue = try RunQueue(directory: data, options: options)
-  let oldest = try await generateHistory(queue, runs: runs, active: active)
+  print(
+    "\nscale: generating \(runs) completed runs and \(active) Scheduled through the queue's commands (run index on)")
+  let oldest = try await generateHistory(queue, runs: runs, active: active) { done in
+    // The generating process holds the same queue as a server: its memory must not grow either.
+    // (A server ticks every second, which drops the lateness marks of runs long claimed.)
+    _ = try? await queue.tick()
+    try? queue.flushIndex()
+    let inMemory = queue.withState { $0.runs.count }
+    print(
+      String(
+        format: "  %d runs: generator resident %.0f MB, %d runs in memory", done,
+        Double(residentBytes()) / 1e6, inMemory))
+  }
+  let lastSequence = queue.durableSequence
   queue.close()
   let generated = (ContinuousClock.now - generating).seconds
   let logBytes = directoryBytes(data + "/log")
-  let otherBytes = directoryBytes(data) - logBytes
+  let indexBytes = directoryBytes(data + "/index")
+  let otherBytes = directoryBytes(data) - logBytes - indexBytes
+  let perRun = { (bytes: Int) in Double(bytes) / Double(runs + active) }
   print(
     String(
       format:
-        "\nscale: %d completed runs and %d Scheduled, written through the queue's commands in %.0f s (%.0f runs/s); disk per run: %.0f bytes of log, %.0f bytes of everything else (snapshots)",
-      runs, active, generated, Double(runs + active) / generated, Double(logBytes) / Double(runs + active),
-      Double(otherBytes) / Double(runs + active)))
+        "scale: %d completed runs and %d Scheduled, written in %.0f s (%.0f runs/s); disk per run: %.0f bytes of log, %.0f bytes of run index, %.0f bytes of everything else",
+      runs, active, generated, Double(runs + active) / generated, perRun(logBytes), perRun(indexBytes),
+      perRun(otherBytes)))
 
   func start() async throws -> (server: ServerProcess, ready: Double, base: String) {
     let spawned = ContinuousClock.now
@@ -37,10 +53,11 @@ func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) asy
     return (server, ready, try await server.webAddress())
   }
 
-  // After a clean stop (the close above wrote a snapshot of everything).
+  // After a clean stop (the close above committed the index at the log's end).
   let (server, ready, base) = try await start()
   try await Task.sleep(for: .seconds(1))
   let resident = Double(server.residentBytes) / 1e6
+  print("  " + server.readyLine)
   print(
     String(
       format: "  gps server start: ready in %.2f s after a clean stop; resident %.0f MB idle (%.0f bytes per run)",
@@ -53,7 +70,11 @@ func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) asy
     ("list, by deployment", "/api/runs?limit=100&deployment=server-flow%2FMyPrefectDeployer"),
     ("list, by tag", "/api/runs?limit=100&tag=scale"),
     ("list, the first second of the history", "/api/runs?limit=100&enqueued_before=\(firstTime.micros + 1_000_000)"),
-    ("list, a page from halfway (cursor)", "/api/runs?limit=100&cursor=\((runs + active) / 2)"),
+    ("list, a page from halfway (cursor)", "/api/runs?limit=100&cursor=\(lastSequence / 2)"),
+    (
+      "list, Completed by deployment and tag from halfway",
+      "/api/runs?limit=100&state=Completed&deployment=server-flow%2FMyPrefectDeployer&tag=scale&cursor=\(lastSequence / 2)"
+    ),
     ("inspect the oldest run", "/api/runs/\(oldest.id)"),
   ]
   for (label, path) in queries {
@@ -72,21 +93,42 @@ func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) asy
         percentile(times, 0.99)))
   }
 
-  // After SIGKILL: the newest snapshot plus the log after it.
+  // After SIGKILL in the middle of a flood of enqueues: the index's checkpoint plus the log after it.
+  let flood = Task {
+    var sent = 0
+    while !Task.isCancelled {
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        for _ in 0..<16 { group.addTask { _ = try? await scaleEnqueue(base) } }
+        try await group.waitForAll()
+      }
+      sent += 16
+    }
+    return sent
+  }
+  try await Task.sleep(for: .seconds(2))
   kill(server.process.processIdentifier, SIGKILL)
+  flood.cancel()
+  let sent = (try? await flood.value) ?? 0
   server.process.waitUntilExit()
   let (again, readyAfterKill, _) = try await start()
-  print(String(format: "  gps server start: ready in %.2f s after SIGKILL", readyAfterKill))
+  try await Task.sleep(for: .milliseconds(200))
+  print(
+    String(
+      format: "  gps server start: ready in %.2f s after SIGKILL during %d enqueues (%@)", readyAfterKill, sent,
+      again.readyLine))
   await again.stop()
   try? FileManager.default.removeItem(atPath: data)
 }
 
 /// Writes the history with 32 concurrent workers, each enqueueing a run, claiming one and
 /// reporting it to Completed in one commit (the scheduler's own events); then `active` runs left
-/// Scheduled. Returns the oldest run.
-private func generateHistory(_ queue: RunQueue, runs: Int, active: Int) async throws -> Run {
+/// Scheduled. Calls `progress` after every 10% (at least 100,000 runs). Returns the oldest run.
+private func generateHistory(
+  _ queue: RunQueue, runs: Int, active: Int, progress: @Sendable (Int) async -> Void
+) async throws -> Run {
+  let every = max(100_000, runs / 10)
   let parameters = #"{"data_info":{"object_storage_urls":["a"],"dataset":"b"}}"#
-  func request(_ index: Int) -> EnqueueRequest {
+  @Sendable func request(_ index: Int) -> EnqueueRequest {
     var request = EnqueueRequest(
       deployment: "server-flow/MyPrefectDeployer", flow: "server-flow", parametersJSON: parameters)
     request.tags = ["scale"]
@@ -94,10 +136,21 @@ private func generateHistory(_ queue: RunQueue, runs: Int, active: Int) async th
     return request
   }
   let first = try await queue.enqueue(request(0)).run
+  for chunk in stride(from: 0, to: runs, by: every) {
+    try await generateChunk(queue, range: chunk..<min(runs, chunk + every), request: request)
+    await progress(min(runs, chunk + every))
+  }
+  for index in 0..<active { _ = try await queue.enqueue(request(runs + index)) }
+  return first
+}
+
+private func generateChunk(
+  _ queue: RunQueue, range: Range<Int>, request: @escaping @Sendable (Int) -> EnqueueRequest
+) async throws {
   try await withThrowingTaskGroup(of: Void.self) { group in
     for worker in 0..<32 {
       group.addTask {
-        for index in stride(from: worker, to: runs, by: 32) {
+        for index in stride(from: range.lowerBound + worker, to: range.upperBound, by: 32) {
           if index > 0 { _ = try await queue.enqueue(request(index)) }
           guard let claim = try await queue.claim(scheduler: "scale-\(worker)") else { continue }
           var events: [RunEvent.OneOf_Kind] = [.started(.init())]
@@ -129,8 +182,6 @@ private func generateHistory(_ queue: RunQueue, runs: Int, active: Int) async th
     }
     try await group.waitForAll()
   }
-  for index in 0..<active { _ = try await queue.enqueue(request(runs + index)) }
-  return first
 }
 
 private func directoryBytes(_ path: String) -> Int {
@@ -151,5 +202,17 @@ private let scaleSession: URLSession = {
 
 private func scaleFetch(_ url: String) async throws -> Int {
   let (_, response) = try await scaleSession.data(from: URL(string: url)!)
+  return (response as? HTTPURLResponse)?.statusCode ?? 0
+}
+
+/// Enqueues one Scheduled run over the JSON API.
+private func scaleEnqueue(_ base: String) async throws -> Int {
+  var request = URLRequest(url: URL(string: base + "/api/runs")!)
+  request.httpMethod = "POST"
+  request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+  request.httpBody = Data(
+    #"{"deployment":"server-flow/MyPrefectDeployer","parameters":{"data_info":{"object_storage_urls":["a"],"dataset":"b"}}}"#
+      .utf8)
+  let (_, response) = try await scaleSession.data(for: request)
   return (response as? HTTPURLResponse)?.statusCode ?? 0
 }

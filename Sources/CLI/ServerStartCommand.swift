@@ -164,7 +164,7 @@ struct ServerStart: AsyncParsableCommand {
           "snapshot \(startup.snapshotSequence.map(String.init) ?? "none")"
         }
       printLine(
-        "queue ready in \(seconds(ContinuousClock.now - started)) s: \(queue.counts.total) runs, \(queue.durableSequence) events (\(from), \(startup.replayedEvents) replayed)"
+        "queue ready in \(seconds(ContinuousClock.now - started)) s: \(queue.counts.total) runs, \(queue.durableSequence) events (\(from), \(startup.replayedEvents) replayed; opening the log \(seconds(startup.openingLog)) s, loading \(seconds(startup.loadingSnapshot)) s)"
       )
     }
     if let metrics {

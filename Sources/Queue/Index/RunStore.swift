@@ -328,14 +328,18 @@ final class RunStore: @unchecked Sendable {
   func firstSequence(enqueuedAtOrAfter time: Timestamp) throws(QueueError) -> UInt64 {
     let probe = try connection.statement(
       "SELECT seq, enqueued FROM runs WHERE seq >= ?1 ORDER BY seq LIMIT 1")
-    let bounds = try connection.statement("SELECT min(seq), max(seq) FROM runs")
+    // Two statements: SQLite reads min() or max() of the key from the tree's edge only when it is
+    // the statement's one result; both in one would scan the table.
+    let lowest = try connection.statement("SELECT min(seq) FROM runs")
+    let highest = try connection.statement("SELECT max(seq) FROM runs")
     defer {
-      bounds.reset()
+      lowest.reset()
+      highest.reset()
       probe.reset()
     }
-    guard try bounds.step(), !bounds.isNull(0) else { return 0 }
-    var low = bounds.int(0)
-    var high = bounds.int(1) + 1
+    guard try lowest.step(), !lowest.isNull(0), try highest.step() else { return 0 }
+    var low = lowest.int(0)
+    var high = highest.int(0) + 1
     // Invariant: every run below `low` was enqueued before `time`; the first at or after `high`
     // (if any) was enqueued at `time` or later.
     while low < high {
