@@ -6,7 +6,7 @@
 /// One connection, used by one thread at a time (hence unchecked): the indexer writes through its
 /// own, the queue reads through another under a lock.
 final class RunStore: @unchecked Sendable {
-  static let formatVersion: Int64 = 1
+  static let formatVersion: Int64 = 2
   let connection: SQLiteConnection
   /// Deployment name → its number in `names`; deployments are few.
   private var deploymentIDs: [String: Int64] = [:]

@@ -356,34 +356,3 @@ struct SnapshotReader {
       firstSequence: firstSequence, lastSequence: lastSequence, result: result, resultType: resultType)
   }
 }
-
-extension Run {
-  /// The run as one self-contained record of the run index: its own small string table, then the
-  /// run in the snapshot layout.
-  func indexRecord() -> [UInt8] {
-    var body = SnapshotWriter()
-    body.put(self)
-    var writer = SnapshotWriter()
-    writer.bytes.reserveCapacity(body.bytes.count + body.strings.reduce(8) { $0 + 4 + $1.utf8.count })
-    writer.put(UInt8(1))
-    writer.put(UInt32(body.strings.count))
-    for string in body.strings { writer.putRaw(string) }
-    writer.bytes.append(contentsOf: body.bytes)
-    return writer.bytes
-  }
-
-  /// The run in a record of ``indexRecord()``, or nil when it does not decode.
-  init?(indexRecord bytes: [UInt8]) {
-    var reader = SnapshotReader(bytes: bytes)
-    guard let version: UInt8 = reader.get(), version == 1, let count: UInt32 = reader.get(),
-      count <= UInt32(bytes.count)
-    else { return nil }
-    reader.strings.reserveCapacity(Int(count))
-    for _ in 0..<count {
-      guard let string = reader.getRawString() else { return nil }
-      reader.strings.append(string)
-    }
-    guard let run = reader.getRun(), reader.isAtEnd else { return nil }
-    self = run
-  }
-}
