@@ -222,15 +222,21 @@ final class RunIndexer: @unchecked Sendable {
   }
 
   /// Indexes and commits what is durable, and stops.
+  /// Indexes and commits what is durable, and stops: a timer that fires later does nothing, so
+  /// a queue reopened on the directory has the only indexer that writes.
   func close() {
-    try? flush()
-    control.withLock { $0.closed = true }
-    queue.sync {}
+    queue.sync {
+      self.step(forceCommit: true)
+      self.control.withLock { $0.closed = true }
+    }
   }
 
   private func step(forceCommit: Bool) {
-    control.withLock { $0.scheduled = false }
-    guard failure == nil else { return }
+    let stopped = control.withLock { control in
+      control.scheduled = false
+      return control.closed || control.failure != nil
+    }
+    guard !stopped else { return }
     do throws(QueueError) {
       try fold.catchUp(to: durable(), maxDirty: options.commitRuns)
       let now = ContinuousClock.now
