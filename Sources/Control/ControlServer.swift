@@ -207,7 +207,9 @@ public struct ControlServer: Service {
       }
       group.cancelAll()
     }
-    logger.info("control server stopped; writing a snapshot and releasing the data directory")
+    logger.info(
+      "control server stopped; \(queue.indexStatus == nil ? "writing a snapshot" : "committing the run index") and releasing the data directory"
+    )
   }
 
   /// Runs the embedded scheduler until graceful shutdown, then lets its runs finish within `grace`.
