@@ -186,10 +186,7 @@ extension RunQueue {
 extension RunStore {
   /// Removes the index of `directory` and opens an empty one.
   static func recreated(directory: String, fileSystem: any FileSystem) throws(QueueError) -> RunStore {
-    let path = path(in: directory)
-    for suffix in ["", "-wal", "-shm"] where try fileSystem.size(of: path + suffix) != nil {
-      try fileSystem.remove(path + suffix)
-    }
+    try removeFiles(at: path(in: directory), fileSystem: fileSystem)
     let store = try RunStore(directory: directory, fileSystem: fileSystem)
     try store.configureForWriting()
     return store

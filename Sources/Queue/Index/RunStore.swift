@@ -42,12 +42,19 @@ final class RunStore: @unchecked Sendable {
 
   /// Removes the index file (and its WAL) and creates an empty one.
   private static func recreate(path: String, fileSystem: any FileSystem) throws(QueueError) -> SQLiteConnection {
-    for suffix in ["", "-wal", "-shm"] where try fileSystem.size(of: path + suffix) != nil {
-      try fileSystem.remove(path + suffix)
-    }
+    try removeFiles(at: path, fileSystem: fileSystem)
     let connection = try SQLiteConnection(path: path)
     try createSchema(connection)
     return connection
+  }
+
+  /// The index file and SQLite's files beside it (WAL and shared memory), as suffixes of its path.
+  static let fileSuffixes = ["", "-wal", "-shm"]
+
+  static func removeFiles(at path: String, fileSystem: any FileSystem) throws(QueueError) {
+    for suffix in fileSuffixes where try fileSystem.size(of: path + suffix) != nil {
+      try fileSystem.remove(path + suffix)
+    }
   }
 
   private static func version(of connection: SQLiteConnection) throws(QueueError) -> Int64? {

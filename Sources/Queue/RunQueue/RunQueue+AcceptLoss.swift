@@ -108,7 +108,7 @@ extension RunQueue {
         // The index is derived: set aside, it is rebuilt from what the log holds.
         try fileSystem.createDirectory(directory + "/index/lost")
         var moved: [String] = []
-        for suffix in ["", "-wal", "-shm"] where try fileSystem.size(of: indexPath + suffix) != nil {
+        for suffix in RunStore.fileSuffixes where try fileSystem.size(of: indexPath + suffix) != nil {
           let name = "runs.db" + suffix
           try fileSystem.rename(indexPath + suffix, to: directory + "/index/lost/" + name)
           moved.append("index/lost/" + name)

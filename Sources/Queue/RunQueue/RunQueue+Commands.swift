@@ -433,8 +433,7 @@ extension RunQueue {
     var sequence = locked.nextSequence
     for (id, kinds) in runs {
       // A retired run's events continue its numbering (a new run's id is never looked up).
-      let isEnqueue = if case .enqueued = kinds.first { true } else { false }
-      let known = isEnqueue ? locked.state.runs[id] : try locked.state.run(id)
+      let known = try locked.state.run(id, startedBy: kinds.first)
       let first = (known?.eventCount ?? 0) + 1
       let idBytes = Data(id.bytes)
       let events = kinds.enumerated().map { offset, kind in

@@ -40,6 +40,13 @@ public struct QueueState: Sendable, Hashable {
     return RunPage(runs: Array(found.dropLast()), next: found.last!.firstSequence)
   }
 
+  /// The run with `id` that an event of `kind` changes: a run being enqueued is never looked up in
+  /// the index, its id is new (an enqueue with a caller's id checks that before).
+  func run(_ id: RunID, startedBy kind: RunEvent.OneOf_Kind?) throws(QueueError) -> Run? {
+    if case .enqueued = kind { return runs[id] }
+    return try run(id)
+  }
+
   /// The run enqueued with idempotency key `key`, in memory or retired to the run index.
   public func run(idempotencyKey key: String) throws(QueueError) -> Run? {
     if let id = idempotencyKeys[key], let run = runs[id] { return run }
@@ -161,10 +168,7 @@ public struct QueueState: Sendable, Hashable {
       throw QueueError(
         code: .illegalTransition, message: "event \(firstSequence) has a run id of \(first.runID.count) bytes, not 16")
     }
-    // A new run is never looked up in the index: its id is new (an enqueue with a caller's id
-    // checks before it gets here).
-    let isEnqueue = if case .enqueued = first.kind { first.runEvent == 1 } else { false }
-    let before = isEnqueue ? runs[id] : try self.run(id)
+    let before = try run(id, startedBy: first.kind)
     var run = before
     var time = lastTime
     for (offset, event) in events.enumerated() {
