@@ -142,6 +142,13 @@ func runEvent(_ index: Int) -> [UInt8] {
   return Array(json.utf8)
 }
 
+/// Prints one line and flushes it, even into a file: a run that is stopped still shows the figures
+/// it measured.
+func print(_ line: String) {
+  Swift.print(line)
+  fflush(nil)
+}
+
 @main
 struct Bench {
   static func main() async throws {

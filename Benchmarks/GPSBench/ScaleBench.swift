@@ -1,6 +1,7 @@
 import Foundation
 import Queue
 import SwiftProtobuf
+import Synchronization
 
 #if canImport(FoundationNetworking)
   import FoundationNetworking
@@ -94,9 +95,13 @@ func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) asy
   }
 
   // After SIGKILL in the middle of a flood of enqueues: the index's checkpoint plus the log after it.
+  // Stopped by a flag, not by cancelling: cancelling a task whose URLSession request fails at the
+  // same moment deadlocks FoundationNetworking on Linux (seen here: both threads in
+  // withStatusRecordLock).
+  let flooding = Mutex(true)
   let flood = Task {
     var sent = 0
-    while !Task.isCancelled {
+    while flooding.withLock({ $0 }) {
       try await withThrowingTaskGroup(of: Void.self) { group in
         for _ in 0..<16 { group.addTask { _ = try? await scaleEnqueue(base) } }
         try await group.waitForAll()
@@ -107,7 +112,7 @@ func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) asy
   }
   try await Task.sleep(for: .seconds(2))
   kill(server.process.processIdentifier, SIGKILL)
-  flood.cancel()
+  flooding.withLock { $0 = false }
   let sent = (try? await flood.value) ?? 0
   server.process.waitUntilExit()
   let (again, readyAfterKill, _) = try await start()

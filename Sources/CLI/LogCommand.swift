@@ -1,4 +1,5 @@
 import ArgumentParser
+import Control
 import Foundation
 import Queue
 import SwiftProtobuf
@@ -7,7 +8,9 @@ struct LogCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "log",
     abstract: "Check and repair the event log's storage.",
-    subcommands: [LogVerify.self, LogRepair.self, LogAcceptLoss.self, LogAppendStress.self, QueueStress.self]
+    subcommands: [
+      LogVerify.self, LogArchive.self, LogRepair.self, LogAcceptLoss.self, LogAppendStress.self, QueueStress.self,
+    ]
   )
 }
 
@@ -51,12 +54,108 @@ func verifiedRange(_ report: VerifyReport) -> String {
   var text = ""
   if let anchor = report.anchor {
     text +=
-      ", sequences \(anchor.firstSequence)–\(report.lastSequence) from the anchor in log/ANCHOR (sequences 1–\(anchor.firstSequence - 1) were accepted as lost by \(anchor.acceptedBy) at \(anchor.acceptedAt))"
+      ", sequences \(anchor.firstSequence)–\(report.lastSequence) from the anchor in log/ANCHOR (\(anchor.headDescription))"
+    if let note = report.archive?.confirmedBy { text += ", which event \(note) of the log confirms" }
   } else {
     text += ", sequences 1–\(report.lastSequence)"
   }
   if let tail = report.unfinishedTail { text += " (an unfinished append in \(tail) is not counted)" }
+  if let archive = report.archive {
+    let present =
+      archive.batches > 0
+      ? "\(archive.segmentsPresent) archived segments in archive/ verified (\(archive.records) records, \(archive.bytes) bytes)"
+      : "no archived segment is in archive/"
+    let absent =
+      archive.absent.isEmpty
+      ? ""
+      : "; not in archive/ (deleted or kept elsewhere): sequences \(archive.absent.map { "\($0.lowerBound)–\($0.upperBound)" }.joined(separator: ", "))"
+    text += "; \(present)\(absent)"
+  }
   return text
+}
+
+struct LogArchive: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "archive",
+    abstract: "Move sealed log segments older than a time or sequence to DATA/archive/ (or delete them).",
+    discussion: """
+      Takes the segments whose every event is before --before and that the run index already covers;
+      the live segment always stays. Their runs stay listed and inspectable (marked archived), and
+      their events are readable again whenever the files are in DATA/archive/. The log records the
+      archive (a LogSegmentsArchived event) and log/ANCHOR says where the retained log begins, so
+      `gps log verify` proves it from there. Through the server when one runs, else on the log.
+      """
+  )
+
+  @Option(
+    help: ArgumentHelp(
+      "A duration (90d: older than 90 days), a time (2026-09-01T00:00:00Z) or a sequence (12000).",
+      valueName: "age|time|sequence"))
+  var before: String
+
+  @Flag(help: "Delete the segments instead of keeping them in DATA/archive/.")
+  var delete = false
+
+  @Flag(help: "Only say what would be archived.")
+  var dryRun = false
+
+  @OptionGroup var location: QueueLocation
+
+  func validate() throws {
+    _ = try Self.bound(before, now: SystemClock().now())
+  }
+
+  /// `--before` as a bound: a whole number is a sequence, a duration an age, else an RFC 3339 time.
+  static func bound(_ text: String, now: Timestamp) throws -> ArchiveBound {
+    if let sequence = UInt64(text) { return .sequence(sequence) }
+    if let age = try? DurationArgument.parse(text) {
+      return .time(Timestamp(micros: now.micros - Int64(age.duration / .microseconds(1))))
+    }
+    if let time = parseTime(text) { return .time(time) }
+    throw ValidationError(
+      "--before '\(text.prefix(40))' is neither a duration (90d), an RFC 3339 time (2026-09-01T00:00:00Z) nor a sequence (12000)"
+    )
+  }
+
+  func run() async throws {
+    let bound = try Self.bound(before, now: SystemClock().now())
+    let response: Gps_V1_ArchiveLogResponse
+    do {
+      response = try await location.route().run { control in
+        try await control.archiveLog(
+          .with {
+            switch bound {
+            case .time(let time): $0.beforeTimeMicros = time.micros
+            case .sequence(let sequence): $0.beforeSequence = sequence
+            }
+            $0.delete = delete
+            $0.dryRun = dryRun
+            $0.archivedBy = requester
+          })
+      } viaLog: {
+        try requireQueue(location.dataDir)
+        let queue = try openQueueOffline(location.dataDir)
+        defer { queue.close() }
+        return Gps_V1_ArchiveLogResponse(
+          try queueCall { () throws(QueueError) in
+            try queue.archive(before: bound, delete: delete, archivedBy: requester, dryRun: dryRun)
+          })
+      }
+    } catch let failure as QueueRoute.ServerError {
+      throw describe(failure.error, server: failure.server)
+    }
+    let why = response.stoppedBecause.isEmpty ? "" : " (\(response.stoppedBecause))"
+    guard !response.segments.isEmpty else {
+      printLine("nothing to archive\(why); the log begins at sequence \(response.logStart)")
+      return
+    }
+    let verb = dryRun ? "would \(delete ? "delete" : "archive")" : (delete ? "deleted" : "archived")
+    let place = delete ? "" : " to \(location.dataDir)/archive/"
+    let note = response.noteSequence == 0 ? "" : "; recorded as event \(response.noteSequence)"
+    printLine(
+      "\(verb) \(response.segments.count) segments\(place) (sequences \(response.firstArchived)–\(response.lastArchived), \(response.bytes) bytes)\(note); the log \(dryRun ? "would begin" : "now begins") at sequence \(dryRun ? response.lastArchived + 1 : response.logStart)\(why)"
+    )
+  }
 }
 
 struct LogRepair: ParsableCommand {
@@ -180,6 +279,9 @@ struct QueueStress: AsyncParsableCommand {
   @Flag(help: "Keep terminal runs in the run index (committed every 10 ms) instead of snapshots.")
   var index = false
 
+  @Flag(help: "With --index: archive every sealed segment the index covers, all the time.")
+  var archive = false
+
   func run() async throws {
     var queueOptions = QueueOptions()
     queueOptions.log.segmentSize = 64 * 1024
@@ -197,6 +299,14 @@ struct QueueStress: AsyncParsableCommand {
     let output = FileHandle.standardOutput
     let prefix = UUID().uuidString.prefix(8)
     try await withThrowingTaskGroup(of: Void.self) { group in
+      if archive {
+        group.addTask {
+          while true {
+            _ = try queue.archive(before: .sequence(.max), archivedBy: "queue-stress")
+            try await Task.sleep(for: .milliseconds(5))
+          }
+        }
+      }
       for task in 0..<tasks {
         group.addTask {
           var count = 0

@@ -79,10 +79,21 @@ struct ServerStart: AsyncParsableCommand {
   @Option(help: "The private key of --tls-cert (PEM).")
   var tlsKey: String?
 
+  @Option(
+    parsing: .unconditional,
+    help:
+      "Keep log segments this long, e.g. 90d; older sealed ones the run index covers move to DATA/archive/ (checked every minute). Default: keep all.",
+    transform: DurationArgument.parse)
+  var retain: DurationArgument?
+
+  @Flag(help: "With --retain: delete the old segments instead of moving them to DATA/archive/.")
+  var deleteExpired = false
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
   var logLevel = "info"
 
   func validate() throws {
+    if deleteExpired, retain == nil { throw ValidationError("--delete-expired needs --retain, e.g. --retain 90d") }
     if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("give --tls-cert and --tls-key together") }
     for (option, path) in [("--tls-cert", tlsCert), ("--tls-key", tlsKey)] {
       if let path, !FileManager.default.isReadableFile(atPath: path) {
@@ -115,6 +126,7 @@ struct ServerStart: AsyncParsableCommand {
     configuration.grace = grace.duration
     configuration.queue.leaseDuration = leaseDuration.duration
     configuration.queue.maxParameterBytes = maxParameterBytes
+    if let retain { configuration.retention = .init(age: retain.duration, delete: deleteExpired) }
     if let tlsCert, let tlsKey { configuration.tls = (tlsCert, tlsKey) }
     if let tokens {
       do {

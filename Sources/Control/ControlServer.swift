@@ -42,6 +42,8 @@ public struct ControlServer: Service {
     public var tokens = AccessTokens()
     /// The server's certificate chain and private key (PEM files); nil: plaintext (loopback only).
     public var tls: (certificateChain: String, privateKey: String)?
+    /// Archive sealed segments older than this (`--retain 90d`); nil: keep the whole log.
+    public var retention: Retention?
 
     public init() {}
 
@@ -57,6 +59,21 @@ public struct ControlServer: Service {
           "binding \(host), beyond loopback, needs \(missing.joined(separator: " and ")): without them anyone who reaches the port may run, cancel and claim runs"
         )
       }
+    }
+  }
+
+  /// How long the log keeps its segments before they move to `DATA/archive/` (or are deleted).
+  public struct Retention: Sendable {
+    /// Segments whose every event is older than this are archived.
+    public var age: Duration
+    /// Delete them instead of keeping them in `DATA/archive/`.
+    public var delete = false
+    /// How often the server looks for segments to archive (first at startup).
+    public var checkEvery: Duration = .seconds(60)
+
+    public init(age: Duration, delete: Bool = false) {
+      self.age = age
+      self.delete = delete
     }
   }
 
@@ -169,6 +186,14 @@ public struct ControlServer: Service {
           } catch is CancellationError {}
           return false
         }
+        if let retention = configuration.retention {
+          work.addTask {
+            do {
+              try await retain(queue, retention)
+            } catch is CancellationError {}
+            return false
+          }
+        }
         for companion in companions {
           work.addTask {
             do {
@@ -210,6 +235,31 @@ public struct ControlServer: Service {
     logger.info(
       "control server stopped; \(queue.indexStatus == nil ? "writing a snapshot" : "committing the run index") and releasing the data directory"
     )
+  }
+
+  /// Archives what is older than the retention, now and every `checkEvery`. A failure is logged
+  /// and tried again at the next check: retention never stops the server.
+  func retain(_ queue: RunQueue, _ retention: Retention) async throws {
+    let age = retention.age
+    while true {
+      let cutoff = Timestamp(micros: Timestamp(Date()).micros - Int64(age / .microseconds(1)))
+      do throws(QueueError) {
+        let report = try queue.archive(
+          before: .time(cutoff), delete: retention.delete, archivedBy: "retention",
+          reason: "older than \(age) (before \(cutoff))")
+        if let archived = report.archived {
+          logger.info(
+            "\(retention.delete ? "deleted" : "archived") \(report.segments.count) log segments older than the retention",
+            metadata: [
+              "sequences": "\(archived.lowerBound)-\(archived.upperBound)", "bytes": "\(report.bytes)",
+              "log_start": "\(report.logStart)", "note": "\(report.noteSequence ?? 0)",
+            ])
+        }
+      } catch {
+        logger.warning("archiving log segments failed: \(error.message); trying again in \(retention.checkEvery)")
+      }
+      try await Task.sleep(for: retention.checkEvery)
+    }
   }
 
   /// Runs the embedded scheduler until graceful shutdown, then lets its runs finish within `grace`.

@@ -182,7 +182,25 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   }
 
   package func getRun(request: Gps_V1_GetRunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
-    Gps_V1_RunInfo(try run(request.runID))
+    var info = Gps_V1_RunInfo(try run(request.runID))
+    info.archived = info.firstSequence < queue.logStart
+    return info
+  }
+
+  package func archiveLog(
+    request: Gps_V1_ArchiveLogRequest, context: ServerContext
+  ) async throws -> Gps_V1_ArchiveLogResponse {
+    let bound: ArchiveBound
+    switch request.before {
+    case .beforeTimeMicros(let micros): bound = .time(Timestamp(micros: micros))
+    case .beforeSequence(let sequence): bound = .sequence(sequence)
+    case nil: throw RPCError(code: .invalidArgument, message: "say before which time or sequence to archive")
+    }
+    let by = request.archivedBy.isEmpty ? (Principal.current ?? context.remotePeer) : request.archivedBy
+    let report = try mapErrors { () throws(QueueError) in
+      try queue.archive(before: bound, delete: request.delete, archivedBy: by, dryRun: request.dryRun)
+    }
+    return Gps_V1_ArchiveLogResponse(report)
   }
 
   package func listRuns(

@@ -64,6 +64,10 @@ package enum EventText {
       let setAside = e.setAside.isEmpty ? "" : " set_aside=\(e.setAside.joined(separator: ","))"
       return
         "missing=\(e.firstMissing)–\(e.lastMissing) by=\(e.acceptedBy) evidence=\(quoted(e.evidence))\(setAside)"
+    case .logSegmentsArchived(let e):
+      let action = e.deleted ? "deleted" : "moved to archive/"
+      return
+        "archived=\(e.firstArchived)–\(e.lastArchived) segments=\(e.segments.count) \(action) by=\(e.archivedBy) reason=\(quoted(e.reason)) last_hash=\(e.lastHash.prefix(8).map { String(format: "%02x", $0) }.joined())"
     case nil: return "(unknown event type)"
     }
   }
@@ -85,8 +89,8 @@ package enum EventText {
     case .cancelled: .cancelled
     case .crashed: .crashed
     case .retried: .scheduled
-    case .leaseExpired, .attemptSucceeded, .attemptFailed, .logTailTruncated, .logLossAccepted, .deploymentRegistered,
-      nil:
+    case .leaseExpired, .attemptSucceeded, .attemptFailed, .logTailTruncated, .logLossAccepted, .logSegmentsArchived,
+      .deploymentRegistered, nil:
       nil
     }
   }

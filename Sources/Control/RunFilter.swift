@@ -83,7 +83,10 @@ public struct RunFilter: Sendable {
       }
     }
     if let failure { throw RPCError(code: .unavailable, message: "listing runs failed: \(failure.message)") }
-    return response
+    var marked = response
+    let logStart = queue.logStart
+    for index in marked.runs.indices { marked.runs[index].archived = marked.runs[index].firstSequence < logStart }
+    return marked
   }
 
   /// A page from `page` (runs newest first from a start, at most a number): at most `limit` (0:

@@ -82,18 +82,21 @@ func wholeLines(_ output: String) -> [Substring] {
 /// The queue under `kill -9`: every acknowledged enqueue and completion is there after a restart,
 /// the log replays through the state machine, and a restart from the log alone gives the same state.
 @Suite struct QueueCrashTests {
-  /// With snapshots, and with the run index (killed during its commits and retirements too).
-  @Test(arguments: [false, true])
-  func everyAcknowledgedRunAndCompletionSurvivesKillDashNine(indexed: Bool) async throws {
+  /// With snapshots, with the run index (killed during its commits and retirements too), and with
+  /// the index while sealed segments are archived all the time (killed mid-archive too).
+  @Test(arguments: ["snapshots", "index", "archive"])
+  func everyAcknowledgedRunAndCompletionSurvivesKillDashNine(placement: String) async throws {
+    let indexed = placement != "snapshots"
     try await withTemporaryDirectory { directory in
       var generator = SystemRandomNumberGenerator()
       var acknowledged: [RunID: String] = [:]
       var completed = Set<RunID>()
+      var midArchive = 0
       for round in 0..<max(10, CrashTests.kills / 3) {
         let child = try GPSProcess(
           [
             "log", "queue-stress", "--data-dir", directory.path, "--tasks", "8", "--snapshot-every", "200",
-          ] + (indexed ? ["--index"] : []))
+          ] + (indexed ? ["--index"] : []) + (placement == "archive" ? ["--archive"] : []))
         let target = Int.random(in: 1...400, using: &generator)
         await child.waitForOutput { stdout, _ in stdout.utf8.count > target * 40 }
         child.signal(SIGKILL)
@@ -128,10 +131,25 @@ func wholeLines(_ output: String) -> [Substring] {
         } else {
           #expect(replayed == queue.state, "round \(round): snapshot + tail differs from a full replay")
         }
+        if queue.startup.recovery.finishedArchiving { midArchive += 1 }
+        if placement == "archive" {
+          let fileManager = FileManager.default
+          let live = Set(try fileManager.contentsOfDirectory(atPath: directory.path + "/log"))
+          let archived = (try? fileManager.contentsOfDirectory(atPath: directory.path + "/archive")) ?? []
+          #expect(live.isDisjoint(with: archived), "round \(round): a segment is both archived and live")
+          let verified = try LogVerifier(directory: directory.path).verify()
+          #expect(verified.isIntact, "round \(round): \(verified.problem ?? "")")
+        }
       }
-      print("queue crash test: \(acknowledged.count) runs and \(completed.count) completions acknowledged")
+      print(
+        "queue crash test (\(placement)): \(acknowledged.count) runs and \(completed.count) completions acknowledged; \(midArchive) kills fell mid-archive"
+      )
       #expect(completed.count > 0)
-      #expect(try LogVerifier(directory: directory.path).verify().isIntact)
+      let verified = try LogVerifier(directory: directory.path).verify()
+      #expect(verified.isIntact)
+      if placement == "archive" {
+        #expect((verified.archive?.segmentsPresent ?? 0) > 0, "nothing was archived")
+      }
     }
   }
 }

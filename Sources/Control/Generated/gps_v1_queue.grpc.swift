@@ -159,6 +159,19 @@ public enum Gps_V1_Control: Sendable {
                 type: .serverStreaming
             )
         }
+        /// Namespace for "ArchiveLog" metadata.
+        public enum ArchiveLog: Sendable {
+            /// Request type for "ArchiveLog".
+            public typealias Input = Gps_V1_ArchiveLogRequest
+            /// Response type for "ArchiveLog".
+            public typealias Output = Gps_V1_ArchiveLogResponse
+            /// Descriptor for "ArchiveLog".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "gps.v1.Control"),
+                method: "ArchiveLog",
+                type: .unary
+            )
+        }
         /// Namespace for "RegisterDeployments" metadata.
         public enum RegisterDeployments: Sendable {
             /// Request type for "RegisterDeployments".
@@ -249,6 +262,7 @@ public enum Gps_V1_Control: Sendable {
             ListDeployments.descriptor,
             GetDeployment.descriptor,
             ReadHistory.descriptor,
+            ArchiveLog.descriptor,
             RegisterDeployments.descriptor,
             Claim.descriptor,
             Heartbeat.descriptor,
@@ -441,6 +455,25 @@ extension Gps_V1_Control {
             request: GRPCCore.StreamingServerRequest<Gps_V1_ReadHistoryRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_HistoryEvent>
+
+        /// Handle the "ArchiveLog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves (or deletes) the sealed segments wholly before a time or sequence that the run index
+        /// > already covers; see `gps log archive`.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Gps_V1_ArchiveLogRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Gps_V1_ArchiveLogResponse` messages.
+        func archiveLog(
+            request: GRPCCore.StreamingServerRequest<Gps_V1_ArchiveLogRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_ArchiveLogResponse>
 
         /// Handle the "RegisterDeployments" method.
         ///
@@ -710,6 +743,25 @@ extension Gps_V1_Control {
             request: GRPCCore.ServerRequest<Gps_V1_ReadHistoryRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_HistoryEvent>
+
+        /// Handle the "ArchiveLog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves (or deletes) the sealed segments wholly before a time or sequence that the run index
+        /// > already covers; see `gps log archive`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_ArchiveLogRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Gps_V1_ArchiveLogResponse` message.
+        func archiveLog(
+            request: GRPCCore.ServerRequest<Gps_V1_ArchiveLogRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Gps_V1_ArchiveLogResponse>
 
         /// Handle the "RegisterDeployments" method.
         ///
@@ -981,6 +1033,25 @@ extension Gps_V1_Control {
             context: GRPCCore.ServerContext
         ) async throws
 
+        /// Handle the "ArchiveLog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves (or deletes) the sealed segments wholly before a time or sequence that the run index
+        /// > already covers; see `gps log archive`.
+        ///
+        /// - Parameters:
+        ///   - request: A `Gps_V1_ArchiveLogRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Gps_V1_ArchiveLogResponse` to respond with.
+        func archiveLog(
+            request: Gps_V1_ArchiveLogRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Gps_V1_ArchiveLogResponse
+
         /// Handle the "RegisterDeployments" method.
         ///
         /// > Source IDL Documentation:
@@ -1198,6 +1269,17 @@ extension Gps_V1_Control.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Gps_V1_Control.Method.ArchiveLog.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_ArchiveLogRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_ArchiveLogResponse>(),
+            handler: { request, context in
+                try await self.archiveLog(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Gps_V1_Control.Method.RegisterDeployments.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_RegisterDeploymentsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_RegisterDeploymentsResponse>(),
@@ -1366,6 +1448,17 @@ extension Gps_V1_Control.ServiceProtocol {
             context: context
         )
         return response
+    }
+
+    public func archiveLog(
+        request: GRPCCore.StreamingServerRequest<Gps_V1_ArchiveLogRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_ArchiveLogResponse> {
+        let response = try await self.archiveLog(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
     }
 
     public func registerDeployments(
@@ -1577,6 +1670,19 @@ extension Gps_V1_Control.SimpleServiceProtocol {
                 )
                 return [:]
             }
+        )
+    }
+
+    public func archiveLog(
+        request: GRPCCore.ServerRequest<Gps_V1_ArchiveLogRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Gps_V1_ArchiveLogResponse> {
+        return GRPCCore.ServerResponse<Gps_V1_ArchiveLogResponse>(
+            message: try await self.archiveLog(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
         )
     }
 
@@ -1881,6 +1987,30 @@ extension Gps_V1_Control {
             deserializer: some GRPCCore.MessageDeserializer<Gps_V1_HistoryEvent>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Gps_V1_HistoryEvent>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ArchiveLog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves (or deletes) the sealed segments wholly before a time or sequence that the run index
+        /// > already covers; see `gps log archive`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_ArchiveLogRequest` message.
+        ///   - serializer: A serializer for `Gps_V1_ArchiveLogRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_ArchiveLogResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func archiveLog<Result>(
+            request: GRPCCore.ClientRequest<Gps_V1_ArchiveLogRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_ArchiveLogRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_ArchiveLogResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_ArchiveLogResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "RegisterDeployments" method.
@@ -2337,6 +2467,41 @@ extension Gps_V1_Control {
             try await self.client.serverStreaming(
                 request: request,
                 descriptor: Gps_V1_Control.Method.ReadHistory.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ArchiveLog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves (or deletes) the sealed segments wholly before a time or sequence that the run index
+        /// > already covers; see `gps log archive`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_ArchiveLogRequest` message.
+        ///   - serializer: A serializer for `Gps_V1_ArchiveLogRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_ArchiveLogResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func archiveLog<Result>(
+            request: GRPCCore.ClientRequest<Gps_V1_ArchiveLogRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_ArchiveLogRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_ArchiveLogResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_ArchiveLogResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Gps_V1_Control.Method.ArchiveLog.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -2802,6 +2967,36 @@ extension Gps_V1_Control.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_ReadHistoryRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_HistoryEvent>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ArchiveLog" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Moves (or deletes) the sealed segments wholly before a time or sequence that the run index
+    /// > already covers; see `gps log archive`.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Gps_V1_ArchiveLogRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func archiveLog<Result>(
+        request: GRPCCore.ClientRequest<Gps_V1_ArchiveLogRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_ArchiveLogResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.archiveLog(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_ArchiveLogRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_ArchiveLogResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3274,6 +3469,40 @@ extension Gps_V1_Control.ClientProtocol {
             metadata: metadata
         )
         return try await self.readHistory(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ArchiveLog" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Moves (or deletes) the sealed segments wholly before a time or sequence that the run index
+    /// > already covers; see `gps log archive`.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func archiveLog<Result>(
+        _ message: Gps_V1_ArchiveLogRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_ArchiveLogResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Gps_V1_ArchiveLogRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.archiveLog(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -582,11 +582,93 @@ public nonisolated struct Gps_V1_RunInfo: @unchecked Sendable {
     set {_uniqueStorage()._deploymentVersion = newValue}
   }
 
+  /// The run's first events are in archived segments (`DATA/archive/`, or deleted): its history is
+  /// not in the retained log.
+  public var archived: Bool {
+    get {_storage._archived}
+    set {_uniqueStorage()._archived = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Gps_V1_ArchiveLogRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var before: Gps_V1_ArchiveLogRequest.OneOf_Before? = nil
+
+  /// Segments whose every event is older than this (microseconds since the epoch).
+  public var beforeTimeMicros: Int64 {
+    get {
+      if case .beforeTimeMicros(let v)? = before {return v}
+      return 0
+    }
+    set {before = .beforeTimeMicros(newValue)}
+  }
+
+  /// Segments whose every event has a sequence below this.
+  public var beforeSequence: UInt64 {
+    get {
+      if case .beforeSequence(let v)? = before {return v}
+      return 0
+    }
+    set {before = .beforeSequence(newValue)}
+  }
+
+  /// Delete the segments instead of moving them to `DATA/archive/`.
+  public var delete: Bool = false
+
+  /// Who asks (user@host), recorded in the log.
+  public var archivedBy: String = String()
+
+  /// Only say what would be archived.
+  public var dryRun: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Before: Equatable, Sendable {
+    /// Segments whose every event is older than this (microseconds since the epoch).
+    case beforeTimeMicros(Int64)
+    /// Segments whose every event has a sequence below this.
+    case beforeSequence(UInt64)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Gps_V1_ArchiveLogResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var segments: [String] = []
+
+  /// The sequences archived (0 and 0 when none).
+  public var firstArchived: UInt64 = 0
+
+  public var lastArchived: UInt64 = 0
+
+  public var bytes: UInt64 = 0
+
+  /// Where the retained log now begins.
+  public var logStart: UInt64 = 0
+
+  /// The sequence of the LogSegmentsArchived note (0 when nothing was archived, or a dry run).
+  public var noteSequence: UInt64 = 0
+
+  /// Why the next segment was not archived, when there is one: "the run index covers the log only up to sequence N", ...
+  public var stoppedBecause: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Gps_V1_ClaimRequest: Sendable {
@@ -1529,7 +1611,7 @@ nonisolated extension Gps_V1_ListDeploymentsResponse: SwiftProtobuf.Message, Swi
 
 nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}deployment\0\u{1}flow\0\u{1}state\0\u{3}state_since_micros\0\u{3}state_message\0\u{3}parameters_json\0\u{3}idempotency_key\0\u{1}tags\0\u{1}priority\0\u{3}scheduled_start_micros\0\u{3}enqueued_by\0\u{3}enqueued_at_micros\0\u{3}started_at_micros\0\u{1}step\0\u{3}step_attempt\0\u{1}attempts\0\u{3}event_count\0\u{1}claims\0\u{1}requeues\0\u{3}user_retries\0\u{3}first_sequence\0\u{3}last_sequence\0\u{1}result\0\u{3}result_type\0\u{3}lease_scheduler\0\u{3}lease_expires_micros\0\u{3}timeout_micros\0\u{1}parameters\0\u{3}crash_policy\0\u{3}parameters_truncated_bytes\0\u{3}deployment_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}deployment\0\u{1}flow\0\u{1}state\0\u{3}state_since_micros\0\u{3}state_message\0\u{3}parameters_json\0\u{3}idempotency_key\0\u{1}tags\0\u{1}priority\0\u{3}scheduled_start_micros\0\u{3}enqueued_by\0\u{3}enqueued_at_micros\0\u{3}started_at_micros\0\u{1}step\0\u{3}step_attempt\0\u{1}attempts\0\u{3}event_count\0\u{1}claims\0\u{1}requeues\0\u{3}user_retries\0\u{3}first_sequence\0\u{3}last_sequence\0\u{1}result\0\u{3}result_type\0\u{3}lease_scheduler\0\u{3}lease_expires_micros\0\u{3}timeout_micros\0\u{1}parameters\0\u{3}crash_policy\0\u{3}parameters_truncated_bytes\0\u{3}deployment_version\0\u{1}archived\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1564,6 +1646,7 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _crashPolicy: Queue.Gps_V1_CrashPolicy? = nil
     var _parametersTruncatedBytes: UInt64 = 0
     var _deploymentVersion: UInt32 = 0
+    var _archived: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1606,6 +1689,7 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _crashPolicy = source._crashPolicy
       _parametersTruncatedBytes = source._parametersTruncatedBytes
       _deploymentVersion = source._deploymentVersion
+      _archived = source._archived
     }
   }
 
@@ -1656,6 +1740,7 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 30: try { try decoder.decodeSingularMessageField(value: &_storage._crashPolicy) }()
         case 31: try { try decoder.decodeSingularUInt64Field(value: &_storage._parametersTruncatedBytes) }()
         case 32: try { try decoder.decodeSingularUInt32Field(value: &_storage._deploymentVersion) }()
+        case 33: try { try decoder.decodeSingularBoolField(value: &_storage._archived) }()
         default: break
         }
       }
@@ -1764,6 +1849,9 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if _storage._deploymentVersion != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._deploymentVersion, fieldNumber: 32)
       }
+      if _storage._archived != false {
+        try visitor.visitSingularBoolField(value: _storage._archived, fieldNumber: 33)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1805,10 +1893,143 @@ nonisolated extension Gps_V1_RunInfo: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._crashPolicy != rhs_storage._crashPolicy {return false}
         if _storage._parametersTruncatedBytes != rhs_storage._parametersTruncatedBytes {return false}
         if _storage._deploymentVersion != rhs_storage._deploymentVersion {return false}
+        if _storage._archived != rhs_storage._archived {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_ArchiveLogRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ArchiveLogRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}before_time_micros\0\u{3}before_sequence\0\u{1}delete\0\u{3}archived_by\0\u{3}dry_run\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Int64?
+        try decoder.decodeSingularInt64Field(value: &v)
+        if let v = v {
+          if self.before != nil {try decoder.handleConflictingOneOf()}
+          self.before = .beforeTimeMicros(v)
+        }
+      }()
+      case 2: try {
+        var v: UInt64?
+        try decoder.decodeSingularUInt64Field(value: &v)
+        if let v = v {
+          if self.before != nil {try decoder.handleConflictingOneOf()}
+          self.before = .beforeSequence(v)
+        }
+      }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.delete) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.archivedBy) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.before {
+    case .beforeTimeMicros?: try {
+      guard case .beforeTimeMicros(let v)? = self.before else { preconditionFailure() }
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 1)
+    }()
+    case .beforeSequence?: try {
+      guard case .beforeSequence(let v)? = self.before else { preconditionFailure() }
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 2)
+    }()
+    case nil: break
+    }
+    if self.delete != false {
+      try visitor.visitSingularBoolField(value: self.delete, fieldNumber: 3)
+    }
+    if !self.archivedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.archivedBy, fieldNumber: 4)
+    }
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_ArchiveLogRequest, rhs: Gps_V1_ArchiveLogRequest) -> Bool {
+    if lhs.before != rhs.before {return false}
+    if lhs.delete != rhs.delete {return false}
+    if lhs.archivedBy != rhs.archivedBy {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_ArchiveLogResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ArchiveLogResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}segments\0\u{3}first_archived\0\u{3}last_archived\0\u{1}bytes\0\u{3}log_start\0\u{3}note_sequence\0\u{3}stopped_because\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.segments) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.firstArchived) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.lastArchived) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.logStart) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.noteSequence) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.stoppedBecause) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.segments.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.segments, fieldNumber: 1)
+    }
+    if self.firstArchived != 0 {
+      try visitor.visitSingularUInt64Field(value: self.firstArchived, fieldNumber: 2)
+    }
+    if self.lastArchived != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastArchived, fieldNumber: 3)
+    }
+    if self.bytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bytes, fieldNumber: 4)
+    }
+    if self.logStart != 0 {
+      try visitor.visitSingularUInt64Field(value: self.logStart, fieldNumber: 5)
+    }
+    if self.noteSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.noteSequence, fieldNumber: 6)
+    }
+    if !self.stoppedBecause.isEmpty {
+      try visitor.visitSingularStringField(value: self.stoppedBecause, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_ArchiveLogResponse, rhs: Gps_V1_ArchiveLogResponse) -> Bool {
+    if lhs.segments != rhs.segments {return false}
+    if lhs.firstArchived != rhs.firstArchived {return false}
+    if lhs.lastArchived != rhs.lastArchived {return false}
+    if lhs.bytes != rhs.bytes {return false}
+    if lhs.logStart != rhs.logStart {return false}
+    if lhs.noteSequence != rhs.noteSequence {return false}
+    if lhs.stoppedBecause != rhs.stoppedBecause {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

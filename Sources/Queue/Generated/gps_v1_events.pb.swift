@@ -217,6 +217,14 @@ public nonisolated struct Gps_V1_Event: @unchecked Sendable {
     set {_uniqueStorage()._kind = .logLossAccepted(newValue)}
   }
 
+  public var logSegmentsArchived: Gps_V1_LogSegmentsArchived {
+    get {
+      if case .logSegmentsArchived(let v)? = _storage._kind {return v}
+      return Gps_V1_LogSegmentsArchived()
+    }
+    set {_uniqueStorage()._kind = .logSegmentsArchived(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -242,6 +250,7 @@ public nonisolated struct Gps_V1_Event: @unchecked Sendable {
     /// Notes of the log itself, not of a run: run_id is empty and run_event 0.
     case logTailTruncated(Gps_V1_LogTailTruncated)
     case logLossAccepted(Gps_V1_LogLossAccepted)
+    case logSegmentsArchived(Gps_V1_LogSegmentsArchived)
 
   }
 
@@ -649,6 +658,39 @@ public nonisolated struct Gps_V1_LogLossAccepted: Sendable {
   public init() {}
 }
 
+/// Sealed segments holding sequences first_archived…last_archived leave the log for `DATA/archive/`
+/// (`gps log archive`, or the server's `--retain`), or are deleted. Written before any file moves, so
+/// the hash chain itself vouches for the anchor the retained log starts from: `gps history verify`
+/// checks that the log's anchor (`log/ANCHOR`) has this sequence and hash.
+public nonisolated struct Gps_V1_LogSegmentsArchived: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var firstArchived: UInt64 = 0
+
+  public var lastArchived: UInt64 = 0
+
+  /// SHA-256 of the batch that ends at last_archived: the previous hash of the retained log's first batch.
+  public var lastHash: Data = Data()
+
+  /// The segment files, by name.
+  public var segments: [String] = []
+
+  /// True when the segments are deleted instead of kept in `DATA/archive/`.
+  public var deleted: Bool = false
+
+  /// The local user (user@host) or "retention" for the server's own.
+  public var archivedBy: String = String()
+
+  /// Why: e.g. "older than 90d (before 2026-09-02T10:00:00Z)" or "before sequence 1200".
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// A worker registered a deployment the queue did not have, or a changed definition of one it had:
 /// a new version. Registering an unchanged definition writes nothing. The queue validates every
 /// enqueue against the newest version, and a run against the version it was enqueued with.
@@ -796,7 +838,7 @@ fileprivate nonisolated let _protobuf_package = "gps.v1"
 
 nonisolated extension Gps_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_micros\0\u{3}run_id\0\u{3}run_event\0\u{2}\u{7}enqueued\0\u{3}marked_late\0\u{1}claimed\0\u{3}lease_expired\0\u{1}started\0\u{3}attempt_started\0\u{3}attempt_succeeded\0\u{3}attempt_failed\0\u{3}retry_scheduled\0\u{1}completed\0\u{1}failed\0\u{3}timed_out\0\u{3}cancel_requested\0\u{1}cancelled\0\u{1}crashed\0\u{1}requeued\0\u{1}retried\0\u{4}\u{4}deployment_registered\0\u{4}\u{a}log_tail_truncated\0\u{3}log_loss_accepted\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_micros\0\u{3}run_id\0\u{3}run_event\0\u{2}\u{7}enqueued\0\u{3}marked_late\0\u{1}claimed\0\u{3}lease_expired\0\u{1}started\0\u{3}attempt_started\0\u{3}attempt_succeeded\0\u{3}attempt_failed\0\u{3}retry_scheduled\0\u{1}completed\0\u{1}failed\0\u{3}timed_out\0\u{3}cancel_requested\0\u{1}cancelled\0\u{1}crashed\0\u{1}requeued\0\u{1}retried\0\u{4}\u{4}deployment_registered\0\u{4}\u{a}log_tail_truncated\0\u{3}log_loss_accepted\0\u{3}log_segments_archived\0")
 
   fileprivate class _StorageClass {
     var _timeMicros: Int64 = 0
@@ -1098,6 +1140,19 @@ nonisolated extension Gps_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
             _storage._kind = .logLossAccepted(v)
           }
         }()
+        case 42: try {
+          var v: Gps_V1_LogSegmentsArchived?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .logSegmentsArchived(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .logSegmentsArchived(v)
+          }
+        }()
         default: break
         }
       }
@@ -1199,6 +1254,10 @@ nonisolated extension Gps_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case .logLossAccepted?: try {
         guard case .logLossAccepted(let v)? = _storage._kind else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+      }()
+      case .logSegmentsArchived?: try {
+        guard case .logSegmentsArchived(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
       }()
       case nil: break
       }
@@ -2072,6 +2131,66 @@ nonisolated extension Gps_V1_LogLossAccepted: SwiftProtobuf.Message, SwiftProtob
     if lhs.acceptedBy != rhs.acceptedBy {return false}
     if lhs.evidence != rhs.evidence {return false}
     if lhs.setAside != rhs.setAside {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_LogSegmentsArchived: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogSegmentsArchived"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}first_archived\0\u{3}last_archived\0\u{3}last_hash\0\u{1}segments\0\u{1}deleted\0\u{3}archived_by\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.firstArchived) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.lastArchived) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.lastHash) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.segments) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.deleted) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.archivedBy) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.firstArchived != 0 {
+      try visitor.visitSingularUInt64Field(value: self.firstArchived, fieldNumber: 1)
+    }
+    if self.lastArchived != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastArchived, fieldNumber: 2)
+    }
+    if !self.lastHash.isEmpty {
+      try visitor.visitSingularBytesField(value: self.lastHash, fieldNumber: 3)
+    }
+    if !self.segments.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.segments, fieldNumber: 4)
+    }
+    if self.deleted != false {
+      try visitor.visitSingularBoolField(value: self.deleted, fieldNumber: 5)
+    }
+    if !self.archivedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.archivedBy, fieldNumber: 6)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_LogSegmentsArchived, rhs: Gps_V1_LogSegmentsArchived) -> Bool {
+    if lhs.firstArchived != rhs.firstArchived {return false}
+    if lhs.lastArchived != rhs.lastArchived {return false}
+    if lhs.lastHash != rhs.lastHash {return false}
+    if lhs.segments != rhs.segments {return false}
+    if lhs.deleted != rhs.deleted {return false}
+    if lhs.archivedBy != rhs.archivedBy {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

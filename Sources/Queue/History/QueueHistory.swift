@@ -56,7 +56,7 @@ public struct QueueHistory: Sendable {
         }
       if usable { state = decoded }
     }
-    if state.lastSequence == 0,
+    if state.lastSequence == 0, try !LogReader(directory: directory, fileSystem: fileSystem).readsFromStart(),
       let anchor = try LogAnchor.read(logDirectory: directory + "/log", fileSystem: fileSystem)
     {
       throw anchor.noSnapshotCovers

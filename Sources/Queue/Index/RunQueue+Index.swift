@@ -63,7 +63,7 @@ extension RunQueue {
         state.deployments = checkpoint.deployments
         state.lastSequence = checkpoint.sequence
         state.lastTime = checkpoint.time
-      } else if try LogAnchor.read(logDirectory: reader.logDirectory, fileSystem: fileSystem) != nil {
+      } else if try !reader.readsFromStart() {
         // The log's head is gone: only a snapshot holds the runs it had.
         let snapshots = SnapshotStore(directory: directory, fileSystem: fileSystem)
         let loaded = try load(

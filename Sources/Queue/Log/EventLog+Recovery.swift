@@ -65,6 +65,13 @@ extension EventLog {
             segment: name, offset: 0, sequence: expected,
             problem: "the header says the segment starts at sequence \(first)")
         }
+        if expected == nil, first < start, let anchor, anchor.archive != nil {
+          // Archiving wrote the anchor and stopped before it moved every segment: finish it.
+          try finishArchiving(before: start, names: names, logDirectory: logDirectory, fileSystem: fileSystem)
+          report.finishedArchiving = true
+          restart = true
+          break
+        }
         if expected == nil, first != start {
           guard first > start else {
             throw corruption(
@@ -109,6 +116,35 @@ extension EventLog {
         }
       }
     }
+  }
+
+  /// Moves the segments wholly before `start` (the anchor an interrupted archive wrote) to
+  /// `DATA/archive/`. A segment that is in both folders is refused: which copy is right is for a
+  /// person to say.
+  static func finishArchiving(
+    before start: UInt64, names: [String], logDirectory: String, fileSystem: any FileSystem
+  ) throws(QueueError) {
+    let archive = directoryName(logDirectory) + "/archive"
+    guard names.contains(LogFormat.segmentName(firstSequence: start)) else {
+      throw corruption(
+        segment: names[0], offset: 0, sequence: nil,
+        problem:
+          "the log's anchor says it begins at sequence \(start), but no segment starts there: segment files were renamed or removed"
+      )
+    }
+    try fileSystem.createDirectory(archive)
+    for name in names where LogFormat.firstSequence(ofSegmentNamed: name)! < start {
+      guard try fileSystem.size(of: archive + "/" + name) == nil else {
+        throw QueueError(
+          code: .corrupt,
+          message:
+            "segment \(name) is both in log/ and in archive/, though the log's anchor says it was archived (it begins at sequence \(start)); remove the copy in log/ if it is the same file, and start again"
+        )
+      }
+      try fileSystem.rename(logDirectory + "/" + name, to: archive + "/" + name)
+    }
+    try fileSystem.syncDirectory(archive)
+    try fileSystem.syncDirectory(logDirectory)
   }
 
   static func segmentNames(in logDirectory: String, fileSystem: any FileSystem) throws(QueueError) -> [String] {

@@ -44,6 +44,8 @@ public struct RecoveryReport: Sendable, Hashable {
   public var droppedToSequence: UInt64?
   /// A last segment that had no valid header (created, then interrupted) and was removed.
   public var removedSegment: String?
+  /// An interrupted archive (its anchor written, not every segment moved) was finished.
+  public var finishedArchiving = false
 
   public var isClean: Bool { truncatedBytes == 0 && removedSegment == nil }
 

@@ -1,35 +1,85 @@
 import Foundation
 
-/// Where the log begins when it does not begin at sequence 1: written only when a user accepts
-/// that the first segments are lost (`EventLog.acceptLoss`), so a log whose head is missing is
-/// never taken for a whole one.
+/// Where the log begins when it does not begin at sequence 1: written when its first segments are
+/// archived (`gps log archive`, the server's `--retain`) or when a user accepts that they are lost
+/// (`gps log accept-loss`), so a log whose head is missing is never taken for a whole one.
 ///
 /// `DATA/log/ANCHOR`, JSON: the first sequence the log holds and the hash the batch before it
 /// had (the previous-hash of the first remaining batch), so the hash chain is verified from there.
 public struct LogAnchor: Sendable, Hashable, Codable {
   /// The first sequence the log holds.
   public var firstSequence: UInt64
-  /// SHA-256 of the batch that ended at `firstSequence - 1` (lost); base64 in the file.
+  /// SHA-256 of the batch that ended at `firstSequence - 1` (archived or lost); base64 in the file.
   var previousHash: Data
-  /// Who accepted the loss, and when (RFC 3339).
-  public var acceptedBy: String
-  public var acceptedAt: String
+  /// Who accepted a loss of the log's head, and when (RFC 3339); nil when nothing was lost.
+  public var acceptedBy: String?
+  public var acceptedAt: String?
+  /// The segments before `firstSequence` that were archived rather than lost.
+  public var archive: Archive?
+
+  /// Sequences `archive.firstSequence ..< anchor.firstSequence` left the log for `DATA/archive/`
+  /// (or were deleted); those before `archive.firstSequence`, if any, were lost.
+  public struct Archive: Sendable, Hashable, Codable {
+    /// The first archived sequence: 1, or where an accepted loss had left the log.
+    public var firstSequence: UInt64
+    /// The previous-hash of the first archived batch, so the archive's chain is verified too.
+    var previousHash: Data
+    /// Who archived last, and when (RFC 3339).
+    public var archivedBy: String
+    public var archivedAt: String
+    /// The `LogSegmentsArchived` note of the last archive: in the log's hash chain, it vouches for
+    /// this anchor.
+    public var noteSequence: UInt64?
+
+    enum CodingKeys: String, CodingKey {
+      case firstSequence = "first_sequence"
+      case previousHash = "previous_hash"
+      case archivedBy = "archived_by"
+      case archivedAt = "archived_at"
+      case noteSequence = "note_sequence"
+    }
+
+    public var previousHashBytes: [UInt8] { Array(previousHash) }
+  }
 
   enum CodingKeys: String, CodingKey {
     case firstSequence = "first_sequence"
     case previousHash = "previous_hash"
     case acceptedBy = "accepted_by"
     case acceptedAt = "accepted_at"
+    case archive
   }
 
   public var previousHashBytes: [UInt8] { Array(previousHash) }
 
+  /// The first sequence that was not lost: the archive's start, or the log's.
+  public var firstKept: UInt64 { archive?.firstSequence ?? firstSequence }
+
+  /// What came before the log's first sequence, for messages: "sequences 1–9 were archived by …".
+  public var headDescription: String {
+    var parts: [String] = []
+    if let archive {
+      parts.append(
+        "sequences \(archive.firstSequence)–\(firstSequence - 1) were archived by \(archive.archivedBy) at \(archive.archivedAt)"
+      )
+    }
+    if firstKept > 1 {
+      parts.append(
+        "sequences 1–\(firstKept - 1) were accepted as lost by \(acceptedBy ?? "someone") at \(acceptedAt ?? "an unknown time")"
+      )
+    }
+    return parts.joined(separator: "; ")
+  }
+
   /// Replaying needs a snapshot of the state at or after the anchor: the events before it are gone.
   var noSnapshotCovers: QueueError {
-    QueueError(
+    let putBack =
+      archive == nil
+      ? "" : "; put the archived segments back in DATA/archive/ to rebuild from them"
+    return QueueError(
       code: .dataLost,
       message:
-        "the log begins at sequence \(firstSequence) (sequences before it were accepted as lost by \(acceptedBy) at \(acceptedAt)) and no snapshot at or after it matches the log, so the state before cannot be rebuilt",
+        "the log begins at sequence \(firstSequence) (\(headDescription)) and no snapshot or run index at or after it matches the log, so the state before cannot be rebuilt\(putBack)",
       missing: 1...(firstSequence - 1))
   }
 

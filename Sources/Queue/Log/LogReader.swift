@@ -67,21 +67,33 @@ public struct LogReader: Sendable {
     _ cursor: inout LogCursor, window: Int, _ body: (LogRecord) throws -> Bool,
     batchEnded: ((UInt64, () -> [UInt8]) throws -> Bool)?
   ) throws {
-    let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
-    if cursor.segment == nil { try checkHead(names) }
-    guard !names.isEmpty else { return }
-    if cursor.segment == nil || !names.contains(cursor.segment!) {
+    var segments = try self.segments(for: cursor)
+    guard !segments.isEmpty else { return }
+    if cursor.segment == nil || !segments.contains(where: { $0.name == cursor.segment }) {
       // Start in the last segment whose first sequence is at or before the cursor.
       let sequence = cursor.nextSequence
-      cursor.segment = names.last { LogFormat.firstSequence(ofSegmentNamed: $0)! <= sequence } ?? names[0]
+      cursor.segment = (segments.last { $0.first <= sequence } ?? segments[0]).name
       cursor.offset = 0
     }
-    var index = names.firstIndex(of: cursor.segment!)!
+    var index = segments.firstIndex { $0.name == cursor.segment }!
     var window = max(window, 4096)
+    var relisted = false
     while true {
-      let name = names[index]
-      let isLast = index == names.count - 1
-      let bytes = try fileSystem.read(logDirectory + "/" + name, from: UInt64(cursor.offset), maxBytes: window)
+      let segment = segments[index]
+      let name = segment.name
+      let isLast = index == segments.count - 1
+      let bytes: [UInt8]
+      do {
+        bytes = try fileSystem.read(segment.path, from: UInt64(cursor.offset), maxBytes: window)
+      } catch {
+        // Archived while this reader was on its way: it is in DATA/archive/ now.
+        guard !relisted, try fileSystem.size(of: segment.path) == nil else { throw error }
+        relisted = true
+        segments = try self.segments(for: cursor, archive: true)
+        guard let moved = segments.firstIndex(where: { $0.name == name }) else { throw error }
+        index = moved
+        continue
+      }
       let scan = SegmentScan(name: name, bytes: bytes, fileOffset: cursor.offset)
       if case .failure(let problem) = scan.header {
         if isLast { return }  // being created right now
@@ -123,9 +135,69 @@ public struct LogReader: Sendable {
       }
       guard !isLast else { return }
       index += 1
-      cursor.segment = names[index]
+      let next = segments[index]
+      if next.first > cursor.nextSequence, let end = scan.batches.last?.header.lastSequence, next.first > end + 1 {
+        throw Self.gap(after: end, next: next, archived: segment.archived)
+      }
+      cursor.segment = next.name
       cursor.offset = 0
     }
+  }
+
+  /// One segment file a reader reads.
+  struct Segment {
+    var name: String
+    var path: String
+    /// Its first sequence.
+    var first: UInt64
+    /// In `DATA/archive/`.
+    var archived: Bool
+  }
+
+  /// The archive folder of the data directory.
+  var archiveDirectory: String { directoryName(logDirectory) + "/archive" }
+
+  /// The segments to read from `cursor` on: the log's, after the archived ones that hold earlier
+  /// sequences when the cursor is before the log's first segment (or `archive` asks for them).
+  func segments(for cursor: LogCursor, archive: Bool = false, checkingHead: Bool = true) throws(QueueError) -> [Segment]
+  {
+    let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
+    if cursor.segment == nil, checkingHead { try checkHead(names) }
+    var segments = names.map {
+      Segment(
+        name: $0, path: logDirectory + "/" + $0, first: LogFormat.firstSequence(ofSegmentNamed: $0)!, archived: false)
+    }
+    let logFirst = segments.first?.first ?? .max
+    guard archive || cursor.nextSequence < logFirst, try fileSystem.size(of: archiveDirectory) != nil else {
+      return segments
+    }
+    let archived = try EventLog.segmentNames(in: archiveDirectory, fileSystem: fileSystem).compactMap {
+      name -> Segment? in
+      let first = LogFormat.firstSequence(ofSegmentNamed: name)!
+      guard first < logFirst else { return nil }
+      return Segment(name: name, path: archiveDirectory + "/" + name, first: first, archived: true)
+    }
+    segments.insert(contentsOf: archived, at: 0)
+    return segments
+  }
+
+  /// True when every event from sequence 1 on can be read: the log is whole, or its archived head
+  /// is in `DATA/archive/` and nothing before it was lost.
+  public func readsFromStart() throws(QueueError) -> Bool {
+    guard let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem) else { return true }
+    guard anchor.archive != nil, anchor.firstKept == 1 else { return false }
+    return try segments(for: LogCursor(from: 1)).first?.first == 1
+  }
+
+  static func gap(after end: UInt64, next: Segment, archived: Bool) -> QueueError {
+    let hint =
+      archived
+      ? "; they were archived: put their segment files back in DATA/archive/ to read them"
+      : ": a segment file was deleted or moved"
+    return QueueError(
+      code: .dataLost,
+      message: "sequences \(end + 1)–\(next.first - 1) are missing before segment \(next.name)\(hint)",
+      missing: (end + 1)...(next.first - 1))
   }
 
   /// Throws ``QueueError/Code-swift.struct/dataLost`` when the first segment does not begin where the

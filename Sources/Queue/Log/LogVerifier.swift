@@ -18,7 +18,127 @@ public struct VerifyReport: Sendable {
   /// When the problem is that sequences are gone (a segment file deleted or cut), which ones.
   public var missing: ClosedRange<UInt64>?
 
+  /// The archived head of the log (`DATA/archive/`), when segments were archived.
+  public var archive: Archive?
+
+  public struct Archive: Sendable {
+    /// The sequences the anchor says were archived.
+    public var sequences: ClosedRange<UInt64>
+    /// Archived segment files present in `DATA/archive/` (none: deleted or moved elsewhere, and not verified).
+    public var segmentsPresent: Int
+    public var batches = 0
+    public var records: UInt64 = 0
+    public var bytes = 0
+    /// Archived sequences whose segments are not in `DATA/archive/` (deleted, or kept elsewhere).
+    public var absent: [ClosedRange<UInt64>] = []
+    /// The sequence of the `LogSegmentsArchived` note in the verified log that vouches for the anchor.
+    public var confirmedBy: UInt64?
+    /// What is wrong with the archived segments, if anything.
+    public var problem: String?
+  }
+
   public var isIntact: Bool { problem == nil }
+}
+
+/// Walking segments in order: continuity, checksums, bodies and the hash chain.
+private struct Walk {
+  var expected: UInt64
+  /// Nil after a gap in the archive: the next batch's predecessor is not here to check it against.
+  var previousHash: [UInt8]?
+  var previousBatch: String?
+  /// Archived sequences not in `DATA/archive/` (deleted, or moved elsewhere).
+  var absent: [ClosedRange<UInt64>] = []
+  var segments = 0
+  var batches = 0
+  var records: UInt64 = 0
+  var bytes = 0
+  var unfinishedTail: String?
+  var missing: ClosedRange<UInt64>?
+  var problem: String?
+
+  init(expected: UInt64, previousHash: [UInt8]) {
+    self.expected = expected
+    self.previousHash = previousHash
+  }
+
+  /// Stops at the first problem (in ``problem``). `live`: the last segment may be being appended.
+  mutating func segments(
+    _ names: [String], in directory: String, live: Bool, thorough: Bool, fileSystem: any FileSystem
+  ) throws(QueueError) {
+    // The archive may lack segments that were deleted: what it has is verified around the gaps.
+    let gapsAllowed = !live
+    for name in names {
+      segments += 1
+      let scan = SegmentScan(name: name, bytes: try fileSystem.read(directory + "/" + name, from: 0))
+      bytes += scan.bytes.count
+      func fail(_ offset: Int, _ what: String) {
+        problem = "segment \(name), byte offset \(offset), sequence \(expected): \(what)"
+      }
+      switch scan.header {
+      case .failure where live && name == names.last && scan.bytes.count < LogFormat.segmentHeaderSize:
+        unfinishedTail = "segment \(name), being created"
+        segments -= 1
+        continue
+      case .failure(let problem):
+        fail(0, "\(problem)")
+        return
+      case .success(let first) where gapsAllowed && first > expected:
+        absent.append(expected...(first - 1))
+        expected = first
+        previousHash = nil
+        previousBatch = nil
+      case .success(let first) where first != expected:
+        fail(
+          0, "the segment starts at sequence \(first), expected \(expected): a segment was removed, added or renamed")
+        if first > expected { missing = expected...(first - 1) }
+        return
+      case .success: break
+      }
+      for batch in scan.batches {
+        let header = batch.header
+        if header.baseSequence > expected {
+          fail(
+            batch.offset,
+            "sequences \(expected)–\(header.baseSequence - 1) are missing: a batch was deleted here, or batches were reordered"
+          )
+          return
+        }
+        if header.baseSequence < expected {
+          fail(
+            batch.offset,
+            "the batch starts at sequence \(header.baseSequence), which came before: a batch was inserted here, or batches were reordered"
+          )
+          return
+        }
+        if thorough, let previousHash, header.previousHash != previousHash {
+          let culprit = previousBatch.map { "the previous batch (\($0)) was edited" } ?? "the first batch was edited"
+          fail(batch.offset, "the hash chain breaks: this batch does not match the hash of its predecessor; \(culprit)")
+          return
+        }
+        if thorough {
+          if case .failure(let problem) = scan.records(of: batch) {
+            fail(batch.offset, "\(problem)")
+            return
+          }
+          previousHash = scan.hash(of: batch)
+        }
+        previousBatch = "\(name) offset \(batch.offset), sequences \(header.baseSequence)–\(header.lastSequence)"
+        expected = header.lastSequence + 1
+        batches += 1
+        records += UInt64(header.count)
+      }
+      if let stop = scan.stop {
+        // The end of the last segment may be an append in progress beside a live server: the
+        // verified prefix ends before it.
+        if live, name == names.last, scan.stopIsTornTail {
+          unfinishedTail = "segment \(name) from byte \(stop.offset)"
+          break
+        }
+        fail(stop.offset, "\(stop.problem)")
+        return
+      }
+    }
+  }
 }
 
 /// Checks the whole log: segment headers, every batch's length and checksum, that every body
@@ -46,69 +166,79 @@ public struct LogVerifier: Sendable {
       ? try SnapshotStore(directory: directoryName(logDirectory), fileSystem: fileSystem).intactSnapshots() : []
     let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
     report.anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)
-    var expected: UInt64 = report.anchor?.firstSequence ?? 1
-    var previousHash = report.anchor?.previousHashBytes ?? LogFormat.zeroHash
-    var previousBatch: String?
-    for name in names {
-      report.segments += 1
-      let scan = SegmentScan(name: name, bytes: try fileSystem.read(logDirectory + "/" + name, from: 0))
-      report.bytes += scan.bytes.count
-      func fail(_ offset: Int, _ what: String) -> VerifyReport {
-        var failed = report
-        failed.lastSequence = expected - 1
-        failed.problem = "segment \(name), byte offset \(offset), sequence \(expected): \(what)"
-        return failed
+    if let archive = report.anchor?.archive {
+      // The archive's own chain, from where it began to the batch the anchor names.
+      let archiveDirectory = directoryName(logDirectory) + "/archive"
+      let logFirst = names.first.flatMap(LogFormat.firstSequence(ofSegmentNamed:)) ?? .max
+      let archived =
+        try fileSystem.size(of: archiveDirectory) == nil
+        ? []
+        : try EventLog.segmentNames(in: archiveDirectory, fileSystem: fileSystem).filter {
+          LogFormat.firstSequence(ofSegmentNamed: $0)! < logFirst
+        }
+      var walk = Walk(expected: archive.firstSequence, previousHash: archive.previousHashBytes)
+      let start = report.anchor!.firstSequence
+      var archiveReport = VerifyReport.Archive(
+        sequences: archive.firstSequence...(start - 1), segmentsPresent: archived.count)
+      if !archived.isEmpty {
+        try walk.segments(archived, in: archiveDirectory, live: false, thorough: thorough, fileSystem: fileSystem)
+        if walk.problem == nil, walk.expected > start {
+          walk.problem = "the archive holds sequences up to \(walk.expected - 1), past the log's start at \(start)"
+        }
+        if walk.problem == nil, walk.expected < start { walk.absent.append(walk.expected...(start - 1)) }
+        if walk.problem == nil, thorough, walk.expected == start, let hash = walk.previousHash,
+          hash != report.anchor!.previousHashBytes
+        {
+          walk.problem =
+            "the hash chain breaks between the archive and the log: the last archived batch does not match the log's anchor"
+        }
+        archiveReport.absent = walk.absent
+        archiveReport.problem = walk.problem
+        archiveReport.batches = walk.batches
+        archiveReport.records = walk.records
+        archiveReport.bytes = walk.bytes
       }
-      switch scan.header {
-      case .failure where name == names.last && scan.bytes.count < LogFormat.segmentHeaderSize:
-        report.unfinishedTail = "segment \(name), being created"
-        report.segments -= 1
-        continue
-      case .failure(let problem): return fail(0, "\(problem)")
-      case .success(let first) where first != expected:
-        var failed = fail(
-          0, "the segment starts at sequence \(first), expected \(expected): a segment was removed, added or renamed")
-        if first > expected { failed.missing = expected...(first - 1) }
-        return failed
-      case .success: break
+      if archived.isEmpty { archiveReport.absent = [archiveReport.sequences] }
+      report.archive = archiveReport
+      if let problem = walk.problem {
+        report.problem = "in DATA/archive/: \(problem)"
+        return report
       }
-      for batch in scan.batches {
-        let header = batch.header
-        if header.baseSequence > expected {
-          return fail(
-            batch.offset,
-            "sequences \(expected)–\(header.baseSequence - 1) are missing: a batch was deleted here, or batches were reordered"
-          )
+    }
+    var walk = Walk(
+      expected: report.anchor?.firstSequence ?? 1, previousHash: report.anchor?.previousHashBytes ?? LogFormat.zeroHash)
+    try walk.segments(names, in: logDirectory, live: true, thorough: thorough, fileSystem: fileSystem)
+    report.segments = walk.segments
+    report.batches = walk.batches
+    report.records = walk.records
+    report.bytes = walk.bytes
+    report.unfinishedTail = walk.unfinishedTail
+    report.missing = walk.missing
+    let expected = walk.expected
+    if let problem = walk.problem {
+      report.problem = problem
+      report.lastSequence = expected - 1
+      return report
+    }
+    if thorough, let anchor = report.anchor, let archive = anchor.archive {
+      // The anchor is a file beside the log; the note archiving wrote is in the verified chain.
+      report.archive?.confirmedBy = archive.noteSequence
+      if let note = archive.noteSequence {
+        let reader = LogReader(directory: directoryName(logDirectory), fileSystem: fileSystem)
+        var cursor = LogCursor(from: note)
+        var found: RunEvent?
+        try? reader.read(&cursor, window: 64 * 1024) { record in
+          found = record.sequence == note ? try? RunEvent(record) : nil
+          return false
         }
-        if header.baseSequence < expected {
-          return fail(
-            batch.offset,
-            "the batch starts at sequence \(header.baseSequence), which came before: a batch was inserted here, or batches were reordered"
-          )
+        guard case .logSegmentsArchived(let archived) = found?.kind, archived.lastArchived == anchor.firstSequence - 1,
+          Array(archived.lastHash) == anchor.previousHashBytes
+        else {
+          report.problem =
+            "the log's anchor (log/ANCHOR) says sequences up to \(anchor.firstSequence - 1) were archived, but event \(note) of the log is not the note that archive wrote: the anchor was edited"
+          report.lastSequence = expected - 1
+          return report
         }
-        if thorough, header.previousHash != previousHash {
-          let culprit = previousBatch.map { "the previous batch (\($0)) was edited" } ?? "the first batch was edited"
-          return fail(
-            batch.offset, "the hash chain breaks: this batch does not match the hash of its predecessor; \(culprit)")
-        }
-        if thorough {
-          let decoded = scan.records(of: batch)
-          if case .failure(let problem) = decoded { return fail(batch.offset, "\(problem)") }
-          previousHash = scan.hash(of: batch)
-        }
-        previousBatch = "\(name) offset \(batch.offset), sequences \(header.baseSequence)–\(header.lastSequence)"
-        expected = header.lastSequence + 1
-        report.batches += 1
-        report.records += UInt64(header.count)
-      }
-      if let stop = scan.stop {
-        // The end of the last segment may be an append in progress beside a live server: the
-        // verified prefix ends before it.
-        if name == names.last, scan.stopIsTornTail {
-          report.unfinishedTail = "segment \(name) from byte \(stop.offset)"
-          break
-        }
-        return fail(stop.offset, "\(stop.problem)")
       }
     }
     if let (name, snapshot) = snapshots.first, snapshot.lastSequence >= expected {

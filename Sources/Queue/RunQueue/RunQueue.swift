@@ -46,6 +46,11 @@ public final class RunQueue: Sendable {
   let indexer: RunIndexer?
   let retiredReader: RetiredRunReader?
   private let queueHandle: QueueHandle?
+  let fileSystem: any FileSystem
+  /// One archive at a time.
+  let archiving = Mutex(())
+  /// The first sequence of the retained log (after archived or lost segments).
+  let retainedStart: Mutex<UInt64>
 
   struct Locked {
     var state: QueueState
@@ -75,6 +80,7 @@ public final class RunQueue: Sendable {
     self.directory = directory
     self.options = options
     self.clock = clock
+    self.fileSystem = fileSystem
     metrics = options.metrics.map(QueueMetrics.init)
     var logOptions = options.log
     logOptions.metrics = logOptions.metrics ?? options.metrics
@@ -82,6 +88,8 @@ public final class RunQueue: Sendable {
     log = try EventLog(directory: directory, options: logOptions, fileSystem: fileSystem)
     snapshots = SnapshotStore(directory: directory, fileSystem: fileSystem)
     do throws(QueueError) {
+      retainedStart = Mutex(
+        try LogAnchor.read(logDirectory: log.logDirectory, fileSystem: fileSystem)?.firstSequence ?? 1)
       try snapshots.removeLeftovers()
       let loading = ContinuousClock.now
       var opened: OpenedIndex?
@@ -165,7 +173,7 @@ public final class RunQueue: Sendable {
       }
     }
     let loadTime = ContinuousClock.now - start
-    if state.lastSequence == 0,
+    if state.lastSequence == 0, try !reader.readsFromStart(),
       let anchor = try LogAnchor.read(logDirectory: reader.logDirectory, fileSystem: fileSystem)
     {
       throw anchor.noSnapshotCovers

@@ -151,16 +151,15 @@ extension LogReader {
   /// The SHA-256 of the batch whose last record is `sequence`, or nil when no batch ends there.
   /// For the sequence just before an anchored log's start, the anchor's hash.
   public func batchHash(endingAt sequence: UInt64) throws(QueueError) -> [UInt8]? {
-    let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
-    guard let name = names.last(where: { LogFormat.firstSequence(ofSegmentNamed: $0)! <= sequence }) else {
-      if let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem),
-        anchor.firstSequence - 1 == sequence
-      {
-        return anchor.previousHashBytes
-      }
-      return nil
+    if let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem),
+      anchor.firstSequence - 1 == sequence
+    {
+      return anchor.previousHashBytes
     }
-    let scan = SegmentScan(name: name, bytes: try fileSystem.read(logDirectory + "/" + name, from: 0))
+    // Before the log's first segment: in an archived one, when DATA/archive/ holds it.
+    let segments = try segments(for: LogCursor(from: sequence + 1), checkingHead: false)
+    guard let segment = segments.last(where: { $0.first <= sequence }) else { return nil }
+    let scan = SegmentScan(name: segment.name, bytes: try fileSystem.read(segment.path, from: 0))
     guard let batch = scan.batches.first(where: { $0.header.lastSequence == sequence }) else { return nil }
     return scan.hash(of: batch)
   }

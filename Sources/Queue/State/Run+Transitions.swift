@@ -242,7 +242,7 @@ extension Run {
       result = []
       resultType = ""
 
-    case .logTailTruncated, .logLossAccepted, .deploymentRegistered:
+    case .logTailTruncated, .logLossAccepted, .logSegmentsArchived, .deploymentRegistered:
       throw TransitionError(message: "run \(id): \(event.typeName) is a record of the queue, not an event of a run")
 
     case nil:

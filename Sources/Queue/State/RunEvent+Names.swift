@@ -14,7 +14,7 @@ extension RunEvent {
   /// A note of the log itself (an interrupted append cut off, a loss accepted), which belongs to no run.
   public var isLogNote: Bool {
     switch kind {
-    case .logTailTruncated, .logLossAccepted: true
+    case .logTailTruncated, .logLossAccepted, .logSegmentsArchived: true
     default: false
     }
   }
@@ -22,7 +22,7 @@ extension RunEvent {
   /// A record of the queue itself, which belongs to no run: a log note or a deployment's registration.
   public var isQueueRecord: Bool {
     switch kind {
-    case .logTailTruncated, .logLossAccepted, .deploymentRegistered: true
+    case .logTailTruncated, .logLossAccepted, .logSegmentsArchived, .deploymentRegistered: true
     default: false
     }
   }
@@ -52,6 +52,7 @@ extension RunEvent {
     case .retried: "RunRetried"
     case .logTailTruncated: "LogTailTruncated"
     case .logLossAccepted: "LogLossAccepted"
+    case .logSegmentsArchived: "LogSegmentsArchived"
     case .deploymentRegistered: "DeploymentRegistered"
     case nil: "Unknown"
     }

@@ -12,6 +12,8 @@ package final class FaultyFileSystem: FileSystem {
   struct State {
     var writeError: Int32?
     var syncError: Int32?
+    /// Renames left before they fail (nil: never).
+    var renamesLeft: Int?
     /// Bytes known durable per file (size at open, then at each successful sync).
     var synced: [String: UInt64] = [:]
   }
@@ -25,9 +27,12 @@ package final class FaultyFileSystem: FileSystem {
   package func failWrites(errno code: Int32) { state.withLock { $0.writeError = code } }
   /// Every later fsync fails with `errno` (e.g. EIO) until ``heal()``.
   package func failSyncs(errno code: Int32) { state.withLock { $0.syncError = code } }
+  /// After `count` more successful renames, every rename fails (with EIO) until ``heal()``: a
+  /// crash part-way through moving files.
+  package func failRenames(after count: Int) { state.withLock { $0.renamesLeft = count } }
   package func heal() {
     state.withLock {
-      $0.writeError = nil; $0.syncError = nil
+      $0.writeError = nil; $0.syncError = nil; $0.renamesLeft = nil
     }
   }
 
@@ -72,7 +77,15 @@ package final class FaultyFileSystem: FileSystem {
     try base.truncate(path, to: size)
     state.withLock { $0.synced[path] = size }
   }
-  package func rename(_ from: String, to: String) throws(QueueError) { try base.rename(from, to: to) }
+  package func rename(_ from: String, to: String) throws(QueueError) {
+    let allowed = state.withLock { state -> Bool in
+      guard let left = state.renamesLeft else { return true }
+      state.renamesLeft = left - 1
+      return left > 0
+    }
+    guard allowed else { throw PosixFileSystem.failure("rename", from, errno: EIO) }
+    try base.rename(from, to: to)
+  }
   package func remove(_ path: String) throws(QueueError) { try base.remove(path) }
   package func writeAtomically(_ path: String, contents: [UInt8]) throws(QueueError) {
     try checkWrite(path)

@@ -1,0 +1,176 @@
+import Foundation
+import SwiftProtobuf
+import Synchronization
+
+/// Which sealed segments ``RunQueue/archive(before:delete:archivedBy:reason:dryRun:)`` takes.
+public enum ArchiveBound: Sendable, Hashable, CustomStringConvertible {
+  /// Segments whose every event is older than this.
+  case time(Timestamp)
+  /// Segments whose every event has a sequence below this.
+  case sequence(UInt64)
+
+  public var description: String {
+    switch self {
+    case .time(let time): "before \(time)"
+    case .sequence(let sequence): "before sequence \(sequence)"
+    }
+  }
+}
+
+/// What an archive moved (or would move, for a dry run).
+public struct ArchiveReport: Sendable, Hashable {
+  /// The segment files, oldest first.
+  public var segments: [String] = []
+  /// The sequences they held; nil when there was nothing to archive.
+  public var archived: ClosedRange<UInt64>?
+  public var bytes: UInt64 = 0
+  /// Where the retained log begins now.
+  public var logStart: UInt64
+  /// The sequence of the `LogSegmentsArchived` note; nil for a dry run or when nothing moved.
+  public var noteSequence: UInt64?
+  public var deleted = false
+  /// Why the next sealed segment stayed, when one did.
+  public var stoppedBecause: String?
+}
+
+extension RunQueue {
+  /// Moves the sealed segments wholly `before` the bound to `DATA/archive/` (or deletes them), once
+  /// the run index (or, without one, a snapshot) covers them: the runs they held stay queryable,
+  /// and their events readable again whenever the files are in `DATA/archive/`.
+  ///
+  /// In this order, so that a crash at any point leaves a log that opens, verifies and answers the
+  /// same: a `LogSegmentsArchived` note (durable, in the hash chain), the new anchor
+  /// (`log/ANCHOR`, written atomically), then one `rename` per segment. Opening the log finishes an
+  /// archive whose anchor was written; a segment is never in both folders. The live segment is
+  /// never archived, nor one the index still needs.
+  public func archive(
+    before bound: ArchiveBound, delete: Bool = false, archivedBy: String, reason: String? = nil,
+    dryRun: Bool = false
+  ) throws(QueueError) -> ArchiveReport {
+    try archiving.withLock { _ throws(QueueError) -> ArchiveReport in
+      let logDirectory = log.logDirectory
+      let reader = LogReader(directory: directory, fileSystem: fileSystem)
+      let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)
+      var report = ArchiveReport(logStart: anchor?.firstSequence ?? 1, deleted: delete)
+      let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
+      let covered = try coveredSequence()
+      var chosen: [(name: String, end: UInt64)] = []
+      for (position, name) in names.enumerated().dropLast() {
+        let next = names[position + 1]
+        let end = LogFormat.firstSequence(ofSegmentNamed: next)! - 1
+        guard end <= covered else {
+          report.stoppedBecause =
+            options.runIndex == nil
+            ? "no snapshot covers segment \(name) yet (the newest ends at sequence \(covered))"
+            : "the run index covers the log only up to sequence \(covered), and segment \(name) ends at \(end)"
+          break
+        }
+        switch bound {
+        case .sequence(let sequence):
+          guard end < sequence else {
+            report.stoppedBecause = "segment \(name) holds sequences up to \(end), not all before \(sequence)"
+            break
+          }
+        case .time(let time):
+          // Times never decrease along the log: the next segment's first event bounds this one's last.
+          let nextTime = try firstEventTime(in: reader, at: end + 1)
+          guard nextTime < time else {
+            report.stoppedBecause = "segment \(name) holds events up to \(nextTime) or later, not all before \(time)"
+            break
+          }
+        }
+        if report.stoppedBecause != nil { break }
+        chosen.append((name, end))
+      }
+      if chosen.isEmpty, report.stoppedBecause == nil {
+        report.stoppedBecause = "the log has only its live segment, \(names.last ?? "none"), which is never archived"
+      }
+      guard let last = chosen.last, let firstName = chosen.first?.name else { return report }
+      for (name, _) in chosen {
+        report.bytes += try fileSystem.size(of: logDirectory + "/" + name) ?? 0
+      }
+      report.segments = chosen.map(\.name)
+      report.archived = LogFormat.firstSequence(ofSegmentNamed: firstName)!...last.end
+      guard !dryRun else { return report }
+
+      let scan = SegmentScan(name: last.name, bytes: try fileSystem.read(logDirectory + "/" + last.name, from: 0))
+      guard let lastBatch = scan.batches.last, lastBatch.header.lastSequence == last.end, scan.stop == nil else {
+        throw EventLog.corruption(
+          segment: last.name, offset: scan.endOfBatches, sequence: last.end,
+          problem: "the sealed segment does not end at sequence \(last.end), where the next one begins")
+      }
+      let lastHash = scan.hash(of: lastBatch)
+      let now = clock.now()
+      report.noteSequence = try recordNote(
+        .logSegmentsArchived(
+          .with {
+            $0.firstArchived = report.archived!.lowerBound
+            $0.lastArchived = last.end
+            $0.lastHash = Data(lastHash)
+            $0.segments = report.segments
+            $0.deleted = delete
+            $0.archivedBy = archivedBy
+            $0.reason = reason ?? bound.description
+          }))
+      let previous = anchor?.archive
+      let newAnchor = LogAnchor(
+        firstSequence: last.end + 1, previousHash: Data(lastHash), acceptedBy: anchor?.acceptedBy,
+        acceptedAt: anchor?.acceptedAt,
+        archive: LogAnchor.Archive(
+          firstSequence: previous?.firstSequence ?? anchor?.firstSequence ?? 1,
+          previousHash: previous?.previousHash ?? anchor?.previousHash ?? Data(LogFormat.zeroHash),
+          archivedBy: archivedBy, archivedAt: now.description, noteSequence: report.noteSequence))
+      try newAnchor.write(logDirectory: logDirectory, fileSystem: fileSystem)
+      do throws(QueueError) {
+        try EventLog.finishArchiving(
+          before: newAnchor.firstSequence, names: names, logDirectory: logDirectory, fileSystem: fileSystem)
+        if delete {
+          for name in report.segments { try fileSystem.remove(reader.archiveDirectory + "/" + name) }
+          try fileSystem.syncDirectory(reader.archiveDirectory)
+        }
+      } catch {
+        retainedStart.withLock { $0 = newAnchor.firstSequence }
+        throw QueueError(
+          code: error.code,
+          message:
+            "archiving stopped part-way (\(error.message)): the log's anchor already says it begins at sequence \(newAnchor.firstSequence) (event \(report.noteSequence!) records it), and the segments not yet moved move to archive/ at the next open or archive; nothing is lost",
+          cause: error)
+      }
+      report.logStart = newAnchor.firstSequence
+      retainedStart.withLock { $0 = newAnchor.firstSequence }
+      return report
+    }
+  }
+
+  /// The first sequence of the retained log: a run whose first event is before it is archived.
+  public var logStart: UInt64 { retainedStart.withLock { $0 } }
+
+  /// How far the derived state on disk reaches: the run index's checkpoint, or the newest snapshot.
+  func coveredSequence() throws(QueueError) -> UInt64 {
+    if let indexer {
+      if let failure = indexer.failure { throw failure }
+      return indexer.indexedSequence
+    }
+    return try snapshots.intactSnapshots().map(\.snapshot.lastSequence).max() ?? 0
+  }
+
+  /// The time of the event at `sequence`.
+  func firstEventTime(in reader: LogReader, at sequence: UInt64) throws(QueueError) -> Timestamp {
+    var cursor = LogCursor(from: sequence)
+    var time: Timestamp?
+    do {
+      try reader.read(&cursor, window: 64 * 1024) { record in
+        time = try RunEvent(record).time
+        return false
+      }
+    } catch let error as QueueError {
+      throw error
+    } catch {
+      throw QueueError(code: .corrupt, message: "event \(sequence) does not decode: \(error)", cause: error)
+    }
+    guard let time else {
+      throw QueueError(code: .corrupt, message: "the log has no event \(sequence), where a segment begins")
+    }
+    return time
+  }
+}
