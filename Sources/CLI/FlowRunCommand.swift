@@ -165,7 +165,9 @@ struct FlowRunInspect: AsyncParsableCommand {
         }
         return sequence < run.lastSequence
       }
-      return (Gps_V1_RunInfo(run), events, ResultTypes(state: state))
+      var info = Gps_V1_RunInfo(run)
+      info.archived = try run.firstSequence < LogReader(directory: location.dataDir).retainedStart()
+      return (info, events, ResultTypes(state: state))
     }
     switch output {
     case .json:
@@ -200,6 +202,10 @@ struct FlowRunInspect: AsyncParsableCommand {
       printLine(
         "events      \(run.eventCount) (log sequences \(run.firstSequence)–\(run.lastSequence)); claims \(run.claims), re-queues \(run.requeues), retries \(run.userRetries)"
       )
+      if run.archived {
+        printLine(
+          "archived    its first events are in archived log segments: shown when the files are in DATA/archive/")
+      }
       let attempts = Attempt.all(in: events)
       if !attempts.isEmpty {
         printLine("attempts:")

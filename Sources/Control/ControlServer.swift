@@ -31,10 +31,12 @@ public struct ControlServer: Service {
     /// Once runs in flight are done (or `grace` is over), how long open connections may take to
     /// close before the server closes them.
     public var shutdownTimeout: Duration = .seconds(5)
-    /// The queue's options; a server keeps terminal runs in the run index, not in memory.
+    /// The queue's options; a server keeps terminal runs in the run index, not in memory, and
+    /// checks the log's sealed segments after it is ready instead of before.
     public var queue: QueueOptions = {
       var options = QueueOptions()
       options.runIndex = RunIndexOptions()
+      options.log.scanSealedSegments = false
       return options
     }()
     public var scheduler = SchedulerOptions()
@@ -186,6 +188,12 @@ public struct ControlServer: Service {
           } catch is CancellationError {}
           return false
         }
+        if !configuration.queue.log.scanSealedSegments {
+          work.addTask {
+            await checkSealedSegments()
+            return false
+          }
+        }
         if let retention = configuration.retention {
           work.addTask {
             do {
@@ -235,6 +243,31 @@ public struct ControlServer: Service {
     logger.info(
       "control server stopped; \(queue.indexStatus == nil ? "writing a snapshot" : "committing the run index") and releasing the data directory"
     )
+  }
+
+  /// The check opening skipped: every batch of every sealed segment (lengths, checksums,
+  /// continuity), on a background thread while the server serves. Damage is logged as an error
+  /// naming the segment, offset and sequence; the server goes on (readers refuse a damaged batch).
+  func checkSealedSegments() async {
+    let directory = configuration.dataDirectory
+    let started = ContinuousClock.now
+    let outcome = await Task.detached(priority: .background) {
+      Result { () throws(QueueError) in try LogVerifier(directory: directory).verify(thorough: false) }
+    }.value
+    switch outcome {
+    case .success(let report) where report.isIntact:
+      logger.info(
+        "checked the log's sealed segments",
+        metadata: [
+          "segments": "\(report.segments)", "bytes": "\(report.bytes)",
+          "seconds": "\((ContinuousClock.now - started).components.seconds)",
+        ])
+    case .success(let report):
+      logger.error(
+        "the log is damaged: \(report.problem ?? ""); `gps log verify` shows it, `gps log repair` cuts the log there")
+    case .failure(let error):
+      logger.error("checking the log's sealed segments failed: \(error.message)")
+    }
   }
 
   /// Archives what is older than the retention, now and every `checkEvery`. A failure is logged

@@ -161,6 +161,7 @@ package enum EventText {
       .init("user_retries", .number(String(run.userRetries))),
       .init("first_sequence", .number(String(run.firstSequence))),
       .init("last_sequence", .number(String(run.lastSequence))),
+      .init("archived", .bool(run.archived)),
       .init("lease_scheduler", run.leaseScheduler.isEmpty ? .null : .string(run.leaseScheduler)),
       .init("result_type", .string(run.resultType)),
     ]

@@ -222,6 +222,9 @@ struct Pages: Sendable {
     if !info.idempotencyKey.isEmpty { fact("Idempotency key", info.idempotencyKey) }
     fact("Attempts", String(info.attempts))
     fact("Events", "\(info.eventCount) (sequences \(info.firstSequence)–\(info.lastSequence))")
+    if info.archived {
+      fact("Archived", "its first events are in archived log segments: shown when the files are in DATA/archive/")
+    }
     body.raw("</dl>")
     body.raw("<div class=\"actions\">")
     if !["Completed", "Failed", "Cancelled", "Crashed", "TimedOut"].contains(info.state) {

@@ -182,3 +182,100 @@ import Testing
     }
   }
 }
+
+/// Retention from the command line: `gps log archive` on the log, through a running server, and
+/// the server's own `--retain`; the server's check of sealed segments after it is ready.
+@Suite struct ArchiveCommandTests {
+  let storage = StorageCommandTests()
+
+  @Test func logArchiveMovesOldSegmentsAndVerifyProvesTheRest() async throws {
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      try await storage.makeQueue(data, runs: 60)
+      let listed = try await GPSProcess.run([
+        "flow-run", "ls", "--data-dir", data, "--limit", "1000", "--output", "json",
+      ])
+      let runs = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
+      let oldest = try #require(runs.last?["id"] as? String)
+
+      let bad = try await GPSProcess.run(["log", "archive", "--data-dir", data, "--before", "last tuesday"])
+      storage.oneErrorLine(bad, containing: ["--before 'last tuesday' is neither a duration"])
+
+      let dry = try await GPSProcess.run(["log", "archive", "--data-dir", data, "--before", "40", "--dry-run"])
+      #expect(dry.status == 0, "\(dry.stderr)")
+      #expect(dry.stdout.hasPrefix("would archive "), "\(dry.stdout)")
+      #expect(!FileManager.default.fileExists(atPath: data + "/archive"))
+
+      let archived = try await GPSProcess.run(["log", "archive", "--data-dir", data, "--before", "40"])
+      #expect(archived.status == 0, "\(archived.stderr)")
+      #expect(archived.stdout.hasPrefix("archived "), "\(archived.stdout)")
+      #expect(archived.stdout.contains("to \(data)/archive/"), "\(archived.stdout)")
+      let moved = try FileManager.default.contentsOfDirectory(atPath: data + "/archive").filter { $0.hasSuffix(".seg") }
+      #expect(!moved.isEmpty)
+      #expect(Set(try storage.segments(data)).isDisjoint(with: moved))
+
+      let verify = try await GPSProcess.run(["log", "verify", "--data-dir", data])
+      #expect(verify.status == 0, "\(verify.stderr)")
+      #expect(verify.stdout.contains("from the anchor in log/ANCHOR (sequences 1–"), "\(verify.stdout)")
+      #expect(verify.stdout.contains("of the log confirms"), "\(verify.stdout)")
+      #expect(verify.stdout.contains("archived segments in archive/ verified"), "\(verify.stdout)")
+      let replay = try await GPSProcess.run(["history", "replay", "--data-dir", data])
+      #expect(replay.stdout.contains("LogSegmentsArchived"), "\(replay.stdout.suffix(500))")
+
+      // The oldest run is still there, marked archived; its events read from the archive.
+      let inspect = try await GPSProcess.run([
+        "flow-run", "inspect", String(oldest), "--data-dir", data, "--output", "json",
+      ])
+      #expect(inspect.status == 0, "\(inspect.stderr)")
+      #expect(inspect.stdout.contains("\"archived\": true"), "\(inspect.stdout.prefix(800))")
+      #expect(inspect.stdout.contains("RunEnqueued"), "\(inspect.stdout.prefix(800))")
+    }
+  }
+
+  @Test func theServerArchivesByRetentionAndThroughItsControlAPI() async throws {
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      try await storage.makeQueue(data, runs: 60)
+      // Every sealed segment is older than 0s: the server archives them as soon as it is ready.
+      let server = try GPSProcess([
+        "server", "start", "--data-dir", data, "--port", "0", "--no-web", "--no-scheduler", "--retain", "0s",
+      ])
+      let ready = await server.waitForOutput { _, stderr in stderr.contains("log segments older than the retention") }
+      #expect(ready, "\(server.stderr)")
+      #expect(await server.waitForOutput { _, stderr in stderr.contains("checked the log's sealed segments") })
+      let moved = try FileManager.default.contentsOfDirectory(atPath: data + "/archive").filter { $0.hasSuffix(".seg") }
+      #expect(!moved.isEmpty)
+      // Through the server: nothing more is sealed and old enough; the answer says why.
+      let again = try await GPSProcess.run(["log", "archive", "--data-dir", data, "--before", "0s"])
+      #expect(again.status == 0, "\(again.stderr)")
+      #expect(again.stdout.hasPrefix("nothing to archive ("), "\(again.stdout)")
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0)
+      let verify = try await GPSProcess.run(["log", "verify", "--data-dir", data])
+      #expect(verify.status == 0, "\(verify.stderr)")
+    }
+  }
+
+  @Test func aDamagedSealedSegmentIsReportedAfterTheServerIsReady() async throws {
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      try await storage.makeQueue(data, runs: 60)
+      // The run index at the log's end, as a server leaves it: the next start reads no old segment.
+      var options = QueueOptions()
+      options.runIndex = RunIndexOptions()
+      try RunQueue(directory: data, options: options).close()
+      let sealed = try storage.segments(data)[1]
+      let url = URL(fileURLWithPath: data + "/log/" + sealed)
+      var bytes = try Data(contentsOf: url)
+      bytes[LogFormat.segmentHeaderSize + 70] ^= 0x01
+      try bytes.writeInPlace(to: url)
+      let server = try GPSProcess(["server", "start", "--data-dir", data, "--port", "0", "--no-web", "--no-scheduler"])
+      let reported = await server.waitForOutput { _, stderr in stderr.contains("the log is damaged") }
+      #expect(reported, "\(server.stderr)")
+      #expect(server.stdout.contains("queue ready"), "\(server.stdout)")
+      #expect(server.stderr.contains("segment \(sealed)"), "\(server.stderr)")
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0)
+    }
+  }
+}

@@ -130,6 +130,49 @@ func segmentFiles(_ directory: String) throws -> [String] {
     }
   }
 
+  /// Opening without scanning sealed segments (as the server does): a flip inside one does not stop
+  /// the open, appending goes on with the right chain, and the quick check names the segment. A
+  /// damaged header still stops it, and a last segment just begun takes its chain from the one before.
+  @Test func openingWithoutScanningSealedSegmentsLeavesTheirCheckToLater() async throws {
+    try await withTemporaryDirectory { directory in
+      var options = LogOptions()
+      options.segmentSize = 4096
+      let log = try EventLog(directory: directory.path, options: options)
+      for index in 0..<40 { _ = try await log.append([Array(repeating: UInt8(index), count: 500)]) }
+      let full = log.lastBatch
+      log.close()
+      options.scanSealedSegments = false
+      let fast = try EventLog(directory: directory.path, options: options)
+      #expect(fast.lastBatch.sequence == full.sequence && fast.lastBatch.hash == full.hash)
+      fast.close()
+      // A last segment with nothing in it yet (the roll just happened).
+      let segments = try segmentFiles(directory.path)
+      let next = LogFormat.segmentName(firstSequence: full.sequence + 1)
+      try Data(LogFormat.segmentHeader(firstSequence: full.sequence + 1)).write(
+        to: URL(fileURLWithPath: directory.path + "/log/" + next))
+      let rolled = try EventLog(directory: directory.path, options: options)
+      #expect(rolled.lastBatch.hash == full.hash)
+      #expect(try await rolled.append([[1]]) == (full.sequence + 1)...(full.sequence + 1))
+      rolled.close()
+      #expect(try LogVerifier(directory: directory.path).verify().isIntact)
+
+      let sealedName = segments[1]
+      let sealed = URL(fileURLWithPath: directory.path + "/log/" + sealedName)
+      let original = try Data(contentsOf: sealed)
+      var flipped = original
+      flipped[LogFormat.segmentHeaderSize + 100] ^= 0x10
+      try flipped.writeInPlace(to: sealed)
+      let opened = try EventLog(directory: directory.path, options: options)
+      opened.close()
+      #expect(try LogVerifier(directory: directory.path).verify(thorough: false).problem?.contains(sealedName) == true)
+      flipped = original
+      flipped[3] ^= 0x01
+      try flipped.writeInPlace(to: sealed)
+      #expect(throws: QueueError.self) { try EventLog(directory: directory.path, options: options) }
+      try original.writeInPlace(to: sealed)
+    }
+  }
+
   @Test func verifyFindsAnEditedPayloadWithAFixedChecksumADeletionAndASwap() async throws {
     try await withTemporaryDirectory { directory in
       let log = try EventLog(directory: directory.path)

@@ -10,7 +10,9 @@ extension EventLog {
   /// Checks every segment (headers, lengths, checksums, sequence continuity), truncates an interrupted
   /// append at the very end, and finds where appending continues. Anything else that is wrong is
   /// corruption: nothing is changed and the error names segment, offset and sequence.
-  static func recover(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) -> Recovered {
+  static func recover(
+    logDirectory: String, scanSealedSegments: Bool = true, fileSystem: any FileSystem
+  ) throws(QueueError) -> Recovered {
     var report = RecoveryReport()
     let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)
     let start = anchor?.firstSequence ?? 1
@@ -35,12 +37,14 @@ extension EventLog {
           lastHash: LogFormat.zeroHash)
       }
       var expected: UInt64?
-      var lastHash = LogFormat.zeroHash
+      var lastHash = anchor?.previousHashBytes ?? LogFormat.zeroHash
       var restart = false
-      for name in names {
+      for (position, name) in names.enumerated() {
         let isLast = name == lastName
         let path = logDirectory + "/" + name
-        let bytes = try fileSystem.read(path, from: 0)
+        // A sealed segment the caller checks later: its header only, and where the next begins.
+        let headerOnly = !isLast && !scanSealedSegments
+        let bytes = try fileSystem.read(path, from: 0, maxBytes: headerOnly ? LogFormat.segmentHeaderSize : .max)
         let scan = SegmentScan(name: name, bytes: bytes)
         let first: UInt64
         switch scan.header {
@@ -87,6 +91,10 @@ extension EventLog {
               "the segment starts at sequence \(first) but the previous one ends at \(expected - 1); a segment is missing or extra"
           )
         }
+        if headerOnly {
+          expected = LogFormat.firstSequence(ofSegmentNamed: names[position + 1])!
+          continue
+        }
         for batch in scan.batches {
           let base = expected ?? first
           guard batch.header.baseSequence == base else {
@@ -97,7 +105,22 @@ extension EventLog {
           expected = batch.header.lastSequence + 1
         }
         expected = expected ?? first
-        if let last = scan.batches.last { lastHash = scan.hash(of: last) }
+        if let last = scan.batches.last {
+          lastHash = scan.hash(of: last)
+        } else if isLast, !scanSealedSegments, position > 0 {
+          // A last segment just begun: the chain continues from the previous one's last batch.
+          let previous = names[position - 1]
+          let previousScan = SegmentScan(
+            name: previous, bytes: try fileSystem.read(logDirectory + "/" + previous, from: 0))
+          guard let batch = previousScan.batches.last, previousScan.stop == nil,
+            batch.header.lastSequence + 1 == first
+          else {
+            throw corruption(
+              segment: previous, offset: previousScan.endOfBatches, sequence: first,
+              problem: "the sealed segment does not end at sequence \(first - 1), where the next one begins")
+          }
+          lastHash = previousScan.hash(of: batch)
+        }
         if let stop = scan.stop {
           guard isLast, scan.stopIsTornTail else {
             throw corruption(segment: name, offset: stop.offset, sequence: expected, problem: "\(stop.problem)")

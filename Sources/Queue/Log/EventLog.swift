@@ -18,6 +18,12 @@ public enum FsyncPolicy: Sendable, Hashable {
 public struct LogOptions: Sendable {
   /// A segment is closed and a new one started once it reaches this size.
   public var segmentSize = 64 * 1024 * 1024
+  /// Opening checks every batch of every sealed segment (checksums, continuity). Without it,
+  /// opening reads only their headers (and the last segment whole), so it takes the same time at
+  /// 10 GB of log as at 10 MB; whoever opens so checks the sealed segments afterwards
+  /// (``LogVerifier/verify(thorough:)`` with `thorough: false`), as `gps server start` does in the
+  /// background. Readers check every batch they read either way.
+  public var scanSealedSegments = true
   public var fsync = FsyncPolicy.always
   /// Batch bodies of at least this many bytes are LZ4-compressed (when that makes them smaller).
   public var compressionThreshold = 4096
@@ -185,7 +191,8 @@ public final class EventLog: Sendable {
     lock = try DirectoryLock(directory: directory, options: options.lock)
     do {
       try fileSystem.createDirectory(logDirectory)
-      let recovered = try Self.recover(logDirectory: logDirectory, fileSystem: fileSystem)
+      let recovered = try Self.recover(
+        logDirectory: logDirectory, scanSealedSegments: options.scanSealedSegments, fileSystem: fileSystem)
       recovery = recovered.report
       let file = try fileSystem.openForAppend(logDirectory + "/" + recovered.segment, create: false)
       context = WriterContext(

@@ -181,6 +181,12 @@ public struct LogReader: Sendable {
     return segments
   }
 
+  /// The first sequence of the retained log: 1, or where its anchor says it begins (the
+  /// sequences before were archived or lost).
+  public func retainedStart() throws(QueueError) -> UInt64 {
+    try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)?.firstSequence ?? 1
+  }
+
   /// True when every event from sequence 1 on can be read: the log is whole, or its archived head
   /// is in `DATA/archive/` and nothing before it was lost.
   public func readsFromStart() throws(QueueError) -> Bool {
