@@ -10,6 +10,7 @@ struct LogCommand: AsyncParsableCommand {
     abstract: "Check and repair the event log's storage.",
     subcommands: [
       LogVerify.self, LogArchive.self, LogRepair.self, LogAcceptLoss.self, LogAppendStress.self, QueueStress.self,
+      GenerateHistory.self,
     ]
   )
 }
@@ -329,4 +330,56 @@ struct QueueStress: AsyncParsableCommand {
       try await group.waitForAll()
     }
   }
+}
+
+/// Writes a large history through the queue's commands (fsync off), with the run index on as in a
+/// server, printing `RUNS runs: resident BYTES, IN_MEMORY in memory` as it goes: the scale test reads
+/// the lines to check that memory stays flat while terminal runs grow.
+struct GenerateHistory: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "generate-history", abstract: "Write completed runs through the queue (for scale tests).",
+    shouldDisplay: false)
+
+  @OptionGroup var options: DataDirectoryOption
+
+  @Option(help: "Completed runs to write.")
+  var runs = 200_000
+
+  @Option(help: "Runs left Scheduled at the end.")
+  var active = 1_000
+
+  @Option(help: "Runs between two progress lines.")
+  var every = 20_000
+
+  @Option(help: "Segment size in bytes.")
+  var segmentSize = 64 << 20
+
+  func run() async throws {
+    var queueOptions = QueueOptions()
+    queueOptions.log.fsync = .none
+    queueOptions.log.segmentSize = segmentSize
+    queueOptions.runIndex = RunIndexOptions()
+    let queue = try queueCall { () throws(QueueError) in
+      try RunQueue(directory: options.dataDir, options: queueOptions)
+    }
+    defer { queue.close() }
+    _ = try await HistoryGenerator.generate(queue, runs: runs, active: active, progressEvery: every) { done in
+      // As a server does every second: drops the lateness marks of runs long claimed.
+      _ = try? await queue.tick()
+      try? queue.flushIndex()
+      printLine("\(done) runs: resident \(residentBytes()), \(queue.withState { $0.runs.count }) in memory")
+    }
+    try queueCall { () throws(QueueError) in try queue.flushIndex() }
+    printLine("generated \(runs) completed runs and \(active) Scheduled; resident \(residentBytes())")
+  }
+}
+
+@_silgen_name("malloc_trim") private func mallocTrim(_ pad: Int) -> Int32
+
+/// This process's resident memory in bytes, after returning freed memory to the system.
+func residentBytes() -> Int {
+  _ = mallocTrim(0)
+  guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+  let fields = text.split(separator: " ")
+  return (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
 }

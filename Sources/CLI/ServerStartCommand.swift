@@ -89,11 +89,21 @@ struct ServerStart: AsyncParsableCommand {
   @Flag(help: "With --retain: delete the old segments instead of moving them to DATA/archive/.")
   var deleteExpired = false
 
+  @Option(
+    parsing: .unconditional,
+    help:
+      "How long an idempotency key returns its run, e.g. 24h; the same key later creates a new run. Default: for as long as the run is kept.",
+    transform: DurationArgument.parse)
+  var idempotencyWindow: DurationArgument?
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
   var logLevel = "info"
 
   func validate() throws {
     if deleteExpired, retain == nil { throw ValidationError("--delete-expired needs --retain, e.g. --retain 90d") }
+    if let idempotencyWindow, idempotencyWindow.duration <= .zero {
+      throw ValidationError("--idempotency-window must be longer than 0, e.g. 24h")
+    }
     if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("give --tls-cert and --tls-key together") }
     for (option, path) in [("--tls-cert", tlsCert), ("--tls-key", tlsKey)] {
       if let path, !FileManager.default.isReadableFile(atPath: path) {
@@ -127,6 +137,7 @@ struct ServerStart: AsyncParsableCommand {
     configuration.queue.leaseDuration = leaseDuration.duration
     configuration.queue.maxParameterBytes = maxParameterBytes
     if let retain { configuration.retention = .init(age: retain.duration, delete: deleteExpired) }
+    configuration.queue.idempotencyWindow = idempotencyWindow?.duration
     if let tlsCert, let tlsKey { configuration.tls = (tlsCert, tlsKey) }
     if let tokens {
       do {

@@ -175,4 +175,42 @@ import Testing
       #expect(try LogVerifier(directory: path).verify().isIntact)
     }
   }
+
+  /// With an idempotency window, a key returns its run only within it: later, the same key (even
+  /// with other parameters) creates a new run, which takes the key over, in memory, in the index and
+  /// in a replay.
+  @Test(arguments: [false, true])
+  func anIdempotencyKeyReturnsItsRunOnlyWithinTheWindow(retired: Bool) async throws {
+    try await withTemporaryDirectory { directory in
+      let path = directory.path
+      let clock = ManualClock()
+      var options = Self.options()
+      options.idempotencyWindow = .seconds(86_400)
+      let queue = try RunQueue(directory: path, options: options, clock: clock)
+      try await Self.complete(20, in: queue)
+      if retired { try queue.flushIndex() }
+      var request = EnqueueRequest(deployment: "flow/b", flow: "flow", parametersJSON: #"{"n":1}"#)
+      request.idempotencyKey = "k1"
+      let first = try await queue.enqueue(request)
+      #expect(!first.created, "within the window the key returns its run")
+      let original = first.run
+
+      clock.advance(by: .seconds(86_400))
+      request.parametersJSON = #"{"n":"other"}"#
+      let renewed = try await queue.enqueue(request)
+      #expect(renewed.created && renewed.run.id != original.id)
+      let again = try await queue.enqueue(request)
+      #expect(!again.created && again.run.id == renewed.run.id)
+      #expect(try queue.run(original.id) == original, "the old run stays")
+      if retired { try queue.flushIndex() }
+      queue.close()
+
+      let replayed = try Self.replayed(path)
+      #expect(replayed.idempotencyKeys["k1"] == renewed.run.id)
+      let reopened = try RunQueue(directory: path, options: options, clock: clock)
+      #expect(try reopened.withState { try $0.run(idempotencyKey: "k1") }?.id == renewed.run.id)
+      try Self.expectListing(reopened, equals: replayed, "renewed")
+      reopened.close()
+    }
+  }
 }

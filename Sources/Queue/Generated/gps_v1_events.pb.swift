@@ -342,6 +342,10 @@ public nonisolated struct Gps_V1_RunEnqueued: Sendable {
   /// deployments were registered.
   public var deploymentVersion: UInt32 = 0
 
+  /// The idempotency key belonged to a run enqueued longer ago than the queue's idempotency window
+  /// (`--idempotency-window`): this run takes the key over, and the key returns it from now on.
+  public var idempotencyKeyRenewed: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1360,7 +1364,7 @@ nonisolated extension Gps_V1_TypedParameter: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Gps_V1_RunEnqueued: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunEnqueued"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deployment\0\u{1}flow\0\u{3}parameters_json\0\u{1}parameters\0\u{3}idempotency_key\0\u{1}tags\0\u{1}priority\0\u{3}scheduled_start_micros\0\u{3}crash_policy\0\u{3}enqueued_by\0\u{3}timeout_micros\0\u{3}deployment_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deployment\0\u{1}flow\0\u{3}parameters_json\0\u{1}parameters\0\u{3}idempotency_key\0\u{1}tags\0\u{1}priority\0\u{3}scheduled_start_micros\0\u{3}crash_policy\0\u{3}enqueued_by\0\u{3}timeout_micros\0\u{3}deployment_version\0\u{3}idempotency_key_renewed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1380,6 +1384,7 @@ nonisolated extension Gps_V1_RunEnqueued: SwiftProtobuf.Message, SwiftProtobuf._
       case 10: try { try decoder.decodeSingularStringField(value: &self.enqueuedBy) }()
       case 11: try { try decoder.decodeSingularInt64Field(value: &self.timeoutMicros) }()
       case 12: try { try decoder.decodeSingularUInt32Field(value: &self.deploymentVersion) }()
+      case 13: try { try decoder.decodeSingularBoolField(value: &self.idempotencyKeyRenewed) }()
       default: break
       }
     }
@@ -1426,6 +1431,9 @@ nonisolated extension Gps_V1_RunEnqueued: SwiftProtobuf.Message, SwiftProtobuf._
     if self.deploymentVersion != 0 {
       try visitor.visitSingularUInt32Field(value: self.deploymentVersion, fieldNumber: 12)
     }
+    if self.idempotencyKeyRenewed != false {
+      try visitor.visitSingularBoolField(value: self.idempotencyKeyRenewed, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1442,6 +1450,7 @@ nonisolated extension Gps_V1_RunEnqueued: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.enqueuedBy != rhs.enqueuedBy {return false}
     if lhs.timeoutMicros != rhs.timeoutMicros {return false}
     if lhs.deploymentVersion != rhs.deploymentVersion {return false}
+    if lhs.idempotencyKeyRenewed != rhs.idempotencyKeyRenewed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

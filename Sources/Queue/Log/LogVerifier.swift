@@ -156,6 +156,20 @@ public struct LogVerifier: Sendable {
   /// - Parameter thorough: also decode every body and check the hash chain; without it only
   ///   headers, lengths, checksums and sequence continuity are checked (a quick look for damage).
   public func verify(thorough: Bool = true) throws(QueueError) -> VerifyReport {
+    // An archive beside a live server moves segments while this reads: when the anchor changed
+    // meanwhile, what was read is of two logs, and it is read again.
+    var attempt = 0
+    while true {
+      let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)
+      let outcome = Result { () throws(QueueError) in try verifyOnce(thorough: thorough) }
+      attempt += 1
+      guard attempt < 5, try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem) != anchor else {
+        return try outcome.get()
+      }
+    }
+  }
+
+  func verifyOnce(thorough: Bool) throws(QueueError) -> VerifyReport {
     var report = VerifyReport()
     // Snapshots first: one listed now was written after its batch was durable, so a log that ends
     // before it (read next) has lost what it covers. The quick look leaves them out: whoever
@@ -164,12 +178,16 @@ public struct LogVerifier: Sendable {
     let snapshots =
       thorough
       ? try SnapshotStore(directory: directoryName(logDirectory), fileSystem: fileSystem).intactSnapshots() : []
-    let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
     report.anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)
+    var names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
+    if let anchor = report.anchor, anchor.archive != nil {
+      // Segments before the anchor still in log/ are being archived (or will be at the next open).
+      names.removeAll { LogFormat.firstSequence(ofSegmentNamed: $0)! < anchor.firstSequence }
+    }
     if let archive = report.anchor?.archive {
       // The archive's own chain, from where it began to the batch the anchor names.
       let archiveDirectory = directoryName(logDirectory) + "/archive"
-      let logFirst = names.first.flatMap(LogFormat.firstSequence(ofSegmentNamed:)) ?? .max
+      let logFirst = report.anchor!.firstSequence
       let archived =
         try fileSystem.size(of: archiveDirectory) == nil
         ? []

@@ -52,6 +52,9 @@ public struct QueueOptions: Sendable {
   /// Terminal runs leave memory for the run index (`DATA/index/runs.db`), which replaces the
   /// snapshots; nil: every run stays in memory and snapshots are written.
   public var runIndex: RunIndexOptions?
+  /// How long an idempotency key returns its run: enqueueing the key again after this creates a
+  /// new run, which takes the key over. Nil (the default): for as long as the queue holds the run.
+  public var idempotencyWindow: Duration?
 
   public init() {}
 }

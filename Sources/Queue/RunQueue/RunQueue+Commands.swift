@@ -122,7 +122,14 @@ extension RunQueue {
           code: .illegalTransition,
           message: "run \(id): enqueued for a run that exists already (it is \(existing.state))")
       }
-      if !request.idempotencyKey.isEmpty, let run = try locked.state.run(idempotencyKey: request.idempotencyKey) {
+      var renewed = false
+      if !request.idempotencyKey.isEmpty, let run = try locked.state.run(idempotencyKey: request.idempotencyKey),
+        let window = options.idempotencyWindow, run.enqueuedAt + window <= time
+      {
+        renewed = true
+      } else if !request.idempotencyKey.isEmpty,
+        let run = try locked.state.run(idempotencyKey: request.idempotencyKey)
+      {
         // The same key means the same request (as with Stripe): a different one is a mistake that
         // would otherwise silently return a run the caller did not ask for.
         guard run.deployment == request.deployment, run.parametersJSON == request.parametersJSON else {
@@ -147,6 +154,7 @@ extension RunQueue {
         return typed
       }
       event.idempotencyKey = request.idempotencyKey
+      event.idempotencyKeyRenewed = renewed
       event.tags = request.tags
       event.priority = request.priority
       event.scheduledStartMicros = (request.scheduledStart ?? time).micros

@@ -188,7 +188,9 @@ public struct QueueState: Sendable, Hashable {
           guard case .enqueued(let enqueued) = event.kind, event.runEvent == 1 else {
             throw TransitionError(message: "run \(id): \(event.typeName) for a run that was never enqueued")
           }
-          if !enqueued.idempotencyKey.isEmpty, let existing = idempotencyKeys[enqueued.idempotencyKey] {
+          if !enqueued.idempotencyKey.isEmpty, !enqueued.idempotencyKeyRenewed,
+            let existing = idempotencyKeys[enqueued.idempotencyKey]
+          {
             throw TransitionError(
               message: "run \(id): idempotency key \"\(enqueued.idempotencyKey)\" already belongs to run \(existing)")
           }
