@@ -191,6 +191,34 @@ import Testing
     }
   }
 
+  /// An index older than a deleting archive (as after a power cut that lost its last commits,
+  /// which `archive` prevents by syncing first): refused as a loss, and the index is left in place,
+  /// since nothing could rebuild it.
+  @Test func anIndexBehindADeletedArchiveIsKeptAndRefused() async throws {
+    try await withTemporaryDirectory { directory in
+      let path = directory.path
+      let queue = try RunQueue(directory: path, options: Self.options())
+      try await RunIndexTests.complete(100, in: queue)
+      queue.close()
+      try FileManager.default.copyItem(atPath: path + "/index", toPath: path + "/index-old")
+      let again = try RunQueue(directory: path, options: Self.options())
+      try await RunIndexTests.complete(200, in: again, from: 100)
+      try again.flushIndex()
+      let report = try again.archive(before: .sequence(.max), delete: true, archivedBy: "tester")
+      #expect(!report.segments.isEmpty)
+      again.close()
+      try FileManager.default.removeItem(atPath: path + "/index")
+      try FileManager.default.moveItem(atPath: path + "/index-old", toPath: path + "/index")
+      #expect {
+        _ = try RunQueue(directory: path, options: Self.options())
+      } throws: { error in
+        (error as? QueueError)?.code == .dataLost
+          && (error as? QueueError)?.message.contains("cannot be rebuilt") == true
+      }
+      #expect(FileManager.default.fileExists(atPath: path + "/index/runs.db"))
+    }
+  }
+
   /// A crash after the anchor was written and before every segment moved: opening finishes it.
   @Test func anInterruptedArchiveIsFinishedOnOpen() async throws {
     try await withTemporaryDirectory { directory in

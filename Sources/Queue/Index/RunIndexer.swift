@@ -221,7 +221,30 @@ final class RunIndexer: @unchecked Sendable {
     try result.get()
   }
 
-  /// Indexes and commits what is durable, and stops.
+  /// Makes every commit so far durable against power loss, not only a crash (with `synchronous =
+  /// NORMAL` the last commits live in the WAL until a checkpoint syncs it): before an archive,
+  /// which relies on the checkpoint it read. Returns the checkpoint's sequence.
+  func makeDurable() throws(QueueError) -> UInt64 {
+    let result: Result<UInt64, QueueError> = queue.sync {
+      if let failure = self.failure { return .failure(failure) }
+      do throws(QueueError) {
+        // A commit under synchronous = FULL syncs the WAL, and with it every commit before.
+        try self.fold.store.connection.execute(
+          """
+          PRAGMA synchronous = FULL;
+          BEGIN IMMEDIATE;
+          UPDATE meta SET value = value WHERE key = 'format';
+          COMMIT;
+          PRAGMA synchronous = NORMAL;
+          """)
+        return .success(self.indexedSequence)
+      } catch {
+        return .failure(error)
+      }
+    }
+    return try result.get()
+  }
+
   /// Indexes and commits what is durable, and stops: a timer that fires later does nothing, so
   /// a queue reopened on the directory has the only indexer that writes.
   func close() {

@@ -41,6 +41,18 @@ extension RunQueue {
     if checkpoint.sequence > 0 {
       let hash = checkpoint.sequence == last.sequence ? last.hash : try reader.batchHash(endingAt: checkpoint.sequence)
       if hash != checkpoint.batchHash {
+        // Never set aside an index that a rebuild could not replace: the log's head is archived
+        // away (or lost) and no snapshot holds its runs.
+        if try !reader.readsFromStart(),
+          let anchor = try LogAnchor.read(logDirectory: reader.logDirectory, fileSystem: fileSystem),
+          try SnapshotStore(directory: directory, fileSystem: fileSystem).intactSnapshots().isEmpty
+        {
+          throw QueueError(
+            code: .dataLost,
+            message:
+              "the run index stops at sequence \(checkpoint.sequence), which the log no longer holds, and it cannot be rebuilt: \(anchor.noSnapshotCovers.message); the index was left as it is",
+            missing: anchor.noSnapshotCovers.missing)
+        }
         rebuilt = "the run index does not match the log at sequence \(checkpoint.sequence)"
         store = try RunStore.recreated(directory: directory, fileSystem: fileSystem)
         checkpoint = RunStore.Checkpoint()

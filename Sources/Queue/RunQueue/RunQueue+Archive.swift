@@ -147,10 +147,7 @@ extension RunQueue {
 
   /// How far the derived state on disk reaches: the run index's checkpoint, or the newest snapshot.
   func coveredSequence() throws(QueueError) -> UInt64 {
-    if let indexer {
-      if let failure = indexer.failure { throw failure }
-      return indexer.indexedSequence
-    }
+    if let indexer { return try indexer.makeDurable() }
     return try snapshots.intactSnapshots().map(\.snapshot.lastSequence).max() ?? 0
   }
 
