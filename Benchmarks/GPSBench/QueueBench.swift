@@ -6,18 +6,6 @@ import SwiftProtobuf
   import Glibc
 #endif
 
-/// glibc's `malloc_trim` (not in the Glibc module): returns freed heap to the system, so resident
-/// size measures what is in use.
-@_silgen_name("malloc_trim") func mallocTrim(_ pad: Int) -> Int32
-
-/// The resident set size, after giving freed memory back.
-func residentBytes() -> Int {
-  _ = mallocTrim(0)
-  guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-  let fields = text.split(separator: " ")
-  return (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
-}
-
 /// The id of the benchmark's run number `index`.
 func benchRunID(index: Int) -> Data {
   Data(withUnsafeBytes(of: (UInt64(index), UInt64(0x4750_5342_454e_4348))) { Array($0) })

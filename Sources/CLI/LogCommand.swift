@@ -373,13 +373,3 @@ struct GenerateHistory: AsyncParsableCommand {
     printLine("generated \(runs) completed runs and \(active) Scheduled; resident \(residentBytes())")
   }
 }
-
-@_silgen_name("malloc_trim") private func mallocTrim(_ pad: Int) -> Int32
-
-/// This process's resident memory in bytes, after returning freed memory to the system.
-func residentBytes() -> Int {
-  _ = mallocTrim(0)
-  guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-  let fields = text.split(separator: " ")
-  return (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
-}

@@ -70,3 +70,16 @@ package enum HistoryGenerator {
     }
   }
 }
+
+/// glibc's `malloc_trim` (not in the Glibc module): returns freed heap to the system, so resident
+/// size measures what is in use.
+@_silgen_name("malloc_trim") private func mallocTrim(_ pad: Int) -> Int32
+
+/// This process's resident set size in bytes, after giving freed memory back: how the scale
+/// benchmark and `gps log generate-history` show that memory stays flat.
+package func residentBytes() -> Int {
+  _ = mallocTrim(0)
+  guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+  let fields = text.split(separator: " ")
+  return (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
