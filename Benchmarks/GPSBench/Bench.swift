@@ -27,6 +27,8 @@ struct Arguments {
   var startupRuns = 1_000_000
   var claimRuns = 20_000
   var scaleRuns = 1_000_000
+  /// Keeps the scale suite's history after the run and reuses one kept before (same size).
+  var scaleKeep = false
 
   init() {
     var iterator = CommandLine.arguments.dropFirst().makeIterator()
@@ -42,6 +44,7 @@ struct Arguments {
       case "--claim-runs": claimRuns = Int(iterator.next()!)!
       case "--e2e-runs": e2eRuns = Int(iterator.next()!)!
       case "--scale-runs": scaleRuns = Int(iterator.next()!)!
+      case "--scale-keep": scaleKeep = true
       default:
         FileHandle.standardError.write(Data("unknown flag \(flag)\n".utf8))
         exit(2)
@@ -184,7 +187,9 @@ struct Bench {
         directory: directory, runs: arguments.e2eRuns, concurrency: 64, repetitions: arguments.runs)
     }
     if arguments.suites.contains("scale") {
-      try await benchScale(directory: directory, runs: arguments.scaleRuns, active: 10_000, repetitions: arguments.runs)
+      try await benchScale(
+        directory: directory, runs: arguments.scaleRuns, active: 10_000, repetitions: arguments.runs,
+        keep: arguments.scaleKeep)
     }
     if arguments.suites.contains("web") {
       try await benchWeb(directory: directory, runs: arguments.startupRuns, repetitions: arguments.runs)
@@ -194,7 +199,8 @@ struct Bench {
         directory: directory, clients: 64, seconds: arguments.seconds, startupRuns: arguments.startupRuns,
         repetitions: arguments.runs)
     }
-    try? FileManager.default.removeItem(atPath: directory)
+    // The scale suite's history, when kept, is the one thing left.
+    if !arguments.scaleKeep { try? FileManager.default.removeItem(atPath: directory) }
   }
 
   static func benchLog(_ arguments: Arguments, directory: String) async throws {

@@ -12,30 +12,50 @@ import Synchronization
 /// for the generation only), then `gps server start` (release, beside gps-bench) on them: its
 /// resident memory, its time to ready after a clean stop and after SIGKILL, listing and inspecting
 /// over its API, and the disk used per run.
-func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) async throws {
+func benchScale(directory: String, runs: Int, active: Int, repetitions: Int, keep: Bool) async throws {
   guard let gps = gpsBesideBench(for: "scale") else { return }
-  let data = freshDirectory(directory + "/scale")
-  let generating = ContinuousClock.now
-  var options = QueueOptions()
-  options.log.fsync = .none
-  options.runIndex = RunIndexOptions()
-  let queue = try RunQueue(directory: data, options: options)
-  print(
-    "\nscale: generating \(runs) completed runs and \(active) Scheduled through the queue's commands (run index on)")
-  let oldest = try await HistoryGenerator.generate(queue, runs: runs, active: active) { done in
-    // The generating process holds the same queue as a server: its memory must not grow either.
-    // (A server ticks every second, which drops the lateness marks of runs long claimed.)
-    _ = try? await queue.tick()
-    try? queue.flushIndex()
-    let inMemory = queue.withState { $0.runs.count }
+  let data = directory + "/scale"
+  let marker = data + "/bench-history.json"
+  let oldestID: String
+  let firstTime: Timestamp
+  let lastSequence: UInt64
+  if keep, let kept = KeptHistory.load(marker), kept.runs == runs, kept.active == active {
+    (oldestID, firstTime, lastSequence) = (kept.oldestID, Timestamp(micros: kept.firstMicros), kept.lastSequence)
+    print("\nscale: reusing the history of \(runs) completed runs and \(active) Scheduled kept in \(data)")
+  } else {
+    _ = freshDirectory(data)
+    let generating = ContinuousClock.now
+    var options = QueueOptions()
+    options.log.fsync = .none
+    options.runIndex = RunIndexOptions()
+    let queue = try RunQueue(directory: data, options: options)
+    print(
+      "\nscale: generating \(runs) completed runs and \(active) Scheduled through the queue's commands (run index on)")
+    let oldest = try await HistoryGenerator.generate(queue, runs: runs, active: active) { done in
+      // The generating process holds the same queue as a server: its memory must not grow either.
+      // (A server ticks every second, which drops the lateness marks of runs long claimed.)
+      _ = try? await queue.tick()
+      try? queue.flushIndex()
+      let inMemory = queue.withState { $0.runs.count }
+      print(
+        String(
+          format: "  %d runs: generator resident %.0f MB, %d runs in memory", done,
+          Double(residentBytes()) / 1e6, inMemory))
+    }
+    lastSequence = queue.durableSequence
+    queue.close()
+    (oldestID, firstTime) = (oldest.id.description, oldest.enqueuedAt)
+    let generated = (ContinuousClock.now - generating).seconds
     print(
       String(
-        format: "  %d runs: generator resident %.0f MB, %d runs in memory", done,
-        Double(residentBytes()) / 1e6, inMemory))
+        format: "scale: %d completed runs and %d Scheduled, written in %.0f s (%.0f runs/s)", runs, active, generated,
+        Double(runs + active) / generated))
+    if keep {
+      KeptHistory(
+        runs: runs, active: active, oldestID: oldestID, firstMicros: firstTime.micros, lastSequence: lastSequence
+      ).save(marker)
+    }
   }
-  let lastSequence = queue.durableSequence
-  queue.close()
-  let generated = (ContinuousClock.now - generating).seconds
   let logBytes = directoryBytes(data + "/log")
   let indexBytes = directoryBytes(data + "/index")
   let otherBytes = directoryBytes(data) - logBytes - indexBytes
@@ -43,9 +63,8 @@ func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) asy
   print(
     String(
       format:
-        "scale: %d completed runs and %d Scheduled, written in %.0f s (%.0f runs/s); disk per run: %.0f bytes of log, %.0f bytes of run index, %.0f bytes of everything else",
-      runs, active, generated, Double(runs + active) / generated, perRun(logBytes), perRun(indexBytes),
-      perRun(otherBytes)))
+        "scale: disk per run: %.0f bytes of log, %.0f bytes of run index, %.0f bytes of everything else",
+      perRun(logBytes), perRun(indexBytes), perRun(otherBytes)))
 
   func start() async throws -> (server: ServerProcess, ready: Double, base: String) {
     let spawned = ContinuousClock.now
@@ -63,7 +82,6 @@ func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) asy
     String(
       format: "  gps server start: ready in %.2f s after a clean stop; resident %.0f MB idle (%.0f bytes per run)",
       ready, resident, resident * 1e6 / Double(runs + active)))
-  let firstTime = oldest.enqueuedAt
   let queries: [(String, String)] = [
     ("list, first page of 100", "/api/runs?limit=100"),
     ("list, Completed", "/api/runs?limit=100&state=Completed"),
@@ -76,7 +94,7 @@ func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) asy
       "list, Completed by deployment and tag from halfway",
       "/api/runs?limit=100&state=Completed&deployment=server-flow%2FMyPrefectDeployer&tag=scale&cursor=\(lastSequence / 2)"
     ),
-    ("inspect the oldest run", "/api/runs/\(oldest.id)"),
+    ("inspect the oldest run", "/api/runs/\(oldestID)"),
   ]
   for (label, path) in queries {
     for _ in 0..<3 { _ = try await scaleFetch(base + path) }
@@ -122,7 +140,25 @@ func benchScale(directory: String, runs: Int, active: Int, repetitions: Int) asy
       format: "  gps server start: ready in %.2f s after SIGKILL during %d enqueues (%@)", readyAfterKill, sent,
       again.readyLine))
   await again.stop()
-  try? FileManager.default.removeItem(atPath: data)
+  if !keep { try? FileManager.default.removeItem(atPath: data) }
+}
+
+/// What the benchmark needs of a history it generated, kept beside it (`--scale-keep`).
+private struct KeptHistory: Codable {
+  var runs: Int
+  var active: Int
+  var oldestID: String
+  var firstMicros: Int64
+  var lastSequence: UInt64
+
+  static func load(_ path: String) -> KeptHistory? {
+    guard let data = FileManager.default.contents(atPath: path) else { return nil }
+    return try? JSONDecoder().decode(KeptHistory.self, from: data)
+  }
+
+  func save(_ path: String) {
+    try? JSONEncoder().encode(self).write(to: URL(fileURLWithPath: path))
+  }
 }
 
 private func directoryBytes(_ path: String) -> Int {

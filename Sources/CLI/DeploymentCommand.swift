@@ -26,7 +26,8 @@ func deploymentInfos(_ location: QueueLocation, name: String? = nil) async throw
       return [try await control.getDeployment(.with { $0.name = name }, options: failFast)]
     }
     return try await control.listDeployments(Gps_V1_ListDeploymentsRequest(), options: failFast).deployments
-  } log: { state in
+  } log: { queue in
+    let state = queue.state
     let catalog = DeploymentCatalog()
     if let name {
       guard let version = state.deployment(named: name) else {

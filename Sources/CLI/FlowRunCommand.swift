@@ -17,10 +17,10 @@ struct FlowRunCommand: AsyncParsableCommand {
 
 /// Runs `body` against the server; if the recorded server is gone, answers from the log instead.
 func query<T: Sendable>(
-  _ location: QueueLocation, server: (ControlClient) async throws -> T, log: (QueueState) throws -> T
+  _ location: QueueLocation, server: (ControlClient) async throws -> T, log: (QueueReader) throws -> T
 ) async throws -> T {
   do {
-    return try await location.route().run(viaServer: server) { try log(try readState(location.dataDir)) }
+    return try await location.route().run(viaServer: server) { try log(try readQueue(location.dataDir)) }
   } catch let failure as QueueRoute.ServerError {
     throw describe(failure.error, server: failure.server)
   }
@@ -43,9 +43,10 @@ func requireQueue(_ dataDir: String) throws(CommandFailure) {
   }
 }
 
-/// The queue's current state read from the log, without the lock. Damage anywhere in the log is
-/// reported on stderr first (the answer may come from a snapshot that never reads the damaged part).
-func readState(_ dataDir: String) throws -> QueueState {
+/// The queue as it is now, read from its files without the lock: the run index and the log after
+/// it. Damage anywhere in the log is reported on stderr first (the answer may come from parts that
+/// never read the damaged one).
+func readQueue(_ dataDir: String) throws -> QueueReader {
   try requireQueue(dataDir)
   let check = try queueCall { () throws(QueueError) in try LogVerifier(directory: dataDir).verify(thorough: false) }
   if let problem = check.problem, check.missing != nil {
@@ -55,7 +56,7 @@ func readState(_ dataDir: String) throws -> QueueState {
       "gps: warning: the log in \(dataDir) is damaged: \(problem); this answer may be incomplete; `gps log verify` checks it, `gps log repair` cuts it there\n"
     )
   }
-  return try queueCall { () throws(QueueError) in try QueueHistory(directory: dataDir).state(at: .sequence(.max)) }
+  return try queueCall { () throws(QueueError) in try QueueReader(directory: dataDir) }
 }
 
 func rpcCall<T>(_ body: () throws(RPCError) -> T) throws(CommandFailure) -> T {
@@ -104,9 +105,11 @@ struct FlowRunList: AsyncParsableCommand {
     }
     let runs = try await query(location) { control in
       try await control.listRuns(request, options: failFast).runs
-    } log: { state in
-      let (filter, start) = try rpcCall { () throws(RPCError) in try RunFilter.parse(request) }
-      return RunFilter.list(state, filter: filter, from: start, limit: request.limit).runs
+    } log: { queue in
+      try rpcCall { () throws(RPCError) in
+        let (filter, start) = try RunFilter.parse(request)
+        return try RunFilter.list(queue, filter: filter, from: start, limit: request.limit).runs
+      }
     }
     switch output {
     case .json:
@@ -152,8 +155,8 @@ struct FlowRunInspect: AsyncParsableCommand {
         return events
       }
       return (run, events, await resultTypes(control))
-    } log: { state in
-      let run = try rpcCall { () throws(RPCError) in try RunFilter.find(id, in: state) }
+    } log: { queue in
+      let run = try rpcCall { () throws(RPCError) in try RunFilter.find(id, in: queue) }
       var events: [Gps_V1_HistoryEvent] = []
       try QueueHistory(directory: location.dataDir).events(from: run.firstSequence) { sequence, event in
         if event.run == run.id {
@@ -166,8 +169,8 @@ struct FlowRunInspect: AsyncParsableCommand {
         return sequence < run.lastSequence
       }
       var info = Gps_V1_RunInfo(run)
-      info.archived = try run.firstSequence < LogReader(directory: location.dataDir).retainedStart()
-      return (info, events, ResultTypes(state: state))
+      info.archived = run.firstSequence < queue.logStart
+      return (info, events, ResultTypes(state: queue.state))
     }
     switch output {
     case .json:

@@ -129,9 +129,9 @@ struct HistoryReplay: AsyncParsableCommand {
     // state, later ones as their events pass.
     var types = ResultTypes.none
     if let run {
-      let state = try readState(dataDir)
-      types = ResultTypes(state: state)
-      let found = try rpcCall { () throws(RPCError) in try RunFilter.find(run, in: state) }
+      let queue = try readQueue(dataDir)
+      types = ResultTypes(state: queue.state)
+      let found = try rpcCall { () throws(RPCError) in try RunFilter.find(run, in: queue) }
       runID = found.id
       start = found.firstSequence
     }
@@ -201,12 +201,13 @@ struct HistoryState: AsyncParsableCommand {
     try requireQueue(dataDir)
     // How far the replay is (its end is not known without reading the log).
     let progress = ProgressBar(total: nil, label: "replaying")
-    let state = try queueCall { () throws(QueueError) in
-      try QueueHistory(directory: dataDir).state(at: at.point) { progress.update($0) }
+    let queue = try queueCall { () throws(QueueError) in
+      try QueueReader(directory: dataDir, at: at.point) { progress.update($0) }
     }
     progress.finish()
+    let state = queue.state
     if let run {
-      let found = try rpcCall { () throws(RPCError) in try RunFilter.find(run, in: state) }
+      let found = try rpcCall { () throws(RPCError) in try RunFilter.find(run, in: queue) }
       let info = Gps_V1_RunInfo(found)
       switch output {
       case .json: printLine(EventText.json(info).prettyText)
@@ -221,7 +222,9 @@ struct HistoryState: AsyncParsableCommand {
       }
       return
     }
-    let listed = RunFilter.list(state, filter: RunFilter(), from: nil, limit: UInt32(clamping: max(1, limit))).runs
+    let listed = try rpcCall { () throws(RPCError) in
+      try RunFilter.list(queue, filter: RunFilter(), from: nil, limit: UInt32(clamping: max(1, limit))).runs
+    }
     let counts = RunState.allCases.filter { state.counts[$0] > 0 }.map { ($0, state.counts[$0]) }
     // The deployments as registered by then: each one's newest version at that point.
     let deployments = state.deployments.keys.sorted().compactMap { state.deployment(named: $0) }
@@ -231,7 +234,7 @@ struct HistoryState: AsyncParsableCommand {
         JSONValue.object([
           .init("sequence", .number(String(state.lastSequence))),
           .init("time", .string(state.lastTime.description)),
-          .init("runs", .number(String(state.runs.count))),
+          .init("runs", .number(String(state.counts.total))),
           .init("counts", .object(counts.map { .init($0.0.rawValue, .number(String($0.1))) })),
           .init(
             "deployments",
@@ -246,7 +249,7 @@ struct HistoryState: AsyncParsableCommand {
           .init("latest_runs", .array(listed.map { EventText.json($0) })),
         ]).prettyText)
     case .table:
-      printLine("as of event \(state.lastSequence) (\(state.lastTime)): \(state.runs.count) runs")
+      printLine("as of event \(state.lastSequence) (\(state.lastTime)): \(state.counts.total) runs")
       printLine(counts.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
       if !deployments.isEmpty {
         printLine(

@@ -68,9 +68,10 @@ public struct RunFilter: Sendable {
     }
   }
 
-  /// Matching runs of `queue`, in memory or in its run index.
+  /// Matching runs of `queue` (a live one or one read from its files), in memory or in its run
+  /// index.
   public static func list(
-    _ queue: RunQueue, filter: RunFilter, from start: UInt64?, limit: UInt32,
+    _ queue: some RunSource, filter: RunFilter, from start: UInt64?, limit: UInt32,
     budget: Int = Gps_V1_RunInfo.answerBudget
   ) throws(RPCError) -> Gps_V1_ListRunsResponse {
     var failure: QueueError?
@@ -118,12 +119,12 @@ public struct RunFilter: Sendable {
     try find(text) { id throws(QueueError) in
       state.runs[id]
     } prefixed: { prefix, limit throws(QueueError) in
-      Array(state.runs.values.lazy.filter { $0.id.description.hasPrefix(prefix) }.prefix(limit))
+      state.runs(idPrefix: prefix, limit: limit)
     }
   }
 
   /// The run named by its id or a unique prefix of at least 8 characters of it, in `queue`.
-  public static func find(_ text: String, in queue: RunQueue) throws(RPCError) -> Run {
+  public static func find(_ text: String, in queue: some RunSource) throws(RPCError) -> Run {
     try find(text) { id throws(QueueError) in
       try queue.run(id)
     } prefixed: { prefix, limit throws(QueueError) in

@@ -179,8 +179,10 @@ final class Site: Sendable {
     }
   }
 
+  /// A page of runs: the encoder's text as it is (a page of 100 runs is not parsed and written
+  /// again).
   func listRuns(_ request: Request, _ context: WebContext) async throws -> Response {
-    .json(try Self.json(try await runs(request, context)))
+    .json(text: try await runs(request, context).jsonString(options: Self.jsonOptions))
   }
 
   /// A run as the API shows it: the control API's RunInfo, and its result as JSON when the

@@ -165,6 +165,12 @@ import Testing
       #expect(try Self.segments(path + "/archive") == second.segments)
       try RunIndexTests.expectListing(queue, equals: before, "after deleting")
       queue.close()
+      // Read from its files (the CLI without a server): from the index, since no replay can
+      // start where the deleted segments were.
+      let reader = try QueueReader(directory: path)
+      #expect(reader.replayedWhole == nil)
+      #expect(reader.logStart == second.logStart)
+      try RunIndexTests.expectListing(reader, equals: before, "read from files after deleting")
       let verified = try LogVerifier(directory: path).verify()
       #expect(verified.isIntact, "\(verified.problem ?? "")")
       #expect(verified.archive?.absent == [report.archived!])

@@ -43,7 +43,7 @@ import Testing
   }
 
   /// Every page of `query` at `limit` a page equals the replay's matching runs, newest first.
-  static func expectListing(_ queue: RunQueue, equals state: QueueState, _ comment: String) throws {
+  static func expectListing(_ queue: some RunSource, equals state: QueueState, _ comment: String) throws {
     let queries = [
       RunQuery(), RunQuery(states: [.completed]), RunQuery(states: [.failed, .scheduled]),
       RunQuery(deployment: "flow/a"), RunQuery(states: [.failed], deployment: "flow/b"), RunQuery(tag: "five"),
@@ -109,6 +109,42 @@ import Testing
     }
   }
 
+  /// Without a server, the CLI reads the queue from its files: the index's checkpoint and the log
+  /// after it (terminal runs, and an indexed run retried), with a full replay's answers and only
+  /// the tail and the active runs in memory; without the index, a whole replay with the same.
+  @Test func aQueueReadFromItsFilesAnswersAsAFullReplay() async throws {
+    try await withTemporaryDirectory { directory in
+      let path = directory.path
+      let queue = try RunQueue(directory: path, options: Self.options())
+      try await Self.complete(2_000, active: 30, in: queue)
+      queue.close()
+      var withoutIndex = Self.options()
+      withoutIndex.runIndex = nil
+      let unindexed = try RunQueue(directory: path, options: withoutIndex)
+      try await Self.complete(300, active: 10, in: unindexed, from: 2_000)
+      let failed = try #require(
+        unindexed.withState { state in state.runs.values.first { $0.state == .failed && $0.firstSequence < 100 } })
+      _ = try await unindexed.retry(failed.id, by: "t")
+      unindexed.close()
+
+      let replayed = try Self.replayed(path)
+      let reader = try QueueReader(directory: path)
+      #expect(reader.replayedWhole == nil)
+      #expect(reader.state.runs.count <= 341, "the tail's 310 runs, the 30 active ones and the retried one")
+      #expect(reader.state.counts == replayed.counts)
+      try Self.expectListing(reader, equals: replayed, "read from files")
+      for id in replayed.runs.keys.shuffled().prefix(300) { #expect(try reader.run(id) == replayed.runs[id]) }
+      #expect(try reader.run(failed.id)?.state == .scheduled)
+      let prefix = String(failed.id.description.prefix(8))
+      #expect(try reader.runs(idPrefix: prefix, limit: 5).map(\.id).contains(failed.id))
+
+      try FileManager.default.removeItem(atPath: path + "/index")
+      let whole = try QueueReader(directory: path)
+      #expect(whole.replayedWhole != nil)
+      try Self.expectListing(whole, equals: replayed, "replayed whole")
+    }
+  }
+
   /// Deleted, damaged or another log's: the index is rebuilt from the log with the same answers.
   @Test func theIndexIsRebuiltWhenMissingDamagedOrAnotherLogs() async throws {
     try await withTemporaryDirectory { directory in
@@ -136,7 +172,8 @@ import Testing
       // Another directory's index: its checkpoint's hash is not this log's.
       try FileManager.default.removeItem(atPath: index)
       try FileManager.default.copyItem(atPath: other + "/index/runs.db", toPath: index)
-      #expect(try reopen("another log's")?.contains("does not match the log") == true)
+      let why = try reopen("another log's")
+      #expect(why?.contains("does not match the log") == true, "\(why ?? "not rebuilt")")
 
       // Garbage over the whole file.
       try Data(repeating: 0x5a, count: 8192).write(to: URL(fileURLWithPath: index))

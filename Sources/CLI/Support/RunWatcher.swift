@@ -38,7 +38,7 @@ struct RunWatcher {
   /// in another terminal executes it).
   func follow(runID: RunID, from sequence: UInt64, dataDirectory: String) async throws {
     var watcher = self
-    watcher.types = (try? readState(dataDirectory)).map { ResultTypes(state: $0) } ?? .none
+    watcher.types = (try? readQueue(dataDirectory)).map { ResultTypes(state: $0.state) } ?? .none
     try await watcher.followWithTypes(runID: runID, from: sequence, dataDirectory: dataDirectory)
   }
 

@@ -49,24 +49,24 @@ public struct QueueHistory: Sendable {
       .snapshot,
       let decoded = QueueState(snapshotPayload: snapshot.payload), decoded.lastSequence == snapshot.lastSequence
     {
-      let usable =
-        switch point {
-        case .sequence(let sequence): decoded.lastSequence <= sequence
-        case .time(let time): decoded.lastTime <= time
-        }
-      if usable { state = decoded }
+      if point.includes(sequence: decoded.lastSequence, time: decoded.lastTime) { state = decoded }
     }
     if state.lastSequence == 0, try !LogReader(directory: directory, fileSystem: fileSystem).readsFromStart(),
       let anchor = try LogAnchor.read(logDirectory: directory + "/log", fileSystem: fileSystem)
     {
       throw anchor.noSnapshotCovers
     }
+    try replay(into: &state, until: point, progress: progress)
+    return state
+  }
+
+  /// Applies to `state` the events after its last one, up to `point`.
+  func replay(
+    into state: inout QueueState, until point: PointInTime, progress: ((UInt64) -> Void)?
+  ) throws(QueueError) {
     do {
       try events(from: state.lastSequence + 1) { sequence, event in
-        switch point {
-        case .sequence(let last): guard sequence <= last else { return false }
-        case .time(let time): guard event.time <= time else { return false }
-        }
+        guard point.includes(sequence: sequence, time: event.time) else { return false }
         try state.apply(event, sequence: sequence)
         if sequence % 4096 == 0 { progress?(sequence) }
         return true
@@ -76,6 +76,5 @@ public struct QueueHistory: Sendable {
     } catch {
       throw QueueError(code: .io, message: "reading the log failed: \(error)", cause: error)
     }
-    return state
   }
 }

@@ -246,11 +246,14 @@ final class RunIndexer: @unchecked Sendable {
   }
 
   /// Indexes and commits what is durable, and stops: a timer that fires later does nothing, so
-  /// a queue reopened on the directory has the only indexer that writes.
+  /// a queue reopened on the directory has the only indexer that writes. The WAL is then copied
+  /// into the index's file and emptied: after a clean stop `runs.db` alone holds the checkpoint
+  /// (a copy of the file is the whole index).
   func close() {
     queue.sync {
       self.step(forceCommit: true)
       self.control.withLock { $0.closed = true }
+      if self.failure == nil { try? self.fold.store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)") }
     }
   }
 

@@ -68,13 +68,7 @@ extension RunQueue {
     var batchHash = checkpoint.batchHash
     do throws(QueueError) {
       if checkpoint.sequence > 0 {
-        let active = try store.activeRuns()
-        state.runs = RunTable(active)
-        state.rebuildDerived(from: active)
-        state.counts = checkpoint.counts
-        state.deployments = checkpoint.deployments
-        state.lastSequence = checkpoint.sequence
-        state.lastTime = checkpoint.time
+        state = QueueState(checkpoint: checkpoint, active: try store.activeRuns())
       } else if try !reader.readsFromStart() {
         // The log's head is gone: only a snapshot holds the runs it had.
         let snapshots = SnapshotStore(directory: directory, fileSystem: fileSystem)
@@ -144,11 +138,7 @@ extension RunQueue {
   /// Runs matching `query`, newest first, enqueued at sequence `upTo` or before (nil: from the
   /// newest): at most `limit`, with where the next page starts.
   public func runs(matching query: RunQuery, upTo: UInt64? = nil, limit: Int) throws(QueueError) -> RunPage {
-    let limit = max(1, limit)
-    var found: [Run] = []
-    var upTo = upTo ?? .max
-    while true {
-      let want = limit + 1 - found.count
+    try RunPage.merged(upTo: upTo, limit: limit) { upTo, want throws(QueueError) in
       // The index first, then memory under the lock: a run in memory then is the newer of the two.
       let (indexed, indexedThrough) =
         try retiredReader?.withStore { store throws(QueueError) in
@@ -163,37 +153,18 @@ extension RunQueue {
         )
       }
       // Runs left memory for a commit the read did not see yet: read again.
-      guard consistent else { continue }
-      // Each list is complete down to its last run when it is full, and to the start otherwise.
-      let indexFloor = indexed.count == want ? indexed.last!.firstSequence : 0
-      let memoryFloor = inMemory.count == want ? inMemory.last!.firstSequence : 0
-      let floor = max(indexFloor, memoryFloor)
-      var merged = inMemory + indexed.filter { !stale.contains($0.id) }
-      merged.sort { $0.firstSequence > $1.firstSequence }
-      found += merged.prefix { $0.firstSequence >= floor }.prefix(want)
-      if found.count > limit {
-        return RunPage(runs: Array(found.prefix(limit)), next: found[limit].firstSequence)
-      }
-      guard floor > 0 else { return RunPage(runs: found, next: nil) }
-      upTo = floor - 1
+      return consistent ? (indexed, inMemory, stale) : nil
     }
   }
 
   /// Runs whose id's text starts with `prefix`, wherever they are: at most `limit`.
   public func runs(idPrefix prefix: String, limit: Int) throws(QueueError) -> [Run] {
-    var found = locked.withLock { locked in
-      Array(locked.state.runs.values.lazy.filter { $0.id.description.hasPrefix(prefix) }.prefix(limit))
-    }
-    guard found.count < limit, let retiredReader else { return found }
-    let indexed = try retiredReader.withStore { store throws(QueueError) in
-      try store.runs(idPrefix: prefix, limit: limit)
-    }
-    for run in indexed where found.count < limit && !found.contains(where: { $0.id == run.id }) {
-      found.append(run)
-    }
-    return found
+    let found = locked.withLock { locked in locked.state.runs(idPrefix: prefix, limit: limit) }
+    return try retiredReader?.adding(idPrefix: prefix, to: found, limit: limit) ?? found
   }
 }
+
+extension RunQueue: RunSource {}
 
 extension RunStore {
   /// Removes the index of `directory` and opens an empty one.

@@ -6,10 +6,13 @@
 /// One connection, used by one thread at a time (hence unchecked): the indexer writes through its
 /// own, the queue reads through another under a lock.
 final class RunStore: @unchecked Sendable {
-  static let formatVersion: Int64 = 2
+  static let formatVersion: Int64 = 3
   let connection: SQLiteConnection
-  /// Deployment name → its number in `names`; deployments are few.
-  private var deploymentIDs: [String: Int64] = [:]
+  /// The `names` table both ways (strings that repeat in every run: see
+  /// ``Run/indexRecord(columns:name:)``). Its rows never change, so these only grow; a write
+  /// that is rolled back empties them (the names it added are gone).
+  private var nameIDs: [String: Int64] = [:]
+  private var namesByID: [Int64: String] = [:]
   /// Why opening removed the file and started an empty index, if it did.
   private(set) var recreatedBecause: String?
 
@@ -56,6 +59,9 @@ final class RunStore: @unchecked Sendable {
       try fileSystem.remove(path + suffix)
     }
   }
+
+  /// The format the file was written in, or nil when it has none.
+  func formatVersion() throws(QueueError) -> Int64? { try Self.version(of: connection) }
 
   private static func version(of connection: SQLiteConnection) throws(QueueError) -> Int64? {
     let statement = try connection.statement("SELECT value FROM meta WHERE key = 'format'")
@@ -140,8 +146,7 @@ final class RunStore: @unchecked Sendable {
     var runs: [Run] = []
     let statement = try connection.statement("SELECT data FROM active ORDER BY seq")
     while try statement.step() {
-      guard let run = Run(indexRecord: statement.blob(0)) else { throw Self.damaged("an active run") }
-      runs.append(run)
+      runs.append(try decode(statement.blob(0), columns: nil))
     }
     return runs
   }
@@ -162,6 +167,16 @@ final class RunStore: @unchecked Sendable {
   }
 
   func write(_ changes: Changes, checkpoint: Checkpoint) throws(QueueError) {
+    do throws(QueueError) {
+      try writeTransaction(changes, checkpoint: checkpoint)
+    } catch {
+      nameIDs = [:]
+      namesByID = [:]
+      throw error
+    }
+  }
+
+  private func writeTransaction(_ changes: Changes, checkpoint: Checkpoint) throws(QueueError) {
     try connection.transaction { () throws(QueueError) in
       for seq in changes.leftActive {
         try connection.statement("DELETE FROM active WHERE seq = ?1").bind(1, Int64(seq)).run()
@@ -172,16 +187,16 @@ final class RunStore: @unchecked Sendable {
       }
       for run in changes.active {
         try connection.statement("INSERT OR REPLACE INTO active (seq, data) VALUES (?1, ?2)")
-          .bind(1, Int64(run.firstSequence)).bind(2, run.indexRecord()).run()
+          .bind(1, Int64(run.firstSequence)).bind(2, try run.indexRecord(columns: false, name: nameID)).run()
       }
       for run in changes.terminal {
         let insert = try connection.statement(
           "INSERT OR REPLACE INTO runs (seq, id, state, deployment, enqueued, key, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
         )
         insert.bind(1, Int64(run.firstSequence)).bind(2, run.id.bytes).bind(3, Int64(run.state.index))
-          .bind(4, try deploymentID(run.deployment)).bind(5, run.enqueuedAt.micros)
+          .bind(4, Int64(try nameID(run.deployment))).bind(5, run.enqueuedAt.micros)
         if run.idempotencyKey.isEmpty { insert.bindNull(6) } else { insert.bind(6, run.idempotencyKey) }
-        try insert.bind(7, run.indexRecord()).run()
+        try insert.bind(7, try run.indexRecord(columns: true, name: nameID)).run()
         for tag in Set(run.tags) {
           try connection.statement("INSERT OR IGNORE INTO tags (tag, seq) VALUES (?1, ?2)")
             .bind(1, tag).bind(2, Int64(run.firstSequence)).run()
@@ -202,22 +217,35 @@ final class RunStore: @unchecked Sendable {
     }
   }
 
-  private func deploymentID(_ name: String) throws(QueueError) -> Int64 {
-    if let id = deploymentIDs[name] { return id }
+  /// The number of `name` in the names table, added when it is new; 0 for the empty string.
+  private func nameID(_ name: String) throws(QueueError) -> UInt64 {
+    if name.isEmpty { return 0 }
+    if let id = nameIDs[name] { return UInt64(id) }
     try connection.statement("INSERT OR IGNORE INTO names (name) VALUES (?1)").bind(1, name).run()
     guard let id = try lookUpName(name) else { throw Self.damaged("its names") }
-    deploymentIDs[name] = id
-    return id
+    return UInt64(id)
   }
 
   private func lookUpName(_ name: String) throws(QueueError) -> Int64? {
-    if let id = deploymentIDs[name] { return id }
+    if let id = nameIDs[name] { return id }
     let statement = try connection.statement("SELECT id FROM names WHERE name = ?1").bind(1, name)
     defer { statement.reset() }
     guard try statement.step() else { return nil }
     let id = statement.int(0)
-    deploymentIDs[name] = id
+    nameIDs[name] = id
+    namesByID[id] = name
     return id
+  }
+
+  /// Reads the whole names table (a few rows per deployment) into the caches.
+  private func loadNames() throws(QueueError) {
+    let statement = try connection.statement("SELECT id, name FROM names")
+    defer { statement.reset() }
+    while try statement.step() {
+      let (id, name) = (statement.int(0), statement.string(1))
+      nameIDs[name] = id
+      namesByID[id] = name
+    }
   }
 
   // MARK: - Reading terminal runs
@@ -234,19 +262,20 @@ final class RunStore: @unchecked Sendable {
 
   /// The terminal run with `id`, as of the checkpoint.
   func run(_ id: RunID) throws(QueueError) -> Run? {
-    let statement = try connection.statement("SELECT data FROM runs WHERE id = ?1").bind(1, id.bytes)
+    let statement = try connection.statement("SELECT \(Self.row) FROM runs WHERE id = ?1").bind(1, id.bytes)
     // Reset at once: a statement left on a row keeps its read transaction, and later reads
     // would not see the indexer's commits.
     defer { statement.reset() }
-    return try statement.step() ? try decode(statement.blob(0)) : nil
+    return try statement.step() ? try decodeRow(statement) : nil
   }
 
   /// The newest terminal run enqueued with idempotency key `key`.
   func run(idempotencyKey key: String) throws(QueueError) -> Run? {
-    let statement = try connection.statement("SELECT data FROM runs WHERE key = ?1 ORDER BY seq DESC LIMIT 1")
-      .bind(1, key)
+    let statement = try connection.statement(
+      "SELECT \(Self.row) FROM runs WHERE key = ?1 ORDER BY seq DESC LIMIT 1"
+    ).bind(1, key)
     defer { statement.reset() }
-    return try statement.step() ? try decode(statement.blob(0)) : nil
+    return try statement.step() ? try decodeRow(statement) : nil
   }
 
   /// Terminal runs whose id's text starts with `prefix` (hex digits and dashes), at most `limit`.
@@ -265,10 +294,10 @@ final class RunStore: @unchecked Sendable {
       }
       return result
     }
-    let statement = try connection.statement("SELECT data FROM runs WHERE id BETWEEN ?1 AND ?2 LIMIT ?3")
+    let statement = try connection.statement("SELECT \(Self.row) FROM runs WHERE id BETWEEN ?1 AND ?2 LIMIT ?3")
       .bind(1, bytes("0")).bind(2, bytes("f")).bind(3, Int64(limit))
     var runs: [Run] = []
-    while try statement.step() { runs.append(try decode(statement.blob(0))) }
+    while try statement.step() { runs.append(try decodeRow(statement)) }
     return runs
   }
 
@@ -294,7 +323,8 @@ final class RunStore: @unchecked Sendable {
     let range = "seq BETWEEN ?1 AND ?2"
     var statements: [SQLiteConnection.Statement] = []
     if !query.tag.isEmpty {
-      var sql = "SELECT r.data FROM tags t JOIN runs r ON r.seq = t.seq WHERE t.tag = ?3 AND t.seq BETWEEN ?1 AND ?2"
+      var sql =
+        "SELECT \(Self.row(of: "r")) FROM tags t JOIN runs r ON r.seq = t.seq WHERE t.tag = ?3 AND t.seq BETWEEN ?1 AND ?2"
       if deployment != nil { sql += " AND r.deployment = ?4" }
       if states.count < RunState.terminal.count {
         sql += " AND r.state IN (\(states.map { String($0.index) }.sorted().joined(separator: ",")))"
@@ -303,14 +333,16 @@ final class RunStore: @unchecked Sendable {
       if let deployment { statement.bind(4, deployment) }
       statements = [statement]
     } else if deployment == nil, states.count == RunState.terminal.count {
-      statements = [try connection.statement("SELECT data FROM runs WHERE \(range) ORDER BY seq DESC LIMIT ?5")]
+      statements = [
+        try connection.statement("SELECT \(Self.row) FROM runs WHERE \(range) ORDER BY seq DESC LIMIT ?5")
+      ]
     } else {
       // One query per state, each in the order of its index; merged below.
       for state in states.sorted(by: { $0.index < $1.index }) {
         let sql =
           deployment == nil
-          ? "SELECT data FROM runs INDEXED BY runs_state WHERE state = ?3 AND \(range) ORDER BY seq DESC LIMIT ?5"
-          : "SELECT data FROM runs INDEXED BY runs_deployment WHERE deployment = ?4 AND state = ?3 AND \(range) ORDER BY seq DESC LIMIT ?5"
+          ? "SELECT \(Self.row) FROM runs INDEXED BY runs_state WHERE state = ?3 AND \(range) ORDER BY seq DESC LIMIT ?5"
+          : "SELECT \(Self.row) FROM runs INDEXED BY runs_deployment WHERE deployment = ?4 AND state = ?3 AND \(range) ORDER BY seq DESC LIMIT ?5"
         // Each state's statement is its own: the same SQL text would share one prepared statement.
         let statement = try connection.statement(sql + " -- \(state.index)").bind(3, Int64(state.index))
         if let deployment { statement.bind(4, deployment) }
@@ -320,7 +352,7 @@ final class RunStore: @unchecked Sendable {
     var merged: [Run] = []
     for statement in statements {
       statement.bind(1, Int64(low)).bind(2, Int64(high)).bind(5, Int64(limit))
-      while try statement.step() { merged.append(try decode(statement.blob(0))) }
+      while try statement.step() { merged.append(try decodeRow(statement)) }
     }
     if statements.count > 1 {
       merged.sort { $0.firstSequence > $1.firstSequence }
@@ -369,8 +401,37 @@ final class RunStore: @unchecked Sendable {
     return Int(statement.int(0))
   }
 
-  private func decode(_ bytes: [UInt8]) throws(QueueError) -> Run {
-    guard let run = Run(indexRecord: bytes) else { throw Self.damaged("a run") }
+  /// A terminal run's columns, in the order ``decodeRow(_:)`` reads them.
+  private static let row = row(of: nil)
+
+  private static func row(of table: String?) -> String {
+    let prefix = table.map { $0 + "." } ?? ""
+    return ["seq", "id", "state", "deployment", "enqueued", "key", "data"].map { prefix + $0 }.joined(separator: ", ")
+  }
+
+  /// The terminal run in the current row of a statement that selects ``row``.
+  private func decodeRow(_ statement: SQLiteConnection.Statement) throws(QueueError) -> Run {
+    let state = Int(statement.int(2))
+    guard let id = RunID(bytes: statement.blob(1)), RunState.byIndex.indices.contains(state) else {
+      throw Self.damaged("a run")
+    }
+    let deploymentID = statement.int(3)
+    if namesByID[deploymentID] == nil { try loadNames() }
+    guard let deployment = namesByID[deploymentID] else { throw Self.damaged("a run's deployment") }
+    let columns = RunColumns(
+      id: id, state: RunState.byIndex[state], deployment: deployment,
+      enqueuedAt: Timestamp(micros: statement.int(4)), idempotencyKey: statement.isNull(5) ? "" : statement.string(5),
+      firstSequence: UInt64(bitPattern: statement.int(0)))
+    return try decode(statement.blob(6), columns: columns)
+  }
+
+  private func decode(_ bytes: [UInt8], columns: RunColumns?) throws(QueueError) -> Run {
+    if let run = Run(indexRecord: bytes, columns: columns, name: { namesByID[Int64(bitPattern: $0)] }) { return run }
+    // A name committed since the caches were filled (the writer's commits add them).
+    try loadNames()
+    guard let run = Run(indexRecord: bytes, columns: columns, name: { namesByID[Int64(bitPattern: $0)] }) else {
+      throw Self.damaged("a run")
+    }
     return run
   }
 }
