@@ -253,6 +253,18 @@ import Testing
       #expect(await server.waitForExit() == 0)
       let verify = try await GPSProcess.run(["log", "verify", "--data-dir", data])
       #expect(verify.status == 0, "\(verify.stderr)")
+      // Without the server, the CLI reads the run index and the log after it: every run, the
+      // archived ones marked, even with the archived segments deleted.
+      let deleted = try await GPSProcess.run(["log", "archive", "--data-dir", data, "--before", "0s", "--delete"])
+      #expect(deleted.status == 0, "\(deleted.stderr)")
+      try FileManager.default.removeItem(atPath: data + "/archive")
+      let listed = try await GPSProcess.run([
+        "flow-run", "ls", "--data-dir", data, "--limit", "1000", "--output", "json",
+      ])
+      #expect(listed.status == 0, "\(listed.stderr)")
+      let runs = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]]
+      #expect(runs?.count == 60)
+      #expect(runs?.contains { $0["archived"] as? Bool == true } == true)
     }
   }
 
