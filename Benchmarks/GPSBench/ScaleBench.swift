@@ -83,6 +83,8 @@ func benchScale(directory: String, runs: Int, active: Int, repetitions: Int, kee
       format: "  gps server start: ready in %.2f s after a clean stop; resident %.0f MB idle (%.0f bytes per run)",
       ready, resident, resident * 1e6 / Double(runs + active)))
   let queries: [(String, String)] = [
+    // The client's own floor (URLSession over loopback), to read the rest against.
+    ("GET /healthz (the client's floor)", "/healthz"),
     ("list, first page of 100", "/api/runs?limit=100"),
     ("list, Completed", "/api/runs?limit=100&state=Completed"),
     ("list, Scheduled (the active ones)", "/api/runs?limit=100&state=Scheduled"),

@@ -204,6 +204,12 @@ import Testing
         return error?.code == .dataLost && error?.missing?.lowerBound == first
           && error?.message.contains("the run index covers them") == true
       }
+      // Read from its files (the CLI without a server): the same loss, not an answer without it.
+      #expect {
+        _ = try QueueReader(directory: path)
+      } throws: { error in
+        (error as? QueueError)?.code == .dataLost && (error as? QueueError)?.missing?.lowerBound == first
+      }
       let acceptance = try RunQueue.acceptLoss(directory: path, acceptedBy: "tester")
       #expect(acceptance.losses.first?.setAside.contains("index/lost/runs.db") == true)
       let reopened = try RunQueue(directory: path, options: options)

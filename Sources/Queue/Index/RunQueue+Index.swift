@@ -31,13 +31,7 @@ extension RunQueue {
       checkpoint = RunStore.Checkpoint()
     }
     let last = log.lastBatch
-    if checkpoint.sequence > last.sequence {
-      throw QueueError(
-        code: .dataLost,
-        message:
-          "sequences \(last.sequence + 1)–\(checkpoint.sequence) are missing: the run index covers them but the log ends at sequence \(last.sequence); a segment file was deleted or truncated",
-        missing: (last.sequence + 1)...checkpoint.sequence)
-    }
+    if let loss = checkpoint.loss(logEndsAt: last.sequence) { throw loss }
     if checkpoint.sequence > 0 {
       let hash = checkpoint.sequence == last.sequence ? last.hash : try reader.batchHash(endingAt: checkpoint.sequence)
       if hash != checkpoint.batchHash {

@@ -111,6 +111,17 @@ final class RunStore: @unchecked Sendable {
     /// Runs in each state, retired runs included.
     var counts = StateCounts()
     var deployments: [String: [DeploymentVersion]] = [:]
+
+    /// The loss when the log ends at `last`, before the checkpoint: the index covers events
+    /// the log no longer has (a segment deleted or truncated).
+    func loss(logEndsAt last: UInt64) -> QueueError? {
+      guard sequence > last else { return nil }
+      return QueueError(
+        code: .dataLost,
+        message:
+          "sequences \(last + 1)–\(sequence) are missing: the run index covers them but the log ends at sequence \(last); a segment file was deleted or truncated",
+        missing: (last + 1)...sequence)
+    }
   }
 
   func checkpoint() throws(QueueError) -> Checkpoint {
