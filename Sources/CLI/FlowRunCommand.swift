@@ -44,10 +44,15 @@ func requireQueue(_ dataDir: String) throws(CommandFailure) {
 }
 
 /// The queue as it is now, read from its files without the lock: the run index and the log after
-/// it. Damage anywhere in the log is reported on stderr first (the answer may come from parts that
-/// never read the damaged one).
+/// it, whose reads check every batch they read (the older segments are the server's background
+/// check's and `gps log verify`'s: reading them all would make every answer as slow as the
+/// history is long). Without a usable index the whole log is replayed, and damage anywhere in it
+/// is reported on stderr first (the answer may come from parts that never read the damaged one).
 func readQueue(_ dataDir: String) throws -> QueueReader {
   try requireQueue(dataDir)
+  if let queue = try queueCall({ () throws(QueueError) in try QueueReader.fromIndex(directory: dataDir) }) {
+    return queue
+  }
   let check = try queueCall { () throws(QueueError) in try LogVerifier(directory: dataDir).verify(thorough: false) }
   if let problem = check.problem, check.missing != nil {
     throw CommandFailure(problem + advice(for: QueueError(code: .dataLost, message: problem)))

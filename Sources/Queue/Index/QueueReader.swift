@@ -28,9 +28,25 @@ public final class QueueReader: RunSource, Sendable {
   /// - Parameters:
   ///   - point: the queue as it was after this point (the default: now).
   ///   - progress: called every few thousand events replayed with the last sequence applied.
-  public init(
+  public convenience init(
     directory: String, at point: PointInTime = .sequence(.max), fileSystem: any FileSystem = PosixFileSystem(),
     progress: ((UInt64) -> Void)? = nil
+  ) throws(QueueError) {
+    try self.init(directory: directory, at: point, replaying: true, fileSystem: fileSystem, progress: progress)!
+  }
+
+  /// The queue read from its run index and the log after it, or nil when the index cannot be used
+  /// (a caller that checks the whole log before replaying it, which this does not need).
+  public static func fromIndex(
+    directory: String, at point: PointInTime = .sequence(.max), fileSystem: any FileSystem = PosixFileSystem(),
+    progress: ((UInt64) -> Void)? = nil
+  ) throws(QueueError) -> QueueReader? {
+    try QueueReader(directory: directory, at: point, replaying: false, fileSystem: fileSystem, progress: progress)
+  }
+
+  private init?(
+    directory: String, at point: PointInTime, replaying: Bool, fileSystem: any FileSystem,
+    progress: ((UInt64) -> Void)?
   ) throws(QueueError) {
     let history = QueueHistory(directory: directory, fileSystem: fileSystem)
     logStart = try LogReader(directory: directory, fileSystem: fileSystem).retainedStart()
@@ -43,6 +59,7 @@ public final class QueueReader: RunSource, Sendable {
       index = reader
       replayedWhole = nil
     case .failure(let why):
+      guard replaying else { return nil }
       state = try history.state(at: point, progress: progress)
       index = nil
       replayedWhole = why.message
