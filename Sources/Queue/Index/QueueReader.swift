@@ -90,9 +90,10 @@ public final class QueueReader: RunSource, Sendable {
       return .failure(QueueError(code: .invalidArgument, message: "the run index is past that point"))
     }
     let reader = LogReader(directory: directory, fileSystem: fileSystem)
-    // The index covers events the log no longer has: a loss, never a reason to answer without them.
-    if let loss = checkpoint.loss(logEndsAt: try reader.lastSequence()) { throw loss }
     guard checkpoint.sequence > 0, try reader.batchHash(endingAt: checkpoint.sequence) == checkpoint.batchHash else {
+      // The index covers events the log no longer has: a loss, never a reason to answer without
+      // them. (Only asked when the hash did not match: reading the log's end costs a segment.)
+      if let loss = checkpoint.loss(logEndsAt: try reader.lastSequence()) { throw loss }
       return .failure(QueueError(code: .corrupt, message: "the run index does not match the log"))
     }
     return .success((checkpoint, opened.1, RetiredRunReader(store)))
