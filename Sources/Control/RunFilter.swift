@@ -114,15 +114,6 @@ public struct RunFilter: Sendable {
     return response
   }
 
-  /// The run named by its id or a unique prefix of at least 8 characters of it, in `state`.
-  public static func find(_ text: String, in state: QueueState) throws(RPCError) -> Run {
-    try find(text) { id throws(QueueError) in
-      state.runs[id]
-    } prefixed: { prefix, limit throws(QueueError) in
-      state.runs(idPrefix: prefix, limit: limit)
-    }
-  }
-
   /// The run named by its id or a unique prefix of at least 8 characters of it, in `queue`.
   public static func find(_ text: String, in queue: some RunSource) throws(RPCError) -> Run {
     try find(text) { id throws(QueueError) in

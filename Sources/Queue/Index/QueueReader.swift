@@ -142,7 +142,7 @@ extension QueueState {
   }
 
   /// Runs in memory whose id's text starts with `prefix`: at most `limit`.
-  public func runs(idPrefix prefix: String, limit: Int) -> [Run] {
+  func runs(idPrefix prefix: String, limit: Int) -> [Run] {
     Array(runs.values.lazy.filter { $0.id.description.hasPrefix(prefix) }.prefix(limit))
   }
 }
