@@ -167,7 +167,7 @@ enum OpenAPI {
 
   private static func operation(
     _ id: String, _ summary: String, parameters: [JSONValue] = [], body: JSONValue? = nil,
-    responses: [(String, JSONValue)]
+    bodyRequired: Bool = true, responses: [(String, JSONValue)]
   ) -> JSONValue {
     var members: [(String, JSONValue)] = [("operationId", .string(id)), ("summary", .string(summary))]
     if !parameters.isEmpty { members.append(("parameters", .array(parameters))) }
@@ -175,7 +175,9 @@ enum OpenAPI {
       members.append(
         (
           "requestBody",
-          object([("required", .bool(true)), ("content", object([("application/json", object([("schema", body)]))]))])
+          object([
+            ("required", .bool(bodyRequired)), ("content", object([("application/json", object([("schema", body)]))])),
+          ])
         ))
     }
     var answers = responses
@@ -346,7 +348,7 @@ enum OpenAPI {
           (
             "post",
             operation(
-              "cancelRun", "Cancel a run", parameters: [runID], body: reason,
+              "cancelRun", "Cancel a run", parameters: [runID], body: reason, bodyRequired: false,
               responses: [("200", json(runAnswer, "the run, cancelled or being cancelled"))])
           )
         ])
@@ -357,7 +359,7 @@ enum OpenAPI {
           (
             "post",
             operation(
-              "retryRun", "Run a finished run again", parameters: [runID], body: reason,
+              "retryRun", "Run a finished run again", parameters: [runID], body: reason, bodyRequired: false,
               responses: [("200", json(runAnswer, "the run, scheduled again"))])
           )
         ])
