@@ -81,7 +81,8 @@ struct LogArchive: AsyncParsableCommand {
     abstract: "Move sealed log segments older than a time or sequence to DATA/archive/ (or delete them).",
     discussion: """
       Takes the segments whose every event is before --before and that the run index already covers;
-      the live segment always stays. Their runs stay listed and inspectable (marked archived), and
+      the live segment always stays, and so does every segment from the one holding the first event
+      of the oldest run not finished yet. Their runs stay listed and inspectable (marked archived), and
       their events are readable again whenever the files are in DATA/archive/. The log records the
       archive (a LogSegmentsArchived event) and log/ANCHOR says where the retained log begins, so
       `gps log verify` proves it from there. Through the server when one runs, else on the log.
@@ -280,7 +281,10 @@ struct QueueStress: AsyncParsableCommand {
   @Flag(help: "Keep terminal runs in the run index (committed every 10 ms) instead of snapshots.")
   var index = false
 
-  @Flag(help: "With --index: archive every sealed segment the index covers, all the time.")
+  @Flag(
+    help:
+      "With --index: archive every sealed segment the index covers, all the time. Leases last 250 ms, and those a killed process held expire before new runs start, so its runs stop holding their segments."
+  )
   var archive = false
 
   func run() async throws {
@@ -294,17 +298,32 @@ struct QueueStress: AsyncParsableCommand {
       queueOptions.runIndex = indexOptions
     }
     queueOptions.log.lock.role = .server
+    // A run not finished keeps its segments in the log: the runs a killed round held must expire.
+    if archive { queueOptions.leaseDuration = .milliseconds(250) }
     let queue = try queueCall { () throws(QueueError) in
       try RunQueue(directory: options.dataDir, options: queueOptions)
     }
     let output = FileHandle.standardOutput
     let prefix = UUID().uuidString.prefix(8)
+    if archive {
+      // The leases the killed process held expire first (a restart gives them one lease duration).
+      while queue.withState({ state in state.runs.values.contains { $0.lease != nil } }) {
+        _ = try await queue.tick()
+        try await Task.sleep(for: .milliseconds(20))
+      }
+    }
     try await withThrowingTaskGroup(of: Void.self) { group in
       if archive {
         group.addTask {
           while true {
             _ = try queue.archive(before: .sequence(.max), archivedBy: "queue-stress")
             try await Task.sleep(for: .milliseconds(5))
+          }
+        }
+        group.addTask {
+          while true {
+            _ = try await queue.tick()
+            try await Task.sleep(for: .milliseconds(100))
           }
         }
       }
@@ -319,9 +338,13 @@ struct QueueStress: AsyncParsableCommand {
             let run = try await queue.enqueue(request).run
             output.write(Data("enqueued \(run.id) \(key)\n".utf8))
             if let claim = try await queue.claim(scheduler: "stress-\(task)") {
-              try await queue.report(claim.token, .started(.init()))
-              try await queue.report(claim.token, .completed(.with { $0.result = Data(key.utf8) }))
-              output.write(Data("completed \(claim.run.id)\n".utf8))
+              do {
+                try await queue.report(claim.token, .started(.init()))
+                try await queue.report(claim.token, .completed(.with { $0.result = Data(key.utf8) }))
+                output.write(Data("completed \(claim.run.id)\n".utf8))
+              } catch let error as QueueError where archive && error.code == .leaseLost {
+                // Its 250 ms lease expired on a loaded machine: the run is claimed again later.
+              }
             }
             count += 1
           }

@@ -274,6 +274,7 @@ public struct ControlServer: Service {
   /// and tried again at the next check: retention never stops the server.
   func retain(_ queue: RunQueue, _ retention: Retention) async throws {
     let age = retention.age
+    var heldBy: RunID?
     while true {
       let cutoff = Timestamp(micros: Timestamp(Date()).micros - Int64(age / .microseconds(1)))
       do throws(QueueError) {
@@ -288,6 +289,10 @@ public struct ControlServer: Service {
               "log_start": "\(report.logStart)", "note": "\(report.noteSequence ?? 0)",
             ])
         }
+        if let run = report.heldBy, run != heldBy, let why = report.stoppedBecause {
+          logger.notice("retention waits for a run to finish: \(why)")
+        }
+        heldBy = report.heldBy
       } catch {
         logger.warning("archiving log segments failed: \(error.message); trying again in \(retention.checkEvery)")
       }

@@ -141,11 +141,11 @@ func wholeLines(_ output: String) -> [Substring] {
           #expect(verified.isIntact, "round \(round): \(verified.problem ?? "")")
         }
       }
+      let verified = try LogVerifier(directory: directory.path).verify()
       print(
-        "queue crash test (\(placement)): \(acknowledged.count) runs and \(completed.count) completions acknowledged; \(midArchive) kills fell mid-archive"
+        "queue crash test (\(placement)): \(acknowledged.count) runs and \(completed.count) completions acknowledged; \(midArchive) kills fell mid-archive; \(verified.archive?.segmentsPresent ?? 0) segments archived"
       )
       #expect(completed.count > 0)
-      let verified = try LogVerifier(directory: directory.path).verify()
       #expect(verified.isIntact)
       if placement == "archive" {
         #expect((verified.archive?.segmentsPresent ?? 0) > 0, "nothing was archived")

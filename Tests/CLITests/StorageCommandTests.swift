@@ -10,15 +10,19 @@ import Testing
 /// the place, and the way out.
 @Suite struct StorageCommandTests {
   /// A queue of `runs` runs over 1 KiB segments, closed with a snapshot of the whole log.
-  func makeQueue(_ path: String, runs: Int = 30) async throws {
+  /// `runs` runs left Scheduled, or cancelled once enqueued (`finished`: archiving keeps the
+  /// segments of runs not finished).
+  func makeQueue(_ path: String, runs: Int = 30, finished: Bool = false) async throws {
     var options = QueueOptions()
     options.log.segmentSize = 1024
     let queue = try RunQueue(directory: path, options: options)
     _ = try await queue.register(DeploymentRegistry.standard.definitions, worker: "test", by: "test")
     for index in 0..<runs {
-      _ = try await queue.enqueue(
+      let run = try await queue.enqueue(
         EnqueueRequest(
-          deployment: "server-flow/MyPrefectDeployer", flow: "server-flow", parametersJSON: #"{"n":\#(index)}"#))
+          deployment: "server-flow/MyPrefectDeployer", flow: "server-flow", parametersJSON: #"{"n":\#(index)}"#)
+      ).run
+      if finished { try await queue.cancel(run.id, by: "test") }
     }
     queue.close()
   }
@@ -191,7 +195,7 @@ import Testing
   @Test func logArchiveMovesOldSegmentsAndVerifyProvesTheRest() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      try await storage.makeQueue(data, runs: 60)
+      try await storage.makeQueue(data, runs: 60, finished: true)
       let listed = try await GPSProcess.run([
         "flow-run", "ls", "--data-dir", data, "--limit", "1000", "--output", "json",
       ])
@@ -235,7 +239,7 @@ import Testing
   @Test func theServerArchivesByRetentionAndThroughItsControlAPI() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
-      try await storage.makeQueue(data, runs: 60)
+      try await storage.makeQueue(data, runs: 60, finished: true)
       // Every sealed segment is older than 0s: the server archives them as soon as it is ready.
       let server = try GPSProcess([
         "server", "start", "--data-dir", data, "--port", "0", "--no-web", "--no-scheduler", "--retain", "0s",

@@ -98,6 +98,37 @@ import Testing
     }
   }
 
+  /// A run not finished keeps its events in the retained log: archiving stops at the segment
+  /// holding its first event, says why, and takes that segment once the run has finished.
+  @Test func aRunNotFinishedKeepsItsSegmentsInTheLog() async throws {
+    try await withTemporaryDirectory { directory in
+      let path = directory.path
+      let clock = ManualClock()
+      let queue = try RunQueue(directory: path, options: Self.options(), clock: clock)
+      try await RunIndexTests.complete(150, in: queue)
+      var later = EnqueueRequest(deployment: "flow/a", flow: "flow", parametersJSON: "{}")
+      later.scheduledStart = clock.now() + Self.day * 30
+      let pinned = try await queue.enqueue(later).run
+      try await RunIndexTests.complete(150, in: queue, from: 150)
+      try queue.flushIndex()
+
+      let held = try queue.archive(before: .sequence(.max), archivedBy: "tester")
+      let archived = try #require(held.archived, "the segments before the run's are archived")
+      #expect(archived.upperBound < pinned.firstSequence)
+      #expect(held.logStart <= pinned.firstSequence)
+      #expect(held.stoppedBecause?.contains("run \(pinned.id), still Scheduled") == true, "\(held)")
+
+      _ = try await queue.cancel(pinned.id, by: "tester")
+      try await RunIndexTests.complete(50, in: queue, from: 300)
+      try queue.flushIndex()
+      let freed = try queue.archive(before: .sequence(.max), archivedBy: "tester")
+      #expect(try #require(freed.archived).upperBound >= pinned.firstSequence, "\(freed)")
+      #expect(freed.stoppedBecause?.contains("still") != true, "\(freed)")
+      #expect(try LogVerifier(directory: path).verify().isIntact)
+      queue.close()
+    }
+  }
+
   /// The archive moved elsewhere: runs still answer from the index, the retained log still
   /// verifies, and putting the files back makes the events readable and verifiable again. Without
   /// archive and index, the queue refuses to rebuild a shorter history.

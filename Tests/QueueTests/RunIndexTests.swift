@@ -145,6 +145,53 @@ import Testing
     }
   }
 
+  /// A point before the index's checkpoint, read from the files: the answers of a replay to that
+  /// point, while memory holds only what the index cannot answer for (runs active then, and runs
+  /// that change after it), not every run.
+  @Test func aPointBeforeTheIndexCheckpointAnswersAsAReplayInBoundedMemory() async throws {
+    try await withTemporaryDirectory { directory in
+      let path = directory.path
+      let queue = try RunQueue(directory: path, options: Self.options())
+      try await Self.complete(3_000, active: 20, in: queue)
+      let point = queue.withState { $0.lastSequence }
+      // After the point: failed runs from before it retried (two of them run again), an active
+      // one cancelled, a known key enqueued again, and more runs.
+      let failed = queue.withState { state in state.runs.values.filter { $0.state == .failed }.prefix(12).map(\.id) }
+      for id in failed { _ = try await queue.retry(id, by: "t") }
+      for _ in 0..<2 {
+        let claim = try #require(try await queue.claim(scheduler: "s"))
+        try await queue.report(claim.token, [.started(.init()), .completed(.init())])
+      }
+      let active = queue.withState { state in state.runs.values.first { $0.state == .scheduled }!.id }
+      _ = try await queue.cancel(active, by: "t")
+      var again = EnqueueRequest(deployment: "flow/a", flow: "flow", parametersJSON: #"{"n":3}"#)
+      again.idempotencyKey = "k3"
+      _ = try await queue.enqueue(again)
+      try await Self.complete(400, in: queue, from: 3_000)
+      let later = queue.withState { state in state.runs.values.filter { $0.firstSequence > point }.map(\.id) }
+      queue.close()
+
+      for at in [PointInTime.sequence(point), .sequence(point / 3)] {
+        let replayed = try QueueHistory(directory: path).state(at: at)
+        let reader = try QueueReader(directory: path, at: at, retiringEvery: 500)
+        let comment = "at \(at)"
+        #expect(reader.replayedWhole == nil, "\(comment)")
+        #expect(reader.state.lastSequence == replayed.lastSequence, "\(comment)")
+        #expect(reader.state.counts == replayed.counts, "\(comment)")
+        // 500 events are at most 125 runs; 20 are active and 12 change later.
+        #expect(reader.peakRunsInMemory < 400, "\(comment): \(reader.peakRunsInMemory) of \(replayed.runs.count)")
+        #expect(reader.state.runs.count <= 40, "\(comment): \(reader.state.runs.count) runs in memory")
+        try Self.expectListing(reader, equals: replayed, comment)
+        for run in replayed.runs.values { #expect(try reader.run(run.id) == run, "\(comment)") }
+        for id in later.prefix(50) { #expect(try reader.run(id) == nil, "\(comment): not enqueued yet") }
+        for id in failed + [later[0]] {
+          let found = try reader.runs(idPrefix: id.description, limit: 5)
+          #expect(found == replayed.runs[id].map { [$0] } ?? [], "\(comment)")
+        }
+      }
+    }
+  }
+
   /// Deleted, damaged or another log's: the index is rebuilt from the log with the same answers.
   @Test func theIndexIsRebuiltWhenMissingDamagedOrAnotherLogs() async throws {
     try await withTemporaryDirectory { directory in

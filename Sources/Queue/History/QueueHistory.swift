@@ -43,6 +43,14 @@ public struct QueueHistory: Sendable {
   /// - Parameter progress: called every few thousand events replayed with the last sequence
   ///   applied (for a progress bar).
   public func state(at point: PointInTime, progress: ((UInt64) -> Void)? = nil) throws(QueueError) -> QueueState {
+    var state = try start(at: point)
+    try replay(into: &state, until: point, progress: progress)
+    return state
+  }
+
+  /// Where a replay to `point` begins: the newest snapshot that is not past it, or the empty
+  /// state when the log holds its start.
+  func start(at point: PointInTime) throws(QueueError) -> QueueState {
     let snapshots = SnapshotStore(directory: directory, fileSystem: fileSystem)
     var state = QueueState()
     if let snapshot = try snapshots.loadNewest(matching: LogReader(directory: directory, fileSystem: fileSystem))
@@ -56,7 +64,6 @@ public struct QueueHistory: Sendable {
     {
       throw anchor.noSnapshotCovers
     }
-    try replay(into: &state, until: point, progress: progress)
     return state
   }
 
@@ -64,11 +71,22 @@ public struct QueueHistory: Sendable {
   func replay(
     into state: inout QueueState, until point: PointInTime, progress: ((UInt64) -> Void)?
   ) throws(QueueError) {
+    try replay(into: &state, until: point) { state in
+      if state.lastSequence % 4096 == 0 { progress?(state.lastSequence) }
+    }
+  }
+
+  /// Applies to `state` the events after its last one, up to `point`, calling `applied` after
+  /// each.
+  func replay(
+    into state: inout QueueState, until point: PointInTime,
+    applied: (inout QueueState) throws(QueueError) -> Void
+  ) throws(QueueError) {
     do {
       try events(from: state.lastSequence + 1) { sequence, event in
         guard point.includes(sequence: sequence, time: event.time) else { return false }
         try state.apply(event, sequence: sequence)
-        if sequence % 4096 == 0 { progress?(sequence) }
+        try applied(&state)
         return true
       }
     } catch let error as QueueError {

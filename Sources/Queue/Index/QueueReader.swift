@@ -15,14 +15,19 @@ public protocol RunSource {
 /// and without writing them: the CLI's answers when no server runs. It is the run index's
 /// checkpoint (its active runs, counts and deployments) plus the log after it; the terminal runs
 /// the index holds stay on disk and are read when asked for, so neither time nor memory grows with
-/// them. Without a usable index (none, another version's, one that does not match this log, or
-/// one past the point asked for) it replays the log instead, from a snapshot when one matches.
+/// them. A point before the index's checkpoint is replayed from the log's start (or a snapshot),
+/// and memory still holds only what the index cannot answer for: a terminal run leaves it as
+/// soon as the index holds it exactly as it is at that point (runs that change later stay). Without a
+/// usable index (none, another version's, one that does not match this log) it replays the log
+/// instead, holding every run, from a snapshot when one matches.
 public final class QueueReader: RunSource, Sendable {
   /// Active runs, terminal runs the index did not hold yet, and the queue-wide state.
   public let state: QueueState
   public let logStart: UInt64
   /// Why the whole log was replayed, or nil when the index was read.
   public let replayedWhole: String?
+  /// The most runs memory held while reading.
+  package let peakRunsInMemory: Int
   private let index: RetiredRunReader?
 
   /// - Parameters:
@@ -32,7 +37,17 @@ public final class QueueReader: RunSource, Sendable {
     directory: String, at point: PointInTime = .sequence(.max), fileSystem: any FileSystem = PosixFileSystem(),
     progress: ((UInt64) -> Void)? = nil
   ) throws(QueueError) {
-    try self.init(directory: directory, at: point, replaying: true, fileSystem: fileSystem, progress: progress)!
+    try self.init(
+      directory: directory, at: point, replaying: true, retiringEvery: QueueHistory.retirePass, fileSystem: fileSystem,
+      progress: progress)!
+  }
+
+  /// As ``init(directory:at:fileSystem:progress:)``, with the events replayed between two passes
+  /// that drop from memory the runs the index holds (a point before its checkpoint).
+  package convenience init(directory: String, at point: PointInTime, retiringEvery events: UInt64) throws(QueueError) {
+    try self.init(
+      directory: directory, at: point, replaying: true, retiringEvery: events, fileSystem: PosixFileSystem(),
+      progress: nil)!
   }
 
   /// The queue read from its run index and the log after it, or nil when the index cannot be used
@@ -41,26 +56,36 @@ public final class QueueReader: RunSource, Sendable {
     directory: String, at point: PointInTime = .sequence(.max), fileSystem: any FileSystem = PosixFileSystem(),
     progress: ((UInt64) -> Void)? = nil
   ) throws(QueueError) -> QueueReader? {
-    try QueueReader(directory: directory, at: point, replaying: false, fileSystem: fileSystem, progress: progress)
+    try QueueReader(
+      directory: directory, at: point, replaying: false, retiringEvery: QueueHistory.retirePass,
+      fileSystem: fileSystem, progress: progress)
   }
 
   private init?(
-    directory: String, at point: PointInTime, replaying: Bool, fileSystem: any FileSystem,
+    directory: String, at point: PointInTime, replaying: Bool, retiringEvery: UInt64, fileSystem: any FileSystem,
     progress: ((UInt64) -> Void)?
   ) throws(QueueError) {
     let history = QueueHistory(directory: directory, fileSystem: fileSystem)
     logStart = try LogReader(directory: directory, fileSystem: fileSystem).retainedStart()
-    switch try Self.openIndex(directory: directory, at: point, fileSystem: fileSystem) {
+    switch try Self.openIndex(directory: directory, fileSystem: fileSystem) {
     case .success(let (checkpoint, active, reader)):
-      var state = QueueState(checkpoint: checkpoint, active: active)
-      state.retired = RetiredRunsReference(store: reader)
-      try history.replay(into: &state, until: point, progress: progress)
+      var state: QueueState
+      if point.includes(sequence: checkpoint.sequence, time: checkpoint.time) {
+        state = QueueState(checkpoint: checkpoint, active: active)
+        state.retired = RetiredRunsReference(store: reader)
+        try history.replay(into: &state, until: point, progress: progress)
+        peakRunsInMemory = state.runs.count
+      } else {
+        (state, peakRunsInMemory) = try history.state(
+          at: point, index: reader, retiringEvery: retiringEvery, progress: progress)
+      }
       self.state = state
       index = reader
       replayedWhole = nil
     case .failure(let why):
       guard replaying else { return nil }
       state = try history.state(at: point, progress: progress)
+      peakRunsInMemory = state.runs.count
       index = nil
       replayedWhole = why.message
     }
@@ -68,7 +93,7 @@ public final class QueueReader: RunSource, Sendable {
 
   /// The index's checkpoint and active runs, or why it cannot be used.
   private static func openIndex(
-    directory: String, at point: PointInTime, fileSystem: any FileSystem
+    directory: String, fileSystem: any FileSystem
   ) throws(QueueError) -> Result<(RunStore.Checkpoint, [Run], RetiredRunReader), QueueError> {
     let path = RunStore.path(in: directory)
     guard try fileSystem.size(of: path) != nil else {
@@ -86,9 +111,6 @@ public final class QueueReader: RunSource, Sendable {
       return .failure(QueueError(code: error.code, message: "the run index cannot be read (\(error.message))"))
     }
     let checkpoint = opened.0
-    guard point.includes(sequence: checkpoint.sequence, time: checkpoint.time) else {
-      return .failure(QueueError(code: .invalidArgument, message: "the run index is past that point"))
-    }
     let reader = LogReader(directory: directory, fileSystem: fileSystem)
     guard checkpoint.sequence > 0, try reader.batchHash(endingAt: checkpoint.sequence) == checkpoint.batchHash else {
       // The index covers events the log no longer has: a loss, never a reason to answer without
@@ -101,11 +123,17 @@ public final class QueueReader: RunSource, Sendable {
 
   public func run(_ id: RunID) throws(QueueError) -> Run? { try state.run(id) }
 
+  // The index holds the runs as of its checkpoint, which may be past this state's last event (a
+  // point before it). Every run enqueued by then that the index holds otherwise than as it was
+  // then is in memory: so the index is read up to this state's last sequence, and its runs that
+  // memory holds are not.
+
   public func runs(matching query: RunQuery, upTo: UInt64? = nil, limit: Int) throws(QueueError) -> RunPage {
     guard let index else { return state.runs(matching: query, upTo: upTo, limit: limit) }
+    let last = state.lastSequence
     return try RunPage.merged(upTo: upTo, limit: limit) { upTo, want throws(QueueError) in
       let indexed = try index.withStore { store throws(QueueError) in
-        try store.runs(matching: query, upTo: upTo, limit: want)
+        try store.runs(matching: query, upTo: min(upTo, last), limit: want)
       }
       let stale = Set(indexed.lazy.filter { self.state.runs[$0.id] != nil }.map(\.id))
       return (indexed, state.runs.runs(matching: query, upTo: upTo, limit: want), stale)
@@ -114,7 +142,7 @@ public final class QueueReader: RunSource, Sendable {
 
   public func runs(idPrefix prefix: String, limit: Int) throws(QueueError) -> [Run] {
     let found = state.runs(idPrefix: prefix, limit: limit)
-    return try index?.adding(idPrefix: prefix, to: found, limit: limit) ?? found
+    return try index?.adding(idPrefix: prefix, to: found, limit: limit, through: state.lastSequence) ?? found
   }
 }
 
@@ -150,14 +178,94 @@ extension QueueState {
 extension RetiredRunReader {
   /// `found` (runs in memory whose id's text starts with `prefix`), then indexed ones: at most
   /// `limit`.
-  func adding(idPrefix prefix: String, to found: [Run], limit: Int) throws(QueueError) -> [Run] {
+  /// `limit`. `through`: only indexed runs whose last event is at or before it (a state before
+  /// the index's checkpoint holds the others, or they did not exist yet).
+  func adding(
+    idPrefix prefix: String, to found: [Run], limit: Int, through: UInt64 = .max
+  ) throws(QueueError) -> [Run] {
     guard found.count < limit else { return found }
     var found = found
-    let indexed = try withStore { store throws(QueueError) in try store.runs(idPrefix: prefix, limit: limit) }
-    for run in indexed where found.count < limit && !found.contains(where: { $0.id == run.id }) {
+    let indexed = try withStore { store throws(QueueError) in
+      // Runs past `through` take places of the limit: ask for as many more as memory holds.
+      try store.runs(idPrefix: prefix, limit: through == .max ? limit : Int.max)
+    }
+    for run in indexed
+    where found.count < limit && run.lastSequence <= through && !found.contains(where: { $0.id == run.id }) {
       found.append(run)
     }
     return found
+  }
+}
+
+/// The run index as it was after event `through`, for a state at a point before its checkpoint
+/// that holds in memory every run the index does not hold as it was then: an indexed run whose
+/// last event is later is one memory holds, or one that did not exist yet.
+final class RetiredRunsThrough: RetiredRuns {
+  let index: RetiredRunReader
+  let through: UInt64
+
+  init(_ index: RetiredRunReader, through: UInt64) {
+    self.index = index
+    self.through = through
+  }
+
+  func retiredRun(_ id: RunID) throws(QueueError) -> Run? {
+    try index.retiredRun(id).flatMap { $0.lastSequence <= through ? $0 : nil }
+  }
+
+  func retiredRun(idempotencyKey key: String) throws(QueueError) -> Run? {
+    try index.withStore { store throws(QueueError) in try store.run(idempotencyKey: key, upTo: through) }
+      .flatMap { $0.lastSequence <= through ? $0 : nil }
+  }
+}
+
+extension QueueHistory {
+  /// Events replayed between two passes that drop terminal runs the index holds as they are.
+  static let retirePass: UInt64 = 32_768
+
+  /// The queue's state at `point`, before the run index's checkpoint: replayed as
+  /// ``state(at:progress:)`` does, but holding in memory only the runs the index cannot answer
+  /// for. Every few thousand events, a terminal run the index holds exactly as it is then (the
+  /// same events: it does not change again before the checkpoint) leaves memory; a run that does
+  /// change again stays. Lookups of the runs that left read the index.
+  /// Returns the state and the most runs it held at once.
+  func state(
+    at point: PointInTime, index: RetiredRunReader, retiringEvery: UInt64, progress: ((UInt64) -> Void)?
+  ) throws(QueueError) -> (QueueState, peak: Int) {
+    var state = try start(at: point)
+    var peak = state.runs.count
+    // Runs the index holds with later events than memory (or not at all: active at its
+    // checkpoint): the index's last sequence for each, not asked again before memory reaches it.
+    var later: [RunID: UInt64] = [:]
+    func retire(_ state: inout QueueState) throws(QueueError) {
+      peak = max(peak, state.runs.count)
+      var leaving: Set<RunID> = []
+      try index.withStore { store throws(QueueError) in
+        for run in state.runs.values where run.state.isTerminal {
+          if let last = later[run.id], last > run.lastSequence { continue }
+          let indexed = try store.run(firstSequence: run.firstSequence)
+          if let indexed, indexed == run {
+            leaving.insert(run.id)
+            later[run.id] = nil
+          } else {
+            later[run.id] = indexed.map { $0.id == run.id ? $0.lastSequence : .max } ?? .max
+          }
+        }
+      }
+      state.retire(leaving)
+      state.retired = RetiredRunsReference(store: RetiredRunsThrough(index, through: state.lastSequence))
+    }
+    try retire(&state)
+    var next = state.lastSequence + retiringEvery
+    try replay(into: &state, until: point) { state throws(QueueError) in
+      if state.lastSequence % 4096 == 0 { progress?(state.lastSequence) }
+      if state.lastSequence >= next {
+        try retire(&state)
+        next = state.lastSequence + retiringEvery
+      }
+    }
+    try retire(&state)
+    return (state, peak)
   }
 }
 

@@ -280,11 +280,19 @@ final class RunStore: @unchecked Sendable {
     return try statement.step() ? try decodeRow(statement) : nil
   }
 
-  /// The newest terminal run enqueued with idempotency key `key`.
-  func run(idempotencyKey key: String) throws(QueueError) -> Run? {
+  /// The terminal run enqueued at sequence `firstSequence`.
+  func run(firstSequence: UInt64) throws(QueueError) -> Run? {
+    let statement = try connection.statement("SELECT \(Self.row) FROM runs WHERE seq = ?1")
+      .bind(1, Int64(clamping: firstSequence))
+    defer { statement.reset() }
+    return try statement.step() ? try decodeRow(statement) : nil
+  }
+
+  /// The newest terminal run enqueued with idempotency key `key` at sequence `upTo` or before.
+  func run(idempotencyKey key: String, upTo: UInt64 = .max) throws(QueueError) -> Run? {
     let statement = try connection.statement(
-      "SELECT \(Self.row) FROM runs WHERE key = ?1 ORDER BY seq DESC LIMIT 1"
-    ).bind(1, key)
+      "SELECT \(Self.row) FROM runs WHERE key = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1"
+    ).bind(1, key).bind(2, Int64(clamping: upTo))
     defer { statement.reset() }
     return try statement.step() ? try decodeRow(statement) : nil
   }

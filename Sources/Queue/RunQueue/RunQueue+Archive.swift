@@ -31,6 +31,8 @@ public struct ArchiveReport: Sendable, Hashable {
   public var deleted = false
   /// Why the next sealed segment stayed, when one did.
   public var stoppedBecause: String?
+  /// The run not finished yet whose events kept the next sealed segment, when one did.
+  public var heldBy: RunID?
 }
 
 extension RunQueue {
@@ -42,7 +44,8 @@ extension RunQueue {
   /// same: a `LogSegmentsArchived` note (durable, in the hash chain), the new anchor
   /// (`log/ANCHOR`, written atomically), then one `rename` per segment. Opening the log finishes an
   /// archive whose anchor was written; a segment is never in both folders. The live segment is
-  /// never archived, nor one the index still needs.
+  /// never archived, nor one the index still needs, nor one holding events of a run not finished
+  /// yet.
   public func archive(
     before bound: ArchiveBound, delete: Bool = false, archivedBy: String, reason: String? = nil,
     dryRun: Bool = false
@@ -54,6 +57,9 @@ extension RunQueue {
       var report = ArchiveReport(logStart: anchor?.firstSequence ?? 1, deleted: delete)
       let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
       let covered = try coveredSequence()
+      // The oldest run not finished yet: its events stay in the retained log (as Temporal keeps
+      // the history of open workflows), so its whole history reads and verifies from the log.
+      let oldestActive = withState { state in state.runs.values.first { !$0.state.isTerminal } }
       var chosen: [(name: String, end: UInt64)] = []
       for (position, name) in names.enumerated().dropLast() {
         let next = names[position + 1]
@@ -63,6 +69,12 @@ extension RunQueue {
             options.runIndex == nil
             ? "no snapshot covers segment \(name) yet (the newest ends at sequence \(covered))"
             : "the run index covers the log only up to sequence \(covered), and segment \(name) ends at \(end)"
+          break
+        }
+        if let oldestActive, oldestActive.firstSequence <= end {
+          report.stoppedBecause =
+            "segment \(name) holds events of run \(oldestActive.id), still \(oldestActive.state) (enqueued at sequence \(oldestActive.firstSequence)); the log keeps every event of a run until it finishes"
+          report.heldBy = oldestActive.id
           break
         }
         switch bound {

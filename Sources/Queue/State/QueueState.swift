@@ -60,10 +60,23 @@ public struct QueueState: Sendable, Hashable {
   mutating func retire(through sequence: UInt64, minimum: Int = 1) -> Int {
     let leaving = runs.values.count { $0.state.isTerminal && $0.lastSequence <= sequence }
     guard leaving >= max(minimum, 1) else { return 0 }
+    drop(count: leaving) { $0.state.isTerminal && $0.lastSequence <= sequence }
+    return leaving
+  }
+
+  /// Drops from memory the runs with these ids (terminal ones the run index holds as they are).
+  /// Counts keep them.
+  mutating func retire(_ ids: Set<RunID>) {
+    guard !ids.isEmpty else { return }
+    drop(count: ids.count) { ids.contains($0.id) }
+  }
+
+  /// Drops the `count` runs that `leaves` picks, and their idempotency keys.
+  private mutating func drop(count: Int, where leaves: (Run) -> Bool) {
     var kept: [Run] = []
-    kept.reserveCapacity(runs.count - leaving)
+    kept.reserveCapacity(max(0, runs.count - count))
     for run in runs.values {
-      if run.state.isTerminal && run.lastSequence <= sequence {
+      if leaves(run) {
         if !run.idempotencyKey.isEmpty, idempotencyKeys[run.idempotencyKey] == run.id {
           idempotencyKeys[run.idempotencyKey] = nil
         }
@@ -72,7 +85,6 @@ public struct QueueState: Sendable, Hashable {
       }
     }
     runs = RunTable(kept)
-    return leaving
   }
 
   /// Decodes one log record and applies it.
