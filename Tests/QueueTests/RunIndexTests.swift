@@ -192,6 +192,42 @@ import Testing
     }
   }
 
+  /// A reader beside a server: what the server commits to the index after the reader opened it
+  /// (runs retried, run again and retired, more runs) changes none of the reader's answers.
+  @Test func aReaderKeepsTheIndexItOpenedWhileAServerWrites() async throws {
+    try await withTemporaryDirectory { directory in
+      let path = directory.path
+      let options = Self.options { $0.retireBatch = 16 }
+      let queue = try RunQueue(directory: path, options: options)
+      try await Self.complete(1_000, active: 5, in: queue)
+      let point = queue.withState { $0.lastSequence } / 2
+      queue.close()
+      let now = try QueueHistory(directory: path).state(at: .sequence(.max))
+      let then = try QueueHistory(directory: path).state(at: .sequence(point))
+      let readers = [
+        (try QueueReader(directory: path, at: .sequence(.max), retiringEvery: 200), now, "now"),
+        (try QueueReader(directory: path, at: .sequence(point), retiringEvery: 200), then, "at \(point)"),
+      ]
+
+      let server = try RunQueue(directory: path, options: options)
+      let failed = then.runs.values.filter { $0.state == .failed }.prefix(20).map(\.id)
+      for id in failed { _ = try await server.retry(id, by: "t") }
+      while let claim = try await server.claim(scheduler: "s") {
+        try await server.report(claim.token, [.started(.init()), .completed(.init())])
+      }
+      try await Self.complete(300, in: server, from: 1_000)
+      try server.flushIndex()
+      #expect(try server.run(failed[0])?.state == .completed)
+
+      for (reader, replayed, comment) in readers {
+        #expect(reader.replayedWhole == nil)
+        try Self.expectListing(reader, equals: replayed, comment)
+        for run in replayed.runs.values { #expect(try reader.run(run.id) == run, "\(comment)") }
+      }
+      server.close()
+    }
+  }
+
   /// Deleted, damaged or another log's: the index is rebuilt from the log with the same answers.
   @Test func theIndexIsRebuiltWhenMissingDamagedOrAnotherLogs() async throws {
     try await withTemporaryDirectory { directory in

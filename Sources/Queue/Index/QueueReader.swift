@@ -103,10 +103,14 @@ public final class QueueReader: RunSource, Sendable {
     let store: RunStore
     do throws(QueueError) {
       store = try RunStore(directory: directory, fileSystem: fileSystem, schema: false)
+      // One read transaction for the reader's whole life: every read of the index sees it as at
+      // this checkpoint, whatever a running server commits meanwhile (a run it retries would
+      // otherwise leave the rows this reader relies on). It ends when the reader is released.
+      try store.connection.execute("BEGIN")
       guard try store.formatVersion() == RunStore.formatVersion else {
         return .failure(QueueError(code: .corrupt, message: "the run index was written by another version of GPS"))
       }
-      (opened, _) = try store.reading { () throws(QueueError) in (try store.checkpoint(), try store.activeRuns()) }
+      opened = (try store.checkpoint(), try store.activeRuns())
     } catch {
       return .failure(QueueError(code: error.code, message: "the run index cannot be read (\(error.message))"))
     }
