@@ -31,7 +31,12 @@ public struct RunID: Sendable, Hashable, Comparable, CustomStringConvertible {
     guard bytes.count == 16 else { return nil }
     var value: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     withUnsafeMutableBytes(of: &value) { raw in
-      for (offset, byte) in bytes.enumerated() { raw[offset] = byte }
+      // One copy when the bytes are contiguous (an event's Data, an array): iterating Data byte
+      // by byte was 8% of a replay.
+      let copied: Void? = bytes.withContiguousStorageIfAvailable { raw.copyMemory(from: UnsafeRawBufferPointer($0)) }
+      if copied == nil {
+        for (offset, byte) in bytes.enumerated() { raw[offset] = byte }
+      }
     }
     uuid = UUID(uuid: value)
   }
