@@ -190,8 +190,9 @@ extension RetiredRunReader {
     guard found.count < limit else { return found }
     var found = found
     let indexed = try withStore { store throws(QueueError) in
-      // Runs past `through` take places of the limit: ask for as many more as memory holds.
-      try store.runs(idPrefix: prefix, limit: through == .max ? limit : Int.max)
+      // Of the runs enqueued by `through`, those whose last event is later are in memory, so in
+      // `found` (it holds every match memory has when it is not full): they take no place.
+      try store.runs(idPrefix: prefix, limit: limit + found.count, upTo: through)
     }
     for run in indexed
     where found.count < limit && run.lastSequence <= through && !found.contains(where: { $0.id == run.id }) {

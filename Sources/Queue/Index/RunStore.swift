@@ -297,8 +297,9 @@ final class RunStore: @unchecked Sendable {
     return try statement.step() ? try decodeRow(statement) : nil
   }
 
-  /// Terminal runs whose id's text starts with `prefix` (hex digits and dashes), at most `limit`.
-  func runs(idPrefix prefix: String, limit: Int) throws(QueueError) -> [Run] {
+  /// Terminal runs whose id's text starts with `prefix` (hex digits and dashes), enqueued at
+  /// sequence `upTo` or before: at most `limit`.
+  func runs(idPrefix prefix: String, limit: Int, upTo: UInt64 = .max) throws(QueueError) -> [Run] {
     let hex = prefix.filter { $0 != "-" }
     guard !hex.isEmpty, hex.count <= 32, hex.allSatisfy(\.isHexDigit) else { return [] }
     // The ids that start with these digits lie in [low, high]: the rest filled with 0s and with fs.
@@ -313,8 +314,9 @@ final class RunStore: @unchecked Sendable {
       }
       return result
     }
-    let statement = try connection.statement("SELECT \(Self.row) FROM runs WHERE id BETWEEN ?1 AND ?2 LIMIT ?3")
-      .bind(1, bytes("0")).bind(2, bytes("f")).bind(3, Int64(limit))
+    let statement = try connection.statement(
+      "SELECT \(Self.row) FROM runs WHERE id BETWEEN ?1 AND ?2 AND seq <= ?4 LIMIT ?3"
+    ).bind(1, bytes("0")).bind(2, bytes("f")).bind(3, Int64(limit)).bind(4, Int64(clamping: upTo))
     var runs: [Run] = []
     while try statement.step() { runs.append(try decodeRow(statement)) }
     return runs
