@@ -38,6 +38,12 @@ struct ServerStart: AsyncParsableCommand {
     help: "Port of the web UI and its JSON API (same --host); 0 picks a free one (printed as `web UI on URL`).")
   var httpPort = 4280
 
+  @Option(
+    help:
+      "The URL the web UI is opened by when it is not the bound address (a DNS name, a proxy), e.g. https://gps.example.com: its host is accepted in requests; others are answered 421."
+  )
+  var publicURL: String?
+
   @Flag(help: "Do not serve the web UI and its JSON API.")
   var noWeb = false
 
@@ -114,6 +120,12 @@ struct ServerStart: AsyncParsableCommand {
       throw ValidationError("--max-parameter-bytes \(maxParameterBytes) is out of range; give 2 to 67108864 (64 MiB)")
     }
     guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is out of range; give 0 to 65535") }
+    if let publicURL {
+      guard let url = URL(string: publicURL), ["http", "https"].contains(url.scheme ?? ""), url.host?.isEmpty == false
+      else {
+        throw ValidationError("--public-url \(publicURL.prefix(200)) is not an http:// or https:// URL with a host")
+      }
+    }
     guard (0...65535).contains(httpPort) else {
       throw ValidationError("--http-port \(httpPort) is out of range; give 0 to 65535")
     }
@@ -195,6 +207,7 @@ struct ServerStart: AsyncParsableCommand {
       web.metrics = metrics
       web.host = host
       web.port = httpPort
+      web.publicURL = publicURL.flatMap(URL.init(string:))
       web.tokens = configuration.tokens
       web.tls = configuration.tls
       server.companions.append(

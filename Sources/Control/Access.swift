@@ -20,6 +20,16 @@ public struct AccessTokens: Sendable {
     self.names = names
   }
 
+  /// The token of an `Authorization` header's value: `Bearer TOKEN`, the scheme in any case (RFC
+  /// 9110 §11.1) and one or more spaces after it; nil for any other scheme.
+  public static func bearerToken(_ header: String) -> String? {
+    guard header.utf8.count > 7, header.prefix(6).lowercased() == "bearer", header.dropFirst(6).first == " " else {
+      return nil
+    }
+    let token = header.dropFirst(7).drop(while: { $0 == " " })
+    return token.isEmpty ? nil : String(token)
+  }
+
   /// Reads a tokens file; the error names the file and the line.
   public static func load(file path: String) throws -> AccessTokens {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
@@ -117,7 +127,7 @@ package struct AccessInterceptor: ServerInterceptor {
       principal = Principal.Source { LoopbackPeer.user(remotePeer: peer, localPort: port) ?? peer }
     } else {
       let header = request.metadata[stringValues: "authorization"].first(where: { _ in true }) ?? ""
-      guard header.hasPrefix("Bearer "), let name = tokens.name(of: String(header.dropFirst("Bearer ".count))) else {
+      guard let token = AccessTokens.bearerToken(header), let name = tokens.name(of: token) else {
         throw RPCError(
           code: .unauthenticated,
           message: header.isEmpty

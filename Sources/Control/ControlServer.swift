@@ -276,7 +276,7 @@ public struct ControlServer: Service {
     let age = retention.age
     var heldBy: RunID?
     while true {
-      let cutoff = Timestamp(micros: Timestamp(Date()).micros - Int64(age / .microseconds(1)))
+      let cutoff = Timestamp(Date()) - age
       do throws(QueueError) {
         let report = try queue.archive(
           before: .time(cutoff), delete: retention.delete, archivedBy: "retention",

@@ -487,9 +487,19 @@ struct Pages: Sendable {
     return response
   }
 
+  /// `next` when it is a path of this site, else `/`. Browsers drop tabs and newlines from URLs and
+  /// read `\` as `/`, so `/\t/evil.example` and `/\\evil.example` are another site (`//…`): a path
+  /// with any control character, a backslash or a leading `//` is not followed.
+  static func sameSitePath(_ next: String) -> String {
+    guard next.hasPrefix("/"), !next.hasPrefix("//"), next.utf8.count <= 2048,
+      !next.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0 == "\\" })
+    else { return "/" }
+    return next
+  }
+
   func signIn(_ request: Request) async throws -> Response {
     var request = request
-    let body = String(buffer: try await request.collectBody(upTo: 16 << 10))
+    let body = String(buffer: try await request.collectBody(limit: 16 << 10))
     var fields: [String: String] = [:]
     for pair in body.split(separator: "&") {
       let parts = pair.split(separator: "=", maxSplits: 1).map {
@@ -501,9 +511,7 @@ struct Pages: Sendable {
       return login(request, problem: "That token is not one this server knows.").response(status: .unauthorized)
     }
     // Only a path of this site: never a redirect elsewhere.
-    var next = fields["next"] ?? "/runs"
-    // (`//host` and `/\host` are another site to a browser.)
-    if !next.hasPrefix("/") || next.hasPrefix("//") || next.contains("\\") { next = "/runs" }
+    let next = Self.sameSitePath(fields["next"] ?? "/runs")
     var response = Response(status: .seeOther)
     response.headers[.location] = next
     response.setCookie(

@@ -211,7 +211,7 @@ final class Site: Sendable {
 
   func enqueue(_ request: Request, _ context: WebContext) async throws -> Response {
     var request = request
-    let body = try await request.collectBody(upTo: context.maxUploadSize)
+    let body = try await request.collectBody(limit: context.maxUploadSize)
     let value: JSONValue
     do {
       value = try JSONValue(parsing: String(buffer: body))
@@ -276,7 +276,7 @@ final class Site: Sendable {
   func cancelOrRetry(_ request: Request, _ context: WebContext, cancel: Bool) async throws -> Response {
     let id = try context.parameters.require("id")
     var request = request
-    let body = try await request.collectBody(upTo: 64 << 10)
+    let body = try await request.collectBody(limit: 64 << 10)
     var reason = ""
     if body.readableBytes > 0 {
       guard case .object(let members)? = try? JSONValue(parsing: String(buffer: body)) else {
@@ -361,7 +361,7 @@ final class Site: Sendable {
     _ request: Request, _ context: WebContext, run: String, method: MethodDescriptor
   ) throws -> Response {
     let query = request.uri.queryParameters
-    let lastID = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { UInt64($0) }
+    let lastID = try Self.number(request.headers[HTTPField.Name("Last-Event-ID")!], "Last-Event-ID")
     let after = try lastID ?? Self.number(query.get("after"), "after") ?? 0
     let control = control
     let read = Gps_V1_ReadHistoryRequest.with {
@@ -481,10 +481,17 @@ final class Site: Sendable {
     return UInt32(min(UInt64(digits) ?? .max, UInt64(maximum)))
   }
 
+  /// The largest sequence a request may name: the next one (`after + 1`) must still be a number.
+  static let maximumSequence = UInt64(Int64.max)
+
+  /// A sequence number, from 0 to ``maximumSequence``; nil when absent.
   static func number(_ text: String?, _ name: String) throws -> UInt64? {
     guard let text else { return nil }
-    guard let value = UInt64(text) else {
-      throw WebError.badRequest("\(name): expected a sequence number, got \(JSONValue.quoted(text, limit: 100))")
+    guard text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+      let value = UInt64(text), value <= maximumSequence
+    else {
+      throw WebError.badRequest(
+        "\(name): expected a sequence number from 0 to \(maximumSequence), got \(JSONValue.quoted(text, limit: 100))")
     }
     return value
   }

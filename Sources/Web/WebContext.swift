@@ -39,6 +39,8 @@ struct WebContext: RequestContext {
 struct AccessMiddleware: RouterMiddleware {
   typealias Context = WebContext
   let tokens: AccessTokens
+  let hosts: HostCheck
+  let secure: Bool
 
   static let cookie = "gps_token"
 
@@ -46,6 +48,9 @@ struct AccessMiddleware: RouterMiddleware {
     _ request: Request, context: WebContext, next: (Request, WebContext) async throws -> Response
   ) async throws -> Response {
     var context = context
+    if let refusal = hosts.refusal(authority: request.head.authority, secure: secure) {
+      return WebError(status: .misdirectedRequest, code: "PERMISSION_DENIED", message: refusal).response(for: request)
+    }
     if let allowed = Self.allowedMethods(request.uri.path), !allowed.contains(request.method),
       !(request.method == .head && allowed.contains(.get))
     {
@@ -90,9 +95,7 @@ struct AccessMiddleware: RouterMiddleware {
   }
 
   func token(of request: Request) -> String? {
-    if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
-      return String(header.dropFirst("Bearer ".count))
-    }
+    if let header = request.headers[.authorization] { return AccessTokens.bearerToken(header) }
     return request.cookies[Self.cookie]?.value
   }
 

@@ -77,6 +77,10 @@ struct WebError: Error {
     case let error as RPCError: WebError(error)
     case let error as FlowsError: WebError(error)
     case let error as QueueError: WebError(RPCError(error))
+    case is NIOTooManyBytesError:
+      WebError(
+        status: .contentTooLarge, code: "RESOURCE_EXHAUSTED",
+        message: "the request's body is larger than this route accepts; nothing was done")
     case let error as HTTPError:
       WebError(
         status: error.status, code: error.status.code == 404 ? "NOT_FOUND" : "INVALID_ARGUMENT",
@@ -104,6 +108,19 @@ struct WebError: Error {
       return .json(json, status: status)
     }
     return Page.error(self).response(status: status)
+  }
+}
+
+extension Request {
+  /// The body, at most `limit` bytes: a larger one is answered 413 naming the limit.
+  mutating func collectBody(limit: Int) async throws -> ByteBuffer {
+    do {
+      return try await collectBody(upTo: limit)
+    } catch is NIOTooManyBytesError {
+      throw WebError(
+        status: .contentTooLarge, code: "RESOURCE_EXHAUSTED",
+        message: "the request's body is larger than the limit of \(limit) bytes; nothing was done")
+    }
   }
 }
 

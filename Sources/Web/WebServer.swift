@@ -1,5 +1,5 @@
 public import Control
-import Foundation
+package import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
@@ -23,6 +23,9 @@ package struct WebServer: ControlCompanion {
     package var tls: (certificateChain: String, privateKey: String)?
     /// Served on `/metrics`: give its ``WebMetrics/factory`` to the queue as its metrics.
     package var metrics = WebMetrics()
+    /// The URL users open the web UI by, when it is not the bound address (a name, a proxy): its
+    /// host is accepted in Host headers beside the bound address (``HostCheck``).
+    package var publicURL: URL?
 
     package init() {}
   }
@@ -44,7 +47,11 @@ package struct WebServer: ControlCompanion {
     let site = Site(
       control: control, tokens: configuration.tokens, metrics: configuration.metrics, secure: configuration.tls != nil)
     let router = Router(context: WebContext.self)
-    router.add(middleware: AccessMiddleware(tokens: configuration.tokens))
+    let hosts = HostCheck(boundHost: configuration.host, publicURL: configuration.publicURL) {
+      site.localPort.withLock { $0 }
+    }
+    router.add(
+      middleware: AccessMiddleware(tokens: configuration.tokens, hosts: hosts, secure: configuration.tls != nil))
     site.addRoutes(to: router)
     let requested = ServiceAddress(host: configuration.host, port: configuration.port)
     let onListening = onListening

@@ -485,6 +485,12 @@ func withWebServer(
       #expect(refused.status == 401, "\(refused.body)")
       #expect(try await web.get("/api/runs", headers: ["Authorization": "Bearer wrong"]).status == 401)
       #expect(try await web.get("/api/runs", headers: ["Authorization": "Bearer 0123456789abcdef-alice"]).status == 200)
+      // The scheme is case-insensitive (RFC 9110).
+      for scheme in ["bearer", "BEARER", "bEaReR"] {
+        let answer = try await web.get("/api/runs", headers: ["Authorization": "\(scheme) 0123456789abcdef-alice"])
+        #expect(answer.status == 200, "\(scheme): \(answer.body)")
+      }
+      #expect(try await web.get("/api/runs", headers: ["Authorization": "Basic 0123456789abcdef-alice"]).status == 401)
       // A page sends the browser to sign in, which sets the cookie the pages then carry.
       let page = try await web.get("/runs")
       #expect(page.url?.path == "/login", "\(String(describing: page.url))")
@@ -498,8 +504,10 @@ func withWebServer(
       // a browser, which reads the backslash as a slash).
       let staying = WebClient(base: web.base, followRedirects: false)
       for (next, location) in [
-        ("%2Fhistory%3Frun%3Dab", "/history?run=ab"), ("%2F%2Fevil.example%2F", "/runs"),
-        ("%2F%5Cevil.example", "/runs"), ("https%3A%2F%2Fevil.example", "/runs"),
+        ("%2Fhistory%3Frun%3Dab", "/history?run=ab"), ("%2F%2Fevil.example%2F", "/"),
+        ("%2F%5Cevil.example", "/"), ("https%3A%2F%2Fevil.example", "/"),
+        // A browser drops tabs and newlines from a URL: `/\t/evil.example` is `//evil.example`.
+        ("%2F%09%2Fevil.example", "/"), ("%2F%0A%2Fevil.example", "/"), ("%2F%0D%0ASet-Cookie%3A%20x", "/"),
       ] {
         let signIn = try await staying.request(
           "POST", "/login", body: "token=0123456789abcdef-alice&next=\(next)",
@@ -531,6 +539,72 @@ func withWebServer(
       #expect(scraped.body.contains("gps_runs{state=\"Scheduled\"} 1"), "\(scraped.body)")
       server.signal(SIGTERM)
       #expect(await server.waitForExit() == 0)
+    }
+  }
+
+  /// Numbers beyond their range, a body beyond its limit and a Host of another name: each is one
+  /// line with its status, nothing is written, and the server goes on answering.
+  @Test func hostileRequestsAreRefusedWithOneLineAndTheServerLives() async throws {
+    try await withWebServer(["--no-scheduler"]) { bench, web, server in
+      let enqueued = try await web.post(
+        "/api/runs", #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": \#(WebAPITests.parameters)}"#)
+      #expect(enqueued.status == 201, "\(enqueued.body)")
+      let id = (enqueued.json["run"] as? [String: Any])?["id"] as? String ?? ""
+      let before = try bench.history().count
+      for path in [
+        "/api/history?after=18446744073709551615", "/api/history?after=9223372036854775808", "/api/history?after=-1",
+        "/api/history?after=%2B1", "/api/runs/\(id)/events?after=18446744073709551615",
+        "/api/history/stream?after=18446744073709551615", "/api/runs/\(id)/stream?after=18446744073709551615",
+      ] {
+        let answer = try await web.get(path)
+        #expect(answer.status == 400, "\(path): \(answer.status) \(answer.body)")
+        let message = (answer.json["error"] as? [String: Any])?["message"] as? String ?? ""
+        #expect(
+          message.hasPrefix("after: expected a sequence number from 0 to 9223372036854775807"), "\(path): \(message)")
+      }
+      for path in ["/api/history/stream", "/api/runs/\(id)/stream"] {
+        let answer = try await web.get(path, headers: ["Last-Event-ID": "18446744073709551615"])
+        #expect(answer.status == 400, "\(path): \(answer.body)")
+        #expect(answer.body.contains("Last-Event-ID: expected a sequence number"), "\(answer.body)")
+      }
+      #expect(try await web.get("/api/history?after=9223372036854775807").status == 200)
+      // A body beyond the limit: 413 naming it, not a 500.
+      let huge = try await web.post("/api/runs", String(repeating: " ", count: 10 << 20))
+      #expect(huge.status == 413, "\(huge.status) \(huge.body.prefix(300))")
+      #expect(huge.body.contains("larger than the limit of 5242880 bytes"), "\(huge.body.prefix(300))")
+      // DNS rebinding: a page of evil.example whose name now points here sends its own name as
+      // Host and as Origin. Refused (421), whatever the method; this server's own names are not.
+      let port = Int(web.base.split(separator: ":").last!)!
+      let body = #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": \#(WebAPITests.parameters)}"#
+      for (method, host) in [("POST", "evil.example:\(port)"), ("GET", "evil.example:\(port)"), ("GET", "127.0.0.1:1")]
+      {
+        let answer = try rawHTTP(
+          "\(method) /api/runs HTTP/1.1\r\nHost: \(host)\r\nOrigin: http://\(host)\r\n"
+            + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n"
+            + (method == "POST" ? body : ""), port: port)
+        #expect(answer.hasPrefix("HTTP/1.1 421"), "\(method) \(host): \(answer.prefix(400))")
+        #expect(answer.contains("does not answer for the host"), "\(answer.prefix(400))")
+      }
+      for host in ["127.0.0.1:\(port)", "localhost:\(port)", "LOCALHOST.:\(port)"] {
+        let answer = try rawHTTP("GET /api/runs HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n", port: port)
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(host): \(answer.prefix(300))")
+      }
+      #expect(try bench.history().count == before)
+      #expect(try await web.get("/healthz").status == 200)
+      _ = server
+    }
+  }
+
+  /// `--public-url` names the host a proxy or a DNS name serves the UI by: accepted beside the bound address.
+  @Test func aPublicURLsHostIsAccepted() async throws {
+    try await withWebServer(["--no-scheduler", "--public-url", "https://gps.example.com"]) { _, web, _ in
+      let port = Int(web.base.split(separator: ":").last!)!
+      let named = try rawHTTP(
+        "GET /api/runs HTTP/1.1\r\nHost: gps.example.com\r\nConnection: close\r\n\r\n", port: port)
+      #expect(named.hasPrefix("HTTP/1.1 200"), "\(named.prefix(300))")
+      let other = try rawHTTP(
+        "GET /api/runs HTTP/1.1\r\nHost: gps.example.org\r\nConnection: close\r\n\r\n", port: port)
+      #expect(other.hasPrefix("HTTP/1.1 421"), "\(other.prefix(300))")
     }
   }
 

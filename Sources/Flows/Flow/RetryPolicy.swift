@@ -40,6 +40,7 @@ public struct RetryPolicy: Sendable, Hashable {
     let base = Double(initialBackoff.micros) * pow(multiplier, Double(max(0, attempt - 1)))
     let capped = min(base, Double(maxBackoff.micros))
     let jittered = capped * (1 + jitter * (2 * random - 1))
-    return .microseconds(Int64(max(0, jittered)))
+    // Clamped below 2^62 µs: a huge multiplier or maximum must not trap the conversion.
+    return .microseconds(Int64(min(max(0, jittered), 4.6e18)))
   }
 }

@@ -102,7 +102,7 @@ extension EventLog {
               segment: name, offset: batch.offset, sequence: base,
               problem: "the batch starts at sequence \(batch.header.baseSequence), expected \(base)")
           }
-          expected = batch.header.lastSequence + 1
+          expected = batch.header.lastSequence &+ 1
         }
         expected = expected ?? first
         if let last = scan.batches.last {
@@ -113,7 +113,7 @@ extension EventLog {
           let previousScan = SegmentScan(
             name: previous, bytes: try fileSystem.read(logDirectory + "/" + previous, from: 0))
           guard let batch = previousScan.batches.last, previousScan.stop == nil,
-            batch.header.lastSequence + 1 == first
+            batch.header.lastSequence &+ 1 == first
           else {
             throw corruption(
               segment: previous, offset: previousScan.endOfBatches, sequence: first,

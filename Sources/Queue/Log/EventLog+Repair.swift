@@ -42,7 +42,7 @@ extension EventLog {
             cut = batch.offset
             break
           }
-          expected = batch.header.lastSequence + 1
+          expected = batch.header.lastSequence &+ 1
         }
         if cut == nil, let stop = scan.stop { cut = stop.offset }
       }

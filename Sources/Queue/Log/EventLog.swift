@@ -189,11 +189,18 @@ public final class EventLog: Sendable {
     metrics = options.metrics.map(LogMetrics.init)
     try fileSystem.createDirectory(directory)
     lock = try DirectoryLock(directory: directory, options: options.lock)
-    do {
+    do throws(QueueError) {
       try fileSystem.createDirectory(logDirectory)
       let recovered = try Self.recover(
         logDirectory: logDirectory, scanSealedSegments: options.scanSealedSegments, fileSystem: fileSystem)
       recovery = recovered.report
+      guard recovered.lastSequence < .max else {
+        throw QueueError(
+          code: .corrupt,
+          message:
+            "the log's last batch ends at sequence \(recovered.lastSequence), the largest there is: no event can follow it; nothing was changed"
+        )
+      }
       let file = try fileSystem.openForAppend(logDirectory + "/" + recovered.segment, create: false)
       context = WriterContext(
         file: file, segmentSize: recovered.segmentSize, nextSequence: recovered.lastSequence + 1,

@@ -108,14 +108,14 @@ public struct LogReader: Sendable {
             segment: name, offset: batch.offset, sequence: batch.header.baseSequence, problem: "\(problem)")
         }
         for (position, payload) in records.enumerated() {
-          let sequence = batch.header.baseSequence + UInt64(position)
+          let sequence = batch.header.baseSequence &+ UInt64(position)
           guard sequence >= cursor.nextSequence else { continue }
           guard try body(LogRecord(sequence: sequence, payload: payload)) else {
             // Read again next time, from the start of its batch.
             cursor.offset = batch.offset
             return
           }
-          cursor.nextSequence = sequence + 1
+          cursor.nextSequence = sequence &+ 1
         }
         if let batchEnded, try !batchEnded(batch.header.lastSequence, { scan.hash(of: batch) }) {
           cursor.offset = batch.offset + batch.header.frameSize

@@ -123,7 +123,7 @@ private struct Walk {
           previousHash = scan.hash(of: batch)
         }
         previousBatch = "\(name) offset \(batch.offset), sequences \(header.baseSequence)–\(header.lastSequence)"
-        expected = header.lastSequence + 1
+        expected = header.lastSequence &+ 1
         batches += 1
         records += UInt64(header.count)
       }

@@ -150,9 +150,9 @@ package final class QueueMetrics: Sendable {
       startLatency.record(time - max(run.enqueuedAt, run.scheduledStart))
     case .attemptSucceeded(let attempt):
       self.attempt(attempt.step, attempt.cached ? "cached" : "succeeded", in: &metrics, label: label)?
-        .recordMicroseconds(attempt.durationMicros)
+        .record(.microseconds(attempt.durationMicros))
     case .attemptFailed(let attempt):
-      self.attempt(attempt.step, "failed", in: &metrics, label: label)?.recordMicroseconds(attempt.durationMicros)
+      self.attempt(attempt.step, "failed", in: &metrics, label: label)?.record(.microseconds(attempt.durationMicros))
     case .retryScheduled(let retry):
       if metrics.retries[retry.step] == nil, metrics.retries.count < Self.maximumSteps {
         metrics.retries[retry.step] = Counter(
@@ -199,9 +199,11 @@ package final class QueueMetrics: Sendable {
 }
 
 extension CoreMetrics.Timer {
-  /// Records `duration` (a negative one, from a clock step, as zero).
+  /// Records `duration` (a negative one, from a clock step or a worker's report, as zero; one too
+  /// long for 64 bits of nanoseconds as the longest that fits).
   func record(_ duration: Duration) {
     let (seconds, attoseconds) = duration.components
-    recordNanoseconds(max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
+    recordNanoseconds(
+      max(0, seconds.multipliedSaturated(by: 1_000_000_000).addingSaturated(attoseconds / 1_000_000_000)))
   }
 }

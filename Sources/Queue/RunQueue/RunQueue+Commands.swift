@@ -108,6 +108,7 @@ extension RunQueue {
     guard !request.deployment.isEmpty, !request.flow.isEmpty else {
       throw QueueError(code: .invalidArgument, message: "a run needs a deployment and a flow")
     }
+    try EventLimits.check(request)
     let size = request.parametersJSON.utf8.count
     guard size <= options.maxParameterBytes else {
       throw QueueError(
@@ -191,6 +192,9 @@ extension RunQueue {
     guard !scheduler.isEmpty else {
       throw QueueError(code: .invalidArgument, message: "a claim needs the scheduler's id")
     }
+    try EventLimits.check(name: scheduler, "scheduler")
+    try EventLimits.check(limit, in: 0...10_000, "limit")
+    for deployment in deployments ?? [] { try EventLimits.check(name: deployment, "deployments") }
     if let deployments { sawWorker(scheduler, serving: deployments, principal: principal) }
     let runs = try await commitAll { [options] locked, time throws(QueueError) in
       var runs: [(RunID, [RunEvent.OneOf_Kind])] = []
@@ -255,6 +259,7 @@ extension RunQueue {
     guard !events.isEmpty else {
       throw QueueError(code: .invalidArgument, message: "a report needs at least one event")
     }
+    for event in events { try EventLimits.check(report: event) }
     return try await commit { locked, _ throws(QueueError) in
       _ = try Self.leased(lease, in: locked.state)
       return .write(lease.runID, events)
@@ -265,7 +270,9 @@ extension RunQueue {
   /// sees the request in its next heartbeat). Cancelling a run that is Cancelling changes nothing.
   @discardableResult
   public func cancel(_ id: RunID, by requester: String, reason: String = "") async throws -> Run {
-    try await commit { locked, _ throws(QueueError) in
+    try EventLimits.check(text: requester, "requested_by")
+    try EventLimits.check(text: reason, "reason")
+    return try await commit { locked, _ throws(QueueError) in
       guard let run = try locked.state.run(id) else { throw Self.unknown(id) }
       if run.state == .cancelling { return .unchanged(run) }
       guard !run.state.isTerminal else {
@@ -289,7 +296,8 @@ extension RunQueue {
   /// Runs a Failed, Crashed, TimedOut or Cancelled run again, under the same id: Scheduled now.
   @discardableResult
   public func retry(_ id: RunID, by requester: String) async throws -> Run {
-    try await commit { locked, time throws(QueueError) in
+    try EventLimits.check(text: requester, "requested_by")
+    return try await commit { locked, time throws(QueueError) in
       guard try locked.state.run(id) != nil else { throw Self.unknown(id) }
       var retried = Gps_V1_RunRetried()
       retried.requestedBy = requester

@@ -28,6 +28,8 @@ extension RunQueue {
   public func register(
     _ definitions: [DeploymentDefinition], worker: String, by principal: String, serving: Bool = true
   ) async throws -> [UInt32] {
+    try EventLimits.check(name: worker, "worker")
+    try EventLimits.check(text: principal, "registered_by")
     for definition in definitions {
       try Self.check(definition)
     }
@@ -89,6 +91,7 @@ extension RunQueue {
     guard definition.name.utf8.count <= 256 else {
       throw QueueError(code: .invalidArgument, message: "a deployment's name is at most 256 bytes")
     }
+    try EventLimits.check(definition)
   }
 
   private static func quoted(_ text: String) -> String {

@@ -133,7 +133,7 @@ public struct QueueState: Sendable, Hashable {
   }
 
   func checkOrder(_ event: RunEvent, sequence: UInt64) throws(QueueError) {
-    guard sequence == lastSequence + 1 else {
+    guard lastSequence < .max, sequence == lastSequence + 1 else {
       throw QueueError(
         code: .illegalTransition,
         message: "event \(sequence) follows event \(lastSequence); the log's sequences have a gap")
@@ -171,7 +171,9 @@ public struct QueueState: Sendable, Hashable {
     let first = events[0]
     let lastSequence = previous?.lastSequence ?? self.lastSequence
     let lastTime = previous?.lastTime ?? self.lastTime
-    guard firstSequence == lastSequence + 1 else {
+    guard lastSequence < .max, firstSequence == lastSequence + 1,
+      firstSequence <= UInt64.max - UInt64(events.count - 1)
+    else {
       throw QueueError(
         code: .illegalTransition,
         message: "event \(firstSequence) follows event \(lastSequence); the log's sequences have a gap")

@@ -47,7 +47,7 @@ extension Run {
     func refuse(_ why: String) -> TransitionError {
       TransitionError(message: "run \(id): \(name) is not allowed while the run is \(state): \(why)")
     }
-    guard event.runEvent == eventCount + 1 else {
+    guard eventCount < .max, event.runEvent == eventCount + 1 else {
       throw TransitionError(
         message: "run \(id): event number \(event.runEvent) follows \(eventCount); run events are numbered without gaps"
       )
@@ -86,7 +86,7 @@ extension Run {
       state = .pending
       lease = Lease(
         scheduler: claim.scheduler, token: sequence, expiresAt: Timestamp(micros: claim.leaseExpiresMicros))
-      claims += 1
+      claims = claims.incrementedSaturated
 
     case .leaseExpired:
       guard lease != nil else { throw refuse("the run holds no lease") }
@@ -107,7 +107,7 @@ extension Run {
         if attempt.attempt == 1 {
           state = .running
         } else {
-          guard attempt.step == step, attempt.attempt == stepAttempt + 1 else {
+          guard attempt.step == step, attempt.attempt == stepAttempt.incrementedSaturated, stepAttempt < .max else {
             throw refuse(
               "attempt \(attempt.attempt) of step \(attempt.step) does not follow attempt \(stepAttempt) of step \(step)"
             )
@@ -115,8 +115,8 @@ extension Run {
           state = .retrying
         }
       case .awaitingRetry:
-        guard attempt.step == step, attempt.attempt == stepAttempt + 1 else {
-          throw refuse("the retry awaited is attempt \(stepAttempt + 1) of step \(step)")
+        guard attempt.step == step, attempt.attempt == stepAttempt.incrementedSaturated, stepAttempt < .max else {
+          throw refuse("the retry awaited is attempt \(UInt64(stepAttempt) + 1) of step \(step)")
         }
         state = .retrying
       default:
@@ -125,7 +125,7 @@ extension Run {
       step = attempt.step
       stepAttempt = attempt.attempt
       attemptOpen = true
-      attempts += 1
+      attempts = attempts.incrementedSaturated
 
     case .attemptSucceeded(let outcome):
       guard lease != nil, [.running, .retrying, .cancelling].contains(state) else {
@@ -151,9 +151,9 @@ extension Run {
       guard lease != nil, state == .running || state == .retrying else {
         throw refuse("only a Running or Retrying run can schedule a step retry")
       }
-      guard retry.step == step, retry.nextAttempt == stepAttempt + 1 else {
+      guard retry.step == step, retry.nextAttempt == stepAttempt.incrementedSaturated, stepAttempt < .max else {
         throw refuse(
-          "the next attempt of step \(step) is \(stepAttempt + 1), not \(retry.nextAttempt) of \(retry.step)")
+          "the next attempt of step \(step) is \(UInt64(stepAttempt) + 1), not \(retry.nextAttempt) of \(retry.step)")
       }
       state = .awaitingRetry
       scheduledStart = Timestamp(micros: retry.retryAtMicros)
@@ -223,7 +223,7 @@ extension Run {
       message = requeued.reason
       scheduledStart = Timestamp(micros: requeued.scheduledStartMicros)
       orphaned = false
-      requeues += 1
+      requeues = requeues.incrementedSaturated
       step = ""
       stepAttempt = 0
       startedAt = nil
@@ -235,7 +235,7 @@ extension Run {
       state = .scheduled
       message = "retried by \(retried.requestedBy)"
       scheduledStart = Timestamp(micros: retried.scheduledStartMicros)
-      userRetries += 1
+      userRetries = userRetries.incrementedSaturated
       step = ""
       stepAttempt = 0
       startedAt = nil
@@ -250,7 +250,7 @@ extension Run {
     }
     // An attempt is open only while the run executes; whatever ended the execution ended it.
     if ![.running, .retrying, .cancelling].contains(state) { attemptOpen = false }
-    eventCount += 1
+    eventCount += 1  // below .max: checked on entry
     lastSequence = sequence
     if state != previousState {
       stateSince = time

@@ -6,7 +6,14 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
 
   public init(micros: Int64) { self.micros = micros }
 
-  public init(_ date: Date) { micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
+  /// `date` to the microsecond; a date beyond what 64 bits of microseconds hold (about ±292,000
+  /// years) is clamped to the nearest one they do.
+  public init(_ date: Date) {
+    let value = (date.timeIntervalSince1970 * 1_000_000).rounded()
+    micros =
+      value.isNaN
+      ? 0 : value >= 9_223_372_036_854_775_807 ? .max : value <= -9_223_372_036_854_775_808 ? .min : Int64(value)
+  }
 
   public static let zero = Timestamp(micros: 0)
 
@@ -14,16 +21,28 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
 
   public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool { lhs.micros < rhs.micros }
 
+  /// Saturating: a time this far out (about ±292,000 years) is a time that never comes, not a trap.
+  /// Times and durations from the log may hold any value, and the reducer must not trap on one.
   public static func + (lhs: Timestamp, rhs: Duration) -> Timestamp {
-    Timestamp(micros: lhs.micros + rhs.micros)
+    Timestamp(micros: lhs.micros.addingSaturated(rhs.micros))
   }
 
-  public static func - (lhs: Timestamp, rhs: Timestamp) -> Duration { .microseconds(lhs.micros - rhs.micros) }
+  /// Saturating, as `+`.
+  public static func - (lhs: Timestamp, rhs: Duration) -> Timestamp {
+    Timestamp(micros: lhs.micros.subtractingSaturated(rhs.micros))
+  }
+
+  /// Exact: the difference of two 64-bit times always fits a `Duration`.
+  public static func - (lhs: Timestamp, rhs: Timestamp) -> Duration {
+    .microseconds(Int128(lhs.micros) - Int128(rhs.micros))
+  }
 
   /// ISO 8601 in UTC with microseconds, e.g. `2026-11-26T16:33:46.123456Z`.
   public var description: String {
-    let seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
-    let fraction = micros - seconds * 1_000_000
+    // Floor division, without the overflow `micros - 999_999` would have at `Int64.min`.
+    let (quotient, remainder) = micros.quotientAndRemainder(dividingBy: 1_000_000)
+    let seconds = remainder < 0 ? quotient - 1 : quotient
+    let fraction = remainder < 0 ? remainder + 1_000_000 : remainder
     var time = time_t(seconds)
     var parts = tm()
     gmtime_r(&time, &parts)
@@ -39,10 +58,36 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
 }
 
 extension Duration {
-  /// Whole microseconds (truncated).
+  /// Whole microseconds (truncated), saturated to what an `Int64` holds.
   public var micros: Int64 {
-    components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000
+    let (seconds, attoseconds) = components
+    return seconds.multipliedSaturated(by: 1_000_000).addingSaturated(attoseconds / 1_000_000_000_000)
   }
+}
+
+extension Int64 {
+  /// `self + other`, or the nearest bound when the sum does not fit.
+  @inlinable public func addingSaturated(_ other: Int64) -> Int64 {
+    let (sum, overflow) = addingReportingOverflow(other)
+    return overflow ? (other > 0 ? .max : .min) : sum
+  }
+
+  /// `self - other`, or the nearest bound when the difference does not fit.
+  @inlinable public func subtractingSaturated(_ other: Int64) -> Int64 {
+    let (difference, overflow) = subtractingReportingOverflow(other)
+    return overflow ? (other < 0 ? .max : .min) : difference
+  }
+
+  /// `self * other`, or the nearest bound when the product does not fit.
+  @inlinable public func multipliedSaturated(by other: Int64) -> Int64 {
+    let (product, overflow) = multipliedReportingOverflow(by: other)
+    return overflow ? ((self < 0) == (other < 0) ? .max : .min) : product
+  }
+}
+
+extension FixedWidthInteger where Self: UnsignedInteger {
+  /// `self + 1`, staying at the maximum: counters in the reducer, which must never trap.
+  @inlinable public var incrementedSaturated: Self { self == .max ? self : self + 1 }
 }
 
 /// Where event times come from, and how long waits last. Tests inject a ``ManualClock``, which
@@ -73,7 +118,13 @@ public struct SystemClock: WallClock {
   /// Sleeps on the monotonic clock for the time left until `deadline`: a wall-clock step while
   /// asleep moves the wake-up by as much, never further.
   public func sleep(until deadline: Timestamp) async throws {
-    let left = deadline - now()
-    if left > .zero { try await Task.sleep(for: left) } else { try Task.checkCancellation() }
+    // In steps of at most a day: a deadline from the log may be ~292,000 years away, further than
+    // the runtime's timers are meant to reach.
+    var left = deadline - now()
+    while left > .zero {
+      try await Task.sleep(for: min(left, .seconds(86_400)))
+      left = deadline - now()
+    }
+    try Task.checkCancellation()
   }
 }

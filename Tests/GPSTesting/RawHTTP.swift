@@ -1,0 +1,39 @@
+public import Foundation
+
+/// Sends `request` as it is (every byte, headers a client library would rewrite, such as Host,
+/// included) to `host:port` over TCP, and returns what came back until the server closed or
+/// `timeout` passed: for requests that an HTTP library will not send.
+public func rawHTTP(_ request: String, host: String = "127.0.0.1", port: Int, timeout: Duration = .seconds(30)) throws
+  -> String
+{
+  let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  guard socket >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+  defer { close(socket) }
+  var seconds = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+  setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &seconds, socklen_t(MemoryLayout<timeval>.size))
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_port = in_port_t(UInt16(port).bigEndian)
+  inet_pton(AF_INET, host, &address.sin_addr)
+  let connected = withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+      connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+    }
+  }
+  guard connected == 0 else { throw POSIXError(.init(rawValue: errno) ?? .ECONNREFUSED) }
+  let bytes = Array(request.utf8)
+  var sent = 0
+  while sent < bytes.count {
+    let count = bytes[sent...].withUnsafeBytes { send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    guard count > 0 else { throw POSIXError(.init(rawValue: errno) ?? .EPIPE) }
+    sent += count
+  }
+  var answer: [UInt8] = []
+  var buffer = [UInt8](repeating: 0, count: 65536)
+  while true {
+    let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+    if count <= 0 { break }
+    answer.append(contentsOf: buffer[..<count])
+  }
+  return String(decoding: answer, as: UTF8.self)
+}
