@@ -31,9 +31,9 @@ WEB_GENERATED := Sources/Web/Generated
 DESCRIPTOR_SET  := protos/gps.desc
 VENV         := .build-venv
 PYTHON       ?= python3
-LINT_PATHS   := Package.swift $(shell find Sources Tests Benchmarks Examples -name '*.swift' -not -path '*/Generated/*' -not -path '*/.build*' | sort)
+LINT_PATHS   := Package.swift $(shell find Sources Tests Benchmarks Examples Fuzz -name '*.swift' -not -path '*/Generated/*' -not -path '*/.build*' | sort)
 
-.PHONY: install build release test test-python lint format proto clean run bench soak deps venv
+.PHONY: install build release test test-python lint format proto clean run bench soak fuzz deps venv
 
 deps:
 	@scripts/ensure-packages.sh $(BUILD_DEPS)
@@ -85,6 +85,27 @@ $(VENV)/.ready: Tests/python/requirements.txt $(PROTO_FILES)
 soak: deps
 	$(SWIFT) build --build-tests
 	GPS_CRASH_KILLS=$${GPS_CRASH_KILLS:-500} $(SWIFT) test --skip-build --filter CrashTests
+
+## fuzz: coverage-guided fuzzing (libFuzzer, swiftc -sanitize=fuzzer) of the log's batch decoder, the
+## reducer, JSON parameter validation, deployment registration and the web server's request parsing:
+## each target FUZZ_SECONDS (default 600) from the committed seeds (Fuzz/corpus/TARGET), which
+## stay as they are; what the fuzzer adds goes to .build-fuzz/corpus, crashes to .build-fuzz/crashes
+## (replay one with `gps-fuzz TARGET FILE` from a plain build).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= batch reducer parameters registration request
+fuzz: deps
+	$(SWIFT) build -c release --scratch-path $(CURDIR)/.build-fuzz --product GPSFuzz \
+	  -Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING
+	@mkdir -p .build-fuzz/crashes
+	@for target in $(FUZZ_TARGETS); do \
+	  mkdir -p .build-fuzz/corpus/$$target; \
+	  echo "== $$target: $(FUZZ_SECONDS) s"; \
+	  GPS_FUZZ_TARGET=$$target "$$($(SWIFT) build -c release --scratch-path $(CURDIR)/.build-fuzz --show-bin-path)/GPSFuzz" \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 -print_final_stats=1 \
+	    -artifact_prefix=.build-fuzz/crashes/$$target- .build-fuzz/corpus/$$target Fuzz/corpus/$$target \
+	    2>&1 | grep -E '^(#[0-9]+ +(INITED|DONE)|stat::|==[0-9]+==|SUMMARY|Done )' || exit 1; \
+	  test "$${PIPESTATUS[0]}" = 0 || exit 1; \
+	done
 
 lint:
 	$(SWIFT) format lint --strict --parallel $(LINT_PATHS)

@@ -140,6 +140,14 @@ let package = Package(
       path: "Benchmarks/GPSBench",
       swiftSettings: swiftSettings
     ),
+    // The fuzz targets: `make fuzz` builds this with libFuzzer (-sanitize=fuzzer -D FUZZING); built
+    // plainly, it runs inputs once (a crash's, a corpus) and writes the seed corpora.
+    .executableTarget(
+      name: "GPSFuzz",
+      dependencies: ["Queue", "Flows", "Web", swiftProtobuf],
+      path: "Fuzz/GPSFuzz",
+      swiftSettings: swiftSettings
+    ),
     .target(
       name: "GPSTesting",
       dependencies: ["RPC", "Services", "Queue", grpcCore, grpcNIO, logging, lifecycle],
@@ -168,7 +176,9 @@ let package = Package(
     .testTarget(
       name: "CLITests",
       dependencies: [
-        "CLI", "Control", "Web", "Queue", "RPC", "Services", "ReferenceFlow", "Flows", "GPSTesting", grpcCore, grpcNIO,
+        "CLI", "Control", "Web", "Queue", "RPC", "Services", "ReferenceFlow", "Flows", "GPSTesting", "GPSFuzz",
+        grpcCore,
+        grpcNIO,
         swiftProtobuf, crypto,
       ],
       swiftSettings: swiftSettings

@@ -212,12 +212,7 @@ final class Site: Sendable {
   func enqueue(_ request: Request, _ context: WebContext) async throws -> Response {
     var request = request
     let body = try await request.collectBody(limit: context.maxUploadSize)
-    let value: JSONValue
-    do {
-      value = try JSONValue(parsing: String(buffer: body))
-    } catch {
-      throw WebError.badRequest("the body is not JSON: \(error)")
-    }
+    let value = try Self.json(body)
     guard case .object(let members) = value else { throw WebError.badRequest("the body is a JSON object") }
     var enqueue = Gps_V1_EnqueueRunRequest()
     var startIn: Duration?
@@ -279,7 +274,7 @@ final class Site: Sendable {
     let body = try await request.collectBody(limit: 64 << 10)
     var reason = ""
     if body.readableBytes > 0 {
-      guard case .object(let members)? = try? JSONValue(parsing: String(buffer: body)) else {
+      guard case .object(let members) = try Self.json(body) else {
         throw WebError.badRequest("the body is a JSON object, such as {\"reason\": \"…\"}")
       }
       for member in members {
@@ -466,6 +461,61 @@ final class Site: Sendable {
     let (info, schema) = try await deploymentAnswer(
       try context.parameters.require("flow"), try context.parameters.require("name"), context)
     return .json(.object([.init("deployment", try Self.json(info)), .init("parameter_schema", schema)]))
+  }
+
+  // MARK: Bodies
+
+  /// A request's body as JSON. Text that is not UTF-8 is refused naming the field that holds it:
+  /// replaced by U+FFFD it would be stored as something the client never sent (gRPC refuses it too).
+  static func json(_ body: ByteBuffer) throws -> JSONValue {
+    let bytes = body.readableBytesView
+    let text = String(decoding: bytes, as: UTF8.self)
+    let value: JSONValue
+    do {
+      value = try JSONValue(parsing: text)
+    } catch {
+      throw WebError.badRequest("the body is not JSON: \(error)")
+    }
+    if String(validating: bytes, as: UTF8.self) == nil {
+      let offset = Self.firstInvalidUTF8(bytes)
+      let path = Self.pathOfReplacement(in: value).map { "at \($0) " } ?? ""
+      throw WebError.badRequest(
+        "the body is not valid UTF-8: \(path)(byte \(offset)); send text as UTF-8, and binary data as base64")
+    }
+    return value
+  }
+
+  /// The offset of the first byte that does not begin or continue a valid UTF-8 sequence.
+  static func firstInvalidUTF8(_ bytes: some Collection<UInt8>) -> Int {
+    var decoder = UTF8()
+    var iterator = bytes.makeIterator()
+    var offset = 0
+    while true {
+      switch decoder.decode(&iterator) {
+      case .scalarValue(let scalar): offset += UTF8.width(scalar)
+      case .emptyInput, .error: return offset
+      }
+    }
+  }
+
+  /// The path of the first string or key holding U+FFFD (where invalid UTF-8 was replaced).
+  static func pathOfReplacement(in value: JSONValue, path: String = "") -> String? {
+    var pending: [(JSONValue, String)] = [(value, path)]
+    while let (value, path) = pending.popLast() {
+      switch value {
+      case .string(let text) where text.unicodeScalars.contains("\u{FFFD}"): return path.isEmpty ? "the body" : path
+      case .array(let items):
+        for (index, item) in items.enumerated().reversed() { pending.append((item, "\(path)[\(index)]")) }
+      case .object(let members):
+        for member in members.reversed() {
+          let child = path.isEmpty ? member.key : "\(path).\(member.key)"
+          if member.key.unicodeScalars.contains("\u{FFFD}") { return child }
+          pending.append((member.value, child))
+        }
+      default: break
+      }
+    }
+    return nil
   }
 
   // MARK: Query values

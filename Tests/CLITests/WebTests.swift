@@ -589,6 +589,18 @@ func withWebServer(
         let answer = try rawHTTP("GET /api/runs HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n", port: port)
         #expect(answer.hasPrefix("HTTP/1.1 200"), "\(host): \(answer.prefix(300))")
       }
+      // Invalid UTF-8 is refused naming where, not stored as U+FFFD.
+      let invalid =
+        Array(
+          #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": {"data_info": {"object_storage_urls": ["a"], "dataset": "b"#
+            .utf8)
+        + [0xFF, 0xFE] + Array(#""}}}"#.utf8)
+      let utf8 = try rawHTTP(
+        bytes: Array(
+          "POST /api/runs HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\nContent-Length: \(invalid.count)\r\nConnection: close\r\n\r\n"
+            .utf8) + invalid, port: port)
+      #expect(utf8.hasPrefix("HTTP/1.1 400"), "\(utf8.prefix(400))")
+      #expect(utf8.contains("not valid UTF-8: at parameters.data_info.dataset (byte 120)"), "\(utf8)")
       #expect(try bench.history().count == before)
       #expect(try await web.get("/healthz").status == 200)
       _ = server

@@ -6,6 +6,13 @@ public import Foundation
 public func rawHTTP(_ request: String, host: String = "127.0.0.1", port: Int, timeout: Duration = .seconds(30)) throws
   -> String
 {
+  try rawHTTP(bytes: Array(request.utf8), host: host, port: port, timeout: timeout)
+}
+
+/// ``rawHTTP(_:host:port:timeout:)`` with bytes that need not be UTF-8.
+public func rawHTTP(bytes: [UInt8], host: String = "127.0.0.1", port: Int, timeout: Duration = .seconds(30)) throws
+  -> String
+{
   let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
   guard socket >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
   defer { close(socket) }
@@ -21,7 +28,6 @@ public func rawHTTP(_ request: String, host: String = "127.0.0.1", port: Int, ti
     }
   }
   guard connected == 0 else { throw POSIXError(.init(rawValue: errno) ?? .ECONNREFUSED) }
-  let bytes = Array(request.utf8)
   var sent = 0
   while sent < bytes.count {
     let count = bytes[sent...].withUnsafeBytes { send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

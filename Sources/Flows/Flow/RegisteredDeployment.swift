@@ -23,10 +23,59 @@ public struct RegisteredDeployment: Sendable {
   /// Checks a definition before it is registered: its descriptor set decodes and holds every type
   /// it names, so a worker finds out at registration, not at its first run.
   public static func check(_ definition: DeploymentDefinition) throws(FlowsError) {
-    try checkTypes(
-      of: parameters(of: definition),
-      in: descriptors(of: definition, what: "deployment \(definition.name)"), deployment: definition.name)
+    let what = "deployment \(JSONValue.quoted(definition.name, limit: 256))"
+    guard definition.descriptorSet.count <= maximumDescriptorSetBytes else {
+      throw FlowsError(
+        code: .invalidParameter,
+        message:
+          "\(what): its descriptor set is \(definition.descriptorSet.count) bytes, more than the limit of \(maximumDescriptorSetBytes)"
+      )
+    }
+    let pool = try descriptors(of: definition, what: what)
+    let parameters = parameters(of: definition)
+    try checkTypes(of: parameters, in: pool, deployment: definition.name)
+    for parameter in parameters.parameters where ScalarParameterTypes.field(for: parameter.type) == nil {
+      try pool.checkReferences(from: parameter.type, what: "\(what), parameter \(parameter.name)")
+    }
+    for type in [definition.resultType] + definition.steps.map(\.resultType) where !type.isEmpty {
+      guard
+        pool.message(type) != nil || ProtoJSON.wellKnownTypes[ProtoJSON.typeLabel(type)] != nil
+          || ScalarParameterTypes.field(for: type) != nil
+      else {
+        let imports =
+          pool.missingImports.first.map { " (\($0.file) imports \($0.missing), which it does not hold)" } ?? ""
+        throw FlowsError(
+          code: .invalidParameter,
+          message:
+            "\(what): the result type \(type) is not in its descriptor set\(imports); build it with protoc --include_imports --descriptor_set_out"
+        )
+      }
+      try pool.checkReferences(from: type, what: "\(what), result \(type)")
+    }
+    // A default must be JSON that validates as its parameter: otherwise every enqueue that
+    // leaves the parameter out would fail, long after the worker's author could see why.
+    for parameter in parameters.parameters {
+      guard let defaultJSON = parameter.defaultJSON else { continue }
+      let value: JSONValue
+      do {
+        value = try JSONValue(parsing: defaultJSON)
+      } catch {
+        throw FlowsError(
+          code: .invalidParameter,
+          message: "\(what), parameter \(parameter.name): its default is not JSON: \(error)", cause: error)
+      }
+      do {
+        _ = try ParameterSet([parameter]).validate(.object([.init(parameter.name, value)]), pool: pool)
+      } catch {
+        throw FlowsError(
+          code: .invalidParameter,
+          message: "\(what), parameter \(parameter.name): its default does not validate: \(error.message)")
+      }
+    }
   }
+
+  /// The largest descriptor set a deployment may register.
+  public static let maximumDescriptorSetBytes = 8 << 20
 
   private static func descriptors(of definition: DeploymentDefinition, what: String) throws(FlowsError)
     -> DescriptorPool

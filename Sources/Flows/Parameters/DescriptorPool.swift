@@ -61,20 +61,99 @@ public struct DescriptorPool: Sendable {
   /// parameters. Types that are not in the pool are left out (scalars, or well-known types the
   /// pool was built without).
   public func descriptorSet(for types: [String]) -> Data {
+    // Depth first, dependencies before the files that import them, with a stack of its own: a
+    // chain of imports thousands long must not overflow the thread's.
     var ordered: [String] = []
     var visited: Set<String> = []
-    func visit(_ name: String) {
-      guard !visited.contains(name), let file = files[name] else { return }
-      visited.insert(name)
-      for dependency in file.dependency { visit(dependency) }
-      ordered.append(name)
-    }
     for type in types {
-      if let file = fileOfType[type.hasPrefix(".") ? String(type.dropFirst()) : type] { visit(file) }
+      guard let root = fileOfType[type.hasPrefix(".") ? String(type.dropFirst()) : type], !visited.contains(root)
+      else { continue }
+      visited.insert(root)
+      var stack: [(name: String, next: Int)] = [(root, 0)]
+      while let top = stack.last {
+        let dependencies = files[top.name]?.dependency ?? []
+        if top.next < dependencies.count {
+          stack[stack.count - 1].next += 1
+          let dependency = dependencies[top.next]
+          if files[dependency] != nil, visited.insert(dependency).inserted { stack.append((dependency, 0)) }
+        } else {
+          ordered.append(top.name)
+          stack.removeLast()
+        }
+      }
     }
     var set = Google_Protobuf_FileDescriptorSet()
     set.file = ordered.map { files[$0]! }
     return (try? set.serializedBytes()) ?? Data()
+  }
+
+  /// How deep a parameter's or a result's types may nest (message fields of message fields …):
+  /// the results' decoder stops at this depth too.
+  public static let maximumDepth = 64
+  /// How many message types one parameter or result may use in all.
+  public static let maximumTypes = 10_000
+
+  /// Checks that `type` (a message of the pool), and every message it uses, refer only to types
+  /// the pool holds (or well-known ones), nest at most ``maximumDepth`` deep and number at most
+  /// ``maximumTypes``; the error names the field and the limit. Breadth first, without recursion.
+  func checkReferences(from type: String, what: String) throws(FlowsError) {
+    let root = ProtoJSON.typeLabel(type)
+    guard ProtoJSON.wellKnownTypes[root] == nil, message(root) != nil else { return }
+    var seen: Set<String> = [root]
+    var level = [root]
+    var depth = 1
+    while !level.isEmpty {
+      guard depth <= Self.maximumDepth else {
+        throw FlowsError(
+          code: .invalidParameter,
+          message:
+            "\(what): its type \(root) nests messages more than \(Self.maximumDepth) deep (through \(level[0])); flatten it"
+        )
+      }
+      var next: [String] = []
+      for name in level {
+        for field in message(name)?.field ?? []
+        where field.type == .message || field.type == .group || field.type == .enum {
+          let referenced = ProtoJSON.typeLabel(field.typeName)
+          if field.type == .enum {
+            guard enumType(referenced) != nil else {
+              throw FlowsError(
+                code: .invalidParameter,
+                message:
+                  "\(what): field \(name).\(field.name) is of enum \(referenced), which the descriptor set does not hold (build it with protoc --include_imports)"
+              )
+            }
+            continue
+          }
+          if ProtoJSON.wellKnownTypes[referenced] != nil && message(referenced) == nil { continue }
+          guard message(referenced) != nil else {
+            throw FlowsError(
+              code: .invalidParameter,
+              message:
+                "\(what): field \(name).\(field.name) is of type \(referenced), which the descriptor set does not hold (build it with protoc --include_imports)"
+            )
+          }
+          if seen.insert(referenced).inserted {
+            guard seen.count <= Self.maximumTypes else {
+              throw FlowsError(
+                code: .invalidParameter,
+                message: "\(what): its type \(root) uses more than \(Self.maximumTypes) message types; split it")
+            }
+            next.append(referenced)
+          }
+        }
+      }
+      level = next
+      depth += 1
+    }
+  }
+
+  /// Files of the pool that import a file it does not hold, with that import: `protoc` without
+  /// `--include_imports`.
+  var missingImports: [(file: String, missing: String)] {
+    files.keys.sorted().flatMap { name in
+      files[name]!.dependency.filter { files[$0] == nil }.map { (name, $0) }
+    }
   }
 
   public func message(_ name: String) -> Google_Protobuf_DescriptorProto? {

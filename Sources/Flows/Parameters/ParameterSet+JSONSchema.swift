@@ -5,7 +5,7 @@ extension ParameterSet {
   /// message type once under `$defs`. Properties use proto field names; GPS also accepts the
   /// lowerCamel JSON names.
   public func jsonSchema(title: String, pool: DescriptorPool) -> JSONValue {
-    var definitions: [String: JSONValue] = [:]
+    var definitions = SchemaDefinitions()
     var properties: [JSONValue.Member] = []
     for parameter in parameters {
       var schema: [JSONValue.Member]
@@ -21,6 +21,10 @@ extension ParameterSet {
         schema = [.init("$ref", .string("#/$defs/\(ProtoJSON.typeLabel(parameter.type))"))]
         Self.define(parameter.type, pool: pool, into: &definitions)
       }
+      // `null` is "not set" (proto3's JSON mapping): an optional parameter takes it, and then its default.
+      if !parameter.required || parameter.defaultJSON != nil {
+        schema = [.init("anyOf", .array([.object(schema), .object([.init("type", .string("null"))])]))]
+      }
       if !parameter.description.isEmpty { schema.append(.init("description", .string(parameter.description))) }
       if let defaultJSON = parameter.defaultJSON, let value = try? JSONValue(parsing: defaultJSON) {
         schema.append(.init("default", value))
@@ -35,14 +39,23 @@ extension ParameterSet {
       .init("properties", .object(properties)),
       .init("required", .array(required)),
       .init("additionalProperties", .bool(false)),
-      .init("$defs", .object(definitions.keys.sorted().map { .init($0, definitions[$0]!) })),
+      .init("$defs", .object(definitions.values.keys.sorted().map { .init($0, definitions.values[$0]!) })),
     ])
   }
 
-  static func define(_ type: String, pool: DescriptorPool, into definitions: inout [String: JSONValue]) {
+  /// Defines `type` and every message it uses, without recursion: a chain of types thousands
+  /// deep (registered by an older version, before depths were bounded) must not overflow the stack.
+  static func define(_ type: String, pool: DescriptorPool, into definitions: inout SchemaDefinitions) {
+    definitions.pending.append(type)
+    while let next = definitions.pending.popLast() {
+      defineOne(next, pool: pool, into: &definitions)
+    }
+  }
+
+  private static func defineOne(_ type: String, pool: DescriptorPool, into definitions: inout SchemaDefinitions) {
     let name = ProtoJSON.typeLabel(type)
-    guard definitions[name] == nil, let message = pool.message(name) else { return }
-    definitions[name] = .null  // placeholder: recursive types refer to themselves
+    guard definitions.values[name] == nil, let message = pool.message(name) else { return }
+    definitions.values[name] = .null  // placeholder: recursive types refer to themselves
     var properties: [JSONValue.Member] = []
     for field in message.field {
       properties.append(.init(field.name, schema(of: field, pool: pool, definitions: &definitions)))
@@ -63,11 +76,11 @@ extension ParameterSet {
       groups.append(.init(oneof.name, .array(fields.map { .string($0.name) })))
     }
     if !groups.isEmpty { members.append(.init("x-oneof", .object(groups))) }
-    definitions[name] = .object(members)
+    definitions.values[name] = .object(members)
   }
 
   static func schema(
-    of field: Google_Protobuf_FieldDescriptorProto, pool: DescriptorPool, definitions: inout [String: JSONValue]
+    of field: Google_Protobuf_FieldDescriptorProto, pool: DescriptorPool, definitions: inout SchemaDefinitions
   ) -> JSONValue {
     if let entry = pool.mapEntry(of: field), let valueField = entry.field.first(where: { $0.number == 2 }) {
       return .object([
@@ -81,7 +94,7 @@ extension ParameterSet {
   }
 
   static func single(
-    _ field: Google_Protobuf_FieldDescriptorProto, pool: DescriptorPool, definitions: inout [String: JSONValue]
+    _ field: Google_Protobuf_FieldDescriptorProto, pool: DescriptorPool, definitions: inout SchemaDefinitions
   ) -> JSONValue {
     func integer(_ minimum: String, _ maximum: String) -> JSONValue {
       .object([
@@ -122,7 +135,8 @@ extension ParameterSet {
       ])
     case .message, .group:
       if let wellKnown = wellKnownSchema(ProtoJSON.typeLabel(field.typeName)) { return wellKnown }
-      define(field.typeName, pool: pool, into: &definitions)
+      // Defined by ``define(_:pool:into:)``'s loop, not here.
+      definitions.pending.append(field.typeName)
       return .object([.init("$ref", .string("#/$defs/\(ProtoJSON.typeLabel(field.typeName))"))])
     default:
       return .object([])
@@ -161,8 +175,14 @@ extension DescriptorPool {
   /// The JSON Schemas of the messages `types` and of every message they use, by full name: the
   /// proto3 JSON mapping with proto field names (references are `#/$defs/NAME`).
   package func jsonSchemas(of types: [String]) -> [String: JSONValue] {
-    var definitions: [String: JSONValue] = [:]
+    var definitions = SchemaDefinitions()
     for type in types { ParameterSet.define(type, pool: self, into: &definitions) }
-    return definitions
+    return definitions.values
   }
+}
+
+/// Message schemas by full name while they are being made, and the types still to define.
+struct SchemaDefinitions {
+  var values: [String: JSONValue] = [:]
+  var pending: [String] = []
 }

@@ -66,7 +66,8 @@ public struct ParameterSet: Sendable, Hashable {
     var typed: [RunParameter] = []
     for parameter in parameters {
       var value = members.first { $0.key == parameter.name }?.value
-      if value == nil, let defaultJSON = parameter.defaultJSON {
+      // `null` is "not set", as proto3's JSON mapping reads it: the default applies.
+      if value == nil || value == .null, let defaultJSON = parameter.defaultJSON {
         do {
           value = try JSONValue(parsing: defaultJSON)
         } catch {

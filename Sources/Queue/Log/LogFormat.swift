@@ -177,6 +177,10 @@ extension LogFormat {
     guard header.flags & ~flagLZ4 == 0 else {
       return .failure(.badBody("unknown flags \(header.flags); written by a newer GPS?"))
     }
+    // What LZ4 can address; a larger size can only be damage, and must not become an allocation.
+    guard header.bodySize <= Int(Int32.max) else {
+      return .failure(.badBody("the header says the body is \(header.bodySize) bytes, more than a batch can hold"))
+    }
     let stored = UnsafeRawBufferPointer(rebasing: bytes[(offset + batchHeaderSize)..<(offset + header.frameSize)])
     let body: [UInt8]
     if header.flags & flagLZ4 != 0 {
@@ -193,7 +197,8 @@ extension LogFormat {
     }
     return body.withUnsafeBytes { body in
       var records: [[UInt8]] = []
-      records.reserveCapacity(header.count)
+      // Each record takes at least its 4-byte length: a count beyond that is damage, not a size.
+      records.reserveCapacity(min(header.count, body.count / 4))
       var position = 0
       while position < body.count {
         guard body.count - position >= 4 else { return .failure(.badBody("a record length is cut off")) }

@@ -88,7 +88,8 @@ struct SegmentScan {
       let base = buffer.loadLittleEndian(UInt64.self, at: local + 8)
       let count = UInt64(buffer.loadLittleEndian(UInt32.self, at: local + 16))
       guard base == expected, count > 0, count <= UInt64(LogFormat.maxFrameSize) else { return nil }
-      return base...(base + count - 1)
+      let (last, overflow) = base.addingReportingOverflow(count - 1)
+      return overflow ? nil : base...last
     }
   }
 

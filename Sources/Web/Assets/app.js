@@ -263,7 +263,12 @@
     const definitions = root.$defs || {};
     const resolve = (schema) => {
       let seen = 0;
-      while (schema && schema.$ref && seen++ < 32) schema = definitions[schema.$ref.replace("#/$defs/", "")] || {};
+      // An optional parameter is `anyOf` its type and null (null: not set, the default applies).
+      while (schema && (schema.$ref || schema.anyOf) && seen++ < 32) {
+        schema = schema.anyOf
+          ? schema.anyOf.find((s) => s.type !== "null") || {}
+          : definitions[schema.$ref.replace("#/$defs/", "")] || {};
+      }
       return schema || {};
     };
     const state = { value: {}, text: "", formEdited: false, view: "form", problems: {} };
