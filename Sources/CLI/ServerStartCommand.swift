@@ -153,7 +153,9 @@ struct ServerStart: AsyncParsableCommand {
     if let tlsCert, let tlsKey { configuration.tls = (tlsCert, tlsKey) }
     if let tokens {
       do {
-        configuration.tokens = try AccessTokens.load(file: tokens)
+        configuration.tokens = try AccessTokens.load(file: tokens) { warning in
+          FileHandle.standardError.write(Data("gps: warning: \(warning)\n".utf8))
+        }
       } catch {
         throw CommandFailure("\(error)")
       }

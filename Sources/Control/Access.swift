@@ -3,21 +3,68 @@ public import GRPCCore
 import RPC
 import Synchronization
 
-/// Who may call the control API: named tokens, read from a file (never the command line).
+/// What a caller may do. Every role may read (runs, deployments, the history); `operator` also
+/// enqueues, cancels and retries; `worker` registers deployments and executes their runs (claim,
+/// heartbeat, report) — only deployments its principal registered first; `admin` may do all of it
+/// for any deployment, and archive the log.
+package struct Role: OptionSet, Sendable, Hashable, CustomStringConvertible {
+  package let rawValue: UInt8
+  package init(rawValue: UInt8) { self.rawValue = rawValue }
+
+  package static let reader = Role(rawValue: 1)
+  package static let `operator` = Role(rawValue: 2)
+  package static let worker = Role(rawValue: 4)
+  package static let admin = Role(rawValue: 8)
+  package static let all: Role = [.reader, .operator, .worker, .admin]
+
+  package static let names: [(String, Role)] = [
+    ("admin", .admin), ("operator", .operator), ("worker", .worker), ("reader", .reader),
+  ]
+
+  package var description: String { Self.names.filter { contains($0.1) }.map(\.0).joined(separator: ",") }
+
+  /// Whether a caller with these roles may do what `needed` allows.
+  package func allows(_ needed: Role) -> Bool { contains(.admin) || needed == .reader || contains(needed) }
+
+  /// The role a control API method needs.
+  package static func needed(for method: MethodDescriptor) -> Role {
+    switch method.method {
+    case "Enqueue", "EnqueueStream", "CancelRun", "RetryRun": .operator
+    case "RegisterDeployments", "Claim", "Heartbeat", "HeartbeatMany", "Report", "WatchWork": .worker
+    case "ArchiveLog": .admin
+    default: .reader
+    }
+  }
+
+  /// PERMISSION_DENIED for `method`, naming the role it needs.
+  package static func denial(of method: MethodDescriptor, to name: String, with roles: Role) -> RPCError {
+    let needed = Self.needed(for: method)
+    return RPCError(
+      code: .permissionDenied,
+      message:
+        "\(name) (roles: \(roles)) may not call \(method.method): it needs the \(needed) role (or admin); give the token that role in the tokens file"
+    )
+  }
+}
+
+/// Who may call the control API: named tokens with their roles, read from a file (never the
+/// command line).
 ///
-/// The file holds one `NAME TOKEN` pair per line (`#` starts a comment); a token is at least 16
-/// characters. A caller presents its token as `authorization: Bearer TOKEN`, and the name is then
-/// who it is in the log: the `enqueued_by` and `requested_by` of its events.
+/// The file holds one `NAME TOKEN ROLE[,ROLE…]` line per caller (`#` starts a comment); a token
+/// is at least 16 characters, and the roles are `admin`, `operator`, `worker` and `reader`
+/// (``Role``). A caller presents its token as `authorization: Bearer TOKEN` (over HTTP too), and
+/// the name is then who it is in the log: the `enqueued_by`, `requested_by`, `registered_by`,
+/// `archived_by` and claiming principal of its events.
 public struct AccessTokens: Sendable {
-  /// Token → name.
-  let names: [String: String]
+  /// Token → name and roles.
+  let entries: [String: (name: String, roles: Role)]
 
-  public var isEmpty: Bool { names.isEmpty }
+  public var isEmpty: Bool { entries.isEmpty }
 
-  public init(_ pairs: [(name: String, token: String)] = []) {
-    var names: [String: String] = [:]
-    for (name, token) in pairs { names[token] = name }
-    self.names = names
+  package init(_ lines: [(name: String, token: String, roles: Role)] = []) {
+    var entries: [String: (name: String, roles: Role)] = [:]
+    for line in lines { entries[line.token] = (line.name, line.roles) }
+    self.entries = entries
   }
 
   /// The token of an `Authorization` header's value: `Bearer TOKEN`, the scheme in any case (RFC
@@ -30,37 +77,67 @@ public struct AccessTokens: Sendable {
     return token.isEmpty ? nil : String(token)
   }
 
-  /// Reads a tokens file; the error names the file and the line.
-  public static func load(file path: String) throws -> AccessTokens {
+  /// Reads a tokens file; the error names the file and the line. `warn` hears what is allowed
+  /// but unwise (a file others may read).
+  public static func load(file path: String, warn: (String) -> Void = { _ in }) throws -> AccessTokens {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
       throw ControlError("cannot read the tokens file \(path)")
     }
-    var pairs: [(name: String, token: String)] = []
+    var lines: [(name: String, token: String, roles: Role)] = []
+    var names: [String: String] = [:]
     for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
       let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-      let words = content.split(whereSeparator: { $0 == " " || $0 == "\t" })
+      let words = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
       if words.isEmpty { continue }
-      guard words.count == 2 else {
-        throw ControlError("\(path) line \(index + 1): expected NAME TOKEN")
+      let at = "\(path) line \(index + 1)"
+      guard words.count == 3 else {
+        throw ControlError(
+          words.count == 2
+            ? "\(at): \(words[0]) has no roles; write NAME TOKEN ROLE[,ROLE…], the roles among admin, operator, worker, reader (e.g. \(words[0]) TOKEN operator)"
+            : "\(at): expected NAME TOKEN ROLE[,ROLE…] (roles: admin, operator, worker, reader)")
       }
       guard words[1].count >= 16 else {
-        throw ControlError("\(path) line \(index + 1): the token of \(words[0]) is shorter than 16 characters")
+        throw ControlError("\(at): the token of \(words[0]) is shorter than 16 characters")
       }
-      pairs.append((String(words[0]), String(words[1])))
+      var roles: Role = []
+      for word in words[2].split(separator: ",", omittingEmptySubsequences: false) {
+        guard let role = Role.names.first(where: { $0.0 == word.lowercased() })?.1 else {
+          throw ControlError(
+            "\(at): \(word.prefix(40)) is not a role; the roles are admin, operator, worker, reader (comma-separated)")
+        }
+        roles.insert(role)
+      }
+      let token = String(words[1])
+      if let other = names[token] {
+        throw ControlError(
+          "\(at): \(words[0]) has the token of \(other); each name needs its own token, or the log could not tell them apart"
+        )
+      }
+      names[token] = String(words[0])
+      lines.append((String(words[0]), token, roles))
     }
-    guard !pairs.isEmpty else { throw ControlError("the tokens file \(path) names no token") }
-    return AccessTokens(pairs)
+    guard !lines.isEmpty else { throw ControlError("the tokens file \(path) names no token") }
+    var status = stat()
+    if stat(path, &status) == 0, status.st_mode & 0o077 != 0 {
+      warn(
+        "the tokens file \(path) may be read by others (mode \(String(status.st_mode & 0o777, radix: 8))); chmod 600 it"
+      )
+    }
+    return AccessTokens(lines)
   }
 
   /// The name of `token`, comparing in constant time so that timing tells nothing of the tokens.
-  package func name(of token: String) -> String? {
+  package func name(of token: String) -> String? { caller(of: token)?.name }
+
+  /// The name and roles of `token`, comparing in constant time.
+  package func caller(of token: String) -> (name: String, roles: Role)? {
     let given = Array(token.utf8)
-    var found: String?
-    for (candidate, name) in names {
+    var found: (name: String, roles: Role)?
+    for (candidate, entry) in entries {
       let bytes = Array(candidate.utf8)
       var difference = UInt8(bytes.count == given.count ? 0 : 1)
       for index in 0..<bytes.count { difference |= bytes[index] ^ (index < given.count ? given[index] : 0) }
-      if difference == 0 { found = name }
+      if difference == 0 { found = entry }
     }
     return found
   }
@@ -82,18 +159,28 @@ package enum Principal {
   /// (claims, heartbeats, reports) never ask.
   package static var current: String? { source?.name }
 
+  /// The caller's roles; outside a call (the server's own work), every role.
+  package static var roles: Role { source?.roles ?? .all }
+
+  /// Whether the caller may act on any deployment (admin), not only those it registered first.
+  package static var isAdmin: Bool { roles.contains(.admin) }
+
   package final class Source: Sendable {
     private let resolved: Mutex<String?>
     private let lookup: @Sendable () -> String
+    /// What the caller may do: a token's roles; the local user on loopback without tokens has all.
+    package let roles: Role
 
-    package init(name: String) {
+    package init(name: String, roles: Role = .all) {
       resolved = Mutex(name)
       lookup = { name }
+      self.roles = roles
     }
 
     package init(lookup: @escaping @Sendable () -> String) {
       resolved = Mutex(nil)
       self.lookup = lookup
+      roles = .all
     }
 
     var name: String {
@@ -127,14 +214,18 @@ package struct AccessInterceptor: ServerInterceptor {
       principal = Principal.Source { LoopbackPeer.user(remotePeer: peer, localPort: port) ?? peer }
     } else {
       let header = request.metadata[stringValues: "authorization"].first(where: { _ in true }) ?? ""
-      guard let token = AccessTokens.bearerToken(header), let name = tokens.name(of: token) else {
+      guard let token = AccessTokens.bearerToken(header), let caller = tokens.caller(of: token) else {
         throw RPCError(
           code: .unauthenticated,
           message: header.isEmpty
             ? "this server needs a token: give it in GPS_TOKEN or a file named by --token-file"
             : "the token given is not one this server knows; check GPS_TOKEN or --token-file")
       }
-      principal = Principal.Source(name: name)
+      // Every role is checked here, where the call enters, before any handler runs.
+      guard caller.roles.allows(Role.needed(for: context.descriptor)) else {
+        throw Role.denial(of: context.descriptor, to: caller.name, with: caller.roles)
+      }
+      principal = Principal.Source(name: caller.name, roles: caller.roles)
     }
     var response = try await Principal.$source.withValue(principal) { try await next(request, context) }
     if case .success(var contents) = response.accepted {

@@ -20,6 +20,10 @@ package protocol ControlCompanion: Sendable {
 /// On graceful shutdown (SIGTERM / SIGINT) it stops claiming, lets the runs in flight finish
 /// within `grace`, ends the streams, stops serving, writes a snapshot and releases the directory.
 public struct ControlServer: Service {
+  /// Who the server is in the log when it registers deployments for itself (the reference flow):
+  /// such deployments belong to no principal, and any worker may serve them.
+  package static let selfPrincipal = "server"
+
   public struct Configuration: Sendable {
     public var dataDirectory = "data"
     public var host = "127.0.0.1"
@@ -130,7 +134,8 @@ public struct ControlServer: Service {
     // can then be enqueued (validated against them) and wait for a remote worker.
     if !worker.registry.names.isEmpty {
       // Not a sighting: whether a worker serves them is for the scheduler's claims to say.
-      _ = try await queue.register(worker.registry.definitions, worker: "gps-server", by: "server", serving: false)
+      _ = try await queue.register(
+        worker.registry.definitions, worker: "gps-server", by: Self.selfPrincipal, serving: false)
     }
     let service = ControlService(queue: queue)
     let requested = ServiceAddress(host: configuration.host, port: configuration.port)

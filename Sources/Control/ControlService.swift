@@ -196,7 +196,15 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     case .beforeSequence(let sequence): bound = .sequence(sequence)
     case nil: throw RPCError(code: .invalidArgument, message: "say before which time or sequence to archive")
     }
-    let by = request.archivedBy.isEmpty ? (Principal.current ?? context.remotePeer) : request.archivedBy
+    // Who archived is who the server authenticated; what the client calls itself is a label beside it.
+    let principal = Principal.current ?? context.remotePeer
+    let label = request.archivedBy
+    do throws(QueueError) {
+      try EventLimits.check(name: label, "archived_by", optional: true)
+    } catch {
+      throw RPCError(code: .invalidArgument, message: error.message)
+    }
+    let by = label.isEmpty || label == principal ? principal : "\(principal) (as \(label))"
     let report = try mapErrors { () throws(QueueError) in
       try queue.archive(before: bound, delete: request.delete, archivedBy: by, dryRun: request.dryRun)
     }
@@ -273,6 +281,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
       }
     }
     let principal = Principal.current ?? context.remotePeer
+    try mayServe(request.definitions.map(\.name))
     let versions = try await mapErrors {
       try await queue.register(request.definitions, worker: request.worker, by: principal)
     }
@@ -394,12 +403,18 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
 
   package func claim(request: Gps_V1_ClaimRequest, context: ServerContext) async throws -> Gps_V1_ClaimResponse {
     guard !isStopping else { return Gps_V1_ClaimResponse() }
+    if request.deployments.isEmpty, !Principal.isAdmin {
+      throw RPCError(
+        code: .permissionDenied,
+        message: "a worker names the deployments it claims (only an admin may claim runs of any deployment)")
+    }
+    try mayServe(request.deployments)
     let claims = try await mapErrors {
       try await queue.claim(
         scheduler: request.scheduler, limit: max(1, Int(request.limit)),
         maxParameterBytes: Gps_V1_RunInfo.answerBudget / 2,
         deployments: request.deployments.isEmpty ? nil : Set(request.deployments),
-        principal: request.deployments.isEmpty ? "" : Principal.current ?? "")
+        principal: Principal.current ?? context.remotePeer)
     }
     return .with {
       $0.claims = claims.map { claim in
@@ -459,6 +474,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   ) async throws {
     let signal = WakeSignal()
     let deployments = Set(request.deployments)
+    try mayServe(deployments)
     if !deployments.isEmpty { queue.sawWorker(request.scheduler, serving: deployments, principal: "") }
     queue.notifyWhenWorkArrives(signal)
     queue.notifyOnCancelRequests(signal)
@@ -499,7 +515,36 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     guard let id = RunID(runID) else {
       throw RPCError(code: .invalidArgument, message: "'\(runID)' is not a run id")
     }
+    // A worker reports and heartbeats only runs of its own deployments, whatever lease it names.
+    if let deployment = queue.withState({ $0.runs[id]?.deployment }) { try mayServe([deployment]) }
     return LeaseToken(runID: id, token: token)
+  }
+
+  /// The principal that owns a deployment: who registered its first version. The server's own
+  /// registrations (the reference flow, served by any worker) have none.
+  static func owner(of deployment: String, in state: QueueState) -> String? {
+    guard let first = state.deployments[deployment]?.first, first.registeredBy != ControlServer.selfPrincipal else {
+      return nil
+    }
+    return first.registeredBy
+  }
+
+  /// Refuses (PERMISSION_DENIED) a caller that is not an admin acting for deployments another
+  /// principal registered first. Without tokens every caller is an admin.
+  func mayServe(_ deployments: some Sequence<String>) throws(RPCError) {
+    guard !Principal.isAdmin, let caller = Principal.current else { return }
+    let foreign = queue.withState { state in
+      deployments.lazy.compactMap { name in Self.owner(of: name, in: state).map { (name, $0) } }.first {
+        $0.1 != caller
+      }
+    }
+    if let (deployment, owner) = foreign {
+      throw RPCError(
+        code: .permissionDenied,
+        message:
+          "deployment \(deployment) belongs to \(owner), who registered it first; \(caller) may not serve it (a token with the admin role may)"
+      )
+    }
   }
 }
 

@@ -141,9 +141,12 @@ struct Pages: Sendable {
     body.open(
       "input", [("name", "enqueued_before"), ("type", "datetime-local"), ("value", query.get("enqueued_before") ?? "")])
     body.raw("</label><button type=\"submit\">Filter</button></form>")
-    body.raw(
-      "<div class=\"actions\"><button type=\"button\" id=\"cancel-selected\">Cancel selected</button><button type=\"button\" id=\"retry-selected\">Retry selected</button><span id=\"action-result\" role=\"status\"></span></div>"
-    )
+    // Only what the signed-in role may do is offered.
+    if context.roles.allows(.operator) {
+      body.raw(
+        "<div class=\"actions\"><button type=\"button\" id=\"cancel-selected\">Cancel selected</button><button type=\"button\" id=\"retry-selected\">Retry selected</button><span id=\"action-result\" role=\"status\"></span></div>"
+      )
+    }
     body.raw(
       "<table class=\"runs\" id=\"runs\"><thead><tr><th><input type=\"checkbox\" id=\"select-all\" aria-label=\"select all\"></th><th>Run</th><th>Deployment</th><th>State</th><th>Since</th><th>Enqueued</th><th>Tags</th></tr></thead><tbody>"
     )
@@ -227,7 +230,8 @@ struct Pages: Sendable {
     }
     body.raw("</dl>")
     body.raw("<div class=\"actions\">")
-    if !["Completed", "Failed", "Cancelled", "Crashed", "TimedOut"].contains(info.state) {
+    if !context.roles.allows(.operator) {
+    } else if !["Completed", "Failed", "Cancelled", "Crashed", "TimedOut"].contains(info.state) {
       body.raw("<button type=\"button\" id=\"cancel-run\">Cancel</button>")
     } else {
       body.raw("<button type=\"button\" id=\"retry-run\">Retry</button>")
@@ -404,6 +408,14 @@ struct Pages: Sendable {
       body.raw("</tr>")
     }
     body.raw("</tbody></table>")
+    guard context.roles.allows(.operator) else {
+      body.raw("<h2>Run</h2><p class=\"note\">Running a deployment needs the operator role; yours: ")
+      body.add(context.roles.description)
+      body.raw(".</p>")
+      return Page(
+        title: info.name, body: body,
+        data: .object([.init("page", .string("deployment-view")), .init("deployment", .string(info.name))]))
+    }
     body.raw("<h2>Run</h2>")
     body.raw(
       """

@@ -138,9 +138,13 @@ final class Site: Sendable {
     _ method: MethodDescriptor, _ context: WebContext, _ body: (ServerContext) async throws -> T
   ) async throws -> T {
     let peer = context.remotePeer
+    // The role the method needs, checked where the request enters, as the gRPC door does.
+    guard context.roles.allows(Role.needed(for: method)) else {
+      throw Role.denial(of: method, to: context.tokenName ?? peer, with: context.roles)
+    }
     let principal: Principal.Source =
       if let name = context.tokenName {
-        Principal.Source(name: name)
+        Principal.Source(name: name, roles: context.roles)
       } else {
         Principal.Source { [self] in
           LoopbackPeer.user(remotePeer: peer, localPort: localPort.withLock { $0 }) ?? "http:\(peer)"

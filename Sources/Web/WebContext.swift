@@ -11,6 +11,8 @@ struct WebContext: RequestContext {
   let remotePeer: String
   /// The authenticated caller (a token's name), or nil on a server without tokens.
   var tokenName: String?
+  /// What the caller may do: the token's roles; without tokens (loopback), all of them.
+  var roles: Role = .all
 
   init(source: ApplicationRequestContextSource) {
     coreContext = .init(source: source)
@@ -69,7 +71,7 @@ struct AccessMiddleware: RouterMiddleware {
     let open =
       ["/healthz", "/readyz", "/login", "/logout", "/favicon.ico"].contains(path) || path.hasPrefix("/static/")
     if !tokens.isEmpty && !open {
-      guard let name = token(of: request).flatMap(tokens.name(of:)) else {
+      guard let caller = token(of: request).flatMap(tokens.caller(of:)) else {
         if path.hasPrefix("/api/") || path == "/metrics" {
           return WebError(
             status: .unauthorized, code: "UNAUTHENTICATED",
@@ -84,7 +86,8 @@ struct AccessMiddleware: RouterMiddleware {
           "/login?next=" + (target.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "/")
         return response
       }
-      context.tokenName = name
+      context.tokenName = caller.name
+      context.roles = caller.roles
     }
     do {
       return try await next(request, context)

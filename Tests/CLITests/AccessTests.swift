@@ -25,7 +25,8 @@ import Testing
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
       try root.writeFile(
-        "tokens", Array("# who may call\nalice 0123456789abcdef-alice\nsched 0123456789abcdef-sched\n".utf8))
+        "tokens",
+        Array("# who may call\nalice 0123456789abcdef-alice operator\nsched 0123456789abcdef-sched worker\n".utf8))
       try root.writeFile("alice.token", Array("0123456789abcdef-alice\n".utf8))
       try root.writeFile("wrong.token", Array("0123456789abcdef-wrong\n".utf8))
       let server = try GPSProcess([

@@ -477,7 +477,7 @@ func withWebServer(
 
   @Test func withTokensPagesAskForOneAndTheAPIAnswers401() async throws {
     try await withTemporaryDirectory { root in
-      try root.writeFile("tokens", Array("alice 0123456789abcdef-alice\n".utf8))
+      try root.writeFile("tokens", Array("alice 0123456789abcdef-alice operator\n".utf8))
       let bench = try await Workbench(root: root)
       let (server, _) = try await bench.startServer(["--no-scheduler", "--tokens", root.path + "/tokens"])
       let web = WebClient(base: try await server.webAddress())

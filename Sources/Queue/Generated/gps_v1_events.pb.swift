@@ -372,9 +372,14 @@ public nonisolated struct Gps_V1_RunClaimed: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The scheduler's own id: a label the client chooses.
   public var scheduler: String = String()
 
   public var leaseExpiresMicros: Int64 = 0
+
+  /// Who the server authenticated for the claim (a token's name, or the local user on loopback
+  /// without tokens); empty for the server's own scheduler and for claims before this field.
+  public var principal: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1488,7 +1493,7 @@ nonisolated extension Gps_V1_RunMarkedLate: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Gps_V1_RunClaimed: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunClaimed"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scheduler\0\u{3}lease_expires_micros\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scheduler\0\u{3}lease_expires_micros\0\u{1}principal\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1498,6 +1503,7 @@ nonisolated extension Gps_V1_RunClaimed: SwiftProtobuf.Message, SwiftProtobuf._M
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.scheduler) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.leaseExpiresMicros) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.principal) }()
       default: break
       }
     }
@@ -1510,12 +1516,16 @@ nonisolated extension Gps_V1_RunClaimed: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.leaseExpiresMicros != 0 {
       try visitor.visitSingularInt64Field(value: self.leaseExpiresMicros, fieldNumber: 2)
     }
+    if !self.principal.isEmpty {
+      try visitor.visitSingularStringField(value: self.principal, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Gps_V1_RunClaimed, rhs: Gps_V1_RunClaimed) -> Bool {
     if lhs.scheduler != rhs.scheduler {return false}
     if lhs.leaseExpiresMicros != rhs.leaseExpiresMicros {return false}
+    if lhs.principal != rhs.principal {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

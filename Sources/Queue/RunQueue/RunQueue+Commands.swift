@@ -195,6 +195,7 @@ extension RunQueue {
     try EventLimits.check(name: scheduler, "scheduler")
     try EventLimits.check(limit, in: 0...10_000, "limit")
     for deployment in deployments ?? [] { try EventLimits.check(name: deployment, "deployments") }
+    try EventLimits.check(text: principal, "principal")
     if let deployments { sawWorker(scheduler, serving: deployments, principal: principal) }
     let runs = try await commitAll { [options] locked, time throws(QueueError) in
       var runs: [(RunID, [RunEvent.OneOf_Kind])] = []
@@ -213,6 +214,7 @@ extension RunQueue {
         }
         var event = Gps_V1_RunClaimed()
         event.scheduler = scheduler
+        event.principal = principal
         event.leaseExpiresMicros = (time + options.leaseDuration).micros
         runs.append((run.id, [.claimed(event)]))
         chosen.append(run.id)

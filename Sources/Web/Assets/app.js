@@ -123,8 +123,9 @@
     document.getElementById("select-all").addEventListener("change", (event) => {
       for (const box of document.querySelectorAll("#runs input.select")) box.checked = event.target.checked;
     });
-    document.getElementById("cancel-selected").addEventListener("click", () => actOnSelected("cancel"));
-    document.getElementById("retry-selected").addEventListener("click", () => actOnSelected("retry"));
+    // Absent when the signed-in role may not change runs.
+    document.getElementById("cancel-selected")?.addEventListener("click", () => actOnSelected("cancel"));
+    document.getElementById("retry-selected")?.addEventListener("click", () => actOnSelected("retry"));
     if (page.live) setInterval(() => { if (!document.hidden) refreshRuns(); }, 2000);
   }
 
