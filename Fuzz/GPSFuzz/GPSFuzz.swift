@@ -44,6 +44,25 @@ enum FuzzTarget: String, CaseIterable {
     target.run(start.map { Array(UnsafeBufferPointer(start: $0, count: count)) } ?? [])
     return 0
   }
+
+  /// libFuzzer's driver (in its runtime, linked by -sanitize=fuzzer).
+  @_silgen_name("LLVMFuzzerRunDriver")
+  func runDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+  ) -> CInt
+
+  /// SwiftPM names an executable's entry `GPSFuzz_main` (and points `main` at it): hand over to
+  /// libFuzzer's driver there.
+  @_cdecl("GPSFuzz_main")
+  public func fuzzMain(
+    _ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+  ) -> CInt {
+    var count = argc
+    var arguments = argv
+    return runDriver(&count, &arguments) { start, size in fuzz(start, size) }
+  }
 #else
   /// Without libFuzzer: `gps-fuzz TARGET FILE|DIR…` runs each input once (a crash found by
   /// `make fuzz`, or a whole corpus), and `gps-fuzz seeds DIR` writes the seed corpora.
