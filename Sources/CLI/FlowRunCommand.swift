@@ -88,6 +88,9 @@ struct FlowRunList: AsyncParsableCommand {
   @Option(parsing: .unconditional, help: "At most this many runs.")
   var limit = 20
 
+  @Option(help: "Continue a listing where an earlier one stopped (the cursor it printed).")
+  var cursor: String?
+
   @Option(help: "table or json.")
   var output = OutputFormat.table
 
@@ -107,13 +110,18 @@ struct FlowRunList: AsyncParsableCommand {
       $0.deployment = deployment ?? ""
       $0.tag = tag ?? ""
       $0.limit = UInt32(clamping: limit)
+      $0.cursor = cursor ?? ""
     }
-    let runs = try await query(location) { control in
-      try await control.listRuns(request, options: failFast).runs
+    // A page is bounded in bytes as well as in runs: pages are followed until `--limit` runs
+    // (big runs come a few per page), and what is left is said, never silently dropped.
+    let (runs, next) = try await query(location) { control in
+      try await Self.pages(of: request, limit: limit) { page in try await control.listRuns(page, options: failFast) }
     } log: { queue in
-      try rpcCall { () throws(RPCError) in
-        let (filter, start) = try RunFilter.parse(request)
-        return try RunFilter.list(queue, filter: filter, from: start, limit: request.limit).runs
+      try Self.pages(of: request, limit: limit) { page in
+        try rpcCall { () throws(RPCError) in
+          let (filter, start) = try RunFilter.parse(page)
+          return try RunFilter.list(queue, filter: filter, from: start, limit: page.limit)
+        }
       }
     }
     switch output {
@@ -129,6 +137,59 @@ struct FlowRunList: AsyncParsableCommand {
       }
       for line in table(rows) { printLine(line) }
       if runs.isEmpty { printLine("(no runs)") }
+    }
+    if let next {
+      FileHandle.standardError.write(
+        Data(
+          "gps: \(runs.count) runs shown; more match: add --cursor \(next) for the next ones, or raise --limit\n".utf8))
+    }
+  }
+
+  /// Runs from `request`'s pages, up to `limit`, and the cursor of what is left (nil: nothing).
+  static func pages(
+    of request: Gps_V1_ListRunsRequest, limit: Int,
+    _ page: (Gps_V1_ListRunsRequest) async throws -> Gps_V1_ListRunsResponse
+  ) async throws -> (runs: [Gps_V1_RunInfo], next: String?) {
+    var listing = Listing(request: request, limit: limit)
+    while let next = listing.nextRequest { listing.add(try await page(next)) }
+    return (listing.runs, listing.left)
+  }
+
+  /// ``pages(of:limit:_:)`` over a queue's files.
+  static func pages(
+    of request: Gps_V1_ListRunsRequest, limit: Int, _ page: (Gps_V1_ListRunsRequest) throws -> Gps_V1_ListRunsResponse
+  ) throws -> (runs: [Gps_V1_RunInfo], next: String?) {
+    var listing = Listing(request: request, limit: limit)
+    while let next = listing.nextRequest { listing.add(try page(next)) }
+    return (listing.runs, listing.left)
+  }
+
+  /// Pages gathered so far, and the request of the next one while more are wanted.
+  struct Listing {
+    var request: Gps_V1_ListRunsRequest
+    let limit: Int
+    var runs: [Gps_V1_RunInfo] = []
+    /// The cursor of what matched beyond `limit`.
+    var left: String?
+    var done = false
+
+    var nextRequest: Gps_V1_ListRunsRequest? {
+      guard !done else { return nil }
+      var next = request
+      next.limit = UInt32(clamping: limit - runs.count)
+      return next
+    }
+
+    mutating func add(_ answer: Gps_V1_ListRunsResponse) {
+      runs += answer.runs
+      if answer.nextCursor.isEmpty {
+        done = true
+      } else if runs.count >= limit || answer.runs.isEmpty {
+        done = true
+        left = answer.nextCursor
+      } else {
+        request.cursor = answer.nextCursor
+      }
     }
   }
 }
