@@ -286,19 +286,33 @@ struct HistoryVerify: AsyncParsableCommand {
     // sequence whose storage was verified: a live server may have appended more since.
     let progress = ProgressBar(total: report.records, label: "replaying")
     var state = QueueState()
+    // Where the replay of transitions began, when not at the log's first event.
+    var replayedFrom = ""
     do {
-      if let anchor = report.anchor {
-        // The events before the anchor are lost: start from a snapshot at or after it.
-        guard
-          let snapshot = try queueCall({ () throws(QueueError) in
-            try QueueHistory(directory: dataDir).newestSnapshotState()
-          })
-        else {
+      if let anchor = report.anchor,
+        try !queueCall({ () throws(QueueError) in try LogReader(directory: dataDir).readsFromStart() })
+      {
+        // The events before the anchor were archived and deleted, or lost: start from a state at
+        // or after it that the log vouches for — a snapshot, or the run index's checkpoint (whose
+        // reader replays the log after it through the state machine).
+        if let snapshot = try queueCall({ () throws(QueueError) in
+          try QueueHistory(directory: dataDir).newestSnapshotState()
+        }) {
+          state = snapshot
+          replayedFrom = "; transitions replayed from the snapshot at event \(snapshot.lastSequence)"
+        } else if let reader = try queueCall({ () throws(QueueError) in
+          try QueueReader.fromIndex(directory: dataDir, at: .sequence(report.lastSequence))
+        }), let checkpoint = reader.checkpointSequence, checkpoint + 1 >= anchor.firstSequence {
+          state = reader.state
+          replayedFrom =
+            "; the log begins at its anchor (event \(anchor.firstSequence)), so transitions were replayed from the run index's checkpoint at event \(checkpoint) on"
+        } else {
           throw CommandFailure(
-            "history verify failed: the log begins at its anchor (sequence \(anchor.firstSequence)) and no snapshot matches it, so its transitions cannot be replayed"
+            "history verify failed: the log begins at its anchor (sequence \(anchor.firstSequence)) and neither a snapshot nor the run index's checkpoint matches it, so its transitions cannot be replayed"
           )
         }
-        state = snapshot
+      } else if report.anchor != nil {
+        replayedFrom = "; transitions replayed from event 1, through the archived segments in DATA/archive/"
       }
       try QueueHistory(directory: dataDir).events(from: state.lastSequence + 1) { sequence, event in
         guard sequence <= report.lastSequence else { return false }
@@ -317,7 +331,7 @@ struct HistoryVerify: AsyncParsableCommand {
       )
     }
     printLine(
-      "history verified: \(report.records) events of \(state.runs.count) runs in \(report.segments) segments\(verifiedRange(report)); checksums, sequence continuity, the hash chain and every transition hold"
+      "history verified: \(report.records) events of \(state.counts.total) runs in \(report.segments) segments\(verifiedRange(report)); checksums, sequence continuity, the hash chain and every transition hold\(replayedFrom)"
     )
   }
 }

@@ -225,6 +225,10 @@ import Testing
       #expect(verify.stdout.contains("archived segments in archive/ verified"), "\(verify.stdout)")
       let replay = try await GPSProcess.run(["history", "replay", "--data-dir", data])
       #expect(replay.stdout.contains("LogSegmentsArchived"), "\(replay.stdout.suffix(500))")
+      // Every transition is proved too, through the archive (this failed after every archive).
+      let history = try await GPSProcess.run(["history", "verify", "--data-dir", data])
+      #expect(history.status == 0, "\(history.stderr)")
+      #expect(history.stdout.contains("transitions replayed from event 1, through the archived segments"), "\(history.stdout)")
 
       // The oldest run is still there, marked archived; its events read from the archive.
       let inspect = try await GPSProcess.run([
@@ -233,6 +237,12 @@ import Testing
       #expect(inspect.status == 0, "\(inspect.stderr)")
       #expect(inspect.stdout.contains("\"archived\": true"), "\(inspect.stdout.prefix(800))")
       #expect(inspect.stdout.contains("RunEnqueued"), "\(inspect.stdout.prefix(800))")
+
+      // With the archive gone, the retained log is proved from a state the log vouches for.
+      try FileManager.default.removeItem(atPath: data + "/archive")
+      let retained = try await GPSProcess.run(["history", "verify", "--data-dir", data])
+      #expect(retained.status == 0, "\(retained.stderr)")
+      #expect(retained.stdout.contains("transitions replayed from the"), "\(retained.stdout)")
     }
   }
 

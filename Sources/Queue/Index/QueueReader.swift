@@ -26,6 +26,8 @@ public final class QueueReader: RunSource, Sendable {
   public let logStart: UInt64
   /// Why the whole log was replayed, or nil when the index was read.
   public let replayedWhole: String?
+  /// The sequence of the run index's checkpoint this reader started from (nil: it replayed the log).
+  public let checkpointSequence: UInt64?
   /// The most runs memory held while reading.
   package let peakRunsInMemory: Int
   private let index: RetiredRunReader?
@@ -82,12 +84,14 @@ public final class QueueReader: RunSource, Sendable {
       self.state = state
       index = reader
       replayedWhole = nil
+      checkpointSequence = point.includes(sequence: checkpoint.sequence, time: checkpoint.time) ? checkpoint.sequence : nil
     case .failure(let why):
       guard replaying else { return nil }
       state = try history.state(at: point, progress: progress)
       peakRunsInMemory = state.runs.count
       index = nil
       replayedWhole = why.message
+      checkpointSequence = nil
     }
   }
 
