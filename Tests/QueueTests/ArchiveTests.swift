@@ -324,6 +324,48 @@ extension ArchiveTests {
   }
 }
 
+extension ArchiveTests {
+  /// Stopped after its note was durable and before its anchor (a kill, a full disk): the next
+  /// open finishes it, and another archive writes no second note for the same segments (before:
+  /// the segments stayed in log/ with no anchor, and a second archive noted them again).
+  @Test func anArchiveStoppedAfterItsNoteIsFinishedByTheNextOpen() async throws {
+    try await withTemporaryDirectory { directory in
+      let path = directory.path
+      let faulty = FaultyFileSystem()
+      let queue = try RunQueue(directory: path, options: Self.options(), fileSystem: faulty)
+      try await RunIndexTests.complete(200, in: queue)
+      try queue.flushIndex()
+      let before = try RunIndexTests.replayed(path)
+      faulty.failAtomicWrites(endingIn: "/ANCHOR")
+      let error = #expect(throws: QueueError.self) { try queue.archive(before: .sequence(800), archivedBy: "tester") }
+      #expect(error?.message.contains("the next open or archive finishes it") == true, "\(error?.message ?? "")")
+      faulty.heal()
+      queue.close()
+      #expect(try Self.segments(path + "/archive").isEmpty)
+      let reopened = try RunQueue(directory: path, options: Self.options())
+      let anchor = try #require(try LogAnchor.read(logDirectory: path + "/log", fileSystem: PosixFileSystem()))
+      #expect(anchor.firstSequence > 1)
+      #expect(reopened.logStart == anchor.firstSequence)
+      let archived = try Self.segments(path + "/archive")
+      #expect(!archived.isEmpty)
+      #expect(Set(try Self.segments(path + "/log")).isDisjoint(with: archived))
+      #expect(!FileManager.default.fileExists(atPath: path + "/log/ARCHIVING"))
+      // Nothing more to archive before 800: no second note.
+      _ = try reopened.archive(before: .sequence(800), archivedBy: "tester")
+      try RunIndexTests.expectListing(reopened, equals: before, "after the finish")
+      reopened.close()
+      var notes = 0
+      try QueueHistory(directory: path).events { _, event in
+        if case .logSegmentsArchived = event.kind { notes += 1 }
+        return true
+      }
+      #expect(notes == 1)
+      let verified = try LogVerifier(directory: path).verify()
+      #expect(verified.isIntact, "\(verified.problem ?? "")")
+    }
+  }
+}
+
 extension RunEvent {
   /// The event at `sequence` of the log (or archive) in `path`.
   static func first(in path: String, at sequence: UInt64) throws -> RunEvent {

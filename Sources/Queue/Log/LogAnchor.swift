@@ -86,7 +86,7 @@ public struct LogAnchor: Sendable, Hashable, Codable {
   static func path(logDirectory: String) -> String { logDirectory + "/ANCHOR" }
 
   /// The anchor of the log in `logDirectory`, nil when there is none (the log starts at 1).
-  static func read(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) -> LogAnchor? {
+  package static func read(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) -> LogAnchor? {
     let path = path(logDirectory: logDirectory)
     guard try fileSystem.size(of: path) != nil else { return nil }
     let contents = try fileSystem.read(path, from: 0)

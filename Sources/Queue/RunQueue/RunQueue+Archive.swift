@@ -51,6 +51,8 @@ extension RunQueue {
     dryRun: Bool = false
   ) throws(QueueError) -> ArchiveReport {
     try archiving.withLock { _ throws(QueueError) -> ArchiveReport in
+      // An archive interrupted after its note finishes first: never a second note for it.
+      try finishInterruptedArchive()
       let logDirectory = log.logDirectory
       let reader = LogReader(directory: directory, fileSystem: fileSystem)
       let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)
@@ -113,26 +115,30 @@ extension RunQueue {
       }
       let lastHash = scan.hash(of: lastBatch)
       let now = clock.now()
-      report.noteSequence = try recordNote(
-        .logSegmentsArchived(
-          .with {
-            $0.firstArchived = report.archived!.lowerBound
-            $0.lastArchived = last.end
-            $0.lastHash = Data(lastHash)
-            $0.segments = report.segments
-            $0.deleted = delete
-            $0.archivedBy = archivedBy
-            $0.reason = reason ?? bound.description
-          }))
-      let previous = anchor?.archive
-      let newAnchor = LogAnchor(
-        firstSequence: last.end + 1, previousHash: Data(lastHash), acceptedBy: anchor?.acceptedBy,
-        acceptedAt: anchor?.acceptedAt,
-        archive: LogAnchor.Archive(
-          firstSequence: previous?.firstSequence ?? anchor?.firstSequence ?? 1,
-          previousHash: previous?.previousHash ?? anchor?.previousHash ?? Data(LogFormat.zeroHash),
-          archivedBy: archivedBy, archivedAt: now.description, noteSequence: report.noteSequence))
-      try newAnchor.write(logDirectory: logDirectory, fileSystem: fileSystem)
+      let note = Gps_V1_LogSegmentsArchived.with {
+        $0.firstArchived = report.archived!.lowerBound
+        $0.lastArchived = last.end
+        $0.lastHash = Data(lastHash)
+        $0.segments = report.segments
+        $0.deleted = delete
+        $0.archivedBy = archivedBy
+        $0.reason = reason ?? bound.description
+      }
+      // The intent first: a crash after the note and before the anchor leaves the note durable
+      // and the segments in log/; the next open (or archive) reads the intent and finishes.
+      try ArchiveIntent(noteAfter: log.lastSequence, note: note).write(
+        logDirectory: logDirectory, fileSystem: fileSystem)
+      report.noteSequence = try recordNote(.logSegmentsArchived(note))
+      let newAnchor = Self.anchor(after: note, noteSequence: report.noteSequence!, at: now, previous: anchor)
+      do throws(QueueError) {
+        try newAnchor.write(logDirectory: logDirectory, fileSystem: fileSystem)
+      } catch {
+        throw QueueError(
+          code: error.code,
+          message:
+            "archiving stopped after its note (event \(report.noteSequence!)) was recorded (\(error.message)): the next open or archive finishes it; nothing is lost",
+          cause: error)
+      }
       do throws(QueueError) {
         try EventLog.finishArchiving(
           before: newAnchor.firstSequence, names: names, logDirectory: logDirectory, fileSystem: fileSystem)
@@ -140,6 +146,7 @@ extension RunQueue {
           for name in report.segments { try fileSystem.remove(reader.archiveDirectory + "/" + name) }
           try fileSystem.syncDirectory(reader.archiveDirectory)
         }
+        try ArchiveIntent.remove(logDirectory: logDirectory, fileSystem: fileSystem)
       } catch {
         retainedStart.withLock { $0 = newAnchor.firstSequence }
         throw QueueError(
@@ -156,6 +163,72 @@ extension RunQueue {
 
   /// The first sequence of the retained log: a run whose first event is before it is archived.
   public var logStart: UInt64 { retainedStart.withLock { $0 } }
+
+  /// The anchor an archive's `note` (recorded at `noteSequence`) leaves, after `previous`.
+  static func anchor(
+    after note: Gps_V1_LogSegmentsArchived, noteSequence: UInt64, at time: Timestamp, previous anchor: LogAnchor?
+  ) -> LogAnchor {
+    let previous = anchor?.archive
+    return LogAnchor(
+      firstSequence: note.lastArchived + 1, previousHash: note.lastHash, acceptedBy: anchor?.acceptedBy,
+      acceptedAt: anchor?.acceptedAt,
+      archive: LogAnchor.Archive(
+        firstSequence: previous?.firstSequence ?? anchor?.firstSequence ?? 1,
+        previousHash: previous?.previousHash ?? anchor?.previousHash ?? Data(LogFormat.zeroHash),
+        archivedBy: note.archivedBy, archivedAt: time.description, noteSequence: noteSequence))
+  }
+
+  /// Finishes an archive that stopped between its note and its anchor (a kill, a full disk): the
+  /// intent says which note; when the log holds it, the anchor is written and the segments
+  /// moved (or deleted) as the note says. When it does not, nothing was archived. Returns the
+  /// note's sequence when it finished one.
+  @discardableResult
+  func finishInterruptedArchive() throws(QueueError) -> UInt64? {
+    let logDirectory = log.logDirectory
+    guard let intent = try ArchiveIntent.read(logDirectory: logDirectory, fileSystem: fileSystem) else { return nil }
+    let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)
+    if let anchor, anchor.firstSequence > intent.note.lastArchived {
+      // The anchor was written: opening the log moved what was left.
+      try ArchiveIntent.remove(logDirectory: logDirectory, fileSystem: fileSystem)
+      return nil
+    }
+    var found: (sequence: UInt64, time: Timestamp)?
+    var cursor = LogCursor(from: intent.noteAfter + 1)
+    do {
+      try LogReader(directory: directory, fileSystem: fileSystem).read(&cursor, window: 1 << 20) { record in
+        let event = try RunEvent(record)
+        if case .logSegmentsArchived(let note) = event.kind, note == intent.note {
+          found = (record.sequence, event.time)
+          return false
+        }
+        return true
+      }
+    } catch let error as QueueError {
+      throw error
+    } catch {
+      throw QueueError(code: .io, message: "reading the log failed: \(error)", cause: error)
+    }
+    guard let found else {
+      // The note never became durable: the archive did not happen.
+      try ArchiveIntent.remove(logDirectory: logDirectory, fileSystem: fileSystem)
+      return nil
+    }
+    let newAnchor = Self.anchor(after: intent.note, noteSequence: found.sequence, at: found.time, previous: anchor)
+    try newAnchor.write(logDirectory: logDirectory, fileSystem: fileSystem)
+    let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
+    try EventLog.finishArchiving(
+      before: newAnchor.firstSequence, names: names, logDirectory: logDirectory, fileSystem: fileSystem)
+    if intent.note.deleted {
+      let archive = LogReader(directory: directory, fileSystem: fileSystem).archiveDirectory
+      for name in intent.note.segments where try fileSystem.size(of: archive + "/" + name) != nil {
+        try fileSystem.remove(archive + "/" + name)
+      }
+      try fileSystem.syncDirectory(archive)
+    }
+    try ArchiveIntent.remove(logDirectory: logDirectory, fileSystem: fileSystem)
+    retainedStart.withLock { $0 = newAnchor.firstSequence }
+    return found.sequence
+  }
 
   /// How far the derived state on disk reaches: the run index's checkpoint, or the newest snapshot.
   func coveredSequence() throws(QueueError) -> UInt64 {
@@ -181,5 +254,39 @@ extension RunQueue {
       throw QueueError(code: .corrupt, message: "the log has no event \(sequence), where a segment begins")
     }
     return time
+  }
+}
+
+/// What an archive is about to record (`log/ARCHIVING`), written before its note: the note, and
+/// the last durable sequence before it (the note is found after it).
+struct ArchiveIntent {
+  static let name = "ARCHIVING"
+  var noteAfter: UInt64
+  var note: Gps_V1_LogSegmentsArchived
+
+  func write(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) {
+    var bytes: [UInt8] = []
+    bytes.appendLittleEndian(noteAfter)
+    bytes += (try? note.serializedBytes() as [UInt8]) ?? []
+    try fileSystem.writeAtomically(logDirectory + "/" + Self.name, contents: bytes)
+  }
+
+  /// The intent, or nil when there is none (or one that does not decode: written whole or not at all).
+  static func read(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) -> ArchiveIntent? {
+    let path = logDirectory + "/" + name
+    guard try fileSystem.size(of: path) != nil else { return nil }
+    let bytes = try fileSystem.read(path, from: 0)
+    guard bytes.count >= 8, let note = try? Gps_V1_LogSegmentsArchived(serializedBytes: bytes[8...]) else {
+      return nil
+    }
+    let noteAfter = bytes.withUnsafeBytes { $0.loadLittleEndian(UInt64.self, at: 0) }
+    return ArchiveIntent(noteAfter: noteAfter, note: note)
+  }
+
+  static func remove(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) {
+    let path = logDirectory + "/" + name
+    guard try fileSystem.size(of: path) != nil else { return }
+    try fileSystem.remove(path)
+    try fileSystem.syncDirectory(logDirectory)
   }
 }

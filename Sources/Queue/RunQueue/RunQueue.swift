@@ -142,6 +142,13 @@ public final class RunQueue: Sendable {
       throw error
     }
     queueHandle?.queue = self
+    do throws(QueueError) {
+      // An archive interrupted after its note (README: the next open finishes it).
+      try archiving.withLock { _ throws(QueueError) in try finishInterruptedArchive() }
+    } catch {
+      close(writingSnapshot: false)
+      throw error
+    }
     if !log.recovery.isClean {
       // What was cut off is recorded in the log itself, so `gps history` shows it for good.
       do throws(QueueError) {

@@ -14,6 +14,8 @@ package final class FaultyFileSystem: FileSystem {
     var syncError: Int32?
     /// Renames left before they fail (nil: never).
     var renamesLeft: Int?
+    /// Whole-file writes of paths with this suffix fail (with EIO).
+    var failingAtomicSuffix: String?
     /// Bytes known durable per file (size at open, then at each successful sync).
     var synced: [String: UInt64] = [:]
   }
@@ -30,9 +32,12 @@ package final class FaultyFileSystem: FileSystem {
   /// After `count` more successful renames, every rename fails (with EIO) until ``heal()``: a
   /// crash part-way through moving files.
   package func failRenames(after count: Int) { state.withLock { $0.renamesLeft = count } }
+  /// Whole-file writes (``writeAtomically(_:contents:)``) of paths ending in `suffix` fail with
+  /// EIO until ``heal()``: a crash just before such a file is written.
+  package func failAtomicWrites(endingIn suffix: String) { state.withLock { $0.failingAtomicSuffix = suffix } }
   package func heal() {
     state.withLock {
-      $0.writeError = nil; $0.syncError = nil; $0.renamesLeft = nil
+      $0.writeError = nil; $0.syncError = nil; $0.renamesLeft = nil; $0.failingAtomicSuffix = nil
     }
   }
 
@@ -89,6 +94,9 @@ package final class FaultyFileSystem: FileSystem {
   package func remove(_ path: String) throws(QueueError) { try base.remove(path) }
   package func writeAtomically(_ path: String, contents: [UInt8]) throws(QueueError) {
     try checkWrite(path)
+    if let suffix = state.withLock({ $0.failingAtomicSuffix }), path.hasSuffix(suffix) {
+      throw PosixFileSystem.failure("write", path, errno: EIO)
+    }
     try base.writeAtomically(path, contents: contents)
   }
 
