@@ -183,6 +183,12 @@ extension LogFormat {
     }
     let stored = UnsafeRawBufferPointer(rebasing: bytes[(offset + batchHeaderSize)..<(offset + header.frameSize)])
     let body: [UInt8]
+    // LZ4 expands a block at most 255-fold: a larger size is damage, and must not become a
+    // gigabyte allocation from a few bytes (found by make fuzz as slow inputs).
+    if header.flags & flagLZ4 != 0, header.bodySize > stored.count * 255 + 16 {
+      return .failure(
+        .badBody("the header says the body is \(header.bodySize) bytes, more than \(stored.count) LZ4 bytes can hold"))
+    }
     if header.flags & flagLZ4 != 0 {
       do {
         body = try LZ4.decompress(Array(stored), originalSize: header.bodySize)
