@@ -44,6 +44,13 @@ struct ServerStart: AsyncParsableCommand {
   )
   var publicURL: String?
 
+  @Option(
+    parsing: .unconditional,
+    help:
+      "Following streams (watches, followed history, workers' work signals, the web's events) open at once; a caller gets a quarter. Default: half the process's file limit, at most 10000."
+  )
+  var maxStreams: Int?
+
   @Flag(help: "Do not serve the web UI and its JSON API.")
   var noWeb = false
 
@@ -126,6 +133,9 @@ struct ServerStart: AsyncParsableCommand {
         throw ValidationError("--public-url \(publicURL.prefix(200)) is not an http:// or https:// URL with a host")
       }
     }
+    if let maxStreams, !(1...1_000_000).contains(maxStreams) {
+      throw ValidationError("--max-streams \(maxStreams) is out of range; give 1 to 1000000")
+    }
     guard (0...65535).contains(httpPort) else {
       throw ValidationError("--http-port \(httpPort) is out of range; give 0 to 65535")
     }
@@ -137,6 +147,19 @@ struct ServerStart: AsyncParsableCommand {
       throw ValidationError(
         "--log-level '\(logLevel)' is unknown; use trace, debug, info, notice, warning, error or critical")
     }
+  }
+
+  /// Raises the soft limit of open files to the hard one; returns the limit and what it was.
+  static func raiseFileLimit() -> (limit: Int, raisedFrom: Int?) {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (1024, nil) }
+    let soft = Int(clamping: limit.rlim_cur)
+    guard limit.rlim_cur < limit.rlim_max else { return (soft, nil) }
+    var raised = limit
+    // Linux caps what setrlimit takes at fs.nr_open; an unlimited hard limit is not a number to use.
+    raised.rlim_cur = min(limit.rlim_max, 1 << 20)
+    guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 else { return (soft, nil) }
+    return (Int(clamping: raised.rlim_cur), soft)
   }
 
   func run() async throws {
@@ -151,6 +174,10 @@ struct ServerStart: AsyncParsableCommand {
     if let retain { configuration.retention = .init(age: retain.duration, delete: deleteExpired) }
     configuration.queue.idempotencyWindow = idempotencyWindow?.duration
     if let tlsCert, let tlsKey { configuration.tls = (tlsCert, tlsKey) }
+    // Every connection and stream holds a descriptor: take what the hard limit allows, and say it.
+    let files = Self.raiseFileLimit()
+    configuration.streams =
+      maxStreams.map { StreamLimits(total: $0, perPrincipal: max(1, $0 / 4)) } ?? StreamLimits(fileLimit: files.limit)
     if let tokens {
       do {
         configuration.tokens = try AccessTokens.load(file: tokens) { warning in
@@ -179,6 +206,9 @@ struct ServerStart: AsyncParsableCommand {
     }
     try prepareDataDirectory(dataDir)
     let logger = bootstrapLogging(label: "gps.server", level: logLevel)
+    logger.info(
+      "open files: at most \(files.limit)\(files.raisedFrom.map { " (raised from \($0))" } ?? ""); streams: at most \(configuration.streams.total), \(configuration.streams.perPrincipal) per caller"
+    )
     let started = ContinuousClock.now
     // The reference flow is served by the embedded scheduler like any user's flow: registered
     // with the queue, its steps given the clients of A and B.

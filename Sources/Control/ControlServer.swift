@@ -46,6 +46,8 @@ public struct ControlServer: Service {
     public var scheduler = SchedulerOptions()
     /// Who may call; empty: anyone who reaches the port (only allowed on loopback).
     public var tokens = AccessTokens()
+    /// Following streams open at once (watches, followed history, work signals, the web's events).
+    public var streams = StreamLimits(fileLimit: 1024)
     /// The server's certificate chain and private key (PEM files); nil: plaintext (loopback only).
     public var tls: (certificateChain: String, privateKey: String)?
     /// Archive sealed segments older than this (`--retain 90d`); nil: keep the whole log.
@@ -137,7 +139,7 @@ public struct ControlServer: Service {
       _ = try await queue.register(
         worker.registry.definitions, worker: "gps-server", by: Self.selfPrincipal, serving: false)
     }
-    let service = ControlService(queue: queue)
+    let service = ControlService(queue: queue, streams: configuration.streams)
     let requested = ServiceAddress(host: configuration.host, port: configuration.port)
     let security: HTTP2ServerTransport.Posix.TransportSecurity =
       if let tls = configuration.tls {

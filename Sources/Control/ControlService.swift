@@ -18,10 +18,38 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   /// Where sequences are in the log: history reads start at the batch they need.
   let logIndex: LogIndex
 
-  package init(queue: RunQueue, idleSignal: Duration = .seconds(1)) {
+  /// Following streams open at once, in all and per principal.
+  package let streams: StreamLimits
+
+  package init(
+    queue: RunQueue, idleSignal: Duration = .seconds(1),
+    streams: StreamLimits = StreamLimits(total: 10_000, perPrincipal: 2_500)
+  ) {
     self.queue = queue
     self.idleSignal = idleSignal
+    self.streams = streams
     logIndex = LogIndex(directory: queue.directory)
+  }
+
+  /// Runs `body` holding a place among the open streams of the caller (RESOURCE_EXHAUSTED
+  /// beyond), until it ends or the RPC is cancelled. gRPC tells a handler of a cancelled RPC (the
+  /// client went away) through the context, not by cancelling its task: without this, a stream
+  /// waiting for the next event would hold its place, its task and its buffers until one came.
+  func holdingStreamPlace(
+    _ context: ServerContext, _ body: @escaping @Sendable () async throws -> Void
+  ) async throws {
+    let principal = Principal.current ?? "unknown"
+    try streams.acquire(principal)
+    defer { streams.release(principal) }
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await body() }
+      group.addTask {
+        try await context.cancellation.cancelled
+        throw CancellationError()
+      }
+      defer { group.cancelAll() }
+      try await group.next()
+    }
   }
 
   /// The signals of open `WatchWork` streams, poked when the server stops.
@@ -294,7 +322,9 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     request: Gps_V1_WatchRunRequest, response: RPCWriter<Gps_V1_HistoryEvent>, context: ServerContext
   ) async throws {
     let run = try run(request.runID)
-    try await stream(from: run.firstSequence, run: run.id, follow: true, response: response)
+    try await holdingStreamPlace(context) { [self] in
+      try await stream(from: run.firstSequence, run: run.id, follow: true, response: response)
+    }
   }
 
   package func readHistory(
@@ -303,9 +333,13 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     var runID: RunID?
     if !request.runID.isEmpty { runID = try run(request.runID).id }
     let fromTime = request.fromTimeMicros == 0 ? nil : Timestamp(micros: request.fromTimeMicros)
-    try await stream(
-      from: max(1, request.fromSequence), run: runID, fromTime: fromTime, follow: request.follow,
-      limit: Int(request.limit), response: response)
+    let read: @Sendable () async throws -> Void = { [self, runID] in
+      try await stream(
+        from: max(1, request.fromSequence), run: runID, fromTime: fromTime, follow: request.follow,
+        limit: Int(request.limit), response: response)
+    }
+    // Only a stream that follows lasts: a bounded read needs no place.
+    if request.follow { try await holdingStreamPlace(context, read) } else { try await read() }
   }
 
   /// Sends durable events from `sequence` on (only `run`'s, when given); when following, waits for
@@ -472,9 +506,13 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   package func watchWork(
     request: Gps_V1_WatchWorkRequest, response: RPCWriter<Gps_V1_WorkSignal>, context: ServerContext
   ) async throws {
-    let signal = WakeSignal()
     let deployments = Set(request.deployments)
     try mayServe(deployments)
+    // Its place comes back within an idle signal of the worker going away: each loop writes.
+    let principal = Principal.current ?? "unknown"
+    try streams.acquire(principal)
+    defer { streams.release(principal) }
+    let signal = WakeSignal()
     if !deployments.isEmpty { queue.sawWorker(request.scheduler, serving: deployments, principal: "") }
     queue.notifyWhenWorkArrives(signal)
     queue.notifyOnCancelRequests(signal)

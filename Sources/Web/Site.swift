@@ -359,6 +359,14 @@ final class Site: Sendable {
   func sse(
     _ request: Request, _ context: WebContext, run: String, method: MethodDescriptor
   ) throws -> Response {
+    // A stream lasts: beyond the server's or the caller's share of them, 503 and when to retry
+    // (an EventSource retries by itself).
+    let caller =
+      context.tokenName ?? LoopbackPeer.user(remotePeer: context.remotePeer, localPort: localPort.withLock { $0 })
+      ?? "http:\(context.remotePeer)"
+    if let refusal = control.streams.refusal(for: caller) {
+      throw WebError(status: .serviceUnavailable, code: "RESOURCE_EXHAUSTED", message: refusal.message, retryAfter: 5)
+    }
     let query = request.uri.queryParameters
     let lastID = try Self.number(request.headers[HTTPField.Name("Last-Event-ID")!], "Last-Event-ID")
     let after = try lastID ?? Self.number(query.get("after"), "after") ?? 0

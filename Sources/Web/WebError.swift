@@ -17,6 +17,8 @@ struct WebError: Error {
   var message: String
   /// For invalid parameters: each problem with the path of its field.
   var problems: [(path: String, message: String)] = []
+  /// Seconds after which the request may succeed (`Retry-After`), for a 503.
+  var retryAfter: Int?
 
   static func forbidden(_ message: String) -> WebError {
     WebError(status: .forbidden, code: "PERMISSION_DENIED", message: message)
@@ -30,11 +32,15 @@ struct WebError: Error {
     WebError(status: .notFound, code: "NOT_FOUND", message: message)
   }
 
-  init(status: HTTPResponse.Status, code: String, message: String, problems: [(path: String, message: String)] = []) {
+  init(
+    status: HTTPResponse.Status, code: String, message: String, problems: [(path: String, message: String)] = [],
+    retryAfter: Int? = nil
+  ) {
     self.status = status
     self.code = code
     self.message = String(message.prefix(2000))
     self.problems = problems
+    self.retryAfter = retryAfter
   }
 
   init(_ error: RPCError) {
@@ -102,12 +108,16 @@ struct WebError: Error {
   }
 
   func response(for request: Request) -> Response {
+    var response: Response
     if request.uri.path.hasPrefix("/api/") || request.uri.path == "/metrics"
       || request.headers[.accept]?.contains("application/json") == true
     {
-      return .json(json, status: status)
+      response = .json(json, status: status)
+    } else {
+      response = Page.error(self).response(status: status)
     }
-    return Page.error(self).response(status: status)
+    if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+    return response
   }
 }
 
