@@ -96,15 +96,17 @@ FUZZ_TARGETS ?= batch reducer parameters registration request
 fuzz: deps
 	$(SWIFT) build -c release --scratch-path $(CURDIR)/.build-fuzz --product GPSFuzz \
 	  -Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING
-	@mkdir -p .build-fuzz/crashes
-	@for target in $(FUZZ_TARGETS); do \
+	@mkdir -p .build-fuzz/crashes .build-fuzz/logs
+	@set -o pipefail; for target in $(FUZZ_TARGETS); do \
 	  mkdir -p .build-fuzz/corpus/$$target; \
-	  echo "== $$target: $(FUZZ_SECONDS) s"; \
+	  echo "== $$target: $(FUZZ_SECONDS) s (whole output in .build-fuzz/logs/$$target.log)"; \
 	  GPS_FUZZ_TARGET=$$target "$$($(SWIFT) build -c release --scratch-path $(CURDIR)/.build-fuzz --show-bin-path)/GPSFuzz" \
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 -print_final_stats=1 \
 	    -artifact_prefix=.build-fuzz/crashes/$$target- .build-fuzz/corpus/$$target Fuzz/corpus/$$target \
-	    2>&1 | grep -E '^(#[0-9]+ +(INITED|DONE)|stat::|==[0-9]+==|SUMMARY|Done )' || exit 1; \
-	  test "$${PIPESTATUS[0]}" = 0 || exit 1; \
+	    > .build-fuzz/logs/$$target.log 2>&1; status=$$?; \
+	  grep -E 'INITED|stat::|==[0-9]+==|SUMMARY|^Done ' .build-fuzz/logs/$$target.log; \
+	  grep -E 'cov: ' .build-fuzz/logs/$$target.log | tail -1; \
+	  test $$status = 0 || exit 1; \
 	done
 
 lint:
