@@ -206,10 +206,8 @@ struct ServerStart: AsyncParsableCommand {
     }
     try prepareDataDirectory(dataDir)
     let logger = bootstrapLogging(label: "gps.server", level: logLevel)
-    logger.info(
-      "open files: at most \(files.limit)\(files.raisedFrom.map { " (raised from \($0))" } ?? ""); streams: at most \(configuration.streams.total), \(configuration.streams.perPrincipal) per caller"
-    )
     let started = ContinuousClock.now
+    let streams = configuration.streams
     // The reference flow is served by the embedded scheduler like any user's flow: registered
     // with the queue, its steps given the clients of A and B.
     let worker = ControlServer.EmbeddedWorker(registry: .standard) { body in
@@ -230,6 +228,10 @@ struct ServerStart: AsyncParsableCommand {
         } else {
           "snapshot \(startup.snapshotSequence.map(String.init) ?? "none")"
         }
+      // Said once the server opened: a start that fails says only why.
+      logger.info(
+        "open files: at most \(files.limit)\(files.raisedFrom.map { " (raised from \($0))" } ?? ""); streams: at most \(streams.total), \(streams.perPrincipal) per caller"
+      )
       printLine(
         "queue ready in \(seconds(ContinuousClock.now - started)) s: \(queue.counts.total) runs, \(queue.durableSequence) events (\(from), \(startup.replayedEvents) replayed; opening the log \(seconds(startup.openingLog)) s, loading \(seconds(startup.loadingSnapshot)) s)"
       )

@@ -122,7 +122,14 @@ public struct ControlServer: Service {
 
   public func run() async throws {
     try configuration.checkAccess()
-    let queue = try RunQueue(directory: configuration.dataDirectory, options: configuration.queue)
+    var options = configuration.queue
+    let logger = logger
+    options.onIndexFailure = { error in
+      logger.error(
+        "the run index stopped committing: \(error.message); runs go on, terminal runs stay in memory, and /readyz says degraded until a restart rebuilds or repairs it"
+      )
+    }
+    let queue = try RunQueue(directory: configuration.dataDirectory, options: options)
     defer { queue.close() }
     logger.info(
       "queue opened",

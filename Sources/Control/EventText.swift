@@ -33,7 +33,9 @@ package enum EventText {
       if !e.enqueuedBy.isEmpty { parts.append("by=\(e.enqueuedBy)") }
       return parts.joined(separator: " ")
     case .markedLate(let e): return "scheduled_start=\(micros(e.scheduledStartMicros))"
-    case .claimed(let e): return "scheduler=\(e.scheduler) lease_until=\(micros(e.leaseExpiresMicros))"
+    case .claimed(let e):
+      let principal = e.principal.isEmpty ? "" : " principal=\(e.principal)"
+      return "scheduler=\(e.scheduler)\(principal) lease_until=\(micros(e.leaseExpiresMicros))"
     case .leaseExpired(let e):
       let lost = e.lostStep.isEmpty ? "" : " lost_attempt=\(e.lostStep)#\(e.lostAttempt)"
       return "scheduler=\(e.scheduler) expired_at=\(micros(e.expiredAtMicros))\(lost)"

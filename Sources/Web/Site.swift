@@ -109,9 +109,19 @@ final class Site: Sendable {
     }
     router.get("healthz") { _, _ in Response.json(.object([.init("status", .string("ok"))])) }
     router.get("readyz") { _, _ in
-      self.control.isStopping
-        ? Response.json(.object([.init("status", .string("stopping"))]), status: .serviceUnavailable)
-        : Response.json(.object([.init("status", .string("ready"))]))
+      if self.control.isStopping {
+        return Response.json(.object([.init("status", .string("stopping"))]), status: .serviceUnavailable)
+      }
+      // Degraded still serves (200): a failed run index slows nothing a caller sees yet, and
+      // taking the only server out of rotation would. The problem is said, and in a metric.
+      if let failure = self.queue.indexStatus?.failure {
+        return Response.json(
+          .object([
+            .init("status", .string("degraded")),
+            .init("problems", .array([.string("the run index stopped committing: \(failure)")])),
+          ]))
+      }
+      return Response.json(.object([.init("status", .string("ready"))]))
     }
     router.get("metrics") { _, _ in
       Response(

@@ -73,8 +73,9 @@ import Testing
       var bytes = try Data(contentsOf: url)
       bytes[LogFormat.segmentHeaderSize + 70] ^= 0x01
       try bytes.writeInPlace(to: url)
+      // (A limit above the runs there: the only line on stderr is then the warning.)
       for arguments in [["flow-run", "ls"], ["flow-run", "ls", "--output", "json"]] {
-        let result = try await GPSProcess.run(arguments + ["--data-dir", data])
+        let result = try await GPSProcess.run(arguments + ["--data-dir", data, "--limit", "1000"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(
           result.stderr.hasPrefix("gps: warning: the log in \(data) is damaged: segment \(sealed)"), "\(result.stderr)")
@@ -228,7 +229,9 @@ import Testing
       // Every transition is proved too, through the archive (this failed after every archive).
       let history = try await GPSProcess.run(["history", "verify", "--data-dir", data])
       #expect(history.status == 0, "\(history.stderr)")
-      #expect(history.stdout.contains("transitions replayed from event 1, through the archived segments"), "\(history.stdout)")
+      #expect(
+        history.stdout.contains("transitions replayed from event 1, through the archived segments"), "\(history.stdout)"
+      )
 
       // The oldest run is still there, marked archived; its events read from the archive.
       let inspect = try await GPSProcess.run([

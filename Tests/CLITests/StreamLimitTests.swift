@@ -18,7 +18,8 @@ import Testing
       ])
       let address = try ServiceAddress(parsing: try await server.listeningAddress(), what: "server")
       let web = WebClient(base: try await server.webAddress())
-      #expect(server.stderr.contains("streams: at most 4, 1 per caller"), "\(server.stderr)")
+      let said = await server.waitForOutput { _, stderr in stderr.contains("streams: at most") }
+      #expect(said && server.stderr.contains("streams: at most 4, 1 per caller"), "\(server.stderr)")
       try await withControlClient(address) { control in
         try await withThrowingTaskGroup(of: Void.self) { group in
           let opened = AsyncStream<Void>.makeStream()

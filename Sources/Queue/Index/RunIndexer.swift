@@ -174,6 +174,7 @@ final class RunIndexer: @unchecked Sendable {
   private let options: RunIndexOptions
   private let durable: @Sendable () -> UInt64
   private let committed: @Sendable (UInt64) -> Void
+  private let failed: @Sendable (QueueError) -> Void
   private struct Control {
     var scheduled = false
     var timerArmed = false
@@ -181,19 +182,28 @@ final class RunIndexer: @unchecked Sendable {
     var lastCommit = ContinuousClock.now
     var indexed: UInt64 = 0
     var failure: QueueError?
+    /// Thrown by the next step instead of indexing (tests).
+    var injected: QueueError?
   }
   private let control = Mutex(Control())
 
+  /// The next step fails with `error`, as a commit refused by SQLite would (tests).
+  func inject(_ error: QueueError) {
+    control.withLock { $0.injected = error }
+    wake()
+  }
+
   /// `durable` says how far the log is durable; `committed` is called (on the indexer's queue)
-  /// after each commit with the sequence it reached.
+  /// after each commit with the sequence it reached, `failed` once, when indexing stops on an error.
   init(
     fold: IndexFold, options: RunIndexOptions, durable: @escaping @Sendable () -> UInt64,
-    committed: @escaping @Sendable (UInt64) -> Void
+    committed: @escaping @Sendable (UInt64) -> Void, failed: @escaping @Sendable (QueueError) -> Void = { _ in }
   ) {
     self.fold = fold
     self.options = options
     self.durable = durable
     self.committed = committed
+    self.failed = failed
     let indexed = fold.committed
     control.withLock { $0.indexed = indexed }
   }
@@ -264,6 +274,7 @@ final class RunIndexer: @unchecked Sendable {
     }
     guard !stopped else { return }
     do throws(QueueError) {
+      if let injected = control.withLock({ $0.injected }) { throw injected }
       try fold.catchUp(to: durable(), maxDirty: options.commitRuns)
       let now = ContinuousClock.now
       let due = control.withLock { now - $0.lastCommit >= options.commitInterval }
@@ -290,7 +301,9 @@ final class RunIndexer: @unchecked Sendable {
         }
       }
     } catch {
+      // Steps stop here: this is the only failure, reported once.
       control.withLock { $0.failure = error }
+      failed(error)
     }
   }
 }

@@ -113,6 +113,9 @@ extension RunQueue {
       runsInMemory: locked.withLock { $0.state.runs.count }, failure: indexer.failure?.message)
   }
 
+  /// The run index's next commit fails with `error` (tests of what a failing index shows).
+  package func injectIndexFailure(_ error: QueueError) { indexer?.inject(error) }
+
   /// Indexes everything durable now and drops the indexed terminal runs from memory (whatever
   /// their number): for tests and benchmarks.
   public func flushIndex() throws(QueueError) {

@@ -25,6 +25,7 @@ package final class QueueMetrics: Sendable {
     static let crashed = "gps_runs_crashed_total"
     static let startLatency = "gps_run_start_latency_seconds"
     static let runDuration = "gps_run_duration_seconds"
+    static let indexFailed = "gps_run_index_failed"
     static let stepAttempt = "gps_step_attempt_duration_seconds"
     static let stepRetries = "gps_step_retries_total"
     static let leasesExpired = "gps_leases_expired_total"
@@ -42,6 +43,7 @@ package final class QueueMetrics: Sendable {
     Name.crashed: "Runs that ended Crashed, by deployment.",
     Name.startLatency: "From a run's enqueue (or its scheduled start, if later) until it is Running.",
     Name.runDuration: "From a run's enqueue until it ends, by the state it ends in.",
+    Name.indexFailed: "1 once the run index stopped committing (see /readyz and the server's log), else 0.",
     Name.stepAttempt: "Durations of step attempts, by deployment, step and outcome.",
     Name.stepRetries: "Step retries scheduled, by deployment and step.",
     Name.leasesExpired: "Leases that expired without a heartbeat (the scheduler vanished).",
@@ -92,6 +94,7 @@ package final class QueueMetrics: Sendable {
   private let leasesExpired: Counter
   private let stateGauges: [RunState: Gauge]
   private let queueDepth: Gauge
+  private let indexFailed: Gauge
   private let handles = Mutex(Handles())
 
   /// Made on first use, so a series appears once it has something to report.
@@ -109,7 +112,12 @@ package final class QueueMetrics: Sendable {
         ($0, Gauge(label: Name.runs, dimensions: [("state", $0.rawValue)], factory: factory))
       })
     queueDepth = Gauge(label: Name.queueDepth, factory: factory)
+    indexFailed = Gauge(label: Name.indexFailed, factory: factory)
+    indexFailed.record(0)
   }
+
+  /// The run index stopped committing.
+  func recordIndexFailure() { indexFailed.record(1) }
 
   /// Sets the gauges of runs by state and of the runs waiting to start.
   func record(_ counts: StateCounts) {

@@ -55,6 +55,9 @@ public struct QueueOptions: Sendable {
   /// How long an idempotency key returns its run: enqueueing the key again after this creates a
   /// new run, which takes the key over. Nil (the default): for as long as the queue holds the run.
   public var idempotencyWindow: Duration?
+  /// Called once when the run index stops committing (a full disk, a file made read-only): the
+  /// queue goes on without it, terminal runs stay in memory, and ``RunQueue/indexStatus`` says why.
+  public var onIndexFailure: (@Sendable (QueueError) -> Void)?
 
   public init() {}
 }

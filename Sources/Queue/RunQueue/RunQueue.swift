@@ -131,7 +131,11 @@ public final class RunQueue: Sendable {
         let handle = QueueHandle()
         indexer = RunIndexer(
           fold: opened.fold, options: indexOptions, durable: { log.lastSequence },
-          committed: { handle.queue?.indexCommitted(through: $0) })
+          committed: { handle.queue?.indexCommitted(through: $0) },
+          failed: { [metrics, report = options.onIndexFailure] error in
+            metrics?.recordIndexFailure()
+            report?(error)
+          })
         queueHandle = handle
       } else {
         indexer = nil
