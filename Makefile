@@ -100,7 +100,7 @@ fuzz: deps
 	@set -o pipefail; for target in $(FUZZ_TARGETS); do \
 	  mkdir -p .build-fuzz/corpus/$$target; \
 	  echo "== $$target: $(FUZZ_SECONDS) s (whole output in .build-fuzz/logs/$$target.log)"; \
-	  GPS_FUZZ_TARGET=$$target "$$($(SWIFT) build -c release --scratch-path $(CURDIR)/.build-fuzz --show-bin-path)/GPSFuzz" \
+	  SWIFT_BACKTRACE=enable=no GPS_FUZZ_TARGET=$$target "$$($(SWIFT) build -c release --scratch-path $(CURDIR)/.build-fuzz --show-bin-path)/GPSFuzz" \
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 -print_final_stats=1 \
 	    -artifact_prefix=.build-fuzz/crashes/$$target- .build-fuzz/corpus/$$target Fuzz/corpus/$$target \
 	    > .build-fuzz/logs/$$target.log 2>&1; status=$$?; \

@@ -1,4 +1,4 @@
-public import GRPCCore
+package import GRPCCore
 import Synchronization
 
 /// How many following streams (watches, followed history, workers' work signals, the web's

@@ -123,6 +123,23 @@ import Testing
     #expect(refusal(Self.definition(type: "int64", defaultJSON: "7")) == nil)
   }
 
+  /// A Struct's fields in any order give the same bytes and the same canonical JSON: the log's
+  /// record of a run, and what an idempotency key compares (make fuzz found them differ).
+  @Test func aStructsCanonicalFormDoesNotDependOnTheOrderItWasWritten() throws {
+    let parameters = ParameterSet([ParameterSpec(name: "extra", type: "google.protobuf.Struct")])
+    let keys = (0..<40).map { "k\($0)" }
+    func validated(_ order: [String]) throws -> ValidatedParameters {
+      let members = order.map { #""\#($0)": [1, "\#($0)", {"n": null}]"# }.joined(separator: ", ")
+      return try parameters.validate(json: #"{"extra": {\#(members)}}"#, pool: .empty)
+    }
+    let forward = try validated(keys)
+    for order in [Array(keys.reversed()), keys.shuffled(), keys.shuffled()] {
+      let other = try validated(order)
+      #expect(other.json == forward.json)
+      #expect(other.typed == forward.typed)
+    }
+  }
+
   /// `null` is "not set" (proto3 JSON): a parameter's default applies, and its JSON keeps it.
   @Test func anExplicitNullTakesTheDefault() throws {
     let parameters = ParameterSet([ParameterSpec(name: "count", type: "int64", required: false, defaultJSON: "7")])

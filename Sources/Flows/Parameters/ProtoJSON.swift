@@ -311,8 +311,14 @@ struct ProtoJSON {
   ) -> (bytes: [UInt8], json: JSONValue)? {
     do {
       let message = try wellKnown.type.init(jsonString: json.text)
-      let bytes: [UInt8] = try message.serializedBytes()
-      return (bytes, try JSONValue(parsing: try message.jsonString()))
+      // Map entries (a Struct's fields) in a fixed order: the same JSON must give the same bytes
+      // and the same canonical JSON, which an idempotency key compares (make fuzz found two
+      // validations of one Struct disagreeing).
+      var binary = BinaryEncodingOptions()
+      binary.useDeterministicOrdering = true
+      let bytes: [UInt8] = try message.serializedBytes(options: binary)
+      // SwiftProtobuf writes a Struct's members in its dictionary's order: sorted here.
+      return (bytes, Self.sortingMembers(try JSONValue(parsing: try message.jsonString())))
     } catch {
       problems.append("\(path): expected \(wellKnown.expected), got \(json.described)")
       return nil
@@ -320,6 +326,17 @@ struct ProtoJSON {
   }
 
   // MARK: Helpers
+
+  /// `value` with every object's members sorted by key (a map's JSON, in one order whatever its
+  /// insertion order was); as deep as the JSON, which the parser bounds.
+  static func sortingMembers(_ value: JSONValue) -> JSONValue {
+    switch value {
+    case .object(let members):
+      return .object(members.sorted { $0.key < $1.key }.map { .init($0.key, sortingMembers($0.value)) })
+    case .array(let items): return .array(items.map(sortingMembers))
+    default: return value
+    }
+  }
 
   static func integer(_ json: JSONValue) -> Int128? {
     let text: String
