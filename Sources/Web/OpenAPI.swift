@@ -108,6 +108,11 @@ enum OpenAPI {
 
   private static func ref(_ name: String) -> JSONValue { object([("$ref", .string("#/components/schemas/\(name)"))]) }
 
+  /// What names, tags and keys may not hold (EventLimits): control characters and the marks that
+  /// reorder text.
+  static let namePattern =
+    "^[^\\u0000-\\u001F\\u007F-\\u009F\\u200E\\u200F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069\\uFEFF]*$"
+
   private static func string(_ description: String = "") -> JSONValue {
     description.isEmpty
       ? object([("type", .string("string"))])
@@ -511,8 +516,26 @@ enum OpenAPI {
             "parameters",
             object([("type", .string("object")), ("description", .string("the deployment's parameter_schema"))])
           ),
-          ("idempotency_key", string("a second enqueue with the same key returns the first run")),
-          ("tags", object([("type", .string("array")), ("items", string())])),
+          (
+            "idempotency_key",
+            object([
+              ("type", .string("string")), ("maxLength", .number("1024")), ("pattern", .string(namePattern)),
+              ("description", .string("a second enqueue with the same key returns the first run")),
+            ])
+          ),
+          (
+            "tags",
+            object([
+              ("type", .string("array")), ("maxItems", .number("64")),
+              (
+                "items",
+                object([
+                  ("type", .string("string")), ("minLength", .number("1")), ("maxLength", .number("256")),
+                  ("pattern", .string(namePattern)),
+                ])
+              ),
+            ])
+          ),
           ("scheduled_start", object([("type", .string("string")), ("format", .string("date-time"))])),
           (
             "start_in",

@@ -148,7 +148,17 @@ extension ParameterSet {
     func object(_ members: [(String, JSONValue)]) -> JSONValue { .object(members.map { .init($0.0, $0.1) }) }
     switch name {
     case "google.protobuf.Timestamp":
-      return object([("type", .string("string")), ("format", .string("date-time"))])
+      // What protobuf's Timestamp holds, narrower than RFC 3339: years 0001 to 9999, an upper-case
+      // T and Z, and offsets of at most 13 hours (SwiftProtobuf's reading of the JSON mapping).
+      return object([
+        ("type", .string("string")), ("format", .string("date-time")),
+        (
+          "pattern",
+          .string(
+            "^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$"
+          )
+        ),
+      ])
     case "google.protobuf.Duration":
       return object([("type", .string("string")), ("pattern", .string("^-?[0-9]+(\\.[0-9]{1,9})?s$"))])
     case "google.protobuf.Struct": return object([("type", .string("object"))])

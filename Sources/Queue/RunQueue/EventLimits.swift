@@ -3,14 +3,16 @@
 /// the offline CLI all pass. The reducer itself is total (it never traps on what the log holds);
 /// these limits keep values that no one could mean out of the log in the first place.
 public enum EventLimits {
-  /// Times: from the Unix epoch to the end of year 9999 (what RFC 3339 can write).
-  public static let earliestTime = Timestamp(micros: 0)
-  public static let latestTime = Timestamp(micros: 253_402_300_799_999_999)
+  /// Times: what RFC 3339 can write, years 0000 to 9999 with any offset (±23:59), as Foundation
+  /// reads them (its calendar puts 0000-01-01 two days before the proleptic Gregorian one).
+  public static let earliestTime = Timestamp(micros: -62_167_478_400_000_000)
+  public static let latestTime = Timestamp(micros: 253_402_387_199_999_999)
   /// Durations (timeouts, delays, backoffs, how long an attempt took): up to 100 years.
   public static let longestDuration = Duration.seconds(100 * 365 * 86_400)
-  /// Names (deployments, flows, steps, parameters, tags, schedulers, workers, types).
-  public static let maximumNameBytes = 256
-  public static let maximumIdempotencyKeyBytes = 1024
+  /// Names (deployments, flows, steps, parameters, tags, schedulers, workers, types), in Unicode
+  /// code points (as JSON Schema's `maxLength` counts).
+  public static let maximumNameLength = 256
+  public static let maximumIdempotencyKeyLength = 1024
   public static let maximumTags = 64
   /// Reasons and messages (a step's error, why a run failed or was cancelled).
   public static let maximumMessageBytes = 64 << 10
@@ -29,7 +31,8 @@ public enum EventLimits {
   public static func check(time: Timestamp, _ field: String) throws(QueueError) {
     guard time >= earliestTime, time <= latestTime else {
       throw refuse(
-        "\(field): \(time.micros) µs is out of range; a time lies between \(earliestTime) and \(latestTime)")
+        "\(field): \(time.micros) µs since 1970 is out of range; a time lies in the years 0000 to 9999 (RFC 3339), \(earliestTime.micros) to \(latestTime.micros) µs"
+      )
     }
   }
 
@@ -56,15 +59,16 @@ public enum EventLimits {
     }
   }
 
-  /// Checks a name: not empty unless `optional`, at most `maximumBytes`, and without control
+  /// Checks a name: not empty unless `optional`, at most `maximumLength`, and without control
   /// characters or the invisible marks that reorder text (U+202A–U+202E, U+2066–U+2069), which would
   /// let a name forge a log line or disguise itself on a page.
   public static func check(
-    name: String, _ field: String, optional: Bool = false, maximumBytes: Int = maximumNameBytes
+    name: String, _ field: String, optional: Bool = false, maximumLength: Int = maximumNameLength
   ) throws(QueueError) {
     guard optional || !name.isEmpty else { throw refuse("\(field): required") }
-    guard name.utf8.count <= maximumBytes else {
-      throw refuse("\(field): \(name.utf8.count) bytes, more than the limit of \(maximumBytes)")
+    let length = name.unicodeScalars.count
+    guard length <= maximumLength else {
+      throw refuse("\(field): \(length) characters, more than the limit of \(maximumLength)")
     }
     if let bad = name.unicodeScalars.first(where: isForbiddenInNames) {
       throw refuse(
@@ -91,7 +95,8 @@ public enum EventLimits {
   public static func check(_ request: EnqueueRequest) throws(QueueError) {
     try check(name: request.deployment, "deployment")
     try check(name: request.flow, "flow")
-    try check(name: request.idempotencyKey, "idempotency_key", optional: true, maximumBytes: maximumIdempotencyKeyBytes)
+    try check(
+      name: request.idempotencyKey, "idempotency_key", optional: true, maximumLength: maximumIdempotencyKeyLength)
     guard request.tags.count <= maximumTags else {
       throw refuse("tags: \(request.tags.count) tags, more than the limit of \(maximumTags)")
     }
