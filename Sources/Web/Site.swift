@@ -156,14 +156,17 @@ final class Site: Sendable {
       if let name = context.tokenName {
         Principal.Source(name: name, roles: context.roles)
       } else {
-        Principal.Source { [self] in
-          LoopbackPeer.user(remotePeer: peer, localPort: localPort.withLock { $0 }) ?? "http:\(peer)"
-        }
+        Principal.Source { [self] in localCaller(peer) }
       }
     return try await withServerContextRPCCancellationHandle { handle in
       let server = ServerContext(descriptor: method, remotePeer: peer, localPeer: "http", cancellation: handle)
       return try await Principal.$source.withValue(principal) { try await body(server) }
     }
+  }
+
+  /// Who is at the other end of a connection without a token: the local user on loopback, else the peer.
+  func localCaller(_ peer: String) -> String {
+    LoopbackPeer.user(remotePeer: peer, localPort: localPort.withLock { $0 }) ?? "http:\(peer)"
   }
 
   func principal(_ context: WebContext) async throws -> String {
@@ -371,9 +374,7 @@ final class Site: Sendable {
   ) throws -> Response {
     // A stream lasts: beyond the server's or the caller's share of them, 503 and when to retry
     // (an EventSource retries by itself).
-    let caller =
-      context.tokenName ?? LoopbackPeer.user(remotePeer: context.remotePeer, localPort: localPort.withLock { $0 })
-      ?? "http:\(context.remotePeer)"
+    let caller = context.tokenName ?? localCaller(context.remotePeer)
     if let refusal = control.streams.refusal(for: caller) {
       throw WebError(status: .serviceUnavailable, code: "RESOURCE_EXHAUSTED", message: refusal.message, retryAfter: 5)
     }

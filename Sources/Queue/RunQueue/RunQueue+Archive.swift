@@ -140,13 +140,7 @@ extension RunQueue {
           cause: error)
       }
       do throws(QueueError) {
-        try EventLog.finishArchiving(
-          before: newAnchor.firstSequence, names: names, logDirectory: logDirectory, fileSystem: fileSystem)
-        if delete {
-          for name in report.segments { try fileSystem.remove(reader.archiveDirectory + "/" + name) }
-          try fileSystem.syncDirectory(reader.archiveDirectory)
-        }
-        try ArchiveIntent.remove(logDirectory: logDirectory, fileSystem: fileSystem)
+        try moveArchived(before: newAnchor, names: names, as: note)
       } catch {
         retainedStart.withLock { $0 = newAnchor.firstSequence }
         throw QueueError(
@@ -215,19 +209,29 @@ extension RunQueue {
     }
     let newAnchor = Self.anchor(after: intent.note, noteSequence: found.sequence, at: found.time, previous: anchor)
     try newAnchor.write(logDirectory: logDirectory, fileSystem: fileSystem)
-    let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
+    try moveArchived(
+      before: newAnchor, names: try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem), as: intent.note)
+    retainedStart.withLock { $0 = newAnchor.firstSequence }
+    return found.sequence
+  }
+
+  /// The last steps of an archive, once its anchor is written: the segments before it move to
+  /// `archive/` (or are deleted, as `note` says), and the intent goes. Shared by an archive and the
+  /// finish of an interrupted one.
+  private func moveArchived(before anchor: LogAnchor, names: [String], as note: Gps_V1_LogSegmentsArchived)
+    throws(QueueError)
+  {
+    let logDirectory = log.logDirectory
     try EventLog.finishArchiving(
-      before: newAnchor.firstSequence, names: names, logDirectory: logDirectory, fileSystem: fileSystem)
-    if intent.note.deleted {
+      before: anchor.firstSequence, names: names, logDirectory: logDirectory, fileSystem: fileSystem)
+    if note.deleted {
       let archive = LogReader(directory: directory, fileSystem: fileSystem).archiveDirectory
-      for name in intent.note.segments where try fileSystem.size(of: archive + "/" + name) != nil {
+      for name in note.segments where try fileSystem.size(of: archive + "/" + name) != nil {
         try fileSystem.remove(archive + "/" + name)
       }
       try fileSystem.syncDirectory(archive)
     }
     try ArchiveIntent.remove(logDirectory: logDirectory, fileSystem: fileSystem)
-    retainedStart.withLock { $0 = newAnchor.firstSequence }
-    return found.sequence
   }
 
   /// How far the derived state on disk reaches: the run index's checkpoint, or the newest snapshot.
