@@ -11,7 +11,7 @@ struct DeploymentCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "deployment",
     abstract: "List, inspect and run deployments.",
-    subcommands: [DeploymentList.self, DeploymentInspect.self, DeploymentRun.self]
+    subcommands: [DeploymentList.self, DeploymentInspect.self, DeploymentRun.self, DeploymentHandOver.self]
   )
 }
 
@@ -108,6 +108,64 @@ struct DeploymentInspect: AsyncParsableCommand {
       summary = .object(members)
     }
     printLine(summary.prettyText)
+  }
+}
+
+struct DeploymentHandOver: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "hand-over",
+    abstract: "Give a deployment to another principal: from then on only its workers serve it (admin only).",
+    discussion: """
+      A worker registers, claims, heartbeats and reports only for deployments its principal (the
+      name of its token) registered first. When a team or a worker's token changes, an admin hands
+      the deployment over; the hand-over is an event in the log, with who did it and why.
+      """)
+
+  @Argument(help: "The deployment, e.g. inventory/quote.")
+  var name: String
+
+  @Option(help: "The principal (a name in the server's tokens file) that serves it from now on.")
+  var to: String
+
+  @Option(help: "Why (recorded in the log).")
+  var note = ""
+
+  @Option(help: "table or json (the deployment as JSON).")
+  var output = OutputFormat.table
+
+  @OptionGroup var location: QueueLocation
+
+  func run() async throws {
+    let info: Gps_V1_DeploymentInfo
+    do {
+      info = try await location.route().run { control in
+        try await control.handOverDeployment(
+          .with {
+            $0.deployment = name
+            $0.to = to
+            $0.note = note
+          }, options: failFast)
+      } viaLog: {
+        try requireQueue(location.dataDir)
+        let queue = try openQueueOffline(location.dataDir)
+        defer { queue.close() }
+        do {
+          _ = try await queue.handOver(name, to: to, by: requester, note: note)
+        } catch let error as QueueError {
+          throw CommandFailure(error.message + advice(for: error))
+        }
+        guard let version = queue.state.deployment(named: name) else {
+          throw CommandFailure("deployment \(name) is gone")
+        }
+        return Gps_V1_DeploymentInfo(version, catalog: DeploymentCatalog(), state: queue.state, withDefinition: false)
+      }
+    } catch let failure as QueueRoute.ServerError {
+      throw describe(failure.error, server: failure.server)
+    }
+    switch output {
+    case .json: printLine(info.summaryJSON.prettyText)
+    case .table: printLine("deployment \(info.name): served by \(info.owner)'s workers from now on")
+    }
   }
 }
 
@@ -336,6 +394,7 @@ extension Gps_V1_DeploymentInfo {
       .init(
         "registered_at", registeredAtMicros == 0 ? .null : .string(Timestamp(micros: registeredAtMicros).description)),
       .init("registered_by", .string(registeredBy)),
+      .init("owner", owner.isEmpty ? .null : .string(owner)),
       .init(
         "workers",
         .array(

@@ -31,7 +31,7 @@ package struct Role: OptionSet, Sendable, Hashable, CustomStringConvertible {
     switch method.method {
     case "Enqueue", "EnqueueStream", "CancelRun", "RetryRun": .operator
     case "RegisterDeployments", "Claim", "Heartbeat", "HeartbeatMany", "Report", "WatchWork": .worker
-    case "ArchiveLog": .admin
+    case "ArchiveLog", "HandOverDeployment": .admin
     default: .reader
     }
   }
@@ -60,6 +60,9 @@ public struct AccessTokens: Sendable {
   let entries: [String: (name: String, roles: Role)]
 
   public var isEmpty: Bool { entries.isEmpty }
+
+  /// The callers' names.
+  package var names: Set<String> { Set(entries.values.map(\.name)) }
 
   package init(_ lines: [(name: String, token: String, roles: Role)] = []) {
     var entries: [String: (name: String, roles: Role)] = [:]

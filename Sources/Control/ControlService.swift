@@ -21,11 +21,15 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   /// Following streams open at once, in all and per principal.
   package let streams: StreamLimits
 
+  /// Who may call, when the server checks tokens: a deployment is handed over only to one of them.
+  let tokens: AccessTokens?
+
   package init(
     queue: RunQueue, idleSignal: Duration = .seconds(1),
-    streams: StreamLimits = StreamLimits(total: 10_000, perPrincipal: 2_500)
+    streams: StreamLimits = StreamLimits(total: 10_000, perPrincipal: 2_500), tokens: AccessTokens? = nil
   ) {
     self.queue = queue
+    self.tokens = tokens
     self.idleSignal = idleSignal
     self.streams = streams
     logIndex = LogIndex(directory: queue.directory)
@@ -237,6 +241,24 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
       try queue.archive(before: bound, delete: request.delete, archivedBy: by, dryRun: request.dryRun)
     }
     return Gps_V1_ArchiveLogResponse(report)
+  }
+
+  package func handOverDeployment(
+    request: Gps_V1_HandOverDeploymentRequest, context: ServerContext
+  ) async throws -> Gps_V1_DeploymentInfo {
+    if let tokens, !tokens.isEmpty, !tokens.names.contains(request.to) {
+      throw RPCError(
+        code: .invalidArgument,
+        message:
+          "no token in the server's tokens file is named \(JSONValue.quoted(String(request.to.prefix(256)))); hand the deployment to one of: \(tokens.names.sorted().joined(separator: ", "))"
+      )
+    }
+    let by = Principal.current ?? context.remotePeer
+    _ = try await mapErrors { try await queue.handOver(request.deployment, to: request.to, by: by, note: request.note) }
+    guard let version = queue.withState({ $0.deployment(named: request.deployment) }) else {
+      throw RPCError(code: .notFound, message: "deployment \(request.deployment) is gone")
+    }
+    return info(version, withDefinition: false)
   }
 
   package func listRuns(
@@ -558,13 +580,12 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     return LeaseToken(runID: id, token: token)
   }
 
-  /// The principal that owns a deployment: who registered its first version. The server's own
-  /// registrations (the reference flow, served by any worker) have none.
+  /// The principal that owns a deployment: who registered its first version, or who an admin
+  /// handed it over to. The server's own registrations (the reference flow, served by any worker)
+  /// have none.
   static func owner(of deployment: String, in state: QueueState) -> String? {
-    guard let first = state.deployments[deployment]?.first, first.registeredBy != ControlServer.selfPrincipal else {
-      return nil
-    }
-    return first.registeredBy
+    guard let owner = state.owner(of: deployment), owner != ControlServer.selfPrincipal else { return nil }
+    return owner
   }
 
   /// Refuses (PERMISSION_DENIED) a caller that is not an admin acting for deployments another
@@ -572,15 +593,16 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   func mayServe(_ deployments: some Sequence<String>) throws(RPCError) {
     guard !Principal.isAdmin, let caller = Principal.current else { return }
     let foreign = queue.withState { state in
-      deployments.lazy.compactMap { name in Self.owner(of: name, in: state).map { (name, $0) } }.first {
-        $0.1 != caller
-      }
+      deployments.lazy.compactMap { name in
+        Self.owner(of: name, in: state).map { (name, $0, state.handOvers[name]?.by) }
+      }.first { $0.1 != caller }
     }
-    if let (deployment, owner) = foreign {
+    if let (deployment, owner, handedOverBy) = foreign {
+      let how = handedOverBy.map { ", to whom \($0) handed it over" } ?? ", who registered it first"
       throw RPCError(
         code: .permissionDenied,
         message:
-          "deployment \(deployment) belongs to \(owner), who registered it first; \(caller) may not serve it (a token with the admin role may)"
+          "deployment \(deployment) belongs to \(owner)\(how); \(caller) may not serve it (an admin may, and may hand it over with `gps deployment hand-over`)"
       )
     }
   }
@@ -667,6 +689,7 @@ extension Gps_V1_DeploymentInfo {
     self.version = version.version
     registeredAtMicros = version.registeredAt.micros
     registeredBy = version.registeredBy
+    owner = ControlService.owner(of: version.name, in: state) ?? ""
     status = "NOT_READY"
     activeRuns = UInt32(clamping: active)
     waitingRuns = UInt32(clamping: waiting)

@@ -62,6 +62,13 @@ package enum EventText {
     case .deploymentRegistered(let e):
       return
         "deployment=\(e.definition.name) version=\(e.version) worker=\(e.worker) by=\(e.registeredBy) steps=\(e.definition.steps.map(\.name).joined(separator: ","))"
+    case .deploymentHandedOver(let e):
+      let from = e.from.isEmpty ? "" : " from=\(e.from)"
+      return "deployment=\(e.deployment)\(from) to=\(e.to) by=\(e.handedOverBy) note=\(quoted(e.note))"
+    case .logEventSkipped(let e):
+      let run = RunID(bytes: e.runID).map { " run=\($0)" } ?? ""
+      return
+        "skipped=\(e.sequence) type=\(e.eventType)\(run) by=\(e.skippedBy) reason=\(quoted(e.reason)) refusal=\(quoted(e.refusal))"
     case .logLossAccepted(let e):
       let setAside = e.setAside.isEmpty ? "" : " set_aside=\(e.setAside.joined(separator: ","))"
       return
@@ -92,7 +99,7 @@ package enum EventText {
     case .crashed: .crashed
     case .retried: .scheduled
     case .leaseExpired, .attemptSucceeded, .attemptFailed, .logTailTruncated, .logLossAccepted, .logSegmentsArchived,
-      .deploymentRegistered, nil:
+      .logEventSkipped, .deploymentRegistered, .deploymentHandedOver, nil:
       nil
     }
   }

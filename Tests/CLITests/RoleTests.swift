@@ -131,6 +131,52 @@ import Testing
             $0.scheduler = "w2-label"; $0.deployments = ["server-flow/MyPrefectDeployer"]
           })
       }
+      // Only an admin hands a deployment over, and only to a principal the server knows; then the
+      // new owner's workers serve it, and the old owner's may not.
+      try await as_("ops") { control in
+        let handOver = await denied {
+          _ = try await control.handOverDeployment(
+            .with {
+              $0.deployment = "inv/quote"; $0.to = "ops"
+            })
+        }
+        #expect(handOver?.contains("may not call HandOverDeployment: it needs the admin role") == true)
+      }
+      try await as_("root") { control in
+        do {
+          _ = try await control.handOverDeployment(
+            .with {
+              $0.deployment = "inv/quote"; $0.to = "nobody"
+            })
+          Issue.record("a hand-over to an unknown principal was accepted")
+        } catch let error as RPCError {
+          #expect(error.code == .invalidArgument)
+          #expect(error.message.contains(#"no token in the server's tokens file is named "nobody""#), "\(error)")
+        }
+        let info = try await control.handOverDeployment(
+          .with {
+            $0.deployment = "inv/quote"; $0.to = "w2"; $0.note = "team change"
+          })
+        #expect(info.owner == "w2")
+        #expect(info.registeredBy == "w1")
+      }
+      try await as_("w2") { control in
+        _ = try await control.claim(
+          .with {
+            $0.scheduler = "w2-new"; $0.deployments = ["inv/quote"]
+          })
+      }
+      try await as_("w1") { control in
+        let claim = await denied {
+          _ = try await control.claim(
+            .with {
+              $0.scheduler = "w1-process"; $0.deployments = ["inv/quote"]
+            })
+        }
+        #expect(
+          claim?.contains("deployment inv/quote belongs to w2, to whom root handed it over") == true,
+          "\(claim ?? "allowed")")
+      }
       // An admin may do all of it, for any deployment.
       try await as_("root") { control in
         _ = try await control.registerDeployments(
@@ -165,15 +211,20 @@ import Testing
       // The log names who the server authenticated, and keeps a client's own words as a label.
       var claimedBy: [String] = []
       var registeredBy: [String] = []
+      var handedOvers: [String] = []
       try QueueHistory(directory: data).events { _, event in
         if case .claimed(let claim) = event.kind { claimedBy.append("\(claim.principal)/\(claim.scheduler)") }
         if case .deploymentRegistered(let registered) = event.kind, registered.definition.name == "inv/quote" {
           registeredBy.append(registered.registeredBy)
         }
+        if case .deploymentHandedOver(let handedOver) = event.kind {
+          handedOvers.append("\(handedOver.from)->\(handedOver.to) by \(handedOver.handedOverBy): \(handedOver.note)")
+        }
         return true
       }
       #expect(registeredBy == ["w1"], "\(registeredBy)")
       #expect(claimedBy == ["w2/w2-label"], "\(claimedBy)")
+      #expect(handedOvers == ["w1->w2 by root: team change"], "\(handedOvers)")
     }
   }
 

@@ -59,6 +59,39 @@ import Testing
     }
   }
 
+  @Test func aHandOverChangesTheOwnerForGoodThroughReplaySnapshotAndIndex() async throws {
+    try await withTemporaryDirectory { directory in
+      let fixture = QueueFixture(directory: directory) { $0.runIndex = RunIndexOptions() }
+      let queue = try fixture.open()
+      _ = try await queue.register([definition("a/one")], worker: "w1", by: "alice")
+      #expect(queue.state.owner(of: "a/one") == "alice")
+      await #expect(throws: QueueError.self) { _ = try await queue.handOver("z/none", to: "bob", by: "root", note: "") }
+      await #expect(throws: QueueError.self) {
+        _ = try await queue.handOver("a/one", to: "bob\nforged line", by: "root", note: "")
+      }
+      let before = queue.durableSequence
+      let handOver = try await queue.handOver("a/one", to: "bob", by: "root", note: "team change")
+      #expect(handOver.sequence == before + 1)
+      #expect(queue.durableSequence == before + 1)
+      // Handing it to its owner writes nothing.
+      _ = try await queue.handOver("a/one", to: "bob", by: "root", note: "again")
+      #expect(queue.durableSequence == before + 1)
+      // A later registration by the old owner changes the version, not the owner.
+      _ = try await queue.register([definition("a/one", parameterType: "int64")], worker: "w1", by: "alice")
+      #expect(queue.state.owner(of: "a/one") == "bob")
+      try queue.flushIndex()
+      let state = queue.state
+      queue.close()
+      #expect(try fixture.replayed().handOvers == state.handOvers)
+      #expect(try QueueReader.fromIndex(directory: directory.path)?.state.owner(of: "a/one") == "bob")
+      #expect(QueueState(snapshotPayload: state.snapshotPayload())?.handOvers == state.handOvers)
+      let reopened = try fixture.open()
+      #expect(reopened.state.handOvers == state.handOvers)
+      #expect(reopened.state.handOvers["a/one"]?.by == "root")
+      reopened.close()
+    }
+  }
+
   @Test func aDefinitionThatIsNotFlowSlashNameIsRefusedBeforeAnythingIsWritten() async throws {
     try await withTemporaryDirectory { directory in
       let queue = try QueueFixture(directory: directory).open()

@@ -209,7 +209,17 @@ struct ExtremeEvents {
       case 18: event.kind = .retried(.with { $0.scheduledStartMicros = int64() })
       default:
         // A record of the queue, or an event without a kind.
-        if chance(50) {
+        if chance(15) {
+          event.runID = chance(90) ? Data() : event.runID
+          event.kind = .deploymentHandedOver(
+            .with {
+              $0.deployment = "flow/d\(random.next() % 4)"
+              $0.to = chance(90) ? "p\(random.next() % 3)" : ""
+            })
+        } else if chance(15) {
+          event.runID = chance(90) ? Data() : event.runID
+          event.kind = .logEventSkipped(.with { $0.sequence = chance(50) ? sequence : .max })
+        } else if chance(50) {
           event.runID = Data()
           event.kind = .deploymentRegistered(
             .with {

@@ -172,6 +172,19 @@ public enum Gps_V1_Control: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "HandOverDeployment" metadata.
+        public enum HandOverDeployment: Sendable {
+            /// Request type for "HandOverDeployment".
+            public typealias Input = Gps_V1_HandOverDeploymentRequest
+            /// Response type for "HandOverDeployment".
+            public typealias Output = Gps_V1_DeploymentInfo
+            /// Descriptor for "HandOverDeployment".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "gps.v1.Control"),
+                method: "HandOverDeployment",
+                type: .unary
+            )
+        }
         /// Namespace for "RegisterDeployments" metadata.
         public enum RegisterDeployments: Sendable {
             /// Request type for "RegisterDeployments".
@@ -263,6 +276,7 @@ public enum Gps_V1_Control: Sendable {
             GetDeployment.descriptor,
             ReadHistory.descriptor,
             ArchiveLog.descriptor,
+            HandOverDeployment.descriptor,
             RegisterDeployments.descriptor,
             Claim.descriptor,
             Heartbeat.descriptor,
@@ -474,6 +488,25 @@ extension Gps_V1_Control {
             request: GRPCCore.StreamingServerRequest<Gps_V1_ArchiveLogRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_ArchiveLogResponse>
+
+        /// Handle the "HandOverDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Gives a deployment to another principal: from then on only its workers (and admins) register,
+        /// > claim, heartbeat and report for it. Admin only.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Gps_V1_HandOverDeploymentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Gps_V1_DeploymentInfo` messages.
+        func handOverDeployment(
+            request: GRPCCore.StreamingServerRequest<Gps_V1_HandOverDeploymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_DeploymentInfo>
 
         /// Handle the "RegisterDeployments" method.
         ///
@@ -762,6 +795,25 @@ extension Gps_V1_Control {
             request: GRPCCore.ServerRequest<Gps_V1_ArchiveLogRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Gps_V1_ArchiveLogResponse>
+
+        /// Handle the "HandOverDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Gives a deployment to another principal: from then on only its workers (and admins) register,
+        /// > claim, heartbeat and report for it. Admin only.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_HandOverDeploymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Gps_V1_DeploymentInfo` message.
+        func handOverDeployment(
+            request: GRPCCore.ServerRequest<Gps_V1_HandOverDeploymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Gps_V1_DeploymentInfo>
 
         /// Handle the "RegisterDeployments" method.
         ///
@@ -1052,6 +1104,25 @@ extension Gps_V1_Control {
             context: GRPCCore.ServerContext
         ) async throws -> Gps_V1_ArchiveLogResponse
 
+        /// Handle the "HandOverDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Gives a deployment to another principal: from then on only its workers (and admins) register,
+        /// > claim, heartbeat and report for it. Admin only.
+        ///
+        /// - Parameters:
+        ///   - request: A `Gps_V1_HandOverDeploymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Gps_V1_DeploymentInfo` to respond with.
+        func handOverDeployment(
+            request: Gps_V1_HandOverDeploymentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Gps_V1_DeploymentInfo
+
         /// Handle the "RegisterDeployments" method.
         ///
         /// > Source IDL Documentation:
@@ -1280,6 +1351,17 @@ extension Gps_V1_Control.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Gps_V1_Control.Method.HandOverDeployment.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_HandOverDeploymentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_DeploymentInfo>(),
+            handler: { request, context in
+                try await self.handOverDeployment(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Gps_V1_Control.Method.RegisterDeployments.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_RegisterDeploymentsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_RegisterDeploymentsResponse>(),
@@ -1455,6 +1537,17 @@ extension Gps_V1_Control.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_ArchiveLogResponse> {
         let response = try await self.archiveLog(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func handOverDeployment(
+        request: GRPCCore.StreamingServerRequest<Gps_V1_HandOverDeploymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_DeploymentInfo> {
+        let response = try await self.handOverDeployment(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1679,6 +1772,19 @@ extension Gps_V1_Control.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Gps_V1_ArchiveLogResponse> {
         return GRPCCore.ServerResponse<Gps_V1_ArchiveLogResponse>(
             message: try await self.archiveLog(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func handOverDeployment(
+        request: GRPCCore.ServerRequest<Gps_V1_HandOverDeploymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Gps_V1_DeploymentInfo> {
+        return GRPCCore.ServerResponse<Gps_V1_DeploymentInfo>(
+            message: try await self.handOverDeployment(
                 request: request.message,
                 context: context
             ),
@@ -2011,6 +2117,30 @@ extension Gps_V1_Control {
             deserializer: some GRPCCore.MessageDeserializer<Gps_V1_ArchiveLogResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_ArchiveLogResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "HandOverDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Gives a deployment to another principal: from then on only its workers (and admins) register,
+        /// > claim, heartbeat and report for it. Admin only.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_HandOverDeploymentRequest` message.
+        ///   - serializer: A serializer for `Gps_V1_HandOverDeploymentRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_DeploymentInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func handOverDeployment<Result>(
+            request: GRPCCore.ClientRequest<Gps_V1_HandOverDeploymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_HandOverDeploymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_DeploymentInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_DeploymentInfo>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "RegisterDeployments" method.
@@ -2509,6 +2639,41 @@ extension Gps_V1_Control {
             )
         }
 
+        /// Call the "HandOverDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Gives a deployment to another principal: from then on only its workers (and admins) register,
+        /// > claim, heartbeat and report for it. Admin only.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_HandOverDeploymentRequest` message.
+        ///   - serializer: A serializer for `Gps_V1_HandOverDeploymentRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_DeploymentInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func handOverDeployment<Result>(
+            request: GRPCCore.ClientRequest<Gps_V1_HandOverDeploymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_HandOverDeploymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_DeploymentInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_DeploymentInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Gps_V1_Control.Method.HandOverDeployment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "RegisterDeployments" method.
         ///
         /// > Source IDL Documentation:
@@ -2997,6 +3162,36 @@ extension Gps_V1_Control.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_ArchiveLogRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_ArchiveLogResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "HandOverDeployment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Gives a deployment to another principal: from then on only its workers (and admins) register,
+    /// > claim, heartbeat and report for it. Admin only.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Gps_V1_HandOverDeploymentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func handOverDeployment<Result>(
+        request: GRPCCore.ClientRequest<Gps_V1_HandOverDeploymentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_DeploymentInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.handOverDeployment(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_HandOverDeploymentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_DeploymentInfo>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3503,6 +3698,40 @@ extension Gps_V1_Control.ClientProtocol {
             metadata: metadata
         )
         return try await self.archiveLog(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "HandOverDeployment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Gives a deployment to another principal: from then on only its workers (and admins) register,
+    /// > claim, heartbeat and report for it. Admin only.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func handOverDeployment<Result>(
+        _ message: Gps_V1_HandOverDeploymentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_DeploymentInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Gps_V1_HandOverDeploymentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.handOverDeployment(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -343,11 +343,36 @@ public nonisolated struct Gps_V1_DeploymentInfo: @unchecked Sendable {
   /// Clears the value of `definition`. Subsequent reads from it will return its default value.
   public mutating func clearDefinition() {_uniqueStorage()._definition = nil}
 
+  /// The principal whose workers serve it: who registered it first, or who it was handed over to;
+  /// empty when any worker may (the server's own deployments, or a server without tokens).
+  public var owner: String {
+    get {_storage._owner}
+    set {_uniqueStorage()._owner = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Gps_V1_HandOverDeploymentRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var deployment: String = String()
+
+  /// The principal (a name in the tokens file) that serves the deployment from now on.
+  public var to: String = String()
+
+  /// Why, recorded in the log.
+  public var note: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Gps_V1_WorkerInfo: Sendable {
@@ -1315,7 +1340,7 @@ nonisolated extension Gps_V1_GetDeploymentRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Gps_V1_DeploymentInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeploymentInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}flow\0\u{1}description\0\u{3}parameter_schema_json\0\u{1}tags\0\u{1}steps\0\u{1}version\0\u{3}registered_at_micros\0\u{3}registered_by\0\u{1}status\0\u{1}workers\0\u{3}active_runs\0\u{3}waiting_runs\0\u{1}definition\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}flow\0\u{1}description\0\u{3}parameter_schema_json\0\u{1}tags\0\u{1}steps\0\u{1}version\0\u{3}registered_at_micros\0\u{3}registered_by\0\u{1}status\0\u{1}workers\0\u{3}active_runs\0\u{3}waiting_runs\0\u{1}definition\0\u{1}owner\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -1332,6 +1357,7 @@ nonisolated extension Gps_V1_DeploymentInfo: SwiftProtobuf.Message, SwiftProtobu
     var _activeRuns: UInt32 = 0
     var _waitingRuns: UInt32 = 0
     var _definition: Queue.Gps_V1_DeploymentDefinition? = nil
+    var _owner: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1356,6 +1382,7 @@ nonisolated extension Gps_V1_DeploymentInfo: SwiftProtobuf.Message, SwiftProtobu
       _activeRuns = source._activeRuns
       _waitingRuns = source._waitingRuns
       _definition = source._definition
+      _owner = source._owner
     }
   }
 
@@ -1388,6 +1415,7 @@ nonisolated extension Gps_V1_DeploymentInfo: SwiftProtobuf.Message, SwiftProtobu
         case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._activeRuns) }()
         case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._waitingRuns) }()
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._definition) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._owner) }()
         default: break
         }
       }
@@ -1442,6 +1470,9 @@ nonisolated extension Gps_V1_DeploymentInfo: SwiftProtobuf.Message, SwiftProtobu
       try { if let v = _storage._definition {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
       } }()
+      if !_storage._owner.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._owner, fieldNumber: 15)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1465,10 +1496,51 @@ nonisolated extension Gps_V1_DeploymentInfo: SwiftProtobuf.Message, SwiftProtobu
         if _storage._activeRuns != rhs_storage._activeRuns {return false}
         if _storage._waitingRuns != rhs_storage._waitingRuns {return false}
         if _storage._definition != rhs_storage._definition {return false}
+        if _storage._owner != rhs_storage._owner {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_HandOverDeploymentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HandOverDeploymentRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deployment\0\u{1}to\0\u{1}note\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.deployment) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.to) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.note) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.deployment.isEmpty {
+      try visitor.visitSingularStringField(value: self.deployment, fieldNumber: 1)
+    }
+    if !self.to.isEmpty {
+      try visitor.visitSingularStringField(value: self.to, fieldNumber: 2)
+    }
+    if !self.note.isEmpty {
+      try visitor.visitSingularStringField(value: self.note, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_HandOverDeploymentRequest, rhs: Gps_V1_HandOverDeploymentRequest) -> Bool {
+    if lhs.deployment != rhs.deployment {return false}
+    if lhs.to != rhs.to {return false}
+    if lhs.note != rhs.note {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -200,6 +200,14 @@ public nonisolated struct Gps_V1_Event: @unchecked Sendable {
     set {_uniqueStorage()._kind = .deploymentRegistered(newValue)}
   }
 
+  public var deploymentHandedOver: Gps_V1_DeploymentHandedOver {
+    get {
+      if case .deploymentHandedOver(let v)? = _storage._kind {return v}
+      return Gps_V1_DeploymentHandedOver()
+    }
+    set {_uniqueStorage()._kind = .deploymentHandedOver(newValue)}
+  }
+
   /// Notes of the log itself, not of a run: run_id is empty and run_event 0.
   public var logTailTruncated: Gps_V1_LogTailTruncated {
     get {
@@ -225,6 +233,14 @@ public nonisolated struct Gps_V1_Event: @unchecked Sendable {
     set {_uniqueStorage()._kind = .logSegmentsArchived(newValue)}
   }
 
+  public var logEventSkipped: Gps_V1_LogEventSkipped {
+    get {
+      if case .logEventSkipped(let v)? = _storage._kind {return v}
+      return Gps_V1_LogEventSkipped()
+    }
+    set {_uniqueStorage()._kind = .logEventSkipped(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -247,10 +263,12 @@ public nonisolated struct Gps_V1_Event: @unchecked Sendable {
     case retried(Gps_V1_RunRetried)
     /// Records of the queue itself, not of a run: run_id is empty and run_event 0.
     case deploymentRegistered(Gps_V1_DeploymentRegistered)
+    case deploymentHandedOver(Gps_V1_DeploymentHandedOver)
     /// Notes of the log itself, not of a run: run_id is empty and run_event 0.
     case logTailTruncated(Gps_V1_LogTailTruncated)
     case logLossAccepted(Gps_V1_LogLossAccepted)
     case logSegmentsArchived(Gps_V1_LogSegmentsArchived)
+    case logEventSkipped(Gps_V1_LogEventSkipped)
 
   }
 
@@ -700,6 +718,58 @@ public nonisolated struct Gps_V1_LogSegmentsArchived: Sendable {
   public init() {}
 }
 
+/// A user decided that the reducer passes over event `sequence`, which it refuses: the log holds an
+/// event an older version of GPS accepted and this one cannot apply (`gps log skip-event`). The
+/// decision is kept in `log/SKIPPED` too, so a replay knows it before it reaches the event.
+public nonisolated struct Gps_V1_LogEventSkipped: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sequence: UInt64 = 0
+
+  /// The skipped event's type (e.g. "RunEnqueued") and run, as the reducer saw them.
+  public var eventType: String = String()
+
+  public var runID: Data = Data()
+
+  /// Why the reducer refuses it, in its words.
+  public var refusal: String = String()
+
+  /// The local user (user@host) who ran the command, and why.
+  public var skippedBy: String = String()
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// An admin handed a deployment to another principal (`gps deployment hand-over`): from this event
+/// on, only that principal's workers (and admins) register, claim, heartbeat and report for it.
+public nonisolated struct Gps_V1_DeploymentHandedOver: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var deployment: String = String()
+
+  /// Who served it until now ("" when the server's own), and who serves it from now on.
+  public var from: String = String()
+
+  public var to: String = String()
+
+  /// The admin who handed it over, and why.
+  public var handedOverBy: String = String()
+
+  public var note: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// A worker registered a deployment the queue did not have, or a changed definition of one it had:
 /// a new version. Registering an unchanged definition writes nothing. The queue validates every
 /// enqueue against the newest version, and a run against the version it was enqueued with.
@@ -847,7 +917,7 @@ fileprivate nonisolated let _protobuf_package = "gps.v1"
 
 nonisolated extension Gps_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_micros\0\u{3}run_id\0\u{3}run_event\0\u{2}\u{7}enqueued\0\u{3}marked_late\0\u{1}claimed\0\u{3}lease_expired\0\u{1}started\0\u{3}attempt_started\0\u{3}attempt_succeeded\0\u{3}attempt_failed\0\u{3}retry_scheduled\0\u{1}completed\0\u{1}failed\0\u{3}timed_out\0\u{3}cancel_requested\0\u{1}cancelled\0\u{1}crashed\0\u{1}requeued\0\u{1}retried\0\u{4}\u{4}deployment_registered\0\u{4}\u{a}log_tail_truncated\0\u{3}log_loss_accepted\0\u{3}log_segments_archived\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_micros\0\u{3}run_id\0\u{3}run_event\0\u{2}\u{7}enqueued\0\u{3}marked_late\0\u{1}claimed\0\u{3}lease_expired\0\u{1}started\0\u{3}attempt_started\0\u{3}attempt_succeeded\0\u{3}attempt_failed\0\u{3}retry_scheduled\0\u{1}completed\0\u{1}failed\0\u{3}timed_out\0\u{3}cancel_requested\0\u{1}cancelled\0\u{1}crashed\0\u{1}requeued\0\u{1}retried\0\u{4}\u{4}deployment_registered\0\u{3}deployment_handed_over\0\u{4}\u{9}log_tail_truncated\0\u{3}log_loss_accepted\0\u{3}log_segments_archived\0\u{3}log_event_skipped\0")
 
   fileprivate class _StorageClass {
     var _timeMicros: Int64 = 0
@@ -1123,6 +1193,19 @@ nonisolated extension Gps_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
             _storage._kind = .deploymentRegistered(v)
           }
         }()
+        case 31: try {
+          var v: Gps_V1_DeploymentHandedOver?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .deploymentHandedOver(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .deploymentHandedOver(v)
+          }
+        }()
         case 40: try {
           var v: Gps_V1_LogTailTruncated?
           var hadOneofValue = false
@@ -1160,6 +1243,19 @@ nonisolated extension Gps_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
           if let v = v {
             if hadOneofValue {try decoder.handleConflictingOneOf()}
             _storage._kind = .logSegmentsArchived(v)
+          }
+        }()
+        case 43: try {
+          var v: Gps_V1_LogEventSkipped?
+          var hadOneofValue = false
+          if let current = _storage._kind {
+            hadOneofValue = true
+            if case .logEventSkipped(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._kind = .logEventSkipped(v)
           }
         }()
         default: break
@@ -1256,6 +1352,10 @@ nonisolated extension Gps_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
         guard case .deploymentRegistered(let v)? = _storage._kind else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
       }()
+      case .deploymentHandedOver?: try {
+        guard case .deploymentHandedOver(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+      }()
       case .logTailTruncated?: try {
         guard case .logTailTruncated(let v)? = _storage._kind else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
@@ -1267,6 +1367,10 @@ nonisolated extension Gps_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case .logSegmentsArchived?: try {
         guard case .logSegmentsArchived(let v)? = _storage._kind else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
+      }()
+      case .logEventSkipped?: try {
+        guard case .logEventSkipped(let v)? = _storage._kind else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 43)
       }()
       case nil: break
       }
@@ -2210,6 +2314,111 @@ nonisolated extension Gps_V1_LogSegmentsArchived: SwiftProtobuf.Message, SwiftPr
     if lhs.deleted != rhs.deleted {return false}
     if lhs.archivedBy != rhs.archivedBy {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_LogEventSkipped: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogEventSkipped"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{3}event_type\0\u{3}run_id\0\u{1}refusal\0\u{3}skipped_by\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.eventType) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.runID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.refusal) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.skippedBy) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.sequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 1)
+    }
+    if !self.eventType.isEmpty {
+      try visitor.visitSingularStringField(value: self.eventType, fieldNumber: 2)
+    }
+    if !self.runID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.runID, fieldNumber: 3)
+    }
+    if !self.refusal.isEmpty {
+      try visitor.visitSingularStringField(value: self.refusal, fieldNumber: 4)
+    }
+    if !self.skippedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.skippedBy, fieldNumber: 5)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_LogEventSkipped, rhs: Gps_V1_LogEventSkipped) -> Bool {
+    if lhs.sequence != rhs.sequence {return false}
+    if lhs.eventType != rhs.eventType {return false}
+    if lhs.runID != rhs.runID {return false}
+    if lhs.refusal != rhs.refusal {return false}
+    if lhs.skippedBy != rhs.skippedBy {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_DeploymentHandedOver: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeploymentHandedOver"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deployment\0\u{1}from\0\u{1}to\0\u{3}handed_over_by\0\u{1}note\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.deployment) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.from) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.to) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.handedOverBy) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.note) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.deployment.isEmpty {
+      try visitor.visitSingularStringField(value: self.deployment, fieldNumber: 1)
+    }
+    if !self.from.isEmpty {
+      try visitor.visitSingularStringField(value: self.from, fieldNumber: 2)
+    }
+    if !self.to.isEmpty {
+      try visitor.visitSingularStringField(value: self.to, fieldNumber: 3)
+    }
+    if !self.handedOverBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.handedOverBy, fieldNumber: 4)
+    }
+    if !self.note.isEmpty {
+      try visitor.visitSingularStringField(value: self.note, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_DeploymentHandedOver, rhs: Gps_V1_DeploymentHandedOver) -> Bool {
+    if lhs.deployment != rhs.deployment {return false}
+    if lhs.from != rhs.from {return false}
+    if lhs.to != rhs.to {return false}
+    if lhs.handedOverBy != rhs.handedOverBy {return false}
+    if lhs.note != rhs.note {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

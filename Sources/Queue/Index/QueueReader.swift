@@ -173,6 +173,7 @@ extension QueueState {
     rebuildDerived(from: active)
     counts = checkpoint.counts
     deployments = checkpoint.deployments
+    handOvers = checkpoint.handOvers
     lastSequence = checkpoint.sequence
     lastTime = checkpoint.time
   }

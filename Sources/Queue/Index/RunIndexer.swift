@@ -54,7 +54,10 @@ final class IndexFold {
             let event = try RunEvent(record)
             try state.apply(event, sequence: record.sequence)
             if let id = RunID(bytes: event.runID) { dirty.insert(id) }
-            if case .deploymentRegistered = event.kind { deploymentsChanged = true }
+            switch event.kind {
+            case .deploymentRegistered, .deploymentHandedOver: deploymentsChanged = true
+            default: break
+            }
             return true
           },
           batchEnded: { sequence, hash in
@@ -101,7 +104,7 @@ final class IndexFold {
     }
     let checkpoint = RunStore.Checkpoint(
       sequence: state.lastSequence, batchHash: batchHash, time: state.lastTime, counts: state.counts,
-      deployments: state.deployments)
+      deployments: state.deployments, handOvers: state.handOvers)
     try store.write(changes, checkpoint: checkpoint)
     committed = state.lastSequence
     dirty = []

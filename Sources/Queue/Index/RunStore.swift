@@ -6,7 +6,7 @@
 /// One connection, used by one thread at a time (hence unchecked): the indexer writes through its
 /// own, the queue reads through another under a lock.
 final class RunStore: @unchecked Sendable {
-  static let formatVersion: Int64 = 3
+  static let formatVersion: Int64 = 4
   let connection: SQLiteConnection
   /// The `names` table both ways (strings that repeat in every run: see
   /// ``Run/indexRecord(columns:name:)``). Its rows never change, so these only grow; a write
@@ -111,6 +111,7 @@ final class RunStore: @unchecked Sendable {
     /// Runs in each state, retired runs included.
     var counts = StateCounts()
     var deployments: [String: [DeploymentVersion]] = [:]
+    var handOvers: [String: DeploymentHandOver] = [:]
 
     /// The loss when the log ends at `last`, before the checkpoint: the index covers events
     /// the log no longer has (a segment deleted or truncated).
@@ -140,8 +141,9 @@ final class RunStore: @unchecked Sendable {
         }
       case "deployments":
         var reader = SnapshotReader(bytes: statement.blob(1))
-        guard let deployments = reader.getDeployments() else { throw Self.damaged("its deployments") }
+        guard let (deployments, handOvers) = reader.getDeployments() else { throw Self.damaged("its deployments") }
         checkpoint.deployments = deployments
+        checkpoint.handOvers = handOvers
       default: break
       }
     }
@@ -222,7 +224,7 @@ final class RunStore: @unchecked Sendable {
       try meta.bind(1, "counts").bind(2, counts.bytes).run()
       if changes.deploymentsChanged {
         var deployments = SnapshotWriter()
-        deployments.putDeployments(checkpoint.deployments)
+        deployments.putDeployments(checkpoint.deployments, handOvers: checkpoint.handOvers)
         try meta.bind(1, "deployments").bind(2, deployments.bytes).run()
       }
     }

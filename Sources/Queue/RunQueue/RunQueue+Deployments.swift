@@ -76,6 +76,61 @@ extension RunQueue {
     }
   }
 
+  /// Gives `deployment` to `principal`: from the returned hand-over on, its workers (and admins)
+  /// are the ones that register, claim, heartbeat and report for it. A `DeploymentHandedOver`
+  /// event, returned once durable; handing it to its owner writes nothing.
+  public func handOver(
+    _ deployment: String, to principal: String, by admin: String, note: String
+  ) async throws -> DeploymentHandOver {
+    try EventLimits.check(name: principal, "to")
+    try EventLimits.check(name: admin, "handed_over_by", optional: true)
+    try EventLimits.check(text: note, "note")
+    return try await withUnsafeThrowingContinuation {
+      (continuation: UnsafeContinuation<DeploymentHandOver, any Error>) in
+      let immediate = locked.withLock { locked -> Result<DeploymentHandOver, QueueError>? in
+        do throws(QueueError) {
+          guard let owner = locked.state.owner(of: deployment) else {
+            throw QueueError(
+              code: .notFound,
+              message: "no deployment is named \(Self.quoted(deployment)); `gps deployment ls` lists them")
+          }
+          let sequence = locked.nextSequence
+          guard owner != principal else {
+            let current = locked.state.handOvers[deployment]
+            let first = locked.state.deployments[deployment]!.first!
+            return .success(
+              current
+                ?? DeploymentHandOver(
+                  to: owner, by: first.registeredBy, note: "registered it first", at: first.registeredAt,
+                  sequence: first.sequence))
+          }
+          let time = try Self.recordTime(locked, clock: clock)
+          let event = RunEvent.with {
+            $0.timeMicros = time.micros
+            $0.kind = .deploymentHandedOver(
+              .with {
+                $0.deployment = deployment
+                $0.from = owner
+                $0.to = principal
+                $0.handedOverBy = admin
+                $0.note = note
+              })
+          }
+          let handOver = DeploymentHandOver(to: principal, by: admin, note: note, at: time, sequence: sequence)
+          _ = try appendQueueRecords([event], to: &locked) { error in
+            if let error { continuation.resume(throwing: error) } else { continuation.resume(returning: handOver) }
+          }
+          // The new owner's workers may claim what waited for them.
+          for signal in locked.wakeSignals { signal.signal() }
+          return nil
+        } catch {
+          return .failure(error)
+        }
+      }
+      if let immediate { continuation.resume(with: immediate.mapError { $0 }) }
+    }
+  }
+
   static func check(_ definition: DeploymentDefinition) throws(QueueError) {
     let parts = definition.name.split(separator: "/", omittingEmptySubsequences: false)
     guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty }), String(parts[0]) == definition.flow else {

@@ -28,7 +28,33 @@ public struct DeploymentVersion: Sendable, Hashable {
   }
 }
 
+/// A deployment an admin gave to another principal: the fold of its newest
+/// `DeploymentHandedOver` event.
+public struct DeploymentHandOver: Sendable, Hashable {
+  /// Who serves it now, who handed it over, and why.
+  public var to: String
+  public var by: String
+  public var note: String
+  public var at: Timestamp
+  /// The event's position in the log.
+  public var sequence: UInt64
+
+  public init(to: String, by: String, note: String, at: Timestamp, sequence: UInt64) {
+    self.to = to
+    self.by = by
+    self.note = note
+    self.at = at
+    self.sequence = sequence
+  }
+}
+
 extension QueueState {
+  /// The principal whose workers serve `deployment`: the one it was last handed over to, else
+  /// who registered its first version; nil when no version was registered.
+  public func owner(of deployment: String) -> String? {
+    handOvers[deployment]?.to ?? deployments[deployment]?.first?.registeredBy
+  }
+
   /// The newest version of the deployment named `name`, or nil when none was registered.
   public func deployment(named name: String) -> DeploymentVersion? { deployments[name]?.last }
 
@@ -62,5 +88,19 @@ extension QueueState {
       DeploymentVersion(
         definition: event.definition, version: event.version, registeredAt: time, worker: event.worker,
         registeredBy: event.registeredBy, sequence: sequence))
+  }
+
+  mutating func handOver(_ event: Gps_V1_DeploymentHandedOver, time: Timestamp, sequence: UInt64) throws(QueueError) {
+    guard deployments[event.deployment] != nil else {
+      throw QueueError(
+        code: .illegalTransition,
+        message: "event \(sequence): deployment \(event.deployment) handed over, but no version of it was registered")
+    }
+    guard !event.to.isEmpty else {
+      throw QueueError(
+        code: .illegalTransition, message: "event \(sequence): deployment \(event.deployment) handed over to no one")
+    }
+    handOvers[event.deployment] = DeploymentHandOver(
+      to: event.to, by: event.handedOverBy, note: event.note, at: time, sequence: sequence)
   }
 }

@@ -11,7 +11,7 @@ import Synchronization
 /// Snapshots are caches of the log, so the format may change with any version: a snapshot this
 /// version cannot read is skipped and the log replayed.
 extension QueueState {
-  static let snapshotVersion: UInt32 = 5
+  static let snapshotVersion: UInt32 = 6
   /// The snapshot payload; runs are written `runsPerChunk` at a time, the unit of parallel decoding.
   public func snapshotPayload(runsPerChunk: Int = 32_768) -> [UInt8] {
     var body = SnapshotWriter()
@@ -32,7 +32,7 @@ extension QueueState {
     writer.put(UInt64(runs.count))
     writer.put(UInt32(body.strings.count))
     for string in body.strings { writer.putRaw(string) }
-    writer.putDeployments(deployments)
+    writer.putDeployments(deployments, handOvers: handOvers)
     writer.put(UInt32(chunks.count))
     for chunk in chunks {
       writer.put(chunk.runs)
@@ -55,7 +55,7 @@ extension QueueState {
       guard let string = reader.getRawString() else { return nil }
       reader.strings.append(string)
     }
-    guard let deployments = reader.getDeployments(), let chunkCount: UInt32 = reader.get(),
+    guard let (deployments, handOvers) = reader.getDeployments(), let chunkCount: UInt32 = reader.get(),
       Int(chunkCount) * 12 <= bytes.count - reader.offset
     else {
       return nil
@@ -124,6 +124,7 @@ extension QueueState {
     }
     runs = table
     self.deployments = deployments
+    self.handOvers = handOvers
     idempotencyKeys = derived.idempotencyKeys
     slotsByDeployment = derived.slotsByDeployment
     slotsByTag = derived.slotsByTag
@@ -216,8 +217,11 @@ struct SnapshotWriter {
 }
 
 extension SnapshotWriter {
-  /// Every version of every deployment: each as its registration event, with its time and sequence.
-  mutating func putDeployments(_ deployments: [String: [DeploymentVersion]]) {
+  /// Every version of every deployment: each as its registration event, with its time and
+  /// sequence; then each hand-over as its event, with its time and sequence.
+  mutating func putDeployments(
+    _ deployments: [String: [DeploymentVersion]], handOvers: [String: DeploymentHandOver]
+  ) {
     let versions = deployments.keys.sorted().flatMap { deployments[$0]! }
     put(UInt32(versions.count))
     for version in versions {
@@ -231,11 +235,25 @@ extension SnapshotWriter {
       put(version.registeredAt)
       put(version.sequence)
     }
+    put(UInt32(handOvers.count))
+    for (deployment, handOver) in handOvers.sorted(by: { $0.key < $1.key }) {
+      let event = Gps_V1_DeploymentHandedOver.with {
+        $0.deployment = deployment
+        $0.to = handOver.to
+        $0.handedOverBy = handOver.by
+        $0.note = handOver.note
+      }
+      put((try? event.serializedBytes()) ?? [])
+      put(handOver.at)
+      put(handOver.sequence)
+    }
   }
 }
 
 extension SnapshotReader {
-  mutating func getDeployments() -> [String: [DeploymentVersion]]? {
+  mutating func getDeployments() -> (
+    deployments: [String: [DeploymentVersion]], handOvers: [String: DeploymentHandOver]
+  )? {
     guard let count: UInt32 = get(), count <= UInt32(bytes.count - offset) else { return nil }
     var deployments: [String: [DeploymentVersion]] = [:]
     for _ in 0..<count {
@@ -248,7 +266,16 @@ extension SnapshotReader {
           definition: event.definition, version: event.version, registeredAt: time, worker: event.worker,
           registeredBy: event.registeredBy, sequence: sequence))
     }
-    return deployments
+    guard let handOverCount: UInt32 = get(), handOverCount <= UInt32(bytes.count - offset) else { return nil }
+    var handOvers: [String: DeploymentHandOver] = [:]
+    for _ in 0..<handOverCount {
+      guard let bytes = getBytes(), let event = try? Gps_V1_DeploymentHandedOver(serializedBytes: bytes),
+        let time = getTimestamp(), let sequence: UInt64 = get(), deployments[event.deployment] != nil
+      else { return nil }
+      handOvers[event.deployment] = DeploymentHandOver(
+        to: event.to, by: event.handedOverBy, note: event.note, at: time, sequence: sequence)
+    }
+    return (deployments, handOvers)
   }
 }
 

@@ -20,6 +20,8 @@ public struct QueueState: Sendable, Hashable {
   public internal(set) var activeByDeployment: [String: Int] = [:]
   /// Every registered version of every deployment, oldest first, by deployment name.
   public internal(set) var deployments: [String: [DeploymentVersion]] = [:]
+  /// Deployments an admin handed over to another principal, by name (the newest hand-over).
+  public internal(set) var handOvers: [String: DeploymentHandOver] = [:]
   /// Where terminal runs that left `runs` are found (the run index); none: every run is in `runs`.
   /// Not part of the state's value: two states are equal when their contents are.
   var retired = RetiredRunsReference()
@@ -100,8 +102,10 @@ public struct QueueState: Sendable, Hashable {
           code: .illegalTransition, message: "event \(sequence): \(event.typeName) belongs to the queue, not to a run")
       }
       try checkOrder(event, sequence: sequence)
-      if case .deploymentRegistered(let registered) = event.kind {
-        try register(registered, time: event.time, sequence: sequence)
+      switch event.kind {
+      case .deploymentRegistered(let registered): try register(registered, time: event.time, sequence: sequence)
+      case .deploymentHandedOver(let handedOver): try handOver(handedOver, time: event.time, sequence: sequence)
+      default: break
       }
       lastSequence = sequence
       lastTime = event.time

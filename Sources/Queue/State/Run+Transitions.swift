@@ -242,7 +242,8 @@ extension Run {
       result = []
       resultType = ""
 
-    case .logTailTruncated, .logLossAccepted, .logSegmentsArchived, .deploymentRegistered:
+    case .logTailTruncated, .logLossAccepted, .logSegmentsArchived, .logEventSkipped, .deploymentRegistered,
+      .deploymentHandedOver:
       throw TransitionError(message: "run \(id): \(event.typeName) is a record of the queue, not an event of a run")
 
     case nil:

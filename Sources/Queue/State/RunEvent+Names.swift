@@ -14,7 +14,7 @@ extension RunEvent {
   /// A note of the log itself (an interrupted append cut off, a loss accepted), which belongs to no run.
   public var isLogNote: Bool {
     switch kind {
-    case .logTailTruncated, .logLossAccepted, .logSegmentsArchived: true
+    case .logTailTruncated, .logLossAccepted, .logSegmentsArchived, .logEventSkipped: true
     default: false
     }
   }
@@ -22,7 +22,9 @@ extension RunEvent {
   /// A record of the queue itself, which belongs to no run: a log note or a deployment's registration.
   public var isQueueRecord: Bool {
     switch kind {
-    case .logTailTruncated, .logLossAccepted, .logSegmentsArchived, .deploymentRegistered: true
+    case .logTailTruncated, .logLossAccepted, .logSegmentsArchived, .logEventSkipped, .deploymentRegistered,
+      .deploymentHandedOver:
+      true
     default: false
     }
   }
@@ -53,7 +55,9 @@ extension RunEvent {
     case .logTailTruncated: "LogTailTruncated"
     case .logLossAccepted: "LogLossAccepted"
     case .logSegmentsArchived: "LogSegmentsArchived"
+    case .logEventSkipped: "LogEventSkipped"
     case .deploymentRegistered: "DeploymentRegistered"
+    case .deploymentHandedOver: "DeploymentHandedOver"
     case nil: "Unknown"
     }
   }
