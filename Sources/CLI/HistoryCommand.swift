@@ -288,6 +288,8 @@ struct HistoryVerify: AsyncParsableCommand {
     var state = QueueState()
     // Where the replay of transitions began, when not at the log's first event.
     var replayedFrom = ""
+    // Events passed over by recorded decisions (log/SKIPPED), and the notes that record them.
+    var skipped = SkippedEvents()
     do {
       if let anchor = report.anchor,
         try !queueCall({ () throws(QueueError) in try LogReader(directory: dataDir).readsFromStart() })
@@ -314,6 +316,10 @@ struct HistoryVerify: AsyncParsableCommand {
       } else if report.anchor != nil {
         replayedFrom = "; transitions replayed from event 1, through the archived segments in DATA/archive/"
       }
+      skipped = try queueCall { () throws(QueueError) in
+        try SkippedEvents.read(logDirectory: dataDir + "/log", fileSystem: PosixFileSystem())
+      }
+      state.skip(skipped)
       try QueueHistory(directory: dataDir).events(from: state.lastSequence + 1) { sequence, event in
         guard sequence <= report.lastSequence else { return false }
         try state.apply(event, sequence: sequence)
@@ -322,9 +328,36 @@ struct HistoryVerify: AsyncParsableCommand {
       }
     } catch let error as QueueError {
       progress.finish()
-      throw CommandFailure("history verify failed: \(error.message)")
+      throw CommandFailure(
+        "history verify failed: \(error.message)" + (error.refusedEvent == nil ? "" : advice(for: error)))
     }
     progress.finish()
+    // Each decision to skip an event is vouched for by its note in the hash chain.
+    for decision in skipped.decisions {
+      guard let note = decision.noteSequence else {
+        throw CommandFailure(
+          "history verify failed: log/SKIPPED passes over \(decision.eventDescription) but its LogEventSkipped note was never written; open the queue once (`gps server start`) to write it"
+        )
+      }
+      var recorded: UInt64?
+      if note >= (report.anchor?.firstSequence ?? 1) {
+        try QueueHistory(directory: dataDir).events(from: note) { sequence, event in
+          if sequence == note, case .logEventSkipped(let skip) = event.kind { recorded = skip.sequence }
+          return false
+        }
+        guard recorded == decision.sequence else {
+          throw CommandFailure(
+            "history verify failed: log/SKIPPED passes over \(decision.eventDescription) and names event \(note) as its note, but the log holds no LogEventSkipped note for it there; the file was altered: restore it"
+          )
+        }
+      }
+    }
+    if !skipped.decisions.isEmpty {
+      replayedFrom +=
+        "; passed over by recorded decision (log/SKIPPED, each a LogEventSkipped note in the log): "
+        + skipped.decisions.map { "\($0.eventDescription) by \($0.skippedBy) at \($0.skippedAt): \($0.reason)" }
+        .joined(separator: "; ")
+    }
     guard state.lastSequence == report.lastSequence else {
       throw CommandFailure(
         "history verify failed: the replay ended at event \(state.lastSequence) but the verified log holds \(report.lastSequence)"

@@ -9,7 +9,8 @@ struct LogCommand: AsyncParsableCommand {
     commandName: "log",
     abstract: "Check and repair the event log's storage.",
     subcommands: [
-      LogVerify.self, LogArchive.self, LogRepair.self, LogAcceptLoss.self, LogAppendStress.self, QueueStress.self,
+      LogVerify.self, LogArchive.self, LogRepair.self, LogAcceptLoss.self, LogSkipEvent.self, LogAppendStress.self,
+      QueueStress.self,
       GenerateHistory.self,
     ]
   )
@@ -219,6 +220,42 @@ struct LogAcceptLoss: ParsableCommand {
     }
     if acceptance.anchor != nil {
       printLine("wrote \(options.dataDir)/log/ANCHOR: the log now begins there, and verify proves it from there")
+    }
+  }
+}
+
+struct LogSkipEvent: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "skip-event",
+    abstract: "Open a log without events this version of GPS refuses, and record the decision in the log.",
+    discussion: """
+      For a log that does not open because it holds an event the reducer refuses (one an older
+      version of GPS accepted, e.g. a time it no longer allows). `gps history verify` names the
+      event. Each sequence given must be one the reducer refuses, and every event after them must
+      apply. The decision goes to log/SKIPPED (every replay passes over exactly these events) and
+      becomes a LogEventSkipped event in the log, with who decided and why; `history verify` names
+      the skipped events. What the event did is lost: a skipped enqueue is a run that never was.
+      Takes the data directory's lock: stop the server first.
+      """
+  )
+
+  @Argument(help: "The sequences of the events to skip.")
+  var sequences: [UInt64]
+
+  @Option(help: "Why (recorded in the log).")
+  var reason: String
+
+  @OptionGroup var options: DataDirectoryOption
+
+  func run() throws {
+    try requireQueue(options.dataDir)
+    let decisions = try queueCall { () throws(QueueError) in
+      try RunQueue.skipEvents(Set(sequences), directory: options.dataDir, skippedBy: requester, reason: reason)
+    }
+    for decision in decisions {
+      printLine(
+        "skipped \(decision.eventDescription): the reducer refuses it (\(decision.refusal)); recorded as event \(decision.noteSequence.map(String.init) ?? "?") and in \(options.dataDir)/log/SKIPPED"
+      )
     }
   }
 }

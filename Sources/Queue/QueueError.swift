@@ -59,6 +59,8 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
   public var cause: (any Error)?
   /// With ``Code-swift.struct/dataLost``: the sequences that are gone.
   public var missing: ClosedRange<UInt64>?
+  /// The log's event the reducer refused, when a replay (or a staged apply) stopped at one.
+  public var refusedEvent: UInt64?
 
   public init(code: Code, message: String, cause: (any Error)? = nil, missing: ClosedRange<UInt64>? = nil) {
     self.code = code

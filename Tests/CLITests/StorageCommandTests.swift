@@ -140,6 +140,56 @@ import Testing
       #expect(!FileManager.default.fileExists(atPath: root.path + "/dta"))
     }
   }
+
+  /// An event this version refuses (an older one wrote it) stops every open with one line naming
+  /// it and what to do; `gps log skip-event` records the decision, and `history verify` names it.
+  @Test func aRefusedEventIsNamedAndSkippedOnlyByARecordedDecision() async throws {
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      let queue = try RunQueue(directory: data)
+      let run = try await queue.enqueue(EnqueueRequest(deployment: "flow/d", flow: "flow")).run.id
+      queue.close()
+      let log = try EventLog(directory: data)
+      _ = try await log.append([
+        try RunEvent.with {
+          $0.timeMicros = SystemClock().now().micros
+          $0.runID = Data(run.bytes)
+          $0.runEvent = 2
+          $0.kind = .started(.init())
+        }.serializedBytes()
+      ])
+      log.close()
+      let advice = "`gps log skip-event 2 --reason …` opens the log without it"
+      oneErrorLine(
+        try await GPSProcess.run(["server", "start", "--data-dir", data, "--port", "0", "--no-web"]),
+        containing: ["event 2: run \(run)", advice])
+      oneErrorLine(
+        try await GPSProcess.run(["history", "verify", "--data-dir", data]),
+        containing: ["history verify failed: event 2", advice])
+      oneErrorLine(
+        try await GPSProcess.run(["log", "skip-event", "1", "--reason", "x", "--data-dir", data]),
+        containing: ["event 1 (RunEnqueued) applies"])
+      let skip = try await GPSProcess.run(["log", "skip-event", "2", "--reason", "written by 0.9", "--data-dir", data])
+      #expect(skip.status == 0, "\(skip.stderr)")
+      #expect(
+        skip.stdout.contains("skipped event 2 (RunStarted of run \(run)): the reducer refuses it"), "\(skip.stdout)")
+      #expect(skip.stdout.contains("recorded as event 3"), "\(skip.stdout)")
+      let verify = try await GPSProcess.run(["history", "verify", "--data-dir", data])
+      #expect(verify.status == 0, "\(verify.stderr)")
+      #expect(verify.stdout.contains("passed over by recorded decision"), "\(verify.stdout)")
+      #expect(verify.stdout.contains("event 2 (RunStarted of run \(run)) by "), "\(verify.stdout)")
+      #expect(verify.stdout.contains(": written by 0.9"), "\(verify.stdout)")
+      let shown = try await GPSProcess.run(["flow-run", "inspect", run.description, "--data-dir", data])
+      #expect(shown.status == 0, "\(shown.stderr)")
+      // The note is in the log; a file pointing at another event is found out.
+      var file = try String(contentsOfFile: data + "/log/SKIPPED", encoding: .utf8)
+      file = file.replacingOccurrences(of: "\"note_sequence\" : 3", with: "\"note_sequence\" : 1")
+      try file.write(toFile: data + "/log/SKIPPED", atomically: true, encoding: .utf8)
+      oneErrorLine(
+        try await GPSProcess.run(["history", "verify", "--data-dir", data]),
+        containing: ["names event 1 as its note, but the log holds no LogEventSkipped note for it there"])
+    }
+  }
 }
 
 /// `flow-run inspect` of a run that was re-queued after its scheduler vanished.

@@ -33,7 +33,11 @@ func reportRecovery(_ recovery: RecoveryReport) {
 
 /// What a user can do about a queue error, beyond what the library says.
 func advice(for error: QueueError) -> String {
-  switch error.code {
+  if let refused = error.refusedEvent {
+    return
+      "; the log holds event \(refused), which this version of GPS refuses (an older one wrote it?): `gps history verify` names it, and `gps log skip-event \(refused) --reason …` opens the log without it, recording the decision in the log"
+  }
+  return switch error.code {
   case .dataLost:
     "; restore the missing segment files into log/ from a backup, or accept the loss with `gps log accept-loss` (it is recorded in the log)"
   case .corrupt:

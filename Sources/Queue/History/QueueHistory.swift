@@ -82,6 +82,7 @@ public struct QueueHistory: Sendable {
     into state: inout QueueState, until point: PointInTime,
     applied: (inout QueueState) throws(QueueError) -> Void
   ) throws(QueueError) {
+    state.skip(try SkippedEvents.read(logDirectory: directory + "/log", fileSystem: fileSystem))
     do {
       try events(from: state.lastSequence + 1) { sequence, event in
         guard point.includes(sequence: sequence, time: event.time) else { return false }

@@ -27,6 +27,8 @@ final class IndexFold {
   /// Enqueue sequences of the runs in the `active` table.
   var inActiveTable: Set<UInt64>
   var deploymentsChanged = false
+  /// Whether `state` knows the events the log's decisions skip (read once, at the first catch-up).
+  var skipsRead = false
   /// The hash of the batch that ends at `state.lastSequence`.
   var batchHash: [UInt8]
 
@@ -44,6 +46,10 @@ final class IndexFold {
   @discardableResult
   func catchUp(to durable: UInt64, maxDirty: Int) throws(QueueError) -> Bool {
     guard state.lastSequence < durable else { return false }
+    if !skipsRead {
+      state.skip(try SkippedEvents.read(logDirectory: reader.logDirectory, fileSystem: reader.fileSystem))
+      skipsRead = true
+    }
     do {
       while state.lastSequence < durable {
         var full = false

@@ -99,14 +99,21 @@ public struct LogAnchor: Sendable, Hashable, Codable {
   }
 
   func write(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) {
+    try fileSystem.writeJSONAtomically(self, to: Self.path(logDirectory: logDirectory), what: "the anchor")
+  }
+}
+
+extension FileSystem {
+  /// Writes `value` as pretty, key-sorted JSON (a line) in place of the file at `path`, atomically.
+  func writeJSONAtomically(_ value: some Encodable, to path: String, what: String) throws(QueueError) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     let data: Data
     do {
-      data = try encoder.encode(self)
+      data = try encoder.encode(value)
     } catch {
-      throw QueueError(code: .invalidArgument, message: "the anchor does not encode: \(error)", cause: error)
+      throw QueueError(code: .invalidArgument, message: "\(what) does not encode: \(error)", cause: error)
     }
-    try fileSystem.writeAtomically(Self.path(logDirectory: logDirectory), contents: Array(data) + [0x0A])
+    try writeAtomically(path, contents: Array(data) + [0x0A])
   }
 }

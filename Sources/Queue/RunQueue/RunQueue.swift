@@ -149,6 +149,8 @@ public final class RunQueue: Sendable {
     do throws(QueueError) {
       // An archive interrupted after its note (README: the next open finishes it).
       try archiving.withLock { _ throws(QueueError) in try finishInterruptedArchive() }
+      // A decision to skip an event whose note was not written yet (`gps log skip-event` stopped).
+      try recordSkipNotes()
     } catch {
       close(writingSnapshot: false)
       throw error
@@ -167,7 +169,7 @@ public final class RunQueue: Sendable {
   /// The newest matching snapshot plus the log after it.
   static func load(
     directory: String, snapshots: SnapshotStore, fileSystem: any FileSystem,
-    lastBatch: (sequence: UInt64, hash: [UInt8])? = nil
+    lastBatch: (sequence: UInt64, hash: [UInt8])? = nil, skipping candidates: Set<UInt64> = []
   ) throws(QueueError) -> (state: QueueState, snapshotSequence: UInt64?, skipped: [String], loadTime: Duration) {
     let start = ContinuousClock.now
     let reader = LogReader(directory: directory, fileSystem: fileSystem)
@@ -191,12 +193,14 @@ public final class RunQueue: Sendable {
     }
     // A snapshot of the whole log leaves nothing to replay: skip reading the last segment.
     if state.lastSequence != lastBatch?.sequence || state.lastSequence == 0 {
+      state.skipping.candidates = candidates
       try replay(reader, into: &state)
     }
     return (state, snapshotSequence, skipped, loadTime)
   }
 
   static func replay(_ reader: LogReader, into state: inout QueueState) throws(QueueError) {
+    state.skip(try SkippedEvents.read(logDirectory: reader.logDirectory, fileSystem: reader.fileSystem))
     do {
       try reader.read(from: state.lastSequence + 1) { try state.apply($0) }
     } catch let error as QueueError {

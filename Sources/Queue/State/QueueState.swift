@@ -25,6 +25,8 @@ public struct QueueState: Sendable, Hashable {
   /// Where terminal runs that left `runs` are found (the run index); none: every run is in `runs`.
   /// Not part of the state's value: two states are equal when their contents are.
   var retired = RetiredRunsReference()
+  /// Events of the log a replay passes over (`log/SKIPPED`): not part of the state's value either.
+  var skipping = SkipDecisions()
 
   public init() {}
 
@@ -94,8 +96,21 @@ public struct QueueState: Sendable, Hashable {
     try apply(try RunEvent(record), sequence: record.sequence)
   }
 
-  /// Applies one event, changing its run in place (the replay path: no copy of the run).
+  /// Applies one event, changing its run in place (the replay path: no copy of the run). An event
+  /// it refuses throws with ``QueueError/refusedEvent`` set; one a recorded decision skips
+  /// (`log/SKIPPED`) is passed over.
   public mutating func apply(_ event: RunEvent, sequence: UInt64) throws(QueueError) {
+    if !skipping.isEmpty, try skipIfDecided(event, sequence: sequence) { return }
+    do throws(QueueError) {
+      try applyOne(event, sequence: sequence)
+    } catch {
+      var refused = error
+      refused.refusedEvent = sequence
+      throw refused
+    }
+  }
+
+  private mutating func applyOne(_ event: RunEvent, sequence: UInt64) throws(QueueError) {
     if event.isQueueRecord {
       guard event.runID.isEmpty else {
         throw QueueError(
