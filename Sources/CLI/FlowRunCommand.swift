@@ -20,7 +20,18 @@ func query<T: Sendable>(
   _ location: QueueLocation, server: (ControlClient) async throws -> T, log: (QueueReader) throws -> T
 ) async throws -> T {
   do {
-    return try await location.route().run(viaServer: server) { try log(try readQueue(location.dataDir)) }
+    return try await location.route().run(viaServer: server) {
+      let reader = try readQueue(location.dataDir)
+      do {
+        return try log(reader)
+      } catch  where "\(error)".contains(QueueError.runIndexDamage) {
+        // A row that fails its checksum: never an answer. The log answers instead.
+        writeStandardError(
+          "gps: warning: \(error); answering from the log instead (the next `gps server start` rebuilds the index)\n")
+        return try log(
+          try queueCall { () throws(QueueError) in try QueueReader.ignoringIndex(directory: location.dataDir) })
+      }
+    }
   } catch let failure as QueueRoute.ServerError {
     throw describe(failure.error, server: failure.server)
   }

@@ -290,6 +290,8 @@ struct HistoryVerify: AsyncParsableCommand {
     var replayedFrom = ""
     // Events passed over by recorded decisions (log/SKIPPED), and the notes that record them.
     var skipped = SkippedEvents()
+    // The run index compared with the replay at its checkpoint.
+    var indexChecked: (sequence: UInt64, outcome: IndexCheck.Outcome)?
     do {
       if let anchor = report.anchor,
         try !queueCall({ () throws(QueueError) in try LogReader(directory: dataDir).readsFromStart() })
@@ -320,9 +322,11 @@ struct HistoryVerify: AsyncParsableCommand {
         try SkippedEvents.read(logDirectory: dataDir + "/log", fileSystem: PosixFileSystem())
       }
       state.skip(skipped)
+      let index = try IndexCheck(directory: dataDir)
       try QueueHistory(directory: dataDir).events(from: state.lastSequence + 1) { sequence, event in
         guard sequence <= report.lastSequence else { return false }
         try state.apply(event, sequence: sequence)
+        if let index, sequence == index.sequence { indexChecked = (index.sequence, try index.compare(with: state)) }
         if sequence % 4096 == 0 { progress.update(sequence) }
         return true
       }
@@ -351,6 +355,19 @@ struct HistoryVerify: AsyncParsableCommand {
           )
         }
       }
+    }
+    switch indexChecked {
+    case (_, .differs(let difference))?:
+      throw CommandFailure(
+        "history verify failed: \(difference); the log holds; the run index is derived from it: stop the server, remove \(dataDir)/index/ and start it again to rebuild it"
+      )
+    case (let sequence, .agrees(let runs))?:
+      replayedFrom += "; the run index agrees with the log at its checkpoint (event \(sequence), \(runs) runs)"
+    case (let sequence, .moved(let to))?:
+      replayedFrom +=
+        "; the run index was not compared (the server indexed from event \(sequence) to \(to) meanwhile: verify again when it is idle)"
+    case nil:
+      break
     }
     if !skipped.decisions.isEmpty {
       replayedFrom +=

@@ -70,4 +70,7 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
   }
 
   public var description: String { message }
+
+  /// How the message of every run-index row that fails its checksum begins.
+  package static let runIndexDamage = "the run index is damaged: "
 }

@@ -63,13 +63,24 @@ public final class QueueReader: RunSource, Sendable {
       fileSystem: fileSystem, progress: progress)
   }
 
+  /// The queue replayed from the log alone, without its run index (which a read found damaged).
+  package static func ignoringIndex(directory: String) throws(QueueError) -> QueueReader {
+    try QueueReader(
+      directory: directory, at: .sequence(.max), replaying: true, retiringEvery: QueueHistory.retirePass,
+      fileSystem: PosixFileSystem(), progress: nil, useIndex: false)!
+  }
+
   private init?(
     directory: String, at point: PointInTime, replaying: Bool, retiringEvery: UInt64, fileSystem: any FileSystem,
-    progress: ((UInt64) -> Void)?
+    progress: ((UInt64) -> Void)?, useIndex: Bool = true
   ) throws(QueueError) {
     let history = QueueHistory(directory: directory, fileSystem: fileSystem)
     logStart = try LogReader(directory: directory, fileSystem: fileSystem).retainedStart()
-    switch try Self.openIndex(directory: directory, fileSystem: fileSystem) {
+    let opened =
+      useIndex
+      ? try Self.openIndex(directory: directory, fileSystem: fileSystem)
+      : .failure(QueueError(code: .corrupt, message: "the run index is damaged"))
+    switch opened {
     case .success(let (checkpoint, active, reader)):
       var state: QueueState
       if point.includes(sequence: checkpoint.sequence, time: checkpoint.time) {
@@ -84,7 +95,8 @@ public final class QueueReader: RunSource, Sendable {
       self.state = state
       index = reader
       replayedWhole = nil
-      checkpointSequence = point.includes(sequence: checkpoint.sequence, time: checkpoint.time) ? checkpoint.sequence : nil
+      checkpointSequence =
+        point.includes(sequence: checkpoint.sequence, time: checkpoint.time) ? checkpoint.sequence : nil
     case .failure(let why):
       guard replaying else { return nil }
       state = try history.state(at: point, progress: progress)

@@ -126,6 +126,9 @@ final class IndexFold {
 /// commands and queries) while the indexer writes through another.
 final class RetiredRunReader: RetiredRuns {
   private let store: Mutex<RunStore>
+  /// Told when a read finds the index damaged (a row that fails its checksum): before the error
+  /// is thrown, so no answer comes from it.
+  let onDamage = Mutex<(@Sendable (QueueError) -> Void)?>(nil)
 
   init(_ store: sending RunStore) {
     self.store = Mutex(store)
@@ -140,9 +143,14 @@ final class RetiredRunReader: RetiredRuns {
   }
 
   func withStore<T>(_ body: (RunStore) throws(QueueError) -> T) throws(QueueError) -> T {
-    try store.withLock { store throws(QueueError) in
-      defer { store.connection.endReads() }
-      return try body(store)
+    do throws(QueueError) {
+      return try store.withLock { store throws(QueueError) in
+        defer { store.connection.endReads() }
+        return try body(store)
+      }
+    } catch {
+      if error.code == .corrupt, let onDamage = onDamage.withLock({ $0 }) { onDamage(error) }
+      throw error
     }
   }
 }

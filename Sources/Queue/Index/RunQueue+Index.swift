@@ -16,12 +16,18 @@ extension RunQueue {
   /// Opens the index of `directory` and brings it up to the log's end: loads its checkpoint (the
   /// active runs and the queue-wide state), applies the log after it, and commits.
   static func openIndex(
-    directory: String, fileSystem: any FileSystem, log: EventLog, options: RunIndexOptions
+    directory: String, fileSystem: any FileSystem, log: EventLog, options: RunIndexOptions,
+    recreatingBecause damage: String? = nil
   ) throws(QueueError) -> OpenedIndex {
     let reader = LogReader(directory: directory, fileSystem: fileSystem)
-    var store = try RunStore(directory: directory, fileSystem: fileSystem)
+    var store =
+      if damage != nil {
+        try RunStore.recreated(directory: directory, fileSystem: fileSystem)
+      } else {
+        try RunStore(directory: directory, fileSystem: fileSystem)
+      }
     try store.configureForWriting()
-    var rebuilt = store.recreatedBecause
+    var rebuilt = damage ?? store.recreatedBecause
     var checkpoint: RunStore.Checkpoint
     do throws(QueueError) {
       checkpoint = try store.checkpoint()
@@ -76,7 +82,8 @@ extension RunQueue {
     } catch {
       guard error.code == .corrupt, rebuilt == nil else { throw error }
       // A damaged row: start the index again from the log.
-      return try openIndex(directory: directory, fileSystem: fileSystem, log: log, options: options)
+      return try openIndex(
+        directory: directory, fileSystem: fileSystem, log: log, options: options, recreatingBecause: error.message)
     }
     let start = state.lastSequence
     state.retired = RetiredRunsReference(store: FoldStoreReference(store))

@@ -28,7 +28,11 @@ final class RunStore: @unchecked Sendable {
     var connection = try SQLiteConnection(path: path)
     if schema {
       let version = try? Self.version(of: connection)
-      if let version, version != Self.formatVersion {
+      if let damage = Self.rebuildMark(directory: directory, fileSystem: fileSystem) {
+        connection = try Self.recreate(path: path, fileSystem: fileSystem)
+        try? fileSystem.remove(Self.rebuildMarkPath(directory))
+        recreatedBecause = damage
+      } else if let version, version != Self.formatVersion {
         connection = try Self.recreate(path: path, fileSystem: fileSystem)
         recreatedBecause = "the run index was written by another version of GPS (format \(version))"
       } else if version == nil {
@@ -41,6 +45,23 @@ final class RunStore: @unchecked Sendable {
       }
     }
     self.connection = connection
+  }
+
+  static func rebuildMarkPath(_ directory: String) -> String { directory + "/index/REBUILD" }
+
+  /// Asks the next open to rebuild the index from the log: a read found it damaged. Best effort
+  /// (the damage is reported either way).
+  static func markForRebuild(directory: String, because reason: String, fileSystem: any FileSystem) {
+    try? fileSystem.writeAtomically(rebuildMarkPath(directory), contents: Array(reason.utf8))
+  }
+
+  /// Why the index must be rebuilt, when a read found it damaged.
+  private static func rebuildMark(directory: String, fileSystem: any FileSystem) -> String? {
+    let path = rebuildMarkPath(directory)
+    guard (try? fileSystem.size(of: path)) ?? nil != nil, let bytes = try? fileSystem.read(path, from: 0) else {
+      return nil
+    }
+    return String(decoding: bytes, as: UTF8.self)
   }
 
   /// Removes the index file (and its WAL) and creates an empty one.
@@ -78,17 +99,17 @@ final class RunStore: @unchecked Sendable {
       """
       PRAGMA synchronous = NORMAL;
       BEGIN;
-      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value ANY, sum INTEGER) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, sum INTEGER);
       CREATE TABLE IF NOT EXISTS runs (
         seq INTEGER PRIMARY KEY, id BLOB NOT NULL, state INTEGER NOT NULL, deployment INTEGER NOT NULL,
-        enqueued INTEGER NOT NULL, key TEXT, data BLOB NOT NULL);
+        enqueued INTEGER NOT NULL, key TEXT, data BLOB NOT NULL, sum INTEGER NOT NULL);
       CREATE UNIQUE INDEX IF NOT EXISTS runs_id ON runs (id);
       CREATE INDEX IF NOT EXISTS runs_state ON runs (state, seq);
       CREATE INDEX IF NOT EXISTS runs_deployment ON runs (deployment, state, seq);
       CREATE INDEX IF NOT EXISTS runs_key ON runs (key) WHERE key IS NOT NULL;
       CREATE TABLE IF NOT EXISTS tags (tag TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (tag, seq)) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS active (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
+      CREATE TABLE IF NOT EXISTS active (seq INTEGER PRIMARY KEY, data BLOB NOT NULL, sum INTEGER NOT NULL);
       INSERT OR REPLACE INTO meta (key, value) VALUES ('format', \(formatVersion));
       COMMIT;
       """)
@@ -127,9 +148,23 @@ final class RunStore: @unchecked Sendable {
 
   func checkpoint() throws(QueueError) -> Checkpoint {
     var checkpoint = Checkpoint()
-    let statement = try connection.statement("SELECT key, value FROM meta")
+    let statement = try connection.statement("SELECT key, value, sum FROM meta")
     while try statement.step() {
-      switch statement.string(0) {
+      let key = statement.string(0)
+      if key != "format" {
+        var sum = RowSum()
+        sum.add(key)
+        if key == "hash" || key == "counts" || key == "deployments" {
+          sum.add(statement.blob(1))
+        } else {
+          sum.add(statement.int(1))
+        }
+        guard !statement.isNull(2), sum.value == statement.int(2) else {
+          statement.reset()
+          throw Self.damagedRow("its checkpoint's \(key)")
+        }
+      }
+      switch key {
       case "sequence": checkpoint.sequence = UInt64(bitPattern: statement.int(1))
       case "hash": checkpoint.batchHash = statement.blob(1)
       case "time": checkpoint.time = Timestamp(micros: statement.int(1))
@@ -154,12 +189,29 @@ final class RunStore: @unchecked Sendable {
     QueueError(code: .corrupt, message: "the run index is damaged (\(what) do not decode); it is rebuilt from the log")
   }
 
+  /// How every message of a damaged row begins.
+  static let damageText = QueueError.runIndexDamage
+
+  /// A row whose checksum does not match its contents: damaged inside valid SQLite pages.
+  static func damagedRow(_ what: String) -> QueueError {
+    QueueError(
+      code: .corrupt,
+      message:
+        "\(damageText)\(what) fails its checksum; nothing is answered from it, and the index is rebuilt from the log at the next open"
+    )
+  }
+
   /// Every run that was not terminal at the checkpoint.
   func activeRuns() throws(QueueError) -> [Run] {
     var runs: [Run] = []
-    let statement = try connection.statement("SELECT data FROM active ORDER BY seq")
+    let statement = try connection.statement("SELECT seq, data, sum FROM active ORDER BY seq")
+    defer { statement.reset() }
     while try statement.step() {
-      runs.append(try decode(statement.blob(0), columns: nil))
+      let data = statement.blob(1)
+      guard Self.activeSum(seq: statement.int(0), data: data) == statement.int(2) else {
+        throw Self.damagedRow("the active run enqueued at sequence \(statement.int(0))")
+      }
+      runs.append(try decode(data, columns: nil))
     }
     return runs
   }
@@ -199,33 +251,51 @@ final class RunStore: @unchecked Sendable {
         try connection.statement("DELETE FROM tags WHERE seq = ?1").bind(1, Int64(seq)).run()
       }
       for run in changes.active {
-        try connection.statement("INSERT OR REPLACE INTO active (seq, data) VALUES (?1, ?2)")
-          .bind(1, Int64(run.firstSequence)).bind(2, try run.indexRecord(columns: false, name: nameID)).run()
+        let data = try run.indexRecord(columns: false, name: nameID)
+        let seq = Int64(run.firstSequence)
+        try connection.statement("INSERT OR REPLACE INTO active (seq, data, sum) VALUES (?1, ?2, ?3)")
+          .bind(1, seq).bind(2, data).bind(3, Self.activeSum(seq: seq, data: data)).run()
       }
       for run in changes.terminal {
         let insert = try connection.statement(
-          "INSERT OR REPLACE INTO runs (seq, id, state, deployment, enqueued, key, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+          "INSERT OR REPLACE INTO runs (seq, id, state, deployment, enqueued, key, data, sum) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
         )
-        insert.bind(1, Int64(run.firstSequence)).bind(2, run.id.bytes).bind(3, Int64(run.state.index))
-          .bind(4, Int64(try nameID(run.deployment))).bind(5, run.enqueuedAt.micros)
-        if run.idempotencyKey.isEmpty { insert.bindNull(6) } else { insert.bind(6, run.idempotencyKey) }
-        try insert.bind(7, try run.indexRecord(columns: true, name: nameID)).run()
+        let row = RunRow(
+          seq: Int64(run.firstSequence), id: run.id.bytes, state: Int64(run.state.index),
+          deployment: Int64(try nameID(run.deployment)), enqueued: run.enqueuedAt.micros,
+          key: run.idempotencyKey.isEmpty ? nil : run.idempotencyKey,
+          data: try run.indexRecord(columns: true, name: nameID))
+        insert.bind(1, row.seq).bind(2, row.id).bind(3, row.state).bind(4, row.deployment).bind(5, row.enqueued)
+        if let key = row.key { insert.bind(6, key) } else { insert.bindNull(6) }
+        try insert.bind(7, row.data).bind(8, row.sum).run()
         for tag in Set(run.tags) {
           try connection.statement("INSERT OR IGNORE INTO tags (tag, seq) VALUES (?1, ?2)")
             .bind(1, tag).bind(2, Int64(run.firstSequence)).run()
         }
       }
-      let meta = try connection.statement("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")
-      try meta.bind(1, "sequence").bind(2, Int64(bitPattern: checkpoint.sequence)).run()
-      try meta.bind(1, "hash").bind(2, checkpoint.batchHash).run()
-      try meta.bind(1, "time").bind(2, checkpoint.time.micros).run()
+      let meta = try connection.statement("INSERT OR REPLACE INTO meta (key, value, sum) VALUES (?1, ?2, ?3)")
+      func put(_ key: String, _ value: Int64) throws(QueueError) {
+        var sum = RowSum()
+        sum.add(key)
+        sum.add(value)
+        try meta.bind(1, key).bind(2, value).bind(3, sum.value).run()
+      }
+      func put(_ key: String, _ value: [UInt8]) throws(QueueError) {
+        var sum = RowSum()
+        sum.add(key)
+        sum.add(value)
+        try meta.bind(1, key).bind(2, value).bind(3, sum.value).run()
+      }
+      try put("sequence", Int64(bitPattern: checkpoint.sequence))
+      try put("hash", checkpoint.batchHash)
+      try put("time", checkpoint.time.micros)
       var counts = SnapshotWriter()
       for state in RunState.allCases { counts.put(Int64(checkpoint.counts[state])) }
-      try meta.bind(1, "counts").bind(2, counts.bytes).run()
+      try put("counts", counts.bytes)
       if changes.deploymentsChanged {
         var deployments = SnapshotWriter()
         deployments.putDeployments(checkpoint.deployments, handOvers: checkpoint.handOvers)
-        try meta.bind(1, "deployments").bind(2, deployments.bytes).run()
+        try put("deployments", deployments.bytes)
       }
     }
   }
@@ -235,16 +305,24 @@ final class RunStore: @unchecked Sendable {
     if name.isEmpty { return 0 }
     if let id = nameIDs[name] { return UInt64(id) }
     try connection.statement("INSERT OR IGNORE INTO names (name) VALUES (?1)").bind(1, name).run()
-    guard let id = try lookUpName(name) else { throw Self.damaged("its names") }
+    let inserted = try connection.statement("SELECT id FROM names WHERE name = ?1").bind(1, name)
+    defer { inserted.reset() }
+    guard try inserted.step() else { throw Self.damaged("its names") }
+    let id = inserted.int(0)
+    try connection.statement("UPDATE names SET sum = ?2 WHERE id = ?1").bind(1, id)
+      .bind(2, Self.nameSum(id: id, name: name)).run()
+    nameIDs[name] = id
+    namesByID[id] = name
     return UInt64(id)
   }
 
   private func lookUpName(_ name: String) throws(QueueError) -> Int64? {
     if let id = nameIDs[name] { return id }
-    let statement = try connection.statement("SELECT id FROM names WHERE name = ?1").bind(1, name)
+    let statement = try connection.statement("SELECT id, sum FROM names WHERE name = ?1").bind(1, name)
     defer { statement.reset() }
     guard try statement.step() else { return nil }
     let id = statement.int(0)
+    guard statement.int(1) == Self.nameSum(id: id, name: name) else { throw Self.damagedRow("the name \(id)") }
     nameIDs[name] = id
     namesByID[id] = name
     return id
@@ -252,10 +330,11 @@ final class RunStore: @unchecked Sendable {
 
   /// Reads the whole names table (a few rows per deployment) into the caches.
   private func loadNames() throws(QueueError) {
-    let statement = try connection.statement("SELECT id, name FROM names")
+    let statement = try connection.statement("SELECT id, name, sum FROM names")
     defer { statement.reset() }
     while try statement.step() {
       let (id, name) = (statement.int(0), statement.string(1))
+      guard statement.int(2) == Self.nameSum(id: id, name: name) else { throw Self.damagedRow("the name \(id)") }
       nameIDs[name] = id
       namesByID[id] = name
     }
@@ -375,7 +454,14 @@ final class RunStore: @unchecked Sendable {
     var merged: [Run] = []
     for statement in statements {
       statement.bind(1, Int64(low)).bind(2, Int64(high)).bind(5, Int64(limit))
-      while try statement.step() { merged.append(try decodeRow(statement)) }
+      while try statement.step() {
+        let run = try decodeRow(statement)
+        // A tag row is not checksummed: the run's own, checksummed, tags vouch for it.
+        guard query.tag.isEmpty || run.tags.contains(query.tag) else {
+          throw Self.damagedRow("the tag \(query.tag) of the run enqueued at sequence \(run.firstSequence)")
+        }
+        merged.append(run)
+      }
     }
     if statements.count > 1 {
       merged.sort { $0.firstSequence > $1.firstSequence }
@@ -416,6 +502,15 @@ final class RunStore: @unchecked Sendable {
     return UInt64(low)
   }
 
+  /// Calls `body` with every terminal run, in the order of the log, until it returns false.
+  func forEachTerminalRun(_ body: (Run) throws(QueueError) -> Bool) throws(QueueError) {
+    let statement = try connection.statement("SELECT \(Self.row) FROM runs ORDER BY seq")
+    defer { statement.reset() }
+    while try statement.step() {
+      guard try body(try decodeRow(statement)) else { return }
+    }
+  }
+
   /// How many terminal runs the index holds.
   func terminalCount() throws(QueueError) -> Int {
     let statement = try connection.statement("SELECT count(*) FROM runs")
@@ -429,11 +524,18 @@ final class RunStore: @unchecked Sendable {
 
   private static func row(of table: String?) -> String {
     let prefix = table.map { $0 + "." } ?? ""
-    return ["seq", "id", "state", "deployment", "enqueued", "key", "data"].map { prefix + $0 }.joined(separator: ", ")
+    return ["seq", "id", "state", "deployment", "enqueued", "key", "data", "sum"].map { prefix + $0 }.joined(
+      separator: ", ")
   }
 
   /// The terminal run in the current row of a statement that selects ``row``.
   private func decodeRow(_ statement: SQLiteConnection.Statement) throws(QueueError) -> Run {
+    let row = RunRow(
+      seq: statement.int(0), id: statement.blob(1), state: statement.int(2), deployment: statement.int(3),
+      enqueued: statement.int(4), key: statement.isNull(5) ? nil : statement.string(5), data: statement.blob(6))
+    guard row.sum == statement.int(7) else {
+      throw Self.damagedRow("the row of the run enqueued at sequence \(row.seq)")
+    }
     let state = Int(statement.int(2))
     guard let id = RunID(bytes: statement.blob(1)), RunState.byIndex.indices.contains(state) else {
       throw Self.damaged("a run")
@@ -445,7 +547,21 @@ final class RunStore: @unchecked Sendable {
       id: id, state: RunState.byIndex[state], deployment: deployment,
       enqueuedAt: Timestamp(micros: statement.int(4)), idempotencyKey: statement.isNull(5) ? "" : statement.string(5),
       firstSequence: UInt64(bitPattern: statement.int(0)))
-    return try decode(statement.blob(6), columns: columns)
+    return try decode(row.data, columns: columns)
+  }
+
+  static func activeSum(seq: Int64, data: [UInt8]) -> Int64 {
+    var sum = RowSum()
+    sum.add(seq)
+    sum.add(data)
+    return sum.value
+  }
+
+  static func nameSum(id: Int64, name: String) -> Int64 {
+    var sum = RowSum()
+    sum.add(id)
+    sum.add(name)
+    return sum.value
   }
 
   private func decode(_ bytes: [UInt8], columns: RunColumns?) throws(QueueError) -> Run {
@@ -462,4 +578,49 @@ final class RunStore: @unchecked Sendable {
 extension RunState {
   /// The terminal states.
   static let terminal: Set<RunState> = Set(allCases.filter(\.isTerminal))
+}
+
+/// The columns of a row of `runs`, as stored.
+struct RunRow {
+  var seq: Int64
+  var id: [UInt8]
+  var state: Int64
+  var deployment: Int64
+  var enqueued: Int64
+  var key: String?
+  var data: [UInt8]
+
+  /// The checksum the row carries: of every column.
+  var sum: Int64 {
+    var sum = RowSum()
+    sum.add(seq)
+    sum.add(id)
+    sum.add(state)
+    sum.add(deployment)
+    sum.add(enqueued)
+    if let key { sum.add(key) } else { sum.add(Int64(-1)) }
+    sum.add(data)
+    return sum.value
+  }
+}
+
+/// The checksum of an index row: CRC32C over its columns, each integer as 8 little-endian bytes
+/// and each text or blob after its length, so that different rows never feed it the same bytes.
+/// It finds damage inside pages SQLite itself finds sound (`integrity_check` checks structure,
+/// not contents).
+struct RowSum {
+  private var crc: UInt32 = 0
+
+  mutating func add(_ value: Int64) {
+    withUnsafeBytes(of: value.littleEndian) { crc = CRC32C.checksum($0, continuing: crc) }
+  }
+
+  mutating func add(_ bytes: [UInt8]) {
+    add(Int64(bytes.count))
+    crc = CRC32C.checksum(bytes, continuing: crc)
+  }
+
+  mutating func add(_ text: String) { add(Array(text.utf8)) }
+
+  var value: Int64 { Int64(crc) }
 }

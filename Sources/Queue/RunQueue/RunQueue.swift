@@ -137,6 +137,15 @@ public final class RunQueue: Sendable {
             report?(error)
           })
         queueHandle = handle
+        // A read that finds a damaged row answers nothing from it; the indexer stops (reported
+        // once, like any index failure) and the next open rebuilds the index from the log.
+        let indexer = indexer
+        opened.reader.onDamage.withLock {
+          $0 = { [directory, fileSystem] error in
+            RunStore.markForRebuild(directory: directory, because: error.message, fileSystem: fileSystem)
+            indexer?.inject(error)
+          }
+        }
       } else {
         indexer = nil
         queueHandle = nil
