@@ -51,6 +51,23 @@ struct ServerStart: AsyncParsableCommand {
   )
   var maxStreams: Int?
 
+  @Option(
+    parsing: .unconditional,
+    help:
+      "Connections the control API holds at once; beyond, new ones wait until one closes. Default: the process's file limit less 256, at most 100000."
+  )
+  var maxConnections: Int?
+
+  @Option(
+    parsing: .unconditional,
+    help:
+      "Connections one host (IP address) may hold; its next ones are closed. Default: a quarter of --max-connections."
+  )
+  var maxConnectionsPerHost: Int?
+
+  @Option(help: "A new connection that has not started a call within this time (TLS, HTTP/2, first call) is closed.")
+  var handshakeTimeout = DurationArgument(.seconds(10), text: "10s")
+
   @Flag(help: "Do not serve the web UI and its JSON API.")
   var noWeb = false
 
@@ -136,6 +153,15 @@ struct ServerStart: AsyncParsableCommand {
     if let maxStreams, !(1...1_000_000).contains(maxStreams) {
       throw ValidationError("--max-streams \(maxStreams) is out of range; give 1 to 1000000")
     }
+    if let maxConnections, !(1...1_000_000).contains(maxConnections) {
+      throw ValidationError("--max-connections \(maxConnections) is out of range; give 1 to 1000000")
+    }
+    if let maxConnectionsPerHost, !(1...1_000_000).contains(maxConnectionsPerHost) {
+      throw ValidationError("--max-connections-per-host \(maxConnectionsPerHost) is out of range; give 1 to 1000000")
+    }
+    if !(Duration.milliseconds(100)...Duration.seconds(3600)).contains(handshakeTimeout.duration) {
+      throw ValidationError("--handshake-timeout \(handshakeTimeout.text) is out of range; give 100ms to 1h")
+    }
     guard (0...65535).contains(httpPort) else {
       throw ValidationError("--http-port \(httpPort) is out of range; give 0 to 65535")
     }
@@ -178,6 +204,13 @@ struct ServerStart: AsyncParsableCommand {
     let files = Self.raiseFileLimit()
     configuration.streams =
       maxStreams.map { StreamLimits(total: $0, perPrincipal: max(1, $0 / 4)) } ?? StreamLimits(fileLimit: files.limit)
+    configuration.connections =
+      maxConnections.map { ConnectionLimits(total: $0, perHost: max(1, $0 / 4)) }
+      ?? ConnectionLimits(fileLimit: files.limit)
+    if let maxConnectionsPerHost {
+      configuration.connections.perHost = min(maxConnectionsPerHost, configuration.connections.total)
+    }
+    configuration.connections.handshakeTimeout = handshakeTimeout.duration
     if let tokens {
       do {
         configuration.tokens = try AccessTokens.load(file: tokens) { warning in
@@ -208,6 +241,7 @@ struct ServerStart: AsyncParsableCommand {
     let logger = bootstrapLogging(label: "gps.server", level: logLevel)
     let started = ContinuousClock.now
     let streams = configuration.streams
+    let connections = configuration.connections
     // The reference flow is served by the embedded scheduler like any user's flow: registered
     // with the queue, its steps given the clients of A and B.
     let worker = ControlServer.EmbeddedWorker(registry: .standard) { body in
@@ -230,7 +264,7 @@ struct ServerStart: AsyncParsableCommand {
         }
       // Said once the server opened: a start that fails says only why.
       logger.info(
-        "open files: at most \(files.limit)\(files.raisedFrom.map { " (raised from \($0))" } ?? ""); streams: at most \(streams.total), \(streams.perPrincipal) per caller"
+        "open files: at most \(files.limit)\(files.raisedFrom.map { " (raised from \($0))" } ?? ""); streams: at most \(streams.total), \(streams.perPrincipal) per caller; connections: at most \(connections.total), \(connections.perHost) per host, \(handshakeTimeout.text) to start a call"
       )
       printLine(
         "queue ready in \(seconds(ContinuousClock.now - started)) s: \(queue.counts.total) runs, \(queue.durableSequence) events (\(from), \(startup.replayedEvents) replayed; opening the log \(seconds(startup.openingLog)) s, loading \(seconds(startup.loadingSnapshot)) s)"

@@ -48,6 +48,8 @@ public struct ControlServer: Service {
     public var tokens = AccessTokens()
     /// Following streams open at once (watches, followed history, work signals, the web's events).
     public var streams = StreamLimits(fileLimit: 1024)
+    /// Connections of the control API at once, in all and per host, and the handshake's time.
+    public var connections = ConnectionLimits(fileLimit: 1024)
     /// The server's certificate chain and private key (PEM files); nil: plaintext (loopback only).
     public var tls: (certificateChain: String, privateKey: String)?
     /// Archive sealed segments older than this (`--retain 90d`); nil: keep the whole log.
@@ -156,6 +158,7 @@ public struct ControlServer: Service {
       } else {
         .plaintext
       }
+    let gate = ConnectionGate(limits: configuration.connections, logger: logger)
     let transport = HTTP2ServerTransport.Posix(
       address: try requested.bindAddress(), transportSecurity: security,
       config: .defaults {
@@ -167,6 +170,8 @@ public struct ControlServer: Service {
         $0.connection.keepalive = .init(
           time: .seconds(10), timeout: .seconds(5),
           clientBehavior: .init(minPingIntervalWithoutCalls: .seconds(5), allowWithoutCalls: true))
+        $0.connection.maxIdleTime = configuration.connections.idleTimeout
+        $0.channelDebuggingCallbacks = gate.callbacks
       })
     let boundPort = Mutex<Int?>(nil)
     let server = GRPCServer(

@@ -13,21 +13,10 @@ public func rawHTTP(_ request: String, host: String = "127.0.0.1", port: Int, ti
 public func rawHTTP(bytes: [UInt8], host: String = "127.0.0.1", port: Int, timeout: Duration = .seconds(30)) throws
   -> String
 {
-  let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  guard socket >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+  let socket = try connectTCP(host: host, port: port)
   defer { close(socket) }
   var seconds = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
   setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &seconds, socklen_t(MemoryLayout<timeval>.size))
-  var address = sockaddr_in()
-  address.sin_family = sa_family_t(AF_INET)
-  address.sin_port = in_port_t(UInt16(port).bigEndian)
-  inet_pton(AF_INET, host, &address.sin_addr)
-  let connected = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-      connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-    }
-  }
-  guard connected == 0 else { throw POSIXError(.init(rawValue: errno) ?? .ECONNREFUSED) }
   var sent = 0
   while sent < bytes.count {
     let count = bytes[sent...].withUnsafeBytes { send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -42,4 +31,57 @@ public func rawHTTP(bytes: [UInt8], host: String = "127.0.0.1", port: Int, timeo
     answer.append(contentsOf: buffer[..<count])
   }
   return String(decoding: answer, as: UTF8.self)
+}
+
+/// A TCP connection that sends nothing, as a client stalled in its handshake would.
+public final class IdleConnection {
+  let socket: Int32
+
+  public init(host: String = "127.0.0.1", port: Int) throws {
+    socket = try connectTCP(host: host, port: port)
+  }
+
+  deinit { close(socket) }
+
+  /// Whether the server closed the connection within `timeout` (what it sends before, such as an
+  /// HTTP/2 server's settings, is read and dropped).
+  public func closedByServer(within timeout: Duration) -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+      let left = deadline - ContinuousClock.now
+      guard left > .zero else { return false }
+      var wait = timeval(
+        tv_sec: Int(left.components.seconds), tv_usec: max(1, Int(left.components.attoseconds / 1_000_000_000_000)))
+      setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+      let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+      if count == 0 { return true }
+      if count < 0 {
+        if errno == EINTR { continue }
+        // A timeout, or a reset (a close with data unread).
+        return errno != EAGAIN && errno != EWOULDBLOCK
+      }
+    }
+  }
+}
+
+/// A TCP socket connected to `host:port` (IPv4), or the error that refused it.
+func connectTCP(host: String, port: Int) throws -> Int32 {
+  let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  guard socket >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_port = in_port_t(UInt16(port).bigEndian)
+  inet_pton(AF_INET, host, &address.sin_addr)
+  let connected = withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+      connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+    }
+  }
+  guard connected == 0 else {
+    let error = POSIXError(.init(rawValue: errno) ?? .ECONNREFUSED)
+    close(socket)
+    throw error
+  }
+  return socket
 }
