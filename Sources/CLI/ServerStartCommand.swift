@@ -278,6 +278,10 @@ struct ServerStart: AsyncParsableCommand {
       web.publicURL = publicURL.flatMap(URL.init(string:))
       web.tokens = configuration.tokens
       web.tls = configuration.tls
+      // The web's connections share the descriptors: a quarter of the control API's; a connection
+      // without a request in progress for the handshake timeout is closed.
+      web.maxConnections = max(16, connections.total / 4)
+      web.idleTimeout = connections.handshakeTimeout
       server.companions.append(
         WebServer(configuration: web, logger: logger) { scheme, address in printLine("web UI on \(scheme)://\(address)")
         })

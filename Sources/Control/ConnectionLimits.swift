@@ -147,12 +147,24 @@ private final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHa
   typealias InboundIn = NIOAny
   let gate: ConnectionGate
   private var host = ""
-  private var counted = false
+  private var admitted = false
   private var deadline: Scheduled<Void>?
 
   init(gate: ConnectionGate) { self.gate = gate }
 
   func handlerAdded(context: ChannelHandlerContext) {
+    // Added while the connection is set up, before it is active: counted once it is.
+    if context.channel.isActive { admit(context) }
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    admit(context)
+    context.fireChannelActive()
+  }
+
+  private func admit(_ context: ChannelHandlerContext) {
+    guard !admitted else { return }
+    admitted = true
     host = context.channel.remoteAddress?.ipAddress ?? "unknown"
     guard gate.opened(from: host) else {
       gate.logger.notice(
@@ -161,7 +173,6 @@ private final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHa
       context.close(promise: nil)
       return
     }
-    counted = true
     let gate = self.gate
     let host = self.host
     context.channel.closeFuture.whenComplete { _ in gate.closed(from: host) }

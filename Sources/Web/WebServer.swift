@@ -26,6 +26,10 @@ package struct WebServer: ControlCompanion {
     /// The URL users open the web UI by, when it is not the bound address (a name, a proxy): its
     /// host is accepted in Host headers beside the bound address (``HostCheck``).
     package var publicURL: URL?
+    /// Connections at once (beyond, new ones wait until one closes), and how long one may stay
+    /// without a request in progress (from its start: a stalled TLS handshake too).
+    package var maxConnections = 1024
+    package var idleTimeout = Duration.seconds(60)
 
     package init() {}
   }
@@ -58,6 +62,7 @@ package struct WebServer: ControlCompanion {
     let logger = logger
     let scheme = configuration.tls == nil ? "http" : "https"
     let server: HTTPServerBuilder
+    let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: TimeAmount(configuration.idleTimeout)))
     if let tls = configuration.tls {
       do {
         let chain = try NIOSSLCertificate.fromPEMFile(tls.certificateChain).map {
@@ -65,6 +70,7 @@ package struct WebServer: ControlCompanion {
         }
         let key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
         server = try .tls(
+          http1,
           tlsConfiguration: TLSConfiguration.makeServerConfiguration(
             certificateChain: chain, privateKey: .privateKey(key)))
       } catch {
@@ -72,12 +78,14 @@ package struct WebServer: ControlCompanion {
           "cannot serve the web UI over TLS with \(tls.certificateChain) and \(tls.privateKey): \(error)")
       }
     } else {
-      server = .http1()
+      server = http1
     }
     let app = Application(
       router: router,
       server: server,
-      configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+      configuration: .init(
+        address: .hostname(configuration.host, port: configuration.port), serverName: nil,
+        availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections, logger: logger)),
       onServerRunning: { channel in
         guard let port = channel.localAddress?.port else { return }
         let address = ServiceAddress(host: requested.host, port: port)

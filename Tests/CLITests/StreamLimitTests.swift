@@ -15,21 +15,26 @@ import Testing
   @Test func idleConnectionsAreBoundedAndClosed() async throws {
     try await withTemporaryDirectory { root in
       let server = try GPSProcess([
-        "server", "start", "--data-dir", root.path + "/data", "--port", "0", "--no-web", "--no-scheduler",
-        "--max-connections", "3", "--max-connections-per-host", "2", "--handshake-timeout", "1s",
+        "server", "start", "--data-dir", root.path + "/data", "--port", "0", "--http-port", "0", "--no-scheduler",
+        "--max-connections", "3", "--max-connections-per-host", "2", "--handshake-timeout", "2s",
       ])
       let address = try ServiceAddress(parsing: try await server.listeningAddress(), what: "server")
+      // The web server's connections too: one that sends no request is closed.
+      let webPort = try #require(URL(string: try await server.webAddress())?.port)
+      let web = try IdleConnection(port: webPort)
+      #expect(!web.closedByServer(within: .milliseconds(500)))
+      #expect(web.closedByServer(within: .seconds(10)))
       let said = await server.waitForOutput { _, stderr in stderr.contains("connections: at most") }
       #expect(
-        said && server.stderr.contains("connections: at most 3, 2 per host, 1s to start a call"), "\(server.stderr)")
-      let first = try IdleConnection(port: address.port)
-      let second = try IdleConnection(port: address.port)
-      // The host's third is closed at once; the two idle ones within the handshake timeout.
-      let third = try IdleConnection(port: address.port)
-      #expect(third.closedByServer(within: .seconds(5)))
-      #expect(!first.closedByServer(within: .milliseconds(200)), "closed before its handshake timeout")
-      #expect(first.closedByServer(within: .seconds(10)))
-      #expect(second.closedByServer(within: .seconds(10)))
+        said && server.stderr.contains("connections: at most 3, 2 per host, 2s to start a call"), "\(server.stderr)")
+      // Three from this host: one is closed at once (which one depends on the order the server's
+      // threads take them), the other two when the handshake timeout passes.
+      let idle = try (0..<3).map { _ in try IdleConnection(port: address.port) }
+      let atOnce = idle.filter { $0.closedByServer(within: .milliseconds(300)) }
+      #expect(atOnce.count == 1)
+      for connection in idle where !atOnce.contains(where: { $0 === connection }) {
+        #expect(connection.closedByServer(within: .seconds(10)))
+      }
       #expect(server.stderr.contains("it holds its limit of 2 connections"), "\(server.stderr)")
       // A real client gets its call through once the idle ones are gone.
       try await withControlClient(address) { control in
@@ -45,7 +50,7 @@ import Testing
     try await withTemporaryDirectory { root in
       let server = try GPSProcess([
         "server", "start", "--data-dir", root.path + "/data", "--port", "0", "--no-web", "--no-scheduler",
-        "--max-connections", "1", "--max-connections-per-host", "1", "--handshake-timeout", "1s",
+        "--max-connections", "1", "--max-connections-per-host", "1", "--handshake-timeout", "3s",
       ])
       let address = try ServiceAddress(parsing: try await server.listeningAddress(), what: "server")
       let idle = try IdleConnection(port: address.port)
@@ -53,7 +58,10 @@ import Testing
       try await withControlClient(address) { control in
         _ = try await control.listRuns(.init())
       }
-      #expect(server.stderr.contains("holds its limit of 1 connections"), "\(server.stderr)")
+      let warned = await server.waitForOutput(limit: .seconds(10)) { _, stderr in
+        stderr.contains("holds its limit of 1 connections")
+      }
+      #expect(warned, "\(server.stderr)")
       server.signal(SIGTERM)
       #expect(await server.waitForExit() == 0, "\(server.stderr)")
     }
