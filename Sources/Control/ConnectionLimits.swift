@@ -63,6 +63,8 @@ final class ConnectionGate: Sendable {
       onBindTCPListener: { [self] channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.addHandler(ListenerHandler(gate: self), position: .first)
+          // One accept per read, so that each is counted before the next is decided.
+          try channel.syncOptions?.setOption(.maxMessagesPerRead, value: 1)
         }
       },
       onAcceptTCPConnection: { [self] channel in
@@ -91,27 +93,35 @@ final class ConnectionGate: Sendable {
     }
   }
 
-  /// Counts a new connection from `host`; false (and not counted) when the host has its share. A
-  /// host's share as large as the total is no share: the total's wait applies.
+  /// Counts a connection the listener accepted.
+  func accepted(_ channel: any Channel) {
+    counts.withLock { $0.total += 1 }
+    channel.closeFuture.whenComplete { [self] _ in
+      let resume = counts.withLock { counts -> (@Sendable () -> Void)? in
+        counts.total -= 1
+        guard counts.total < limits.total, let resume = counts.paused else { return nil }
+        counts.paused = nil
+        return resume
+      }
+      resume?()
+    }
+  }
+
+  /// Counts an active connection from `host`; false (and not counted) when the host has its
+  /// share. A host's share as large as the total is no share: the total's wait applies.
   func opened(from host: String) -> Bool {
     counts.withLock { counts in
       guard limits.perHost >= limits.total || counts.byHost[host, default: 0] < limits.perHost else { return false }
-      counts.total += 1
       counts.byHost[host, default: 0] += 1
       return true
     }
   }
 
   func closed(from host: String) {
-    let resume = counts.withLock { counts -> (@Sendable () -> Void)? in
-      counts.total -= 1
+    counts.withLock { counts in
       counts.byHost[host, default: 1] -= 1
       if counts.byHost[host] == 0 { counts.byHost[host] = nil }
-      guard counts.total < limits.total, let resume = counts.paused else { return nil }
-      counts.paused = nil
-      return resume
     }
-    resume?()
   }
 }
 
@@ -123,6 +133,13 @@ private final class ListenerHandler: ChannelDuplexHandler, RemovableChannelHandl
   private var warned = false
 
   init(gate: ConnectionGate) { self.gate = gate }
+
+  /// A connection accepted: counted here, where the next read is decided, so the count is never
+  /// behind the decision.
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    gate.accepted(unwrapInboundIn(data))
+    context.fireChannelRead(data)
+  }
 
   func read(context: ChannelHandlerContext) {
     let loop = context.eventLoop
