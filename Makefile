@@ -19,13 +19,12 @@ GENERATED    := Sources/RPC/Generated
 # Services A and B (the reference flow's services) are compiled into Services.
 SERVICES_PROTOS := protos/gps/v1/a.proto protos/gps/v1/b.proto protos/gps/v1/common.proto
 SERVICES_GENERATED := Sources/Services/Generated
-# The log's records are compiled into Queue (protobuf only: Queue knows nothing of gRPC).
-QUEUE_PROTOS := protos/gps/v1/events.proto
-QUEUE_GENERATED := Sources/Queue/Generated
-# The control API is compiled into Control; its messages use the log's (in Queue).
+# The log's records and the control API, shared by the worker SDK and the server (GPSModel).
+MODEL_PROTOS := protos/gps/v1/events.proto protos/gps/v1/queue.proto
+MODEL_GENERATED := Sources/GPSModel/Generated
+# The control API's descriptors, embedded in Web for its OpenAPI schemas.
 CONTROL_PROTOS := protos/gps/v1/queue.proto
-CONTROL_GENERATED := Sources/Control/Generated
-RPC_PROTOS   := $(filter-out $(QUEUE_PROTOS) $(CONTROL_PROTOS) $(SERVICES_PROTOS),$(PROTO_FILES))
+RPC_PROTOS   := $(filter-out $(MODEL_PROTOS) $(SERVICES_PROTOS),$(PROTO_FILES))
 REFERENCE_GENERATED := Sources/ReferenceFlow/Generated
 WEB_GENERATED := Sources/Web/Generated
 DESCRIPTOR_SET  := protos/gps.desc
@@ -138,21 +137,15 @@ proto:
 	  --grpc-swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
 	  --grpc-swift_out=$(SERVICES_GENERATED) \
 	  $(SERVICES_PROTOS)
-	rm -rf $(QUEUE_GENERATED) && mkdir -p $(QUEUE_GENERATED)
-	protoc -Iprotos \
-	  --plugin=protoc-gen-swift=$(PLUGINS_BIN)/protoc-gen-swift \
-	  --swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
-	  --swift_out=$(QUEUE_GENERATED) \
-	  $(QUEUE_PROTOS)
-	rm -rf $(CONTROL_GENERATED) && mkdir -p $(CONTROL_GENERATED)
+	rm -rf $(MODEL_GENERATED) && mkdir -p $(MODEL_GENERATED)
 	protoc -Iprotos \
 	  --plugin=protoc-gen-swift=$(PLUGINS_BIN)/protoc-gen-swift \
 	  --plugin=protoc-gen-grpc-swift=$(PLUGINS_BIN)/protoc-gen-grpc-swift-2 \
-	  --swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true,ProtoPathModuleMappings=protos/module-mappings.asciipb \
-	  --swift_out=$(CONTROL_GENERATED) \
-	  --grpc-swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true,ProtoPathModuleMappings=protos/module-mappings.asciipb \
-	  --grpc-swift_out=$(CONTROL_GENERATED) \
-	  $(CONTROL_PROTOS)
+	  --swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
+	  --swift_out=$(MODEL_GENERATED) \
+	  --grpc-swift_opt=Visibility=Public,FileNaming=PathToUnderscores,UseAccessLevelOnImports=true \
+	  --grpc-swift_out=$(MODEL_GENERATED) \
+	  $(MODEL_PROTOS)
 	# The descriptors of the reference flow's types, which it registers with the server (ReferenceFlow),
 	# and of every proto (protos/gps.desc, read by the validator's tests).
 	mkdir -p $(REFERENCE_GENERATED)

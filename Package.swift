@@ -29,12 +29,10 @@ let package = Package(
   products: [
     .executable(name: "gps", targets: ["CLI"]),
     .executable(name: "gps-bench", targets: ["GPSBench"]),
-    // The engine: what a worker package of one's own flows depends on.
-    .library(name: "GPS", targets: ["Queue", "Flows", "Control", "RPC"]),
-    .library(name: "RPC", targets: ["RPC"]),
-    .library(name: "Queue", targets: ["Queue"]),
-    .library(name: "Flows", targets: ["Flows"]),
-    .library(name: "Control", targets: ["Control"]),
+    // The worker SDK: what a package of one's own flows depends on (`import GPS`). No storage.
+    .library(name: "GPS", targets: ["GPS"]),
+    // The server engine, for embedding it: the log, the queue, the control service and the web UI.
+    .library(name: "GPSServer", targets: ["Queue", "Control", "Web"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
@@ -89,23 +87,32 @@ let package = Package(
     // `server-flow`, written against the engine's public API like any user's flow.
     .target(
       name: "ReferenceFlow",
-      dependencies: ["Flows", "Services", "RPC", "Queue", grpcCore, swiftProtobuf],
+      dependencies: ["Flows", "Services", "RPC", "GPSModel", "Queue", grpcCore, swiftProtobuf],
+      swiftSettings: swiftSettings
+    ),
+    // What the worker SDK and the server share: runs, events and the control API's messages and
+    // stubs. No storage, no server.
+    .target(
+      name: "GPSModel",
+      dependencies: [grpcCore, grpcProtobuf, swiftProtobuf],
       swiftSettings: swiftSettings
     ),
     .target(
       name: "Queue",
-      dependencies: ["CLZ4", "CCRC32C", "CSQLite", swiftProtobuf, heap, logging, crypto, coreMetrics],
+      dependencies: ["GPSModel", "CLZ4", "CCRC32C", "CSQLite", swiftProtobuf, heap, logging, crypto, coreMetrics],
       swiftSettings: swiftSettings
     ),
+    .target(name: "GPS", dependencies: ["Flows", "GPSModel", "RPC"], swiftSettings: swiftSettings),
     .target(
       name: "Flows",
-      dependencies: ["RPC", "Queue", grpcCore, grpcNIO, swiftProtobuf, logging, crypto],
+      dependencies: ["GPSModel", "RPC", grpcCore, grpcNIO, swiftProtobuf, logging, lifecycle, unixSignals, crypto],
       swiftSettings: swiftSettings
     ),
     .target(
       name: "Control",
       dependencies: [
-        "RPC", "Queue", "Flows", grpcCore, grpcNIO, grpcProtobuf, swiftProtobuf, logging, lifecycle, unixSignals,
+        "RPC", "GPSModel", "Queue", "Flows", grpcCore, grpcNIO, grpcProtobuf, swiftProtobuf, logging, lifecycle,
+        unixSignals,
       ],
       swiftSettings: swiftSettings
     ),
@@ -113,7 +120,7 @@ let package = Package(
     .target(
       name: "Web",
       dependencies: [
-        "Control", "Flows", "Queue", "RPC", hummingbird, hummingbirdTLS, grpcCore, swiftProtobuf, logging,
+        "Control", "Flows", "GPSModel", "Queue", "RPC", hummingbird, hummingbirdTLS, grpcCore, swiftProtobuf, logging,
         coreMetrics, prometheus,
       ],
       resources: [.embedInCode("Assets/app.js"), .embedInCode("Assets/app.css")],
@@ -122,7 +129,8 @@ let package = Package(
     .executableTarget(
       name: "CLI",
       dependencies: [
-        "CJemalloc", "RPC", "Services", "ReferenceFlow", "Flows", "Queue", "Control", "Web", argumentParser, grpcCore,
+        "CJemalloc", "RPC", "Services", "ReferenceFlow", "Flows", "GPSModel", "Queue", "Control", "Web", argumentParser,
+        grpcCore,
         grpcNIO,
         swiftProtobuf, logging,
         lifecycle,
@@ -133,7 +141,7 @@ let package = Package(
     .executableTarget(
       name: "GPSBench",
       dependencies: [
-        "CJemalloc", "Queue", "Flows", "RPC", "Services", "ReferenceFlow", "Control", "Web", "GPSTesting",
+        "CJemalloc", "GPSModel", "Queue", "Flows", "RPC", "Services", "ReferenceFlow", "Control", "Web", "GPSTesting",
         swiftProtobuf,
         grpcCore, grpcNIO, logging,
       ],
@@ -144,13 +152,13 @@ let package = Package(
     // plainly, it runs inputs once (a crash's, a corpus) and writes the seed corpora.
     .executableTarget(
       name: "GPSFuzz",
-      dependencies: ["Queue", "Flows", "Web", swiftProtobuf],
+      dependencies: ["GPSModel", "Queue", "Flows", "Web", swiftProtobuf],
       path: "Fuzz/GPSFuzz",
       swiftSettings: swiftSettings
     ),
     .target(
       name: "GPSTesting",
-      dependencies: ["RPC", "Services", "Queue", grpcCore, grpcNIO, logging, lifecycle],
+      dependencies: ["RPC", "Services", "GPSModel", "Queue", grpcCore, grpcNIO, logging, lifecycle],
       path: "Tests/GPSTesting",
       swiftSettings: swiftSettings
     ),
@@ -162,21 +170,24 @@ let package = Package(
     .testTarget(
       name: "QueueTests",
       dependencies: [
-        "Queue", "GPSTesting", crypto, swiftProtobuf, .product(name: "MetricsTestKit", package: "swift-metrics"),
+        "GPSModel", "Queue", "GPSTesting", crypto, swiftProtobuf,
+        .product(name: "MetricsTestKit", package: "swift-metrics"),
       ],
       swiftSettings: swiftSettings
     ),
     .testTarget(
       name: "FlowsTests",
       dependencies: [
-        "Flows", "RPC", "Services", "ReferenceFlow", "Queue", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, logging,
+        "Flows", "RPC", "Services", "ReferenceFlow", "GPSModel", "Queue", "Control", "GPSTesting", grpcCore, grpcNIO,
+        swiftProtobuf, logging,
       ],
       swiftSettings: swiftSettings
     ),
     .testTarget(
       name: "CLITests",
       dependencies: [
-        "CLI", "Control", "Web", "Queue", "RPC", "Services", "ReferenceFlow", "Flows", "GPSTesting", "GPSFuzz",
+        "CLI", "Control", "Web", "GPSModel", "Queue", "RPC", "Services", "ReferenceFlow", "Flows", "GPSTesting",
+        "GPSFuzz",
         grpcCore,
         grpcNIO,
         swiftProtobuf, crypto,

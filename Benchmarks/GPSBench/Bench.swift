@@ -9,6 +9,7 @@
 // system. Then replay speed (1,000,000 events from the page cache) and LZ4's ratio on run-like events.
 import CJemalloc
 import Foundation
+import GPSModel
 import Queue
 
 #if canImport(Glibc)

@@ -1,5 +1,7 @@
 import Control
+import Flows
 import Foundation
+import GPSModel
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Queue

@@ -1,4 +1,5 @@
 import Foundation
+import GPSModel
 import Queue
 import SwiftProtobuf
 import Synchronization

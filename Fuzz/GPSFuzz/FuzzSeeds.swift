@@ -1,5 +1,6 @@
 import Flows
 import Foundation
+import GPSModel
 import Queue
 import SwiftProtobuf
 

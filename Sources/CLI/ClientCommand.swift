@@ -1,6 +1,7 @@
 import ArgumentParser
 import Flows
 import Foundation
+import GPSModel
 import GRPCCore
 import RPC
 import ReferenceFlow

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Flows
 import Foundation
+import GPSModel
 
 /// The `gps` command: thin argument parsing over the RPC, Queue and Flows libraries.
 @main

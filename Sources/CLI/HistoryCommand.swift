@@ -2,6 +2,7 @@ import ArgumentParser
 import Control
 import Flows
 import Foundation
+import GPSModel
 import GRPCCore
 import Queue
 

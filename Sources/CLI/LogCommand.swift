@@ -1,6 +1,7 @@
 import ArgumentParser
 import Control
 import Foundation
+import GPSModel
 import Queue
 import SwiftProtobuf
 

@@ -240,23 +240,6 @@ package struct AccessInterceptor: ServerInterceptor {
   }
 }
 
-/// Sends the token with every call of a client.
-package struct TokenInterceptor: ClientInterceptor {
-  let token: String
-
-  package init(token: String) { self.token = token }
-
-  package func intercept<Input: Sendable, Output: Sendable>(
-    request: StreamingClientRequest<Input>,
-    context: ClientContext,
-    next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
-  ) async throws -> StreamingClientResponse<Output> {
-    var request = request
-    request.metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
-    return try await next(request, context)
-  }
-}
-
 /// The local user at the other end of a loopback TCP connection, from the kernel's socket table
 /// (`/proc/net/tcp`, `tcp6`): the audit identity when no tokens are configured.
 package enum LoopbackPeer {

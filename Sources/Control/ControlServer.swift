@@ -1,5 +1,6 @@
 public import Flows
 import Foundation
+import GPSModel
 import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging

@@ -1,5 +1,6 @@
 public import Flows
 import Foundation
+public import GPSModel
 public import GRPCCore
 public import Queue
 import RPC
@@ -651,22 +652,6 @@ extension RPCError {
       default: .failedPrecondition
       }
     self.init(code: code, message: error.message)
-  }
-}
-
-extension QueueError {
-  /// The queue error behind a control API status (for remote schedulers).
-  init(_ error: RPCError) {
-    let code: QueueError.Code =
-      switch error.code {
-      case .notFound: .notFound
-      case .invalidArgument: .invalidArgument
-      case .failedPrecondition: .illegalTransition
-      case .aborted: .leaseLost
-      // Includes UNAVAILABLE: a server that restarts is waited for, not given up on.
-      default: .io
-      }
-    self.init(code: code, message: error.message, cause: error)
   }
 }
 

@@ -1,5 +1,6 @@
 public import Flows
 public import Foundation
+public import GPSModel
 public import Queue
 import RPC
 import SwiftProtobuf

@@ -1,3 +1,4 @@
+public import Flows
 import Foundation
 public import GRPCCore
 public import RPC

@@ -1,3 +1,4 @@
+public import GPSModel
 public import GRPCCore
 public import Queue
 

@@ -1,5 +1,6 @@
 public import Flows
 import Foundation
+import GPSModel
 public import Services
 import SwiftProtobuf
 

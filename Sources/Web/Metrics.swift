@@ -1,4 +1,5 @@
 package import CoreMetrics
+import GPSModel
 import Prometheus
 import Queue
 

@@ -1,4 +1,5 @@
 import Flows
+import GPSModel
 
 /// The OpenAPI 3.1 document of the web API (`/api/openapi.json`). Its schemas of the control API's
 /// messages are generated from their descriptors, by the same generator as the parameter forms,

@@ -1,5 +1,6 @@
 import Control
 import Foundation
+import GPSModel
 import HTTPTypes
 import Hummingbird
 import NIOCore

@@ -1,6 +1,7 @@
 import Control
 import Flows
 import Foundation
+import GPSModel
 import GRPCCore
 import HTTPTypes
 import Hummingbird

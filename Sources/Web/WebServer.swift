@@ -1,5 +1,6 @@
 public import Control
 package import Foundation
+import GPSModel
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS

@@ -1,5 +1,7 @@
 import Control
+import Flows
 import Foundation
+import GPSModel
 import GPSTesting
 import Queue
 import RPC

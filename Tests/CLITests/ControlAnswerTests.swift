@@ -1,5 +1,6 @@
 import Control
 import Foundation
+import GPSModel
 import GPSTesting
 import Queue
 import SwiftProtobuf

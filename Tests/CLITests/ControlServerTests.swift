@@ -1,6 +1,8 @@
 import Control
 import Crypto
+import Flows
 import Foundation
+import GPSModel
 import GPSTesting
 import GRPCCore
 import GRPCNIOTransportHTTP2

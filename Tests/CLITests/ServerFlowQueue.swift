@@ -1,4 +1,5 @@
 import Flows
+import GPSModel
 import GPSTesting
 import ReferenceFlow
 

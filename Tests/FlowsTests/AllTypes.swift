@@ -1,5 +1,6 @@
 import Flows
 import Foundation
+import GPSModel
 
 extension DescriptorPool {
   /// Every proto of the repository (protos/gps.desc, written by `make proto`): the validator's

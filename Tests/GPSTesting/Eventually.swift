@@ -1,3 +1,4 @@
+import GPSModel
 public import Queue
 
 /// Polls `condition` every few milliseconds until it holds; throws (rather than hangs) after

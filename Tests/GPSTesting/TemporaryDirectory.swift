@@ -1,4 +1,5 @@
 public import Foundation
+public import GPSModel
 public import Queue
 
 /// A fresh directory under the system's temp directory, removed when the closure returns.

@@ -1,3 +1,4 @@
+import GPSModel
 import Queue
 import Testing
 

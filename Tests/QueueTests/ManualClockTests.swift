@@ -1,3 +1,4 @@
+import GPSModel
 import GPSTesting
 import Queue
 import Synchronization

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import GPSModel
 import GPSTesting
 import SwiftProtobuf
 import Testing

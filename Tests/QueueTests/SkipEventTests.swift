@@ -1,4 +1,5 @@
 import Foundation
+import GPSModel
 import GPSTesting
 import Queue
 import SwiftProtobuf

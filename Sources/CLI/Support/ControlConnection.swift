@@ -1,6 +1,8 @@
 import ArgumentParser
 import Control
+import Flows
 import Foundation
+import GPSModel
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Queue

@@ -1,4 +1,5 @@
 import Foundation
+import GPSModel
 import Queue
 
 /// Opens the queue in `dataDir` without a server (a command holding the lock for a moment): waits

@@ -1,5 +1,6 @@
 import Flows
 import Foundation
+import GPSModel
 
 /// Parameters from the command line, in the forms Prefect users know:
 /// `--param NAME=VALUE` (repeatable; VALUE is JSON, and a bare word is a string) and

@@ -1,6 +1,6 @@
 import Foundation
+public import GPSModel
 import GRPCCore
-public import Queue
 import SwiftProtobuf
 
 /// A flow served under a name, with defaults: what `gps deployment run NAME` enqueues.
@@ -133,11 +133,6 @@ public struct DeploymentRegistry: Sendable {
         code: .unknownDeployment, message: "no deployment is named \(JSONValue.quoted(name)) (\(known))")
     }
     return deployment
-  }
-
-  /// The concurrency limits of every deployment, for ``QueueOptions/limits``.
-  public var concurrencyLimits: ConcurrencyLimits {
-    ConcurrencyLimits(deployments: deployments.compactMapValues(\.concurrencyLimit))
   }
 
   /// The definitions of every deployment, for ``RunQueue/register(_:worker:by:)``.

@@ -1,5 +1,5 @@
 public import Foundation
-public import Queue
+public import GPSModel
 import Synchronization
 
 /// A deployment as the server knows it: a registered definition, without the flow's code. It
@@ -153,6 +153,15 @@ public struct RegisteredDeployment: Sendable {
   }
 }
 
+/// Where the catalog finds a deployment's registered versions: the server's state, or anything
+/// else that holds them.
+public protocol DeploymentVersions {
+  /// Version `version` of the deployment named `name` (0: the newest), or nil when none is registered.
+  func deployment(named name: String, version: UInt32) -> DeploymentVersion?
+  /// The names of every registered deployment, sorted.
+  var deploymentNames: [String] { get }
+}
+
 /// Registered deployments built once per version: decoding a descriptor set for every enqueue
 /// would cost more than the enqueue.
 public final class DeploymentCatalog: Sendable {
@@ -169,12 +178,13 @@ public final class DeploymentCatalog: Sendable {
     return deployment
   }
 
-  /// The newest version of `name` in `state`, or an error that lists what is registered.
-  public func deployment(named name: String, version: UInt32 = 0, in state: QueueState) throws(FlowsError)
-    -> RegisteredDeployment
+  /// Version `version` (0: the newest) of `name` among `versions`, or an error that lists what is
+  /// registered.
+  public func deployment(named name: String, version: UInt32 = 0, in versions: some DeploymentVersions)
+    throws(FlowsError) -> RegisteredDeployment
   {
-    guard let found = state.deployment(named: name, version: version) else {
-      throw Self.unknown(name, version: version, known: state.deployments.keys.sorted())
+    guard let found = versions.deployment(named: name, version: version) else {
+      throw Self.unknown(name, version: version, known: versions.deploymentNames)
     }
     return try deployment(found)
   }

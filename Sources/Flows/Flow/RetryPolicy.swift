@@ -1,6 +1,6 @@
 import Foundation
+import GPSModel
 public import GRPCCore
-import Queue
 
 /// How a task step is retried: attempts, exponential backoff with jitter, and which gRPC status
 /// codes are worth another attempt.

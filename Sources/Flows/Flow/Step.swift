@@ -1,6 +1,6 @@
 import Foundation
+public import GPSModel
 public import GRPCCore
-public import Queue
 public import RPC
 public import SwiftProtobuf
 

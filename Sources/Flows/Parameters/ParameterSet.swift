@@ -1,4 +1,4 @@
-public import Queue
+public import GPSModel
 
 /// One parameter of a flow: a name and the protobuf message type its JSON must validate into.
 public struct ParameterSpec: Sendable, Hashable {

@@ -1,5 +1,5 @@
 public import Foundation
-import SwiftProtobuf
+package import SwiftProtobuf
 
 /// A parameter of a plain type instead of a message: `string`, `int64`, `int32`, `uint64`, `uint32`,
 /// `double`, `float`, `bool`, `bytes`, or a list of one (`repeated string`). Its typed value is
@@ -34,14 +34,14 @@ extension SingleScalarParameter {
   }
 }
 
-enum ScalarParameterTypes {
+package enum ScalarParameterTypes {
   static let kinds: [String: Google_Protobuf_FieldDescriptorProto.TypeEnum] = [
     "string": .string, "int64": .int64, "int32": .int32, "uint64": .uint64, "uint32": .uint32, "double": .double,
     "float": .float, "bool": .bool, "bytes": .bytes,
   ]
 
   /// The field a scalar parameter type validates as (number 1), or nil when `type` is a message.
-  static func field(for type: String) -> Google_Protobuf_FieldDescriptorProto? {
+  package static func field(for type: String) -> Google_Protobuf_FieldDescriptorProto? {
     let repeated = type.hasPrefix("repeated ")
     let name = repeated ? String(type.dropFirst("repeated ".count)) : type
     guard let kind = kinds[name] else { return nil }

@@ -1,4 +1,4 @@
-public import Queue
+public import GPSModel
 
 /// What a scheduler needs from a queue: the in-process ``RunQueue``, or a remote server's.
 public protocol SchedulerQueue: Sendable {
@@ -36,19 +36,5 @@ extension SchedulerQueue {
       }
     }
     return outcomes
-  }
-}
-
-extension RunQueue: SchedulerQueue {
-  public func register(_ definitions: [DeploymentDefinition], worker: String) async throws -> [UInt32] {
-    try await register(definitions, worker: worker, by: "server")
-  }
-
-  public func claim(scheduler: String, limit: Int, deployments: Set<String>?) async throws -> [Claim] {
-    try await claim(scheduler: scheduler, limit: limit, maxParameterBytes: .max, deployments: deployments)
-  }
-
-  public func deployment(named name: String, version: UInt32) async throws -> DeploymentVersion? {
-    withState { $0.deployment(named: name, version: version) }
   }
 }

@@ -1,4 +1,5 @@
 import CLZ4
+public import GPSModel
 
 /// LZ4 block compression through the system's liblz4.
 ///

@@ -1,3 +1,5 @@
+public import GPSModel
+
 /// A point of the log's history: after a given event, or as of a wall-clock time.
 public enum PointInTime: Sendable, Hashable {
   /// After the event with this sequence.

@@ -1,3 +1,5 @@
+public import GPSModel
+
 /// `gps history verify`'s check of the run index against the log: every row of the index as of its
 /// checkpoint (each verified by its checksum) must be the run the log's replay holds at that
 /// sequence, and every run the replay holds must have its row.

@@ -1,3 +1,5 @@
+import GPSModel
+
 /// What a terminal run's row of the index holds in columns of its own (for lookups and
 /// listing), so its record leaves them out: each is stored once.
 struct RunColumns {

@@ -1,3 +1,5 @@
+public import GPSModel
+
 /// The runs a listing or a lookup reads: a live queue, or one read from its files.
 public protocol RunSource {
   /// The run with `id`, wherever it is.

@@ -1,4 +1,5 @@
 import Dispatch
+import GPSModel
 import Synchronization
 
 /// Options of the run index: terminal runs leave memory for `DATA/index/runs.db`.

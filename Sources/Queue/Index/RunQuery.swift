@@ -1,3 +1,5 @@
+public import GPSModel
+
 /// Which runs a listing wants: every condition that is set must hold.
 public struct RunQuery: Sendable, Hashable {
   /// Empty: any state.

@@ -1,3 +1,4 @@
+public import GPSModel
 import Synchronization
 
 /// The run index seen from the queue: opening it at startup, dropping indexed terminal runs from

@@ -1,3 +1,5 @@
+import GPSModel
+
 /// The run index's file, `DATA/index/runs.db` (SQLite, WAL): every run of the log as of one
 /// sequence, the checkpoint. Terminal runs are in `runs`, indexed for listing; the others are in
 /// `active`, which the queue loads whole at startup. A projection of the log: written only from

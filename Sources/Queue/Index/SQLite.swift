@@ -1,4 +1,5 @@
 import CSQLite
+import GPSModel
 
 /// A thin wrapper of one SQLite connection: prepared statements, typed binds and columns, errors
 /// as ``QueueError``. Not thread-safe: each user holds its own connection or a lock around it.

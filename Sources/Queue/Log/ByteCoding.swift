@@ -1,3 +1,5 @@
+import GPSModel
+
 /// Little-endian fixed-width integers in byte arrays: the log's on-disk encoding.
 extension Array where Element == UInt8 {
   @inlinable mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {

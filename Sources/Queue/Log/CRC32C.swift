@@ -1,4 +1,5 @@
 import CCRC32C
+import GPSModel
 
 /// CRC32C (Castagnoli), the checksum of log batches, segment headers and snapshots.
 package enum CRC32C {

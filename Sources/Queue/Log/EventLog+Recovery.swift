@@ -1,3 +1,5 @@
+import GPSModel
+
 extension EventLog {
   struct Recovered {
     var report: RecoveryReport

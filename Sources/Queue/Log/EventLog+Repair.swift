@@ -1,3 +1,5 @@
+public import GPSModel
+
 /// What ``EventLog/repair(directory:fileSystem:)`` removed.
 package struct RepairReport: Sendable, Hashable {
   /// Where the log was cut, or nil when nothing was wrong.

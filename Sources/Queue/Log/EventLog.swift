@@ -1,6 +1,7 @@
 public import CoreMetrics
 import Dispatch
 import Foundation
+public import GPSModel
 import SwiftProtobuf
 import Synchronization
 

@@ -1,3 +1,5 @@
+public import GPSModel
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)

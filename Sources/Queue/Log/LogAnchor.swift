@@ -1,4 +1,5 @@
 import Foundation
+public import GPSModel
 
 /// Where the log begins when it does not begin at sequence 1: written when its first segments are
 /// archived (`gps log archive`, the server's `--retain`) or when a user accepts that they are lost

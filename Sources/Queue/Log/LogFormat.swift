@@ -1,4 +1,5 @@
 import Crypto
+import GPSModel
 
 /// The on-disk format of the event log; `docs/log-format.md` documents it byte by byte.
 package enum LogFormat {

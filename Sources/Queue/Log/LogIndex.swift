@@ -1,3 +1,4 @@
+public import GPSModel
 import Synchronization
 
 /// Where in the log a sequence is: a sparse, in-memory index of batch positions, so a reader that

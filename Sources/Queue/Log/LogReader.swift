@@ -1,3 +1,5 @@
+public import GPSModel
+
 /// One record of the log.
 public struct LogRecord: Sendable, Hashable {
   public var sequence: UInt64

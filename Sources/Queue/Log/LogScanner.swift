@@ -1,3 +1,5 @@
+import GPSModel
+
 /// A batch found in a segment, with where it is and the SHA-256 of its frame when computed.
 package struct LocatedBatch: Sendable, Hashable {
   /// Segment file name, e.g. `00000000000000000001.seg`.

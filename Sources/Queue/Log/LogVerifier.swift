@@ -1,3 +1,5 @@
+public import GPSModel
+
 /// The outcome of ``LogVerifier/verify()``.
 public struct VerifyReport: Sendable {
   public var segments = 0

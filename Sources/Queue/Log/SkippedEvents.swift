@@ -1,4 +1,5 @@
 import Foundation
+public import GPSModel
 
 /// Events of the log that the reducer passes over by a user's recorded decision (`gps log
 /// skip-event`): events an older version of GPS wrote that this one refuses. Without a decision, a

@@ -1,3 +1,4 @@
+import GPSModel
 import Synchronization
 
 /// Tasks waiting until the log holds a given event durably; resumed as group commits complete.

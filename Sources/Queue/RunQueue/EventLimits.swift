@@ -1,3 +1,5 @@
+public import GPSModel
+
 /// The ranges every value from outside must lie in before it becomes an event: checked where a
 /// request becomes events (``RunQueue``'s commands), the one place the gRPC API, the HTTP API and
 /// the offline CLI all pass. The reducer itself is total (it never traps on what the log holds);

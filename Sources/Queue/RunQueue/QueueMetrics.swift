@@ -1,4 +1,5 @@
 public import CoreMetrics
+import GPSModel
 import Synchronization
 
 /// The queue's metrics, reported through swift-metrics to the factory of

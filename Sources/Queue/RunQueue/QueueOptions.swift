@@ -1,4 +1,5 @@
 public import CoreMetrics
+public import GPSModel
 
 /// Concurrency limits: at most this many runs of a deployment, or with a tag, hold a lease at once.
 /// A deployment's limit here overrides the one its registered definition sets.

@@ -1,3 +1,4 @@
+import GPSModel
 import HeapModule
 
 /// The live queue's indexes, derived from ``QueueState`` and the clock: which runs are ready to

@@ -1,4 +1,5 @@
 import Foundation
+public import GPSModel
 import SwiftProtobuf
 
 /// What ``RunQueue/acceptLoss(directory:acceptedBy:clock:fileSystem:)`` accepted and recorded.

@@ -1,4 +1,5 @@
 import Foundation
+public import GPSModel
 import SwiftProtobuf
 import Synchronization
 

@@ -1,81 +1,11 @@
 import Foundation
+public import GPSModel
 import SwiftProtobuf
 import Synchronization
 
 /// Set by an enqueue's plan (run under the queue's lock) when it creates the run.
 final class CreatedFlag {
   var value = false
-}
-
-/// A request to create a run.
-public struct EnqueueRequest: Sendable {
-  /// `flow/deployment`.
-  public var deployment: String
-  public var flow: String
-  /// The validated parameters as a JSON object, and as typed protobuf messages.
-  public var parametersJSON: String
-  public var parameters: [RunParameter]
-  /// Enqueueing the same key again returns the existing run; empty: no deduplication.
-  public var idempotencyKey = ""
-  public var tags: [String] = []
-  /// Higher runs first.
-  public var priority: Int32 = 0
-  /// When the run may start; nil: now.
-  public var scheduledStart: Timestamp?
-  public var crashPolicy = CrashPolicy()
-  public var enqueuedBy = ""
-  public var timeout: Duration = .zero
-  /// The new run's id; nil: a random UUID.
-  public var id: RunID?
-  /// The deployment version the parameters were validated against (0: none registered).
-  public var deploymentVersion: UInt32 = 0
-
-  public init(deployment: String, flow: String, parametersJSON: String = "{}", parameters: [RunParameter] = []) {
-    self.deployment = deployment
-    self.flow = flow
-    self.parametersJSON = parametersJSON
-    self.parameters = parameters
-  }
-}
-
-public struct EnqueueResult: Sendable {
-  public var run: Run
-  /// False when the idempotency key named an existing run, which is returned instead.
-  public var created: Bool
-}
-
-/// Names a run and the lease a scheduler holds it under; every report of the scheduler carries it.
-public struct LeaseToken: Sendable, Hashable {
-  public var runID: RunID
-  public var token: UInt64
-
-  public init(runID: RunID, token: UInt64) {
-    self.runID = runID
-    self.token = token
-  }
-}
-
-/// A run a scheduler claimed, and the lease it must present in heartbeats and reports.
-public struct Claim: Sendable {
-  public var run: Run
-  public var lease: Lease
-  public var token: LeaseToken { LeaseToken(runID: run.id, token: lease.token) }
-
-  public init(run: Run, lease: Lease) {
-    self.run = run
-    self.lease = lease
-  }
-}
-
-public struct HeartbeatReply: Sendable, Hashable {
-  public var expiresAt: Timestamp
-  /// A user asked to cancel the run: stop its work and report ``RunEvent/OneOf_Kind/cancelled(_:)``.
-  public var cancelRequested: Bool
-
-  public init(expiresAt: Timestamp, cancelRequested: Bool) {
-    self.expiresAt = expiresAt
-    self.cancelRequested = cancelRequested
-  }
 }
 
 /// What one ``RunQueue/tick()`` did.

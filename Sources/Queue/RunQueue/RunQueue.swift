@@ -1,4 +1,5 @@
 import Dispatch
+public import GPSModel
 import Synchronization
 
 /// What opening a queue found.

@@ -1,3 +1,5 @@
+public import GPSModel
+
 /// A snapshot: a state blob and the point of the log it covers.
 public struct Snapshot: Sendable, Hashable {
   /// The last sequence whose event the state includes.

@@ -1,3 +1,4 @@
+public import GPSModel
 import Synchronization
 
 /// A clock that moves only when told to: for deterministic tests of leases, lateness, retries,

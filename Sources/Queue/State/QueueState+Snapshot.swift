@@ -1,4 +1,5 @@
 import Dispatch
+import GPSModel
 import SwiftProtobuf
 import Synchronization
 

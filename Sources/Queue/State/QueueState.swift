@@ -1,3 +1,5 @@
+public import GPSModel
+
 /// The whole queue: the pure fold of the log's events.
 ///
 /// `apply` is the only way to change it, and the live ``RunQueue``, startup replay, history and

@@ -1,3 +1,5 @@
+import GPSModel
+
 /// Where a state finds the terminal runs it no longer holds in memory: the run index.
 protocol RetiredRuns: AnyObject, Sendable {
   /// The retired run with `id`, or nil when there is none.

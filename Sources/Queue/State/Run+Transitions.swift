@@ -1,42 +1,11 @@
+public import GPSModel
+
 /// Why an event cannot apply to a run: the transition and the reason, in words.
 struct TransitionError: Error {
   var message: String
 }
 
 extension Run {
-  /// The run created by its `RunEnqueued` event.
-  /// A run as its ``RunEvent/OneOf_Kind/enqueued(_:)`` event at `sequence` creates it.
-  public init(id: RunID, enqueued event: Gps_V1_RunEnqueued, time: Timestamp, sequence: UInt64) {
-    self.id = id
-    spec = RunSpec(
-      deployment: event.deployment, flow: event.flow, parametersJSON: event.parametersJson,
-      parameters: event.parameters.map { RunParameter(name: $0.name, type: $0.type, value: Array($0.value)) },
-      idempotencyKey: event.idempotencyKey, tags: event.tags, priority: event.priority,
-      crashPolicy: CrashPolicy(
-        maxRequeues: event.crashPolicy.maxRequeues, requeueDelay: .microseconds(event.crashPolicy.requeueDelayMicros)),
-      enqueuedBy: event.enqueuedBy, enqueuedAt: time, timeout: .microseconds(event.timeoutMicros),
-      deploymentVersion: event.deploymentVersion)
-    state = .scheduled
-    stateSince = time
-    stateMessage = ""
-    scheduledStart = Timestamp(micros: event.scheduledStartMicros)
-    lease = nil
-    orphaned = false
-    startedAt = nil
-    step = ""
-    stepAttempt = 0
-    attemptOpen = false
-    attempts = 0
-    eventCount = 1
-    claims = 0
-    requeues = 0
-    userRetries = 0
-    firstSequence = sequence
-    lastSequence = sequence
-    result = []
-    resultType = ""
-  }
-
   /// Applies one event of this run, or explains why the transition is illegal and changes nothing.
   /// Pure: the same function serves the live queue, replay and audit. Every case checks before it
   /// changes anything, so the run can be changed in place.

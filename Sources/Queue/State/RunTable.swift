@@ -1,3 +1,5 @@
+public import GPSModel
+
 /// The runs of a queue, in enqueue order, found by id.
 ///
 /// Runs are stored densely in an array with a small id → position index beside it, rather than as

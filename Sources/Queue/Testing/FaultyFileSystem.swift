@@ -1,3 +1,4 @@
+public import GPSModel
 import Synchronization
 
 #if canImport(Glibc)

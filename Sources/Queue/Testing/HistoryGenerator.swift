@@ -1,4 +1,5 @@
 import Foundation
+public import GPSModel
 import SwiftProtobuf
 
 /// Large histories for the scale benchmark and the scale test, through the queue's real commands

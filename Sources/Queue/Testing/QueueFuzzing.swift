@@ -1,4 +1,5 @@
 import Foundation
+import GPSModel
 import SwiftProtobuf
 
 /// Entry points for coverage-guided fuzzing (`make fuzz`) and for replaying its corpora in tests:

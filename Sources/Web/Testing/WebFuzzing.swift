@@ -1,5 +1,6 @@
 import Control
 import Foundation
+import GPSModel
 import NIOCore
 
 /// The entry point for coverage-guided fuzzing of what the web server parses from a request

@@ -1,7 +1,6 @@
-import Flows
+import GPS
 import GRPCCore
 import GRPCNIOTransportHTTP2
-import Queue
 import SwiftProtobuf
 
 /// The example's flow, written only against GPS's public API: one step that prices an order with

@@ -1,14 +1,12 @@
+import Foundation
 // gps-example: serves the `inventory/…` deployment to a running `gps server start`.
 //
 //   inventory-worker --server 127.0.0.1:4200 [--deployment quote] [--discount-type double] [--id ID]
 //     [--delay-ms N]
-import Control
-import Flows
-import Foundation
+import GPS
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
-import RPC
 
 func option(_ name: String, default value: String) -> String {
   let arguments = CommandLine.arguments

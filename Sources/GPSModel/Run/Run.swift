@@ -61,7 +61,7 @@ public final class RunSpec: Sendable, Hashable {
   /// The version of the deployment the parameters were validated against (0: unversioned).
   public let deploymentVersion: UInt32
 
-  init(
+  package init(
     deployment: String, flow: String, parametersJSON: String, parameters: [RunParameter], idempotencyKey: String,
     tags: [String], priority: Int32, crashPolicy: CrashPolicy, enqueuedBy: String, enqueuedAt: Timestamp,
     timeout: Duration, deploymentVersion: UInt32
@@ -155,4 +155,67 @@ public struct Run: Sendable, Hashable {
 
   /// Holds a concurrency slot of its deployment and its tags: exactly while it is leased.
   public var holdsSlot: Bool { lease != nil }
+
+  /// Every field, as the run index and snapshots store them.
+  package init(
+    id: RunID, spec: RunSpec, state: RunState, stateSince: Timestamp, stateMessage: String, scheduledStart: Timestamp,
+    lease: Lease?, orphaned: Bool, startedAt: Timestamp?, step: String, stepAttempt: UInt32, attemptOpen: Bool,
+    attempts: UInt32, eventCount: UInt32, claims: UInt32, requeues: UInt32, userRetries: UInt32,
+    firstSequence: UInt64, lastSequence: UInt64, result: [UInt8], resultType: String
+  ) {
+    self.id = id
+    self.spec = spec
+    self.state = state
+    self.stateSince = stateSince
+    self.stateMessage = stateMessage
+    self.scheduledStart = scheduledStart
+    self.lease = lease
+    self.orphaned = orphaned
+    self.startedAt = startedAt
+    self.step = step
+    self.stepAttempt = stepAttempt
+    self.attemptOpen = attemptOpen
+    self.attempts = attempts
+    self.eventCount = eventCount
+    self.claims = claims
+    self.requeues = requeues
+    self.userRetries = userRetries
+    self.firstSequence = firstSequence
+    self.lastSequence = lastSequence
+    self.result = result
+    self.resultType = resultType
+  }
+
+  /// The run created by its `RunEnqueued` event.
+  /// A run as its ``RunEvent/OneOf_Kind/enqueued(_:)`` event at `sequence` creates it.
+  public init(id: RunID, enqueued event: Gps_V1_RunEnqueued, time: Timestamp, sequence: UInt64) {
+    self.id = id
+    spec = RunSpec(
+      deployment: event.deployment, flow: event.flow, parametersJSON: event.parametersJson,
+      parameters: event.parameters.map { RunParameter(name: $0.name, type: $0.type, value: Array($0.value)) },
+      idempotencyKey: event.idempotencyKey, tags: event.tags, priority: event.priority,
+      crashPolicy: CrashPolicy(
+        maxRequeues: event.crashPolicy.maxRequeues, requeueDelay: .microseconds(event.crashPolicy.requeueDelayMicros)),
+      enqueuedBy: event.enqueuedBy, enqueuedAt: time, timeout: .microseconds(event.timeoutMicros),
+      deploymentVersion: event.deploymentVersion)
+    state = .scheduled
+    stateSince = time
+    stateMessage = ""
+    scheduledStart = Timestamp(micros: event.scheduledStartMicros)
+    lease = nil
+    orphaned = false
+    startedAt = nil
+    step = ""
+    stepAttempt = 0
+    attemptOpen = false
+    attempts = 0
+    eventCount = 1
+    claims = 0
+    requeues = 0
+    userRetries = 0
+    firstSequence = sequence
+    lastSequence = sequence
+    result = []
+    resultType = ""
+  }
 }

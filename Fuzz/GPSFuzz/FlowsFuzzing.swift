@@ -1,12 +1,14 @@
+import Flows
 import Foundation
+public import GPSModel
 import Queue
 import SwiftProtobuf
 
 /// Entry points for coverage-guided fuzzing (`make fuzz`) and for replaying its corpora in tests.
-package enum FlowsFuzzing {
+enum FlowsFuzzing {
   /// Parameters of every kind the validator handles: messages of the log and the control API
   /// (oneofs, maps, enums, nested and repeated messages, 64-bit integers), well-known types and scalars.
-  package static let parameters = ParameterSet([
+  static let parameters = ParameterSet([
     ParameterSpec(name: "event", type: "gps.v1.Event", required: false),
     ParameterSpec(name: "definition", type: "gps.v1.DeploymentDefinition", required: false),
     ParameterSpec(name: "data_info", type: "gps.v1.DataInfo", required: false),
@@ -21,7 +23,7 @@ package enum FlowsFuzzing {
 
   /// JSON parameter validation on `data` as text: refused with problems, or accepted, and then
   /// the canonical JSON it answers validates to itself, and every typed value decodes back to JSON.
-  package static func parameters(_ data: [UInt8], pool: DescriptorPool) {
+  static func parameters(_ data: [UInt8], pool: DescriptorPool) {
     let text = String(decoding: data, as: UTF8.self)
     guard let validated = try? parameters.validate(json: text, pool: pool) else { return }
     guard let again = try? parameters.validate(json: validated.json, pool: pool) else {
@@ -35,7 +37,7 @@ package enum FlowsFuzzing {
 
   /// Registration on `data` as a serialized `DeploymentDefinition`: checked as the server checks
   /// one; what passes registers, and its schema and every parameter's default render.
-  package static func registration(_ data: [UInt8]) {
+  static func registration(_ data: [UInt8]) {
     guard let definition = try? DeploymentDefinition(serializedBytes: data) else { return }
     do {
       try RegisteredDeployment.check(definition)

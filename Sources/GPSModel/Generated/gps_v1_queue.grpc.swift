@@ -18,7 +18,6 @@
 
 public import GRPCCore
 internal import GRPCProtobuf
-public import Queue
 
 // MARK: - gps.v1.Control
 

@@ -1,3 +1,4 @@
+public import GPSModel
 public import GRPCCore
 public import GRPCNIOTransportHTTP2
 public import RPC
@@ -40,5 +41,22 @@ public func withControlClient<T: Sendable>(
     interceptors: credentials.token.map { [TokenInterceptor(token: $0)] } ?? []
   ) { client in
     try await body(ControlClient(wrapping: client))
+  }
+}
+
+/// Sends the token with every call of a client.
+package struct TokenInterceptor: ClientInterceptor {
+  let token: String
+
+  package init(token: String) { self.token = token }
+
+  package func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingClientRequest<Input>,
+    context: ClientContext,
+    next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+  ) async throws -> StreamingClientResponse<Output> {
+    var request = request
+    request.metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
+    return try await next(request, context)
   }
 }

@@ -1,7 +1,7 @@
 public import Flows
 import Foundation
+import GPSModel
 public import Logging
-import Queue
 public import RPC
 public import ServiceLifecycle
 import UnixSignals
@@ -48,17 +48,15 @@ public struct Worker: Service {
             logger.warning("lost the server's work stream; reconnecting", metadata: ["error": "\(error)"])
           }
         }
-        group.addTask { try await scheduler.run() }
-        group.addTask {
-          try? await gracefulShutdown()
-          guard !Task.isCancelled else { return }
+        // Returns once drained after a graceful shutdown stopped the claims (or throws); then the
+        // work stream ends too.
+        try await withGracefulShutdownHandler {
+          try await scheduler.run()
+        } onGracefulShutdown: {
           logger.info(
             "stopping: no new claims; waiting for runs in flight", metadata: ["runs": "\(scheduler.activeRuns)"])
           scheduler.stopClaiming()
-          try await Task.sleep(for: .seconds(86_400 * 365))
         }
-        // scheduler.run() returns once drained (or throws); then stop the rest.
-        _ = try await group.next()
         group.cancelAll()
       }
     }

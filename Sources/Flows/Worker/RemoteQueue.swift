@@ -1,8 +1,7 @@
 public import Flows
 import Foundation
+public import GPSModel
 public import GRPCCore
-public import GRPCNIOTransportHTTP2
-public import Queue
 import RPC
 import SwiftProtobuf
 import Synchronization
@@ -10,16 +9,15 @@ import Synchronization
 /// A server's queue as a scheduler in another process sees it (`gps scheduler --server ADDR`):
 /// claims, heartbeats and reports go over the control API, and a `WatchWork` stream wakes the
 /// scheduler when runs may be claimable or a cancel was requested.
-public final class RemoteQueue: SchedulerQueue {
-  let client: Gps_V1_Control.Client<HTTP2ClientTransport.Posix>
+public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
+  let client: Gps_V1_Control.Client<Transport>
   let scheduler: String
   let signals = Mutex<(work: [WakeSignal], cancels: [WakeSignal])>(([], []))
   let deadline = Mutex<Timestamp?>(nil)
   /// The deployments the scheduler serves, named in `WatchWork` so that an idle worker is seen.
   let deployments: [String]
 
-  public init(client: Gps_V1_Control.Client<HTTP2ClientTransport.Posix>, scheduler: String, deployments: [String] = [])
-  {
+  public init(client: Gps_V1_Control.Client<Transport>, scheduler: String, deployments: [String] = []) {
     self.client = client
     self.scheduler = scheduler
     self.deployments = deployments
@@ -114,7 +112,7 @@ public final class RemoteQueue: SchedulerQueue {
             expiresAt: Timestamp(micros: outcome.renewed.leaseExpiresMicros),
             cancelRequested: outcome.renewed.cancelRequested))
       }
-      let code = Self.codes.first { $0.canonicalName == outcome.errorCode } ?? .unknown
+      let code = heartbeatCodes.first { $0.canonicalName == outcome.errorCode } ?? .unknown
       return .failure(QueueError(RPCError(code: code, message: outcome.errorMessage)))
     }
   }
@@ -168,12 +166,6 @@ public final class RemoteQueue: SchedulerQueue {
     for signal in work + cancels { signal.signal() }
   }
 
-  /// The status codes a heartbeat answers with, by name.
-  static let codes: [RPCError.Code] = [
-    .aborted, .notFound, .invalidArgument, .failedPrecondition, .unavailable, .internalError, .dataLoss,
-    .resourceExhausted, .permissionDenied, .unauthenticated,
-  ]
-
   /// Runs a call, turning its status into the queue error the scheduler understands.
   func remote<T>(_ call: () async throws -> T) async throws -> T {
     do {
@@ -183,3 +175,9 @@ public final class RemoteQueue: SchedulerQueue {
     }
   }
 }
+
+/// The status codes a heartbeat answers with, by name.
+private let heartbeatCodes: [RPCError.Code] = [
+  .aborted, .notFound, .invalidArgument, .failedPrecondition, .unavailable, .internalError, .dataLoss,
+  .resourceExhausted, .permissionDenied, .unauthenticated,
+]

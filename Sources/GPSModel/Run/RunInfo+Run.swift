@@ -1,5 +1,4 @@
-public import Foundation
-public import Queue
+import Foundation
 import SwiftProtobuf
 
 extension Gps_V1_RunInfo {
@@ -54,7 +53,7 @@ extension Gps_V1_RunInfo {
   }
 
   /// About how many bytes the run takes in an answer (its variable-size fields plus room for the rest).
-  var answerSize: Int {
+  package var answerSize: Int {
     parametersJson.utf8.count + result.count + stateMessage.utf8.count + idempotencyKey.utf8.count
       + tags.reduce(0) { $0 + $1.utf8.count + 2 } + 512
   }
@@ -97,18 +96,5 @@ extension Gps_V1_RunInfo {
       run.lease = Lease(scheduler: leaseScheduler, token: 0, expiresAt: Timestamp(micros: leaseExpiresMicros))
     }
     return run
-  }
-}
-
-extension Gps_V1_ArchiveLogResponse {
-  public init(_ report: ArchiveReport) {
-    self.init()
-    segments = report.segments
-    firstArchived = report.archived?.lowerBound ?? 0
-    lastArchived = report.archived?.upperBound ?? 0
-    bytes = report.bytes
-    logStart = report.logStart
-    noteSequence = report.noteSequence ?? 0
-    stoppedBecause = report.stoppedBecause ?? ""
   }
 }
