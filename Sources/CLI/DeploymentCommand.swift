@@ -137,31 +137,17 @@ struct DeploymentHandOver: AsyncParsableCommand {
   @OptionGroup var location: QueueLocation
 
   func run() async throws {
-    let info: Gps_V1_DeploymentInfo
-    do {
-      info = try await location.route().run { control in
-        try await control.handOverDeployment(
-          .with {
-            $0.deployment = name
-            $0.to = to
-            $0.note = note
-          }, options: failFast)
-      } viaLog: {
-        try requireQueue(location.dataDir)
-        let queue = try openQueueOffline(location.dataDir)
-        defer { queue.close() }
-        do {
-          _ = try await queue.handOver(name, to: to, by: requester, note: note)
-        } catch let error as QueueError {
-          throw CommandFailure(error.message + advice(for: error))
-        }
-        guard let version = queue.state.deployment(named: name) else {
-          throw CommandFailure("deployment \(name) is gone")
-        }
-        return Gps_V1_DeploymentInfo(version, catalog: DeploymentCatalog(), state: queue.state, withDefinition: false)
-      }
-    } catch let failure as QueueRoute.ServerError {
-      throw describe(failure.error, server: failure.server)
+    let request = Gps_V1_HandOverDeploymentRequest.with {
+      $0.deployment = name
+      $0.to = to
+      $0.note = note
+    }
+    let info = try await change(location) { control in
+      try await control.handOverDeployment(request, options: failFast)
+    } offline: { engine in
+      let version = try await engine.handOver(request, by: requester)
+      return Gps_V1_DeploymentInfo(
+        version, catalog: engine.catalog, state: engine.queue.state, withDefinition: false)
     }
     switch output {
     case .json: printLine(info.summaryJSON.prettyText)
@@ -244,8 +230,8 @@ struct RunOptions: ParsableArguments {
   }
 
   func enqueue() async throws {
-    // The server validates against the deployment's registered version; without one, the same
-    // validator runs against the version in the log below.
+    // One request, validated by the engine against the deployment's registered version: the
+    // server's, or, without a server, the same engine over the log below.
     let start = startIn.map { SystemClock().now() + $0.duration } ?? startAt.flatMap(parseTime)
     let parameters: JSONValue
     do {
@@ -253,36 +239,42 @@ struct RunOptions: ParsableArguments {
     } catch {
       throw CommandFailure("\(name): \(error.message)")
     }
-    var request = EnqueueRequest(deployment: name, flow: "", parametersJSON: parameters.text)
-    request.idempotencyKey = idempotencyKey ?? ""
-    request.scheduledStart = start
-    request.enqueuedBy = requester
-    // Every enqueue carries a key, so that one whose answer was lost (the server wrote it, then
-    // the connection broke) can be retried safely, and the offline fallback below never doubles it.
-    if request.idempotencyKey.isEmpty { request.idempotencyKey = "cli-" + UUID().uuidString.lowercased() }
+    let request = Gps_V1_EnqueueRunRequest.with {
+      $0.deployment = name
+      $0.parametersJson = parameters.text
+      // Every enqueue carries a key, so that one whose answer was lost (the server wrote it, then
+      // the connection broke) can be retried safely, and the offline fallback below never doubles it.
+      $0.idempotencyKey = idempotencyKey.flatMap { $0.isEmpty ? nil : $0 } ?? "cli-" + UUID().uuidString.lowercased()
+      $0.tags = tags
+      $0.scheduledStartMicros = start?.micros ?? 0
+      $0.enqueuedBy = requester
+    }
     // Through the server; with none running (or a killed one's address left behind), offline.
     let route = try location.route()
     do {
       try await route.run { control in
         try await enqueue(request, control: control, server: route.server!)
       } viaLog: {
-        try await enqueueOffline(request, start: start)
+        try await enqueueOffline(request)
       }
     } catch let failure as QueueRoute.ServerError {
       throw enqueueFailure(failure.error, request: request, server: failure.server)
     }
   }
 
-  /// No server: appends to the log directly (taking the data directory's lock briefly). Only
-  /// `gps server start` creates a queue: a mistyped --data-dir must not start a new one.
-  func enqueueOffline(_ request: EnqueueRequest, start: Timestamp?) async throws {
+  /// No server: appends to the log directly (taking the data directory's lock briefly), through
+  /// the same engine call as the server's. Only `gps server start` creates a queue: a mistyped
+  /// --data-dir must not start a new one.
+  func enqueueOffline(_ request: Gps_V1_EnqueueRunRequest) async throws {
     try requireQueue(location.dataDir)
     let result: EnqueueResult
     do {
       let queue = try openQueueOffline(location.dataDir)
       defer { queue.close() }
-      let validated = try validateOffline(request, in: queue)
-      result = try await queue.enqueue(validated)
+      result = try await Engine(queue: queue).enqueue(request, by: requester)
+    } catch let error as FlowsError {
+      let hint = error.code == .unknownDeployment ? "; `gps deployment ls` lists them" : ""
+      throw CommandFailure("\(name): \(error.message)\(hint)")
     }
     report(Gps_V1_RunInfo(result.run), created: result.created, offline: true)
     if watch {
@@ -291,25 +283,10 @@ struct RunOptions: ParsableArguments {
     }
   }
 
-  /// The request validated against the deployment's newest version in the log (no server runs).
-  func validateOffline(_ request: EnqueueRequest, in queue: RunQueue) throws(CommandFailure) -> EnqueueRequest {
-    let found = queue.withState { state in
-      Result { () throws(FlowsError) in try DeploymentCatalog().deployment(named: name, in: state) }
-    }
-    do {
-      return try found.get().enqueueRequest(
-        parametersJSON: request.parametersJSON, idempotencyKey: request.idempotencyKey, tags: tags,
-        scheduledStart: request.scheduledStart, enqueuedBy: request.enqueuedBy)
-    } catch {
-      let hint = error.code == .unknownDeployment ? "; `gps deployment ls` lists them" : ""
-      throw CommandFailure("\(name): \(error.message)\(hint)")
-    }
-  }
-
   /// One line for a failed enqueue through the server: refused (nothing was written), or not
   /// confirmed (it may have been written: the key makes a retry safe).
-  func enqueueFailure(_ rpc: RPCError, request: EnqueueRequest, server: ServiceAddress) -> CommandFailure {
-    let size = request.parametersJSON.utf8.count
+  func enqueueFailure(_ rpc: RPCError, request: Gps_V1_EnqueueRunRequest, server: ServiceAddress) -> CommandFailure {
+    let size = request.parametersJson.utf8.count
     switch rpc.code {
     case .invalidArgument, .notFound, .alreadyExists, .failedPrecondition, .permissionDenied, .unauthenticated,
       .unimplemented:
@@ -328,16 +305,8 @@ struct RunOptions: ParsableArguments {
     }
   }
 
-  func enqueue(_ request: EnqueueRequest, control: ControlClient, server: ServiceAddress) async throws {
-    let response = try await control.enqueue(
-      .with {
-        $0.deployment = request.deployment
-        $0.parametersJson = request.parametersJSON
-        $0.idempotencyKey = request.idempotencyKey
-        $0.tags = tags
-        $0.scheduledStartMicros = request.scheduledStart?.micros ?? 0
-        $0.enqueuedBy = request.enqueuedBy
-      }, options: failFast)
+  func enqueue(_ request: Gps_V1_EnqueueRunRequest, control: ControlClient, server: ServiceAddress) async throws {
+    let response = try await control.enqueue(request, options: failFast)
     report(response.run, created: response.created, offline: false)
     guard watch else { return }
     do {

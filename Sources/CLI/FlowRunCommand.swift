@@ -80,9 +80,14 @@ func rpcCall<T>(_ body: () throws(RPCError) -> T) throws(CommandFailure) -> T {
   do {
     return try body()
   } catch {
-    let hint = error.code == .notFound && error.message.hasPrefix("no run") ? "; `gps flow-run ls` lists runs" : ""
-    throw CommandFailure(error.message + hint)
+    throw offlineFailure(error)
   }
+}
+
+/// One line for an error of a command run on the log without a server.
+func offlineFailure(_ error: RPCError) -> CommandFailure {
+  let hint = error.code == .notFound && error.message.hasPrefix("no run") ? "; `gps flow-run ls` lists runs" : ""
+  return CommandFailure(error.message + hint)
 }
 
 struct FlowRunList: AsyncParsableCommand {
@@ -374,15 +379,15 @@ struct FlowRunCancel: AsyncParsableCommand {
   @OptionGroup var location: QueueLocation
 
   func run() async throws {
-    let run = try await command(location, id: id) { control, runID in
-      try await control.cancelRun(
-        .with {
-          $0.runID = runID
-          $0.requestedBy = requester
-          $0.reason = reason
-        }, options: failFast)
-    } offline: { queue, runID in
-      try await queue.cancel(runID, by: requester, reason: reason)
+    let request = Gps_V1_RunRequest.with {
+      $0.runID = id
+      $0.requestedBy = requester
+      $0.reason = reason
+    }
+    let run = try await change(location) { control in
+      try await control.cancelRun(request, options: failFast)
+    } offline: { engine in
+      Gps_V1_RunInfo(try await engine.cancel(request, by: requester))
     }
     printLine(output == .json ? EventText.json(run).prettyText : "run \(run.id): \(run.state)")
   }
@@ -401,37 +406,37 @@ struct FlowRunRetry: AsyncParsableCommand {
   @OptionGroup var location: QueueLocation
 
   func run() async throws {
-    let run = try await command(location, id: id) { control, runID in
-      try await control.retryRun(
-        .with {
-          $0.runID = runID
-          $0.requestedBy = requester
-        }, options: failFast)
-    } offline: { queue, runID in
-      try await queue.retry(runID, by: requester)
+    let request = Gps_V1_RunRequest.with {
+      $0.runID = id
+      $0.requestedBy = requester
+    }
+    let run = try await change(location) { control in
+      try await control.retryRun(request, options: failFast)
+    } offline: { engine in
+      Gps_V1_RunInfo(try await engine.retry(request, by: requester))
     }
     printLine(output == .json ? EventText.json(run).prettyText : "run \(run.id): \(run.state)")
   }
 }
 
-/// A command that changes a run: through the server, or (none running) on the log directly.
-func command(
-  _ location: QueueLocation, id: String,
-  server: (ControlClient, String) async throws -> Gps_V1_RunInfo,
-  offline: (RunQueue, RunID) async throws -> Run
-) async throws -> Gps_V1_RunInfo {
+/// A command that changes the queue: through the server, or (none running) through the same
+/// engine over the log, taking the data directory's lock for a moment.
+func change<T: Sendable>(
+  _ location: QueueLocation, server: (ControlClient) async throws -> T, offline: (Engine) async throws -> T
+) async throws -> T {
   do {
     return try await location.route().run {
-      try await server($0, id)
+      try await server($0)
     } viaLog: {
       try requireQueue(location.dataDir)
       let queue = try openQueueOffline(location.dataDir)
       defer { queue.close() }
-      let run = try rpcCall { () throws(RPCError) in try RunFilter.find(id, in: queue) }
       do {
-        return Gps_V1_RunInfo(try await offline(queue, run.id))
+        return try await offline(Engine(queue: queue))
       } catch let error as QueueError {
         throw CommandFailure(error.message + advice(for: error))
+      } catch let error as RPCError {
+        throw offlineFailure(error)
       }
     }
   } catch let failure as QueueRoute.ServerError {

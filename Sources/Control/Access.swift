@@ -162,6 +162,10 @@ package enum Principal {
   /// (claims, heartbeats, reports) never ask.
   package static var current: String? { source?.name }
 
+  /// Who the events of this call record: the authenticated caller, else the connection's peer;
+  /// never what the request says of itself.
+  package static func caller(_ context: ServerContext) -> String { current ?? context.remotePeer }
+
   /// The caller's roles; outside a call (the server's own work), every role.
   package static var roles: Role { source?.roles ?? .all }
 

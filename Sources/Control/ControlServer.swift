@@ -149,7 +149,8 @@ public struct ControlServer: Service {
       _ = try await queue.register(
         worker.registry.definitions, worker: "gps-server", by: Self.selfPrincipal, serving: false)
     }
-    let service = ControlService(queue: queue, streams: configuration.streams, tokens: configuration.tokens)
+    let service = ControlService(
+      engine: Engine(queue: queue), streams: configuration.streams, tokens: configuration.tokens)
     let requested = ServiceAddress(host: configuration.host, port: configuration.port)
     let security: HTTP2ServerTransport.Posix.TransportSecurity =
       if let tls = configuration.tls {

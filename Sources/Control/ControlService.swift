@@ -9,9 +9,10 @@ import Synchronization
 
 /// The control API (`gps.v1.Control`) over one ``RunQueue``: what `gps server start` serves.
 package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendable {
-  package let queue: RunQueue
-  /// Validators of the registered deployment versions.
-  package let catalog = DeploymentCatalog()
+  /// What every door calls: this service translates the control API's calls into it.
+  package let engine: Engine
+  package var queue: RunQueue { engine.queue }
+  package var catalog: DeploymentCatalog { engine.catalog }
   let stopping = Atomic<Bool>(false)
   /// The longest a `WatchWork` stream stays silent: a remote scheduler also looks this often.
   let idleSignal: Duration
@@ -26,14 +27,14 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   let tokens: AccessTokens?
 
   package init(
-    queue: RunQueue, idleSignal: Duration = .seconds(1),
+    engine: Engine, idleSignal: Duration = .seconds(1),
     streams: StreamLimits = StreamLimits(total: 10_000, perPrincipal: 2_500), tokens: AccessTokens? = nil
   ) {
-    self.queue = queue
+    self.engine = engine
     self.tokens = tokens
     self.idleSignal = idleSignal
     self.streams = streams
-    logIndex = LogIndex(directory: queue.directory)
+    logIndex = LogIndex(directory: engine.queue.directory)
   }
 
   /// Runs `body` holding a place among the open streams of the caller (RESOURCE_EXHAUSTED
@@ -74,42 +75,11 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   package func enqueue(
     request: Gps_V1_EnqueueRunRequest, context: ServerContext
   ) async throws -> Gps_V1_EnqueueRunResponse {
-    let result = try await enqueueRun(request, context: context)
+    let result = try await engine.enqueue(request, by: Principal.caller(context))
     return .with {
       $0.run = Gps_V1_RunInfo(result.run)
       $0.created = result.created
     }
-  }
-
-  /// Validates the parameters with the deployment's validator and enqueues the run durably.
-  func enqueueRun(_ request: Gps_V1_EnqueueRunRequest, context: ServerContext) async throws -> EnqueueResult {
-    let enqueue = try enqueueRequest(request, context: context)
-    return try await mapErrors { try await queue.enqueue(enqueue) }
-  }
-
-  /// The run a request asks for, its parameters checked by the deployment's validator.
-  func enqueueRequest(_ request: Gps_V1_EnqueueRunRequest, context: ServerContext) throws(RPCError) -> EnqueueRequest {
-    do {
-      // Who is in the log is who the server authenticated, never what the request says.
-      return try validatedEnqueue(request, enqueuedBy: Principal.current ?? context.remotePeer)
-    } catch {
-      throw RPCError(error)
-    }
-  }
-
-  /// The run a request asks for, its parameters checked by the registered deployment's validator:
-  /// the error keeps every problem with its path (the web API shows each beside its field).
-  package func validatedEnqueue(
-    _ request: Gps_V1_EnqueueRunRequest, enqueuedBy: String
-  ) throws(FlowsError) -> EnqueueRequest {
-    let deployment = try queue.withState { state in
-      Result { () throws(FlowsError) in try catalog.deployment(named: request.deployment, in: state) }
-    }.get()
-    return try deployment.enqueueRequest(
-      parametersJSON: request.parametersJson.isEmpty ? "{}" : request.parametersJson,
-      idempotencyKey: request.idempotencyKey, tags: request.tags,
-      scheduledStart: request.scheduledStartMicros == 0 ? nil : Timestamp(micros: request.scheduledStartMicros),
-      enqueuedBy: enqueuedBy)
   }
 
   package func enqueueStream(
@@ -166,13 +136,12 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
         }
       }
       defer { answers.finish() }
+      let principal = Principal.caller(context)
       for try await enqueue in request {
         do {
-          let request = try enqueueRequest(enqueue, context: context)
-          let result = try mapErrors { () throws(QueueError) in try queue.submitEnqueue(request) }
-          answers.append(.submitted(result))
-        } catch let error as RPCError where error.code != .unavailable {
-          answers.append(.refused(error))
+          answers.append(.submitted(try engine.submit(enqueue, by: principal)))
+        } catch let error as any RPCErrorConvertible where error.rpcErrorCode != .unavailable {
+          answers.append(.refused(RPCError(error)))
         }
       }
       answers.finish()
@@ -230,7 +199,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     case nil: throw RPCError(code: .invalidArgument, message: "say before which time or sequence to archive")
     }
     // Who archived is who the server authenticated; what the client calls itself is a label beside it.
-    let principal = Principal.current ?? context.remotePeer
+    let principal = Principal.caller(context)
     let label = request.archivedBy
     do throws(QueueError) {
       try EventLimits.check(name: label, "archived_by", optional: true)
@@ -238,9 +207,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
       throw RPCError(code: .invalidArgument, message: error.message)
     }
     let by = label.isEmpty || label == principal ? principal : "\(principal) (as \(label))"
-    let report = try mapErrors { () throws(QueueError) in
-      try queue.archive(before: bound, delete: request.delete, archivedBy: by, dryRun: request.dryRun)
-    }
+    let report = try queue.archive(before: bound, delete: request.delete, archivedBy: by, dryRun: request.dryRun)
     return Gps_V1_ArchiveLogResponse(report)
   }
 
@@ -254,11 +221,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
           "no token in the server's tokens file is named \(JSONValue.quoted(String(request.to.prefix(256)))); hand the deployment to one of: \(tokens.names.sorted().joined(separator: ", "))"
       )
     }
-    let by = Principal.current ?? context.remotePeer
-    _ = try await mapErrors { try await queue.handOver(request.deployment, to: request.to, by: by, note: request.note) }
-    guard let version = queue.withState({ $0.deployment(named: request.deployment) }) else {
-      throw RPCError(code: .notFound, message: "deployment \(request.deployment) is gone")
-    }
+    let version = try await engine.handOver(request, by: Principal.caller(context))
     return info(version, withDefinition: false)
   }
 
@@ -270,15 +233,11 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   }
 
   package func cancelRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
-    let id = try run(request.runID).id
-    let by = Principal.current ?? context.remotePeer
-    return Gps_V1_RunInfo(try await mapErrors { try await queue.cancel(id, by: by, reason: request.reason) })
+    Gps_V1_RunInfo(try await engine.cancel(request, by: Principal.caller(context)))
   }
 
   package func retryRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
-    let id = try run(request.runID).id
-    let by = Principal.current ?? context.remotePeer
-    return Gps_V1_RunInfo(try await mapErrors { try await queue.retry(id, by: by) })
+    Gps_V1_RunInfo(try await engine.retry(request, by: Principal.caller(context)))
   }
 
   package func listDeployments(
@@ -331,11 +290,9 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
         throw RPCError(error)
       }
     }
-    let principal = Principal.current ?? context.remotePeer
+    let principal = Principal.caller(context)
     try mayServe(request.definitions.map(\.name))
-    let versions = try await mapErrors {
-      try await queue.register(request.definitions, worker: request.worker, by: principal)
-    }
+    let versions = try await queue.register(request.definitions, worker: request.worker, by: principal)
     return .with { $0.versions = versions }
   }
 
@@ -466,13 +423,11 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
         message: "a worker names the deployments it claims (only an admin may claim runs of any deployment)")
     }
     try mayServe(request.deployments)
-    let claims = try await mapErrors {
-      try await queue.claim(
-        scheduler: request.scheduler, limit: max(1, Int(request.limit)),
-        maxParameterBytes: Gps_V1_RunInfo.answerBudget / 2,
-        deployments: request.deployments.isEmpty ? nil : Set(request.deployments),
-        principal: Principal.current ?? context.remotePeer)
-    }
+    let claims = try await queue.claim(
+      scheduler: request.scheduler, limit: max(1, Int(request.limit)),
+      maxParameterBytes: Gps_V1_RunInfo.answerBudget / 2,
+      deployments: request.deployments.isEmpty ? nil : Set(request.deployments),
+      principal: Principal.caller(context))
     return .with {
       $0.claims = claims.map { claim in
         .with {
@@ -489,7 +444,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     request: Gps_V1_HeartbeatRequest, context: ServerContext
   ) async throws -> Gps_V1_HeartbeatResponse {
     let lease = try lease(request.runID, request.leaseToken)
-    let reply = try mapErrors { () throws(QueueError) in try queue.heartbeat(lease) }
+    let reply = try queue.heartbeat(lease)
     return .with {
       $0.leaseExpiresMicros = reply.expiresAt.micros
       $0.cancelRequested = reply.cancelRequested
@@ -503,7 +458,12 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
       $0.outcomes = request.leases.map { single in
         do throws(RPCError) {
           let lease = try lease(single.runID, single.leaseToken)
-          let reply = try mapErrors { () throws(QueueError) in try queue.heartbeat(lease) }
+          let reply: HeartbeatReply
+          do throws(QueueError) {
+            reply = try queue.heartbeat(lease)
+          } catch {
+            throw RPCError(error)
+          }
           return .with {
             $0.renewed = .with {
               $0.leaseExpiresMicros = reply.expiresAt.micros
@@ -523,7 +483,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   package func report(request: Gps_V1_ReportRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
     let lease = try lease(request.runID, request.leaseToken)
     let kinds = request.events.compactMap(\.kind)
-    return Gps_V1_RunInfo(try await mapErrors { try await queue.report(lease, kinds) })
+    return Gps_V1_RunInfo(try await queue.report(lease, kinds))
   }
 
   package func watchWork(
@@ -559,9 +519,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   // MARK: Helpers
 
   /// The run named by a full id or a unique prefix of at least 8 characters.
-  package func run(_ text: String) throws(RPCError) -> Run {
-    try RunFilter.find(text, in: queue)
-  }
+  package func run(_ text: String) throws(RPCError) -> Run { try engine.run(named: text) }
 
   /// The run with `id`, wherever it is; an index that cannot be read is `unavailable`.
   func lookUp(_ id: RunID) throws(RPCError) -> Run? {
@@ -606,52 +564,6 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
           "deployment \(deployment) belongs to \(owner)\(how); \(caller) may not serve it (an admin may, and may hand it over with `gps deployment hand-over`)"
       )
     }
-  }
-}
-
-/// Runs `body`, turning the queue's errors into gRPC statuses.
-func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
-  do {
-    return try await body()
-  } catch let error as QueueError {
-    throw RPCError(error)
-  }
-}
-
-func mapErrors<T>(_ body: () throws(QueueError) -> T) throws(RPCError) -> T {
-  do {
-    return try body()
-  } catch {
-    throw RPCError(error)
-  }
-}
-
-extension RPCError {
-  /// The gRPC status for a queue error; ``QueueError/init(_:)`` maps it back.
-  package init(_ error: QueueError) {
-    let code: RPCError.Code =
-      switch error.code {
-      case .notFound: .notFound
-      case .invalidArgument: .invalidArgument
-      case .illegalTransition: .failedPrecondition
-      case .leaseLost: .aborted
-      case .closed, .writerStopped, .locked: .unavailable
-      case .corrupt, .dataLost: .dataLoss
-      case .conflict: .alreadyExists
-      case .tooLarge: .resourceExhausted
-      default: .internalError
-      }
-    self.init(code: code, message: error.message)
-  }
-
-  package init(_ error: FlowsError) {
-    let code: RPCError.Code =
-      switch error.code {
-      case .unknownDeployment: .notFound
-      case .invalidParameter: .invalidArgument
-      default: .failedPrecondition
-      }
-    self.init(code: code, message: error.message)
   }
 }
 

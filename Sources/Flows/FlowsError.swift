@@ -1,3 +1,5 @@
+public import GRPCCore
+
 /// An error of flows, deployments and parameters.
 public struct FlowsError: Error, Sendable, CustomStringConvertible {
   public struct Code: Sendable, Hashable, CustomStringConvertible {
@@ -39,4 +41,20 @@ public struct FlowsError: Error, Sendable, CustomStringConvertible {
   }
 
   public var description: String { message }
+}
+
+/// A flows error thrown by a gRPC handler answers with its status and message.
+extension FlowsError: RPCErrorConvertible {
+  public var rpcErrorCode: RPCError.Code {
+    switch code {
+    case .unknownDeployment: .notFound
+    case .invalidParameter: .invalidArgument
+    default: .failedPrecondition
+    }
+  }
+
+  public var rpcErrorMessage: String { message }
+
+  /// None: what a client sees is the message, which says what to do.
+  public var rpcErrorCause: (any Error)? { nil }
 }

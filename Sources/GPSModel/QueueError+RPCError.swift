@@ -15,3 +15,26 @@ extension QueueError {
     self.init(code: code, message: error.message, cause: error)
   }
 }
+
+/// A queue error thrown by a gRPC handler answers with its status: the message as it is, and the
+/// code a client maps back with ``QueueError/init(_:)``.
+extension QueueError: RPCErrorConvertible {
+  public var rpcErrorCode: RPCError.Code {
+    switch code {
+    case .notFound: .notFound
+    case .invalidArgument: .invalidArgument
+    case .illegalTransition: .failedPrecondition
+    case .leaseLost: .aborted
+    case .closed, .writerStopped, .locked: .unavailable
+    case .corrupt, .dataLost: .dataLoss
+    case .conflict: .alreadyExists
+    case .tooLarge: .resourceExhausted
+    default: .internalError
+    }
+  }
+
+  public var rpcErrorMessage: String { message }
+
+  /// None: what a client sees is the message, which says what to do.
+  public var rpcErrorCause: (any Error)? { nil }
+}

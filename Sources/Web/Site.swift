@@ -266,14 +266,7 @@ final class Site: Sendable {
     }
     guard !enqueue.deployment.isEmpty else { throw WebError.badRequest("deployment: required") }
     if let startIn { enqueue.scheduledStartMicros = (SystemClock().now() + startIn).micros }
-    let principal = try await principal(context)
-    let validated: EnqueueRequest
-    do {
-      validated = try control.validatedEnqueue(enqueue, enqueuedBy: principal)
-    } catch {
-      throw WebError(error)
-    }
-    let result = try await queue.enqueue(validated)
+    let result = try await control.engine.enqueue(enqueue, by: try await principal(context))
     let answer: JSONValue = .object([
       .init("run", try Self.json(Gps_V1_RunInfo(result.run))), .init("created", .bool(result.created)),
     ])
