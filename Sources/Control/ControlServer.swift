@@ -11,7 +11,7 @@ import Synchronization
 
 /// Serves the queue beside the control API, in the same process (the web server).
 package protocol ControlCompanion: Sendable {
-  /// Runs until cancelled, when the control server stops.
+  /// Runs until graceful shutdown, which comes after the scheduler and the control API stopped.
   func run(control: ControlService) async throws
 }
 
@@ -175,192 +175,42 @@ public struct ControlServer: Service {
         $0.connection.maxIdleTime = configuration.connections.idleTimeout
         $0.channelDebuggingCallbacks = gate.callbacks
       })
-    let boundPort = Mutex<Int?>(nil)
+    let boundPort = BoundPort()
     let server = GRPCServer(
       transport: transport, services: [service],
       interceptors: [
-        AccessInterceptor(tokens: configuration.tokens, localPort: { boundPort.withLock { $0 } }),
+        AccessInterceptor(tokens: configuration.tokens, localPort: { boundPort.port }),
         BoundedErrorsInterceptor(),
       ])
-    let addressFile = ControlAddress.file(in: configuration.dataDirectory)
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask {
-        do {
-          try await server.serve()
-        } catch {
-          throw ServiceServer.explain(error, address: requested)
-        }
-      }
-      guard let bound = try? await transport.listeningAddress, let address = ServiceAddress(bound) else {
-        try await group.waitForAll()
-        return
-      }
-      boundPort.withLock { $0 = address.port }
-      try ControlAddress.write(address, to: addressFile)
-      defer { ControlAddress.remove(addressFile, ifItIs: address) }
-      logger.info("control server listening", metadata: ["address": "\(address)"])
-      onReady(address, queue)
-      // The scheduler (or, without one, the wait for shutdown) decides when serving ends; the
-      // queue's maintenance and the companions run beside it, and a failure of any ends it all.
-      try await withThrowingTaskGroup(of: Bool.self) { work in
-        work.addTask {
-          do {
-            try await queue.maintain()
-          } catch is CancellationError {}
-          return false
-        }
-        if !configuration.queue.log.scanSealedSegments {
-          work.addTask {
-            await checkSealedSegments()
-            return false
-          }
-        }
-        if let retention = configuration.retention {
-          work.addTask {
-            do {
-              try await retain(queue, retention)
-            } catch is CancellationError {}
-            return false
-          }
-        }
-        for companion in companions {
-          work.addTask {
-            do {
-              try await companion.run(control: service)
-            } catch is CancellationError {}
-            return false
-          }
-        }
-        work.addTask {
-          if let concurrency = configuration.schedulerConcurrency {
-            try await runScheduler(on: queue, concurrency: concurrency)
-          } else {
-            try? await gracefulShutdown()
-          }
-          return true
-        }
-        while let done = try await work.next(), !done {}
-        work.cancelAll()
-      }
-      logger.info("ending streams and stopping the control server")
-      service.stop()
-      server.beginGracefulShutdown()
-      // A peer that cannot be reached (a cut link) would hold a graceful shutdown open for as
-      // long as its connection lives: after a bound, the server closes what is left.
-      let timeout = configuration.shutdownTimeout
-      group.addTask {
-        try await Task.sleep(for: timeout)
-        throw ShutdownTimedOut()
-      }
-      do {
-        try await group.next()
-      } catch is ShutdownTimedOut {
-        logger.warning(
-          "connections still open \(timeout) after shutdown began (a peer unreachable?): closing them",
-          metadata: ["timeout": "\(timeout)"])
-      }
-      group.cancelAll()
+    let onReady = onReady
+    // Shut down in the reverse of this order: the scheduler drains first, the control API ends
+    // its streams and stops, the web answers until then, and the queue's maintenance runs to the end.
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: QueueMaintenance(queue: queue))]
+    if !configuration.queue.log.scanSealedSegments {
+      services.append(.init(service: SealedSegmentCheck(directory: configuration.dataDirectory, logger: logger)))
     }
+    if let retention = configuration.retention {
+      services.append(.init(service: RetentionService(queue: queue, retention: retention, logger: logger)))
+    }
+    services += companions.map { .init(service: CompanionService(companion: $0, control: service)) }
+    services.append(
+      .init(
+        service: ControlAPIService(
+          server: server, transport: transport, service: service, requested: requested,
+          dataDirectory: configuration.dataDirectory, boundPort: boundPort,
+          shutdownTimeout: configuration.shutdownTimeout, logger: logger, onReady: { onReady($0, queue) })))
+    if let concurrency = configuration.schedulerConcurrency, !worker.registry.names.isEmpty {
+      var options = configuration.scheduler
+      options.concurrency = concurrency
+      services.append(
+        .init(
+          service: EmbeddedScheduler(
+            queue: queue, worker: worker, options: options, grace: configuration.grace, logger: logger)))
+    }
+    try await ServiceGroup(configuration: .init(services: services, logger: logger)).run()
     logger.info(
       "control server stopped; \(queue.indexStatus == nil ? "writing a snapshot" : "committing the run index") and releasing the data directory"
     )
-  }
-
-  /// The check opening skipped: every batch of every sealed segment (lengths, checksums,
-  /// continuity), on a background thread while the server serves. Damage is logged as an error
-  /// naming the segment, offset and sequence; the server goes on (readers refuse a damaged batch).
-  func checkSealedSegments() async {
-    let directory = configuration.dataDirectory
-    let started = ContinuousClock.now
-    let outcome = await Task.detached(priority: .background) {
-      Result { () throws(QueueError) in try LogVerifier(directory: directory).verify(thorough: false) }
-    }.value
-    switch outcome {
-    case .success(let report) where report.isIntact:
-      logger.info(
-        "checked the log's sealed segments",
-        metadata: [
-          "segments": "\(report.segments)", "bytes": "\(report.bytes)",
-          "seconds": "\((ContinuousClock.now - started).components.seconds)",
-        ])
-    case .success(let report):
-      logger.error(
-        "the log is damaged: \(report.problem ?? ""); `gps log verify` shows it, `gps log repair` cuts the log there")
-    case .failure(let error):
-      logger.error("checking the log's sealed segments failed: \(error.message)")
-    }
-  }
-
-  /// Archives what is older than the retention, now and every `checkEvery`. A failure is logged
-  /// and tried again at the next check: retention never stops the server.
-  func retain(_ queue: RunQueue, _ retention: Retention) async throws {
-    let age = retention.age
-    var heldBy: RunID?
-    while true {
-      let cutoff = Timestamp(Date()) - age
-      do throws(QueueError) {
-        let report = try queue.archive(
-          before: .time(cutoff), delete: retention.delete, archivedBy: "retention",
-          reason: "older than \(age) (before \(cutoff))")
-        if let archived = report.archived {
-          logger.info(
-            "\(retention.delete ? "deleted" : "archived") \(report.segments.count) log segments older than the retention",
-            metadata: [
-              "sequences": "\(archived.lowerBound)-\(archived.upperBound)", "bytes": "\(report.bytes)",
-              "log_start": "\(report.logStart)", "note": "\(report.noteSequence ?? 0)",
-            ])
-        }
-        if let run = report.heldBy, run != heldBy, let why = report.stoppedBecause {
-          logger.notice("retention waits for a run to finish: \(why)")
-        }
-        heldBy = report.heldBy
-      } catch {
-        logger.warning("archiving log segments failed: \(error.message); trying again in \(retention.checkEvery)")
-      }
-      try await Task.sleep(for: retention.checkEvery)
-    }
-  }
-
-  /// Runs the embedded scheduler until graceful shutdown, then lets its runs finish within `grace`.
-  func runScheduler(on queue: RunQueue, concurrency: Int) async throws {
-    var schedulerOptions = configuration.scheduler
-    schedulerOptions.concurrency = concurrency
-    let options = schedulerOptions
-    let registry = worker.registry
-    let logger = self.logger
-    let grace = configuration.grace
-    guard !registry.names.isEmpty else {
-      try? await gracefulShutdown()
-      return
-    }
-    try await worker.withDependencies { dependencies in
-      let cached = try Scheduler.cachedResults(in: QueueHistory(directory: queue.directory), registry: registry)
-      let scheduler = Scheduler(
-        queue: queue, registry: registry, dependencies: dependencies, options: options, logger: logger,
-        cachedResults: cached)
-      try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await scheduler.run() }
-        group.addTask {
-          try? await gracefulShutdown()
-          guard !Task.isCancelled else { return }
-          logger.info(
-            "stopping: no new claims; waiting for runs in flight",
-            metadata: ["runs": "\(scheduler.activeRuns)", "grace": "\(grace)"])
-          scheduler.stopClaiming()
-          try? await Task.sleep(for: grace)
-          guard !Task.isCancelled else { return }
-          logger.warning(
-            "grace period over: abandoning runs in flight (their leases expire and their crash policy applies)",
-            metadata: ["runs": "\(scheduler.activeRuns)"])
-          throw CancellationError()
-        }
-        // The scheduler returns once drained; then the grace timer is no longer needed.
-        do {
-          try await group.next()
-        } catch is CancellationError {}
-        group.cancelAll()
-      }
-    }
   }
 }
 
@@ -386,6 +236,3 @@ public enum ControlAddress {
     unlink(path)
   }
 }
-
-/// The connections did not close within ``ControlServer/Configuration/shutdownTimeout``.
-struct ShutdownTimedOut: Error {}

@@ -1,4 +1,4 @@
-public import Control
+package import Control
 package import Foundation
 import GPSModel
 import Hummingbird
@@ -96,15 +96,9 @@ package struct WebServer: ControlCompanion {
       },
       logger: logger)
     do {
-      // Detached: the process's graceful shutdown (SIGTERM) is not the web server's signal to stop,
-      // so pages and the API still answer while the runs in flight drain; it stops when the
-      // control server ends and cancels its companions.
-      let serving = Task.detached { try await app.run() }
-      try await withTaskCancellationHandler {
-        try await serving.value
-      } onCancel: {
-        serving.cancel()
-      }
+      // The server's service group shuts the web down after the scheduler and the control API, so
+      // pages and the API still answer while the runs in flight drain.
+      try await app.run()
     } catch let error as IOError {
       let reason = error.errnoCode == EADDRINUSE ? "the port is in use" : "\(error)"
       throw ControlError(
