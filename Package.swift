@@ -183,6 +183,15 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    // The control API in-process: the service over grpc-swift's in-process transport, no process.
+    .testTarget(
+      name: "ControlTests",
+      dependencies: [
+        "Control", "Flows", "GPSModel", "Queue", "RPC", "ReferenceFlow", "Services", "GPSTesting", grpcCore,
+        .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"), swiftProtobuf, logging,
+      ],
+      swiftSettings: swiftSettings
+    ),
     .testTarget(
       name: "CLITests",
       dependencies: [

@@ -1,6 +1,6 @@
 import Flows
 import Foundation
-public import GPSModel
+import GPSModel
 import Queue
 import SwiftProtobuf
 

@@ -1,6 +1,6 @@
-import Foundation
-public import GRPCCore
-import RPC
+package import Foundation
+package import GRPCCore
+package import RPC
 import Synchronization
 
 /// What a caller may do. Every role may read (runs, deployments, the history); `operator` also

@@ -183,29 +183,32 @@ public struct ControlServer: Service {
         BoundedErrorsInterceptor(),
       ])
     let onReady = onReady
+    let ready = Latch()
     // Shut down in the reverse of this order: the scheduler drains first, the control API ends
     // its streams and stops, the web answers until then, and the queue's maintenance runs to the end.
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: QueueMaintenance(queue: queue))]
     if !configuration.queue.log.scanSealedSegments {
-      services.append(.init(service: SealedSegmentCheck(directory: configuration.dataDirectory, logger: logger)))
+      services.append(
+        .init(service: SealedSegmentCheck(directory: configuration.dataDirectory, ready: ready, logger: logger)))
     }
     if let retention = configuration.retention {
       services.append(.init(service: RetentionService(queue: queue, retention: retention, logger: logger)))
     }
-    services += companions.map { .init(service: CompanionService(companion: $0, control: service)) }
+    services += companions.map { .init(service: CompanionService(companion: $0, control: service, ready: ready)) }
     services.append(
       .init(
         service: ControlAPIService(
           server: server, transport: transport, service: service, requested: requested,
           dataDirectory: configuration.dataDirectory, boundPort: boundPort,
-          shutdownTimeout: configuration.shutdownTimeout, logger: logger, onReady: { onReady($0, queue) })))
+          shutdownTimeout: configuration.shutdownTimeout, ready: ready, logger: logger, onReady: { onReady($0, queue) })
+      ))
     if let concurrency = configuration.schedulerConcurrency, !worker.registry.names.isEmpty {
       var options = configuration.scheduler
       options.concurrency = concurrency
       services.append(
         .init(
           service: EmbeddedScheduler(
-            queue: queue, worker: worker, options: options, grace: configuration.grace, logger: logger)))
+            queue: queue, worker: worker, options: options, grace: configuration.grace, ready: ready, logger: logger)))
     }
     try await ServiceGroup(configuration: .init(services: services, logger: logger)).run()
     logger.info(

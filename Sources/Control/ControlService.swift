@@ -1,10 +1,10 @@
-public import Flows
-import Foundation
-public import GPSModel
-public import GRPCCore
-public import Queue
-import RPC
-import SwiftProtobuf
+package import Flows
+package import Foundation
+package import GPSModel
+package import GRPCCore
+package import Queue
+package import RPC
+package import SwiftProtobuf
 import Synchronization
 
 /// The control API (`gps.v1.Control`) over one ``RunQueue``: what `gps server start` serves.

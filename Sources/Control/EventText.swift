@@ -1,9 +1,9 @@
-public import Flows
-public import Foundation
-public import GPSModel
-public import Queue
-import RPC
-import SwiftProtobuf
+package import Flows
+package import Foundation
+package import GPSModel
+package import Queue
+package import RPC
+package import SwiftProtobuf
 
 /// How events and runs are shown: one line for tables and `--watch`, and JSON whose shape is
 /// documented in docs/history.md (stable: other tools read `gps history replay --output jsonl`).

@@ -1,7 +1,7 @@
-public import Flows
-import Foundation
-public import GRPCCore
-public import RPC
+package import Flows
+package import Foundation
+package import GRPCCore
+package import RPC
 
 /// How a client reaches a queue: through the server that owns the data directory, or, when none
 /// runs, through the log itself. The one place that decides, for every command that reads or

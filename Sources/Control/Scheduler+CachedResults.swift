@@ -1,5 +1,5 @@
 public import Flows
-public import GPSModel
+import GPSModel
 public import Queue
 import RPC
 

@@ -34,13 +34,18 @@ struct QueueMaintenance: Service {
 /// batch). A shutdown does not wait for the check.
 struct SealedSegmentCheck: Service {
   let directory: String
+  let ready: Latch
   let logger: Logger
 
   func run() async throws {
     let directory = directory
+    // After the server said it is ready: the check is not part of starting.
+    guard await ready.wait() else { return }
     let started = ContinuousClock.now
-    let outcome = await onBlockingPool {
-      Result { () throws(QueueError) in try LogVerifier(directory: directory).verify(thorough: false) }
+    let outcome = await cancelWhenGracefulShutdown {
+      await onBlockingPool {
+        Result { () throws(QueueError) in try LogVerifier(directory: directory).verify(thorough: false) }
+      }
     }
     switch outcome {
     case nil:
@@ -109,8 +114,12 @@ struct RetentionService: Service {
 struct CompanionService: Service {
   let companion: any ControlCompanion
   let control: ControlService
+  let ready: Latch
 
-  func run() async throws { try await companion.run(control: control) }
+  func run() async throws {
+    guard await ready.wait() else { return }
+    try await companion.run(control: control)
+  }
 }
 
 /// The control API: serves until graceful shutdown, records its address in the data directory
@@ -125,6 +134,8 @@ struct ControlAPIService: Service {
   let dataDirectory: String
   let boundPort: BoundPort
   let shutdownTimeout: Duration
+  /// Opened once the control API listens and `onReady` has run.
+  let ready: Latch
   let logger: Logger
   let onReady: @Sendable (ServiceAddress) -> Void
 
@@ -147,6 +158,7 @@ struct ControlAPIService: Service {
       defer { ControlAddress.remove(addressFile, ifItIs: address) }
       logger.info("control server listening", metadata: ["address": "\(address)"])
       onReady(address)
+      ready.open()
       let timeout = shutdownTimeout
       group.addTask {
         try await gracefulShutdown()
@@ -176,9 +188,11 @@ struct EmbeddedScheduler: Service {
   let worker: ControlServer.EmbeddedWorker
   let options: SchedulerOptions
   let grace: Duration
+  let ready: Latch
   let logger: Logger
 
   func run() async throws {
+    guard await ready.wait() else { return }
     let (queue, registry, options, grace, logger) = (queue, worker.registry, options, grace, logger)
     try await worker.withDependencies { dependencies in
       let cached = try Scheduler.cachedResults(in: QueueHistory(directory: queue.directory), registry: registry)
@@ -229,6 +243,49 @@ func onBlockingPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T
     }
   } onCancel: {
     waiting.withLock { $0.take() }?.resume(returning: nil)
+  }
+}
+
+/// Opens once, when the server is ready; services that start after that wait for it.
+final class Latch: Sendable {
+  private struct State {
+    var open = false
+    var next = 0
+    var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+  }
+
+  private let state = Mutex(State())
+
+  func open() {
+    let waiters = state.withLock { state in
+      state.open = true
+      defer { state.waiters = [:] }
+      return Array(state.waiters.values)
+    }
+    for waiter in waiters { waiter.resume() }
+  }
+
+  /// Waits until the latch opens (true), or until graceful shutdown or cancellation (false).
+  func wait() async -> Bool {
+    let id = state.withLock { state in
+      defer { state.next += 1 }
+      return state.next
+    }
+    await cancelWhenGracefulShutdown {
+      await withTaskCancellationHandler {
+        await withCheckedContinuation { continuation in
+          let now = self.state.withLock { state in
+            guard !state.open, !Task.isCancelled else { return true }
+            state.waiters[id] = continuation
+            return false
+          }
+          if now { continuation.resume() }
+        }
+      } onCancel: {
+        self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+      }
+    }
+    return state.withLock { $0.open }
   }
 }
 

@@ -1,4 +1,3 @@
-public import Flows
 import Foundation
 public import GPSModel
 public import GRPCCore

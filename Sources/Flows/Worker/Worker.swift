@@ -1,4 +1,3 @@
-public import Flows
 import Foundation
 import GPSModel
 public import Logging
