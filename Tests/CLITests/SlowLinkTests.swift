@@ -18,6 +18,8 @@ import Testing
   final class DelayProxy: Sendable {
     let process: Process
     let address: String
+    /// The Python process itself (a launcher may run it as its child).
+    let pid: pid_t
 
     init(target: String, delay: Double) throws {
       let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -41,12 +43,24 @@ import Testing
       }
       self.process = process
       address = String(text[range])
+      guard let pidRange = text.range(of: "pid [0-9]+", options: .regularExpression),
+        let pid = pid_t(text[pidRange].dropFirst(4))
+      else { throw ProcessFailure(message: "the delay proxy said \(text)") }
+      self.pid = pid
     }
 
     /// Stops forwarding, keeping the connections open: a cut link.
-    func cut() { kill(process.processIdentifier, SIGUSR1) }
+    func cut() { kill(pid, SIGUSR1) }
 
-    deinit { process.terminate() }
+    /// Ends the proxy and waits for it: none outlives its test.
+    func stop() {
+      kill(pid, SIGKILL)
+      guard process.isRunning else { return }
+      kill(process.processIdentifier, SIGKILL)
+      process.waitUntilExit()
+    }
+
+    deinit { stop() }
   }
 
   @Test func leasesOfManyRunsHoldOverASlowLinkAndACutLinkDoesNotHoldTheServerOpen() async throws {
@@ -57,6 +71,7 @@ import Testing
         "--no-scheduler", "--lease-duration", "3s", "--grace", "1s",
       ])
       let proxy = try DelayProxy(target: address, delay: 0.1)
+      defer { proxy.stop() }
       let serverAddress = try ServiceAddress(parsing: address, what: "server")
       var ids: [String] = []
       try await withControlClient(serverAddress) { control in

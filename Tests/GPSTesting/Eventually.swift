@@ -1,5 +1,5 @@
 import GPSModel
-public import Queue
+import Queue
 
 /// Polls `condition` every few milliseconds until it holds; throws (rather than hangs) after
 /// `limit`. For what a test cannot be told of directly, such as another process's progress.

@@ -1,6 +1,6 @@
 public import Foundation
 public import GPSModel
-public import Queue
+import Queue
 
 /// A fresh directory under the system's temp directory, removed when the closure returns.
 public func withTemporaryDirectory<Result>(

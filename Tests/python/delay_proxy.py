@@ -3,11 +3,13 @@ slow link (the kernel here has no netem). SIGUSR1 freezes it: nothing more is fo
 connections stay open, as across a cut link.
 
     python3 delay_proxy.py --target HOST:PORT --delay 0.1
-prints `listening on 127.0.0.1:PORT` once ready.
+prints `listening on 127.0.0.1:PORT pid PID` once ready (the pid: a launcher such as a pyenv shim
+may run Python as its child, and the test stops the proxy itself).
 """
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
@@ -64,7 +66,7 @@ async def main():
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, frozen.set)
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    print(f"listening on 127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    print(f"listening on 127.0.0.1:{server.sockets[0].getsockname()[1]} pid {os.getpid()}", flush=True)
     async with server:
         await server.serve_forever()
 

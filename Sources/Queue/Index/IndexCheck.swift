@@ -1,4 +1,4 @@
-public import GPSModel
+package import GPSModel
 
 /// `gps history verify`'s check of the run index against the log: every row of the index as of its
 /// checkpoint (each verified by its checksum) must be the run the log's replay holds at that

@@ -1,4 +1,4 @@
-public import GPSModel
+package import GPSModel
 
 /// What ``EventLog/repair(directory:fileSystem:)`` removed.
 package struct RepairReport: Sendable, Hashable {

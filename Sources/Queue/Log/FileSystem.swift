@@ -52,7 +52,7 @@ extension AppendableFile {
 public struct PosixFileSystem: FileSystem {
   public init() {}
 
-  static func failure(_ call: String, _ path: String, errno code: Int32 = errno) -> QueueError {
+  package static func failure(_ call: String, _ path: String, errno code: Int32 = errno) -> QueueError {
     QueueError(
       code: .io, message: "\(call) \(path) failed: \(String(cString: strerror(code))) (errno \(code))",
       cause: Errno(code: code))

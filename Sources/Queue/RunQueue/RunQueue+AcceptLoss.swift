@@ -1,6 +1,6 @@
-import Foundation
-public import GPSModel
-import SwiftProtobuf
+package import Foundation
+package import GPSModel
+package import SwiftProtobuf
 
 /// What ``RunQueue/acceptLoss(directory:acceptedBy:clock:fileSystem:)`` accepted and recorded.
 package struct LossAcceptance: Sendable {

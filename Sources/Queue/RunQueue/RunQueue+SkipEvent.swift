@@ -1,6 +1,6 @@
-import Foundation
-public import GPSModel
-import SwiftProtobuf
+package import Foundation
+package import GPSModel
+package import SwiftProtobuf
 
 extension RunQueue {
   /// Decides, for good, that replays pass over the events at `sequences`: events of the log that

@@ -1,4 +1,5 @@
-public import GPSModel
+package import GPSModel
+package import Queue
 import Synchronization
 
 #if canImport(Glibc)
@@ -8,7 +9,7 @@ import Synchronization
 #endif
 
 /// A file system that fails writes or syncs on demand and can forget what was never synced,
-/// like a machine that lost power. For tests.
+/// like a machine that lost power. For tests: the engine itself ships none of this.
 package final class FaultyFileSystem: FileSystem {
   struct State {
     var writeError: Int32?
