@@ -142,7 +142,7 @@ let package = Package(
       name: "GPSBench",
       dependencies: [
         "CJemalloc", "GPSModel", "Queue", "Flows", "RPC", "Services", "ReferenceFlow", "Control", "Web", "GPSTesting",
-        swiftProtobuf,
+        argumentParser, swiftProtobuf,
         grpcCore, grpcNIO, logging,
       ],
       path: "Benchmarks/GPSBench",

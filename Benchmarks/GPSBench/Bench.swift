@@ -156,6 +156,10 @@ func print(_ line: String) {
 @main
 struct Bench {
   static func main() async throws {
+    if let first = CommandLine.arguments.dropFirst().first, StressCommand.names.contains(first) {
+      await StressCommand.run(Array(CommandLine.arguments.dropFirst()))
+      return
+    }
     let arguments = Arguments()
     let directory = freshDirectory(arguments.directory)
     let allocator = gps_jemalloc_version().map { "jemalloc \(String(cString: $0).prefix { $0 != "-" })" } ?? "glibc"

@@ -1,5 +1,6 @@
 import Foundation
 import GPSModel
+import GPSTesting
 import Queue
 import SwiftProtobuf
 import Synchronization

@@ -1,6 +1,6 @@
-package import Foundation
+import Foundation
 package import GRPCCore
-package import RPC
+import RPC
 import Synchronization
 
 /// What a caller may do. Every role may read (runs, deployments, the history); `operator` also

@@ -1,10 +1,10 @@
-package import Flows
-package import Foundation
+import Flows
+import Foundation
 package import GPSModel
 package import GRPCCore
-package import Queue
-package import RPC
-package import SwiftProtobuf
+import Queue
+import RPC
+import SwiftProtobuf
 import Synchronization
 
 extension ControlService {

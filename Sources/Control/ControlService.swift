@@ -1,10 +1,10 @@
 package import Flows
-package import Foundation
+import Foundation
 package import GPSModel
 package import GRPCCore
 package import Queue
-package import RPC
-package import SwiftProtobuf
+import RPC
+import SwiftProtobuf
 import Synchronization
 
 /// The control API (`gps.v1.Control`) over one ``RunQueue``: what `gps server start` serves.

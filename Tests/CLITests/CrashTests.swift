@@ -21,9 +21,9 @@ func wholeLines(_ output: String) -> [Substring] {
       var generator = SystemRandomNumberGenerator()
       var acknowledgedTotal = 0
       for round in 0..<Self.kills {
-        let child = try GPSProcess([
-          "log", "append-stress", "--data-dir", directory.path, "--tasks", "16", "--segment-size", "65536",
-        ])
+        let child = try GPSProcess(
+          ["append-stress", "--data-dir", directory.path, "--tasks", "16", "--segment-size", "65536"],
+          executable: GPSProcess.bench)
         // Kill at a random moment: after a random number of acknowledgements.
         let target = Int.random(in: 1...300, using: &generator)
         await child.waitForOutput { stdout, _ in stdout.utf8.count > target * 20 }
@@ -59,9 +59,11 @@ func wholeLines(_ output: String) -> [Substring] {
 @Suite struct LockTests {
   @Test func aSecondWriterProcessFailsAtOnceNamingTheHolder() async throws {
     try await withTemporaryDirectory { directory in
-      let first = try GPSProcess(["log", "append-stress", "--data-dir", directory.path, "--tasks", "1"])
+      let first = try GPSProcess(
+        ["append-stress", "--data-dir", directory.path, "--tasks", "1"], executable: GPSProcess.bench)
       await first.waitForOutput { stdout, _ in stdout.contains("ack ") }
-      let second = try await GPSProcess.run(["log", "append-stress", "--data-dir", directory.path])
+      let second = try await GPSProcess.run(
+        ["append-stress", "--data-dir", directory.path], executable: GPSProcess.bench)
       #expect(second.status != 0)
       // A long-running holder is not waited for.
       #expect(!second.stderr.contains("waited"), "\(second.stderr)")
@@ -95,9 +97,9 @@ func wholeLines(_ output: String) -> [Substring] {
       var midArchive = 0
       for round in 0..<max(10, CrashTests.kills / 3) {
         let child = try GPSProcess(
-          [
-            "log", "queue-stress", "--data-dir", directory.path, "--tasks", "8", "--snapshot-every", "200",
-          ] + (indexed ? ["--index"] : []) + (placement == "archive" ? ["--archive"] : []))
+          ["queue-stress", "--data-dir", directory.path, "--tasks", "8", "--snapshot-every", "200"]
+            + (indexed ? ["--index"] : []) + (placement == "archive" ? ["--archive"] : []),
+          executable: GPSProcess.bench)
         let target = Int.random(in: 1...400, using: &generator)
         await child.waitForOutput { stdout, _ in stdout.utf8.count > target * 40 }
         child.signal(SIGKILL)

@@ -15,9 +15,9 @@ import Testing
       let data = directory.path + "/data"
       let generated = try await GPSProcess.run(
         [
-          "log", "generate-history", "--data-dir", data, "--runs", String(Self.runs), "--active", "1000",
+          "generate-history", "--data-dir", data, "--runs", String(Self.runs), "--active", "1000",
           "--every", String(Self.runs / 10), "--segment-size", String(4 << 20),
-        ])
+        ], executable: GPSProcess.bench)
       #expect(generated.status == 0, "\(generated.stderr)")
       // `N runs: resident BYTES, K in memory`, every 20,000 runs.
       let progress = generated.stdout.split(separator: "\n").filter { $0.hasSuffix("in memory") }.map { line in

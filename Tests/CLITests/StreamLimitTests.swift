@@ -6,6 +6,7 @@ import GPSTesting
 import GRPCCore
 import RPC
 import SwiftProtobuf
+import Synchronization
 import Testing
 
 /// Following streams are bounded in all and per caller: beyond, RESOURCE_EXHAUSTED over gRPC and
@@ -47,23 +48,39 @@ import Testing
     }
   }
 
-  /// Beyond the server's limit, a new connection is not refused: it waits for a place.
+  /// Beyond the server's limit, a new connection is not refused: it waits for a place, and its call
+  /// goes through once the connection holding the place ends.
   @Test func aConnectionBeyondTheLimitWaitsForAPlace() async throws {
     try await withTemporaryDirectory { root in
+      // A handshake timeout far beyond the test: the place is freed by the test, not by a timer
+      // that a loaded machine could also run out on the waiting connection.
       let server = try GPSProcess([
         "server", "start", "--data-dir", root.path + "/data", "--port", "0", "--no-web", "--no-scheduler",
-        "--max-connections", "1", "--max-connections-per-host", "1", "--handshake-timeout", "3s",
+        "--max-connections", "1", "--max-connections-per-host", "1", "--handshake-timeout", "120s",
       ])
       let address = try ServiceAddress(parsing: try await server.listeningAddress(), what: "server")
       let idle = try IdleConnection(port: address.port)
-      _ = idle
-      try await withControlClient(address) { control in
-        _ = try await control.listRuns(.init())
-      }
-      let warned = await server.waitForOutput(limit: .seconds(10)) { _, stderr in
+      let warned = await server.waitForOutput(limit: .seconds(30)) { _, stderr in
         stderr.contains("holds its limit of 1 connections")
       }
       #expect(warned, "\(server.stderr)")
+      let answered = Atomic<Bool>(false)
+      try await withControlClient(address) { control in
+        try await withThrowingTaskGroup(of: Void.self) { group in
+          group.addTask {
+            _ = try await control.listRuns(.init())
+            answered.store(true, ordering: .sequentiallyConsistent)
+          }
+          // The client's connection is established in the kernel, beyond the limit: it waits.
+          try await eventually("the client's connection to wait in the backlog") {
+            IdleConnection.established(toPort: address.port) >= 2
+          }
+          #expect(!answered.load(ordering: .sequentiallyConsistent), "answered beyond the limit")
+          idle.hangUp()
+          try await group.waitForAll()
+        }
+      }
+      #expect(answered.load(ordering: .sequentiallyConsistent))
       server.signal(SIGTERM)
       #expect(await server.waitForExit() == 0, "\(server.stderr)")
     }

@@ -24,6 +24,9 @@ public final class GPSProcess: Sendable {
     return directory.appendingPathComponent("gps")
   }
 
+  /// The `gps-bench` executable beside `gps`: the stress drivers of the crash and scale tests.
+  public static var bench: URL { binary.deletingLastPathComponent().appendingPathComponent("gps-bench") }
+
   private let process: Process
   private let outputDirectory: URL
   private let termination: AsyncStream<Int32>
@@ -115,10 +118,10 @@ public final class GPSProcess: Sendable {
   }
 
   /// Runs `gps ARGUMENTS` to completion.
-  public static func run(_ arguments: [String], directory: URL? = nil, stdin: String? = nil) async throws -> (
-    status: Int32, stdout: String, stderr: String
-  ) {
-    let process = try GPSProcess(arguments, directory: directory, stdin: stdin)
+  public static func run(
+    _ arguments: [String], executable: URL? = nil, directory: URL? = nil, stdin: String? = nil
+  ) async throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = try GPSProcess(arguments, executable: executable, directory: directory, stdin: stdin)
     let status = await process.waitForExit()
     return (status, process.stdout, process.stderr)
   }

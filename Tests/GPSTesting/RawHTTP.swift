@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// Sends `request` as it is (every byte, headers a client library would rewrite, such as Host,
 /// included) to `host:port` over TCP, and returns what came back until the server closed or
@@ -42,6 +42,21 @@ public final class IdleConnection {
   }
 
   deinit { close(socket) }
+
+  /// Ends the connection from this side (the server reads its end).
+  public func hangUp() { shutdown(socket, Int32(SHUT_RDWR)) }
+
+  /// Connections to `port` on loopback that the kernel has established (from the clients' side),
+  /// whether or not the server has accepted them yet: from `/proc/net/tcp`.
+  public static func established(toPort port: Int) -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return 0 }
+    return text.split(separator: "\n").dropFirst().filter { line in
+      // sl local_address rem_address st …: a client's socket has the server's port as its remote one.
+      let fields = line.split(separator: " ")
+      guard fields.count > 3, fields[3] == "01", let colon = fields[2].lastIndex(of: ":") else { return false }
+      return Int(fields[2][fields[2].index(after: colon)...], radix: 16) == port
+    }.count
+  }
 
   /// Whether the server closed the connection within `timeout` (what it sends before, such as an
   /// HTTP/2 server's settings, is read and dropped).
