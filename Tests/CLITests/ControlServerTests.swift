@@ -321,7 +321,10 @@ final class Workbench: Sendable {
     try await withTemporaryDirectory { root in
       // Each call to B takes a second, so runs are in flight when a scheduler dies.
       let bench = try await Workbench(root: root, bArguments: ["--latency", "1s"])
-      let (server, address) = try await bench.startServer(["--no-scheduler", "--lease-duration", "1s"])
+      // Leases of 3 s: the survivor renews each a second, so a machine stalled for a second or two
+      // does not expire them (a run whose lease expires twice is Crashed: one re-queue, the
+      // deployment's crash policy), and the dead scheduler's expire soon.
+      let (server, address) = try await bench.startServer(["--no-scheduler", "--lease-duration", "3s"])
       // The backlog comes first: eight runs, twice the slots of both schedulers, so each holds runs
       // from its first claim until the backlog is gone (at least two seconds), however slowly a
       // loaded machine enqueues. (Runs enqueued while the schedulers worked could trickle in slower

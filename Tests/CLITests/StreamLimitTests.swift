@@ -64,23 +64,23 @@ import Testing
         stderr.contains("holds its limit of 1 connections")
       }
       #expect(warned, "\(server.stderr)")
-      let answered = Atomic<Bool>(false)
+      let answered = AnsweredFlag()
       try await withControlClient(address) { control in
         try await withThrowingTaskGroup(of: Void.self) { group in
           group.addTask {
             _ = try await control.listRuns(.init())
-            answered.store(true, ordering: .sequentiallyConsistent)
+            answered.set()
           }
           // The client's connection is established in the kernel, beyond the limit: it waits.
           try await eventually("the client's connection to wait in the backlog") {
             IdleConnection.established(toPort: address.port) >= 2
           }
-          #expect(!answered.load(ordering: .sequentiallyConsistent), "answered beyond the limit")
+          #expect(!answered.value, "answered beyond the limit")
           idle.hangUp()
           try await group.waitForAll()
         }
       }
-      #expect(answered.load(ordering: .sequentiallyConsistent))
+      #expect(answered.value)
       server.signal(SIGTERM)
       #expect(await server.waitForExit() == 0, "\(server.stderr)")
     }
@@ -153,4 +153,13 @@ import Testing
       #expect(await server.waitForExit() == 0, "\(server.stderr)")
     }
   }
+}
+
+/// Set once a call has been answered; read by the test while the call may still be running.
+private final class AnsweredFlag: Sendable {
+  private let state = Mutex(false)
+
+  var value: Bool { state.withLock { $0 } }
+
+  func set() { state.withLock { $0 = true } }
 }
