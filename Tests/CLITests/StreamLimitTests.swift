@@ -86,6 +86,28 @@ import Testing
     }
   }
 
+  /// The test above counts connections in the kernel's table: all of them, however many sockets
+  /// the machine has (a one-page read saw 27, and missed the client's on a loaded machine).
+  @Test func theKernelsConnectionTableIsReadToItsEnd() throws {
+    let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    #expect(listener >= 0)
+    defer { close(listener) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+        bind(listener, pointer, length) == 0 && listen(listener, 256) == 0
+          && getsockname(listener, pointer, &length) == 0
+      }
+    }
+    #expect(bound)
+    let port = Int(UInt16(bigEndian: address.sin_port))
+    let connections = try (0..<100).map { _ in try IdleConnection(port: port) }
+    #expect(IdleConnection.established(toPort: port) == connections.count)
+  }
+
   @Test func streamsBeyondTheLimitAreRefusedAndAPlaceComesBack() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"
