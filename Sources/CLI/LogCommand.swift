@@ -121,30 +121,19 @@ struct LogArchive: AsyncParsableCommand {
 
   func run() async throws {
     let bound = try Self.bound(before, now: SystemClock().now())
-    let response: Gps_V1_ArchiveLogResponse
-    do {
-      response = try await location.route().run { control in
-        try await control.archiveLog(
-          .with {
-            switch bound {
-            case .time(let time): $0.beforeTimeMicros = time.micros
-            case .sequence(let sequence): $0.beforeSequence = sequence
-            }
-            $0.delete = delete
-            $0.dryRun = dryRun
-            $0.archivedBy = requester
-          })
-      } viaLog: {
-        try requireQueue(location.dataDir)
-        let queue = try openQueueOffline(location.dataDir)
-        defer { queue.close() }
-        return Gps_V1_ArchiveLogResponse(
-          try queueCall { () throws(QueueError) in
-            try queue.archive(before: bound, delete: delete, archivedBy: requester, dryRun: dryRun)
-          })
+    let request = Gps_V1_ArchiveLogRequest.with {
+      switch bound {
+      case .time(let time): $0.beforeTimeMicros = time.micros
+      case .sequence(let sequence): $0.beforeSequence = sequence
       }
-    } catch let failure as QueueRoute.ServerError {
-      throw describe(failure.error, server: failure.server)
+      $0.delete = delete
+      $0.dryRun = dryRun
+      $0.archivedBy = requester
+    }
+    let response = try await change(location) { control in
+      try await control.archiveLog(request)
+    } offline: { engine in
+      Gps_V1_ArchiveLogResponse(try await engine.archive(request, by: Caller(name: requester)))
     }
     let why = response.stoppedBecause.isEmpty ? "" : " (\(response.stoppedBecause))"
     guard !response.segments.isEmpty else {

@@ -153,49 +153,47 @@ package struct ControlError: Error, CustomStringConvertible {
   package init(_ message: String) { self.message = message }
 }
 
-/// The caller of the control API call being served: the token's name, or, on loopback without
-/// tokens, the local user whose process holds the other end of the connection.
-package enum Principal {
-  @TaskLocal package static var source: Source?
+/// Who calls the engine: the principal a door authenticated (a token's name, or, on loopback
+/// without tokens, the local user whose process holds the other end of the connection; never what
+/// the request says of itself) and the roles it holds. The name is looked up on first use only:
+/// most calls (claims, heartbeats, reports) never ask.
+package final class Caller: Sendable {
+  private let resolved: Mutex<String?>
+  private let lookup: @Sendable () -> String
+  /// What the caller may do: a token's roles; the local user on loopback without tokens has all.
+  package let roles: Role
 
-  /// Who is calling, or nil outside a control API call. Looked up on first use only: most calls
-  /// (claims, heartbeats, reports) never ask.
-  package static var current: String? { source?.name }
+  package init(name: String, roles: Role = .all) {
+    resolved = Mutex(name)
+    lookup = { name }
+    self.roles = roles
+  }
 
-  /// Who the events of this call record: the authenticated caller, else the connection's peer;
-  /// never what the request says of itself.
-  package static func caller(_ context: ServerContext) -> String { current ?? context.remotePeer }
+  package init(lookup: @escaping @Sendable () -> String) {
+    resolved = Mutex(nil)
+    self.lookup = lookup
+    roles = .all
+  }
 
-  /// The caller's roles; outside a call (the server's own work), every role.
-  package static var roles: Role { source?.roles ?? .all }
+  package var name: String {
+    if let name = resolved.withLock({ $0 }) { return name }
+    let name = lookup()
+    resolved.withLock { $0 = name }
+    return name
+  }
 
   /// Whether the caller may act on any deployment (admin), not only those it registered first.
-  package static var isAdmin: Bool { roles.contains(.admin) }
+  package var isAdmin: Bool { roles.contains(.admin) }
+}
 
-  package final class Source: Sendable {
-    private let resolved: Mutex<String?>
-    private let lookup: @Sendable () -> String
-    /// What the caller may do: a token's roles; the local user on loopback without tokens has all.
-    package let roles: Role
+/// The caller of the control API call being served, as the access interceptor authenticated it.
+package enum Principal {
+  @TaskLocal package static var source: Caller?
 
-    package init(name: String, roles: Role = .all) {
-      resolved = Mutex(name)
-      lookup = { name }
-      self.roles = roles
-    }
-
-    package init(lookup: @escaping @Sendable () -> String) {
-      resolved = Mutex(nil)
-      self.lookup = lookup
-      roles = .all
-    }
-
-    var name: String {
-      if let name = resolved.withLock({ $0 }) { return name }
-      let name = lookup()
-      resolved.withLock { $0 = name }
-      return name
-    }
+  /// Who calls: the authenticated caller, else (no interceptor, as in tests) the connection's
+  /// peer with every role.
+  package static func caller(_ context: ServerContext) -> Caller {
+    source ?? Caller(name: context.remotePeer)
   }
 }
 
@@ -214,11 +212,11 @@ package struct AccessInterceptor: ServerInterceptor {
     context: ServerContext,
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
-    let principal: Principal.Source
+    let principal: Caller
     if tokens.isEmpty {
       let peer = context.remotePeer
       let port = localPort()
-      principal = Principal.Source { LoopbackPeer.user(remotePeer: peer, localPort: port) ?? peer }
+      principal = Caller { LoopbackPeer.user(remotePeer: peer, localPort: port) ?? peer }
     } else {
       let header = request.metadata[stringValues: "authorization"].first(where: { _ in true }) ?? ""
       guard let token = AccessTokens.bearerToken(header), let caller = tokens.caller(of: token) else {
@@ -232,7 +230,7 @@ package struct AccessInterceptor: ServerInterceptor {
       guard caller.roles.allows(Role.needed(for: context.descriptor)) else {
         throw Role.denial(of: context.descriptor, to: caller.name, with: caller.roles)
       }
-      principal = Principal.Source(name: caller.name, roles: caller.roles)
+      principal = Caller(name: caller.name, roles: caller.roles)
     }
     var response = try await Principal.$source.withValue(principal) { try await next(request, context) }
     if case .success(var contents) = response.accepted {

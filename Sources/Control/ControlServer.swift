@@ -12,7 +12,7 @@ import Synchronization
 /// Serves the queue beside the control API, in the same process (the web server).
 package protocol ControlCompanion: Sendable {
   /// Runs until graceful shutdown, which comes after the scheduler and the control API stopped.
-  func run(control: ControlService) async throws
+  func run(engine: Engine) async throws
 }
 
 /// `gps server start`: owns a data directory's queue, serves the control API, and (unless told
@@ -150,7 +150,7 @@ public struct ControlServer: Service {
         worker.registry.definitions, worker: "gps-server", by: Self.selfPrincipal, serving: false)
     }
     let service = ControlService(
-      engine: Engine(queue: queue), streams: configuration.streams, tokens: configuration.tokens)
+      engine: Engine(queue: queue, streams: configuration.streams, tokens: configuration.tokens))
     let requested = ServiceAddress(host: configuration.host, port: configuration.port)
     let security: HTTP2ServerTransport.Posix.TransportSecurity =
       if let tls = configuration.tls {
@@ -194,7 +194,7 @@ public struct ControlServer: Service {
     if let retention = configuration.retention {
       services.append(.init(service: RetentionService(queue: queue, retention: retention, logger: logger)))
     }
-    services += companions.map { .init(service: CompanionService(companion: $0, control: service, ready: ready)) }
+    services += companions.map { .init(service: CompanionService(companion: $0, engine: service.engine, ready: ready)) }
     services.append(
       .init(
         service: ControlAPIService(

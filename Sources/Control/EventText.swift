@@ -2,8 +2,8 @@ package import Flows
 package import Foundation
 package import GPSModel
 package import Queue
-package import RPC
-package import SwiftProtobuf
+import RPC
+import SwiftProtobuf
 
 /// How events and runs are shown: one line for tables and `--watch`, and JSON whose shape is
 /// documented in docs/history.md (stable: other tools read `gps history replay --output jsonl`).

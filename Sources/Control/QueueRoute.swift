@@ -1,5 +1,5 @@
 package import Flows
-package import Foundation
+import Foundation
 package import GRPCCore
 package import RPC
 

@@ -85,10 +85,19 @@ struct RetentionService: Service {
     var heldBy: RunID?
     while true {
       let cutoff = Timestamp(Date()) - age
+      // Files are moved and the note waits for its fsync: on a blocking pool's thread.
+      let queue = queue
+      let delete = retention.delete
+      let outcome = await onBlockingPool {
+        Result { () throws(QueueError) in
+          try queue.archive(
+            before: .time(cutoff), delete: delete, archivedBy: "retention",
+            reason: "older than \(age) (before \(cutoff))")
+        }
+      }
+      guard let outcome else { return }  // cancelled: shutting down
       do throws(QueueError) {
-        let report = try queue.archive(
-          before: .time(cutoff), delete: retention.delete, archivedBy: "retention",
-          reason: "older than \(age) (before \(cutoff))")
+        let report = try outcome.get()
         if let archived = report.archived {
           logger.info(
             "\(retention.delete ? "deleted" : "archived") \(report.segments.count) log segments older than the retention",
@@ -113,12 +122,12 @@ struct RetentionService: Service {
 /// API and the scheduler have stopped.
 struct CompanionService: Service {
   let companion: any ControlCompanion
-  let control: ControlService
+  let engine: Engine
   let ready: Latch
 
   func run() async throws {
     guard await ready.wait() else { return }
-    try await companion.run(control: control)
+    try await companion.run(engine: engine)
   }
 }
 

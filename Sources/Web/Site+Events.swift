@@ -18,7 +18,6 @@ extension Site {
   func events(
     from: UInt64, fromTime: Int64 = 0, run: String = "", limit: Int, _ context: WebContext
   ) async throws -> (events: [Gps_V1_HistoryEvent], more: Bool) {
-    let collected = Collected(limit: limit)
     let read = Gps_V1_ReadHistoryRequest.with {
       $0.fromSequence = from
       $0.fromTimeMicros = fromTime
@@ -26,12 +25,15 @@ extension Site {
       // One more than the page: it tells whether there is another.
       $0.limit = UInt32(limit + 1)
     }
-    do {
-      try await call(Gps_V1_Control.Method.ReadHistory.descriptor, context) { server in
-        try await control.readHistory(request: read, response: RPCWriter(wrapping: collected), context: server)
-      }
-    } catch is Collected.Full {}
-    return collected.result
+    var events: [Gps_V1_HistoryEvent] = []
+    for try await event in try engine.history(
+      read, by: caller(for: Gps_V1_Control.Method.ReadHistory.descriptor, context))
+    {
+      events.append(event)
+    }
+    let more = events.count > limit
+    if more { events.removeLast() }
+    return (events, more)
   }
 
   func runEvents(_ request: Request, _ context: WebContext) async throws -> Response {
@@ -39,9 +41,8 @@ extension Site {
     let query = request.uri.queryParameters
     let after = try Self.number(query.get("after"), "after") ?? 0
     let limit = Int(try Self.limit(query.get("limit"), default: 500, maximum: 5000))
-    let run = try await call(Gps_V1_Control.Method.GetRun.descriptor, context) { server in
-      try await control.getRun(request: .with { $0.runID = id }, context: server)
-    }
+    _ = try caller(for: Gps_V1_Control.Method.GetRun.descriptor, context)
+    let run = try engine.runInfo(.with { $0.runID = id })
     let (events, more) = try await events(
       from: max(after + 1, run.firstSequence), run: run.id, limit: limit, context)
     return try eventPage(events, more: more)
@@ -68,20 +69,21 @@ extension Site {
   func sse(
     _ request: Request, _ context: WebContext, run: String, method: MethodDescriptor
   ) throws -> Response {
-    // A stream lasts: beyond the server's or the caller's share of them, 503 and when to retry
-    // (an EventSource retries by itself).
-    let caller = context.tokenName ?? localCaller(context.remotePeer)
-    if let refusal = control.streams.refusal(for: caller) {
-      throw WebError(status: .serviceUnavailable, code: "RESOURCE_EXHAUSTED", message: refusal.message, retryAfter: 5)
-    }
     let query = request.uri.queryParameters
     let lastID = try Self.number(request.headers[HTTPField.Name("Last-Event-ID")!], "Last-Event-ID")
     let after = try lastID ?? Self.number(query.get("after"), "after") ?? 0
-    let control = control
     let read = Gps_V1_ReadHistoryRequest.with {
       $0.fromSequence = after + 1
       $0.runID = run
       $0.follow = true
+    }
+    let history: HistoryEvents
+    do {
+      history = try engine.history(read, by: caller(for: method, context))
+    } catch let error as RPCError where error.code == .resourceExhausted {
+      // A stream lasts: beyond the server's or the caller's share of them, 503 and when to retry
+      // (an EventSource retries by itself).
+      throw WebError(status: .serviceUnavailable, code: "RESOURCE_EXHAUSTED", message: error.message, retryAfter: 5)
     }
     let body = ResponseBody { writer in
       // Bounded: a client that reads slower than the log grows is sent what was buffered, then
@@ -93,9 +95,7 @@ extension Site {
         group.addTask {
           defer { continuation.finish() }
           do {
-            try await self.call(method, context) { server in
-              try await control.readHistory(request: read, response: RPCWriter(wrapping: events), context: server)
-            }
+            for try await event in history { try await events.write(event) }
             events.send(event: "end", data: "{}")
           } catch let error as RPCError {
             events.send(event: "end", data: WebError(error).json.text)
@@ -117,7 +117,9 @@ extension Site {
 
   func runStream(_ request: Request, _ context: WebContext) throws -> Response {
     let id = try context.parameters.require("id")
-    guard let run = try? control.run(id) else { throw WebError.notFound("no run \(JSONValue.quoted(id, limit: 100))") }
+    guard let run = try? engine.run(named: id) else {
+      throw WebError.notFound("no run \(JSONValue.quoted(id, limit: 100))")
+    }
     return try sse(request, context, run: run.id.description, method: Gps_V1_Control.Method.WatchRun.descriptor)
   }
 

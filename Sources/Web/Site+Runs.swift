@@ -17,7 +17,7 @@ extension Site {
   /// The runs that a query asks for (`state`, `deployment`, `tag`, `enqueued_after`,
   /// `enqueued_before`, `limit`, `cursor`): one page, from the control API. The API and the runs
   /// page read the same query.
-  func runs(_ request: Request, _ context: WebContext, defaultLimit: UInt32 = 100) async throws
+  func runs(_ request: Request, _ context: WebContext, defaultLimit: UInt32 = 100) throws
     -> Gps_V1_ListRunsResponse
   {
     let query = request.uri.queryParameters
@@ -29,15 +29,14 @@ extension Site {
     list.enqueuedBeforeMicros = try Self.time(query.get("enqueued_before"), "enqueued_before")
     list.limit = try Self.limit(query.get("limit"), default: defaultLimit)
     list.cursor = query.get("cursor") ?? ""
-    return try await call(Gps_V1_Control.Method.ListRuns.descriptor, context) { server in
-      try await control.listRuns(request: list, context: server)
-    }
+    _ = try caller(for: Gps_V1_Control.Method.ListRuns.descriptor, context)
+    return try engine.listRuns(list)
   }
 
   /// A page of runs: the encoder's text as it is (a page of 100 runs is not parsed and written
   /// again).
   func listRuns(_ request: Request, _ context: WebContext) async throws -> Response {
-    .json(text: try await runs(request, context).jsonString(options: Self.jsonOptions))
+    .json(text: try runs(request, context).jsonString(options: Self.jsonOptions))
   }
 
   /// A run as the API shows it: the control API's RunInfo, and its result as JSON when the
@@ -50,7 +49,7 @@ extension Site {
 
   func resultJSON(_ info: Gps_V1_RunInfo) -> JSONValue? {
     let version = queue.withState { state in state.deployment(named: info.deployment, version: info.deploymentVersion) }
-    guard let version, let registered = try? control.catalog.deployment(version),
+    guard let version, let registered = try? engine.catalog.deployment(version),
       let json = registered.descriptors.json(of: Array(info.result), type: info.resultType)
     else { return nil }
     return json
@@ -58,10 +57,8 @@ extension Site {
 
   func getRun(_ request: Request, _ context: WebContext) async throws -> Response {
     let id = try context.parameters.require("id")
-    let info = try await call(Gps_V1_Control.Method.GetRun.descriptor, context) { server in
-      try await control.getRun(request: .with { $0.runID = id }, context: server)
-    }
-    return .json(try runAnswer(info))
+    _ = try caller(for: Gps_V1_Control.Method.GetRun.descriptor, context)
+    return .json(try runAnswer(try engine.runInfo(.with { $0.runID = id })))
   }
 
   func enqueue(_ request: Request, _ context: WebContext) async throws -> Response {
@@ -104,7 +101,7 @@ extension Site {
     guard !enqueue.deployment.isEmpty else { throw WebError.badRequest("deployment: required") }
     if let startIn { enqueue.scheduledStartMicros = (SystemClock().now() + startIn).micros }
     let caller = try caller(for: Gps_V1_Control.Method.Enqueue.descriptor, context)
-    let result = try await control.engine.enqueue(enqueue, by: caller)
+    let result = try await engine.enqueue(enqueue, by: caller)
     let answer: JSONValue = .object([
       .init("run", try Self.json(Gps_V1_RunInfo(result.run))), .init("created", .bool(result.created)),
     ])
@@ -137,7 +134,6 @@ extension Site {
       $0.runID = id
       $0.reason = reason
     }
-    let engine = control.engine
     let run =
       cancel
       ? try await engine.cancel(runRequest, by: caller(for: Gps_V1_Control.Method.CancelRun.descriptor, context))

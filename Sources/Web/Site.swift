@@ -10,10 +10,10 @@ import Queue
 import SwiftProtobuf
 import Synchronization
 
-/// The routes of the web UI and its API, over the control API's implementation: every answer is
+/// The routes of the web UI and its API, over the engine the control API calls: every answer is
 /// the one `gps` gets over gRPC, as JSON (proto field names, proto3 JSON mapping).
 final class Site: Sendable {
-  let control: ControlService
+  let engine: Engine
   let tokens: AccessTokens
   let metrics: WebMetrics
   /// Served over TLS: the sign-in cookie is then only ever sent over it.
@@ -21,7 +21,7 @@ final class Site: Sendable {
   /// The web server's port once it listens: the peer lookup of a loopback caller needs it.
   let localPort = Mutex<Int?>(nil)
 
-  var queue: RunQueue { control.queue }
+  var queue: RunQueue { engine.queue }
 
   private let cachedTypes = DeploymentsCache<ResultTypes>()
   private let cachedDocument = DeploymentsCache<JSONValue>()
@@ -35,13 +35,13 @@ final class Site: Sendable {
     cachedDocument.value(for: queue.deployments) { deployments in
       OpenAPI.document(
         deployments: deployments.compactMap { version in
-          (try? control.catalog.deployment(version).parameterSchema).map { (version.name, $0) }
+          (try? engine.catalog.deployment(version).parameterSchema).map { (version.name, $0) }
         })
     }
   }
 
-  init(control: ControlService, tokens: AccessTokens, metrics: WebMetrics, secure: Bool) {
-    self.control = control
+  init(engine: Engine, tokens: AccessTokens, metrics: WebMetrics, secure: Bool) {
+    self.engine = engine
     self.tokens = tokens
     self.metrics = metrics
     self.secure = secure
@@ -90,7 +90,7 @@ final class Site: Sendable {
     api.get("openapi.json") { _, _ in Response.json(self.openAPIDocument) }
     router.get("healthz") { _, _ in Response.json(.object([.init("status", .string("ok"))])) }
     router.get("readyz") { _, _ in
-      if self.control.isStopping {
+      if self.engine.isStopping {
         return Response.json(.object([.init("status", .string("stopping"))]), status: .serviceUnavailable)
       }
       // Degraded still serves (200): a failed run index slows nothing a caller sees yet, and
@@ -112,29 +112,7 @@ final class Site: Sendable {
     Pages(site: self).addRoutes(to: router)
   }
 
-  // MARK: Calls of the control API
-
-  /// Calls a control API method as `context`'s caller: the same principal rules as over gRPC (a
-  /// token's name, else the local user at the other end of a loopback connection).
-  func call<T>(
-    _ method: MethodDescriptor, _ context: WebContext, _ body: (ServerContext) async throws -> T
-  ) async throws -> T {
-    let peer = context.remotePeer
-    // The role the method needs, checked where the request enters, as the gRPC door does.
-    guard context.roles.allows(Role.needed(for: method)) else {
-      throw Role.denial(of: method, to: context.tokenName ?? peer, with: context.roles)
-    }
-    let principal: Principal.Source =
-      if let name = context.tokenName {
-        Principal.Source(name: name, roles: context.roles)
-      } else {
-        Principal.Source { [self] in localCaller(peer) }
-      }
-    return try await withServerContextRPCCancellationHandle { handle in
-      let server = ServerContext(descriptor: method, remotePeer: peer, localPeer: "http", cancellation: handle)
-      return try await Principal.$source.withValue(principal) { try await body(server) }
-    }
-  }
+  // MARK: Callers
 
   /// Who is at the other end of a connection without a token: the local user on loopback, else the peer.
   func localCaller(_ peer: String) -> String {
@@ -143,39 +121,14 @@ final class Site: Sendable {
 
   /// Who is calling, once the caller's roles allow `method` (checked where the request enters, as
   /// the gRPC door does): a token's name, else the local user at the other end of a loopback
-  /// connection. What the engine records as the caller.
-  func caller(for method: MethodDescriptor, _ context: WebContext) throws -> String {
+  /// connection (looked up when the engine first asks). What the engine records as the caller.
+  func caller(for method: MethodDescriptor, _ context: WebContext) throws -> Caller {
     guard context.roles.allows(Role.needed(for: method)) else {
       throw Role.denial(of: method, to: context.tokenName ?? context.remotePeer, with: context.roles)
     }
-    return context.tokenName ?? localCaller(context.remotePeer)
-  }
-}
-
-/// Collects events until `limit`, then one more tells there are more and stops the stream.
-final class Collected: RPCWriterProtocol, Sendable {
-  struct Full: Error {}
-  let limit: Int
-  private let state = Mutex<(events: [Gps_V1_HistoryEvent], more: Bool)>(([], false))
-
-  init(limit: Int) { self.limit = limit }
-
-  var result: (events: [Gps_V1_HistoryEvent], more: Bool) { state.withLock { $0 } }
-
-  func write(_ element: Gps_V1_HistoryEvent) async throws {
-    let full = state.withLock { state -> Bool in
-      guard state.events.count < limit else {
-        state.more = true
-        return true
-      }
-      state.events.append(element)
-      return false
-    }
-    if full { throw Full() }
-  }
-
-  func write(contentsOf elements: some Sequence<Gps_V1_HistoryEvent>) async throws {
-    for element in elements { try await write(element) }
+    if let name = context.tokenName { return Caller(name: name, roles: context.roles) }
+    let peer = context.remotePeer
+    return Caller { [self] in localCaller(peer) }
   }
 }
 
@@ -194,7 +147,7 @@ final class DeploymentsCache<Value: Sendable>: Sendable {
 }
 
 /// History events as server-sent events, handed to the task that writes the response.
-struct SSEEvents: RPCWriterProtocol {
+struct SSEEvents {
   /// Events held for a client at most.
   static let buffered = 4096
 
@@ -219,9 +172,5 @@ struct SSEEvents: RPCWriterProtocol {
   func write(_ element: Gps_V1_HistoryEvent) async throws {
     try Task.checkCancellation()
     guard send(id: element.sequence, data: try Site.eventText(element)) else { throw FellBehind() }
-  }
-
-  func write(contentsOf elements: some Sequence<Gps_V1_HistoryEvent>) async throws {
-    for element in elements { try await write(element) }
   }
 }

@@ -48,9 +48,9 @@ package struct WebServer: ControlCompanion {
     self.onListening = onListening
   }
 
-  package func run(control: ControlService) async throws {
+  package func run(engine: Engine) async throws {
     let site = Site(
-      control: control, tokens: configuration.tokens, metrics: configuration.metrics, secure: configuration.tls != nil)
+      engine: engine, tokens: configuration.tokens, metrics: configuration.metrics, secure: configuration.tls != nil)
     let router = Router(context: WebContext.self)
     let hosts = HostCheck(boundHost: configuration.host, publicURL: configuration.publicURL) {
       site.localPort.withLock { $0 }

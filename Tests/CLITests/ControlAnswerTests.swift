@@ -56,7 +56,7 @@ import Testing
 
       var history: [Gps_V1_HistoryEvent] = []
       try QueueHistory(directory: directory.path).events { sequence, event in
-        history.append(ControlService.historyAnswer(event, sequence: sequence))
+        history.append(HistoryEvents.answer(event, sequence: sequence))
         return sequence < 5
       }
       for answer in history {

@@ -14,11 +14,11 @@ import SwiftProtobuf
 import Synchronization
 import Testing
 
-/// A queue in a temporary directory with `registry`'s deployments, its control API served over
-/// the in-process transport (no process, no port), and a client of it, for the duration of `body`.
-func withControlAPI(
-  registry: DeploymentRegistry = .standard,
-  _ body: @Sendable (Engine, Gps_V1_Control.Client<InProcessTransport.Client>) async throws -> Void
+/// An engine over a queue in a temporary directory with `registry`'s deployments, for the
+/// duration of `body`.
+func withEngine(
+  registry: DeploymentRegistry = .standard, streams: StreamLimits = StreamLimits(total: 100, perPrincipal: 10),
+  _ body: (Engine) async throws -> Void
 ) async throws {
   try await withTemporaryDirectory { directory in
     var options = QueueOptions()
@@ -26,7 +26,17 @@ func withControlAPI(
     let queue = try RunQueue(directory: directory.appendingPathComponent("data").path, options: options)
     defer { queue.close() }
     _ = try await queue.register(registry.definitions, worker: "test", by: "server", serving: false)
-    let engine = Engine(queue: queue)
+    try await body(Engine(queue: queue, streams: streams))
+  }
+}
+
+/// ``withEngine(registry:streams:_:)`` with its control API served over the in-process transport
+/// (no process, no port), and a client of it.
+func withControlAPI(
+  registry: DeploymentRegistry = .standard,
+  _ body: @Sendable (Engine, Gps_V1_Control.Client<InProcessTransport.Client>) async throws -> Void
+) async throws {
+  try await withEngine(registry: registry) { engine in
     let service = ControlService(engine: engine)
     let transport = InProcessTransport()
     try await withGRPCServer(
@@ -61,7 +71,7 @@ func enqueueRequest(_ parameters: String, key: String = "") -> Gps_V1_EnqueueRun
       #expect(rpc?.code == .invalidArgument)
       #expect(rpc?.message.contains("data_info.dataset: expected a string, got the number 5") == true)
       // Called directly (as the web and the offline CLI do): the same error, the same words.
-      let direct = #expect(throws: FlowsError.self) { try engine.validate(bad, by: "alice") }
+      let direct = #expect(throws: FlowsError.self) { try engine.validate(bad, by: Caller(name: "alice")) }
       #expect(direct?.code == .invalidParameter)
       #expect(direct?.message == rpc?.message)
       #expect(engine.queue.durableSequence == before, "a refused enqueue wrote nothing")
@@ -69,7 +79,7 @@ func enqueueRequest(_ parameters: String, key: String = "") -> Gps_V1_EnqueueRun
       // One path: a run enqueued over gRPC is the run the engine finds for the same key.
       let first = try await control.enqueue(enqueueRequest(snippetParameters, key: "k1"))
       #expect(first.created)
-      let again = try await engine.enqueue(enqueueRequest(snippetParameters, key: "k1"), by: "bob")
+      let again = try await engine.enqueue(enqueueRequest(snippetParameters, key: "k1"), by: Caller(name: "bob"))
       #expect(!again.created)
       #expect(again.run.id.description == first.run.id)
       // Who enqueued is who the door authenticated (here the in-process peer), never the request's say.
@@ -97,7 +107,7 @@ func enqueueRequest(_ parameters: String, key: String = "") -> Gps_V1_EnqueueRun
       }
       #expect(refused?.code == .failedPrecondition)
       let direct = await #expect(throws: QueueError.self) {
-        try await engine.retry(.with { $0.runID = run.id }, by: "alice")
+        try await engine.retry(.with { $0.runID = run.id }, by: Caller(name: "alice"))
       }
       #expect(direct?.code == .illegalTransition)
       #expect(refused.map { QueueError($0).code } == .illegalTransition)

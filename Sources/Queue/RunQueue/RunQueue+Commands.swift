@@ -18,8 +18,8 @@ extension RunQueue {
   /// Creates a run (Scheduled), or returns the run that already has the request's idempotency key.
   public func enqueue(_ request: EnqueueRequest) async throws -> EnqueueResult {
     let created = CreatedFlag()
-    let run = try await commit(Self.enqueuePlan(request, created: created, options: options))
-    return EnqueueResult(run: run!, created: created.value)
+    let run = try await commit(Self.enqueuePlan(request, created: created, options: options)).runs.last!
+    return EnqueueResult(run: run, created: created.value)
   }
 
   /// Like ``enqueue(_:)``, but returns once the run is applied and its event submitted to the log,
@@ -28,8 +28,8 @@ extension RunQueue {
   /// Lets a stream of enqueues from one client share group commits.
   public func submitEnqueue(_ request: EnqueueRequest) throws(QueueError) -> EnqueueResult {
     let created = CreatedFlag()
-    let run = try submit(Self.enqueuePlan(request, created: created, options: options))
-    return EnqueueResult(run: run!, created: created.value)
+    let run = try submit(Self.enqueuePlan(request, created: created, options: options)) { _ in }.runs.last!
+    return EnqueueResult(run: run, created: created.value)
   }
 
   static func enqueuePlan(
@@ -127,7 +127,7 @@ extension RunQueue {
     for deployment in deployments ?? [] { try EventLimits.check(name: deployment, "deployments") }
     try EventLimits.check(text: principal, "principal")
     if let deployments { sawWorker(scheduler, serving: deployments, principal: principal) }
-    let runs = try await commitAll { [options] locked, time throws(QueueError) in
+    let runs = try await commit { [options] locked, time throws(QueueError) in
       var runs: [(RunID, [RunEvent.OneOf_Kind])] = []
       var chosen: [RunID] = []
       var bytes = 0
@@ -150,7 +150,7 @@ extension RunQueue {
         chosen.append(run.id)
       }
       return .writeMany(runs)
-    }
+    }.runs
     return runs.map { Claim(run: $0, lease: $0.lease!) }
   }
 
@@ -195,7 +195,7 @@ extension RunQueue {
     return try await commit { locked, _ throws(QueueError) in
       _ = try Self.leased(lease, in: locked.state)
       return .write(lease.runID, events)
-    }!
+    }.runs.last!
   }
 
   /// Cancels a run: at once when no scheduler holds it, otherwise through Cancelling (its scheduler
@@ -222,7 +222,7 @@ extension RunQueue {
       var cancelled = Gps_V1_RunCancelled()
       cancelled.reason = why
       return .write(id, [.cancelled(cancelled)])
-    }!
+    }.runs.last!
   }
 
   /// Runs a Failed, Crashed, TimedOut or Cancelled run again, under the same id: Scheduled now.
@@ -235,7 +235,7 @@ extension RunQueue {
       retried.requestedBy = requester
       retried.scheduledStartMicros = time.micros
       return .write(id, [.retried(retried)])
-    }!
+    }.runs.last!
   }
 
   /// Does what the clock has made due: marks Scheduled runs Late, and expires leases that were not
@@ -257,10 +257,10 @@ extension RunQueue {
         event.scheduledStartMicros = run.scheduledStart.micros
         return .write(id, [.markedLate(event)])
       }
-      if marked != nil { report.markedLate.append(id) }
+      if !marked.runs.isEmpty { report.markedLate.append(id) }
     }
     for id in expired {
-      let run = try await commit { locked, time throws(QueueError) in
+      let expired = try await commit { locked, time throws(QueueError) in
         guard let run = locked.state.runs[id], let lease = run.lease,
           let deadline = locked.index.leaseDeadlines[id], deadline <= time
         else { return .unchanged(nil) }
@@ -286,21 +286,12 @@ extension RunQueue {
         }
         return .write(id, [.leaseExpired(expiry), resolution])
       }
-      if run != nil { report.leasesExpired.append(id) }
+      if !expired.runs.isEmpty { report.leasesExpired.append(id) }
     }
     return report
   }
 
-  // MARK: The commit path
-
-  enum Plan {
-    /// Append these events of one run, then return the run.
-    case write(RunID, [RunEvent.OneOf_Kind])
-    /// Append events of several runs in one commit, then return the last run.
-    case writeMany([(RunID, [RunEvent.OneOf_Kind])])
-    /// Nothing to write; return this.
-    case unchanged(Run?)
-  }
+  // MARK: Helpers
 
   static func unknown(_ id: RunID) -> QueueError {
     QueueError(code: .notFound, message: "no run has the id \(id)")
@@ -316,216 +307,5 @@ extension RunQueue {
         message: "run \(run.id) is no longer held under lease \(lease.token) (\(holder)); stop working on it")
     }
     return run
-  }
-
-  /// Plans a change under the lock, validates it with the reducer, submits its events to the log
-  /// and applies them, then waits (without the lock) until they are durable.
-  func commit(_ plan: @escaping (inout Locked, Timestamp) throws(QueueError) -> Plan) async throws -> Run? {
-    try await commitAll(plan).last
-  }
-
-  /// Like ``commit(_:)``, returning every changed run (or the unchanged one).
-  func commitAll(_ plan: @escaping (inout Locked, Timestamp) throws(QueueError) -> Plan) async throws -> [Run] {
-    try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[Run], any Error>) in
-      let immediate = locked.withLock { locked -> Result<[Run], QueueError>? in
-        do throws(QueueError) {
-          if let failure = locked.failure { throw failure }
-          if locked.closed { throw QueueError(code: .closed, message: "the queue is closed") }
-          let time = max(clock.now(), locked.state.lastTime)
-          switch try plan(&locked, time) {
-          case .unchanged(let run):
-            return .success(run.map { [$0] } ?? [])
-          case .write(let id, let kinds):
-            try write([(id, kinds)], at: time, into: &locked) { continuation.resume(with: $0.mapError { $0 }) }
-            return nil
-          case .writeMany(let changes):
-            guard !changes.isEmpty else { return .success([]) }
-            try write(changes, at: time, into: &locked) { continuation.resume(with: $0.mapError { $0 }) }
-            return nil
-          }
-        } catch {
-          return .failure(error)
-        }
-      }
-      if let immediate { continuation.resume(with: immediate.mapError { $0 }) }
-    }
-  }
-
-  /// Like ``commit(_:)`` without waiting for durability: returns once applied and submitted.
-  func submit(_ plan: (inout Locked, Timestamp) throws(QueueError) -> Plan) throws(QueueError) -> Run? {
-    try locked.withLock { locked throws(QueueError) -> Run? in
-      if let failure = locked.failure { throw failure }
-      if locked.closed { throw QueueError(code: .closed, message: "the queue is closed") }
-      let time = max(clock.now(), locked.state.lastTime)
-      switch try plan(&locked, time) {
-      case .unchanged(let run):
-        return run
-      case .write(let id, let kinds):
-        try write([(id, kinds)], at: time, into: &locked) { _ in }
-        return try locked.state.run(id)
-      case .writeMany(let changes):
-        guard !changes.isEmpty else { return nil }
-        try write(changes, at: time, into: &locked) { _ in }
-        return try changes.last.flatMap { change throws(QueueError) in try locked.state.run(change.0) }
-      }
-    }
-  }
-
-  private func write(
-    _ runs: [(RunID, [RunEvent.OneOf_Kind])], at time: Timestamp, into locked: inout Locked,
-    completion: @escaping @Sendable (Result<[Run], QueueError>) -> Void
-  ) throws(QueueError) {
-    // Validate every run's events first; nothing is applied unless all are legal.
-    var changes: [QueueState.Change] = []
-    var records: [[UInt8]] = []
-    var sequence = locked.nextSequence
-    for (id, kinds) in runs {
-      // A retired run's events continue its numbering (a new run's id is never looked up).
-      let known = try locked.state.run(id, startedBy: kinds.first)
-      let first = (known?.eventCount ?? 0) + 1
-      let idBytes = Data(id.bytes)
-      let events = kinds.enumerated().map { offset, kind in
-        RunEvent.with {
-          $0.timeMicros = time.micros
-          $0.runID = idBytes
-          $0.runEvent = first + UInt32(offset)
-          $0.kind = kind
-        }
-      }
-      changes.append(try locked.state.prepare(events, firstSequence: sequence, after: changes.last))
-      sequence += UInt64(events.count)
-      do {
-        for event in events { records.append(try event.serializedBytes()) }
-      } catch {
-        throw QueueError(code: .invalidArgument, message: "an event does not encode: \(error)", cause: error)
-      }
-    }
-    locked.eventsSinceSnapshot += records.count
-    let snapshotState: QueueState? =
-      if options.runIndex == nil, !locked.snapshotInFlight, locked.eventsSinceSnapshot >= options.snapshotEvery {
-        {
-          var copy = locked.state
-          for change in changes { copy.commit(change) }
-          return copy
-        }()
-      } else {
-        nil
-      }
-    let after = changes.map(\.after)
-    let observed = metrics.map { _ in zip(changes, runs).map { ($0.before, $0.after, $1.1) } }
-    let range = try log.submit(records, endsBatch: snapshotState != nil) { [self] result in
-      switch result {
-      case .success(let receipt):
-        if let snapshotState, let hash = receipt.batchHash { writeSnapshot(snapshotState, batchHash: hash) }
-        durableWaiters.advance(to: log.lastSequence)
-        indexer?.wake()
-        if let observed { metrics?.observe(observed, at: time) }
-        completion(.success(after))
-      case .failure(let error):
-        self.locked.withLock { $0.failure = $0.failure ?? error }
-        durableWaiters.fail()
-        completion(.failure(error))
-      }
-    }
-    precondition(range.lowerBound == locked.nextSequence, "the queue is the log's only writer")
-    locked.nextSequence = range.upperBound + 1
-    if snapshotState != nil {
-      locked.snapshotInFlight = true
-      locked.eventsSinceSnapshot = 0
-    }
-    var newWork = false
-    var cancelRequested = false
-    for change in changes {
-      locked.state.commit(change)
-      let run = change.after
-      locked.index.track(run, now: time, lateAfter: options.lateAfter)
-      if run.isClaimable && change.before?.isClaimable != true { newWork = true }
-      if let before = change.before, before.holdsSlot, !run.holdsSlot {
-        locked.index.release(slotsOf: before)
-        newWork = true
-      }
-      if run.state == .cancelling, change.before?.state != .cancelling { cancelRequested = true }
-    }
-    if newWork { for signal in locked.wakeSignals { signal.signal() } }
-    if cancelRequested { for signal in locked.cancelSignals { signal.signal() } }
-  }
-
-  private func writeSnapshot(_ state: QueueState, batchHash: [UInt8]) {
-    snapshotWriter.async { [self] in
-      try? snapshots.write(
-        Snapshot(lastSequence: state.lastSequence, batchHash: batchHash, payload: state.snapshotPayload()))
-      locked.withLock { $0.snapshotInFlight = false }
-    }
-  }
-}
-
-extension RunQueue {
-  /// Appends a note of the log itself (``RunEvent/isLogNote``: it belongs to no run) and returns
-  /// once it is durable, with its sequence.
-  @discardableResult
-  public func recordNote(_ kind: RunEvent.OneOf_Kind) throws(QueueError) -> UInt64 {
-    let done = DispatchSemaphore(value: 0)
-    let failure = Mutex<QueueError?>(nil)
-    let sequence = try locked.withLock { locked throws(QueueError) -> UInt64 in
-      let time = try Self.recordTime(locked, clock: clock)
-      let event = RunEvent.with {
-        $0.timeMicros = time.micros
-        $0.kind = kind
-      }
-      guard event.isLogNote else {
-        throw QueueError(
-          code: .invalidArgument, message: "\(event.typeName) is an event of a run, not a note of the log")
-      }
-      return try appendQueueRecords([event], to: &locked) { error in
-        failure.withLock { $0 = error }
-        done.signal()
-      }.lowerBound
-    }
-    done.wait()
-    if let error = failure.withLock({ $0 }) { throw error }
-    return sequence
-  }
-
-  /// The time of a record written now: refuses once the queue has failed or closed.
-  static func recordTime(_ locked: Locked, clock: any WallClock) throws(QueueError) -> Timestamp {
-    if let failure = locked.failure { throw failure }
-    if locked.closed { throw QueueError(code: .closed, message: "the queue is closed") }
-    return max(clock.now(), locked.state.lastTime)
-  }
-
-  /// Appends records of the queue itself (notes, registrations: events of no run), under the
-  /// queue's lock: applies them to a copy of the state (an illegal one throws and nothing is
-  /// written), submits them to the log and makes the copy the state. `durable` is called once they
-  /// are durable (nil) or the log failed, which stops the queue.
-  func appendQueueRecords(
-    _ events: [RunEvent], to locked: inout Locked, durable: @escaping @Sendable (QueueError?) -> Void
-  ) throws(QueueError) -> ClosedRange<UInt64> {
-    var state = locked.state
-    var records: [[UInt8]] = []
-    for (offset, event) in events.enumerated() {
-      try state.apply(event, sequence: locked.nextSequence + UInt64(offset))
-      do {
-        records.append(try event.serializedBytes())
-      } catch {
-        throw QueueError(code: .invalidArgument, message: "an event does not encode: \(error)", cause: error)
-      }
-    }
-    let range = try log.submit(records) { [self] result in
-      switch result {
-      case .success:
-        durableWaiters.advance(to: log.lastSequence)
-        indexer?.wake()
-        durable(nil)
-      case .failure(let error):
-        self.locked.withLock { $0.failure = $0.failure ?? error }
-        durableWaiters.fail()
-        durable(error)
-      }
-    }
-    precondition(range.lowerBound == locked.nextSequence, "the queue is the log's only writer")
-    locked.state = state
-    locked.nextSequence = range.upperBound + 1
-    locked.eventsSinceSnapshot += records.count
-    return range
   }
 }

@@ -35,46 +35,33 @@ extension RunQueue {
       try Self.check(definition)
     }
     if serving { sawWorker(worker, serving: Set(definitions.map(\.name)), principal: principal) }
-    return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[UInt32], any Error>) in
-      let immediate = locked.withLock { locked -> Result<[UInt32], QueueError>? in
-        do throws(QueueError) {
-          let time = try Self.recordTime(locked, clock: clock)
-          // Versions count the definitions before them in this same call.
-          var state = locked.state
-          var versions: [UInt32] = []
-          var events: [RunEvent] = []
-          for definition in definitions {
-            if let newest = state.deployment(named: definition.name), newest.definition == definition {
-              versions.append(newest.version)
-              continue
-            }
-            var registered = Gps_V1_DeploymentRegistered()
-            registered.definition = definition
-            registered.version = UInt32(state.deployments[definition.name]?.count ?? 0) + 1
-            registered.worker = worker
-            registered.registeredBy = principal
-            let event = RunEvent.with {
-              $0.timeMicros = time.micros
-              $0.kind = .deploymentRegistered(registered)
-            }
-            try state.apply(event, sequence: locked.nextSequence + UInt64(events.count))
-            events.append(event)
-            versions.append(registered.version)
-          }
-          guard !events.isEmpty else { return .success(versions) }
-          let answer = versions
-          _ = try appendQueueRecords(events, to: &locked) { error in
-            if let error { continuation.resume(throwing: error) } else { continuation.resume(returning: answer) }
-          }
-          // A worker for runs that were waiting may have arrived.
-          for signal in locked.wakeSignals { signal.signal() }
-          return nil
-        } catch {
-          return .failure(error)
+    var versions: [UInt32] = []
+    try await commit { locked, time throws(QueueError) in
+      // Versions count the definitions before them in this same call.
+      var state = locked.state
+      var events: [RunEvent] = []
+      for definition in definitions {
+        if let newest = state.deployment(named: definition.name), newest.definition == definition {
+          versions.append(newest.version)
+          continue
         }
+        var registered = Gps_V1_DeploymentRegistered()
+        registered.definition = definition
+        registered.version = UInt32(state.deployments[definition.name]?.count ?? 0) + 1
+        registered.worker = worker
+        registered.registeredBy = principal
+        let event = RunEvent.with {
+          $0.timeMicros = time.micros
+          $0.kind = .deploymentRegistered(registered)
+        }
+        try state.apply(event, sequence: locked.nextSequence + UInt64(events.count))
+        events.append(event)
+        versions.append(registered.version)
       }
-      if let immediate { continuation.resume(with: immediate.mapError { $0 }) }
+      // A worker for runs that were waiting may have arrived.
+      return .records(events, wake: true)
     }
+    return versions
   }
 
   /// Gives `deployment` to `principal`: from the returned hand-over on, its workers (and admins)
@@ -86,50 +73,37 @@ extension RunQueue {
     try EventLimits.check(name: principal, "to")
     try EventLimits.check(name: admin, "handed_over_by", optional: true)
     try EventLimits.check(text: note, "note")
-    return try await withUnsafeThrowingContinuation {
-      (continuation: UnsafeContinuation<DeploymentHandOver, any Error>) in
-      let immediate = locked.withLock { locked -> Result<DeploymentHandOver, QueueError>? in
-        do throws(QueueError) {
-          guard let owner = locked.state.owner(of: deployment) else {
-            throw QueueError(
-              code: .notFound,
-              message: "no deployment is named \(Self.quoted(deployment)); `gps deployment ls` lists them")
-          }
-          let sequence = locked.nextSequence
-          guard owner != principal else {
-            let current = locked.state.handOvers[deployment]
-            let first = locked.state.deployments[deployment]!.first!
-            return .success(
-              current
-                ?? DeploymentHandOver(
-                  to: owner, by: first.registeredBy, note: "registered it first", at: first.registeredAt,
-                  sequence: first.sequence))
-          }
-          let time = try Self.recordTime(locked, clock: clock)
-          let event = RunEvent.with {
-            $0.timeMicros = time.micros
-            $0.kind = .deploymentHandedOver(
-              .with {
-                $0.deployment = deployment
-                $0.from = owner
-                $0.to = principal
-                $0.handedOverBy = admin
-                $0.note = note
-              })
-          }
-          let handOver = DeploymentHandOver(to: principal, by: admin, note: note, at: time, sequence: sequence)
-          _ = try appendQueueRecords([event], to: &locked) { error in
-            if let error { continuation.resume(throwing: error) } else { continuation.resume(returning: handOver) }
-          }
-          // The new owner's workers may claim what waited for them.
-          for signal in locked.wakeSignals { signal.signal() }
-          return nil
-        } catch {
-          return .failure(error)
-        }
+    var handOver: DeploymentHandOver?
+    try await commit { locked, time throws(QueueError) in
+      guard let owner = locked.state.owner(of: deployment) else {
+        throw QueueError(
+          code: .notFound, message: "no deployment is named \(Self.quoted(deployment)); `gps deployment ls` lists them")
       }
-      if let immediate { continuation.resume(with: immediate.mapError { $0 }) }
+      guard owner != principal else {
+        let first = locked.state.deployments[deployment]!.first!
+        handOver =
+          locked.state.handOvers[deployment]
+          ?? DeploymentHandOver(
+            to: owner, by: first.registeredBy, note: "registered it first", at: first.registeredAt,
+            sequence: first.sequence)
+        return .unchanged(nil)
+      }
+      handOver = DeploymentHandOver(to: principal, by: admin, note: note, at: time, sequence: locked.nextSequence)
+      let event = RunEvent.with {
+        $0.timeMicros = time.micros
+        $0.kind = .deploymentHandedOver(
+          .with {
+            $0.deployment = deployment
+            $0.from = owner
+            $0.to = principal
+            $0.handedOverBy = admin
+            $0.note = note
+          })
+      }
+      // The new owner's workers may claim what waited for them.
+      return .records([event], wake: true)
     }
+    return handOver!
   }
 
   static func check(_ definition: DeploymentDefinition) throws(QueueError) {

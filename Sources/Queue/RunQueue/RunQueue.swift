@@ -60,8 +60,7 @@ public final class RunQueue: Sendable {
     var nextSequence: UInt64
     var eventsSinceSnapshot = 0
     var snapshotInFlight = false
-    var failure: QueueError?
-    var closed = false
+    var lifecycle = QueueLifecycle.open
     /// Poked whenever a run may have become claimable (enqueued, re-queued, retried, a slot freed).
     var wakeSignals: [WakeSignal] = []
     /// Poked whenever a user asks to cancel a claimed run.
@@ -293,10 +292,7 @@ public final class RunQueue: Sendable {
   /// Writes pending events and (unless told not to, e.g. to test recovery from periodic snapshots)
   /// a snapshot of the final state, and releases the directory.
   public func close(writingSnapshot: Bool = true) {
-    let alreadyClosed = locked.withLock { locked in
-      defer { locked.closed = true }
-      return locked.closed
-    }
+    let alreadyClosed = locked.withLock { $0.lifecycle.close() }
     guard !alreadyClosed else { return }
     defer { durableWaiters.fail() }
     log.close { [self] in
@@ -305,7 +301,7 @@ public final class RunQueue: Sendable {
         indexer.close()
         return
       }
-      let (state, failure) = locked.withLock { ($0.state, $0.failure) }
+      let (state, failure) = locked.withLock { ($0.state, $0.lifecycle.failure) }
       let last = log.lastBatch
       if writingSnapshot, failure == nil, last.sequence == state.lastSequence, last.sequence > 0 {
         try? snapshots.write(

@@ -1,0 +1,205 @@
+package import GPSModel
+package import GRPCCore
+import Queue
+import Synchronization
+
+extension Engine {
+  /// The log's durable events that `request` asks for: from a sequence (and a time) on, one
+  /// run's or all, at most `limit`; when following, new ones as they become durable. A following
+  /// history holds one of the caller's stream places (RESOURCE_EXHAUSTED beyond its share) until
+  /// it and its iterators are gone.
+  package func history(_ request: Gps_V1_ReadHistoryRequest, by caller: Caller) throws(RPCError) -> HistoryEvents {
+    var runID: RunID?
+    if !request.runID.isEmpty { runID = try run(named: request.runID).id }
+    return HistoryEvents(
+      engine: self, start: max(1, request.fromSequence), run: runID,
+      fromTime: request.fromTimeMicros == 0 ? nil : Timestamp(micros: request.fromTimeMicros),
+      follow: request.follow, limit: Int(request.limit),
+      // Only a history that follows lasts: a bounded read needs no place.
+      place: request.follow ? try StreamPlace(in: streams, for: caller.name) : nil)
+  }
+
+  /// A run's events from its first on, as they become durable, until it is final and all of them
+  /// were read.
+  package func watch(_ request: Gps_V1_WatchRunRequest, by caller: Caller) throws(RPCError) -> HistoryEvents {
+    let run = try run(named: request.runID)
+    return HistoryEvents(
+      engine: self, start: run.firstSequence, run: run.id, fromTime: nil, follow: true, limit: 0,
+      place: try StreamPlace(in: streams, for: caller.name))
+  }
+}
+
+/// A place among the open streams, taken when made and given back when the last reference goes.
+final class StreamPlace: Sendable {
+  let streams: StreamLimits
+  let principal: String
+
+  init(in streams: StreamLimits, for principal: String) throws(RPCError) {
+    // Taken before the object is whole: a refused place never runs the deinit that gives it back.
+    try streams.acquire(principal)
+    self.streams = streams
+    self.principal = principal
+  }
+
+  deinit { streams.release(principal) }
+}
+
+/// Durable events of the log, as history answers: from ``Engine/history(_:by:)`` and
+/// ``Engine/watch(_:by:)``.
+///
+/// The log is read from the batch that holds the first sequence (``LogIndex``), a page at a time
+/// on NIO's blocking pool (never on the concurrency pool's threads), and a run's events only up
+/// to its last: a page of an old run's events reads the bytes around it, not the log after it.
+/// Without following, the history is what was durable when it was asked for.
+package struct HistoryEvents: AsyncSequence, Sendable {
+  package typealias Element = Gps_V1_HistoryEvent
+
+  /// Events read from the log at once, at most: what an iterator holds in memory.
+  static let page = 1024
+
+  let engine: Engine
+  let start: UInt64
+  let run: RunID?
+  let fromTime: Timestamp?
+  let follow: Bool
+  /// 0: no limit.
+  let limit: Int
+  let place: StreamPlace?
+  /// Where a history that does not follow ends.
+  let end: UInt64
+
+  init(
+    engine: Engine, start: UInt64, run: RunID?, fromTime: Timestamp?, follow: Bool, limit: Int,
+    place: StreamPlace?
+  ) {
+    self.engine = engine
+    self.start = start
+    self.run = run
+    self.fromTime = fromTime
+    self.follow = follow
+    self.limit = limit
+    self.place = place
+    end = engine.queue.durableSequence
+  }
+
+  package func makeAsyncIterator() -> Iterator { Iterator(events: self) }
+
+  package struct Iterator: AsyncIteratorProtocol {
+    let events: HistoryEvents
+    var cursor: LogCursor?
+    var buffer: [Element] = []
+    var index = 0
+    var sent = 0
+    var done = false
+
+    package mutating func next() async throws -> Element? {
+      while true {
+        if index < buffer.count {
+          let event = buffer[index]
+          index += 1
+          sent += 1
+          return event
+        }
+        buffer.removeAll(keepingCapacity: true)
+        index = 0
+        if done || (events.limit != 0 && sent >= events.limit) { return nil }
+        try await refill()
+      }
+    }
+
+    /// Reads the next page; with nothing left to read, ends the history, or (following) waits
+    /// until the next event is durable.
+    mutating func refill() async throws {
+      try Task.checkCancellation()
+      let engine = events.engine
+      let durable = events.follow ? engine.queue.durableSequence : events.end
+      // Nothing of the run lies past its last event so far.
+      let end = Swift.min(
+        durable, try events.run.flatMap { id throws(RPCError) in try engine.lookUp(id)?.lastSequence } ?? durable)
+      if cursor.map({ $0.nextSequence <= end }) ?? true {
+        let wanted = Swift.min(HistoryEvents.page, events.limit == 0 ? .max : events.limit - sent)
+        guard let (page, after) = try await read(from: cursor, through: end, wanted: wanted) else {
+          throw CancellationError()
+        }
+        buffer = page
+        cursor = after
+        if !page.isEmpty { return }
+      }
+      // A final run whose every event was read.
+      if let runID = events.run, let run = try engine.lookUp(runID), run.state.isTerminal,
+        let cursor, cursor.nextSequence > run.lastSequence
+      {
+        done = true
+        return
+      }
+      guard events.follow else {
+        done = true
+        return
+      }
+      if engine.isStopping {
+        throw RPCError(code: .unavailable, message: "the server is stopping; watch again once it is back")
+      }
+      // Everything durable was read: wait for the next event of the log.
+      let next = durable + 1
+      await engine.queue.waitUntilDurable(next)
+      if engine.isStopping {
+        throw RPCError(code: .unavailable, message: "the server is stopping; watch again once it is back")
+      }
+      if engine.queue.durableSequence < next, !Task.isCancelled {
+        throw RPCError(code: .unavailable, message: "the queue stopped writing; see the server's log")
+      }
+    }
+
+    /// Up to `wanted` answers from `cursor` (the first sequence's batch, when nil) through `end`,
+    /// and the cursor after them; nil when the caller was cancelled while it waited.
+    func read(from cursor: LogCursor?, through end: UInt64, wanted: Int) async throws(RPCError) -> (
+      [Element], LogCursor
+    )? {
+      let events = self.events
+      let outcome = await onBlockingPool { () -> Result<([Element], LogCursor), any Error> in
+        Result {
+          var cursor = try cursor ?? events.engine.logIndex.cursor(at: events.start)
+          let runBytes = events.run.map(\.bytes)
+          var page: [Element] = []
+          try LogReader(directory: events.engine.queue.directory).read(&cursor, window: 1 << 20) { record in
+            guard record.sequence <= end, page.count < wanted else { return false }
+            if let runBytes, !record.mayBelong(toRun: runBytes) { return true }
+            let event = try RunEvent(record)
+            if let runID = events.run, event.run != runID { return true }
+            if let fromTime = events.fromTime, event.time < fromTime { return true }
+            page.append(HistoryEvents.answer(event, sequence: record.sequence))
+            return true
+          }
+          return (page, cursor)
+        }
+      }
+      switch outcome {
+      case nil: return nil
+      case .success(let read)?: return read
+      case .failure(let error)?: throw RPCError(code: .dataLoss, message: "reading the log failed: \(error)")
+      }
+    }
+  }
+
+  /// An event as a history answer, within the message limit: an enqueue whose parameters would
+  /// not fit loses its typed copy of them, and then what of the JSON does not fit.
+  package static func answer(_ event: RunEvent, sequence: UInt64) -> Gps_V1_HistoryEvent {
+    var answer = Gps_V1_HistoryEvent()
+    answer.sequence = sequence
+    answer.event = event
+    if case .enqueued(var enqueued) = event.kind {
+      let json = enqueued.parametersJson.utf8.count
+      let typed = enqueued.parameters.reduce(0) { $0 + $1.value.count }
+      if json + typed > Gps_V1_RunInfo.answerBudget {
+        enqueued.parameters = []
+        if json > Gps_V1_RunInfo.answerBudget {
+          enqueued.parametersJson = String(
+            decoding: enqueued.parametersJson.utf8.prefix(Gps_V1_RunInfo.answerBudget), as: UTF8.self)
+          answer.parametersTruncatedBytes = UInt64(json)
+        }
+        answer.event.kind = .enqueued(enqueued)
+      }
+    }
+    return answer
+  }
+}
