@@ -33,6 +33,9 @@ let package = Package(
     .library(name: "GPS", targets: ["GPS"]),
     // The server engine, for embedding it: the log, the queue, the control service and the web UI.
     .library(name: "GPSServer", targets: ["Queue", "Control", "Web"]),
+    // Testing: `GPSTesting` for tests of flows and workers, `GPSServerTesting` for the engine's.
+    .library(name: "GPSTesting", targets: ["GPSTesting"]),
+    .library(name: "GPSServerTesting", targets: ["GPSServerTesting"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
@@ -141,7 +144,8 @@ let package = Package(
     .executableTarget(
       name: "GPSBench",
       dependencies: [
-        "CJemalloc", "GPSModel", "Queue", "Flows", "RPC", "Services", "ReferenceFlow", "Control", "Web", "GPSTesting",
+        "CJemalloc", "GPSModel", "Queue", "Flows", "RPC", "Services", "ReferenceFlow", "Control", "Web",
+        "GPSServerTesting",
         argumentParser, swiftProtobuf,
         grpcCore, grpcNIO, logging,
       ],
@@ -156,21 +160,39 @@ let package = Package(
       path: "Fuzz/GPSFuzz",
       swiftSettings: swiftSettings
     ),
+    // Testing products: a manual clock, temporary directories and waits for tests of flows and
+    // workers; and for tests of the engine, a file system that fails on cue, a history generator
+    // and services A and B in-process.
     .target(
       name: "GPSTesting",
-      dependencies: ["RPC", "Services", "GPSModel", "Queue", grpcCore, grpcNIO, logging, lifecycle],
-      path: "Tests/GPSTesting",
+      dependencies: ["GPSModel", logging],
+      swiftSettings: swiftSettings
+    ),
+    .target(
+      name: "GPSServerTesting",
+      dependencies: [
+        "GPSTesting", "GPSModel", "Queue", "RPC", "Services", grpcCore, logging, lifecycle, swiftProtobuf,
+      ],
+      swiftSettings: swiftSettings
+    ),
+    // Only GPS's own tests: the `gps` binary as a process, raw sockets, an HTTP client of the web UI.
+    .target(
+      name: "GPSTestSupport",
+      dependencies: ["GPSTesting", "GPSServerTesting"],
+      path: "Tests/GPSTestSupport",
       swiftSettings: swiftSettings
     ),
     .testTarget(
       name: "RPCTests",
-      dependencies: ["RPC", "Services", "GPSTesting", grpcCore, grpcNIO, swiftProtobuf, logging, lifecycle, crypto],
+      dependencies: [
+        "RPC", "Services", "GPSTestSupport", grpcCore, grpcNIO, swiftProtobuf, logging, lifecycle, crypto,
+      ],
       swiftSettings: swiftSettings
     ),
     .testTarget(
       name: "QueueTests",
       dependencies: [
-        "GPSModel", "Queue", "GPSTesting", crypto, swiftProtobuf,
+        "GPSModel", "Queue", "GPSTestSupport", crypto, swiftProtobuf,
         .product(name: "MetricsTestKit", package: "swift-metrics"),
       ],
       swiftSettings: swiftSettings
@@ -178,7 +200,8 @@ let package = Package(
     .testTarget(
       name: "FlowsTests",
       dependencies: [
-        "Flows", "RPC", "Services", "ReferenceFlow", "GPSModel", "Queue", "Control", "GPSTesting", grpcCore, grpcNIO,
+        "Flows", "RPC", "Services", "ReferenceFlow", "GPSModel", "Queue", "Control", "GPSTestSupport", grpcCore,
+        grpcNIO,
         swiftProtobuf, logging,
       ],
       swiftSettings: swiftSettings
@@ -187,15 +210,25 @@ let package = Package(
     .testTarget(
       name: "ControlTests",
       dependencies: [
-        "Control", "Flows", "GPSModel", "Queue", "RPC", "ReferenceFlow", "Services", "GPSTesting", grpcCore,
+        "Control", "Flows", "GPSModel", "Queue", "RPC", "ReferenceFlow", "Services", "GPSTestSupport", grpcCore,
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"), swiftProtobuf, logging,
+      ],
+      swiftSettings: swiftSettings
+    ),
+    // The web UI and its API in-process: requests straight to the router, no process, no port.
+    .testTarget(
+      name: "WebTests",
+      dependencies: [
+        "Web", "Control", "Flows", "GPSModel", "Queue", "RPC", "ReferenceFlow", "Services", "GPSTestSupport",
+        hummingbird,
+        .product(name: "HummingbirdTesting", package: "hummingbird"), swiftProtobuf, logging,
       ],
       swiftSettings: swiftSettings
     ),
     .testTarget(
       name: "CLITests",
       dependencies: [
-        "CLI", "Control", "Web", "GPSModel", "Queue", "RPC", "Services", "ReferenceFlow", "Flows", "GPSTesting",
+        "CLI", "Control", "Web", "GPSModel", "Queue", "RPC", "Services", "ReferenceFlow", "Flows", "GPSTestSupport",
         "GPSFuzz",
         grpcCore,
         grpcNIO,

@@ -1,7 +1,7 @@
 import Flows
 import Foundation
 import GPSModel
-import GPSTesting
+import GPSServerTesting
 import GRPCCore
 import Logging
 import Queue

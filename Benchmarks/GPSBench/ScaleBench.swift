@@ -1,6 +1,6 @@
 import Foundation
 import GPSModel
-import GPSTesting
+import GPSServerTesting
 import Queue
 import SwiftProtobuf
 import Synchronization

@@ -4,7 +4,7 @@
 import ArgumentParser
 import Foundation
 import GPSModel
-import GPSTesting
+import GPSServerTesting
 import Queue
 import SwiftProtobuf
 

@@ -48,9 +48,14 @@ package struct WebServer: ControlCompanion {
     self.onListening = onListening
   }
 
-  package func run(engine: Engine) async throws {
-    let site = Site(
-      engine: engine, tokens: configuration.tokens, metrics: configuration.metrics, secure: configuration.tls != nil)
+  /// The site of the web UI and its API over `engine`, as `configuration` says.
+  static func site(engine: Engine, configuration: Configuration) -> Site {
+    Site(engine: engine, tokens: configuration.tokens, metrics: configuration.metrics, secure: configuration.tls != nil)
+  }
+
+  /// The routes of `site` behind the access middleware: what the server serves, and what tests
+  /// call in-process.
+  static func router(for site: Site, configuration: Configuration) -> Router<WebContext> {
     let router = Router(context: WebContext.self)
     let hosts = HostCheck(boundHost: configuration.host, publicURL: configuration.publicURL) {
       site.localPort.withLock { $0 }
@@ -58,6 +63,12 @@ package struct WebServer: ControlCompanion {
     router.add(
       middleware: AccessMiddleware(tokens: configuration.tokens, hosts: hosts, secure: configuration.tls != nil))
     site.addRoutes(to: router)
+    return router
+  }
+
+  package func run(engine: Engine) async throws {
+    let site = Self.site(engine: engine, configuration: configuration)
+    let router = Self.router(for: site, configuration: configuration)
     let requested = ServiceAddress(host: configuration.host, port: configuration.port)
     let onListening = onListening
     let logger = logger

@@ -1,7 +1,7 @@
 import Flows
 import Foundation
 import GPSModel
-import GPSTesting
+import GPSTestSupport
 import Queue
 import ReferenceFlow
 import Testing

@@ -1,5 +1,5 @@
 import Foundation
-import GPSTesting
+import GPSTestSupport
 import RPC
 import ReferenceFlow
 import Services

@@ -1,7 +1,7 @@
 import Control
 import Foundation
 import GPSModel
-import GPSTesting
+import GPSTestSupport
 import Queue
 import SwiftProtobuf
 import Testing

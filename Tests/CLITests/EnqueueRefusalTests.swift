@@ -1,6 +1,6 @@
 import Foundation
 import GPSModel
-import GPSTesting
+import GPSTestSupport
 import Queue
 import Testing
 

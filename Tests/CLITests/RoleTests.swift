@@ -2,7 +2,7 @@ import Control
 import Flows
 import Foundation
 import GPSModel
-import GPSTesting
+import GPSTestSupport
 import GRPCCore
 import Queue
 import RPC

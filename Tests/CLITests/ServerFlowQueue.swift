@@ -1,6 +1,6 @@
 import Flows
 import GPSModel
-import GPSTesting
+import GPSTestSupport
 import ReferenceFlow
 
 /// An empty queue at `path` with `server-flow/MyPrefectDeployer` registered, as `gps server start`

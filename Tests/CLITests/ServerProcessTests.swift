@@ -1,5 +1,5 @@
 import Foundation
-import GPSTesting
+import GPSTestSupport
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import RPC

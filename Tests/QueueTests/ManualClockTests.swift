@@ -1,5 +1,5 @@
 import GPSModel
-import GPSTesting
+import GPSTestSupport
 import Queue
 import Synchronization
 import Testing

@@ -1,7 +1,7 @@
 import CoreMetrics
 import Foundation
 import GPSModel
-import GPSTesting
+import GPSTestSupport
 import SwiftProtobuf
 import Testing
 

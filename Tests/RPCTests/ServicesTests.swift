@@ -1,6 +1,6 @@
 import Crypto
 import Foundation
-import GPSTesting
+import GPSTestSupport
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging

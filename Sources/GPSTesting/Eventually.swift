@@ -1,5 +1,4 @@
 import GPSModel
-import Queue
 
 /// Polls `condition` every few milliseconds until it holds; throws (rather than hangs) after
 /// `limit`. For what a test cannot be told of directly, such as another process's progress.
@@ -8,7 +7,7 @@ public func eventually(
 ) async throws {
   let deadline = ContinuousClock.now + limit
   while try await !condition() {
-    guard ContinuousClock.now < deadline else { throw ProcessFailure(message: "timed out waiting for \(what)") }
+    guard ContinuousClock.now < deadline else { throw WaitTimedOut(what: what, limit: limit) }
     try await Task.sleep(for: .milliseconds(5))
   }
 }
@@ -20,4 +19,11 @@ public func advance(_ clock: ManualClock, by duration: Duration, past what: Stri
     clock.nextWake.map { $0 <= clock.now() + duration } ?? false
   }
   clock.advance(by: duration)
+}
+
+/// What ``eventually(_:limit:_:)`` throws when its condition did not come to hold in time.
+public struct WaitTimedOut: Error, CustomStringConvertible {
+  public let what: String
+  public let limit: Duration
+  public var description: String { "timed out waiting for \(what) (\(limit))" }
 }

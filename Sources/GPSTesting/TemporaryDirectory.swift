@@ -1,6 +1,4 @@
 public import Foundation
-public import GPSModel
-import Queue
 
 /// A fresh directory under the system's temp directory, removed when the closure returns.
 public func withTemporaryDirectory<Result>(
@@ -23,19 +21,6 @@ extension URL {
     try Data(contents).writeInPlace(to: file)
     return file
   }
-}
-
-/// Makes `path` hold an empty queue, as `gps server start` leaves it, so that offline commands
-/// (which refuse a directory without a queue) accept it.
-public func createQueue(at path: String) throws {
-  try RunQueue(directory: path).close()
-}
-
-/// Creates an empty queue at `path` with these deployments registered (as a worker would).
-public func createQueue(at path: String, registering definitions: [DeploymentDefinition]) async throws {
-  let queue = try RunQueue(directory: path)
-  defer { queue.close() }
-  _ = try await queue.register(definitions, worker: "test", by: "test")
 }
 
 extension DataProtocol {
