@@ -33,9 +33,8 @@ let package = Package(
     .library(name: "GPS", targets: ["GPS"]),
     // The server engine, for embedding it: the log, the queue, the control service and the web UI.
     .library(name: "GPSServer", targets: ["Queue", "Control", "Web"]),
-    // Testing: `GPSTesting` for tests of flows and workers, `GPSServerTesting` for the engine's.
+    // Testing flows and workers: a manual clock, temporary directories, waits, captured logs.
     .library(name: "GPSTesting", targets: ["GPSTesting"]),
-    .library(name: "GPSServerTesting", targets: ["GPSServerTesting"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
@@ -160,9 +159,9 @@ let package = Package(
       path: "Fuzz/GPSFuzz",
       swiftSettings: swiftSettings
     ),
-    // Testing products: a manual clock, temporary directories and waits for tests of flows and
-    // workers; and for tests of the engine, a file system that fails on cue, a history generator
-    // and services A and B in-process.
+    // The testing product: a manual clock, temporary directories and waits for tests of flows
+    // and workers. GPSServerTesting, for the engine's tests and benchmarks in this package: a file
+    // system that fails on cue, a history generator and services A and B in-process.
     .target(
       name: "GPSTesting",
       dependencies: ["GPSModel", logging],

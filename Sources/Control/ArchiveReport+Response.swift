@@ -1,8 +1,8 @@
-public import GPSModel
-public import Queue
+package import GPSModel
+package import Queue
 
 extension Gps_V1_ArchiveLogResponse {
-  public init(_ report: ArchiveReport) {
+  package init(_ report: ArchiveReport) {
     self.init()
     segments = report.segments
     firstArchived = report.archived?.lowerBound ?? 0

@@ -25,6 +25,7 @@ public struct ControlServer: Service {
   /// such deployments belong to no principal, and any worker may serve them.
   package static let selfPrincipal = "server"
 
+  /// What the server serves and how: its data directory, addresses, limits, tokens and TLS.
   public struct Configuration: Sendable {
     public var dataDirectory = "data"
     public var host = "127.0.0.1"
@@ -113,9 +114,19 @@ public struct ControlServer: Service {
   /// listens until the server stops; one that fails stops the server with its error.
   package var companions: [any ControlCompanion] = []
 
+  /// A server of `configuration`'s data directory, running `worker`'s deployments in its
+  /// embedded scheduler; `onListening` is told the control API's address once it listens.
   public init(
     configuration: Configuration, worker: EmbeddedWorker = EmbeddedWorker(registry: DeploymentRegistry()),
-    logger: Logger, onReady: @escaping @Sendable (ServiceAddress, RunQueue) -> Void = { _, _ in }
+    logger: Logger, onListening: @escaping @Sendable (ServiceAddress) -> Void = { _ in }
+  ) {
+    self.init(configuration: configuration, worker: worker, logger: logger) { address, _ in onListening(address) }
+  }
+
+  /// Like ``init(configuration:worker:logger:onListening:)``, telling `onReady` the queue too.
+  package init(
+    configuration: Configuration, worker: EmbeddedWorker = EmbeddedWorker(registry: DeploymentRegistry()),
+    logger: Logger, onReady: @escaping @Sendable (ServiceAddress, RunQueue) -> Void
   ) {
     self.configuration = configuration
     self.worker = worker
@@ -218,11 +229,11 @@ public struct ControlServer: Service {
 }
 
 /// Where a running server's address is recorded, so the CLI finds it through `--data-dir`.
-public enum ControlAddress {
-  public static func file(in dataDirectory: String) -> String { dataDirectory + "/server.addr" }
+package enum ControlAddress {
+  package static func file(in dataDirectory: String) -> String { dataDirectory + "/server.addr" }
 
   /// The address recorded in `dataDirectory`, if a server wrote one.
-  public static func read(dataDirectory: String) -> ServiceAddress? {
+  package static func read(dataDirectory: String) -> ServiceAddress? {
     guard let text = try? String(contentsOfFile: file(in: dataDirectory), encoding: .utf8) else { return nil }
     return try? ServiceAddress(parsing: text.trimmingCharacters(in: .whitespacesAndNewlines), what: "server address")
   }

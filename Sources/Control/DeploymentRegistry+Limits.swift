@@ -1,10 +1,10 @@
-public import Flows
+package import Flows
 import GPSModel
-public import Queue
+package import Queue
 
 extension DeploymentRegistry {
   /// The concurrency limits of every deployment, for ``QueueOptions/limits``.
-  public var concurrencyLimits: ConcurrencyLimits {
+  package var concurrencyLimits: ConcurrencyLimits {
     ConcurrencyLimits(deployments: deployments.compactMapValues(\.concurrencyLimit))
   }
 }

@@ -1,37 +1,37 @@
-public import GPSModel
-public import GRPCCore
-public import Queue
+package import GPSModel
+package import GRPCCore
+package import Queue
 
 /// Listing and finding runs in a state: shared by the server and the CLI's read-only paths.
-public struct RunFilter: Sendable {
-  public var query = RunQuery()
+package struct RunFilter: Sendable {
+  package var query = RunQuery()
 
-  public var states: Set<RunState> {
+  package var states: Set<RunState> {
     get { query.states }
     set { query.states = newValue }
   }
-  public var deployment: String {
+  package var deployment: String {
     get { query.deployment }
     set { query.deployment = newValue }
   }
-  public var tag: String {
+  package var tag: String {
     get { query.tag }
     set { query.tag = newValue }
   }
-  public var enqueuedAfter: Timestamp? {
+  package var enqueuedAfter: Timestamp? {
     get { query.enqueuedAfter }
     set { query.enqueuedAfter = newValue }
   }
-  public var enqueuedBefore: Timestamp? {
+  package var enqueuedBefore: Timestamp? {
     get { query.enqueuedBefore }
     set { query.enqueuedBefore = newValue }
   }
 
-  public init() {}
+  package init() {}
 
   /// The filter and the start (from the cursor: the enqueue sequence of the page's first run, at
   /// most) of a list request.
-  public static func parse(_ request: Gps_V1_ListRunsRequest) throws(RPCError) -> (RunFilter, UInt64?) {
+  package static func parse(_ request: Gps_V1_ListRunsRequest) throws(RPCError) -> (RunFilter, UInt64?) {
     var filter = RunFilter()
     for name in request.states {
       guard let state = RunState(name: name) else {
@@ -56,11 +56,11 @@ public struct RunFilter: Sendable {
     return (filter, start)
   }
 
-  public func matches(_ run: Run) -> Bool { query.matches(run) }
+  package func matches(_ run: Run) -> Bool { query.matches(run) }
 
   /// Matching runs of `state` (every run in memory), newest first, from enqueue sequence `start`
   /// (a cursor) down; see ``list(from:limit:budget:page:)``.
-  public static func list(
+  package static func list(
     _ state: QueueState, filter: RunFilter, from start: UInt64?, limit: UInt32,
     budget: Int = Gps_V1_RunInfo.answerBudget
   ) -> Gps_V1_ListRunsResponse {
@@ -71,7 +71,7 @@ public struct RunFilter: Sendable {
 
   /// Matching runs of `queue` (a live one or one read from its files), in memory or in its run
   /// index.
-  public static func list(
+  package static func list(
     _ queue: some RunSource, filter: RunFilter, from start: UInt64?, limit: UInt32,
     budget: Int = Gps_V1_RunInfo.answerBudget
   ) throws(RPCError) -> Gps_V1_ListRunsResponse {
@@ -116,7 +116,7 @@ public struct RunFilter: Sendable {
   }
 
   /// The run named by its id or a unique prefix of at least 8 characters of it, in `queue`.
-  public static func find(_ text: String, in queue: some RunSource) throws(RPCError) -> Run {
+  package static func find(_ text: String, in queue: some RunSource) throws(RPCError) -> Run {
     try find(text) { id throws(QueueError) in
       try queue.run(id)
     } prefixed: { prefix, limit throws(QueueError) in

@@ -1,12 +1,12 @@
-public import Flows
+package import Flows
 import GPSModel
-public import Queue
+package import Queue
 import RPC
 
 extension Scheduler {
   /// The results of cacheable steps recorded in the log, keyed as the scheduler's cache is:
   /// reads the whole history, and only when some deployment caches a step.
-  public static func cachedResults(
+  package static func cachedResults(
     in history: QueueHistory, registry: DeploymentRegistry
   ) throws -> [String: [UInt8]] {
     let cacheable = Set(

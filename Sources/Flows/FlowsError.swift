@@ -2,6 +2,7 @@ public import GRPCCore
 
 /// An error of flows, deployments and parameters.
 public struct FlowsError: Error, Sendable, CustomStringConvertible {
+  /// What went wrong, for programs to tell apart.
   public struct Code: Sendable, Hashable, CustomStringConvertible {
     private enum Value: Sendable, Hashable {
       case invalidParameter, unknownDeployment, stepFailed

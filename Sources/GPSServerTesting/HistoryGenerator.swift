@@ -1,16 +1,16 @@
 import Foundation
-public import GPSModel
-public import Queue
+package import GPSModel
+package import Queue
 import SwiftProtobuf
 
 /// Large histories for the scale benchmark and the scale test, through the queue's real commands
 /// (enqueue, claim, one report of the scheduler's events per run): runs of `server-flow` with a
 /// tag and an idempotency key each.
-public enum HistoryGenerator {
+package enum HistoryGenerator {
   /// Writes the history with 32 concurrent workers, each enqueueing a run, claiming one and
   /// reporting it to Completed in one commit (the scheduler's own events); then `active` runs left
   /// Scheduled. Calls `progress` after every 10% (at least `progressEvery` runs). Returns the oldest run.
-  public static func generate(
+  package static func generate(
     _ queue: RunQueue, runs: Int, active: Int, progressEvery: Int = 100_000,
     progress: @Sendable (Int) async -> Void
   ) async throws -> Run {
@@ -79,7 +79,7 @@ public enum HistoryGenerator {
 
 /// This process's resident set size in bytes, after giving freed memory back: how the scale
 /// benchmark and `gps log generate-history` show that memory stays flat.
-public func residentBytes() -> Int {
+package func residentBytes() -> Int {
   _ = mallocTrim(0)
   guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
   let fields = text.split(separator: " ")

@@ -1,13 +1,13 @@
-public import Foundation
+package import Foundation
 import GRPCCore
-public import Logging
-public import RPC
+package import Logging
+package import RPC
 import ServiceLifecycle
 import Services
 
 /// Runs service A (over `objectRoot`) and service B in-process on ephemeral loopback ports for the
 /// duration of `body`, which receives their addresses.
-public func withRunningServices<Result: Sendable>(
+package func withRunningServices<Result: Sendable>(
   objectRoot: URL,
   a aConfiguration: ServiceServer.Configuration = .init(),
   b bConfiguration: ServiceServer.Configuration = .init(),

@@ -3,6 +3,7 @@ import Synchronization
 
 /// Collects log records in memory so tests can assert on what was logged.
 public final class CapturedLogs: Sendable {
+  /// One logged record: its level, message and metadata.
   public struct Record: Sendable {
     public var level: Logger.Level
     public var message: String

@@ -1,19 +1,19 @@
-public import Foundation
-public import GPSModel
+package import Foundation
+package import GPSModel
 import Synchronization
 
 /// A deployment as the server knows it: a registered definition, without the flow's code. It
 /// validates parameters (the one validator, against the definition's own descriptors) and builds
 /// the JSON Schema, so the server and the CLI handle types they never linked.
-public struct RegisteredDeployment: Sendable {
-  public let version: DeploymentVersion
-  public let parameters: ParameterSet
-  public let descriptors: DescriptorPool
+package struct RegisteredDeployment: Sendable {
+  package let version: DeploymentVersion
+  package let parameters: ParameterSet
+  package let descriptors: DescriptorPool
 
-  public var name: String { version.name }
-  public var definition: DeploymentDefinition { version.definition }
+  package var name: String { version.name }
+  package var definition: DeploymentDefinition { version.definition }
 
-  public init(_ version: DeploymentVersion) throws(FlowsError) {
+  package init(_ version: DeploymentVersion) throws(FlowsError) {
     self.version = version
     descriptors = try Self.descriptors(
       of: version.definition, what: "deployment \(version.name) version \(version.version)")
@@ -22,7 +22,7 @@ public struct RegisteredDeployment: Sendable {
 
   /// Checks a definition before it is registered: its descriptor set decodes and holds every type
   /// it names, so a worker finds out at registration, not at its first run.
-  public static func check(_ definition: DeploymentDefinition) throws(FlowsError) {
+  package static func check(_ definition: DeploymentDefinition) throws(FlowsError) {
     let what = "deployment \(JSONValue.quoted(definition.name, limit: 256))"
     guard definition.descriptorSet.count <= maximumDescriptorSetBytes else {
       throw FlowsError(
@@ -75,7 +75,7 @@ public struct RegisteredDeployment: Sendable {
   }
 
   /// The largest descriptor set a deployment may register.
-  public static let maximumDescriptorSetBytes = 8 << 20
+  package static let maximumDescriptorSetBytes = 8 << 20
 
   private static func descriptors(of definition: DeploymentDefinition, what: String) throws(FlowsError)
     -> DescriptorPool
@@ -99,10 +99,10 @@ public struct RegisteredDeployment: Sendable {
   }
 
   /// The JSON Schema (draft 2020-12) of the parameters.
-  public var parameterSchema: JSONValue { parameters.jsonSchema(title: name, pool: descriptors) }
+  package var parameterSchema: JSONValue { parameters.jsonSchema(title: name, pool: descriptors) }
 
   /// Checks that every type the definition names is in its descriptor set.
-  public func checkTypes() throws(FlowsError) {
+  package func checkTypes() throws(FlowsError) {
     try Self.checkTypes(of: parameters, in: descriptors, deployment: name)
   }
 
@@ -126,12 +126,12 @@ public struct RegisteredDeployment: Sendable {
     }
   }
 
-  public func validate(json: String) throws(FlowsError) -> ValidatedParameters {
+  package func validate(json: String) throws(FlowsError) -> ValidatedParameters {
     try parameters.validate(json: json, pool: descriptors)
   }
 
   /// Validates `parametersJSON` and builds the request to enqueue, recording this version.
-  public func enqueueRequest(
+  package func enqueueRequest(
     parametersJSON: String, idempotencyKey: String = "", tags extraTags: [String] = [],
     scheduledStart: Timestamp? = nil, enqueuedBy: String = ""
   ) throws(FlowsError) -> EnqueueRequest {
@@ -155,7 +155,7 @@ public struct RegisteredDeployment: Sendable {
 
 /// Where the catalog finds a deployment's registered versions: the server's state, or anything
 /// else that holds them.
-public protocol DeploymentVersions {
+package protocol DeploymentVersions {
   /// Version `version` of the deployment named `name` (0: the newest), or nil when none is registered.
   func deployment(named name: String, version: UInt32) -> DeploymentVersion?
   /// The names of every registered deployment, sorted.
@@ -164,13 +164,13 @@ public protocol DeploymentVersions {
 
 /// Registered deployments built once per version: decoding a descriptor set for every enqueue
 /// would cost more than the enqueue.
-public final class DeploymentCatalog: Sendable {
+package final class DeploymentCatalog: Sendable {
   private let built = Mutex<[String: RegisteredDeployment]>([:])
 
-  public init() {}
+  package init() {}
 
   /// The registered deployment for `version`, built on first use.
-  public func deployment(_ version: DeploymentVersion) throws(FlowsError) -> RegisteredDeployment {
+  package func deployment(_ version: DeploymentVersion) throws(FlowsError) -> RegisteredDeployment {
     let key = "\(version.name)\u{0}\(version.version)"
     if let known = built.withLock({ $0[key] }), known.version == version { return known }
     let deployment = try RegisteredDeployment(version)
@@ -180,7 +180,7 @@ public final class DeploymentCatalog: Sendable {
 
   /// Version `version` (0: the newest) of `name` among `versions`, or an error that lists what is
   /// registered.
-  public func deployment(named name: String, version: UInt32 = 0, in versions: some DeploymentVersions)
+  package func deployment(named name: String, version: UInt32 = 0, in versions: some DeploymentVersions)
     throws(FlowsError) -> RegisteredDeployment
   {
     guard let found = versions.deployment(named: name, version: version) else {
@@ -189,7 +189,7 @@ public final class DeploymentCatalog: Sendable {
     return try deployment(found)
   }
 
-  public static func unknown(_ name: String, version: UInt32 = 0, known: [String]) -> FlowsError {
+  package static func unknown(_ name: String, version: UInt32 = 0, known: [String]) -> FlowsError {
     if version != 0, known.contains(name) {
       return FlowsError(
         code: .unknownDeployment, message: "deployment \(JSONValue.quoted(name)) has no version \(version)")

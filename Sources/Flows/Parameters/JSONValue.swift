@@ -9,6 +9,7 @@ public indirect enum JSONValue: Sendable, Hashable {
   case array([JSONValue])
   case object([Member])
 
+  /// An object's member: its key and value, in the object's order.
   public struct Member: Sendable, Hashable {
     public var key: String
     public var value: JSONValue

@@ -29,6 +29,7 @@ public struct EnqueueRequest: Sendable {
   }
 }
 
+/// The run an enqueue created, or the one that already had its idempotency key (`created` false).
 public struct EnqueueResult: Sendable {
   public var run: Run
   /// False when the idempotency key named an existing run, which is returned instead.

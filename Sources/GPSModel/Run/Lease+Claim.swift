@@ -21,6 +21,7 @@ public struct Claim: Sendable {
   }
 }
 
+/// A renewed lease's new expiry, and whether the run's cancellation was asked for.
 public struct HeartbeatReply: Sendable, Hashable {
   public var expiresAt: Timestamp
   /// A user asked to cancel the run: stop its work and report ``RunEvent/OneOf_Kind/cancelled(_:)``.

@@ -1,5 +1,5 @@
 import CLZ4
-public import GPSModel
+package import GPSModel
 
 /// LZ4 block compression through the system's liblz4.
 ///

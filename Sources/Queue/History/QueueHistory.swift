@@ -1,7 +1,7 @@
-public import GPSModel
+package import GPSModel
 
 /// A point of the log's history: after a given event, or as of a wall-clock time.
-public enum PointInTime: Sendable, Hashable {
+package enum PointInTime: Sendable, Hashable {
   /// After the event with this sequence.
   case sequence(UInt64)
   /// After the last event at or before this time.
@@ -10,17 +10,17 @@ public enum PointInTime: Sendable, Hashable {
 
 /// Reads the queue's history from the log, without the lock (a server may be writing): every event,
 /// and the state of the queue or of one run at any point.
-public struct QueueHistory: Sendable {
-  public let directory: String
+package struct QueueHistory: Sendable {
+  package let directory: String
   let fileSystem: any FileSystem
 
-  public init(directory: String, fileSystem: any FileSystem = PosixFileSystem()) {
+  package init(directory: String, fileSystem: any FileSystem = PosixFileSystem()) {
     self.directory = directory
     self.fileSystem = fileSystem
   }
 
   /// Calls `body` with every event from `sequence` on, in order, until it returns false.
-  public func events(from sequence: UInt64 = 1, _ body: (UInt64, RunEvent) throws -> Bool) throws {
+  package func events(from sequence: UInt64 = 1, _ body: (UInt64, RunEvent) throws -> Bool) throws {
     struct Stop: Error {}
     do {
       try LogReader(directory: directory, fileSystem: fileSystem).read(from: sequence) { record in
@@ -31,7 +31,7 @@ public struct QueueHistory: Sendable {
 
   /// The state in the newest snapshot that matches the log, or nil: where replay begins for a log
   /// whose head was accepted as lost (its events before the anchor are gone).
-  public func newestSnapshotState() throws(QueueError) -> QueueState? {
+  package func newestSnapshotState() throws(QueueError) -> QueueState? {
     let snapshots = SnapshotStore(directory: directory, fileSystem: fileSystem)
     guard
       let snapshot = try snapshots.loadNewest(matching: LogReader(directory: directory, fileSystem: fileSystem))
@@ -44,7 +44,7 @@ public struct QueueHistory: Sendable {
   /// The queue's state at `point`: the newest snapshot that is not past it, plus the events after.
   /// - Parameter progress: called every few thousand events replayed with the last sequence
   ///   applied (for a progress bar).
-  public func state(at point: PointInTime, progress: ((UInt64) -> Void)? = nil) throws(QueueError) -> QueueState {
+  package func state(at point: PointInTime, progress: ((UInt64) -> Void)? = nil) throws(QueueError) -> QueueState {
     var state = try start(at: point)
     try replay(into: &state, until: point, progress: progress)
     return state

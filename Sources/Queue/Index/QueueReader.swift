@@ -1,7 +1,7 @@
-public import GPSModel
+package import GPSModel
 
 /// The runs a listing or a lookup reads: a live queue, or one read from its files.
-public protocol RunSource {
+package protocol RunSource {
   /// The run with `id`, wherever it is.
   func run(_ id: RunID) throws(QueueError) -> Run?
   /// Runs matching `query`, newest first, enqueued at sequence `upTo` or before (nil: from the
@@ -22,14 +22,14 @@ public protocol RunSource {
 /// soon as the index holds it exactly as it is at that point (runs that change later stay). Without a
 /// usable index (none, another version's, one that does not match this log) it replays the log
 /// instead, holding every run, from a snapshot when one matches.
-public final class QueueReader: RunSource, Sendable {
+package final class QueueReader: RunSource, Sendable {
   /// Active runs, terminal runs the index did not hold yet, and the queue-wide state.
-  public let state: QueueState
-  public let logStart: UInt64
+  package let state: QueueState
+  package let logStart: UInt64
   /// Why the whole log was replayed, or nil when the index was read.
-  public let replayedWhole: String?
+  package let replayedWhole: String?
   /// The sequence of the run index's checkpoint this reader started from (nil: it replayed the log).
-  public let checkpointSequence: UInt64?
+  package let checkpointSequence: UInt64?
   /// The most runs memory held while reading.
   package let peakRunsInMemory: Int
   private let index: RetiredRunReader?
@@ -37,7 +37,7 @@ public final class QueueReader: RunSource, Sendable {
   /// - Parameters:
   ///   - point: the queue as it was after this point (the default: now).
   ///   - progress: called every few thousand events replayed with the last sequence applied.
-  public convenience init(
+  package convenience init(
     directory: String, at point: PointInTime = .sequence(.max), fileSystem: any FileSystem = PosixFileSystem(),
     progress: ((UInt64) -> Void)? = nil
   ) throws(QueueError) {
@@ -56,7 +56,7 @@ public final class QueueReader: RunSource, Sendable {
 
   /// The queue read from its run index and the log after it, or nil when the index cannot be used
   /// (a caller that checks the whole log before replaying it, which this does not need).
-  public static func fromIndex(
+  package static func fromIndex(
     directory: String, at point: PointInTime = .sequence(.max), fileSystem: any FileSystem = PosixFileSystem(),
     progress: ((UInt64) -> Void)? = nil
   ) throws(QueueError) -> QueueReader? {
@@ -143,14 +143,14 @@ public final class QueueReader: RunSource, Sendable {
     return .success((checkpoint, opened.1, RetiredRunReader(store)))
   }
 
-  public func run(_ id: RunID) throws(QueueError) -> Run? { try state.run(id) }
+  package func run(_ id: RunID) throws(QueueError) -> Run? { try state.run(id) }
 
   // The index holds the runs as of its checkpoint, which may be past this state's last event (a
   // point before it). Every run enqueued by then that the index holds otherwise than as it was
   // then is in memory: so the index is read up to this state's last sequence, and its runs that
   // memory holds are not.
 
-  public func runs(matching query: RunQuery, upTo: UInt64? = nil, limit: Int) throws(QueueError) -> RunPage {
+  package func runs(matching query: RunQuery, upTo: UInt64? = nil, limit: Int) throws(QueueError) -> RunPage {
     guard let index else { return state.runs(matching: query, upTo: upTo, limit: limit) }
     let last = state.lastSequence
     return try RunPage.merged(upTo: upTo, limit: limit) { upTo, want throws(QueueError) in
@@ -162,7 +162,7 @@ public final class QueueReader: RunSource, Sendable {
     }
   }
 
-  public func runs(idPrefix prefix: String, limit: Int) throws(QueueError) -> [Run] {
+  package func runs(idPrefix prefix: String, limit: Int) throws(QueueError) -> [Run] {
     let found = state.runs(idPrefix: prefix, limit: limit)
     return try index?.adding(idPrefix: prefix, to: found, limit: limit, through: state.lastSequence) ?? found
   }

@@ -168,18 +168,18 @@ final class FoldStoreReference: RetiredRuns, @unchecked Sendable {
 }
 
 /// What the run index has done, for status and metrics.
-public struct RunIndexStatus: Sendable, Hashable {
+package struct RunIndexStatus: Sendable, Hashable {
   /// The index holds every event up to here.
-  public var indexedSequence: UInt64
+  package var indexedSequence: UInt64
   /// The log holds every event up to here durably.
-  public var durableSequence: UInt64
+  package var durableSequence: UInt64
   /// Runs held in memory by the queue (active ones and terminal ones not yet dropped).
-  public var runsInMemory: Int
+  package var runsInMemory: Int
   /// Why the indexer stopped, if it did (it resumes from its checkpoint at the next start).
-  public var failure: String?
+  package var failure: String?
 
   /// Events durable in the log and not yet in the index.
-  public var lag: UInt64 { durableSequence - min(durableSequence, indexedSequence) }
+  package var lag: UInt64 { durableSequence - min(durableSequence, indexedSequence) }
 }
 
 /// Follows the log and keeps the run index up to date: woken after each group commit, it applies

@@ -1,19 +1,19 @@
-public import GPSModel
+package import GPSModel
 
 /// Which runs a listing wants: every condition that is set must hold.
-public struct RunQuery: Sendable, Hashable {
+package struct RunQuery: Sendable, Hashable {
   /// Empty: any state.
-  public var states: Set<RunState> = []
+  package var states: Set<RunState> = []
   /// `flow/deployment`; empty: any.
-  public var deployment = ""
+  package var deployment = ""
   /// Empty: any.
-  public var tag = ""
+  package var tag = ""
   /// Enqueued at or after.
-  public var enqueuedAfter: Timestamp?
+  package var enqueuedAfter: Timestamp?
   /// Enqueued before.
-  public var enqueuedBefore: Timestamp?
+  package var enqueuedBefore: Timestamp?
 
-  public init(
+  package init(
     states: Set<RunState> = [], deployment: String = "", tag: String = "", enqueuedAfter: Timestamp? = nil,
     enqueuedBefore: Timestamp? = nil
   ) {
@@ -24,11 +24,11 @@ public struct RunQuery: Sendable, Hashable {
     self.enqueuedBefore = enqueuedBefore
   }
 
-  public var isEmpty: Bool {
+  package var isEmpty: Bool {
     states.isEmpty && deployment.isEmpty && tag.isEmpty && enqueuedAfter == nil && enqueuedBefore == nil
   }
 
-  public func matches(_ run: Run) -> Bool {
+  package func matches(_ run: Run) -> Bool {
     if !states.isEmpty, !states.contains(run.state) { return false }
     if !deployment.isEmpty, run.deployment != deployment { return false }
     if !tag.isEmpty, !run.tags.contains(tag) { return false }
@@ -39,12 +39,12 @@ public struct RunQuery: Sendable, Hashable {
 }
 
 /// A page of runs, newest first.
-public struct RunPage: Sendable {
-  public var runs: [Run]
+package struct RunPage: Sendable {
+  package var runs: [Run]
   /// Where the next page starts (the enqueue sequence of its first run, at most), or nil at the end.
-  public var next: UInt64?
+  package var next: UInt64?
 
-  public init(runs: [Run], next: UInt64?) {
+  package init(runs: [Run], next: UInt64?) {
     self.runs = runs
     self.next = next
   }

@@ -1,4 +1,4 @@
-public import GPSModel
+package import GPSModel
 import Synchronization
 
 /// The run index seen from the queue: opening it at startup, dropping indexed terminal runs from
@@ -114,7 +114,7 @@ extension RunQueue {
   }
 
   /// How far the run index reaches, or nil without one.
-  public var indexStatus: RunIndexStatus? {
+  package var indexStatus: RunIndexStatus? {
     guard let indexer else { return nil }
     return RunIndexStatus(
       indexedSequence: indexer.indexedSequence, durableSequence: log.lastSequence,
@@ -126,7 +126,7 @@ extension RunQueue {
 
   /// Indexes everything durable now and drops the indexed terminal runs from memory (whatever
   /// their number): for tests and benchmarks.
-  public func flushIndex() throws(QueueError) {
+  package func flushIndex() throws(QueueError) {
     guard let indexer else { return }
     try indexer.flush()
     let sequence = indexer.indexedSequence
@@ -136,13 +136,13 @@ extension RunQueue {
   }
 
   /// The run with `id`, wherever it is.
-  public func run(_ id: RunID) throws(QueueError) -> Run? {
+  package func run(_ id: RunID) throws(QueueError) -> Run? {
     try locked.withLock { locked throws(QueueError) in try locked.state.run(id) }
   }
 
   /// Runs matching `query`, newest first, enqueued at sequence `upTo` or before (nil: from the
   /// newest): at most `limit`, with where the next page starts.
-  public func runs(matching query: RunQuery, upTo: UInt64? = nil, limit: Int) throws(QueueError) -> RunPage {
+  package func runs(matching query: RunQuery, upTo: UInt64? = nil, limit: Int) throws(QueueError) -> RunPage {
     try RunPage.merged(upTo: upTo, limit: limit) { upTo, want throws(QueueError) in
       // The index first, then memory under the lock: a run in memory then is the newer of the two.
       let (indexed, indexedThrough) =
@@ -163,7 +163,7 @@ extension RunQueue {
   }
 
   /// Runs whose id's text starts with `prefix`, wherever they are: at most `limit`.
-  public func runs(idPrefix prefix: String, limit: Int) throws(QueueError) -> [Run] {
+  package func runs(idPrefix prefix: String, limit: Int) throws(QueueError) -> [Run] {
     let found = locked.withLock { locked in locked.state.runs(idPrefix: prefix, limit: limit) }
     return try retiredReader?.adding(idPrefix: prefix, to: found, limit: limit) ?? found
   }

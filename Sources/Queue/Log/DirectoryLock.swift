@@ -1,4 +1,4 @@
-public import GPSModel
+package import GPSModel
 
 #if canImport(Glibc)
   import Glibc
@@ -30,13 +30,13 @@ public struct LockOptions: Sendable {
 /// An exclusive `flock` on `DIR/LOCK`: one writer per data directory. The file holds the owner's
 /// pid and role (`server` or `command`) so a second writer can say who has it, and wait for a
 /// command that holds it only briefly. The kernel drops the lock when the process dies.
-public final class DirectoryLock: Sendable {
-  public let path: String
+package final class DirectoryLock: Sendable {
+  package let path: String
   private let fd: Int32
 
   /// Takes the lock. While a command holds it, waits up to `options.wait`; fails at once when a
   /// server holds it, naming the directory and the process.
-  public init(directory: String, options: LockOptions = LockOptions()) throws(QueueError) {
+  package init(directory: String, options: LockOptions = LockOptions()) throws(QueueError) {
     path = directory + "/LOCK"
     let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw PosixFileSystem.failure("open", path) }
@@ -95,7 +95,7 @@ public final class DirectoryLock: Sendable {
   }
 
   /// Releases the lock.
-  public func unlock() {
+  package func unlock() {
     _ = flock(fd, LOCK_UN)
     close(fd)
   }

@@ -1,7 +1,7 @@
-public import CoreMetrics
+import CoreMetrics
 import Dispatch
 import Foundation
-public import GPSModel
+package import GPSModel
 import SwiftProtobuf
 import Synchronization
 
@@ -11,25 +11,25 @@ import Synchronization
 /// gathered into one batch: one `write` and, with ``FsyncPolicy/always``, one `fdatasync`; each caller
 /// resumes only when its records are durable and learns their sequence numbers. After a failed write
 /// or sync every pending and later append fails: nothing is retried and reported as durable.
-public final class EventLog: Sendable {
-  public let directory: String
-  public let logDirectory: String
-  public let options: LogOptions
+package final class EventLog: Sendable {
+  package let directory: String
+  package let logDirectory: String
+  package let options: LogOptions
   /// What opening repaired.
-  public let recovery: RecoveryReport
+  package let recovery: RecoveryReport
 
   /// What a durable submission got.
-  public struct Receipt: Sendable {
+  package struct Receipt: Sendable {
     /// The sequences of its records.
-    public var sequences: ClosedRange<UInt64>
+    package var sequences: ClosedRange<UInt64>
     /// The SHA-256 of the batch frame, when the batch ends with these records (always so for a
     /// submission that asked to end its batch); a snapshot of the state after them can be
     /// tagged with it.
-    public var batchHash: [UInt8]?
+    package var batchHash: [UInt8]?
   }
 
   /// Called once the records are durable or have failed.
-  public typealias Completion = @Sendable (Result<Receipt, QueueError>) -> Void
+  package typealias Completion = @Sendable (Result<Receipt, QueueError>) -> Void
 
   private struct Pending {
     var records: [[UInt8]]
@@ -85,7 +85,7 @@ public final class EventLog: Sendable {
   ///
   /// Fails if another process holds the directory, or with ``QueueError/Code-swift.struct/corrupt`` naming
   /// segment, offset and sequence when a batch other than an interrupted last one is damaged.
-  public init(
+  package init(
     directory: String, options: LogOptions = LogOptions(), fileSystem: any FileSystem = PosixFileSystem()
   ) throws(QueueError) {
     self.directory = directory
@@ -125,15 +125,15 @@ public final class EventLog: Sendable {
   }
 
   /// The sequence of the last durable record (0 when the log is empty).
-  public var lastSequence: UInt64 { state.withLock { $0.lastSequence } }
+  package var lastSequence: UInt64 { state.withLock { $0.lastSequence } }
   /// The SHA-256 of the last batch frame (zeros when the log is empty).
-  public var lastBatchHash: [UInt8] { state.withLock { $0.lastHash } }
+  package var lastBatchHash: [UInt8] { state.withLock { $0.lastHash } }
   /// The last durable sequence and the hash of the batch that ends there, read together.
-  public var lastBatch: (sequence: UInt64, hash: [UInt8]) { state.withLock { ($0.lastSequence, $0.lastHash) } }
+  package var lastBatch: (sequence: UInt64, hash: [UInt8]) { state.withLock { ($0.lastSequence, $0.lastHash) } }
 
   /// Appends `records` as consecutive sequences and returns them once they are durable (per the
   /// fsync policy). Throws ``QueueError`` when the writer has stopped or the log is closed.
-  public func append(_ records: [[UInt8]]) async throws -> ClosedRange<UInt64> {
+  package func append(_ records: [[UInt8]]) async throws -> ClosedRange<UInt64> {
     try await withUnsafeThrowingContinuation { continuation in
       do {
         try submit(records) { continuation.resume(with: $0.map(\.sequences)) }
@@ -151,7 +151,7 @@ public final class EventLog: Sendable {
   /// failure nothing submitted later is written. With `endsBatch`, no later record joins their
   /// batch, so the receipt carries the batch's hash.
   @discardableResult
-  public func submit(
+  package func submit(
     _ records: [[UInt8]], endsBatch: Bool = false, completion: @escaping Completion
   ) throws(QueueError) -> ClosedRange<UInt64> {
     guard !records.isEmpty else {
@@ -176,7 +176,7 @@ public final class EventLog: Sendable {
 
   /// Stops accepting appends, writes what is pending, syncs, runs `beforeUnlocking` (everything
   /// acknowledged is durable then, and the directory still ours), and releases the lock.
-  public func close(beforeUnlocking: () -> Void = {}) {
+  package func close(beforeUnlocking: () -> Void = {}) {
     let alreadyClosing = state.withLock { state in
       defer { state.closing = true }
       return state.closing

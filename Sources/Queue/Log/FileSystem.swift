@@ -1,4 +1,4 @@
-public import GPSModel
+package import GPSModel
 
 #if canImport(Glibc)
   import Glibc
@@ -8,7 +8,7 @@ public import GPSModel
 
 /// The file operations the log and the snapshot store use, so tests can inject failures
 /// (see ``FaultyFileSystem``).
-public protocol FileSystem: Sendable {
+package protocol FileSystem: Sendable {
   /// Opens `path` for appending, creating it when `create` is true.
   func openForAppend(_ path: String, create: Bool) throws(QueueError) -> any AppendableFile
   /// The bytes of `path` from `offset` to its end.
@@ -31,7 +31,7 @@ public protocol FileSystem: Sendable {
 }
 
 /// A file open for appending.
-public protocol AppendableFile: AnyObject, Sendable {
+package protocol AppendableFile: AnyObject, Sendable {
   /// Appends all of `bytes` (retrying short writes).
   func append(_ bytes: UnsafeRawBufferPointer) throws(QueueError)
   /// `fdatasync`: the appended bytes are durable when it returns.
@@ -49,8 +49,8 @@ extension AppendableFile {
 }
 
 /// The real file system, through POSIX calls.
-public struct PosixFileSystem: FileSystem {
-  public init() {}
+package struct PosixFileSystem: FileSystem {
+  package init() {}
 
   package static func failure(_ call: String, _ path: String, errno code: Int32 = errno) -> QueueError {
     QueueError(
@@ -58,17 +58,17 @@ public struct PosixFileSystem: FileSystem {
       cause: Errno(code: code))
   }
 
-  public func openForAppend(_ path: String, create: Bool) throws(QueueError) -> any AppendableFile {
+  package func openForAppend(_ path: String, create: Bool) throws(QueueError) -> any AppendableFile {
     let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT : 0), 0o644)
     guard fd >= 0 else { throw Self.failure("open", path) }
     return PosixFile(fd: fd, path: path)
   }
 
-  public func read(_ path: String, from offset: UInt64) throws(QueueError) -> [UInt8] {
+  package func read(_ path: String, from offset: UInt64) throws(QueueError) -> [UInt8] {
     try read(path, from: offset, maxBytes: .max)
   }
 
-  public func read(_ path: String, from offset: UInt64, maxBytes: Int) throws(QueueError) -> [UInt8] {
+  package func read(_ path: String, from offset: UInt64, maxBytes: Int) throws(QueueError) -> [UInt8] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw Self.failure("open", path) }
     defer { close(fd) }
@@ -97,7 +97,7 @@ public struct PosixFileSystem: FileSystem {
     return bytes
   }
 
-  public func size(of path: String) throws(QueueError) -> UInt64? {
+  package func size(of path: String) throws(QueueError) -> UInt64? {
     var info = stat()
     if stat(path, &info) != 0 {
       if errno == ENOENT { return nil }
@@ -106,7 +106,7 @@ public struct PosixFileSystem: FileSystem {
     return UInt64(info.st_size)
   }
 
-  public func list(_ directory: String) throws(QueueError) -> [String] {
+  package func list(_ directory: String) throws(QueueError) -> [String] {
     guard let handle = opendir(directory) else { throw Self.failure("opendir", directory) }
     defer { closedir(handle) }
     var names: [String] = []
@@ -119,18 +119,18 @@ public struct PosixFileSystem: FileSystem {
     return names.sorted()
   }
 
-  public func createDirectory(_ path: String) throws(QueueError) {
+  package func createDirectory(_ path: String) throws(QueueError) {
     if mkdir(path, 0o755) != 0 && errno != EEXIST { throw Self.failure("mkdir", path) }
   }
 
-  public func syncDirectory(_ path: String) throws(QueueError) {
+  package func syncDirectory(_ path: String) throws(QueueError) {
     let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard fd >= 0 else { throw Self.failure("open", path) }
     defer { close(fd) }
     guard fsync(fd) == 0 else { throw Self.failure("fsync", path) }
   }
 
-  public func truncate(_ path: String, to size: UInt64) throws(QueueError) {
+  package func truncate(_ path: String, to size: UInt64) throws(QueueError) {
     let fd = open(path, O_WRONLY | O_CLOEXEC)
     guard fd >= 0 else { throw Self.failure("open", path) }
     defer { close(fd) }
@@ -138,15 +138,15 @@ public struct PosixFileSystem: FileSystem {
     guard fsync(fd) == 0 else { throw Self.failure("fsync", path) }
   }
 
-  public func rename(_ from: String, to: String) throws(QueueError) {
+  package func rename(_ from: String, to: String) throws(QueueError) {
     guard Glibc.rename(from, to) == 0 else { throw Self.failure("rename", "\(from) to \(to)") }
   }
 
-  public func remove(_ path: String) throws(QueueError) {
+  package func remove(_ path: String) throws(QueueError) {
     guard unlink(path) == 0 || errno == ENOENT else { throw Self.failure("unlink", path) }
   }
 
-  public func writeAtomically(_ path: String, contents: [UInt8]) throws(QueueError) {
+  package func writeAtomically(_ path: String, contents: [UInt8]) throws(QueueError) {
     let temporary = path + ".tmp"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw Self.failure("open", temporary) }
@@ -200,6 +200,6 @@ final class PosixFile: AppendableFile {
 }
 
 /// An `errno` value as an error cause.
-public struct Errno: Error, Sendable, Hashable {
-  public var code: Int32
+package struct Errno: Error, Sendable, Hashable {
+  package var code: Int32
 }

@@ -1,5 +1,5 @@
 import Foundation
-public import GPSModel
+package import GPSModel
 
 /// Where the log begins when it does not begin at sequence 1: written when its first segments are
 /// archived (`gps log archive`, the server's `--retain`) or when a user accepts that they are lost
@@ -7,30 +7,30 @@ public import GPSModel
 ///
 /// `DATA/log/ANCHOR`, JSON: the first sequence the log holds and the hash the batch before it
 /// had (the previous-hash of the first remaining batch), so the hash chain is verified from there.
-public struct LogAnchor: Sendable, Hashable, Codable {
+package struct LogAnchor: Sendable, Hashable, Codable {
   /// The first sequence the log holds.
-  public var firstSequence: UInt64
+  package var firstSequence: UInt64
   /// SHA-256 of the batch that ended at `firstSequence - 1` (archived or lost); base64 in the file.
   var previousHash: Data
   /// Who accepted a loss of the log's head, and when (RFC 3339); nil when nothing was lost.
-  public var acceptedBy: String?
-  public var acceptedAt: String?
+  package var acceptedBy: String?
+  package var acceptedAt: String?
   /// The segments before `firstSequence` that were archived rather than lost.
-  public var archive: Archive?
+  package var archive: Archive?
 
   /// Sequences `archive.firstSequence ..< anchor.firstSequence` left the log for `DATA/archive/`
   /// (or were deleted); those before `archive.firstSequence`, if any, were lost.
-  public struct Archive: Sendable, Hashable, Codable {
+  package struct Archive: Sendable, Hashable, Codable {
     /// The first archived sequence: 1, or where an accepted loss had left the log.
-    public var firstSequence: UInt64
+    package var firstSequence: UInt64
     /// The previous-hash of the first archived batch, so the archive's chain is verified too.
     var previousHash: Data
     /// Who archived last, and when (RFC 3339).
-    public var archivedBy: String
-    public var archivedAt: String
+    package var archivedBy: String
+    package var archivedAt: String
     /// The `LogSegmentsArchived` note of the last archive: in the log's hash chain, it vouches for
     /// this anchor.
-    public var noteSequence: UInt64?
+    package var noteSequence: UInt64?
 
     enum CodingKeys: String, CodingKey {
       case firstSequence = "first_sequence"
@@ -40,7 +40,7 @@ public struct LogAnchor: Sendable, Hashable, Codable {
       case noteSequence = "note_sequence"
     }
 
-    public var previousHashBytes: [UInt8] { Array(previousHash) }
+    package var previousHashBytes: [UInt8] { Array(previousHash) }
   }
 
   enum CodingKeys: String, CodingKey {
@@ -51,13 +51,13 @@ public struct LogAnchor: Sendable, Hashable, Codable {
     case archive
   }
 
-  public var previousHashBytes: [UInt8] { Array(previousHash) }
+  package var previousHashBytes: [UInt8] { Array(previousHash) }
 
   /// The first sequence that was not lost: the archive's start, or the log's.
-  public var firstKept: UInt64 { archive?.firstSequence ?? firstSequence }
+  package var firstKept: UInt64 { archive?.firstSequence ?? firstSequence }
 
   /// What came before the log's first sequence, for messages: "sequences 1–9 were archived by …".
-  public var headDescription: String {
+  package var headDescription: String {
     var parts: [String] = []
     if let archive {
       parts.append(

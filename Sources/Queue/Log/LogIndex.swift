@@ -1,4 +1,4 @@
-public import GPSModel
+package import GPSModel
 import Synchronization
 
 /// Where in the log a sequence is: a sparse, in-memory index of batch positions, so a reader that
@@ -9,10 +9,10 @@ import Synchronization
 /// learned on first use by scanning batch headers (no decompression) and extended as the last
 /// segment grows. A segment's entries are dropped when its file changes size though it is not the
 /// last (it was replaced), so a stale entry is never used. Derived from the files, never written.
-public final class LogIndex: Sendable {
+package final class LogIndex: Sendable {
   /// Bytes of segment between two sampled batches.
-  public let spacing: Int
-  public let logDirectory: String
+  package let spacing: Int
+  package let logDirectory: String
   let fileSystem: any FileSystem
   private let segments = Mutex<[String: Samples]>([:])
 
@@ -24,7 +24,7 @@ public final class LogIndex: Sendable {
   }
 
   /// - Parameter directory: the data directory (the log is in its `log` folder).
-  public init(directory: String, spacing: Int = 256 * 1024, fileSystem: any FileSystem = PosixFileSystem()) {
+  package init(directory: String, spacing: Int = 256 * 1024, fileSystem: any FileSystem = PosixFileSystem()) {
     logDirectory = directory + "/log"
     self.spacing = spacing
     self.fileSystem = fileSystem
@@ -32,7 +32,7 @@ public final class LogIndex: Sendable {
 
   /// A cursor for ``LogReader`` that starts at the batch holding `sequence`, or at most
   /// ``spacing`` bytes before it.
-  public func cursor(at sequence: UInt64) throws(QueueError) -> LogCursor {
+  package func cursor(at sequence: UInt64) throws(QueueError) -> LogCursor {
     var cursor = LogCursor(from: sequence)
     let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
     guard let name = names.last(where: { LogFormat.firstSequence(ofSegmentNamed: $0)! <= sequence }) else {

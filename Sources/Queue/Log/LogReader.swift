@@ -1,23 +1,23 @@
-public import GPSModel
+package import GPSModel
 
 /// One record of the log.
-public struct LogRecord: Sendable, Hashable {
-  public var sequence: UInt64
-  public var payload: [UInt8]
+package struct LogRecord: Sendable, Hashable {
+  package var sequence: UInt64
+  package var payload: [UInt8]
 
-  public init(sequence: UInt64, payload: [UInt8]) {
+  package init(sequence: UInt64, payload: [UInt8]) {
     self.sequence = sequence
     self.payload = payload
   }
 }
 
 /// Where a reader continues: the next sequence, and the segment and frame offset where it is.
-public struct LogCursor: Sendable, Hashable {
-  public var nextSequence: UInt64
+package struct LogCursor: Sendable, Hashable {
+  package var nextSequence: UInt64
   var segment: String?
   var offset = 0
 
-  public init(from sequence: UInt64 = 1) {
+  package init(from sequence: UInt64 = 1) {
     nextSequence = sequence
   }
 }
@@ -26,12 +26,12 @@ public struct LogCursor: Sendable, Hashable {
 ///
 /// A batch still being written at the end of the last segment is not visible: reading stops before
 /// it. Damage anywhere else throws ``QueueError`` with segment, offset and sequence.
-public struct LogReader: Sendable {
-  public let logDirectory: String
+package struct LogReader: Sendable {
+  package let logDirectory: String
   let fileSystem: any FileSystem
 
   /// - Parameter directory: the data directory (the log is in its `log` folder).
-  public init(directory: String, fileSystem: any FileSystem = PosixFileSystem()) {
+  package init(directory: String, fileSystem: any FileSystem = PosixFileSystem()) {
     logDirectory = directory + "/log"
     self.fileSystem = fileSystem
   }
@@ -39,7 +39,7 @@ public struct LogReader: Sendable {
   /// Calls `body` with every record from `sequence` on, in order; returns the next sequence
   /// (one past the last record seen).
   @discardableResult
-  public func read(from sequence: UInt64 = 1, _ body: (LogRecord) throws -> Void) throws -> UInt64 {
+  package func read(from sequence: UInt64 = 1, _ body: (LogRecord) throws -> Void) throws -> UInt64 {
     var cursor = LogCursor(from: sequence)
     try read(&cursor, body)
     return cursor.nextSequence
@@ -47,7 +47,7 @@ public struct LogReader: Sendable {
 
   /// Reads every complete record after `cursor` and advances it; a later call reads only what was
   /// appended since, without reading earlier bytes again.
-  public func read(_ cursor: inout LogCursor, _ body: (LogRecord) throws -> Void) throws {
+  package func read(_ cursor: inout LogCursor, _ body: (LogRecord) throws -> Void) throws {
     try read(&cursor, window: .max) { record in
       try body(record)
       return true
@@ -58,7 +58,7 @@ public struct LogReader: Sendable {
   /// batch is larger) and stopping at the first record for which `body` returns false: the cursor
   /// stays at that record, which the next call reads again. A reader that wants a few records near
   /// the cursor reads only the bytes around them.
-  public func read(_ cursor: inout LogCursor, window: Int, _ body: (LogRecord) throws -> Bool) throws {
+  package func read(_ cursor: inout LogCursor, window: Int, _ body: (LogRecord) throws -> Bool) throws {
     try read(&cursor, window: window, body, batchEnded: nil)
   }
 
@@ -185,13 +185,13 @@ public struct LogReader: Sendable {
 
   /// The first sequence of the retained log: 1, or where its anchor says it begins (the
   /// sequences before were archived or lost).
-  public func retainedStart() throws(QueueError) -> UInt64 {
+  package func retainedStart() throws(QueueError) -> UInt64 {
     try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)?.firstSequence ?? 1
   }
 
   /// True when every event from sequence 1 on can be read: the log is whole, or its archived head
   /// is in `DATA/archive/` and nothing before it was lost.
-  public func readsFromStart() throws(QueueError) -> Bool {
+  package func readsFromStart() throws(QueueError) -> Bool {
     guard let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem) else { return true }
     guard anchor.archive != nil, anchor.firstKept == 1 else { return false }
     return try segments(for: LogCursor(from: 1)).first?.first == 1
@@ -227,7 +227,7 @@ public struct LogReader: Sendable {
 
   /// The sequence of the last complete record (0 for an empty log); a batch being appended is not
   /// counted.
-  public func lastSequence() throws(QueueError) -> UInt64 {
+  package func lastSequence() throws(QueueError) -> UInt64 {
     let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
     for name in names.reversed() {
       let scan = SegmentScan(name: name, bytes: try fileSystem.read(logDirectory + "/" + name, from: 0))
@@ -241,7 +241,7 @@ public struct LogReader: Sendable {
   /// Delivers every record from `sequence` on and then each new one as it is appended, until `body`
   /// returns false or the task is cancelled. Checks for new records every `pollInterval`, so it works
   /// across processes.
-  public func follow(
+  package func follow(
     from sequence: UInt64 = 1, pollInterval: Duration = .milliseconds(20),
     _ body: (LogRecord) async throws -> Bool
   ) async throws {

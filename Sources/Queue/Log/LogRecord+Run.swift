@@ -1,9 +1,9 @@
-public import GPSModel
+package import GPSModel
 import SwiftProtobuf
 
 extension RunEvent {
   /// Decodes a log record.
-  public init(_ record: LogRecord) throws(QueueError) {
+  package init(_ record: LogRecord) throws(QueueError) {
     do {
       self = try RunEvent(serializedBytes: record.payload)
     } catch {
@@ -17,7 +17,7 @@ extension LogRecord {
   /// False only when the record is, without decoding it, an event of another run than the one
   /// whose 16 id bytes are `run`: a filter that skips most records of the log cheaply (an event is
   /// encoded `time_micros` (1), then `run_id` (2)). True when it may be the run's: decode to know.
-  public func mayBelong(toRun run: [UInt8]) -> Bool {
+  package func mayBelong(toRun run: [UInt8]) -> Bool {
     payload.withUnsafeBufferPointer { bytes in
       var index = 0
       if index < bytes.count, bytes[index] == 0x08 {  // field 1, varint

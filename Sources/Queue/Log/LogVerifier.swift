@@ -1,45 +1,45 @@
-public import GPSModel
+package import GPSModel
 
 /// The outcome of ``LogVerifier/verify()``.
-public struct VerifyReport: Sendable {
-  public var segments = 0
-  public var batches = 0
-  public var records: UInt64 = 0
-  public var bytes = 0
+package struct VerifyReport: Sendable {
+  package var segments = 0
+  package var batches = 0
+  package var records: UInt64 = 0
+  package var bytes = 0
   /// Where the verified log begins: 1, or the anchor left by an accepted loss of its first segments.
-  public var anchor: LogAnchor?
+  package var anchor: LogAnchor?
   /// The last sequence verified: the log may grow meanwhile (a live server), and everything up to
   /// here held.
-  public var lastSequence: UInt64 = 0
+  package var lastSequence: UInt64 = 0
   /// An unfinished append at the end of the last segment, not counted: being written by a live
   /// server, or interrupted (the next open cuts it off).
-  public var unfinishedTail: String?
+  package var unfinishedTail: String?
   /// The first problem found, or nil when every check held.
-  public var problem: String?
+  package var problem: String?
 
   /// When the problem is that sequences are gone (a segment file deleted or cut), which ones.
-  public var missing: ClosedRange<UInt64>?
+  package var missing: ClosedRange<UInt64>?
 
   /// The archived head of the log (`DATA/archive/`), when segments were archived.
-  public var archive: Archive?
+  package var archive: Archive?
 
-  public struct Archive: Sendable {
+  package struct Archive: Sendable {
     /// The sequences the anchor says were archived.
-    public var sequences: ClosedRange<UInt64>
+    package var sequences: ClosedRange<UInt64>
     /// Archived segment files present in `DATA/archive/` (none: deleted or moved elsewhere, and not verified).
-    public var segmentsPresent: Int
-    public var batches = 0
-    public var records: UInt64 = 0
-    public var bytes = 0
+    package var segmentsPresent: Int
+    package var batches = 0
+    package var records: UInt64 = 0
+    package var bytes = 0
     /// Archived sequences whose segments are not in `DATA/archive/` (deleted, or kept elsewhere).
-    public var absent: [ClosedRange<UInt64>] = []
+    package var absent: [ClosedRange<UInt64>] = []
     /// The sequence of the `LogSegmentsArchived` note in the verified log that vouches for the anchor.
-    public var confirmedBy: UInt64?
+    package var confirmedBy: UInt64?
     /// What is wrong with the archived segments, if anything.
-    public var problem: String?
+    package var problem: String?
   }
 
-  public var isIntact: Bool { problem == nil }
+  package var isIntact: Bool { problem == nil }
 }
 
 /// Walking segments in order: continuity, checksums, bodies and the hash chain.
@@ -146,18 +146,18 @@ private struct Walk {
 /// Checks the whole log: segment headers, every batch's length and checksum, that every body
 /// decodes, sequence continuity, and the SHA-256 hash chain, so an edited, deleted, inserted or
 /// reordered batch is found even when its checksum was recomputed.
-public struct LogVerifier: Sendable {
+package struct LogVerifier: Sendable {
   let logDirectory: String
   let fileSystem: any FileSystem
 
-  public init(directory: String, fileSystem: any FileSystem = PosixFileSystem()) {
+  package init(directory: String, fileSystem: any FileSystem = PosixFileSystem()) {
     logDirectory = directory + "/log"
     self.fileSystem = fileSystem
   }
 
   /// - Parameter thorough: also decode every body and check the hash chain; without it only
   ///   headers, lengths, checksums and sequence continuity are checked (a quick look for damage).
-  public func verify(thorough: Bool = true) throws(QueueError) -> VerifyReport {
+  package func verify(thorough: Bool = true) throws(QueueError) -> VerifyReport {
     // An archive beside a live server moves segments while this reads: when the anchor changed
     // meanwhile, what was read is of two logs, and it is read again.
     var attempt = 0

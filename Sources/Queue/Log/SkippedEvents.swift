@@ -1,5 +1,5 @@
 import Foundation
-public import GPSModel
+package import GPSModel
 
 /// Events of the log that the reducer passes over by a user's recorded decision (`gps log
 /// skip-event`): events an older version of GPS wrote that this one refuses. Without a decision, a
@@ -10,24 +10,24 @@ public import GPSModel
 /// `DATA/log/SKIPPED`, JSON, beside the log's `ANCHOR`: a replay must know a decision before it
 /// reaches the event. Each decision is also a `LogEventSkipped` note in the log's hash chain
 /// (`note_sequence`), so the decision itself cannot be altered unseen.
-public struct SkippedEvents: Sendable, Hashable, Codable {
-  public struct Decision: Sendable, Hashable, Codable {
+package struct SkippedEvents: Sendable, Hashable, Codable {
+  package struct Decision: Sendable, Hashable, Codable {
     /// The event passed over, its type and its run (the run id's text; "" for none), as the reducer
     /// saw them: a replay that finds another event there refuses the file.
-    public var sequence: UInt64
-    public var eventType: String
-    public var run: String
+    package var sequence: UInt64
+    package var eventType: String
+    package var run: String
     /// Why the reducer refuses it, in its words.
-    public var refusal: String
+    package var refusal: String
     /// Who decided (user@host), when (RFC 3339), and why.
-    public var skippedBy: String
-    public var skippedAt: String
-    public var reason: String
+    package var skippedBy: String
+    package var skippedAt: String
+    package var reason: String
     /// The `LogEventSkipped` note that records the decision in the log; nil until it is written
     /// (the next open writes it).
-    public var noteSequence: UInt64?
+    package var noteSequence: UInt64?
 
-    public init(
+    package init(
       sequence: UInt64, eventType: String, run: String, refusal: String, skippedBy: String, skippedAt: String,
       reason: String, noteSequence: UInt64? = nil
     ) {
@@ -50,15 +50,15 @@ public struct SkippedEvents: Sendable, Hashable, Codable {
     }
 
     /// "event 12 (RunEnqueued of run …)": for messages.
-    public var eventDescription: String {
+    package var eventDescription: String {
       "event \(sequence) (\(eventType)\(run.isEmpty ? "" : " of run \(run)"))"
     }
   }
 
   /// In the order of the log.
-  public var decisions: [Decision] = []
+  package var decisions: [Decision] = []
 
-  public init(decisions: [Decision] = []) { self.decisions = decisions.sorted { $0.sequence < $1.sequence } }
+  package init(decisions: [Decision] = []) { self.decisions = decisions.sorted { $0.sequence < $1.sequence } }
 
   static func path(logDirectory: String) -> String { logDirectory + "/SKIPPED" }
 

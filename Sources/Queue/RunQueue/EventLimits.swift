@@ -1,36 +1,36 @@
-public import GPSModel
+package import GPSModel
 
 /// The ranges every value from outside must lie in before it becomes an event: checked where a
 /// request becomes events (``RunQueue``'s commands), the one place the gRPC API, the HTTP API and
 /// the offline CLI all pass. The reducer itself is total (it never traps on what the log holds);
 /// these limits keep values that no one could mean out of the log in the first place.
-public enum EventLimits {
+package enum EventLimits {
   /// Times: what RFC 3339 can write, years 0000 to 9999 with any offset (±23:59), as Foundation
   /// reads them (its calendar puts 0000-01-01 two days before the proleptic Gregorian one).
-  public static let earliestTime = Timestamp(micros: -62_167_478_400_000_000)
-  public static let latestTime = Timestamp(micros: 253_402_387_199_999_999)
+  package static let earliestTime = Timestamp(micros: -62_167_478_400_000_000)
+  package static let latestTime = Timestamp(micros: 253_402_387_199_999_999)
   /// Durations (timeouts, delays, backoffs, how long an attempt took): up to 100 years.
-  public static let longestDuration = Duration.seconds(100 * 365 * 86_400)
+  package static let longestDuration = Duration.seconds(100 * 365 * 86_400)
   /// Names (deployments, flows, steps, parameters, tags, schedulers, workers, types), in Unicode
   /// code points (as JSON Schema's `maxLength` counts).
-  public static let maximumNameLength = 256
-  public static let maximumIdempotencyKeyLength = 1024
-  public static let maximumTags = 64
+  package static let maximumNameLength = 256
+  package static let maximumIdempotencyKeyLength = 1024
+  package static let maximumTags = 64
   /// Reasons and messages (a step's error, why a run failed or was cancelled).
-  public static let maximumMessageBytes = 64 << 10
-  public static let maximumRequeues: UInt32 = 10_000
-  public static let maximumAttempts: UInt32 = 10_000
-  public static let maximumSteps = 1_000
-  public static let maximumParameters = 1_000
+  package static let maximumMessageBytes = 64 << 10
+  package static let maximumRequeues: UInt32 = 10_000
+  package static let maximumAttempts: UInt32 = 10_000
+  package static let maximumSteps = 1_000
+  package static let maximumParameters = 1_000
   /// A step's result, or a run's.
-  public static let maximumResultBytes = 16 << 20
+  package static let maximumResultBytes = 16 << 20
 
   static func refuse(_ message: String) -> QueueError {
     QueueError(code: .invalidArgument, message: message + "; nothing was written")
   }
 
   /// Checks that `time`, given as `field`, lies between ``earliestTime`` and ``latestTime``.
-  public static func check(time: Timestamp, _ field: String) throws(QueueError) {
+  package static func check(time: Timestamp, _ field: String) throws(QueueError) {
     guard time >= earliestTime, time <= latestTime else {
       throw refuse(
         "\(field): \(time.micros) µs since 1970 is out of range; a time lies in the years 0000 to 9999 (RFC 3339), \(earliestTime.micros) to \(latestTime.micros) µs"
@@ -39,7 +39,7 @@ public enum EventLimits {
   }
 
   /// Checks that `micros`, a duration given as `field`, lies between 0 and ``longestDuration``.
-  public static func check(durationMicros micros: Int64, _ field: String) throws(QueueError) {
+  package static func check(durationMicros micros: Int64, _ field: String) throws(QueueError) {
     guard micros >= 0, micros <= longestDuration.micros else {
       throw refuse(
         "\(field): \(micros) µs is out of range; a duration lies between 0 and \(longestDuration.micros) µs (100 years)"
@@ -48,14 +48,15 @@ public enum EventLimits {
   }
 
   /// Checks a count or number given as `field` against `range`.
-  public static func check<T: BinaryInteger>(_ value: T, in range: ClosedRange<T>, _ field: String) throws(QueueError) {
+  package static func check<T: BinaryInteger>(_ value: T, in range: ClosedRange<T>, _ field: String) throws(QueueError)
+  {
     guard range.contains(value) else {
       throw refuse("\(field): \(value) is out of range; it lies between \(range.lowerBound) and \(range.upperBound)")
     }
   }
 
   /// Checks a finite floating-point `value` in `range`.
-  public static func check(_ value: Double, in range: ClosedRange<Double>, _ field: String) throws(QueueError) {
+  package static func check(_ value: Double, in range: ClosedRange<Double>, _ field: String) throws(QueueError) {
     guard value.isFinite, range.contains(value) else {
       throw refuse("\(field): \(value) is out of range; it lies between \(range.lowerBound) and \(range.upperBound)")
     }
@@ -64,7 +65,7 @@ public enum EventLimits {
   /// Checks a name: not empty unless `optional`, at most `maximumLength`, and without control
   /// characters or the invisible marks that reorder text (U+202A–U+202E, U+2066–U+2069), which would
   /// let a name forge a log line or disguise itself on a page.
-  public static func check(
+  package static func check(
     name: String, _ field: String, optional: Bool = false, maximumLength: Int = maximumNameLength
   ) throws(QueueError) {
     guard optional || !name.isEmpty else { throw refuse("\(field): required") }
@@ -80,7 +81,7 @@ public enum EventLimits {
   }
 
   /// Checks a free text (a reason, a message): at most ``maximumMessageBytes``.
-  public static func check(text: String, _ field: String) throws(QueueError) {
+  package static func check(text: String, _ field: String) throws(QueueError) {
     guard text.utf8.count <= maximumMessageBytes else {
       throw refuse("\(field): \(text.utf8.count) bytes, more than the limit of \(maximumMessageBytes)")
     }
@@ -94,7 +95,7 @@ public enum EventLimits {
   }
 
   /// Checks every value of an enqueue.
-  public static func check(_ request: EnqueueRequest) throws(QueueError) {
+  package static func check(_ request: EnqueueRequest) throws(QueueError) {
     try check(name: request.deployment, "deployment")
     try check(name: request.flow, "flow")
     try check(
@@ -115,7 +116,7 @@ public enum EventLimits {
   }
 
   /// Checks every value of an event a scheduler reports.
-  public static func check(report event: RunEvent.OneOf_Kind) throws(QueueError) {
+  package static func check(report event: RunEvent.OneOf_Kind) throws(QueueError) {
     switch event {
     case .attemptStarted(let attempt):
       try check(name: attempt.step, "step", optional: true)
@@ -149,7 +150,7 @@ public enum EventLimits {
   }
 
   /// Checks every value of a deployment's definition.
-  public static func check(_ definition: DeploymentDefinition) throws(QueueError) {
+  package static func check(_ definition: DeploymentDefinition) throws(QueueError) {
     let name = definition.name
     try check(name: name, "deployment")
     try check(name: definition.flow, "deployment \(name): flow")

@@ -1,6 +1,6 @@
-package import Foundation
+import Foundation
 package import GPSModel
-package import SwiftProtobuf
+import SwiftProtobuf
 
 /// What ``RunQueue/acceptLoss(directory:acceptedBy:clock:fileSystem:)`` accepted and recorded.
 package struct LossAcceptance: Sendable {

@@ -1,16 +1,16 @@
 import Foundation
-public import GPSModel
+package import GPSModel
 import SwiftProtobuf
 import Synchronization
 
 /// Which sealed segments ``RunQueue/archive(before:delete:archivedBy:reason:dryRun:)`` takes.
-public enum ArchiveBound: Sendable, Hashable, CustomStringConvertible {
+package enum ArchiveBound: Sendable, Hashable, CustomStringConvertible {
   /// Segments whose every event is older than this.
   case time(Timestamp)
   /// Segments whose every event has a sequence below this.
   case sequence(UInt64)
 
-  public var description: String {
+  package var description: String {
     switch self {
     case .time(let time): "before \(time)"
     case .sequence(let sequence): "before sequence \(sequence)"
@@ -19,21 +19,21 @@ public enum ArchiveBound: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// What an archive moved (or would move, for a dry run).
-public struct ArchiveReport: Sendable, Hashable {
+package struct ArchiveReport: Sendable, Hashable {
   /// The segment files, oldest first.
-  public var segments: [String] = []
+  package var segments: [String] = []
   /// The sequences they held; nil when there was nothing to archive.
-  public var archived: ClosedRange<UInt64>?
-  public var bytes: UInt64 = 0
+  package var archived: ClosedRange<UInt64>?
+  package var bytes: UInt64 = 0
   /// Where the retained log begins now.
-  public var logStart: UInt64
+  package var logStart: UInt64
   /// The sequence of the `LogSegmentsArchived` note; nil for a dry run or when nothing moved.
-  public var noteSequence: UInt64?
-  public var deleted = false
+  package var noteSequence: UInt64?
+  package var deleted = false
   /// Why the next sealed segment stayed, when one did.
-  public var stoppedBecause: String?
+  package var stoppedBecause: String?
   /// The run not finished yet whose events kept the next sealed segment, when one did.
-  public var heldBy: RunID?
+  package var heldBy: RunID?
 }
 
 extension RunQueue {
@@ -47,7 +47,7 @@ extension RunQueue {
   /// archive whose anchor was written; a segment is never in both folders. The live segment is
   /// never archived, nor one the index still needs, nor one holding events of a run not finished
   /// yet.
-  public func archive(
+  package func archive(
     before bound: ArchiveBound, delete: Bool = false, archivedBy: String, reason: String? = nil,
     dryRun: Bool = false
   ) throws(QueueError) -> ArchiveReport {
@@ -157,7 +157,7 @@ extension RunQueue {
   }
 
   /// The first sequence of the retained log: a run whose first event is before it is archived.
-  public var logStart: UInt64 { retainedStart.withLock { $0 } }
+  package var logStart: UInt64 { retainedStart.withLock { $0 } }
 
   /// The anchor an archive's `note` (recorded at `noteSequence`) leaves, after `previous`.
   static func anchor(

@@ -1,5 +1,5 @@
 import Foundation
-public import GPSModel
+package import GPSModel
 import SwiftProtobuf
 import Synchronization
 
@@ -9,14 +9,14 @@ final class CreatedFlag {
 }
 
 /// What one ``RunQueue/tick()`` did.
-public struct TickReport: Sendable, Hashable {
-  public var markedLate: [RunID] = []
-  public var leasesExpired: [RunID] = []
+package struct TickReport: Sendable, Hashable {
+  package var markedLate: [RunID] = []
+  package var leasesExpired: [RunID] = []
 }
 
 extension RunQueue {
   /// Creates a run (Scheduled), or returns the run that already has the request's idempotency key.
-  public func enqueue(_ request: EnqueueRequest) async throws -> EnqueueResult {
+  package func enqueue(_ request: EnqueueRequest) async throws -> EnqueueResult {
     let created = CreatedFlag()
     let run = try await commit(Self.enqueuePlan(request, created: created, options: options)).runs.last!
     return EnqueueResult(run: run, created: created.value)
@@ -26,7 +26,7 @@ extension RunQueue {
   /// without waiting for durability: acknowledge it to anyone only after
   /// ``waitUntilDurable(_:)`` for the run's `lastSequence` (and a check of ``durableSequence``).
   /// Lets a stream of enqueues from one client share group commits.
-  public func submitEnqueue(_ request: EnqueueRequest) throws(QueueError) -> EnqueueResult {
+  package func submitEnqueue(_ request: EnqueueRequest) throws(QueueError) -> EnqueueResult {
     let created = CreatedFlag()
     let run = try submit(Self.enqueuePlan(request, created: created, options: options)) { _ in }.runs.last!
     return EnqueueResult(run: run, created: created.value)
@@ -101,12 +101,12 @@ extension RunQueue {
 
   /// Claims the next ready run whose deployment and tags have a free concurrency slot: Pending,
   /// under a lease of ``QueueOptions/leaseDuration``. Nil when no run is ready.
-  public func claim(scheduler: String) async throws -> Claim? {
+  package func claim(scheduler: String) async throws -> Claim? {
     try await claim(scheduler: scheduler, limit: 1).first
   }
 
   /// Claims up to `limit` ready runs in one commit, in claim order.
-  public func claim(scheduler: String, limit: Int) async throws -> [Claim] {
+  package func claim(scheduler: String, limit: Int) async throws -> [Claim] {
     try await claim(scheduler: scheduler, limit: limit, maxParameterBytes: .max)
   }
 
@@ -116,7 +116,7 @@ extension RunQueue {
   ///
   /// `deployments`: only runs of these deployments (nil: of any); a claim that names them records
   /// the scheduler as a worker serving them (``workers(serving:)``), as seen by `principal`.
-  public func claim(
+  package func claim(
     scheduler: String, limit: Int, maxParameterBytes: Int, deployments: Set<String>? = nil, principal: String = ""
   ) async throws -> [Claim] {
     guard !scheduler.isEmpty else {
@@ -156,7 +156,7 @@ extension RunQueue {
 
   /// Renews a lease for ``QueueOptions/leaseDuration`` from now. Renewals are kept in memory, not
   /// logged: after a restart every lease gets a full duration from the restart.
-  public func heartbeat(_ lease: LeaseToken) throws(QueueError) -> HeartbeatReply {
+  package func heartbeat(_ lease: LeaseToken) throws(QueueError) -> HeartbeatReply {
     try locked.withLock { locked throws(QueueError) in
       let run = try Self.leased(lease, in: locked.state)
       let expiresAt = clock.now() + options.leaseDuration
@@ -170,14 +170,14 @@ extension RunQueue {
   /// cancelled after a request, crashed). Refused with ``QueueError/Code-swift.struct/leaseLost`` when
   /// the lease is no longer the run's, and with `illegalTransition` when the event does not follow.
   @discardableResult
-  public func report(_ lease: LeaseToken, _ event: RunEvent.OneOf_Kind) async throws -> Run {
+  package func report(_ lease: LeaseToken, _ event: RunEvent.OneOf_Kind) async throws -> Run {
     try await report(lease, [event])
   }
 
   /// Records several events of the scheduler at once, atomically and in order (one commit): e.g. a
   /// step's success with the next step's start.
   @discardableResult
-  public func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run {
+  package func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run {
     for event in events {
       switch event {
       case .started, .attemptStarted, .attemptSucceeded, .attemptFailed, .retryScheduled, .completed, .failed,
@@ -201,7 +201,7 @@ extension RunQueue {
   /// Cancels a run: at once when no scheduler holds it, otherwise through Cancelling (its scheduler
   /// sees the request in its next heartbeat). Cancelling a run that is Cancelling changes nothing.
   @discardableResult
-  public func cancel(_ id: RunID, by requester: String, reason: String = "") async throws -> Run {
+  package func cancel(_ id: RunID, by requester: String, reason: String = "") async throws -> Run {
     try EventLimits.check(text: requester, "requested_by")
     try EventLimits.check(text: reason, "reason")
     return try await commit { locked, _ throws(QueueError) in
@@ -227,7 +227,7 @@ extension RunQueue {
 
   /// Runs a Failed, Crashed, TimedOut or Cancelled run again, under the same id: Scheduled now.
   @discardableResult
-  public func retry(_ id: RunID, by requester: String) async throws -> Run {
+  package func retry(_ id: RunID, by requester: String) async throws -> Run {
     try EventLimits.check(text: requester, "requested_by")
     return try await commit { locked, time throws(QueueError) in
       guard try locked.state.run(id) != nil else { throw Self.unknown(id) }
@@ -241,7 +241,7 @@ extension RunQueue {
   /// Does what the clock has made due: marks Scheduled runs Late, and expires leases that were not
   /// renewed, making each run Crashed, re-queued by its crash policy, or (when Cancelling) Cancelled.
   @discardableResult
-  public func tick() async throws -> TickReport {
+  package func tick() async throws -> TickReport {
     let now = clock.now()
     let (late, expired) = locked.withLock { locked in
       (

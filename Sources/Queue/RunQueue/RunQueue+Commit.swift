@@ -1,5 +1,5 @@
 import Foundation
-public import GPSModel
+package import GPSModel
 import SwiftProtobuf
 import Synchronization
 
@@ -251,7 +251,7 @@ extension RunQueue {
   /// once it is durable, with its sequence. It blocks its thread until then: callers on the
   /// concurrency pool call it from a blocking pool.
   @discardableResult
-  public func recordNote(_ kind: RunEvent.OneOf_Kind) throws(QueueError) -> UInt64 {
+  package func recordNote(_ kind: RunEvent.OneOf_Kind) throws(QueueError) -> UInt64 {
     let done = DispatchSemaphore(value: 0)
     let failure = Mutex<QueueError?>(nil)
     let committed = try submit(

@@ -1,18 +1,18 @@
 import Foundation
-public import GPSModel
+package import GPSModel
 import SwiftProtobuf
 import Synchronization
 
 /// A worker as the queue last saw it: which deployments it serves, and when it last claimed or
 /// watched for work. Kept in memory only: a restarted server knows a worker again at its next call.
-public struct WorkerSighting: Sendable, Hashable {
-  public var id: String
-  public var deployments: Set<String>
-  public var lastSeen: Timestamp
+package struct WorkerSighting: Sendable, Hashable {
+  package var id: String
+  package var deployments: Set<String>
+  package var lastSeen: Timestamp
   /// Who the worker runs as (its calls' audit identity).
-  public var principal: String
+  package var principal: String
 
-  public init(id: String, deployments: Set<String>, lastSeen: Timestamp, principal: String) {
+  package init(id: String, deployments: Set<String>, lastSeen: Timestamp, principal: String) {
     self.id = id
     self.deployments = deployments
     self.lastSeen = lastSeen
@@ -26,7 +26,7 @@ extension RunQueue {
   /// a `DeploymentRegistered` event with the next version. Returns once the events are durable, with
   /// one version per definition. `serving`: the worker will serve them (it counts as seen); a
   /// server registering them on a worker's behalf says false.
-  public func register(
+  package func register(
     _ definitions: [DeploymentDefinition], worker: String, by principal: String, serving: Bool = true
   ) async throws -> [UInt32] {
     try EventLimits.check(name: worker, "worker")
@@ -67,7 +67,7 @@ extension RunQueue {
   /// Gives `deployment` to `principal`: from the returned hand-over on, its workers (and admins)
   /// are the ones that register, claim, heartbeat and report for it. A `DeploymentHandedOver`
   /// event, returned once durable; handing it to its owner writes nothing.
-  public func handOver(
+  package func handOver(
     _ deployment: String, to principal: String, by admin: String, note: String
   ) async throws -> DeploymentHandOver {
     try EventLimits.check(name: principal, "to")
@@ -129,13 +129,13 @@ extension RunQueue {
   }
 
   /// Every deployment's newest version, by name.
-  public var deployments: [DeploymentVersion] {
+  package var deployments: [DeploymentVersion] {
     locked.withLock { locked in locked.state.deployments.keys.sorted().compactMap { locked.state.deployment(named: $0) }
     }
   }
 
   /// Records that `worker` is alive and serves `deployments`.
-  public func sawWorker(_ worker: String, serving deployments: Set<String>, principal: String) {
+  package func sawWorker(_ worker: String, serving deployments: Set<String>, principal: String) {
     let now = clock.now()
     locked.withLock { locked in
       let known = locked.workers[worker]
@@ -155,7 +155,7 @@ extension RunQueue {
   }
 
   /// The workers seen serving `deployment`, most recently seen first.
-  public func workers(serving deployment: String) -> [WorkerSighting] {
+  package func workers(serving deployment: String) -> [WorkerSighting] {
     locked.withLock { locked in
       locked.workers.values.filter { $0.deployments.contains(deployment) }.sorted { $0.lastSeen > $1.lastSeen }
     }
@@ -163,7 +163,7 @@ extension RunQueue {
 
   /// Whether a worker serving `deployment` was seen within a lease's length: a run enqueued now
   /// would be claimed.
-  public func isReady(_ deployment: String) -> Bool {
+  package func isReady(_ deployment: String) -> Bool {
     let now = clock.now()
     return workers(serving: deployment).contains { now - $0.lastSeen <= options.leaseDuration }
   }

@@ -1,6 +1,6 @@
-package import Foundation
+import Foundation
 package import GPSModel
-package import SwiftProtobuf
+import SwiftProtobuf
 
 extension RunQueue {
   /// Decides, for good, that replays pass over the events at `sequences`: events of the log that

@@ -1,24 +1,24 @@
 import Dispatch
-public import GPSModel
+package import GPSModel
 import Synchronization
 
 /// What opening a queue found.
-public struct StartupReport: Sendable {
+package struct StartupReport: Sendable {
   /// The snapshot loaded (its last sequence), or nil when the whole log was replayed.
-  public var snapshotSequence: UInt64?
+  package var snapshotSequence: UInt64?
   /// Snapshots skipped because they were damaged, unreadable or did not match the log.
-  public var skippedSnapshots: [String]
+  package var skippedSnapshots: [String]
   /// Events replayed after the snapshot.
-  public var replayedEvents: UInt64
-  public var recovery: RecoveryReport
+  package var replayedEvents: UInt64
+  package var recovery: RecoveryReport
   /// Time spent opening the log (lock, recovery), loading the snapshot, replaying the tail, and
   /// indexing the runs.
-  public var openingLog: Duration = .zero
-  public var loadingSnapshot: Duration = .zero
-  public var replaying: Duration = .zero
-  public var indexing: Duration = .zero
+  package var openingLog: Duration = .zero
+  package var loadingSnapshot: Duration = .zero
+  package var replaying: Duration = .zero
+  package var indexing: Duration = .zero
   /// With the run index: why it was rebuilt from the log, if it was.
-  public var indexRebuilt: String?
+  package var indexRebuilt: String?
 }
 
 /// The live, event-sourced run queue of one data directory.
@@ -32,10 +32,10 @@ public struct StartupReport: Sendable {
 /// Queries see commands whose events are being made durable (at most one group commit ahead of the
 /// disk). If a write fails, the log stops and so does the queue: reopen it to continue from what is
 /// durable.
-public final class RunQueue: Sendable {
-  public let directory: String
-  public let options: QueueOptions
-  public let startup: StartupReport
+package final class RunQueue: Sendable {
+  package let directory: String
+  package let options: QueueOptions
+  package let startup: StartupReport
   let log: EventLog
   let clock: any WallClock
   let snapshots: SnapshotStore
@@ -73,7 +73,7 @@ public final class RunQueue: Sendable {
 
   /// Opens the queue in `directory`: takes its lock, recovers the log, loads the newest snapshot
   /// that matches the log and replays the events after it.
-  public init(
+  package init(
     directory: String, options: QueueOptions = QueueOptions(), clock: any WallClock = SystemClock(),
     fileSystem: any FileSystem = PosixFileSystem()
   ) throws(QueueError) {
@@ -221,13 +221,13 @@ public final class RunQueue: Sendable {
 
   /// `signal` is signalled whenever a run may have become claimable: a scheduler waits on it
   /// instead of polling. Runs that become ready with time are found through ``nextDeadline``.
-  public func notifyWhenWorkArrives(_ signal: WakeSignal) {
+  package func notifyWhenWorkArrives(_ signal: WakeSignal) {
     locked.withLock { $0.wakeSignals.append(signal) }
   }
 
   /// Stops signalling `signal` (given to ``notifyWhenWorkArrives(_:)`` or
   /// ``notifyOnCancelRequests(_:)``).
-  public func stopNotifying(_ signal: WakeSignal) {
+  package func stopNotifying(_ signal: WakeSignal) {
     locked.withLock { locked in
       locked.wakeSignals.removeAll { $0 === signal }
       locked.cancelSignals.removeAll { $0 === signal }
@@ -236,25 +236,25 @@ public final class RunQueue: Sendable {
 
   /// Returns once the log holds event `sequence` durably (at once if it does already), or when the
   /// queue stops or the task is cancelled. Watchers use it to deliver only durable events.
-  public func waitUntilDurable(_ sequence: UInt64) async {
+  package func waitUntilDurable(_ sequence: UInt64) async {
     await durableWaiters.wait(for: sequence) { log.lastSequence }
   }
 
   /// Wakes every ``waitUntilDurable(_:)`` caller, now and from now on: for ending the streams
   /// that follow the log before the queue closes.
-  public func endDurableWaits() {
+  package func endDurableWaits() {
     durableWaiters.fail()
   }
 
   /// `signal` is signalled whenever cancellation of a claimed run is requested, so an in-process
   /// scheduler heartbeats at once instead of at its next interval.
-  public func notifyOnCancelRequests(_ signal: WakeSignal) {
+  package func notifyOnCancelRequests(_ signal: WakeSignal) {
     locked.withLock { $0.cancelSignals.append(signal) }
   }
 
   /// Runs `tick()` whenever something falls due (a start, a lateness mark, a lease expiry), at
   /// least every `maximumWait`, until the task is cancelled.
-  public func maintain(maximumWait: Duration = .seconds(1)) async throws {
+  package func maintain(maximumWait: Duration = .seconds(1)) async throws {
     while !Task.isCancelled {
       let wait = nextDeadline.map { min(maximumWait, max(.milliseconds(1), $0 - clock.now())) } ?? maximumWait
       try await Task.sleep(for: wait)
@@ -264,34 +264,34 @@ public final class RunQueue: Sendable {
 
   /// How many runs are in each state (cheap: unlike ``state``, it does not make the next command
   /// copy the run table).
-  public var counts: StateCounts { locked.withLock { $0.state.counts } }
+  package var counts: StateCounts { locked.withLock { $0.state.counts } }
 
   /// Brings the gauges of ``QueueOptions/metrics`` (runs by state, queue depth) up to date: for a
   /// metrics endpoint, before it reports.
-  public func updateGauges() {
+  package func updateGauges() {
     guard let metrics else { return }
     metrics.record(counts)
   }
 
   /// A copy of the whole state. Holding it makes the next command copy the run table: for
   /// audits and tests, not for polling.
-  public var state: QueueState { locked.withLock { $0.state } }
+  package var state: QueueState { locked.withLock { $0.state } }
 
   /// Runs `body` on the current state under the queue's lock, without copying it: for queries
   /// such as listing runs. Keep it short; commands wait meanwhile.
-  public func withState<T, E: Error>(_ body: (QueueState) throws(E) -> T) throws(E) -> T {
+  package func withState<T, E: Error>(_ body: (QueueState) throws(E) -> T) throws(E) -> T {
     try locked.withLock { locked throws(E) in try body(locked.state) }
   }
 
   /// The last event that is durable in the log; ``state`` may be up to one group commit ahead.
-  public var durableSequence: UInt64 { log.lastSequence }
+  package var durableSequence: UInt64 { log.lastSequence }
 
   /// The earliest time ``tick()`` has something to do (a start, a lateness mark, a lease expiry).
-  public var nextDeadline: Timestamp? { locked.withLock { $0.index.nextDeadline } }
+  package var nextDeadline: Timestamp? { locked.withLock { $0.index.nextDeadline } }
 
   /// Writes pending events and (unless told not to, e.g. to test recovery from periodic snapshots)
   /// a snapshot of the final state, and releases the directory.
-  public func close(writingSnapshot: Bool = true) {
+  package func close(writingSnapshot: Bool = true) {
     let alreadyClosed = locked.withLock { $0.lifecycle.close() }
     guard !alreadyClosed else { return }
     defer { durableWaiters.fail() }

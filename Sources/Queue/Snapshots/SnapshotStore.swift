@@ -1,14 +1,14 @@
-public import GPSModel
+package import GPSModel
 
 /// A snapshot: a state blob and the point of the log it covers.
-public struct Snapshot: Sendable, Hashable {
+package struct Snapshot: Sendable, Hashable {
   /// The last sequence whose event the state includes.
-  public var lastSequence: UInt64
+  package var lastSequence: UInt64
   /// SHA-256 of the batch frame that ends at `lastSequence`.
-  public var batchHash: [UInt8]
-  public var payload: [UInt8]
+  package var batchHash: [UInt8]
+  package var payload: [UInt8]
 
-  public init(lastSequence: UInt64, batchHash: [UInt8], payload: [UInt8]) {
+  package init(lastSequence: UInt64, batchHash: [UInt8], payload: [UInt8]) {
     self.lastSequence = lastSequence
     self.batchHash = batchHash
     self.payload = payload
@@ -17,21 +17,21 @@ public struct Snapshot: Sendable, Hashable {
 
 /// Stores snapshots in `DATA/snapshots/<last sequence>.snap`: written to a temp file, synced, renamed,
 /// directory synced. Snapshots are caches: one that does not match the log is ignored.
-public struct SnapshotStore: Sendable {
-  public let directory: String
+package struct SnapshotStore: Sendable {
+  package let directory: String
   let fileSystem: any FileSystem
   /// How many snapshots to keep; older ones are deleted after a write.
-  public var keep = 2
+  package var keep = 2
 
   static let magic: [UInt8] = Array("GPS-SNAP".utf8)
   static let headerSize = 72
 
-  public init(directory: String, fileSystem: any FileSystem = PosixFileSystem()) {
+  package init(directory: String, fileSystem: any FileSystem = PosixFileSystem()) {
     self.directory = directory + "/snapshots"
     self.fileSystem = fileSystem
   }
 
-  public func write(_ snapshot: Snapshot) throws(QueueError) {
+  package func write(_ snapshot: Snapshot) throws(QueueError) {
     precondition(snapshot.batchHash.count == 32, "a batch hash is 32 bytes")
     try fileSystem.createDirectory(directory)
     var bytes = Self.magic
@@ -58,7 +58,7 @@ public struct SnapshotStore: Sendable {
   /// replaying a shorter history. `lastBatch`, when the caller knows it (the writer does), is the
   /// log's end and saves reading the last segment for a snapshot of the whole log; a reader's end
   /// is read after the snapshots are listed, so a snapshot written meanwhile is never past it.
-  public func loadNewest(
+  package func loadNewest(
     matching reader: LogReader, lastBatch: (sequence: UInt64, hash: [UInt8])? = nil
   ) throws(QueueError) -> (snapshot: Snapshot?, skipped: [String]) {
     var skipped: [String] = []
@@ -152,7 +152,7 @@ public struct SnapshotStore: Sendable {
 extension LogReader {
   /// The SHA-256 of the batch whose last record is `sequence`, or nil when no batch ends there.
   /// For the sequence just before an anchored log's start, the anchor's hash.
-  public func batchHash(endingAt sequence: UInt64) throws(QueueError) -> [UInt8]? {
+  package func batchHash(endingAt sequence: UInt64) throws(QueueError) -> [UInt8]? {
     if let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem),
       anchor.firstSequence - 1 == sequence
     {

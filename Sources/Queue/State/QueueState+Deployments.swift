@@ -1,17 +1,17 @@
-public import GPSModel
+package import GPSModel
 
 extension QueueState {
   /// The principal whose workers serve `deployment`: the one it was last handed over to, else
   /// who registered its first version; nil when no version was registered.
-  public func owner(of deployment: String) -> String? {
+  package func owner(of deployment: String) -> String? {
     handOvers[deployment]?.to ?? deployments[deployment]?.first?.registeredBy
   }
 
   /// The newest version of the deployment named `name`, or nil when none was registered.
-  public func deployment(named name: String) -> DeploymentVersion? { deployments[name]?.last }
+  package func deployment(named name: String) -> DeploymentVersion? { deployments[name]?.last }
 
   /// Version `version` of the deployment named `name` (0: the newest).
-  public func deployment(named name: String, version: UInt32) -> DeploymentVersion? {
+  package func deployment(named name: String, version: UInt32) -> DeploymentVersion? {
     guard version != 0 else { return deployment(named: name) }
     guard let versions = deployments[name], version <= versions.count else { return nil }
     return versions[Int(version) - 1]

@@ -14,7 +14,7 @@ import Synchronization
 extension QueueState {
   static let snapshotVersion: UInt32 = 6
   /// The snapshot payload; runs are written `runsPerChunk` at a time, the unit of parallel decoding.
-  public func snapshotPayload(runsPerChunk: Int = 32_768) -> [UInt8] {
+  package func snapshotPayload(runsPerChunk: Int = 32_768) -> [UInt8] {
     var body = SnapshotWriter()
     body.bytes.reserveCapacity(runs.count * 160 + 64)
     var chunks: [(runs: UInt32, bytes: UInt64)] = []
@@ -44,7 +44,7 @@ extension QueueState {
   }
 
   /// The state in a snapshot payload, or nil when it is not one this version wrote.
-  public init?(snapshotPayload bytes: [UInt8]) {
+  package init?(snapshotPayload bytes: [UInt8]) {
     var reader = SnapshotReader(bytes: bytes)
     guard let version: UInt32 = reader.get(), version == Self.snapshotVersion,
       let lastSequence: UInt64 = reader.get(), let lastTime: Int64 = reader.get(),

@@ -1,46 +1,46 @@
-public import GPSModel
+package import GPSModel
 
 /// The whole queue: the pure fold of the log's events.
 ///
 /// `apply` is the only way to change it, and the live ``RunQueue``, startup replay, history and
 /// audit all use it, so the state a server holds is exactly the state a replay of its log gives.
-public struct QueueState: Sendable, Hashable {
-  public internal(set) var runs = RunTable()
+package struct QueueState: Sendable, Hashable {
+  package internal(set) var runs = RunTable()
   /// Idempotency key → run; enqueueing a known key returns that run.
-  public internal(set) var idempotencyKeys: [String: RunID] = [:]
+  package internal(set) var idempotencyKeys: [String: RunID] = [:]
   /// The sequence of the last event applied (0 for an empty log).
-  public internal(set) var lastSequence: UInt64 = 0
+  package internal(set) var lastSequence: UInt64 = 0
   /// The time of the last event applied; event times never decrease.
-  public internal(set) var lastTime: Timestamp = .zero
+  package internal(set) var lastTime: Timestamp = .zero
   /// Leased runs per deployment and per tag: the concurrency slots in use. Derived from `runs`.
-  public internal(set) var slotsByDeployment: [String: Int] = [:]
-  public internal(set) var slotsByTag: [String: Int] = [:]
+  package internal(set) var slotsByDeployment: [String: Int] = [:]
+  package internal(set) var slotsByTag: [String: Int] = [:]
   /// How many runs are in each state. Derived from `runs`.
-  public internal(set) var counts = StateCounts()
+  package internal(set) var counts = StateCounts()
   /// Unfinished runs per deployment (those waiting for a worker are these less the leased ones,
   /// `slotsByDeployment`). Derived from `runs`.
-  public internal(set) var activeByDeployment: [String: Int] = [:]
+  package internal(set) var activeByDeployment: [String: Int] = [:]
   /// Every registered version of every deployment, oldest first, by deployment name.
-  public internal(set) var deployments: [String: [DeploymentVersion]] = [:]
+  package internal(set) var deployments: [String: [DeploymentVersion]] = [:]
   /// Deployments an admin handed over to another principal, by name (the newest hand-over).
-  public internal(set) var handOvers: [String: DeploymentHandOver] = [:]
+  package internal(set) var handOvers: [String: DeploymentHandOver] = [:]
   /// Where terminal runs that left `runs` are found (the run index); none: every run is in `runs`.
   /// Not part of the state's value: two states are equal when their contents are.
   var retired = RetiredRunsReference()
   /// Events of the log a replay passes over (`log/SKIPPED`): not part of the state's value either.
   var skipping = SkipDecisions()
 
-  public init() {}
+  package init() {}
 
   /// The run with `id`, in memory or retired to the run index.
-  public func run(_ id: RunID) throws(QueueError) -> Run? {
+  package func run(_ id: RunID) throws(QueueError) -> Run? {
     if let run = runs[id] { return run }
     return try retired.store?.retiredRun(id)
   }
 
   /// Runs in memory matching `query`, newest first, enqueued at sequence `upTo` or before (nil: from
   /// the newest): at most `limit`, with where the next page starts.
-  public func runs(matching query: RunQuery, upTo: UInt64?, limit: Int) -> RunPage {
+  package func runs(matching query: RunQuery, upTo: UInt64?, limit: Int) -> RunPage {
     let found = runs.runs(matching: query, upTo: upTo ?? .max, limit: max(1, limit) + 1)
     guard found.count > max(1, limit) else { return RunPage(runs: found, next: nil) }
     return RunPage(runs: Array(found.dropLast()), next: found.last!.firstSequence)
@@ -54,7 +54,7 @@ public struct QueueState: Sendable, Hashable {
   }
 
   /// The run enqueued with idempotency key `key`, in memory or retired to the run index.
-  public func run(idempotencyKey key: String) throws(QueueError) -> Run? {
+  package func run(idempotencyKey key: String) throws(QueueError) -> Run? {
     if let id = idempotencyKeys[key], let run = runs[id] { return run }
     return try retired.store?.retiredRun(idempotencyKey: key)
   }
@@ -94,14 +94,14 @@ public struct QueueState: Sendable, Hashable {
   }
 
   /// Decodes one log record and applies it.
-  public mutating func apply(_ record: LogRecord) throws(QueueError) {
+  package mutating func apply(_ record: LogRecord) throws(QueueError) {
     try apply(try RunEvent(record), sequence: record.sequence)
   }
 
   /// Applies one event, changing its run in place (the replay path: no copy of the run). An event
   /// it refuses throws with ``QueueError/refusedEvent`` set; one a recorded decision skips
   /// (`log/SKIPPED`) is passed over.
-  public mutating func apply(_ event: RunEvent, sequence: UInt64) throws(QueueError) {
+  package mutating func apply(_ event: RunEvent, sequence: UInt64) throws(QueueError) {
     if !skipping.isEmpty, try skipIfDecided(event, sequence: sequence) { return }
     do throws(QueueError) {
       try applyOne(event, sequence: sequence)
@@ -170,7 +170,7 @@ public struct QueueState: Sendable, Hashable {
 
   /// Applies consecutive events of one run, numbered from `firstSequence`: all of them, or none
   /// when one is not a legal transition (``QueueError/Code-swift.struct/illegalTransition``).
-  public mutating func apply(_ events: [RunEvent], firstSequence: UInt64) throws(QueueError) {
+  package mutating func apply(_ events: [RunEvent], firstSequence: UInt64) throws(QueueError) {
     guard !events.isEmpty else { return }
     commit(try prepare(events, firstSequence: firstSequence))
   }
@@ -297,18 +297,18 @@ public struct QueueState: Sendable, Hashable {
 }
 
 /// How many runs are in each state.
-public struct StateCounts: Sendable, Hashable {
+package struct StateCounts: Sendable, Hashable {
   private var values = [Int](repeating: 0, count: RunState.allCases.count)
 
-  public init() {}
+  package init() {}
 
-  public subscript(state: RunState) -> Int {
+  package subscript(state: RunState) -> Int {
     get { values[state.index] }
     set { values[state.index] = newValue }
   }
 
   /// All runs.
-  public var total: Int { values.reduce(0, +) }
+  package var total: Int { values.reduce(0, +) }
 }
 
 extension RunState {

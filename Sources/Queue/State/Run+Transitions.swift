@@ -1,4 +1,4 @@
-public import GPSModel
+import GPSModel
 
 /// Why an event cannot apply to a run: the transition and the reason, in words.
 struct TransitionError: Error {

@@ -1,20 +1,20 @@
-public import GPSModel
+package import GPSModel
 
 /// The runs of a queue, in enqueue order, found by id.
 ///
 /// Runs are stored densely in an array with a small id → position index beside it, rather than as
 /// dictionary values: a dictionary's buckets (a power of two, at most ¾ full) would hold the whole
 /// run, which doubles the memory of a million runs.
-public struct RunTable: Sendable, Hashable {
+package struct RunTable: Sendable, Hashable {
   /// Every run, in the order they were enqueued.
-  public private(set) var values: [Run] = []
+  package private(set) var values: [Run] = []
   private var positions: [RunID: Int32] = [:]
   /// What the runs of each block of ``blockSize`` positions are: a filter skips a block that
   /// cannot hold a match without reading its runs.
   private var blocks: [Block] = []
 
   /// Runs per block of ``blocks``.
-  public static let blockSize = 1024
+  package static let blockSize = 1024
 
   /// A summary of the runs of one block.
   struct Block: Sendable {
@@ -34,7 +34,7 @@ public struct RunTable: Sendable, Hashable {
     }
   }
 
-  public init() {}
+  package init() {}
 
   /// A table of `runs`, which have distinct ids.
   init(_ runs: [Run]) {
@@ -52,7 +52,7 @@ public struct RunTable: Sendable, Hashable {
   /// False when no run of the block that holds `position` can match: none is in one of `states`
   /// (empty: any), of `deployment` (empty: any), has `tag` (empty: any), or was enqueued in
   /// `after..<before`.
-  public func block(
+  package func block(
     holding position: Int, mayMatch states: Set<RunState>, deployment: String, tag: String, after: Timestamp?,
     before: Timestamp?
   ) -> Bool {
@@ -66,7 +66,7 @@ public struct RunTable: Sendable, Hashable {
   }
 
   /// Runs matching `query` enqueued at `upTo` or before, newest first, at most `limit`.
-  public func runs(matching query: RunQuery, upTo: UInt64, limit: Int) -> [Run] {
+  package func runs(matching query: RunQuery, upTo: UInt64, limit: Int) -> [Run] {
     let runs = self
     var result: [Run] = []
     var position = runs.lastPosition(enqueuedAtOrBefore: upTo)
@@ -91,16 +91,16 @@ public struct RunTable: Sendable, Hashable {
     return result
   }
 
-  public var count: Int { values.count }
-  public var isEmpty: Bool { values.isEmpty }
-  public var keys: [RunID] { values.map(\.id) }
+  package var count: Int { values.count }
+  package var isEmpty: Bool { values.isEmpty }
+  package var keys: [RunID] { values.map(\.id) }
 
   /// The position of the newest run enqueued at `sequence` or before, or -1.
-  public func lastPosition(enqueuedAtOrBefore sequence: UInt64) -> Int {
+  package func lastPosition(enqueuedAtOrBefore sequence: UInt64) -> Int {
     values.partitioningIndex { $0.firstSequence > sequence } - 1
   }
 
-  public subscript(id: RunID) -> Run? {
+  package subscript(id: RunID) -> Run? {
     guard let position = positions[id] else { return nil }
     return values[Int(position)]
   }
@@ -143,9 +143,9 @@ public struct RunTable: Sendable, Hashable {
     positions.reserveCapacity(count)
   }
 
-  public static func == (lhs: RunTable, rhs: RunTable) -> Bool { lhs.values == rhs.values }
+  package static func == (lhs: RunTable, rhs: RunTable) -> Bool { lhs.values == rhs.values }
 
-  public func hash(into hasher: inout Hasher) { hasher.combine(values) }
+  package func hash(into hasher: inout Hasher) { hasher.combine(values) }
 }
 
 extension Array {

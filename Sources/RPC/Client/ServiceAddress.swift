@@ -89,6 +89,7 @@ extension ServiceAddress {
   }
 }
 
+/// An address that does not parse, with what was wrong and what to give.
 public struct ServiceAddressError: Error, Sendable, CustomStringConvertible {
   public var message: String
   public var description: String { message }

@@ -1,17 +1,17 @@
-public import GRPCCore
+package import GRPCCore
 
 /// Adds latency to every call and fails a fraction of them with UNAVAILABLE, so clients' timeouts
 /// and retries can be exercised against real services (`--latency`, `--fail-rate`).
-public struct FaultInjectionInterceptor: ServerInterceptor {
-  public var latency: Duration
+package struct FaultInjectionInterceptor: ServerInterceptor {
+  package var latency: Duration
   /// Probability in 0...1 that a call fails with UNAVAILABLE (after the latency).
-  public var failRate: Double
+  package var failRate: Double
   /// Sleeps for the latency; injected so tests control time.
-  public var sleep: @Sendable (Duration) async throws -> Void
+  package var sleep: @Sendable (Duration) async throws -> Void
   /// Returns a uniformly distributed number in 0..<1; injected so tests are deterministic.
-  public var random: @Sendable () -> Double
+  package var random: @Sendable () -> Double
 
-  public init(
+  package init(
     latency: Duration = .zero,
     failRate: Double = 0,
     sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
@@ -24,9 +24,9 @@ public struct FaultInjectionInterceptor: ServerInterceptor {
   }
 
   /// True when the interceptor changes nothing and need not be installed.
-  public var isInactive: Bool { latency == .zero && failRate <= 0 }
+  package var isInactive: Bool { latency == .zero && failRate <= 0 }
 
-  public func intercept<Input: Sendable, Output: Sendable>(
+  package func intercept<Input: Sendable, Output: Sendable>(
     request: StreamingServerRequest<Input>,
     context: ServerContext,
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>

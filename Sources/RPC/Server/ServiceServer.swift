@@ -1,26 +1,26 @@
-public import GRPCCore
+package import GRPCCore
 import GRPCNIOTransportHTTP2
-public import Logging
-public import ServiceLifecycle
+package import Logging
+package import ServiceLifecycle
 
 /// Runs one of GPS's gRPC services (A or B) with health checking, call logging and optional fault
 /// injection, as a ServiceLifecycle `Service`: graceful shutdown stops accepting calls, lets the
 /// in-flight ones finish, then returns.
-public struct ServiceServer: Service {
-  public struct Configuration: Sendable {
+package struct ServiceServer: Service {
+  package struct Configuration: Sendable {
     /// Where to listen; port 0 picks a free port.
-    public var host: String = "127.0.0.1"
-    public var port: Int = 0
+    package var host: String = "127.0.0.1"
+    package var port: Int = 0
     /// Requests larger than this are refused with RESOURCE_EXHAUSTED.
-    public var maxRequestBytes: Int = 4 * 1024 * 1024
-    public var faults = FaultInjectionInterceptor()
+    package var maxRequestBytes: Int = 4 * 1024 * 1024
+    package var faults = FaultInjectionInterceptor()
 
-    public init() {}
+    package init() {}
 
     /// The HTTP/2 transport's cap: requests up to `maxRequestBytes` are served, larger ones up to
     /// this cap get RESOURCE_EXHAUSTED from ``SizeLimitedDeserializer``, and beyond it the stream is
     /// reset before the message is buffered.
-    public var transportLimit: Int {
+    package var transportLimit: Int {
       let (doubled, overflow) = maxRequestBytes.multipliedReportingOverflow(by: 2)
       return overflow ? Int.max : max(doubled, maxRequestBytes + 64 * 1024)
     }
@@ -33,12 +33,12 @@ public struct ServiceServer: Service {
   let logger: Logger
   let onListening: @Sendable (ServiceAddress) -> Void
   /// The health service, exposed so callers can observe or change serving status.
-  public let health: HealthService
+  package let health: HealthService
 
   /// - Parameters:
   ///   - name: Short name for logs, e.g. `a`.
   ///   - onListening: Called once with the bound address (useful with port 0).
-  public init(
+  package init(
     name: String,
     service: any RegistrableRPCService,
     descriptor: ServiceDescriptor,
@@ -55,7 +55,7 @@ public struct ServiceServer: Service {
     self.health = HealthService(services: [descriptor.fullyQualifiedService])
   }
 
-  public func run() async throws {
+  package func run() async throws {
     let address = try ServiceAddress(host: configuration.host, port: configuration.port).bindAddress()
     let transport = HTTP2ServerTransport.Posix(
       address: address,
@@ -104,7 +104,7 @@ public struct ServiceServer: Service {
   }
 
   /// Turns a transport failure into one line that says what to do.
-  public static func explain(_ error: any Error, address: ServiceAddress) -> any Error {
+  package static func explain(_ error: any Error, address: ServiceAddress) -> any Error {
     var causes: [String] = []
     var current: (any Error)? = error
     while let error = current {

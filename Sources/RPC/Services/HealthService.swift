@@ -1,4 +1,4 @@
-public import GRPCCore
+package import GRPCCore
 import SwiftProtobuf
 import Synchronization
 
@@ -7,8 +7,8 @@ import Synchronization
 /// Tracks a serving status per service name (`""` is the whole server). When the server shuts down,
 /// ``shutDown()`` reports NOT_SERVING to every watcher and ends their streams so graceful shutdown
 /// is not held open by `Watch` calls.
-public final class HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol, Sendable {
-  public typealias Status = Grpc_Health_V1_HealthCheckResponse.ServingStatus
+package final class HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol, Sendable {
+  package typealias Status = Grpc_Health_V1_HealthCheckResponse.ServingStatus
 
   private struct State {
     var statuses: [String: Status]
@@ -20,14 +20,14 @@ public final class HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol, S
   private let state: Mutex<State>
 
   /// Creates a service reporting SERVING for the server (`""`) and for each of `services`.
-  public init(services: [String]) {
+  package init(services: [String]) {
     var statuses: [String: Status] = ["": .serving]
     for service in services { statuses[service] = .serving }
     self.state = Mutex(State(statuses: statuses))
   }
 
   /// Sets the status of `service` and notifies its watchers.
-  public func setStatus(_ status: Status, for service: String) {
+  package func setStatus(_ status: Status, for service: String) {
     state.withLock { state in
       guard !state.isShutDown else { return }
       state.statuses[service] = status
@@ -38,7 +38,7 @@ public final class HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol, S
   }
 
   /// Marks every service NOT_SERVING and ends all `Watch` streams.
-  public func shutDown() {
+  package func shutDown() {
     let watchers = state.withLock { state in
       state.isShutDown = true
       for key in state.statuses.keys { state.statuses[key] = .notServing }
@@ -51,7 +51,7 @@ public final class HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol, S
     }
   }
 
-  public func check(
+  package func check(
     request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext
   ) async throws -> Grpc_Health_V1_HealthCheckResponse {
     guard let status = state.withLock({ $0.statuses[request.service] }) else {
@@ -60,7 +60,7 @@ public final class HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol, S
     return .with { $0.status = status }
   }
 
-  public func watch(
+  package func watch(
     request: Grpc_Health_V1_HealthCheckRequest,
     response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
     context: ServerContext

@@ -1,21 +1,21 @@
-public import GRPCCore
-public import GRPCNIOTransportHTTP2
-public import RPC
+package import GRPCCore
+package import GRPCNIOTransportHTTP2
+package import RPC
 
 /// Long-lived gRPC clients for services A and B.
 ///
 /// Use ``withServiceClients(a:b:body:)``: the connections live exactly as long as the closure.
-public struct ServiceClients: Sendable {
-  public let a: Gps_V1_A.Client<HTTP2ClientTransport.Posix>
-  public let b: Gps_V1_B.Client<HTTP2ClientTransport.Posix>
-  public let aEndpoint: ServiceAddress
-  public let bEndpoint: ServiceAddress
+package struct ServiceClients: Sendable {
+  package let a: Gps_V1_A.Client<HTTP2ClientTransport.Posix>
+  package let b: Gps_V1_B.Client<HTTP2ClientTransport.Posix>
+  package let aEndpoint: ServiceAddress
+  package let bEndpoint: ServiceAddress
 
   /// Runs the reference pipeline directly: A prepares a manifest, B processes it.
   ///
   /// Both calls carry `idempotencyKey` (with the step name appended) in the `gps-idempotency-key`
   /// metadata and fail with DEADLINE_EXCEEDED after `timeout`.
-  public func runPipeline(
+  package func runPipeline(
     _ dataInfo: Gps_V1_DataInfo, idempotencyKey: String, timeout: Duration
   ) async throws(PipelineError) -> Gps_V1_Response {
     var options = CallOptions.defaults
@@ -37,7 +37,7 @@ public struct ServiceClients: Sendable {
 }
 
 /// Connects to A and B, runs `body` with the clients, then closes the connections.
-public func withServiceClients<Result: Sendable>(
+package func withServiceClients<Result: Sendable>(
   a: ServiceAddress,
   b: ServiceAddress,
   body: (ServiceClients) async throws -> Result
@@ -57,16 +57,16 @@ public func withServiceClients<Result: Sendable>(
 }
 
 /// A failed step of the pipeline, with the service's status code and message.
-public struct PipelineError: Error, Sendable, CustomStringConvertible {
-  public var step: String
-  public var service: String
-  public var endpoint: ServiceAddress
-  public var cause: any Error
+package struct PipelineError: Error, Sendable, CustomStringConvertible {
+  package var step: String
+  package var service: String
+  package var endpoint: ServiceAddress
+  package var cause: any Error
 
   /// The gRPC status code, when the service answered or the call failed in gRPC.
-  public var code: RPCError.Code? { (cause as? RPCError)?.code }
+  package var code: RPCError.Code? { (cause as? RPCError)?.code }
 
-  public var description: String {
+  package var description: String {
     guard let error = cause as? RPCError else {
       return "step \(step): service \(service) at \(endpoint) failed: \(cause)"
     }

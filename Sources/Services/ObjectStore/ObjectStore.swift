@@ -13,15 +13,15 @@ import RPC
 /// `s3://BUCKET/KEY` maps to `ROOT/BUCKET/KEY`, `file:///abs/path` must name a file under `ROOT`,
 /// and anything without a scheme is a key relative to `ROOT`. A URL that leaves `ROOT` — lexically
 /// (`..`) or through a symbolic link — is refused, so the service never reads outside its store.
-public struct ObjectStore: Sendable {
+package struct ObjectStore: Sendable {
   /// The root directory, absolute and with symbolic links resolved.
-  public let root: String
+  package let root: String
 
   /// Bytes read per `read(2)` while hashing: objects are streamed, never loaded whole.
   static let chunkSize = 256 * 1024
 
   /// Opens a store rooted at `root` (relative paths are taken from the working directory).
-  public init(root: String) throws(ObjectStoreError) {
+  package init(root: String) throws(ObjectStoreError) {
     guard let resolved = Self.realPath(Self.absolute(root)) else {
       throw ObjectStoreError(
         code: .invalidRoot, url: root,
@@ -36,7 +36,7 @@ public struct ObjectStore: Sendable {
   }
 
   /// Maps a URL to a path under the root, checking only its syntax (no file system access).
-  public func lexicalPath(for url: String) throws(ObjectStoreError) -> String {
+  package func lexicalPath(for url: String) throws(ObjectStoreError) -> String {
     let relative: String
     if url.isEmpty {
       throw ObjectStoreError(code: .invalidURL, url: url, message: "empty object URL")
@@ -95,7 +95,7 @@ public struct ObjectStore: Sendable {
   /// Objects larger than ``inlineReadLimit`` are read on NIO's thread pool, so long reads never
   /// stall the cooperative executor; a small one is read in place, which costs less than the two
   /// thread switches of the hop.
-  public func describe(url: String) async throws -> ObjectDescription {
+  package func describe(url: String) async throws -> ObjectDescription {
     let path = try self.lexicalPath(for: url)
     let root = self.root
     var info = stat()
@@ -108,7 +108,7 @@ public struct ObjectStore: Sendable {
   }
 
   /// Objects up to this size (bytes) are read without a hop to the thread pool.
-  public static let inlineReadLimit = 64 * 1024
+  package static let inlineReadLimit = 64 * 1024
 
   static func hash(url: String, path: String, root: String) throws(ObjectStoreError) -> ObjectDescription {
     guard let real = realPath(path) else {
@@ -206,9 +206,9 @@ public struct ObjectStore: Sendable {
 }
 
 /// Size and digest of one object.
-public struct ObjectDescription: Sendable, Hashable {
-  public var url: String
-  public var sizeBytes: UInt64
+package struct ObjectDescription: Sendable, Hashable {
+  package var url: String
+  package var sizeBytes: UInt64
   /// Lowercase hex SHA-256 of the object's bytes.
-  public var sha256: String
+  package var sha256: String
 }

@@ -1,6 +1,6 @@
 /// Why an object URL could not be resolved or read.
-public struct ObjectStoreError: Error, Sendable, CustomStringConvertible {
-  public enum Code: Sendable, Hashable {
+package struct ObjectStoreError: Error, Sendable, CustomStringConvertible {
+  package enum Code: Sendable, Hashable {
     /// The object root does not exist or is not a directory.
     case invalidRoot
     /// The URL is malformed (empty, `s3://` without a key, relative `file://` …).
@@ -17,11 +17,11 @@ public struct ObjectStoreError: Error, Sendable, CustomStringConvertible {
     case unreadable
   }
 
-  public var code: Code
+  package var code: Code
   /// The URL as requested.
-  public var url: String
+  package var url: String
   /// One line that names the URL and says what is wrong.
-  public var message: String
+  package var message: String
 
-  public var description: String { message }
+  package var description: String { message }
 }

@@ -1,23 +1,23 @@
-public import GRPCCore
+package import GRPCCore
 import GRPCProtobuf
 import RPC
 import SwiftProtobuf
 
 /// Service A: resolves a dataset's object URLs in the object store and returns their sizes and digests.
-public struct AService: Gps_V1_A.SimpleServiceProtocol {
-  public let store: ObjectStore
+package struct AService: Gps_V1_A.SimpleServiceProtocol {
+  package let store: ObjectStore
   /// Requests above this many bytes get RESOURCE_EXHAUSTED.
-  public let maxRequestBytes: Int
+  package let maxRequestBytes: Int
   /// Upper bound on URLs per request, so one call cannot ask for unbounded work.
-  public let maxObjects: Int
+  package let maxObjects: Int
 
-  public init(store: ObjectStore, maxRequestBytes: Int = 4 * 1024 * 1024, maxObjects: Int = 10_000) {
+  package init(store: ObjectStore, maxRequestBytes: Int = 4 * 1024 * 1024, maxObjects: Int = 10_000) {
     self.store = store
     self.maxRequestBytes = maxRequestBytes
     self.maxObjects = maxObjects
   }
 
-  public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+  package func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
     router.registerHandler(
       forMethod: Gps_V1_A.Method.Prepare.descriptor,
       deserializer: SizeLimitedDeserializer(ProtobufDeserializer<Gps_V1_DataInfo>(), limit: maxRequestBytes),
@@ -26,7 +26,7 @@ public struct AService: Gps_V1_A.SimpleServiceProtocol {
     )
   }
 
-  public func prepare(request: Gps_V1_DataInfo, context: ServerContext) async throws -> Gps_V1_Manifest {
+  package func prepare(request: Gps_V1_DataInfo, context: ServerContext) async throws -> Gps_V1_Manifest {
     guard !request.dataset.isEmpty else {
       throw RPCError(code: .invalidArgument, message: "data_info.dataset is empty; give the dataset name")
     }

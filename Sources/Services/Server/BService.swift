@@ -1,18 +1,18 @@
-public import GRPCCore
+package import GRPCCore
 import GRPCProtobuf
 import RPC
 import SwiftProtobuf
 
 /// Service B: validates a manifest produced by A and summarises the dataset in a `Response`.
-public struct BService: Gps_V1_B.SimpleServiceProtocol {
+package struct BService: Gps_V1_B.SimpleServiceProtocol {
   /// Requests above this many bytes get RESOURCE_EXHAUSTED.
-  public let maxRequestBytes: Int
+  package let maxRequestBytes: Int
 
-  public init(maxRequestBytes: Int = 4 * 1024 * 1024) {
+  package init(maxRequestBytes: Int = 4 * 1024 * 1024) {
     self.maxRequestBytes = maxRequestBytes
   }
 
-  public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+  package func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
     router.registerHandler(
       forMethod: Gps_V1_B.Method.Process.descriptor,
       deserializer: SizeLimitedDeserializer(ProtobufDeserializer<Gps_V1_Manifest>(), limit: maxRequestBytes),
@@ -21,7 +21,7 @@ public struct BService: Gps_V1_B.SimpleServiceProtocol {
     )
   }
 
-  public func process(request: Gps_V1_Manifest, context: ServerContext) async throws -> Gps_V1_Response {
+  package func process(request: Gps_V1_Manifest, context: ServerContext) async throws -> Gps_V1_Response {
     try Self.validate(request)
     guard let digest = DatasetDigest.compute(objectDigests: request.objects.map(\.sha256)) else {
       // validate() already checked every digest; this is unreachable unless the two disagree.
@@ -39,7 +39,7 @@ public struct BService: Gps_V1_B.SimpleServiceProtocol {
   }
 
   /// Throws INVALID_ARGUMENT naming the first inconsistency of the manifest.
-  public static func validate(_ manifest: Gps_V1_Manifest) throws(RPCError) {
+  package static func validate(_ manifest: Gps_V1_Manifest) throws(RPCError) {
     func invalid(_ message: String) -> RPCError { RPCError(code: .invalidArgument, message: "manifest." + message) }
     guard !manifest.dataset.isEmpty else { throw invalid("dataset is empty") }
     guard !manifest.objects.isEmpty else { throw invalid("objects is empty; a manifest lists at least one object") }

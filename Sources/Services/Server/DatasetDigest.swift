@@ -3,9 +3,9 @@ import RPC
 
 /// The digest that identifies a dataset's content independently of object order and URLs:
 /// SHA-256 over the objects' SHA-256 digests, sorted, each as 32 raw bytes.
-public enum DatasetDigest {
+package enum DatasetDigest {
   /// Returns the lowercase hex digest, or nil when an object digest is not 64 lowercase hex characters.
-  public static func compute(objectDigests: [String]) -> String? {
+  package static func compute(objectDigests: [String]) -> String? {
     var raw: [[UInt8]] = []
     raw.reserveCapacity(objectDigests.count)
     for digest in objectDigests {

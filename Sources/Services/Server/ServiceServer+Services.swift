@@ -1,9 +1,9 @@
-public import Logging
-public import RPC
+package import Logging
+package import RPC
 
 extension ServiceServer {
   /// Service A over the object store rooted at `store`.
-  public static func a(
+  package static func a(
     store: ObjectStore, configuration: Configuration, logger: Logger,
     onListening: @escaping @Sendable (ServiceAddress) -> Void = { _ in }
   ) -> ServiceServer {
@@ -14,7 +14,7 @@ extension ServiceServer {
   }
 
   /// Service B.
-  public static func b(
+  package static func b(
     configuration: Configuration, logger: Logger,
     onListening: @escaping @Sendable (ServiceAddress) -> Void = { _ in }
   ) -> ServiceServer {
