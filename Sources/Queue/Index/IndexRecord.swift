@@ -1,4 +1,4 @@
-import GPSModel
+package import GPSModel
 
 /// What a terminal run's row of the index holds in columns of its own (for lookups and
 /// listing), so its record leaves them out: each is stored once.
@@ -22,7 +22,7 @@ extension Run {
 
   /// The record; `columns`: the row holds ``RunColumns`` (left out here). `name` gives a string's
   /// number in the names table.
-  func indexRecord(columns: Bool, name: (String) throws(QueueError) -> UInt64) throws(QueueError) -> [UInt8] {
+  package func indexRecord(columns: Bool, name: (String) throws(QueueError) -> UInt64) throws(QueueError) -> [UInt8] {
     var writer = RecordWriter()
     writer.bytes.reserveCapacity(
       64 + parametersJSON.utf8.count + result.count + stateMessage.utf8.count + tags.count * 16

@@ -6,7 +6,7 @@ extension Array where Element == UInt8 {
     Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
   }
 
-  @inlinable mutating func storeLittleEndian<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+  @inlinable package mutating func storeLittleEndian<T: FixedWidthInteger>(_ value: T, at offset: Int) {
     Swift.withUnsafeBytes(of: value.littleEndian) { source in
       for index in 0..<source.count { self[offset + index] = source[index] }
     }

@@ -56,10 +56,10 @@ package enum LogFormat {
     return .success(bytes.loadLittleEndian(UInt64.self, at: 16))
   }
 
-  enum HeaderProblem: Error, CustomStringConvertible {
+  package enum HeaderProblem: Error, CustomStringConvertible {
     case truncated, badMagic, badChecksum, unknownVersion(UInt16)
 
-    var description: String {
+    package var description: String {
       switch self {
       case .truncated: "the segment header is truncated"
       case .badMagic: "the file does not start with the GPS log magic bytes"
@@ -127,7 +127,7 @@ package struct BatchHeader: Sendable, Hashable {
 }
 
 /// Why the bytes at an offset are not a valid batch frame.
-enum FrameProblem: Error, Sendable, Hashable, CustomStringConvertible {
+package enum FrameProblem: Error, Sendable, Hashable, CustomStringConvertible {
   /// Fewer bytes remain than the header or the declared length needs.
   case truncated
   /// The length field is impossible (all zeros, smaller than a header, absurdly large).
@@ -136,7 +136,7 @@ enum FrameProblem: Error, Sendable, Hashable, CustomStringConvertible {
   /// The checksum matched but the body does not decode into the declared records.
   case badBody(String)
 
-  var description: String {
+  package var description: String {
     switch self {
     case .truncated: "the batch is cut off by the end of the file"
     case .badLength: "the batch length field is invalid"

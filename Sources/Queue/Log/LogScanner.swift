@@ -19,17 +19,17 @@ struct SegmentStop: Sendable {
 ///
 /// `bytes` may start at a later frame boundary (`fileOffset`), when a reader continues where it
 /// stopped; offsets in batches and stops are always file offsets.
-struct SegmentScan {
-  let name: String
-  let bytes: [UInt8]
+package struct SegmentScan {
+  package let name: String
+  package let bytes: [UInt8]
   /// The file offset of `bytes[0]`.
   let fileOffset: Int
   /// The first sequence in the header, or why the header is invalid.
-  let header: Result<UInt64, LogFormat.HeaderProblem>
-  var batches: [LocatedBatch] = []
+  package let header: Result<UInt64, LogFormat.HeaderProblem>
+  package var batches: [LocatedBatch] = []
   var stop: SegmentStop?
 
-  init(name: String, bytes: [UInt8], fileOffset: Int = 0) {
+  package init(name: String, bytes: [UInt8], fileOffset: Int = 0) {
     self.name = name
     self.bytes = bytes
     self.fileOffset = fileOffset
@@ -55,13 +55,13 @@ struct SegmentScan {
   }
 
   /// File offset just past the last complete batch.
-  var endOfBatches: Int {
+  package var endOfBatches: Int {
     batches.last.map { $0.offset + $0.header.frameSize } ?? max(fileOffset, LogFormat.segmentHeaderSize)
   }
 
   /// True when the bytes from the stop on look like an interrupted append rather than damage:
   /// the frame is cut off, its length is garbage or zero, or no valid frame follows the bad one.
-  var stopIsTornTail: Bool {
+  package var stopIsTornTail: Bool {
     guard let stop else { return false }
     switch stop.problem {
     case .truncated, .badLength:
@@ -82,7 +82,7 @@ struct SegmentScan {
 
   /// The sequences the frame at the stop would have held, when its header survived the tear and
   /// names the sequence that was due (`expected`) and a plausible count; nil for garbage or zeros.
-  func tornBatchSequences(expected: UInt64) -> ClosedRange<UInt64>? {
+  package func tornBatchSequences(expected: UInt64) -> ClosedRange<UInt64>? {
     guard let stop else { return nil }
     let local = stop.offset - fileOffset
     guard bytes.count - local >= 20 else { return nil }
@@ -99,11 +99,11 @@ struct SegmentScan {
     bytes[(batch.offset - fileOffset)..<(batch.offset - fileOffset + batch.header.frameSize)]
   }
 
-  func hash(of batch: LocatedBatch) -> [UInt8] {
+  package func hash(of batch: LocatedBatch) -> [UInt8] {
     frame(of: batch).withUnsafeBytes { LogFormat.hash(ofFrame: $0) }
   }
 
-  func records(of batch: LocatedBatch) -> Result<[[UInt8]], FrameProblem> {
+  package func records(of batch: LocatedBatch) -> Result<[[UInt8]], FrameProblem> {
     bytes.withUnsafeBytes { LogFormat.decodeRecords($0, at: batch.offset - fileOffset, header: batch.header) }
   }
 }

@@ -1,11 +1,11 @@
-import GPSModel
+package import GPSModel
 import HeapModule
 
 /// The live queue's indexes, derived from ``QueueState`` and the clock: which runs are ready to
 /// claim (and in what order), which wait for their start, which may become Late, and when each
 /// lease runs out. Entries are checked against the state when they surface, so a run that changed
 /// since it was indexed is skipped rather than searched for and removed.
-struct ReadyIndex {
+package struct ReadyIndex {
   /// A claimable run in claim order: higher priority, then earlier scheduled start, then enqueue order.
   struct Entry: Comparable {
     var priority: Int32
@@ -48,11 +48,11 @@ struct ReadyIndex {
   /// Leased runs and when their lease runs out (the logged expiry, extended by heartbeats).
   var leaseDeadlines: [RunID: Timestamp] = [:]
 
-  init() {}
+  package init() {}
 
   /// Indexes every run of `state`; leases get at least `grace` from `now`, so schedulers that
   /// heartbeat to a restarted queue keep their runs.
-  init(state: QueueState, now: Timestamp, lateAfter: Duration, grace: Duration) {
+  package init(state: QueueState, now: Timestamp, lateAfter: Duration, grace: Duration) {
     for run in state.runs.values where !run.state.isTerminal {
       track(run, now: now, lateAfter: lateAfter)
       if let lease = run.lease { leaseDeadlines[run.id] = max(lease.expiresAt, now + grace) }
@@ -71,7 +71,7 @@ struct ReadyIndex {
   }
 
   /// Indexes `run` after it changed.
-  mutating func track(_ run: Run, now: Timestamp, lateAfter: Duration) {
+  package mutating func track(_ run: Run, now: Timestamp, lateAfter: Duration) {
     if let lease = run.lease {
       if leaseDeadlines[run.id] == nil || run.lastSequence == lease.token {
         leaseDeadlines[run.id] = lease.expiresAt
@@ -107,7 +107,7 @@ struct ReadyIndex {
   ///
   /// `deployments`: only runs of these (nil: of any). `pending` are runs already chosen for the same
   /// commit: they hold slots the state does not show yet.
-  mutating func next(
+  package mutating func next(
     in state: QueueState, now: Timestamp, limits: ConcurrencyLimits, deployments: Set<String>? = nil,
     pending: [RunID] = []
   ) -> Run? {
@@ -145,7 +145,7 @@ struct ReadyIndex {
   }
 
   /// Scheduled runs whose lateness time has come, removed from the index.
-  mutating func dueLate(in state: QueueState, now: Timestamp) -> [RunID] {
+  package mutating func dueLate(in state: QueueState, now: Timestamp) -> [RunID] {
     var due: [RunID] = []
     while let timer = lateness.min, timer.due <= now {
       lateness.removeMin()
@@ -157,7 +157,7 @@ struct ReadyIndex {
   }
 
   /// The earliest time something is due: a waiting run's start, a lateness mark or a lease expiry.
-  var nextDeadline: Timestamp? {
+  package var nextDeadline: Timestamp? {
     [waiting.min?.due, lateness.min?.due, leaseDeadlines.values.min()].compactMap { $0 }.min()
   }
 }

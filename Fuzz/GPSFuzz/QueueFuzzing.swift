@@ -1,5 +1,6 @@
 import Foundation
 import GPSModel
+import Queue
 import SwiftProtobuf
 
 /// Entry points for coverage-guided fuzzing (`make fuzz`) and for replaying its corpora in tests:
