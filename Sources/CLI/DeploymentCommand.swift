@@ -22,25 +22,11 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 
 /// The deployments as the server knows them (with their workers), or as the log records them.
 func deploymentInfos(_ location: QueueLocation, name: String? = nil) async throws -> [Gps_V1_DeploymentInfo] {
-  try await query(location) { control in
+  try await query(location) { queue in
     if let name {
-      return [try await control.getDeployment(.with { $0.name = name }, options: failFast)]
+      return [try await queue.getDeployment(.with { $0.name = name })]
     }
-    return try await control.listDeployments(Gps_V1_ListDeploymentsRequest(), options: failFast).deployments
-  } log: { queue in
-    let state = queue.state
-    let catalog = DeploymentCatalog()
-    if let name {
-      guard let version = state.deployment(named: name) else {
-        throw CommandFailure(
-          DeploymentCatalog.unknown(name, known: state.deployments.keys.sorted()).message
-            + "; `gps deployment ls` lists them")
-      }
-      return [Gps_V1_DeploymentInfo(version, catalog: catalog, state: state, withDefinition: true)]
-    }
-    return state.deployments.keys.sorted().compactMap { state.deployment(named: $0) }.map {
-      Gps_V1_DeploymentInfo($0, catalog: catalog, state: state, withDefinition: false)
-    }
+    return try await queue.listDeployments(Gps_V1_ListDeploymentsRequest()).deployments
   }
 }
 

@@ -57,15 +57,8 @@ struct FlowRunList: AsyncParsableCommand {
     }
     // A page is bounded in bytes as well as in runs: pages are followed until `--limit` runs
     // (big runs come a few per page), and what is left is said, never silently dropped.
-    let (runs, next) = try await query(location) { control in
-      try await Self.pages(of: request, limit: limit) { page in try await control.listRuns(page, options: failFast) }
-    } log: { queue in
-      try Self.pages(of: request, limit: limit) { page in
-        try rpcCall { () throws(RPCError) in
-          let (filter, start) = try RunFilter.parse(page)
-          return try RunFilter.list(queue, filter: filter, from: start, limit: page.limit)
-        }
-      }
+    let (runs, next) = try await query(location) { queue in
+      try await Self.pages(of: request, limit: limit) { page in try await queue.listRuns(page) }
     }
     switch output {
     case .json:
@@ -95,15 +88,6 @@ struct FlowRunList: AsyncParsableCommand {
   ) async throws -> (runs: [Gps_V1_RunInfo], next: String?) {
     var listing = Listing(request: request, limit: limit)
     while let next = listing.nextRequest { listing.add(try await page(next)) }
-    return (listing.runs, listing.left)
-  }
-
-  /// ``pages(of:limit:_:)`` over a queue's files.
-  static func pages(
-    of request: Gps_V1_ListRunsRequest, limit: Int, _ page: (Gps_V1_ListRunsRequest) throws -> Gps_V1_ListRunsResponse
-  ) throws -> (runs: [Gps_V1_RunInfo], next: String?) {
-    var listing = Listing(request: request, limit: limit)
-    while let next = listing.nextRequest { listing.add(try page(next)) }
     return (listing.runs, listing.left)
   }
 
@@ -151,35 +135,9 @@ struct FlowRunInspect: AsyncParsableCommand {
   @OptionGroup var location: QueueLocation
 
   func run() async throws {
-    let (run, events, types) = try await query(location) { control in
-      let run = try await control.getRun(.with { $0.runID = id }, options: failFast)
-      let events = try await control.readHistory(
-        .with {
-          $0.runID = run.id
-          $0.fromSequence = run.firstSequence
-        }
-      ) { response in
-        var events: [Gps_V1_HistoryEvent] = []
-        for try await event in response.messages { events.append(event) }
-        return events
-      }
-      return (run, events, await resultTypes(control))
-    } log: { queue in
-      let run = try rpcCall { () throws(RPCError) in try RunFilter.find(id, in: queue) }
-      var events: [Gps_V1_HistoryEvent] = []
-      try QueueHistory(directory: location.dataDir).events(from: run.firstSequence) { sequence, event in
-        if event.run == run.id {
-          events.append(
-            .with {
-              $0.sequence = sequence
-              $0.event = event
-            })
-        }
-        return sequence < run.lastSequence
-      }
-      var info = Gps_V1_RunInfo(run)
-      info.archived = run.firstSequence < queue.logStart
-      return (info, events, ResultTypes(state: queue.state))
+    let (run, events, types) = try await query(location) { queue in
+      let run = try await queue.getRun(.with { $0.runID = id })
+      return (run, try await queue.events(of: run), await queue.resultTypes())
     }
     switch output {
     case .json:

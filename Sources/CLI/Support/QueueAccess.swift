@@ -10,34 +10,128 @@ import SwiftProtobuf
 
 // How a command reaches the queue: through the server, or (none running) over the log itself.
 
-/// Runs `body` against the server; if the recorded server is gone, answers from the log instead.
-func query<T: Sendable>(
-  _ location: QueueLocation, server: (ControlClient) async throws -> T, log: (QueueReader) throws -> T
-) async throws -> T {
+/// The reads of `gps flow-run` and `gps deployment`, asked the same way whether the server
+/// answers or (none running) the queue's files do; over the files they are the engine's own reads
+/// (``QueueReads``), so both answers come from the same code.
+protocol QueueAnswers: Sendable {
+  func listRuns(_ request: Gps_V1_ListRunsRequest) async throws -> Gps_V1_ListRunsResponse
+  func getRun(_ request: Gps_V1_GetRunRequest) async throws -> Gps_V1_RunInfo
+  /// Every event of `run`, in order.
+  func events(of run: Gps_V1_RunInfo) async throws -> [Gps_V1_HistoryEvent]
+  func listDeployments(_ request: Gps_V1_ListDeploymentsRequest) async throws -> Gps_V1_ListDeploymentsResponse
+  func getDeployment(_ request: Gps_V1_GetDeploymentRequest) async throws -> Gps_V1_DeploymentInfo
+  /// The types of the deployments, to show results as JSON (none when they cannot be read).
+  func resultTypes() async -> ResultTypes
+}
+
+/// The server's answers.
+struct ServerAnswers: QueueAnswers {
+  let control: ControlClient
+
+  func listRuns(_ request: Gps_V1_ListRunsRequest) async throws -> Gps_V1_ListRunsResponse {
+    try await control.listRuns(request, options: failFast)
+  }
+
+  func getRun(_ request: Gps_V1_GetRunRequest) async throws -> Gps_V1_RunInfo {
+    try await control.getRun(request, options: failFast)
+  }
+
+  func events(of run: Gps_V1_RunInfo) async throws -> [Gps_V1_HistoryEvent] {
+    try await control.readHistory(
+      .with {
+        $0.runID = run.id
+        $0.fromSequence = run.firstSequence
+      }
+    ) { response in
+      var events: [Gps_V1_HistoryEvent] = []
+      for try await event in response.messages { events.append(event) }
+      return events
+    }
+  }
+
+  func listDeployments(_ request: Gps_V1_ListDeploymentsRequest) async throws -> Gps_V1_ListDeploymentsResponse {
+    try await control.listDeployments(request, options: failFast)
+  }
+
+  func getDeployment(_ request: Gps_V1_GetDeploymentRequest) async throws -> Gps_V1_DeploymentInfo {
+    try await control.getDeployment(request, options: failFast)
+  }
+
+  func resultTypes() async -> ResultTypes {
+    guard let listed = try? await listDeployments(.with { $0.withDefinitions = true }) else { return .none }
+    return ResultTypes(listed.deployments.map(\.definition))
+  }
+}
+
+/// The answers of the queue's files, read without the lock: the engine's reads over a
+/// ``QueueReader``, its errors said as the CLI says them.
+struct FileAnswers: QueueAnswers {
+  let reads: QueueReads
+
+  init(_ reader: QueueReader) { reads = QueueReads(queue: reader) }
+
+  func listRuns(_ request: Gps_V1_ListRunsRequest) throws -> Gps_V1_ListRunsResponse {
+    try rpcCall { () throws(RPCError) in try reads.listRuns(request) }
+  }
+
+  func getRun(_ request: Gps_V1_GetRunRequest) throws -> Gps_V1_RunInfo {
+    try rpcCall { () throws(RPCError) in try reads.runInfo(request) }
+  }
+
+  func events(of run: Gps_V1_RunInfo) async throws -> [Gps_V1_HistoryEvent] {
+    let history = try rpcCall { () throws(RPCError) in
+      try reads.history(
+        .with {
+          $0.runID = run.id
+          $0.fromSequence = run.firstSequence
+        })
+    }
+    var events: [Gps_V1_HistoryEvent] = []
+    do {
+      for try await event in history { events.append(event) }
+    } catch let error as RPCError {
+      throw offlineFailure(error)
+    }
+    return events
+  }
+
+  func listDeployments(_ request: Gps_V1_ListDeploymentsRequest) -> Gps_V1_ListDeploymentsResponse {
+    reads.listDeployments(request)
+  }
+
+  func getDeployment(_ request: Gps_V1_GetDeploymentRequest) throws -> Gps_V1_DeploymentInfo {
+    do throws(FlowsError) {
+      return try reads.deployment(request)
+    } catch {
+      throw CommandFailure(error.message + "; `gps deployment ls` lists them")
+    }
+  }
+
+  func resultTypes() -> ResultTypes { reads.queue.withState { ResultTypes(state: $0) } }
+}
+
+/// Runs `body` against the server; if the recorded server is gone, against the queue's files.
+func query<T: Sendable>(_ location: QueueLocation, _ body: (any QueueAnswers) async throws -> T) async throws -> T {
   do {
-    return try await location.route().run(viaServer: server) {
+    return try await location.route().run { control in
+      try await body(ServerAnswers(control: control))
+    } viaLog: {
       let reader = try readQueue(location.dataDir)
       do {
-        return try log(reader)
+        return try await body(FileAnswers(reader))
       } catch  where "\(error)".contains(QueueError.runIndexDamage) {
         // A row that fails its checksum: never an answer. The log answers instead.
         writeStandardError(
           "gps: warning: \(error); answering from the log instead (the next `gps server start` rebuilds the index)\n")
-        return try log(
-          try queueCall { () throws(QueueError) in try QueueReader.ignoringIndex(directory: location.dataDir) })
+        let reader = try queueCall { () throws(QueueError) in
+          try QueueReader.ignoringIndex(directory: location.dataDir)
+        }
+        return try await body(FileAnswers(reader))
       }
     }
   } catch let failure as QueueRoute.ServerError {
     throw describe(failure.error, server: failure.server)
   }
-}
-
-/// The types of the server's deployments, to show results as JSON (none when it cannot say).
-func resultTypes(_ control: ControlClient) async -> ResultTypes {
-  guard
-    let listed = try? await control.listDeployments(.with { $0.withDefinitions = true }, options: failFast)
-  else { return .none }
-  return ResultTypes(listed.deployments.map(\.definition))
 }
 
 /// Fails with one line unless `dataDir` holds a queue.

@@ -19,7 +19,7 @@ struct RunWatcher {
   /// Through the server: only durable events, ending when the run is final.
   func watch(runID: String, control: ControlClient) async throws {
     var watcher = self
-    watcher.types = await resultTypes(control)
+    watcher.types = await ServerAnswers(control: control).resultTypes()
     try await watcher.watchWithTypes(runID: runID, control: control)
   }
 

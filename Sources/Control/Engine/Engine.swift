@@ -16,8 +16,8 @@ import Synchronization
 package final class Engine: Sendable {
   /// The queue every command commits to.
   package let queue: RunQueue
-  /// Validators of the registered deployment versions, built once per version.
-  package let catalog: DeploymentCatalog
+  /// Reads of runs, deployments and the history, as the CLI makes them over the files.
+  package let reads: QueueReads
   /// Following streams open at once (histories, watches, work signals), in all and per caller:
   /// one budget for every door.
   package let streams: StreamLimits
@@ -25,8 +25,6 @@ package final class Engine: Sendable {
   let tokens: AccessTokens?
   /// The longest a stream of work signals stays silent: a remote scheduler also looks this often.
   let idleSignal: Duration
-  /// Where sequences are in the log: history reads start at the batch they need.
-  let logIndex: LogIndex
   private let stopping = Atomic<Bool>(false)
   /// The signals of open work-signal streams, poked when the engine stops.
   let workSignals = Mutex<[ObjectIdentifier: WakeSignal]>([:])
@@ -37,12 +35,14 @@ package final class Engine: Sendable {
     idleSignal: Duration = .seconds(1)
   ) {
     self.queue = queue
-    self.catalog = catalog
+    reads = QueueReads(queue: queue, catalog: catalog)
     self.streams = streams
     self.tokens = tokens
     self.idleSignal = idleSignal
-    logIndex = LogIndex(directory: queue.directory)
   }
+
+  /// Validators of the registered deployment versions, built once per version.
+  package var catalog: DeploymentCatalog { reads.catalog }
 
   /// Ends the streams (histories, watches, work signals) so the server can shut down.
   package func stop() {

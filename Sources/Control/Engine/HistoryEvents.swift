@@ -9,14 +9,8 @@ extension Engine {
   /// history holds one of the caller's stream places (RESOURCE_EXHAUSTED beyond its share) until
   /// it and its iterators are gone.
   package func history(_ request: Gps_V1_ReadHistoryRequest, by caller: Caller) throws(RPCError) -> HistoryEvents {
-    var runID: RunID?
-    if !request.runID.isEmpty { runID = try run(named: request.runID).id }
-    return HistoryEvents(
-      engine: self, start: max(1, request.fromSequence), run: runID,
-      fromTime: request.fromTimeMicros == 0 ? nil : Timestamp(micros: request.fromTimeMicros),
-      follow: request.follow, limit: Int(request.limit),
-      // Only a history that follows lasts: a bounded read needs no place.
-      place: request.follow ? try StreamPlace(in: streams, for: caller.name) : nil)
+    // Only a history that follows lasts: a bounded read needs no place.
+    try reads.history(request, following: request.follow ? (self, try StreamPlace(in: streams, for: caller.name)) : nil)
   }
 
   /// A run's events from its first on, as they become durable, until it is final and all of them
@@ -24,8 +18,8 @@ extension Engine {
   package func watch(_ request: Gps_V1_WatchRunRequest, by caller: Caller) throws(RPCError) -> HistoryEvents {
     let run = try run(named: request.runID)
     return HistoryEvents(
-      engine: self, start: run.firstSequence, run: run.id, fromTime: nil, follow: true, limit: 0,
-      place: try StreamPlace(in: streams, for: caller.name))
+      reads: reads, start: run.firstSequence, run: run.id, fromTime: nil,
+      following: (self, try StreamPlace(in: streams, for: caller.name)), limit: 0)
   }
 }
 
@@ -44,8 +38,8 @@ final class StreamPlace: Sendable {
   deinit { streams.release(principal) }
 }
 
-/// Durable events of the log, as history answers: from ``Engine/history(_:by:)`` and
-/// ``Engine/watch(_:by:)``.
+/// Durable events of the log, as history answers: from ``Engine/history(_:by:)``,
+/// ``Engine/watch(_:by:)`` and (over a queue's files) ``QueueReads/history(_:)``.
 ///
 /// The log is read from the batch that holds the first sequence (``LogIndex``), a page at a time
 /// on NIO's blocking pool (never on the concurrency pool's threads), and a run's events only up
@@ -57,29 +51,28 @@ package struct HistoryEvents: AsyncSequence, Sendable {
   /// Events read from the log at once, at most: what an iterator holds in memory.
   static let page = 1024
 
-  let engine: Engine
+  let reads: QueueReads
   let start: UInt64
   let run: RunID?
   let fromTime: Timestamp?
-  let follow: Bool
+  /// A history that follows waits on the live engine's queue, holding one of its stream places.
+  let following: (engine: Engine, place: StreamPlace)?
   /// 0: no limit.
   let limit: Int
-  let place: StreamPlace?
   /// Where a history that does not follow ends.
   let end: UInt64
 
   init(
-    engine: Engine, start: UInt64, run: RunID?, fromTime: Timestamp?, follow: Bool, limit: Int,
-    place: StreamPlace?
+    reads: QueueReads, start: UInt64, run: RunID?, fromTime: Timestamp?, following: (Engine, StreamPlace)?,
+    limit: Int
   ) {
-    self.engine = engine
+    self.reads = reads
     self.start = start
     self.run = run
     self.fromTime = fromTime
-    self.follow = follow
+    self.following = following
     self.limit = limit
-    self.place = place
-    end = engine.queue.durableSequence
+    end = reads.queue.durableSequence
   }
 
   package func makeAsyncIterator() -> Iterator { Iterator(events: self) }
@@ -111,11 +104,11 @@ package struct HistoryEvents: AsyncSequence, Sendable {
     /// until the next event is durable.
     mutating func refill() async throws {
       try Task.checkCancellation()
-      let engine = events.engine
-      let durable = events.follow ? engine.queue.durableSequence : events.end
+      let reads = events.reads
+      let durable = events.following == nil ? events.end : reads.queue.durableSequence
       // Nothing of the run lies past its last event so far.
-      let end = Swift.min(
-        durable, try events.run.flatMap { id throws(RPCError) in try engine.lookUp(id)?.lastSequence } ?? durable)
+      let run = try events.run.flatMap { id throws(RPCError) in try reads.lookUp(id) }
+      let end = Swift.min(durable, run?.lastSequence ?? durable)
       if cursor.map({ $0.nextSequence <= end }) ?? true {
         let wanted = Swift.min(HistoryEvents.page, events.limit == 0 ? .max : events.limit - sent)
         guard let (page, after) = try await read(from: cursor, through: end, wanted: wanted) else {
@@ -126,13 +119,11 @@ package struct HistoryEvents: AsyncSequence, Sendable {
         if !page.isEmpty { return }
       }
       // A final run whose every event was read.
-      if let runID = events.run, let run = try engine.lookUp(runID), run.state.isTerminal,
-        let cursor, cursor.nextSequence > run.lastSequence
-      {
+      if let run, run.state.isTerminal, let cursor, cursor.nextSequence > run.lastSequence {
         done = true
         return
       }
-      guard events.follow else {
+      guard let engine = events.following?.engine else {
         done = true
         return
       }
@@ -158,10 +149,10 @@ package struct HistoryEvents: AsyncSequence, Sendable {
       let events = self.events
       let outcome = await onBlockingPool { () -> Result<([Element], LogCursor), any Error> in
         Result {
-          var cursor = try cursor ?? events.engine.logIndex.cursor(at: events.start)
+          var cursor = try cursor ?? events.reads.logIndex.cursor(at: events.start)
           let runBytes = events.run.map(\.bytes)
           var page: [Element] = []
-          try LogReader(directory: events.engine.queue.directory).read(&cursor, window: 1 << 20) { record in
+          try LogReader(directory: events.reads.queue.directory).read(&cursor, window: 1 << 20) { record in
             guard record.sequence <= end, page.count < wanted else { return false }
             if let runBytes, !record.mayBelong(toRun: runBytes) { return true }
             let event = try RunEvent(record)

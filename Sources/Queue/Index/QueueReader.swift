@@ -1,18 +1,5 @@
 package import GPSModel
 
-/// The runs a listing or a lookup reads: a live queue, or one read from its files.
-package protocol RunSource {
-  /// The run with `id`, wherever it is.
-  func run(_ id: RunID) throws(QueueError) -> Run?
-  /// Runs matching `query`, newest first, enqueued at sequence `upTo` or before (nil: from the
-  /// newest): at most `limit`, with where the next page starts.
-  func runs(matching query: RunQuery, upTo: UInt64?, limit: Int) throws(QueueError) -> RunPage
-  /// Runs whose id's text starts with `prefix`: at most `limit`.
-  func runs(idPrefix prefix: String, limit: Int) throws(QueueError) -> [Run]
-  /// The first sequence the log still holds: runs enqueued before it are archived.
-  var logStart: UInt64 { get }
-}
-
 /// The queue as it is now (or at a point of its history), read from its files without the lock
 /// and without writing them: the CLI's answers when no server runs. It is the run index's
 /// checkpoint (its active runs, counts and deployments) plus the log after it; the terminal runs
@@ -25,6 +12,8 @@ package protocol RunSource {
 package final class QueueReader: RunSource, Sendable {
   /// Active runs, terminal runs the index did not hold yet, and the queue-wide state.
   package let state: QueueState
+  /// The data directory whose files were read.
+  package let directory: String
   package let logStart: UInt64
   /// Why the whole log was replayed, or nil when the index was read.
   package let replayedWhole: String?
@@ -77,6 +66,7 @@ package final class QueueReader: RunSource, Sendable {
     progress: ((UInt64) -> Void)?, useIndex: Bool = true
   ) throws(QueueError) {
     let history = QueueHistory(directory: directory, fileSystem: fileSystem)
+    self.directory = directory
     logStart = try LogReader(directory: directory, fileSystem: fileSystem).retainedStart()
     let opened =
       useIndex

@@ -169,8 +169,6 @@ extension RunQueue {
   }
 }
 
-extension RunQueue: RunSource {}
-
 extension RunStore {
   /// Removes the index of `directory` and opens an empty one.
   static func recreated(directory: String, fileSystem: any FileSystem) throws(QueueError) -> RunStore {
