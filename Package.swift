@@ -159,6 +159,17 @@ let package = Package(
       path: "Fuzz/GPSFuzz",
       swiftSettings: swiftSettings
     ),
+    // The example worker (Examples/inventory-worker, an outside package with a Package.swift of
+    // its own) built in this build too, so that `make test` does not build every dependency a
+    // second time. Without package access it sees only GPS's public API, as it does when its own
+    // package builds it.
+    .executableTarget(
+      name: "InventoryWorker",
+      dependencies: ["GPS", grpcCore, grpcNIO, grpcProtobuf, swiftProtobuf],
+      path: "Examples/inventory-worker/Sources/InventoryWorker",
+      packageAccess: false,
+      swiftSettings: [.swiftLanguageMode(.v6)]
+    ),
     // The testing product: a manual clock, temporary directories and waits for tests of flows
     // and workers. GPSServerTesting, for the engine's tests and benchmarks in this package: a file
     // system that fails on cue, a history generator and services A and B in-process.

@@ -63,10 +63,22 @@ import Testing
     return String(stdout[range].dropFirst(4))
   }
 
+  /// The worker SDK links no storage engine: the example's binary names no SQLite or LZ4 symbol,
+  /// where the server's (read the same way) names both.
+  @Test func theExampleWorkerLinksNoStorageEngine() throws {
+    func names(_ symbol: String, in binary: URL) throws -> Bool {
+      try Data(contentsOf: binary, options: .alwaysMapped).range(of: Data(symbol.utf8)) != nil
+    }
+    for symbol in ["sqlite3_open", "LZ4_compress"] {
+      #expect(try names(symbol, in: GPSProcess.binary), "the search finds \(symbol) in gps")
+      #expect(try !names(symbol, in: GPSProcess.exampleWorker), "the example worker links \(symbol)")
+    }
+  }
+
   @Test func anOutsideWorkerRegistersAndServesItsOwnTypedFlow() async throws {
     #expect(
       FileManager.default.fileExists(atPath: GPSProcess.exampleWorker.path),
-      "build the example first: swift build --package-path Examples/inventory-worker --scratch-path .build-example")
+      "build the example first: swift build --product InventoryWorker")
     try await withTemporaryDirectory { root in
       let setup = try await Setup(root: root)
       let worker = try await setup.worker(["--id", "w1"])

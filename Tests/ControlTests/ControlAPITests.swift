@@ -14,40 +14,60 @@ import SwiftProtobuf
 import Synchronization
 import Testing
 
-/// An engine over a queue in a temporary directory with `registry`'s deployments, for the
-/// duration of `body`.
+/// An engine over a queue in a temporary directory with `registry`'s deployments (registered by
+/// the server itself, as `gps server start` registers the reference flow), for the duration of
+/// `body`.
 func withEngine(
   registry: DeploymentRegistry = .standard, streams: StreamLimits = StreamLimits(total: 100, perPrincipal: 10),
-  _ body: (Engine) async throws -> Void
+  tokens: AccessTokens = AccessTokens(), _ body: (Engine) async throws -> Void
 ) async throws {
   try await withTemporaryDirectory { directory in
     var options = QueueOptions()
     options.log.fsync = .none
     let queue = try RunQueue(directory: directory.appendingPathComponent("data").path, options: options)
     defer { queue.close() }
-    _ = try await queue.register(registry.definitions, worker: "test", by: "server", serving: false)
-    try await body(Engine(queue: queue, streams: streams))
+    _ = try await queue.register(registry.definitions, worker: "test", by: ControlServer.selfPrincipal, serving: false)
+    try await body(Engine(queue: queue, streams: streams, tokens: tokens))
   }
 }
 
-/// ``withEngine(registry:streams:_:)`` with its control API served over the in-process transport
-/// (no process, no port), and a client of it.
+/// ``withEngine(registry:streams:tokens:_:)`` with its control API served as the server serves it
+/// (the access interceptor checking `tokens`, errors bounded) over the in-process transport (no
+/// process, no port), and a client of it whose calls carry the token of ``CallToken`` (per task).
 func withControlAPI(
-  registry: DeploymentRegistry = .standard,
+  registry: DeploymentRegistry = .standard, tokens: AccessTokens = AccessTokens(),
   _ body: @Sendable (Engine, Gps_V1_Control.Client<InProcessTransport.Client>) async throws -> Void
 ) async throws {
-  try await withEngine(registry: registry) { engine in
+  try await withEngine(registry: registry, tokens: tokens) { engine in
     let service = ControlService(engine: engine)
     let transport = InProcessTransport()
     try await withGRPCServer(
-      transport: transport.server, services: [service], interceptors: [BoundedErrorsInterceptor()]
+      transport: transport.server, services: [service],
+      interceptors: [AccessInterceptor(tokens: tokens, localPort: { nil }), BoundedErrorsInterceptor()]
     ) { _ in
-      try await withGRPCClient(transport: transport.client) { client in
+      try await withGRPCClient(transport: transport.client, interceptors: [CallTokenInterceptor()]) { client in
         try await body(engine, Gps_V1_Control.Client(wrapping: client))
       }
       // As the server does before it stops: streams (a worker's WatchWork) end.
       service.stop()
     }
+  }
+}
+
+/// The token a call of ``withControlAPI(registry:tokens:_:)``'s client sends (nil: none).
+enum CallToken {
+  @TaskLocal static var value: String?
+}
+
+/// Sends the task's ``CallToken`` as a bearer token.
+struct CallTokenInterceptor: ClientInterceptor {
+  func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingClientRequest<Input>, context: ClientContext,
+    next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+  ) async throws -> StreamingClientResponse<Output> {
+    var request = request
+    if let token = CallToken.value { request.metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization") }
+    return try await next(request, context)
   }
 }
 

@@ -5,12 +5,11 @@ public import Foundation
 /// Output goes to files, not pipes: a pipe's write end can leak into a sibling spawned at the same
 /// moment and keep the reader waiting for an end-of-file that only comes when the sibling exits.
 public final class GPSProcess: Sendable {
-  /// The example worker package's executable (Examples/inventory-worker, built by `make test`
-  /// into `.build-example`): `$GPS_EXAMPLE_WORKER`, else there.
+  /// The example worker's executable (Examples/inventory-worker, built with GPS's public API
+  /// only, beside `gps`): `$GPS_EXAMPLE_WORKER`, else there.
   public static var exampleWorker: URL {
     if let path = ProcessInfo.processInfo.environment["GPS_EXAMPLE_WORKER"] { return URL(fileURLWithPath: path) }
-    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-      .deletingLastPathComponent().appendingPathComponent(".build-example/debug/InventoryWorker")
+    return binary.deletingLastPathComponent().appendingPathComponent("InventoryWorker")
   }
 
   /// Where the `gps` binary is: `$GPS_BINARY`, else next to the test bundle (the build's bin directory).

@@ -319,14 +319,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--gps", required=True)
     parser.add_argument("--artifacts", default=None)
-    parser.add_argument("--worker", default=os.environ.get("GPS_EXAMPLE_WORKER", os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", ".build-example", "debug", "InventoryWorker")),
-        help="the example worker (Examples/inventory-worker, built by make test into .build-example)")
+    parser.add_argument("--worker", default=None,
+        help="the example worker (Examples/inventory-worker; default: InventoryWorker beside --gps)")
     arguments, rest = parser.parse_known_args()
     GPS = arguments.gps
     ARTIFACTS = arguments.artifacts
-    WORKER = arguments.worker
+    WORKER = arguments.worker or os.environ.get("GPS_EXAMPLE_WORKER") or os.path.join(
+        os.path.dirname(GPS), "InventoryWorker")
     if not os.access(WORKER, os.X_OK):
-        sys.exit(f"no example worker at {WORKER}: build it with swift build --package-path Examples/inventory-worker "
-                 "--scratch-path .build-example")
+        sys.exit(f"no example worker at {WORKER}: build it with swift build --product InventoryWorker")
     unittest.main(argv=[sys.argv[0], *rest], verbosity=2)
