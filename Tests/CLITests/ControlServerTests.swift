@@ -220,51 +220,6 @@ import Testing
     }
   }
 
-  @Test func anEnqueueStreamAnswersEveryRequestInOrderOnceDurable() async throws {
-    try await withTemporaryDirectory { root in
-      let data = root.path + "/data"
-      let server = try GPSProcess(["server", "start", "--data-dir", data, "--port", "0", "--no-scheduler"])
-      let address = try await server.listeningAddress()
-      // Every fifth request has a bad parameter; all are sent before any answer is read.
-      let requests = (0..<60).map { index in
-        Gps_V1_EnqueueRunRequest.with {
-          $0.deployment = "server-flow/MyPrefectDeployer"
-          $0.parametersJson =
-            index % 5 == 4
-            ? #"{"data_info": {"dataset": \#(index)}}"# : #"{"data_info": {"dataset": "d\#(index)"}}"#
-          $0.idempotencyKey = "key-\(index)"
-        }
-      }
-      let answers = try await withControlClient(try ServiceAddress(parsing: address, what: "address")) { control in
-        try await control.enqueueStream { writer in
-          try await writer.write(contentsOf: requests)
-        } onResponse: { response in
-          var answers: [Gps_V1_EnqueueRunResponse] = []
-          for try await answer in response.messages { answers.append(answer) }
-          return answers
-        }
-      }
-      #expect(answers.count == requests.count)
-      for (index, answer) in answers.enumerated() {
-        if index % 5 == 4 {
-          #expect(answer.errorCode == "INVALID_ARGUMENT")
-          #expect(answer.errorMessage.contains("data_info.dataset: expected a string, got the number \(index)"))
-        } else {
-          #expect(answer.errorCode.isEmpty, "\(answer.errorMessage)")
-          #expect(answer.created)
-          #expect(answer.run.state == "Scheduled")
-        }
-      }
-      server.signal(SIGTERM)
-      #expect(await server.waitForExit() == 0)
-      // Exactly the accepted runs are in the log, in the order they were sent.
-      let keys = try QueueHistory(directory: data).state(at: .sequence(.max)).runs.values.map(\.idempotencyKey)
-      #expect(keys == (0..<60).filter { $0 % 5 != 4 }.map { "key-\($0)" })
-      let ids = answers.filter { $0.errorCode.isEmpty }.map(\.run.id)
-      #expect(try QueueHistory(directory: data).state(at: .sequence(.max)).runs.values.map(\.id.description) == ids)
-    }
-  }
-
   @Test func historyVerifyFindsATamperedLogAndAnIllegalTransition() async throws {
     try await withTemporaryDirectory { root in
       let data = root.path + "/data"

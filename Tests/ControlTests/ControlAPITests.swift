@@ -71,6 +71,19 @@ struct CallTokenInterceptor: ClientInterceptor {
   }
 }
 
+/// The answers of one EnqueueStream that sends all of `requests` before reading any answer.
+func enqueueStream(
+  _ requests: [Gps_V1_EnqueueRunRequest], over control: Gps_V1_Control.Client<InProcessTransport.Client>
+) async throws -> [Gps_V1_EnqueueRunResponse] {
+  try await control.enqueueStream(
+    request: StreamingClientRequest { writer in try await writer.write(contentsOf: requests) }
+  ) { response in
+    var answers: [Gps_V1_EnqueueRunResponse] = []
+    for try await answer in response.messages { answers.append(answer) }
+    return answers
+  }
+}
+
 let snippetParameters = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
 
 func enqueueRequest(_ parameters: String, key: String = "") -> Gps_V1_EnqueueRunRequest {
@@ -151,18 +164,44 @@ func enqueueRequest(_ parameters: String, key: String = "") -> Gps_V1_EnqueueRun
       let requests = [
         enqueueRequest(snippetParameters), enqueueRequest(#"{"data_info": 3}"#), enqueueRequest(snippetParameters),
       ]
-      let answers = try await control.enqueueStream(
-        request: StreamingClientRequest { writer in try await writer.write(contentsOf: requests) }
-      ) { response in
-        var answers: [Gps_V1_EnqueueRunResponse] = []
-        for try await answer in response.messages { answers.append(answer) }
-        return answers
-      }
+      let answers = try await enqueueStream(requests, over: control)
       #expect(answers.count == 3)
       #expect(answers[0].created && answers[2].created)
       #expect(answers[1].errorCode == "INVALID_ARGUMENT")
       #expect(answers[1].errorMessage.contains("data_info"))
       #expect(engine.queue.counts.total == 2)
+    }
+  }
+
+  @Test func anEnqueueStreamAnswersEveryRequestInOrderOnceDurable() async throws {
+    try await withControlAPI { engine, control in
+      // Every fifth request has a bad parameter; all are sent before any answer is read.
+      let requests = (0..<60).map { index in
+        Gps_V1_EnqueueRunRequest.with {
+          $0.deployment = "server-flow/MyPrefectDeployer"
+          $0.parametersJson =
+            index % 5 == 4
+            ? #"{"data_info": {"dataset": \#(index)}}"# : #"{"data_info": {"dataset": "d\#(index)"}}"#
+          $0.idempotencyKey = "key-\(index)"
+        }
+      }
+      let answers = try await enqueueStream(requests, over: control)
+      #expect(answers.count == requests.count)
+      for (index, answer) in answers.enumerated() {
+        if index % 5 == 4 {
+          #expect(answer.errorCode == "INVALID_ARGUMENT")
+          #expect(answer.errorMessage.contains("data_info.dataset: expected a string, got the number \(index)"))
+        } else {
+          #expect(answer.errorCode.isEmpty, "\(answer.errorMessage)")
+          #expect(answer.created)
+          #expect(answer.run.state == "Scheduled")
+        }
+      }
+      // Exactly the accepted runs are in the log (read from its files as soon as the answers are
+      // in: each was answered once durable), in the order they were sent.
+      let logged = try QueueHistory(directory: engine.queue.directory).state(at: .sequence(.max)).runs.values
+      #expect(logged.map(\.idempotencyKey) == (0..<60).filter { $0 % 5 != 4 }.map { "key-\($0)" })
+      #expect(logged.map(\.id.description) == answers.filter { $0.errorCode.isEmpty }.map(\.run.id))
     }
   }
 
