@@ -40,8 +40,7 @@ public struct ControlServer: Service {
     /// The queue's options; a server keeps terminal runs in the run index, not in memory, and
     /// checks the log's sealed segments after it is ready instead of before.
     public var queue: QueueOptions = {
-      var options = QueueOptions()
-      options.runIndex = RunIndexOptions()
+      var options = QueueOptions.dataDirectory
       options.log.scanSealedSegments = false
       return options
     }()

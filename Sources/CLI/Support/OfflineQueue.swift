@@ -6,10 +6,8 @@ import Queue
 /// for another command that holds it, and reports on stderr what opening repaired.
 func openQueueOffline(_ dataDir: String) throws(CommandFailure) -> RunQueue {
   try checkDataDirectory(dataDir, writing: true)
-  var options = QueueOptions()
+  var options = QueueOptions.dataDirectory
   options.log.lock = commandLock(dataDir)
-  // The same placement as the server's: terminal runs in the run index.
-  options.runIndex = RunIndexOptions()
   let queue = try queueCall { () throws(QueueError) in try RunQueue(directory: dataDir, options: options) }
   reportRecovery(queue.startup.recovery)
   return queue

@@ -62,3 +62,15 @@ public struct QueueOptions: Sendable {
 
   public init() {}
 }
+
+extension QueueOptions {
+  /// What every opener of a data directory shares, the server and a `gps` command without one
+  /// alike: terminal runs live in the run index (not in memory), so whichever opened the queue
+  /// last left the index as the other expects it. Each adds only its own: the server checks
+  /// sealed segments after it is ready, a command takes the lock as a command.
+  public static var dataDirectory: QueueOptions {
+    var options = QueueOptions()
+    options.runIndex = RunIndexOptions()
+    return options
+  }
+}

@@ -127,9 +127,8 @@ extension RunQueue {
       }
     }
     guard !result.losses.isEmpty else { return result }
-    var options = QueueOptions()
-    options.runIndex = RunIndexOptions()
-    let queue = try RunQueue(directory: directory, options: options, clock: clock, fileSystem: fileSystem)
+    let queue = try RunQueue(
+      directory: directory, options: .dataDirectory, clock: clock, fileSystem: fileSystem)
     defer { queue.close() }
     for loss in result.losses {
       result.noteSequences.append(

@@ -73,9 +73,8 @@ extension RunQueue {
       try fileSystem.syncDirectory(logDirectory)
     }
     // Opening writes the notes (and brings the run index up to date past the skipped events).
-    var options = QueueOptions()
-    options.runIndex = RunIndexOptions()
-    let queue = try RunQueue(directory: directory, options: options, clock: clock, fileSystem: fileSystem)
+    let queue = try RunQueue(
+      directory: directory, options: .dataDirectory, clock: clock, fileSystem: fileSystem)
     queue.close()
     return try SkippedEvents.read(logDirectory: logDirectory, fileSystem: fileSystem).decisions.filter {
       sequences.contains($0.sequence)
