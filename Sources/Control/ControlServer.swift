@@ -142,7 +142,13 @@ public struct ControlServer: Service {
         "the run index stopped committing: \(error.message); runs go on, terminal runs stay in memory, and /readyz says degraded until a restart rebuilds or repairs it"
       )
     }
-    let queue = try RunQueue(directory: configuration.dataDirectory, options: options)
+    // Opening replays (and may repair) the log: file work, on the blocking pool, waited for to
+    // its end even when cancelled (an opened queue holds the lock until it is closed).
+    let directory = configuration.dataDirectory
+    let opening = options
+    let queue = try await toTheEndOnBlockingPool {
+      Result { () throws(QueueError) in try RunQueue(directory: directory, options: opening) }
+    }.get()
     defer { queue.close() }
     logger.info(
       "queue opened",

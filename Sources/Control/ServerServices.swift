@@ -255,6 +255,14 @@ func onBlockingPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T
   }
 }
 
+/// Runs blocking `work` on a thread of NIO's blocking pool and waits for it to its end, even when
+/// the caller is cancelled: for work whose result must not be dropped unobserved.
+func toTheEndOnBlockingPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+  await withCheckedContinuation { continuation in
+    NIOThreadPool.singleton.submit { _ in continuation.resume(returning: work()) }
+  }
+}
+
 /// Opens once, when the server is ready; services that start after that wait for it.
 final class Latch: Sendable {
   private struct State {

@@ -1,7 +1,7 @@
 import Foundation
 public import GPSModel
 public import GRPCCore
-public import RPC
+import RPC
 public import SwiftProtobuf
 
 /// What a worker hands its steps: values by type (gRPC clients, a database pool, settings …),

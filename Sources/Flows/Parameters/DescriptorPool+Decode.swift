@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 import SwiftProtobuf
 
 extension DescriptorPool {
@@ -135,7 +135,7 @@ extension DescriptorPool {
       let number = Int32(truncatingIfNeeded: Int64(bitPattern: raw))
       if let name = enumType(field.typeName)?.value.first(where: { $0.number == number })?.name { return .string(name) }
       return .number(String(number))
-    default: return nil
+    @unknown default: return nil
     }
   }
 

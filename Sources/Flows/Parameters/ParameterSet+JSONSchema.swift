@@ -138,7 +138,7 @@ extension ParameterSet {
       // Defined by ``define(_:pool:into:)``'s loop, not here.
       definitions.pending.append(field.typeName)
       return .object([.init("$ref", .string("#/$defs/\(ProtoJSON.typeLabel(field.typeName))"))])
-    default:
+    @unknown default:
       return .object([])
     }
   }

@@ -1,5 +1,5 @@
 public import GPSModel
-public import GRPCCore
+package import GRPCCore
 public import GRPCNIOTransportHTTP2
 public import RPC
 

@@ -12,7 +12,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     let value = (date.timeIntervalSince1970 * 1_000_000).rounded()
     micros =
       value.isNaN
-      ? 0 : value >= 9_223_372_036_854_775_807 ? .max : value <= -9_223_372_036_854_775_808 ? .min : Int64(value)
+      ? 0 : value >= Double(Int64.max) ? .max : value <= Double(Int64.min) ? .min : Int64(value)
   }
 
   public static let zero = Timestamp(micros: 0)

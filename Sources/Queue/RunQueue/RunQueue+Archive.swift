@@ -281,7 +281,7 @@ struct ArchiveIntent {
     let path = logDirectory + "/" + name
     guard try fileSystem.size(of: path) != nil else { return nil }
     let bytes = try fileSystem.read(path, from: 0)
-    guard bytes.count >= 8, let note = try? Gps_V1_LogSegmentsArchived(serializedBytes: bytes[8...]) else {
+    guard bytes.count >= 8, let note = try? Gps_V1_LogSegmentsArchived(serializedBytes: Array(bytes[8...])) else {
       return nil
     }
     let noteAfter = bytes.withUnsafeBytes { $0.loadLittleEndian(UInt64.self, at: 0) }

@@ -157,7 +157,7 @@ package final class RunQueue: Sendable {
     queueHandle?.queue = self
     do throws(QueueError) {
       // An archive interrupted after its note (README: the next open finishes it).
-      try archiving.withLock { _ throws(QueueError) in try finishInterruptedArchive() }
+      _ = try archiving.withLock { _ throws(QueueError) in try finishInterruptedArchive() }
       // A decision to skip an event whose note was not written yet (`gps log skip-event` stopped).
       try recordSkipNotes()
     } catch {

@@ -1,4 +1,4 @@
-public import GRPCCore
+package import GRPCCore
 
 /// Text from a request quoted in a message: whole when short, else its first `limit` characters,
 /// an ellipsis and its length, so an error about a 100 KB URL stays one short line (and the

@@ -1,5 +1,5 @@
-public import GRPCCore
-public import Logging
+package import GRPCCore
+package import Logging
 
 /// The request metadata key that carries a task step's idempotency key (`run id/step/attempt`).
 package let idempotencyKeyMetadataKey = "gps-idempotency-key"

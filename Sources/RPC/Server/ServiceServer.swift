@@ -1,7 +1,7 @@
 package import GRPCCore
 import GRPCNIOTransportHTTP2
 package import Logging
-package import ServiceLifecycle
+import ServiceLifecycle
 
 /// Runs one of GPS's gRPC services (A or B) with health checking, call logging and optional fault
 /// injection, as a ServiceLifecycle `Service`: graceful shutdown stops accepting calls, lets the

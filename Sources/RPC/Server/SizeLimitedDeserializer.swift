@@ -1,4 +1,4 @@
-public import GRPCCore
+package import GRPCCore
 
 /// Refuses request messages above a size with RESOURCE_EXHAUSTED, which clients treat as final.
 ///
