@@ -31,13 +31,13 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   }
 
   package func getRun(request: Gps_V1_GetRunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
-    try engine.runInfo(request)
+    try await engine.runInfo(request)
   }
 
   package func listRuns(
     request: Gps_V1_ListRunsRequest, context: ServerContext
   ) async throws -> Gps_V1_ListRunsResponse {
-    try engine.listRuns(request)
+    try await engine.listRuns(request)
   }
 
   package func cancelRun(request: Gps_V1_RunRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {
@@ -116,13 +116,13 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   package func watchRun(
     request: Gps_V1_WatchRunRequest, response: RPCWriter<Gps_V1_HistoryEvent>, context: ServerContext
   ) async throws {
-    try await send(engine.watch(request, by: Principal.caller(context)), to: response, context)
+    try await send(await engine.watch(request, by: Principal.caller(context)), to: response, context)
   }
 
   package func readHistory(
     request: Gps_V1_ReadHistoryRequest, response: RPCWriter<Gps_V1_HistoryEvent>, context: ServerContext
   ) async throws {
-    try await send(engine.history(request, by: Principal.caller(context)), to: response, context)
+    try await send(await engine.history(request, by: Principal.caller(context)), to: response, context)
   }
 
   /// Writes `events` until they end or the RPC is cancelled.

@@ -255,6 +255,13 @@ func onBlockingPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T
   }
 }
 
+/// `work`'s answer (or error), computed on NIO's blocking pool because it may read files; a
+/// cancelled caller stops waiting with a `CancellationError`.
+func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+  guard let outcome = await onBlockingPool({ Result { try work() } }) else { throw CancellationError() }
+  return try outcome.get()
+}
+
 /// Runs blocking `work` on a thread of NIO's blocking pool and waits for it to its end, even when
 /// the caller is cancelled: for work whose result must not be dropped unobserved.
 func toTheEndOnBlockingPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {

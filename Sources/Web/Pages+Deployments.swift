@@ -43,7 +43,7 @@ extension Pages {
     let (info, schema) = try site.deploymentAnswer(
       try context.parameters.require("flow"), try context.parameters.require("name"), context)
     var initial: JSONValue = .object([])
-    if let again = request.uri.queryParameters.get("run_again"), let run = try? site.engine.run(named: again),
+    if let again = request.uri.queryParameters.get("run_again"), let run = try? await site.engine.run(named: again),
       let parameters = try? JSONValue(parsing: run.parametersJSON)
     {
       initial = parameters

@@ -20,7 +20,7 @@ extension Pages {
 
   func runs(_ request: Request, _ context: WebContext) async throws -> Page {
     let query = request.uri.queryParameters
-    let answer = try site.runs(request, context, defaultLimit: 50)
+    let answer = try await site.runs(request, context, defaultLimit: 50)
     let states = Set(query.getAll("state").flatMap { $0.split(separator: ",").map(String.init) })
     let chosenDeployment = query.get("deployment") ?? ""
     let tag = query.get("tag") ?? ""
@@ -104,7 +104,7 @@ extension Pages {
   func run(_ request: Request, _ context: WebContext) async throws -> Page {
     let id = try context.parameters.require("id")
     _ = try site.caller(for: Gps_V1_Control.Method.GetRun.descriptor, context)
-    let info = try site.engine.runInfo(.with { $0.runID = id })
+    let info = try await site.engine.runInfo(.with { $0.runID = id })
     let after = try Site.number(request.uri.queryParameters.get("after"), "after") ?? 0
     let (events, more) = try await site.events(
       from: max(after + 1, info.firstSequence), run: info.id, limit: 500, context)

@@ -26,7 +26,7 @@ extension Site {
       $0.limit = UInt32(limit + 1)
     }
     var events: [Gps_V1_HistoryEvent] = []
-    for try await event in try engine.history(
+    for try await event in try await engine.history(
       read, by: caller(for: Gps_V1_Control.Method.ReadHistory.descriptor, context))
     {
       events.append(event)
@@ -42,7 +42,7 @@ extension Site {
     let after = try Self.number(query.get("after"), "after") ?? 0
     let limit = Int(try Self.limit(query.get("limit"), default: 500, maximum: 5000))
     _ = try caller(for: Gps_V1_Control.Method.GetRun.descriptor, context)
-    let run = try engine.runInfo(.with { $0.runID = id })
+    let run = try await engine.runInfo(.with { $0.runID = id })
     let (events, more) = try await events(
       from: max(after + 1, run.firstSequence), run: run.id, limit: limit, context)
     return try eventPage(events, more: more)
@@ -68,7 +68,7 @@ extension Site {
   /// browser's `Last-Event-ID`) on, until the run ends (for a run) or the client goes away.
   func sse(
     _ request: Request, _ context: WebContext, run: String, method: MethodDescriptor
-  ) throws -> Response {
+  ) async throws -> Response {
     let query = request.uri.queryParameters
     let lastID = try Self.number(request.headers[HTTPField.Name("Last-Event-ID")!], "Last-Event-ID")
     let after = try lastID ?? Self.number(query.get("after"), "after") ?? 0
@@ -79,7 +79,7 @@ extension Site {
     }
     let history: HistoryEvents
     do {
-      history = try engine.history(read, by: caller(for: method, context))
+      history = try await engine.history(read, by: caller(for: method, context))
     } catch let error as RPCError where error.code == .resourceExhausted {
       // A stream lasts: beyond the server's or the caller's share of them, 503 and when to retry
       // (an EventSource retries by itself).
@@ -115,16 +115,16 @@ extension Site {
       body: body)
   }
 
-  func runStream(_ request: Request, _ context: WebContext) throws -> Response {
+  func runStream(_ request: Request, _ context: WebContext) async throws -> Response {
     let id = try context.parameters.require("id")
-    guard let run = try? engine.run(named: id) else {
+    guard let run = try? await engine.run(named: id) else {
       throw WebError.notFound("no run \(JSONValue.quoted(id, limit: 100))")
     }
-    return try sse(request, context, run: run.id.description, method: Gps_V1_Control.Method.WatchRun.descriptor)
+    return try await sse(request, context, run: run.id.description, method: Gps_V1_Control.Method.WatchRun.descriptor)
   }
 
-  func historyStream(_ request: Request, _ context: WebContext) throws -> Response {
-    try sse(
+  func historyStream(_ request: Request, _ context: WebContext) async throws -> Response {
+    try await sse(
       request, context, run: request.uri.queryParameters.get("run") ?? "",
       method: Gps_V1_Control.Method.ReadHistory.descriptor)
   }

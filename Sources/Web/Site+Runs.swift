@@ -17,7 +17,7 @@ extension Site {
   /// The runs that a query asks for (`state`, `deployment`, `tag`, `enqueued_after`,
   /// `enqueued_before`, `limit`, `cursor`): one page, from the control API. The API and the runs
   /// page read the same query.
-  func runs(_ request: Request, _ context: WebContext, defaultLimit: UInt32 = 100) throws
+  func runs(_ request: Request, _ context: WebContext, defaultLimit: UInt32 = 100) async throws
     -> Gps_V1_ListRunsResponse
   {
     let query = request.uri.queryParameters
@@ -30,13 +30,13 @@ extension Site {
     list.limit = try Self.limit(query.get("limit"), default: defaultLimit)
     list.cursor = query.get("cursor") ?? ""
     _ = try caller(for: Gps_V1_Control.Method.ListRuns.descriptor, context)
-    return try engine.listRuns(list)
+    return try await engine.listRuns(list)
   }
 
   /// A page of runs: the encoder's text as it is (a page of 100 runs is not parsed and written
   /// again).
   func listRuns(_ request: Request, _ context: WebContext) async throws -> Response {
-    .json(text: try runs(request, context).jsonString(options: Self.jsonOptions))
+    .json(text: try await runs(request, context).jsonString(options: Self.jsonOptions))
   }
 
   /// A run as the API shows it: the control API's RunInfo, and its result as JSON when the
@@ -58,7 +58,7 @@ extension Site {
   func getRun(_ request: Request, _ context: WebContext) async throws -> Response {
     let id = try context.parameters.require("id")
     _ = try caller(for: Gps_V1_Control.Method.GetRun.descriptor, context)
-    return .json(try runAnswer(try engine.runInfo(.with { $0.runID = id })))
+    return .json(try runAnswer(try await engine.runInfo(.with { $0.runID = id })))
   }
 
   func enqueue(_ request: Request, _ context: WebContext) async throws -> Response {

@@ -79,13 +79,13 @@ final class Site: Sendable {
     api.post("runs") { request, context in try await self.enqueue(request, context) }
     api.get("runs/:id") { request, context in try await self.getRun(request, context) }
     api.get("runs/:id/events") { request, context in try await self.runEvents(request, context) }
-    api.get("runs/:id/stream") { request, context in try self.runStream(request, context) }
+    api.get("runs/:id/stream") { request, context in try await self.runStream(request, context) }
     api.post("runs/:id/cancel") { request, context in try await self.cancelOrRetry(request, context, cancel: true) }
     api.post("runs/:id/retry") { request, context in try await self.cancelOrRetry(request, context, cancel: false) }
     api.get("deployments") { request, context in try await self.listDeployments(request, context) }
     api.get("deployments/:flow/:name") { request, context in try await self.getDeployment(request, context) }
     api.get("history") { request, context in try await self.history(request, context) }
-    api.get("history/stream") { request, context in try self.historyStream(request, context) }
+    api.get("history/stream") { request, context in try await self.historyStream(request, context) }
     api.post("history/verify") { _, _ in try await self.verify() }
     api.get("openapi.json") { _, _ in Response.json(self.openAPIDocument) }
     router.get("healthz") { _, _ in Response.json(.object([.init("status", .string("ok"))])) }

@@ -25,14 +25,14 @@ import Testing
       await engine.queue.waitUntilDurable(last)
       let end = engine.queue.durableSequence
       #expect(end > 2 * 1024)
-      let history = try engine.history(.with { $0.fromSequence = 1 }, by: alice)
+      let history = try await engine.history(.with { $0.fromSequence = 1 }, by: alice)
       _ = try await engine.enqueue(enqueueRequest(snippetParameters, key: "later"), by: alice)
       var sequences: [UInt64] = []
       for try await event in history { sequences.append(event.sequence) }
       #expect(sequences == Array(1...end))
       // A limit and a start anywhere.
       var limited: [UInt64] = []
-      for try await event in try engine.history(
+      for try await event in try await engine.history(
         .with {
           $0.fromSequence = 1000
           $0.limit = 1500
@@ -48,13 +48,15 @@ import Testing
   /// iterator of it) exists; a bounded read needs none.
   @Test func aFollowingHistoryHoldsItsCallersPlaceUntilItIsGone() async throws {
     try await withEngine(streams: StreamLimits(total: 2, perPrincipal: 1)) { engine in
-      var following: HistoryEvents? = try engine.history(.with { $0.follow = true }, by: alice)
-      let refused = #expect(throws: RPCError.self) { try engine.history(.with { $0.follow = true }, by: alice) }
+      var following: HistoryEvents? = try await engine.history(.with { $0.follow = true }, by: alice)
+      let refused = await #expect(throws: RPCError.self) {
+        try await engine.history(.with { $0.follow = true }, by: alice)
+      }
       #expect(refused?.code == .resourceExhausted)
       #expect(engine.streams.count == 1)
       // Another caller has a share of its own; a bounded read takes no place.
-      _ = try engine.history(.with { $0.follow = true }, by: bob)
-      for try await _ in try engine.history(.with { $0.limit = 1 }, by: alice) {}
+      _ = try await engine.history(.with { $0.follow = true }, by: bob)
+      for try await _ in try await engine.history(.with { $0.limit = 1 }, by: alice) {}
       #expect(engine.streams.count == 1)
       // Following: the next event comes once it is durable; the place is back once the
       // sequence and its iterator are gone.
@@ -71,7 +73,7 @@ import Testing
       #expect(try await first.value == run.firstSequence)
       // The task's captures go when its job ends, which may be just after its value is read.
       try await eventually("the place back") { engine.streams.count == 0 }
-      _ = try engine.history(.with { $0.follow = true }, by: alice)
+      _ = try await engine.history(.with { $0.follow = true }, by: alice)
     }
   }
 
@@ -86,7 +88,8 @@ import Testing
           $0.reason = "done"
         }, by: alice)
       var kinds: [String] = []
-      for try await event in try engine.watch(.with { $0.runID = String(run.id.description.prefix(8)) }, by: bob) {
+      for try await event in try await engine.watch(.with { $0.runID = String(run.id.description.prefix(8)) }, by: bob)
+      {
         #expect(event.event.run == run.id)
         kinds.append(event.event.kind.map { "\($0)".prefix { $0 != "(" }.description } ?? "")
       }

@@ -5,22 +5,29 @@ import Queue
 import SwiftProtobuf
 
 // Reads: the queue's (``QueueReads``, the same over the files when no server runs), and what only
-// a live server adds: the workers serving a deployment, and whether it is ready.
+// a live server adds: the workers serving a deployment, and whether it is ready. Reads of runs may
+// read the run index's pages (terminal runs live there): they run on the blocking pool. Deployments
+// are in memory.
 extension Engine {
   // MARK: Runs
 
   /// The run named by a full id or a unique prefix of at least 8 characters.
-  package func run(named text: String) throws(RPCError) -> Run { try reads.run(named: text) }
+  package func run(named text: String) async throws -> Run {
+    let reads = reads
+    return try await blocking { try reads.run(named: text) }
+  }
 
   /// The run `request` names as the API shows it, marked archived when its first event is in the
   /// archive.
-  package func runInfo(_ request: Gps_V1_GetRunRequest) throws(RPCError) -> Gps_V1_RunInfo {
-    try reads.runInfo(request)
+  package func runInfo(_ request: Gps_V1_GetRunRequest) async throws -> Gps_V1_RunInfo {
+    let reads = reads
+    return try await blocking { try reads.runInfo(request) }
   }
 
   /// One page of the runs that `request` asks for, newest first, with a cursor for the next.
-  package func listRuns(_ request: Gps_V1_ListRunsRequest) throws(RPCError) -> Gps_V1_ListRunsResponse {
-    try reads.listRuns(request)
+  package func listRuns(_ request: Gps_V1_ListRunsRequest) async throws -> Gps_V1_ListRunsResponse {
+    let reads = reads
+    return try await blocking { try reads.listRuns(request) }
   }
 
   // MARK: Deployments

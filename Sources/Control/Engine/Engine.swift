@@ -88,13 +88,13 @@ package final class Engine: Sendable {
 
   /// Cancels the run `request` names: at once when no scheduler holds it, else through Cancelling.
   package func cancel(_ request: Gps_V1_RunRequest, by caller: Caller) async throws -> Run {
-    let id = try run(named: request.runID).id
+    let id = try await run(named: request.runID).id
     return try await queue.cancel(id, by: caller.name, reason: request.reason)
   }
 
   /// Runs a failed, crashed, timed-out or cancelled run again under the same id.
   package func retry(_ request: Gps_V1_RunRequest, by caller: Caller) async throws -> Run {
-    let id = try run(named: request.runID).id
+    let id = try await run(named: request.runID).id
     return try await queue.retry(id, by: caller.name)
   }
 

@@ -8,15 +8,17 @@ extension Engine {
   /// run's or all, at most `limit`; when following, new ones as they become durable. A following
   /// history holds one of the caller's stream places (RESOURCE_EXHAUSTED beyond its share) until
   /// it and its iterators are gone.
-  package func history(_ request: Gps_V1_ReadHistoryRequest, by caller: Caller) throws(RPCError) -> HistoryEvents {
+  package func history(_ request: Gps_V1_ReadHistoryRequest, by caller: Caller) async throws -> HistoryEvents {
     // Only a history that follows lasts: a bounded read needs no place.
-    try reads.history(request, following: request.follow ? (self, try StreamPlace(in: streams, for: caller.name)) : nil)
+    let following = request.follow ? (self, try StreamPlace(in: streams, for: caller.name)) : nil
+    let reads = reads
+    return try await blocking { try reads.history(request, following: following) }
   }
 
   /// A run's events from its first on, as they become durable, until it is final and all of them
   /// were read.
-  package func watch(_ request: Gps_V1_WatchRunRequest, by caller: Caller) throws(RPCError) -> HistoryEvents {
-    let run = try run(named: request.runID)
+  package func watch(_ request: Gps_V1_WatchRunRequest, by caller: Caller) async throws -> HistoryEvents {
+    let run = try await run(named: request.runID)
     return HistoryEvents(
       reads: reads, start: run.firstSequence, run: run.id, fromTime: nil,
       following: (self, try StreamPlace(in: streams, for: caller.name)), limit: 0)
@@ -104,22 +106,16 @@ package struct HistoryEvents: AsyncSequence, Sendable {
     /// until the next event is durable.
     mutating func refill() async throws {
       try Task.checkCancellation()
-      let reads = events.reads
-      let durable = events.following == nil ? events.end : reads.queue.durableSequence
-      // Nothing of the run lies past its last event so far.
-      let run = try events.run.flatMap { id throws(RPCError) in try reads.lookUp(id) }
-      let end = Swift.min(durable, run?.lastSequence ?? durable)
-      if cursor.map({ $0.nextSequence <= end }) ?? true {
-        let wanted = Swift.min(HistoryEvents.page, events.limit == 0 ? .max : events.limit - sent)
-        guard let (page, after) = try await read(from: cursor, through: end, wanted: wanted) else {
-          throw CancellationError()
-        }
-        buffer = page
-        cursor = after
-        if !page.isEmpty { return }
+      let durable = events.following == nil ? events.end : events.reads.queue.durableSequence
+      let wanted = Swift.min(HistoryEvents.page, events.limit == 0 ? .max : events.limit - sent)
+      guard let (run, page, after) = try await read(from: cursor, durable: durable, wanted: wanted) else {
+        throw CancellationError()
       }
+      buffer = page
+      cursor = after
+      if !page.isEmpty { return }
       // A final run whose every event was read.
-      if let run, run.state.isTerminal, let cursor, cursor.nextSequence > run.lastSequence {
+      if let run, run.state.isTerminal, after.nextSequence > run.lastSequence {
         done = true
         return
       }
@@ -141,14 +137,20 @@ package struct HistoryEvents: AsyncSequence, Sendable {
       }
     }
 
-    /// Up to `wanted` answers from `cursor` (the first sequence's batch, when nil) through `end`,
-    /// and the cursor after them; nil when the caller was cancelled while it waited.
-    func read(from cursor: LogCursor?, through end: UInt64, wanted: Int) async throws(RPCError) -> (
-      [Element], LogCursor
+    /// In one trip to the blocking pool: the run of a run's history looked up (a retired run's
+    /// row is read from the run index), then up to `wanted` answers from `cursor` (the first
+    /// sequence's batch, when nil) through `durable` and no further than the run's last event so
+    /// far, and the cursor after them; nil when the caller was cancelled while it waited.
+    func read(from cursor: LogCursor?, durable: UInt64, wanted: Int) async throws(RPCError) -> (
+      Run?, [Element], LogCursor
     )? {
       let events = self.events
-      let outcome = await onBlockingPool { () -> Result<([Element], LogCursor), any Error> in
+      let outcome = await onBlockingPool { () -> Result<(Run?, [Element], LogCursor), any Error> in
         Result {
+          let run = try events.run.flatMap { id throws(RPCError) in try events.reads.lookUp(id) }
+          // Nothing of the run lies past its last event so far.
+          let end = Swift.min(durable, run?.lastSequence ?? durable)
+          if let cursor, cursor.nextSequence > end { return (run, [], cursor) }
           var cursor = try cursor ?? events.reads.logIndex.cursor(at: events.start)
           let runBytes = events.run.map(\.bytes)
           var page: [Element] = []
@@ -161,12 +163,13 @@ package struct HistoryEvents: AsyncSequence, Sendable {
             page.append(HistoryEvents.answer(event, sequence: record.sequence))
             return true
           }
-          return (page, cursor)
+          return (run, page, cursor)
         }
       }
       switch outcome {
       case nil: return nil
       case .success(let read)?: return read
+      case .failure(let error as RPCError)?: throw error
       case .failure(let error)?: throw RPCError(code: .dataLoss, message: "reading the log failed: \(error)")
       }
     }
