@@ -68,6 +68,13 @@ import Testing
       func as_(_ token: String, _ body: () async throws -> Void) async throws {
         try await CallToken.$value.withValue("0123456789abcdef-\(token)") { try await body() }
       }
+      func claim(_ scheduler: String, _ deployments: [String]) async throws {
+        _ = try await control.claim(
+          .with {
+            $0.scheduler = scheduler
+            $0.deployments = deployments
+          })
+      }
       let enqueue = Gps_V1_EnqueueRunRequest.with {
         $0.deployment = "server-flow/MyPrefectDeployer"
         $0.parametersJson = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
@@ -84,10 +91,7 @@ import Testing
           "\(refused ?? "allowed")")
         #expect(
           await denied {
-            _ = try await control.claim(
-              .with {
-                $0.scheduler = "x"; $0.deployments = ["a/b"]
-              })
+            try await claim("x", ["a/b"])
           }?.contains("needs the worker role") == true)
       }
       // An operator enqueues and cancels, but neither archives nor claims.
@@ -127,18 +131,12 @@ import Testing
           "\(takeover ?? "allowed")")
         #expect(
           await denied {
-            _ = try await control.claim(
-              .with {
-                $0.scheduler = "w2"; $0.deployments = ["inv/quote"]
-              })
+            try await claim("w2", ["inv/quote"])
           }?.contains("belongs to w1") == true)
         let any = await denied { _ = try await control.claim(.with { $0.scheduler = "w2" }) }
         #expect(any?.contains("a worker names the deployments it claims") == true, "\(any ?? "allowed")")
         // The server's own deployment (the reference flow) may be served by any worker.
-        _ = try await control.claim(
-          .with {
-            $0.scheduler = "w2-label"; $0.deployments = ["server-flow/MyPrefectDeployer"]
-          })
+        try await claim("w2-label", ["server-flow/MyPrefectDeployer"])
       }
       // Only an admin hands a deployment over, and only to a principal the server knows; then the
       // new owner's workers serve it, and the old owner's may not.
@@ -170,17 +168,11 @@ import Testing
         #expect(info.registeredBy == "w1")
       }
       try await as_("w2") {
-        _ = try await control.claim(
-          .with {
-            $0.scheduler = "w2-new"; $0.deployments = ["inv/quote"]
-          })
+        try await claim("w2-new", ["inv/quote"])
       }
       try await as_("w1") {
         let claim = await denied {
-          _ = try await control.claim(
-            .with {
-              $0.scheduler = "w1-process"; $0.deployments = ["inv/quote"]
-            })
+          try await claim("w1-process", ["inv/quote"])
         }
         #expect(
           claim?.contains("deployment inv/quote belongs to w2, to whom root handed it over") == true,

@@ -114,13 +114,9 @@ package final class Engine: Sendable {
     let name = caller.name
     let by = label.isEmpty || label == name ? name : "\(name) (as \(label))"
     let queue = queue
-    let outcome = await onBlockingPool {
-      Result { () throws(QueueError) in
-        try queue.archive(before: bound, delete: request.delete, archivedBy: by, dryRun: request.dryRun)
-      }
+    return try await blocking {
+      try queue.archive(before: bound, delete: request.delete, archivedBy: by, dryRun: request.dryRun)
     }
-    guard let outcome else { throw CancellationError() }
-    return try outcome.get()
   }
 
   // MARK: Deployment commands
