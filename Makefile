@@ -8,8 +8,9 @@ BUILD_DEPS   := liblz4-dev libjemalloc-dev libsqlite3-dev pkg-config
 PROTO_DEPS   := protobuf-compiler
 BENCH_DEPS   := nghttp2-client
 # openssl makes the self-signed certificate of the TLS test; chromium and its driver run the web
-# UI's browser tests (Selenium, from the venv).
-TEST_DEPS    := openssl chromium chromium-driver
+# UI's browser tests (Selenium, from the venv); postgresql's initdb and pg_ctl start the servers
+# of the PostgreSQL store's tests (each its own, in a temporary directory, on a free port).
+TEST_DEPS    := openssl chromium chromium-driver postgresql
 PLUGINS_DIR  := tools/protoc-plugins
 EXAMPLE      := Examples/inventory-worker
 EXAMPLE_GENERATED := $(EXAMPLE)/Sources/InventoryWorker/Generated

@@ -21,6 +21,10 @@ let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-p
 let heap = Target.Dependency.product(name: "HeapModule", package: "swift-collections")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
+let postgres = Target.Dependency.product(name: "PostgresNIO", package: "postgres-nio")
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
 let hummingbirdTLS = Target.Dependency.product(name: "HummingbirdTLS", package: "hummingbird")
 
 let package = Package(
@@ -32,7 +36,7 @@ let package = Package(
     // The worker SDK: what a package of one's own flows depends on (`import GPS`). No storage.
     .library(name: "GPS", targets: ["GPS"]),
     // The server engine, for embedding it: the log, the queue, the control service and the web UI.
-    .library(name: "GPSServer", targets: ["Queue", "Control", "Web"]),
+    .library(name: "GPSServer", targets: ["Queue", "PostgresStore", "Control", "Web"]),
     // Testing flows and workers: a manual clock, temporary directories, waits, captured logs.
     .library(name: "GPSTesting", targets: ["GPSTesting"]),
   ],
@@ -50,6 +54,10 @@ let package = Package(
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     // The web UI and its JSON API; without its optional traits (swift-configuration, full Foundation).
     .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+    // The log on PostgreSQL (`--store postgres://…`): several servers, one leader.
+    .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
   ],
   targets: [
     // liblz4 from the system (Debian liblz4-dev), used by the event log for batch compression.
@@ -104,6 +112,13 @@ let package = Package(
       dependencies: ["GPSModel", "CLZ4", "CCRC32C", "CSQLite", swiftProtobuf, heap, logging, crypto, coreMetrics],
       swiftSettings: swiftSettings
     ),
+    // The log's batches, the leader's lease and the servers' registry in PostgreSQL; the segment
+    // files of a server's data directory become a local copy of the batches committed there.
+    .target(
+      name: "PostgresStore",
+      dependencies: ["Queue", "GPSModel", postgres, nioCore, nioPosix, nioSSL, logging],
+      swiftSettings: swiftSettings
+    ),
     .target(name: "GPS", dependencies: ["Flows", "GPSModel", "RPC"], swiftSettings: swiftSettings),
     .target(
       name: "Flows",
@@ -113,8 +128,8 @@ let package = Package(
     .target(
       name: "Control",
       dependencies: [
-        "RPC", "GPSModel", "Queue", "Flows", grpcCore, grpcNIO, grpcProtobuf, swiftProtobuf, logging, lifecycle,
-        unixSignals,
+        "RPC", "GPSModel", "Queue", "PostgresStore", "Flows", grpcCore, grpcNIO, grpcProtobuf, swiftProtobuf,
+        logging, lifecycle, unixSignals,
       ],
       swiftSettings: swiftSettings
     ),
@@ -131,7 +146,9 @@ let package = Package(
     .executableTarget(
       name: "CLI",
       dependencies: [
-        "CJemalloc", "RPC", "Services", "ReferenceFlow", "Flows", "GPSModel", "Queue", "Control", "Web", argumentParser,
+        "CJemalloc", "RPC", "Services", "ReferenceFlow", "Flows", "GPSModel", "Queue", "PostgresStore", "Control",
+        "Web",
+        argumentParser,
         grpcCore,
         grpcNIO,
         swiftProtobuf, logging,
@@ -182,6 +199,7 @@ let package = Package(
       name: "GPSServerTesting",
       dependencies: [
         "GPSTesting", "GPSModel", "Queue", "RPC", "Services", grpcCore, logging, lifecycle, swiftProtobuf,
+        "PostgresStore",
       ],
       swiftSettings: swiftSettings
     ),
@@ -200,9 +218,14 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
     .testTarget(
+      name: "StoreTests",
+      dependencies: ["GPSModel", "Queue", "PostgresStore", "GPSTestSupport", postgres, logging],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
       name: "QueueTests",
       dependencies: [
-        "GPSModel", "Queue", "GPSTestSupport", crypto, swiftProtobuf,
+        "GPSModel", "Queue", "PostgresStore", "GPSTestSupport", crypto, swiftProtobuf,
         .product(name: "MetricsTestKit", package: "swift-metrics"),
       ],
       swiftSettings: swiftSettings

@@ -4,6 +4,7 @@ import Flows
 import Foundation
 import GPSModel
 import Logging
+import PostgresStore
 import Queue
 import RPC
 import ReferenceFlow
@@ -127,10 +128,59 @@ struct ServerStart: AsyncParsableCommand {
     transform: DurationArgument.parse)
   var idempotencyWindow: DurationArgument?
 
+  @Option(
+    help:
+      "Keep the log in PostgreSQL: postgres://USER@HOST:PORT[,HOST2:PORT2]/DATABASE[?target_session_attrs=read-write&sslmode=…]. Several servers may share one store: one leads, the others stand by. The data directory then holds a local copy of the log and the run index. The password comes from PGPASSFILE or ~/.pgpass, or --store-password-file; never the URL."
+  )
+  var store: String?
+
+  @Option(help: "With --store: a file whose first line is the database password.")
+  var storePasswordFile: String?
+
+  @Option(
+    help:
+      "With --store: the HOST:PORT of this server's control API that other servers and clients can reach (default: --host and the bound port)."
+  )
+  var advertise: String?
+
+  @Option(
+    parsing: .unconditional,
+    help:
+      "With --store: how long the leader's lease lasts unrenewed, e.g. 5s; a standby takes over within about this long of the leader's death.",
+    transform: DurationArgument.parse)
+  var storeLease = DurationArgument(.seconds(5), text: "5s")
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
   var logLevel = "info"
 
   func validate() throws {
+    if store == nil {
+      for (option, given) in [
+        ("--store-password-file", storePasswordFile != nil), ("--advertise", advertise != nil),
+      ] where given {
+        throw ValidationError("\(option) needs --store postgres://…")
+      }
+    }
+    if let store {
+      do {
+        _ = try StoreLocation(url: store)
+      } catch {
+        throw ValidationError(error.message)
+      }
+      if retain != nil {
+        throw ValidationError("--retain does not work with --store yet: keep the whole log, or use the file log")
+      }
+    }
+    if !(Duration.milliseconds(500)...Duration.seconds(600)).contains(storeLease.duration) {
+      throw ValidationError("--store-lease \(storeLease.text) is out of range; give 500ms to 10m")
+    }
+    if let advertise {
+      do {
+        _ = try ServiceAddress(parsing: advertise, what: "--advertise")
+      } catch {
+        throw ValidationError("\(error)")
+      }
+    }
     if deleteExpired, retain == nil { throw ValidationError("--delete-expired needs --retain, e.g. --retain 90d") }
     if let idempotencyWindow, idempotencyWindow.duration <= .zero {
       throw ValidationError("--idempotency-window must be longer than 0, e.g. 24h")
@@ -237,6 +287,14 @@ struct ServerStart: AsyncParsableCommand {
       bAddress = try ServiceAddress(parsing: b, what: "--b")
     } catch {
       throw CommandFailure("\(error)")
+    }
+    if let store {
+      var cluster = StoreConfiguration(
+        location: try StoreLocation(url: store),
+        password: StorePassword.resolve(passwordFile: storePasswordFile),
+        advertise: advertise)
+      cluster.lease = storeLease.duration
+      configuration.store = cluster
     }
     try prepareDataDirectory(dataDir)
     let logger = bootstrapLogging(label: "gps.server", level: logLevel)

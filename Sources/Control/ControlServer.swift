@@ -4,6 +4,7 @@ import GPSModel
 import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging
+import PostgresStore
 public import Queue
 public import RPC
 public import ServiceLifecycle
@@ -55,6 +56,9 @@ public struct ControlServer: Service {
     public var tls: (certificateChain: String, privateKey: String)?
     /// Archive sealed segments older than this (`--retain 90d`); nil: keep the whole log.
     public var retention: Retention?
+    /// The log's home in PostgreSQL (`--store`): the data directory then holds a local copy of it
+    /// (and the derived run index and snapshots). Nil: the data directory's files are the log.
+    package var store: StoreConfiguration?
 
     public init() {}
 
@@ -142,6 +146,29 @@ public struct ControlServer: Service {
         "the run index stopped committing: \(error.message); runs go on, terminal runs stay in memory, and /readyz says degraded until a restart rebuilds or repairs it"
       )
     }
+    // On a store: lead it (waiting while another server does), copy its log into the data
+    // directory, and commit every batch there under this server's epoch.
+    var leadership: LeaseKeeper?
+    var storeHandle: PostgresStore?
+    defer { storeHandle?.close() }
+    if let storeConfiguration = configuration.store {
+      let store = try await PostgresStore.open(
+        storeConfiguration.location, password: storeConfiguration.password, logger: logger)
+      storeHandle = store
+      guard
+        let epoch = try await StoreLeadership.acquire(store: store, configuration: storeConfiguration, logger: logger)
+      else { return }
+      do {
+        try await StoreMirror.catchUp(directory: configuration.dataDirectory, store: store, options: options.log)
+      } catch {
+        try? await store.release(epoch: epoch, serverID: storeConfiguration.serverID)
+        throw error
+      }
+      options.log.store = EpochWriter(store: store, epoch: epoch, serverID: storeConfiguration.serverID)
+      // The store is where the log is durable; the files are a copy, refilled from it at start.
+      options.log.fsync = .none
+      leadership = LeaseKeeper(store: store, configuration: storeConfiguration, epoch: epoch, logger: logger)
+    }
     // Opening replays (and may repair) the log: file work, on the blocking pool, waited for to
     // its end even when cancelled (an opened queue holds the lock until it is closed).
     let directory = configuration.dataDirectory
@@ -199,10 +226,13 @@ public struct ControlServer: Service {
         BoundedErrorsInterceptor(),
       ])
     let onReady = onReady
+    let keeper = leadership
     let ready = Latch()
     // Shut down in the reverse of this order: the scheduler drains first, the control API ends
     // its streams and stops, the web answers until then, and the queue's maintenance runs to the end.
-    var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: QueueMaintenance(queue: queue))]
+    // The lease is kept to the end (released last, after the last write).
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] = leadership.map { [.init(service: $0)] } ?? []
+    services.append(.init(service: QueueMaintenance(queue: queue)))
     if !configuration.queue.log.scanSealedSegments {
       services.append(
         .init(service: SealedSegmentCheck(directory: configuration.dataDirectory, ready: ready, logger: logger)))
@@ -216,7 +246,11 @@ public struct ControlServer: Service {
         service: ControlAPIService(
           server: server, transport: transport, service: service, requested: requested,
           dataDirectory: configuration.dataDirectory, boundPort: boundPort,
-          shutdownTimeout: configuration.shutdownTimeout, ready: ready, logger: logger, onReady: { onReady($0, queue) })
+          shutdownTimeout: configuration.shutdownTimeout, ready: ready, logger: logger,
+          onReady: { address in
+            if let keeper, keeper.configuration.advertise == nil { keeper.recordAddress("\(address)") }
+            onReady(address, queue)
+          })
       ))
     if let concurrency = configuration.schedulerConcurrency, !worker.registry.names.isEmpty {
       var options = configuration.scheduler

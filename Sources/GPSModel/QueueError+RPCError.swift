@@ -25,7 +25,7 @@ extension QueueError: RPCErrorConvertible {
     case .invalidArgument: .invalidArgument
     case .illegalTransition: .failedPrecondition
     case .leaseLost: .aborted
-    case .closed, .writerStopped, .locked: .unavailable
+    case .closed, .writerStopped, .locked, .fenced, .notLeader, .unavailable: .unavailable
     case .corrupt, .dataLost: .dataLoss
     case .conflict: .alreadyExists
     case .tooLarge: .resourceExhausted

@@ -4,7 +4,7 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
   public struct Code: Sendable, Hashable, CustomStringConvertible {
     private enum Value: Sendable, Hashable {
       case corrupt, io, locked, writerStopped, invalidArgument, closed, illegalTransition, notFound, leaseLost, dataLost
-      case conflict, tooLarge
+      case conflict, tooLarge, fenced, notLeader, unavailable
     }
 
     private let value: Value
@@ -34,6 +34,12 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
     public static let conflict = Code(value: .conflict)
     /// The request is larger than the configured limit; nothing was written.
     public static let tooLarge = Code(value: .tooLarge)
+    /// Another server leads the store now: this one's writes are refused (its epoch is over).
+    public static let fenced = Code(value: .fenced)
+    /// A service the queue depends on (the store's database) cannot be reached; nothing was written.
+    public static let unavailable = Code(value: .unavailable)
+    /// This server is a standby: writes go to the leader (the message names it).
+    public static let notLeader = Code(value: .notLeader)
 
     public var description: String {
       switch value {
@@ -49,6 +55,9 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
       case .dataLost: "data lost"
       case .conflict: "conflict"
       case .tooLarge: "too large"
+      case .fenced: "fenced"
+      case .notLeader: "not the leader"
+      case .unavailable: "unavailable"
       }
     }
   }

@@ -1,6 +1,7 @@
 import Foundation
 import GPSModel
 import GPSTestSupport
+import PostgresStore
 import Queue
 import SwiftProtobuf
 import Testing
@@ -19,6 +20,21 @@ struct QueueFixture {
   }
 
   func open() throws -> RunQueue { try RunQueue(directory: directory, options: options, clock: clock) }
+
+  /// With a store: takes the lead anew (a new epoch), brings the data directory's copy of the log up
+  /// to the store's, and opens the queue committing to the store; without one, ``open()``.
+  func open(on store: PostgresStore?) async throws -> RunQueue {
+    guard let store else { return try open() }
+    let server = "fixture"
+    if let leader = try? await store.leader(), leader.serverID == server {
+      try await store.release(epoch: leader.epoch, serverID: server)
+    }
+    let epoch = try #require(try await store.acquire(serverID: server, address: "fixture:0", lease: .seconds(60)))
+    try await StoreMirror.catchUp(directory: directory, store: store, options: options.log)
+    var options = options
+    options.log.store = EpochWriter(store: store, epoch: epoch, serverID: server)
+    return try RunQueue(directory: directory, options: options, clock: clock)
+  }
 
   /// The state a full replay of the log gives (no snapshot).
   func replayed() throws -> QueueState {

@@ -1,6 +1,7 @@
 import Foundation
 import GPSModel
 import GPSTestSupport
+import PostgresStore
 import Queue
 import SwiftProtobuf
 import Testing
@@ -13,6 +14,25 @@ import Testing
   /// with a full replay of the log.
   @Test(arguments: seeds, [false, true])
   func randomOperationsAgreeWithTheModelAcrossRestarts(seed: UInt64, indexed: Bool) async throws {
+    try await randomOperations(seed: seed, indexed: indexed, onStore: false)
+  }
+
+  /// The same with the log in PostgreSQL (a server of the test's own): every batch committed there
+  /// first, the data directory a copy; some restarts lose the whole data directory (a new machine)
+  /// and rebuild it from the store. The store's chain ends with the local log's hash.
+  @Test(arguments: [1, 2, 3] as [UInt64], [false, true])
+  func randomOperationsAgreeWithTheModelOnPostgreSQL(seed: UInt64, indexed: Bool) async throws {
+    try await randomOperations(seed: seed, indexed: indexed, onStore: true)
+  }
+
+  func randomOperations(seed: UInt64, indexed: Bool, onStore: Bool) async throws {
+    var store: PostgresStore?
+    if onStore {
+      let database = try SharedPostgres.database()
+      store = try await PostgresStore.open(
+        try StoreLocation(url: database.url), password: .file(database.server.passwordFile))
+    }
+    defer { store?.close() }
     try await withTemporaryDirectory { directory in
       var random = SplitMix(state: seed)
       let limits = ConcurrencyLimits(deployments: ["d/a": 2], tags: ["x": 1])
@@ -30,13 +50,14 @@ import Testing
       }
       var model = QueueModel(
         runs: [:], keys: [:], limits: limits, lease: .seconds(30), lateAfter: .seconds(15), requeueDelay: .seconds(2))
-      var queue = try fixture.open()
+      var queue = try await fixture.open(on: store)
       var shadow = QueueState()
       var cursor = LogCursor()
       let reader = LogReader(directory: fixture.directory)
       /// Every lease token ever handed out, per run, to send stale ones too.
       var tokens: [RunID: [UInt64]] = [:]
       var restarts = 0
+      var wiped = 0
       var retiredSeen = 0
 
       func code(of error: any Error) -> QueueError.Code? { (error as? QueueError)?.code }
@@ -186,7 +207,16 @@ import Testing
         default:
           let before = try LogicalState(queue)
           queue.close(writingSnapshot: Bool.random(using: &random))
-          queue = try fixture.open()
+          if store != nil, Bool.random(using: &random) {
+            // A new machine: nothing of the data directory but what the store holds.
+            for name in try FileManager.default.contentsOfDirectory(atPath: fixture.directory) {
+              try FileManager.default.removeItem(atPath: fixture.directory + "/" + name)
+            }
+            shadow = QueueState()
+            cursor = LogCursor()
+            wiped += 1
+          }
+          queue = try await fixture.open(on: store)
           restarts += 1
           #expect(try LogicalState(queue) == before, "step \(step): restart")
           // Leases survive a restart with a full duration from it.
@@ -248,7 +278,13 @@ import Testing
           #expect(live.counts[state] == live.runs.filter { $0.state == state }.count, "step \(step): \(state)")
         }
       }
+      let local = queue.lastBatch
       queue.close()
+      if let store {
+        let stored = try await store.lastBatch()
+        #expect(stored?.sequence == local.sequence && stored?.hash == local.hash, "the store's chain is the log's")
+        #expect(wiped > 0, "some restarts rebuilt the data directory from the store")
+      }
       #expect(restarts > 0)
       if indexed { #expect(retiredSeen > 0, "some runs left memory for the index") }
       #expect(model.runs.values.contains { $0.state.isTerminal })

@@ -33,6 +33,8 @@ package final class EventLog: Sendable {
 
   private struct Pending {
     var records: [[UInt8]]
+    /// A batch written as it is (from the store the log copies): alone, never joined by others.
+    var sealed: SealedBatch? = nil
     var bytes: Int
     var endsBatch: Bool
     var completion: Completion
@@ -174,6 +176,38 @@ package final class EventLog: Sendable {
     return try result.get()
   }
 
+  /// Queues a batch that is already sealed (read from the store this log copies) to be written as
+  /// it is: the same bytes, so the same hash. It must continue the log: its first sequence the next
+  /// one, its previous hash the last batch's; otherwise the writer refuses it and stops. The
+  /// store is not asked to commit it (it came from there).
+  package func submit(sealed batch: SealedBatch, completion: @escaping Completion) throws(QueueError) {
+    let bytes = batch.frame.count
+    let records = [[UInt8]](repeating: [], count: Int(batch.lastSequence - batch.firstSequence + 1))
+    let (failure, wake) = state.withLock { state -> (QueueError?, Bool) in
+      if let stopped = state.stopped { return (stopped, false) }
+      if state.closing {
+        return (QueueError(code: .closed, message: "the log is closed; reopen it to append"), false)
+      }
+      guard batch.firstSequence == state.nextSequence else {
+        return (
+          QueueError(
+            code: .corrupt,
+            message:
+              "the store's batch begins at sequence \(batch.firstSequence) but the local log continues at \(state.nextSequence)"
+          ), false
+        )
+      }
+      state.pending.append(
+        Pending(records: records, sealed: batch, bytes: bytes, endsBatch: true, completion: completion, submitted: .now)
+      )
+      state.nextSequence = batch.lastSequence + 1
+      defer { state.writerWaiting = false }
+      return (nil, state.writerWaiting)
+    }
+    if wake { wakeUp.signal() }
+    if let failure { throw failure }
+  }
+
   /// Stops accepting appends, writes what is pending, syncs, runs `beforeUnlocking` (everything
   /// acknowledged is durable then, and the directory still ours), and releases the lock.
   package func close(beforeUnlocking: () -> Void = {}) {
@@ -205,10 +239,10 @@ package final class EventLog: Sendable {
         var size = 0
         var count = 0
         for pending in state.pending {
-          if count > 0 && size + pending.bytes > options.maxBatchBytes { break }
+          if count > 0 && (pending.sealed != nil || size + pending.bytes > options.maxBatchBytes) { break }
           size += pending.bytes
           count += 1
-          if pending.endsBatch { break }
+          if pending.endsBatch || pending.sealed != nil { break }
         }
         let batch = Array(state.pending.prefix(count))
         state.pending.removeFirst(count)
@@ -259,10 +293,38 @@ package final class EventLog: Sendable {
     }
     let base = context.nextSequence
     let records = batch.flatMap(\.records)
-    let frame = LogFormat.encodeBatch(
-      baseSequence: base, records: records, previousHash: context.lastHash,
-      compressionThreshold: options.compressionThreshold)
-    let hash = frame.withUnsafeBytes { LogFormat.hash(ofFrame: $0) }
+    let frame: [UInt8]
+    let hash: [UInt8]
+    if let sealed = batch.first?.sealed {
+      guard sealed.firstSequence == base, (try? sealed.header.previousHash) == context.lastHash else {
+        stop(
+          QueueError(
+            code: .corrupt,
+            message:
+              "the store's batch at sequence \(sealed.firstSequence) does not continue the local log (which ends at \(base - 1)): its previous hash differs"
+          ), failing: batch)
+        return
+      }
+      frame = sealed.frame
+      hash = sealed.hash
+    } else {
+      frame = LogFormat.encodeBatch(
+        baseSequence: base, records: records, previousHash: context.lastHash,
+        compressionThreshold: options.compressionThreshold)
+      hash = frame.withUnsafeBytes { LogFormat.hash(ofFrame: $0) }
+      if let store = options.store {
+        // Committed where the log lives before the local copy records it; a refusal stops the
+        // writer, and nobody in the batch is acknowledged.
+        do {
+          try store.commit(
+            SealedBatch(
+              firstSequence: base, lastSequence: base + UInt64(records.count) - 1, frame: frame, hash: hash))
+        } catch {
+          stop(error, failing: batch, inStore: true)
+          return
+        }
+      }
+    }
     do {
       if context.segmentSize > LogFormat.segmentHeaderSize && context.segmentSize + frame.count > options.segmentSize {
         try rollSegment(firstSequence: base)
@@ -330,13 +392,20 @@ package final class EventLog: Sendable {
     context.segmentSize = LogFormat.segmentHeaderSize
   }
 
-  private func stop(_ error: any Error, failing batch: [Pending]) {
+  private func stop(_ error: any Error, failing batch: [Pending], inStore: Bool = false) {
     let cause = error as? QueueError
-    let stopped = QueueError(
-      code: .writerStopped,
-      message:
-        "the log writer stopped after a failed write or sync (\(cause?.message ?? "\(error)")); data acknowledged before is safe; fix the cause and restart",
-      cause: error)
+    let stopped =
+      inStore
+      ? QueueError(
+        code: cause?.code == .fenced ? .fenced : .writerStopped,
+        message:
+          "the log writer stopped: the store did not commit a batch (\(cause?.message ?? "\(error)")); data acknowledged before is safe",
+        cause: error)
+      : QueueError(
+        code: .writerStopped,
+        message:
+          "the log writer stopped after a failed write or sync (\(cause?.message ?? "\(error)")); data acknowledged before is safe; fix the cause and restart",
+        cause: error)
     let waiting = state.withLock { state in
       state.stopped = state.stopped ?? stopped
       defer { state.pending = [] }

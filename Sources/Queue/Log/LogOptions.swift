@@ -29,6 +29,9 @@ public struct LogOptions: Sendable {
   public var maxBatchBytes = 8 * 1024 * 1024
   /// Who takes the data directory's lock, and how long it waits for a command that holds it.
   public var lock = LockOptions()
+  /// Where each batch is committed before the segment files record it (the log's durable home
+  /// when the files are a local copy, as with PostgreSQL); nil: the files are the log.
+  package var store: (any BatchStore)?
   /// Where the log reports append latency, fsync time and batch sizes; nil: not measured.
   public var metrics: (any MetricsFactory)?
 

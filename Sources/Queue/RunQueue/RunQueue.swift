@@ -286,6 +286,9 @@ package final class RunQueue: Sendable {
   /// The last event that is durable in the log; ``state`` may be up to one group commit ahead.
   package var durableSequence: UInt64 { log.lastSequence }
 
+  /// The last durable batch's last sequence and hash (what a store's copy must end with).
+  package var lastBatch: (sequence: UInt64, hash: [UInt8]) { log.lastBatch }
+
   /// The earliest time ``tick()`` has something to do (a start, a lateness mark, a lease expiry).
   package var nextDeadline: Timestamp? { locked.withLock { $0.index.nextDeadline } }
 

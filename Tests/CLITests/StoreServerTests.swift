@@ -1,0 +1,83 @@
+import Foundation
+import GPSModel
+import GPSTestSupport
+import Testing
+
+/// `gps server start --store postgres://…`: servers on one PostgreSQL store (a server of the test's
+/// own), one leading, one standing by.
+@Suite struct StoreServerTests {
+  /// The leader runs a flow to completion and is killed (SIGKILL); the standby takes the lead
+  /// within a few leases, with the run as the leader left it, and runs the next one. A clean stop
+  /// releases the lead at once.
+  @Test func aStandbyTakesOverWhenTheLeaderIsKilledAndLosesNoRun() async throws {
+    let database = try SharedPostgres.database()
+    try await withTemporaryDirectory { root in
+      let bench = try await Workbench(root: root)
+      func start(_ name: String) throws -> GPSProcess {
+        try GPSProcess([
+          "server", "start", "--data-dir", root.path + "/" + name, "--port", "0", "--a", bench.aAddress, "--b",
+          bench.bAddress, "--store", database.url, "--store-password-file", database.server.passwordFile,
+          "--store-lease", "1s",
+        ])
+      }
+      let first = try start("one")
+      let firstAddress = try await first.listeningAddress()
+      let run = try await GPSProcess.run([
+        "deployment", "run", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--watch", "--server",
+        firstAddress,
+      ])
+      #expect(run.status == 0, "\(run.stderr)")
+      let id = try #require(Workbench.runID(run.stdout))
+
+      let second = try start("two")
+      #expect(
+        await second.waitForOutput { _, stderr in stderr.contains("standing by: \(firstAddress) leads the store") },
+        "\(second.stderr)")
+      #expect(!second.stdout.contains("listening on"))
+      first.signal(SIGKILL)
+      _ = await first.waitForExit()
+      let killed = ContinuousClock.now
+      let secondAddress = try await second.listeningAddress()
+      let takeover = ContinuousClock.now - killed
+      #expect(takeover < .seconds(10), "took over in \(takeover)")
+
+      let listed = try await GPSProcess.run(["flow-run", "ls", "--output", "json", "--server", secondAddress])
+      let runs = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
+      #expect(runs.map { $0["id"] as? String } == [id])
+      #expect(runs.first?["state"] as? String == "Completed")
+      let next = try await GPSProcess.run([
+        "deployment", "run", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--watch", "--server",
+        secondAddress,
+      ])
+      #expect(next.status == 0, "\(next.stderr)")
+      let verify = try await GPSProcess.run(["history", "verify", "--data-dir", root.path + "/two"])
+      #expect(verify.status == 0, "\(verify.stderr)")
+      #expect(verify.stdout.contains("of 2 runs"), "\(verify.stdout)")
+
+      second.signal(SIGTERM)
+      #expect(await second.waitForExit() == 0, "\(second.stderr)")
+      let lease = try database.server.psql(
+        "SELECT lease_until = '-infinity' FROM gps_leader", database: String(database.url.split(separator: "/").last!))
+      #expect(lease == "t", "a clean stop releases the lead")
+    }
+  }
+
+  @Test func aStoreThatCannotBeReachedStopsTheStartWithOneLine() async throws {
+    try await withTemporaryDirectory { root in
+      let port = try PostgresServer.freePort()
+      let result = try await GPSProcess.run([
+        "server", "start", "--data-dir", root.path + "/data", "--port", "0", "--no-scheduler", "--store",
+        "postgres://gps@127.0.0.1:\(port)/gps",
+      ])
+      #expect(result.status != 0)
+      let last = result.stderr.split(separator: "\n").last.map(String.init) ?? ""
+      #expect(last.contains("cannot use the store postgres://gps@127.0.0.1:\(port)/gps"), "\(result.stderr)")
+      #expect(last.contains("check that PostgreSQL runs there"), "\(result.stderr)")
+      let password = try await GPSProcess.run([
+        "server", "start", "--data-dir", root.path + "/data", "--store", "postgres://gps:secret@127.0.0.1/gps",
+      ])
+      #expect(password.status != 0)
+      #expect(password.stderr.contains("never be on a command line") && !password.stderr.contains("secret"))
+    }
+  }
+}
