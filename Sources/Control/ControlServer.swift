@@ -146,28 +146,18 @@ public struct ControlServer: Service {
         "the run index stopped committing: \(error.message); runs go on, terminal runs stay in memory, and /readyz says degraded until a restart rebuilds or repairs it"
       )
     }
-    // On a store: lead it (waiting while another server does), copy its log into the data
-    // directory, and commit every batch there under this server's epoch.
-    var leadership: LeaseKeeper?
+    // On a store: the data directory is brought up to the store's log, and the queue opens as a
+    // standby that follows it until this server leads (StoreRole).
     var storeHandle: PostgresStore?
     defer { storeHandle?.close() }
     if let storeConfiguration = configuration.store {
       let store = try await PostgresStore.open(
         storeConfiguration.location, password: storeConfiguration.password, logger: logger)
       storeHandle = store
-      guard
-        let epoch = try await StoreLeadership.acquire(store: store, configuration: storeConfiguration, logger: logger)
-      else { return }
-      do {
-        try await StoreMirror.catchUp(directory: configuration.dataDirectory, store: store, options: options.log)
-      } catch {
-        try? await store.release(epoch: epoch, serverID: storeConfiguration.serverID)
-        throw error
-      }
-      options.log.store = EpochWriter(store: store, epoch: epoch, serverID: storeConfiguration.serverID)
+      try await StoreMirror.catchUp(directory: configuration.dataDirectory, store: store, options: options.log)
+      options.standby = true
       // The store is where the log is durable; the files are a copy, refilled from it at start.
       options.log.fsync = .none
-      leadership = LeaseKeeper(store: store, configuration: storeConfiguration, epoch: epoch, logger: logger)
     }
     // Opening replays (and may repair) the log: file work, on the blocking pool, waited for to
     // its end even when cancelled (an opened queue holds the lock until it is closed).
@@ -186,11 +176,24 @@ public struct ControlServer: Service {
         "replayed": "\(queue.startup.replayedEvents)",
       ])
     // The embedded worker's deployments are registered even when no scheduler runs here: runs
-    // can then be enqueued (validated against them) and wait for a remote worker.
-    if !worker.registry.names.isEmpty {
+    // can then be enqueued (validated against them) and wait for a remote worker. On a store,
+    // once this server leads.
+    let (definitions, registering) = (worker.registry.definitions, !worker.registry.names.isEmpty)
+    let registerEmbedded: @Sendable () async throws -> Void = {
       // Not a sighting: whether a worker serves them is for the scheduler's claims to say.
-      _ = try await queue.register(
-        worker.registry.definitions, worker: "gps-server", by: Self.selfPrincipal, serving: false)
+      if registering {
+        _ = try await queue.register(definitions, worker: "gps-server", by: Self.selfPrincipal, serving: false)
+      }
+    }
+    let leading = Latch()
+    var role: StoreRole?
+    if let storeHandle, let storeConfiguration = configuration.store {
+      role = StoreRole(
+        store: storeHandle, configuration: storeConfiguration, queue: queue, logger: logger, leading: leading,
+        onLeading: registerEmbedded)
+    } else {
+      try await registerEmbedded()
+      leading.open()
     }
     let service = ControlService(
       engine: Engine(queue: queue, streams: configuration.streams, tokens: configuration.tokens))
@@ -226,13 +229,13 @@ public struct ControlServer: Service {
         BoundedErrorsInterceptor(),
       ])
     let onReady = onReady
-    let keeper = leadership
+    let keeper = role
     let ready = Latch()
     // Shut down in the reverse of this order: the scheduler drains first, the control API ends
     // its streams and stops, the web answers until then, and the queue's maintenance runs to the end.
     // The lease is kept to the end (released last, after the last write).
-    var services: [ServiceGroupConfiguration.ServiceConfiguration] = leadership.map { [.init(service: $0)] } ?? []
-    services.append(.init(service: QueueMaintenance(queue: queue)))
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] = role.map { [.init(service: $0)] } ?? []
+    services.append(.init(service: QueueMaintenance(queue: queue, leading: leading)))
     if !configuration.queue.log.scanSealedSegments {
       services.append(
         .init(service: SealedSegmentCheck(directory: configuration.dataDirectory, ready: ready, logger: logger)))
@@ -258,7 +261,8 @@ public struct ControlServer: Service {
       services.append(
         .init(
           service: EmbeddedScheduler(
-            queue: queue, worker: worker, options: options, grace: configuration.grace, ready: ready, logger: logger)))
+            queue: queue, worker: worker, options: options, grace: configuration.grace, ready: ready,
+            leading: leading, logger: logger)))
     }
     try await ServiceGroup(configuration: .init(services: services, logger: logger)).run()
     logger.info(

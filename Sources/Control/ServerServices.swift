@@ -20,8 +20,11 @@ import Synchronization
 /// The queue's timers (late runs, expired leases) and the run index's commits.
 struct QueueMaintenance: Service {
   let queue: RunQueue
+  /// Open while this server leads (always, without a store): a standby writes nothing.
+  let leading: Latch
 
   func run() async throws {
+    guard await leading.wait() else { return }
     do {
       try await cancelWhenGracefulShutdown { try await queue.maintain() }
     } catch is CancellationError {}
@@ -198,10 +201,12 @@ struct EmbeddedScheduler: Service {
   let options: SchedulerOptions
   let grace: Duration
   let ready: Latch
+  /// A standby's scheduler claims nothing until its server leads.
+  let leading: Latch
   let logger: Logger
 
   func run() async throws {
-    guard await ready.wait() else { return }
+    guard await ready.wait(), await leading.wait() else { return }
     let (queue, registry, options, grace, logger) = (queue, worker.registry, options, grace, logger)
     try await worker.withDependencies { dependencies in
       let cached = try Scheduler.cachedResults(in: QueueHistory(directory: queue.directory), registry: registry)

@@ -2,6 +2,7 @@ import Foundation
 import GPSModel
 package import Logging
 package import PostgresStore
+import Queue
 import ServiceLifecycle
 
 /// A server's place in a cluster on a PostgreSQL store (`--store postgres://…`).
@@ -34,24 +35,33 @@ package enum StoreLeadership {
   ) async throws -> Int64? {
     let result: Int64?? = try await cancelWhenGracefulShutdown {
       var announced: Int64?
+      var unreachable = false
       while true {
-        if let epoch = try await store.acquire(
-          serverID: configuration.serverID, address: configuration.advertise ?? "", lease: configuration.lease)
-        {
-          logger.info(
-            "this server leads the store",
-            metadata: [
-              "store": "\(store.location)", "epoch": "\(epoch)",
-              "advertise": "\(configuration.advertise ?? "the bound address")",
-            ])
-          return epoch
-        }
-        let leader = try await store.leader()
-        if announced != leader.epoch {
-          announced = leader.epoch
-          logger.notice(
-            "standing by: \(leader.address.isEmpty ? "another server" : leader.address) leads the store \(store.location) at epoch \(leader.epoch); this server takes over when its lease runs out"
-          )
+        do throws(QueueError) {
+          if let epoch = try await store.acquire(
+            serverID: configuration.serverID, address: configuration.advertise ?? "", lease: configuration.lease)
+          {
+            logger.info(
+              "this server leads the store",
+              metadata: [
+                "store": "\(store.location)", "epoch": "\(epoch)",
+                "advertise": "\(configuration.advertise ?? "the bound address")",
+              ])
+            return epoch
+          }
+          let leader = try await store.leader()
+          if announced != leader.epoch {
+            announced = leader.epoch
+            logger.notice(
+              "standing by: \(leader.address.isEmpty ? "another server" : leader.address) leads the store \(store.location) at epoch \(leader.epoch); this server takes over when its lease runs out"
+            )
+          }
+          unreachable = false
+        } catch {
+          // An unreachable store is waited for (the standby serves what it has meanwhile).
+          guard error.code == .unavailable, !Task.isCancelled else { throw error }
+          if !unreachable { logger.warning("cannot reach the store to take the lead: \(error.message); retrying") }
+          unreachable = true
         }
         try await Task.sleep(for: configuration.lease / 3)
       }
@@ -60,48 +70,130 @@ package enum StoreLeadership {
   }
 }
 
-/// Keeps this server's lease: renews it every third of its length. When the lease is lost (another
-/// server took over, or renewal failed for as long as the lease lasts: this server may no longer
-/// lead) it throws one line, which stops the server; a graceful stop releases the lease so a
-/// standby takes over at once. The log's own commits are fenced by the epoch either way: this only
-/// makes a deposed leader stop serving soon.
-struct LeaseKeeper: Service {
+/// A server's part in a store's cluster, from start to stop: a hot standby first — its queue
+/// follows the batches the leader commits (woken by the store's notifications, polling every
+/// second as a fallback), answers reads, and refuses writes naming the leader — until it takes the
+/// lead (no live lease: the leader died, was cut off, or stopped); then it copies the last
+/// batches, becomes the leader (``RunQueue/promote(committingTo:)``), opens `leading` and keeps
+/// its lease. Losing the lease throws one line, which stops the server; a graceful stop releases it
+/// so a standby takes over at once.
+struct StoreRole: Service {
   let store: PostgresStore
   let configuration: StoreConfiguration
-  let epoch: Int64
+  let queue: RunQueue
   let logger: Logger
+  /// Opened once this server leads (the scheduler and the queue's maintenance wait for it).
+  let leading: Latch
+  /// What a new leader does first (registering the embedded worker's deployments).
+  let onLeading: @Sendable () async throws -> Void
 
-  /// Records the bound address as the leader's (when no `--advertise` was given).
-  func recordAddress(_ address: String) {
-    let (store, epoch, serverID, logger) = (store, epoch, configuration.serverID, logger)
-    Task {
-      do throws(QueueError) {
-        try await store.setAddress(address, epoch: epoch, serverID: serverID)
-      } catch {
-        logger.warning("could not record this leader's address in the store: \(error.message)")
+  func run() async throws {
+    let epoch = try await withThrowingTaskGroup(of: Int64?.self) { group in
+      group.addTask { [self] in
+        try await follow()
+        return nil
+      }
+      group.addTask { [self] in
+        try await StoreLeadership.acquire(store: store, configuration: configuration, logger: logger)
+      }
+      defer { group.cancelAll() }
+      return try await group.next() ?? nil
+    }
+    guard let epoch else { return }
+    do {
+      // The old leader can no longer commit (its epoch is over): what it did commit is copied first.
+      while true {
+        let batches = try await store.batches(after: queue.followingFrom - 1)
+        if batches.isEmpty { break }
+        try queue.follow(batches)
+      }
+      queue.promote(committingTo: EpochWriter(store: store, epoch: epoch, serverID: configuration.serverID))
+      leading.open()
+      try await onLeading()
+    } catch {
+      try? await store.release(epoch: epoch, serverID: configuration.serverID)
+      throw error
+    }
+    try await keepLease(epoch: epoch)
+  }
+
+  /// Applies the store's batches as they come, until cancelled; an unreachable store is waited for.
+  func follow() async throws {
+    let wake = WakeSignal()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { [store, logger] in await Self.listen(store: store, wake: wake, logger: logger) }
+      defer { group.cancelAll() }
+      var unreachable = false
+      while !Task.isCancelled {
+        switch await followOnce() {
+        case .success(true):
+          continue
+        case .success(false):
+          if unreachable { logger.notice("the store answers again; following its log") }
+          unreachable = false
+        case .failure where Task.isCancelled:
+          return
+        case .failure(let error) where error.code == .unavailable:
+          if !unreachable { logger.warning("cannot follow the store: \(error.message); retrying every second") }
+          unreachable = true
+        case .failure(let error):
+          throw error
+        }
+        await wake.wait(timeout: .seconds(1))
       }
     }
   }
 
-  func run() async throws {
+  /// Applies the store's next batches (true) or, when there are none, learns who leads (false).
+  private func followOnce() async -> Result<Bool, QueueError> {
+    do throws(QueueError) {
+      let batches = try await store.batches(after: queue.followingFrom - 1)
+      if !batches.isEmpty {
+        try queue.follow(batches)
+        return .success(true)
+      }
+      let leader = try await store.leader()
+      queue.setLeader(leader.live && !leader.address.isEmpty ? leader.address : nil)
+      return .success(false)
+    } catch {
+      return .failure(error)
+    }
+  }
+
+  /// Signals `wake` at every batch the store commits (LISTEN on its channel), reconnecting after a
+  /// second when the connection is lost; the follower polls anyway.
+  static func listen(store: PostgresStore, wake: WakeSignal, logger: Logger) async {
+    while !Task.isCancelled {
+      do throws(QueueError) {
+        try await store.listenForBatches { wake.signal() }
+      } catch {
+        logger.debug("listening for the store's batches stopped: \(error.message)")
+      }
+      try? await Task.sleep(for: .seconds(1))
+    }
+  }
+
+  /// Renews the lease every third of its length until a graceful stop (which releases it) or its
+  /// loss (which throws: another server took over, or renewal failed for as long as the lease lasts,
+  /// so this server may no longer lead). The log's own commits are fenced by the epoch either way:
+  /// this makes a deposed leader stop serving soon.
+  func keepLease(epoch: Int64) async throws {
     do {
-      try await cancelWhenGracefulShutdown {
+      try await cancelWhenGracefulShutdown { [store, configuration, logger] in
         var lastRenewed = ContinuousClock.now
         while true {
           try await Task.sleep(for: configuration.lease / 3)
           let attempt = ContinuousClock.now
           let renewed: Bool
-          do {
-            renewed = try await store.renew(
-              epoch: epoch, serverID: configuration.serverID, lease: configuration.lease)
+          do throws(QueueError) {
+            renewed = try await store.renew(epoch: epoch, serverID: configuration.serverID, lease: configuration.lease)
           } catch {
-            // Unreachable for now: the lease runs from the last renewal's start.
             if ContinuousClock.now - lastRenewed >= configuration.lease {
               throw ControlError(
-                "this server lost the lead of the store \(store.location): it could not renew its lease for \(configuration.lease) (\(PostgresStore.describe(error))); stopping"
+                "this server lost the lead of the store \(store.location): it could not renew its lease for \(configuration.lease) (\(error.message)); stopping"
               )
             }
-            logger.warning("could not renew the leader's lease: \(PostgresStore.describe(error)); retrying")
+            logger.warning("could not renew the leader's lease: \(error.message); retrying")
             continue
           }
           guard renewed else {
@@ -115,5 +207,20 @@ struct LeaseKeeper: Service {
       }
     } catch is CancellationError {}
     try? await store.release(epoch: epoch, serverID: configuration.serverID)
+  }
+
+  /// Records the bound address as the leader's (when no `--advertise` was given), once it leads.
+  func recordAddress(_ address: String) {
+    let (store, leading, serverID, logger) = (store, leading, configuration.serverID, logger)
+    Task {
+      guard await leading.wait() else { return }
+      do throws(QueueError) {
+        let leader = try await store.leader()
+        guard leader.serverID == serverID else { return }
+        try await store.setAddress(address, epoch: leader.epoch, serverID: serverID)
+      } catch {
+        logger.warning("could not record this leader's address in the store: \(error.message)")
+      }
+    }
   }
 }

@@ -74,12 +74,15 @@ package final class PostgresStore: Sendable {
   func connection(_ purpose: String, writable: Bool = true) async throws(QueueError) -> PostgresConnection {
     if let open = connections.withLock({ $0[purpose] }), !open.isClosed { return open }
     let connection = try await connect(writable: writable)
-    let replaced = connections.withLock { connections in
+    // Two callers may have connected at once: the first one kept is everyone's.
+    let (chosen, replaced) = connections.withLock { connections -> (PostgresConnection, PostgresConnection?) in
+      if let open = connections[purpose], !open.isClosed { return (open, nil) }
       defer { connections[purpose] = connection }
-      return connections[purpose]
+      return (connection, connections[purpose])
     }
+    if chosen !== connection { Self.dispose(connection) }
     if let replaced { Self.dispose(replaced) }
-    return connection
+    return chosen
   }
 
   /// Forgets the connection of `purpose` (after an error on it) so the next use connects anew.
@@ -453,6 +456,22 @@ package final class PostgresStore: Sendable {
     )
   }
 
+  /// Calls `committed` at every batch the store commits (LISTEN on the channel its trigger
+  /// notifies), on a connection of its own, until cancelled or the connection is lost.
+  package func listenForBatches(_ committed: @escaping @Sendable () -> Void) async throws(QueueError) {
+    let connection = try await connect(writable: false)
+    defer { Self.dispose(connection) }
+    do {
+      try await connection.listen(on: "gps_log") { notifications in
+        for try await _ in notifications { committed() }
+      }
+    } catch {
+      throw QueueError(
+        code: .unavailable, message: "listening to the store \(location) stopped: \(Self.describe(error))", cause: error
+      )
+    }
+  }
+
   // MARK: Leadership
 
   /// The leader's record.
@@ -465,7 +484,7 @@ package final class PostgresStore: Sendable {
   }
 
   package func leader() async throws(QueueError) -> Leader {
-    try await using("lease", "read its leader") { connection in
+    try await using("reader", writable: false, "read its leader") { connection in
       let rows = try await connection.query(
         "SELECT epoch, server_id, address, lease_until > clock_timestamp() FROM gps_leader WHERE singleton",
         logger: logger

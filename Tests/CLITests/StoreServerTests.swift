@@ -26,18 +26,32 @@ import Testing
         "deployment", "run", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--watch", "--server",
         firstAddress,
       ])
-      #expect(run.status == 0, "\(run.stderr)")
+      #expect(run.status == 0, "\(run.stderr); the leader said: \(first.stderr)")
       let id = try #require(Workbench.runID(run.stdout))
 
+      // The second stands by, hot: it follows the log and answers reads; writes name the leader.
       let second = try start("two")
+      let secondAddress = try await second.listeningAddress()
       #expect(
         await second.waitForOutput { _, stderr in stderr.contains("standing by: \(firstAddress) leads the store") },
         "\(second.stderr)")
-      #expect(!second.stdout.contains("listening on"))
+      try await eventually("the standby to show the completed run") {
+        let listed = try await GPSProcess.run(["flow-run", "ls", "--output", "json", "--server", secondAddress])
+        return listed.stdout.contains(id) && listed.stdout.contains("Completed")
+      }
+      let refused = try await GPSProcess.run([
+        "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--server", secondAddress,
+      ])
+      #expect(refused.status != 0)
+      #expect(
+        refused.stderr.contains("this server is a standby: the leader, \(firstAddress), takes writes"),
+        "\(refused.stderr)")
+
       first.signal(SIGKILL)
       _ = await first.waitForExit()
       let killed = ContinuousClock.now
-      let secondAddress = try await second.listeningAddress()
+      #expect(
+        await second.waitForOutput { _, stderr in stderr.contains("this server leads the store") }, "\(second.stderr)")
       let takeover = ContinuousClock.now - killed
       #expect(takeover < .seconds(10), "took over in \(takeover)")
 

@@ -212,3 +212,59 @@ import Testing
     }
   }
 }
+
+@Suite struct StandbyTests {
+  /// A hot standby follows the leader's batches (same state, same bytes), refuses writes and
+  /// heartbeats naming the leader, and, once it leads, honours the lease a worker holds from the
+  /// old leader: the worker's heartbeat and reports go on and its run completes.
+  @Test func aStandbyFollowsTakesOverAndHonoursLeases() async throws {
+    let (store, server, url) = try await PostgresStoreTests.freshStore()
+    defer { store.close() }
+    try await withTemporaryDirectory { root in
+      let (leader, epoch) = try await PostgresStoreTests.lead(store, as: "a", directory: root.path + "/a")
+      try await store.setAddress("10.0.0.1:4200", epoch: epoch, serverID: "a")
+      let ids = try await PostgresStoreTests.enqueue(leader, 3)
+      try await StoreMirror.catchUp(directory: root.path + "/b", store: store)
+      var options = QueueOptions()
+      options.log.fsync = .none
+      options.standby = true
+      let standby = try RunQueue(directory: root.path + "/b", options: options)
+      defer { standby.close() }
+      #expect(standby.isStandby)
+      standby.setLeader("10.0.0.1:4200")
+      let claim = try #require(try await leader.claim(scheduler: "worker-1"))
+      let lease = LeaseToken(runID: claim.run.id, token: claim.lease.token)
+      _ = try await leader.report(lease, .started(.init()))
+      // The standby catches up: the claim and the start are there.
+      try standby.follow(try await store.batches(after: standby.followingFrom - 1))
+      await standby.waitUntilDurable(leader.durableSequence)
+      #expect(standby.lastBatch.hash == leader.lastBatch.hash)
+      #expect(try standby.run(claim.run.id)?.state == .running)
+      #expect(try standby.run(claim.run.id)?.lease?.token == claim.lease.token)
+      await #expect {
+        _ = try await PostgresStoreTests.enqueue(standby, 1)
+      } throws: { error in
+        let error = error as? QueueError
+        return error?.code == .notLeader
+          && error?.message == "this server is a standby: the leader, 10.0.0.1:4200, takes writes"
+      }
+      #expect(throws: QueueError.self) { try standby.heartbeat(lease) }
+
+      // The leader dies (its lease runs out); the standby takes the lead.
+      try server.psql("UPDATE gps_leader SET lease_until = '-infinity'", database: PostgresStoreTests.database(of: url))
+      let newEpoch = try #require(try await store.acquire(serverID: "b", address: "10.0.0.2:4200", lease: .seconds(60)))
+      try standby.follow(try await store.batches(after: standby.followingFrom - 1))
+      standby.promote(committingTo: EpochWriter(store: store, epoch: newEpoch, serverID: "b"))
+      #expect(!standby.isStandby)
+      _ = try standby.heartbeat(lease)
+      _ = try await standby.report(lease, .completed(.init()))
+      #expect(try standby.run(claim.run.id)?.state == .completed)
+      let next = try #require(try await standby.claim(scheduler: "worker-2"))
+      #expect(ids.contains(next.run.id) && next.run.id != claim.run.id)
+      // The old leader cannot write any more.
+      await #expect(throws: QueueError.self) { _ = try await leader.report(lease, .completed(.init())) }
+      leader.close()
+      #expect(try await store.lastBatch()?.hash == standby.lastBatch.hash)
+    }
+  }
+}

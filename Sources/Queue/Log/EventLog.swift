@@ -82,6 +82,9 @@ package final class EventLog: Sendable {
   private let finished = DispatchSemaphore(value: 0)
   private let context: WriterContext
   private let metrics: LogMetrics?
+  /// Where batches are committed before the files record them (``LogOptions/store``); set when a
+  /// standby takes the lead.
+  private let store: Mutex<(any BatchStore)?>
 
   /// Opens (creating if needed) the log in `directory/log`, recovering an interrupted append.
   ///
@@ -95,6 +98,7 @@ package final class EventLog: Sendable {
     self.options = options
     self.fileSystem = fileSystem
     metrics = options.metrics.map(LogMetrics.init)
+    store = Mutex(options.store)
     try fileSystem.createDirectory(directory)
     lock = try DirectoryLock(directory: directory, options: options.lock)
     do throws(QueueError) {
@@ -208,6 +212,12 @@ package final class EventLog: Sendable {
     if let failure { throw failure }
   }
 
+  /// From now on, every batch this log encodes is committed to `store` before the files record it
+  /// (a standby that took the lead). Batches already submitted are written as they are.
+  package func commit(to store: any BatchStore) {
+    self.store.withLock { $0 = store }
+  }
+
   /// Stops accepting appends, writes what is pending, syncs, runs `beforeUnlocking` (everything
   /// acknowledged is durable then, and the directory still ours), and releases the lock.
   package func close(beforeUnlocking: () -> Void = {}) {
@@ -312,7 +322,7 @@ package final class EventLog: Sendable {
         baseSequence: base, records: records, previousHash: context.lastHash,
         compressionThreshold: options.compressionThreshold)
       hash = frame.withUnsafeBytes { LogFormat.hash(ofFrame: $0) }
-      if let store = options.store {
+      if let store = store.withLock({ $0 }) {
         // Committed where the log lives before the local copy records it; a refusal stops the
         // writer, and nobody in the batch is acknowledged.
         do {

@@ -59,6 +59,10 @@ public struct QueueOptions: Sendable {
   /// Called once when the run index stops committing (a full disk, a file made read-only): the
   /// queue goes on without it, terminal runs stay in memory, and ``RunQueue/indexStatus`` says why.
   public var onIndexFailure: (@Sendable (QueueError) -> Void)?
+  /// Open as a standby of a store: no command is accepted (each answers
+  /// ``QueueError/Code-swift.struct/notLeader``) and the state advances only by the batches the
+  /// leader committed (``RunQueue/follow(_:)``), until ``RunQueue/promote(committingTo:)``.
+  package var standby = false
 
   public init() {}
 }

@@ -158,6 +158,8 @@ extension RunQueue {
   /// logged: after a restart every lease gets a full duration from the restart.
   package func heartbeat(_ lease: LeaseToken) throws(QueueError) -> HeartbeatReply {
     try locked.withLock { locked throws(QueueError) in
+      // Only the leader's lease deadlines count: a standby's would be forgotten.
+      if case .some(let leader) = locked.standbyOf { throw Self.standbyRefusal(leader: leader) }
       let run = try Self.leased(lease, in: locked.state)
       let expiresAt = clock.now() + options.leaseDuration
       locked.index.leaseDeadlines[run.id] = expiresAt

@@ -85,6 +85,7 @@ extension RunQueue {
   ) throws(QueueError) -> Committed {
     try locked.withLock { locked throws(QueueError) -> Committed in
       try locked.lifecycle.admit()
+      if case .some(let leader) = locked.standbyOf { throw Self.standbyRefusal(leader: leader) }
       let time = max(clock.now(), locked.state.lastTime)
       switch try plan(&locked, time) {
       case .unchanged(let run):

@@ -69,6 +69,8 @@ package final class RunQueue: Sendable {
     var workers: [String: WorkerSighting] = [:]
     /// Terminal runs indexed up to this sequence may have left memory (with the run index).
     var retiredThrough: UInt64 = 0
+    /// A standby refuses commands: the leader's address, if known, to name in the refusal.
+    var standbyOf: String??
   }
 
   /// Opens the queue in `directory`: takes its lock, recovers the log, loads the newest snapshot
@@ -124,7 +126,9 @@ package final class RunQueue: Sendable {
         indexing: .now - indexing, indexRebuilt: opened?.rebuilt)
       if let opened { report.replayedEvents = opened.replayed }
       startup = report
-      locked = Mutex(Locked(state: loaded.state, index: index, nextSequence: loaded.state.lastSequence + 1))
+      var initial = Locked(state: loaded.state, index: index, nextSequence: loaded.state.lastSequence + 1)
+      if options.standby { initial.standbyOf = .some(nil) }
+      locked = Mutex(initial)
       retiredReader = opened?.reader
       if let opened, let indexOptions = options.runIndex {
         let log = self.log
@@ -156,6 +160,8 @@ package final class RunQueue: Sendable {
     }
     queueHandle?.queue = self
     do throws(QueueError) {
+      // Both write notes: a standby leaves them to the leader (the files are the store's copy).
+      guard !options.standby else { return }
       // An archive interrupted after its note (README: the next open finishes it).
       _ = try archiving.withLock { _ throws(QueueError) in try finishInterruptedArchive() }
       // A decision to skip an event whose note was not written yet (`gps log skip-event` stopped).
@@ -164,7 +170,8 @@ package final class RunQueue: Sendable {
       close(writingSnapshot: false)
       throw error
     }
-    if !log.recovery.isClean {
+    // A standby's log is a copy of the store's: what its recovery cut is copied again from there.
+    if !log.recovery.isClean, !options.standby {
       // What was cut off is recorded in the log itself, so `gps history` shows it for good.
       do throws(QueueError) {
         try recordNote(.logTailTruncated(log.recovery.note))
