@@ -2,6 +2,7 @@ import ArgumentParser
 import Control
 import Foundation
 import GPSModel
+import PostgresStore
 import Queue
 import SwiftProtobuf
 
@@ -10,7 +11,7 @@ struct LogCommand: AsyncParsableCommand {
     commandName: "log",
     abstract: "Check and repair the event log's storage.",
     subcommands: [
-      LogVerify.self, LogArchive.self, LogRepair.self, LogAcceptLoss.self, LogSkipEvent.self,
+      LogVerify.self, LogArchive.self, LogRepair.self, LogAcceptLoss.self, LogSkipEvent.self, LogMigrate.self,
     ]
   )
 }
@@ -246,4 +247,64 @@ struct LogSkipEvent: ParsableCommand {
       )
     }
   }
+}
+
+struct LogMigrate: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "migrate",
+    abstract: "Move the log between a data directory and PostgreSQL: the same sequences, bytes and hashes.",
+    discussion: """
+      --from DIR --to postgres://…: copies the directory's log into the store's database (empty, or
+      holding the beginning of this log: an interrupted migration goes on). No server may use the
+      directory or the store meanwhile. Then `gps server start --store postgres://…` serves it; the
+      directory may stay its --data-dir (it is a copy of the store's log).
+      --from postgres://… --to DIR: copies the store's log into a new data directory of the file log.
+      The password comes from PGPASSFILE or ~/.pgpass, or --store-password-file.
+      """
+  )
+
+  @Option(help: "Where the log is: a data directory, or postgres://USER@HOST:PORT/DATABASE.")
+  var from: String
+
+  @Option(help: "Where it goes: postgres://USER@HOST:PORT/DATABASE, or a new data directory.")
+  var to: String
+
+  @Option(help: "A file whose first line is the database password.")
+  var storePasswordFile: String?
+
+  func validate() throws {
+    guard StoreLocation.isPostgres(from) != StoreLocation.isPostgres(to) else {
+      throw ValidationError(
+        "give one data directory and one postgres://… URL: --from DIR --to postgres://… or --from postgres://… --to DIR"
+      )
+    }
+  }
+
+  func run() async throws {
+    let url = StoreLocation.isPostgres(from) ? from : to
+    if StoreLocation.isPostgres(to) { try requireQueue(from) }
+    do throws(QueueError) {
+      let store = try await PostgresStore.open(
+        try StoreLocation(url: url), password: StorePassword.resolve(passwordFile: storePasswordFile))
+      defer { store.close() }
+      let started = ContinuousClock.now
+      if StoreLocation.isPostgres(to) {
+        let report = try await LogMigration.toStore(directory: from, store: store) { report in
+          printLine("… \(report.copiedBatches) batches (\(report.copiedEvents) events) copied")
+        }
+        printLine(
+          "migrated \(from) to \(store.location): \(report.copiedBatches) batches (\(report.copiedEvents) events) copied\(report.skippedBatches > 0 ? ", \(report.skippedBatches) were there already" : "") in \(seconds(ContinuousClock.now - started)) s; both logs end at sequence \(report.lastSequence) with hash \(hex(report.lastHash))"
+        )
+      } else {
+        let report = try await LogMigration.fromStore(store: store, directory: to)
+        printLine(
+          "migrated \(store.location) to \(to): \(report.copiedEvents) events in \(seconds(ContinuousClock.now - started)) s; both logs end at sequence \(report.lastSequence) with hash \(hex(report.lastHash)); `gps history verify --data-dir \(to)` checks it"
+        )
+      }
+    } catch {
+      throw CommandFailure(error.message)
+    }
+  }
+
+  func hex(_ bytes: [UInt8]) -> String { bytes.prefix(8).map { String(format: "%02x", $0) }.joined() + "…" }
 }

@@ -94,4 +94,60 @@ import Testing
       #expect(password.stderr.contains("never be on a command line") && !password.stderr.contains("secret"))
     }
   }
+
+  /// A file log moved to PostgreSQL and back: the same sequences and hashes, `history verify`
+  /// passes, a second migration copies nothing, and the directory serves on as the store's copy.
+  @Test func aLogMigratesToPostgreSQLAndBackWithTheSameHashes() async throws {
+    let database = try SharedPostgres.database()
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/data"
+      var ids: [String] = []
+      let files = try GPSProcess(["server", "start", "--data-dir", data, "--port", "0", "--no-scheduler"])
+      _ = try await files.listeningAddress()
+      for _ in 0..<3 {
+        let enqueued = try await GPSProcess.run([
+          "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--data-dir", data,
+        ])
+        #expect(enqueued.status == 0, "\(enqueued.stderr)")
+        ids.append(try #require(Workbench.runID(enqueued.stdout)))
+      }
+      files.signal(SIGTERM)
+      #expect(await files.waitForExit() == 0)
+      let password = ["--store-password-file", database.server.passwordFile]
+      let there = try await GPSProcess.run(["log", "migrate", "--from", data, "--to", database.url] + password)
+      #expect(there.status == 0, "\(there.stderr)")
+      let hash = try #require(there.stdout.range(of: #"with hash [0-9a-f]{16}"#, options: .regularExpression))
+      #expect(there.stdout.contains("batches ("), "\(there.stdout)")
+      let again = try await GPSProcess.run(["log", "migrate", "--from", data, "--to", database.url] + password)
+      #expect(
+        again.stdout.contains("0 batches (0 events) copied") && again.stdout.contains("were there already"),
+        "\(again.stdout)")
+
+      let back = try await GPSProcess.run(
+        ["log", "migrate", "--from", database.url, "--to", root.path + "/back"] + password)
+      #expect(back.status == 0, "\(back.stderr)")
+      #expect(back.stdout.contains(String(there.stdout[hash])), "\(back.stdout)")
+      let verify = try await GPSProcess.run(["history", "verify", "--data-dir", root.path + "/back"])
+      #expect(verify.status == 0 && verify.stdout.contains("of 3 runs"), "\(verify.stdout) \(verify.stderr)")
+      let listed = try await GPSProcess.run(["flow-run", "ls", "--output", "json", "--data-dir", root.path + "/back"])
+      let runs = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
+      #expect(Set(runs.compactMap { $0["id"] as? String }) == Set(ids))
+      let full = try await GPSProcess.run(
+        ["log", "migrate", "--from", database.url, "--to", root.path + "/back"] + password)
+      #expect(full.status != 0 && full.stderr.contains("is not empty"), "\(full.stderr)")
+
+      // The directory the log came from serves on as the store's copy.
+      let server = try GPSProcess(
+        [
+          "server", "start", "--data-dir", data, "--port", "0", "--no-scheduler", "--store", database.url,
+        ] + password)
+      let address = try await server.listeningAddress()
+      #expect(
+        await server.waitForOutput { _, stderr in stderr.contains("this server leads the store") }, "\(server.stderr)")
+      let served = try await GPSProcess.run(["flow-run", "ls", "--output", "json", "--server", address])
+      #expect(ids.allSatisfy { served.stdout.contains($0) }, "\(served.stdout)")
+      server.signal(SIGTERM)
+      #expect(await server.waitForExit() == 0, "\(server.stderr)")
+    }
+  }
 }

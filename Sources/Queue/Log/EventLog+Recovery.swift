@@ -1,4 +1,4 @@
-import GPSModel
+package import GPSModel
 
 extension EventLog {
   struct Recovered {
@@ -172,7 +172,7 @@ extension EventLog {
     try fileSystem.syncDirectory(logDirectory)
   }
 
-  static func segmentNames(in logDirectory: String, fileSystem: any FileSystem) throws(QueueError) -> [String] {
+  package static func segmentNames(in logDirectory: String, fileSystem: any FileSystem) throws(QueueError) -> [String] {
     try fileSystem.list(logDirectory).filter { LogFormat.firstSequence(ofSegmentNamed: $0) != nil }.sorted()
   }
 

@@ -95,7 +95,7 @@ package struct SegmentScan {
     }
   }
 
-  func frame(of batch: LocatedBatch) -> ArraySlice<UInt8> {
+  package func frame(of batch: LocatedBatch) -> ArraySlice<UInt8> {
     bytes[(batch.offset - fileOffset)..<(batch.offset - fileOffset + batch.header.frameSize)]
   }
 
