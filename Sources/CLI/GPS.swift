@@ -18,7 +18,7 @@ struct GPS: AsyncParsableCommand {
     version: "\(version) (\(Allocator.description))",
     subcommands: [
       ServerCommand.self, SchedulerCommand.self, DeploymentCommand.self, EnqueueCommand.self, FlowRunCommand.self,
-      HistoryCommand.self, ClientCommand.self, LogCommand.self,
+      HistoryCommand.self, ClientCommand.self, LogCommand.self, ClusterCommand.self,
     ]
   )
 

@@ -187,16 +187,21 @@ public struct ControlServer: Service {
     }
     let leading = Latch()
     var role: StoreRole?
+    var membership: ClusterMembership?
     if let storeHandle, let storeConfiguration = configuration.store {
+      let member = ClusterMembership(
+        store: storeHandle, serverID: storeConfiguration.serverID, advertise: storeConfiguration.advertise)
+      membership = member
       role = StoreRole(
-        store: storeHandle, configuration: storeConfiguration, queue: queue, logger: logger, leading: leading,
-        onLeading: registerEmbedded)
+        store: storeHandle, configuration: storeConfiguration, queue: queue, membership: member, logger: logger,
+        leading: leading, onLeading: registerEmbedded)
     } else {
       try await registerEmbedded()
       leading.open()
     }
     let service = ControlService(
-      engine: Engine(queue: queue, streams: configuration.streams, tokens: configuration.tokens))
+      engine: Engine(
+        queue: queue, streams: configuration.streams, tokens: configuration.tokens, cluster: membership))
     let requested = ServiceAddress(host: configuration.host, port: configuration.port)
     let security: HTTP2ServerTransport.Posix.TransportSecurity =
       if let tls = configuration.tls {

@@ -4,6 +4,7 @@ package import Logging
 package import PostgresStore
 import Queue
 import ServiceLifecycle
+import Synchronization
 
 /// A server's place in a cluster on a PostgreSQL store (`--store postgres://…`).
 package struct StoreConfiguration: Sendable {
@@ -81,6 +82,7 @@ struct StoreRole: Service {
   let store: PostgresStore
   let configuration: StoreConfiguration
   let queue: RunQueue
+  let membership: ClusterMembership
   let logger: Logger
   /// Opened once this server leads (the scheduler and the queue's maintenance wait for it).
   let leading: Latch
@@ -88,6 +90,29 @@ struct StoreRole: Service {
   let onLeading: @Sendable () async throws -> Void
 
   func run() async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { await report() }
+      defer { group.cancelAll() }
+      try await serve()
+    }
+    try? await store.forget(serverID: configuration.serverID)
+  }
+
+  /// Says in the store's registry, every third of a lease, who this server is, its role and how
+  /// far it has applied the log (`gps cluster status`).
+  func report() async {
+    while !Task.isCancelled {
+      let leader = try? await store.leader()
+      let leading = !queue.isStandby
+      try? await store.report(
+        PostgresStore.ServerReport(
+          serverID: configuration.serverID, address: membership.address.withLock { $0 } ?? "",
+          role: leading ? "leader" : "standby", epoch: leader?.epoch ?? 0, lastSequence: queue.durableSequence))
+      try? await Task.sleep(for: configuration.lease / 3)
+    }
+  }
+
+  func serve() async throws {
     let epoch = try await withThrowingTaskGroup(of: Int64?.self) { group in
       group.addTask { [self] in
         try await follow()
@@ -107,6 +132,7 @@ struct StoreRole: Service {
         if batches.isEmpty { break }
         try queue.follow(batches)
       }
+      membership.caughtUpAt.withLock { $0 = .now }
       queue.promote(committingTo: EpochWriter(store: store, epoch: epoch, serverID: configuration.serverID))
       leading.open()
       try await onLeading()
@@ -147,11 +173,11 @@ struct StoreRole: Service {
   /// Applies the store's next batches (true) or, when there are none, learns who leads (false).
   private func followOnce() async -> Result<Bool, QueueError> {
     do throws(QueueError) {
-      let batches = try await store.batches(after: queue.followingFrom - 1)
-      if !batches.isEmpty {
-        try queue.follow(batches)
-        return .success(true)
-      }
+      let limit = 256
+      let batches = try await store.batches(after: queue.followingFrom - 1, limit: limit)
+      if !batches.isEmpty { try queue.follow(batches) }
+      if batches.count < limit { membership.caughtUpAt.withLock { $0 = .now } }
+      if !batches.isEmpty { return .success(true) }
       let leader = try await store.leader()
       queue.setLeader(leader.live && !leader.address.isEmpty ? leader.address : nil)
       return .success(false)
@@ -211,6 +237,7 @@ struct StoreRole: Service {
 
   /// Records the bound address as the leader's (when no `--advertise` was given), once it leads.
   func recordAddress(_ address: String) {
+    membership.address.withLock { $0 = address }
     let (store, leading, serverID, logger) = (store, leading, configuration.serverID, logger)
     Task {
       guard await leading.wait() else { return }

@@ -177,6 +177,38 @@ extension OpenAPI {
         ])
       ),
       (
+        "/api/cluster",
+        object([
+          (
+            "get",
+            operation(
+              "getCluster",
+              "The cluster of a server whose log is in PostgreSQL: the leader, the log's end, and every server with its role and lag (404 on a server of the file log)",
+              responses: [
+                (
+                  "200",
+                  json(
+                    object([
+                      ("type", .string("object")),
+                      (
+                        "properties",
+                        object([
+                          ("cluster_id", string()),
+                          ("leader", object([("type", .string("object"))])),
+                          ("last_sequence", object([("type", .string("integer"))])),
+                          (
+                            "servers",
+                            object([("type", .string("array")), ("items", object([("type", .string("object"))]))])
+                          ),
+                        ])
+                      ),
+                    ]), "the cluster")
+                )
+              ])
+          )
+        ])
+      ),
+      (
         "/api/deployments/{flow}/{name}",
         object([
           (

@@ -88,10 +88,19 @@ final class Site: Sendable {
     api.get("history/stream") { request, context in try await self.historyStream(request, context) }
     api.post("history/verify") { _, _ in try await self.verify() }
     api.get("openapi.json") { _, _ in Response.json(self.openAPIDocument) }
+    api.get("cluster") { _, context in try await self.cluster(context) }
     router.get("healthz") { _, _ in Response.json(.object([.init("status", .string("ok"))])) }
     router.get("readyz") { _, _ in
       if self.engine.isStopping {
         return Response.json(.object([.init("status", .string("stopping"))]), status: .serviceUnavailable)
+      }
+      // A standby serves reads once it has copied the store's log; until then it is not ready.
+      if let cluster = self.engine.cluster, !cluster.isCaughtUp(self.queue) {
+        return Response.json(
+          .object([
+            .init("status", .string("catching up")), .init("role", .string("standby")),
+            .init("problems", .array([.string("this standby has not copied the store's log up to its end yet")])),
+          ]), status: .serviceUnavailable)
       }
       // Degraded still serves (200): a failed run index slows nothing a caller sees yet, and
       // taking the only server out of rotation would. The problem is said, and in a metric.
@@ -102,7 +111,11 @@ final class Site: Sendable {
             .init("problems", .array([.string("the run index stopped committing: \(failure)")])),
           ]))
       }
-      return Response.json(.object([.init("status", .string("ready"))]))
+      guard self.engine.cluster != nil else { return Response.json(.object([.init("status", .string("ready"))])) }
+      return Response.json(
+        .object([
+          .init("status", .string("ready")), .init("role", .string(self.queue.isStandby ? "standby" : "leader")),
+        ]))
     }
     router.get("metrics") { _, _ in
       Response(

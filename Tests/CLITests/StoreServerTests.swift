@@ -39,6 +39,20 @@ import Testing
         let listed = try await GPSProcess.run(["flow-run", "ls", "--output", "json", "--server", secondAddress])
         return listed.stdout.contains(id) && listed.stdout.contains("Completed")
       }
+      // The cluster as the store and the standby's web port see it.
+      try await eventually("both servers in the store's registry") {
+        let status = try await GPSProcess.run(
+          ["cluster", "status", "--store", database.url, "--store-password-file", database.server.passwordFile])
+        return status.stdout.contains("leader: \(firstAddress) at epoch") && status.stdout.contains(secondAddress)
+          && status.stdout.contains("standby")
+      }
+      let web = WebClient(base: try await second.webAddress())
+      let ready = try await web.get("/readyz")
+      #expect(ready.status == 200 && ready.json["role"] as? String == "standby", "\(ready.body)")
+      let cluster = try await web.get("/api/cluster")
+      let servers = try #require(cluster.json["servers"] as? [[String: Any]], "\(cluster.body)")
+      #expect(Set(servers.compactMap { $0["role"] as? String }) == ["leader", "standby"])
+      #expect(servers.contains { $0["self"] as? Bool == true && $0["address"] as? String == secondAddress })
       let refused = try await GPSProcess.run([
         "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--server", secondAddress,
       ])

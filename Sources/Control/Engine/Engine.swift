@@ -28,13 +28,16 @@ package final class Engine: Sendable {
   private let stopping = Atomic<Bool>(false)
   /// The signals of open work-signal streams, poked when the engine stops.
   let workSignals = Mutex<[ObjectIdentifier: WakeSignal]>([:])
+  /// The cluster this server belongs to, when its log is in a store; nil: the data directory's files.
+  package let cluster: ClusterMembership?
 
   package init(
     queue: RunQueue, catalog: DeploymentCatalog = DeploymentCatalog(),
     streams: StreamLimits = StreamLimits(total: 10_000, perPrincipal: 2_500), tokens: AccessTokens? = nil,
-    idleSignal: Duration = .seconds(1)
+    idleSignal: Duration = .seconds(1), cluster: ClusterMembership? = nil
   ) {
     self.queue = queue
+    self.cluster = cluster
     reads = QueueReads(queue: queue, catalog: catalog)
     self.streams = streams
     self.tokens = tokens
