@@ -397,7 +397,7 @@ struct SchedulerCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
-    guard let (server, _) = try location.serverAddress() else {
+    guard let (servers, _) = try location.serverAddresses() else {
       throw CommandFailure(
         "no GPS server is recorded in \(location.dataDir); start one with `gps server start` or pass --server HOST:PORT"
       )
@@ -414,18 +414,19 @@ struct SchedulerCommand: AsyncParsableCommand {
     var options = SchedulerOptions(concurrency: concurrency)
     if let id { options.id = id }
     let schedulerID = options.id
+    let server = servers[0]
     try await withControlClient(server, credentials: try location.credentials()) { control in
-      // Fail at once, with one line, when nothing listens there.
+      // Fail at once, with one line, when nothing listens there (with several, at the first).
       do {
         _ = try await control.listDeployments(.init(), options: failFast)
       } catch {
-        throw describe(error, server: server)
+        if servers.count == 1 { throw describe(error, server: server) }
       }
     }
     try await withServiceClients(a: aAddress, b: bAddress) { clients in
-      printLine("scheduler \(schedulerID) working for \(server)")
+      printLine("scheduler \(schedulerID) working for \(servers.map(\.description).joined(separator: ","))")
       try await Worker(
-        server: server, credentials: try location.credentials(),
+        servers: servers, credentials: try location.credentials(),
         deployments: Array(DeploymentRegistry.standard.deployments.values),
         dependencies: Dependencies(clients), options: options, logger: logger
       ).serve()

@@ -95,7 +95,7 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
   package func heartbeatMany(
     request: Gps_V1_HeartbeatManyRequest, context: ServerContext
   ) async throws -> Gps_V1_HeartbeatManyResponse {
-    engine.heartbeatMany(request, by: Principal.caller(context))
+    try engine.heartbeatMany(request, by: Principal.caller(context))
   }
 
   package func report(request: Gps_V1_ReportRequest, context: ServerContext) async throws -> Gps_V1_RunInfo {

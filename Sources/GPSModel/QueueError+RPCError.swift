@@ -35,6 +35,20 @@ extension QueueError: RPCErrorConvertible {
 
   public var rpcErrorMessage: String { message }
 
+  /// A standby names the leader in `gps-leader`: clients switch to it.
+  public var rpcErrorMetadata: Metadata {
+    guard let leader else { return [:] }
+    return [QueueError.leaderMetadataKey: .string(leader)]
+  }
+
+  /// The metadata key a standby's refusal names the leader in.
+  public static let leaderMetadataKey = "gps-leader"
+
+  /// The leader a standby's refusal names, if it names one.
+  public static func leader(of error: RPCError) -> String? {
+    error.metadata[stringValues: leaderMetadataKey].first(where: { _ in true })
+  }
+
   /// None: what a client sees is the message, which says what to do.
   public var rpcErrorCause: (any Error)? { nil }
 }

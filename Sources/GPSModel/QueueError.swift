@@ -70,6 +70,9 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
   public var missing: ClosedRange<UInt64>?
   /// The log's event the reducer refused, when a replay (or a staged apply) stopped at one.
   public var refusedEvent: UInt64?
+  /// With ``Code-swift.struct/notLeader``: the leader's address (`HOST:PORT`), sent to clients in
+  /// the `gps-leader` metadata so they follow it.
+  public var leader: String?
 
   public init(code: Code, message: String, cause: (any Error)? = nil, missing: ClosedRange<UInt64>? = nil) {
     self.code = code

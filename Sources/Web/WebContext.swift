@@ -109,7 +109,7 @@ struct AccessMiddleware: RouterMiddleware {
     (["api", "runs", "*", "stream"], [.get]), (["api", "runs", "*", "cancel"], [.post]),
     (["api", "runs", "*", "retry"], [.post]), (["api", "deployments"], [.get]),
     (["api", "deployments", "*", "*"], [.get]), (["api", "history"], [.get]), (["api", "history", "stream"], [.get]),
-    (["api", "history", "verify"], [.post]), (["api", "openapi.json"], [.get]),
+    (["api", "history", "verify"], [.post]), (["api", "openapi.json"], [.get]), (["api", "cluster"], [.get]),
   ]
 
   static func allowedMethods(_ path: String) -> Set<HTTPRequest.Method>? {

@@ -53,13 +53,14 @@ import Testing
       let servers = try #require(cluster.json["servers"] as? [[String: Any]], "\(cluster.body)")
       #expect(Set(servers.compactMap { $0["role"] as? String }) == ["leader", "standby"])
       #expect(servers.contains { $0["self"] as? Bool == true && $0["address"] as? String == secondAddress })
-      let refused = try await GPSProcess.run([
-        "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--server", secondAddress,
+      // A write sent to the standby is answered UNAVAILABLE naming the leader, which the CLI follows.
+      let followed = try await GPSProcess.run([
+        "deployment", "run", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--watch", "--server",
+        secondAddress,
       ])
-      #expect(refused.status != 0)
-      #expect(
-        refused.stderr.contains("this server is a standby: the leader, \(firstAddress), takes writes"),
-        "\(refused.stderr)")
+      #expect(followed.status == 0, "\(followed.stderr)")
+      #expect(followed.stderr.contains("\(secondAddress) is a standby; \(firstAddress) leads"), "\(followed.stderr)")
+      let secondID = try #require(Workbench.runID(followed.stdout))
 
       first.signal(SIGKILL)
       _ = await first.waitForExit()
@@ -71,8 +72,8 @@ import Testing
 
       let listed = try await GPSProcess.run(["flow-run", "ls", "--output", "json", "--server", secondAddress])
       let runs = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
-      #expect(runs.map { $0["id"] as? String } == [id])
-      #expect(runs.first?["state"] as? String == "Completed")
+      #expect(Set(runs.compactMap { $0["id"] as? String }) == [id, secondID])
+      #expect(runs.allSatisfy { $0["state"] as? String == "Completed" }, "\(listed.stdout)")
       let next = try await GPSProcess.run([
         "deployment", "run", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--watch", "--server",
         secondAddress,
@@ -80,7 +81,7 @@ import Testing
       #expect(next.status == 0, "\(next.stderr)")
       let verify = try await GPSProcess.run(["history", "verify", "--data-dir", root.path + "/two"])
       #expect(verify.status == 0, "\(verify.stderr)")
-      #expect(verify.stdout.contains("of 2 runs"), "\(verify.stdout)")
+      #expect(verify.stdout.contains("of 3 runs"), "\(verify.stdout)")
 
       second.signal(SIGTERM)
       #expect(await second.waitForExit() == 0, "\(second.stderr)")
@@ -162,6 +163,62 @@ import Testing
       #expect(ids.allSatisfy { served.stdout.contains($0) }, "\(served.stdout)")
       server.signal(SIGTERM)
       #expect(await server.waitForExit() == 0, "\(server.stderr)")
+    }
+  }
+
+  /// A worker (`gps scheduler --server A,B`) and the CLI given both servers follow the leader: an
+  /// enqueue sent to the standby goes to the leader; the leader is killed while the worker's run
+  /// is in a slow step; the worker's report reaches the new leader, which honours its lease: the
+  /// run completes, claimed once.
+  @Test func aWorkerAndTheCLIFollowTheLeaderAcrossAFailover() async throws {
+    let database = try SharedPostgres.database()
+    try await withTemporaryDirectory { root in
+      let bench = try await Workbench(root: root, bArguments: ["--latency", "2s"])
+      func start(_ name: String) throws -> GPSProcess {
+        try GPSProcess([
+          "server", "start", "--data-dir", root.path + "/" + name, "--port", "0", "--no-scheduler", "--store",
+          database.url, "--store-password-file", database.server.passwordFile, "--store-lease", "1s",
+        ])
+      }
+      let first = try start("one")
+      let firstAddress = try await first.listeningAddress()
+      #expect(await first.waitForOutput { _, stderr in stderr.contains("this server leads the store") })
+      let second = try start("two")
+      let secondAddress = try await second.listeningAddress()
+      let both = "\(secondAddress),\(firstAddress)"
+      let worker = try GPSProcess([
+        "scheduler", "--server", "\(firstAddress),\(secondAddress)", "--a", bench.aAddress, "--b", bench.bAddress,
+      ])
+      #expect(await worker.waitForOutput { stdout, _ in stdout.contains("working for") }, "\(worker.stderr)")
+      let enqueued = try await GPSProcess.run([
+        "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--server", both,
+      ])
+      #expect(enqueued.status == 0, "\(enqueued.stderr)")
+      #expect(enqueued.stderr.contains("\(secondAddress) is a standby; \(firstAddress) leads"), "\(enqueued.stderr)")
+      let id = try #require(Workbench.runID(enqueued.stdout))
+      // The run is in its slow step (B answers after 2 s) when the leader dies.
+      try await eventually("the run to run") {
+        let shown = try await GPSProcess.run(["flow-run", "inspect", id, "--server", firstAddress])
+        return shown.stdout.contains("process")
+      }
+      first.signal(SIGKILL)
+      _ = await first.waitForExit()
+      try await eventually("the run to complete on the new leader") {
+        let listed = try await GPSProcess.run(["flow-run", "ls", "--output", "json", "--server", both])
+        return listed.stdout.contains(id) && listed.stdout.contains("Completed")
+      }
+      let history = try await GPSProcess.run([
+        "history", "replay", "--run", id, "--output", "jsonl", "--data-dir", root.path + "/two",
+      ])
+      let types = history.stdout.split(separator: "\n").compactMap { line in
+        (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["type"] as? String
+      }
+      #expect(types.filter { $0 == "RunClaimed" }.count == 1, "\(types)")
+      #expect(types.last == "RunCompleted", "\(types)")
+      worker.signal(SIGTERM)
+      _ = await worker.waitForExit()
+      second.signal(SIGTERM)
+      #expect(await second.waitForExit() == 0)
     }
   }
 }

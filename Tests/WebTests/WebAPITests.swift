@@ -204,8 +204,11 @@ import Testing
         Set(paths.keys) == [
           "/api/runs", "/api/runs/{id}", "/api/runs/{id}/events", "/api/runs/{id}/stream", "/api/runs/{id}/cancel",
           "/api/runs/{id}/retry", "/api/deployments", "/api/deployments/{flow}/{name}", "/api/history",
-          "/api/history/stream", "/api/history/verify",
+          "/api/history/stream", "/api/history/verify", "/api/cluster",
         ])
+      // A server of the file log belongs to no cluster: the route says so.
+      let cluster = try await web.get("/api/cluster")
+      #expect(cluster.status == 404 && cluster.body.contains("belongs to no cluster"), "\(cluster.body)")
       let schemas = try #require((document["components"] as? [String: Any])?["schemas"] as? [String: Any])
       let runInfo = try #require(schemas["gps.v1.RunInfo"] as? [String: Any])
       let properties = try #require(runInfo["properties"] as? [String: Any])

@@ -5,6 +5,7 @@ import Foundation
 import GPSModel
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Logging
 import Queue
 import RPC
 
@@ -13,8 +14,28 @@ struct QueueLocation: ParsableArguments {
   @Option(help: "The data directory; a running server is found through it.")
   var dataDir = "data"
 
-  @Option(help: "The control server's address, HOST:PORT (default: the one recorded in the data directory).")
+  @Option(
+    help:
+      "The control server's address, HOST:PORT, or several servers of one cluster, HOST:PORT,HOST2:PORT2 (the leader is followed); default: GPS_SERVER, else the one recorded in the data directory."
+  )
   var server: String?
+
+  /// `--server`, else `GPS_SERVER`.
+  var serverList: String? {
+    if let server { return server }
+    if let given = ProcessInfo.processInfo.environment["GPS_SERVER"], !given.isEmpty { return given }
+    return nil
+  }
+
+  /// The servers `--server` (or `GPS_SERVER`) names; empty when neither is given.
+  func servers() throws(CommandFailure) -> [ServiceAddress] {
+    guard let serverList else { return [] }
+    do {
+      return try ControlServers.parse(serverList, what: server != nil ? "--server" : "GPS_SERVER")
+    } catch {
+      throw CommandFailure(error.message)
+    }
+  }
 
   @Option(
     help: "A file holding the token to present to the server (default: the GPS_TOKEN environment variable).")
@@ -54,27 +75,17 @@ struct QueueLocation: ParsableArguments {
 
   /// Through the server (`--server`, else the one recorded in the data directory), else the log.
   func route() throws(CommandFailure) -> QueueRoute {
-    var given: ServiceAddress?
-    if let server {
-      do {
-        given = try ServiceAddress(parsing: server, what: "--server")
-      } catch {
-        throw CommandFailure(error.message)
-      }
-    }
-    return QueueRoute(dataDirectory: dataDir, server: given, credentials: try credentials())
+    var route = QueueRoute(dataDirectory: dataDir, servers: try servers(), credentials: try credentials())
+    route.logger = Logger(label: "gps")
+    return route
   }
 
-  /// The server to talk to: `--server`, else the address a server recorded in the data directory.
-  func serverAddress() throws(CommandFailure) -> (address: ServiceAddress, explicit: Bool)? {
-    if let server {
-      do {
-        return (try ServiceAddress(parsing: server, what: "--server"), true)
-      } catch {
-        throw CommandFailure(error.message)
-      }
-    }
-    return ControlAddress.read(dataDirectory: dataDir).map { ($0, false) }
+  /// The servers to talk to: `--server` (or `GPS_SERVER`), else the address a server recorded in
+  /// the data directory.
+  func serverAddresses() throws(CommandFailure) -> (addresses: [ServiceAddress], explicit: Bool)? {
+    let given = try servers()
+    if !given.isEmpty { return (given, true) }
+    return ControlAddress.read(dataDirectory: dataDir).map { ([$0], false) }
   }
 }
 

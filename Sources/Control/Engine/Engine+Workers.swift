@@ -65,10 +65,13 @@ extension Engine {
   }
 
   /// Renews many leases, each with its own outcome: one lost lease fails only its own.
-  package func heartbeatMany(_ request: Gps_V1_HeartbeatManyRequest, by caller: Caller)
+  package func heartbeatMany(_ request: Gps_V1_HeartbeatManyRequest, by caller: Caller) throws(QueueError)
     -> Gps_V1_HeartbeatManyResponse
   {
-    .with {
+    // A standby renews no lease: the whole call is refused (naming the leader), so the worker
+    // turns to the leader rather than reading each lease as lost.
+    if let refusal = queue.standbyRefusal { throw refusal }
+    return .with {
       $0.outcomes = request.leases.map { single in
         do throws(RPCError) {
           let lease = try lease(single.runID, single.leaseToken, caller)

@@ -1,6 +1,7 @@
 import Foundation
 public import GPSModel
 public import GRPCCore
+public import GRPCNIOTransportHTTP2
 import RPC
 import SwiftProtobuf
 import Synchronization
@@ -9,17 +10,38 @@ import Synchronization
 /// claims, heartbeats and reports go over the control API, and a `WatchWork` stream wakes the
 /// scheduler when runs may be claimable or a cancel was requested.
 public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
-  let client: Gps_V1_Control.Client<Transport>
+  /// A client of the server in use (with several servers, the leader as far as known).
+  let currentClient: @Sendable () throws -> Gps_V1_Control.Client<Transport>
+  /// Told of every UNAVAILABLE answer: with several servers, the next call goes to the leader the
+  /// answer names, or to the next server.
+  let onUnavailable: @Sendable (RPCError) -> Void
   let scheduler: String
   let signals = Mutex<(work: [WakeSignal], cancels: [WakeSignal])>(([], []))
   let deadline = Mutex<Timestamp?>(nil)
   /// The deployments the scheduler serves, named in `WatchWork` so that an idle worker is seen.
   let deployments: [String]
+  /// How long a report is retried while the server cannot take it (a restart, a failover).
+  let reportPatience = Duration.seconds(30)
 
   public init(client: Gps_V1_Control.Client<Transport>, scheduler: String, deployments: [String] = []) {
-    self.client = client
+    currentClient = { client }
+    onUnavailable = { _ in }
     self.scheduler = scheduler
     self.deployments = deployments
+  }
+
+  /// A queue served by whichever of `servers` leads: its calls follow the leader across a
+  /// failover (the leases of runs in flight are in the log; the new leader honours them).
+  public init(servers: ControlServers, scheduler: String, deployments: [String] = [])
+  where Transport == HTTP2ClientTransport.Posix {
+    currentClient = { try servers.client() }
+    onUnavailable = { error in servers.unavailable(error, from: servers.current) }
+    self.scheduler = scheduler
+    self.deployments = deployments
+  }
+
+  var client: Gps_V1_Control.Client<Transport> {
+    get throws { try currentClient() }
   }
 
   public func register(_ definitions: [DeploymentDefinition], worker: String) async throws -> [UInt32] {
@@ -47,6 +69,7 @@ public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
     } catch let error as RPCError where error.code == .notFound {
       return nil
     } catch let error as RPCError {
+      if error.code == .unavailable { onUnavailable(error) }
       throw QueueError(error)
     }
     return DeploymentVersion(
@@ -118,13 +141,28 @@ public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
 
   @discardableResult
   public func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run {
-    let info = try await remote {
-      try await client.report(
-        .with {
-          $0.runID = lease.runID.description
-          $0.leaseToken = lease.token
-          $0.events = events.map { kind in RunEvent.with { $0.kind = kind } }
-        })
+    // A report the server could not take (restarting, or a failover under way: a standby answers
+    // UNAVAILABLE naming the leader) is sent again, to the leader, for up to `reportPatience`: the
+    // run's work is not thrown away. One whose answer was lost and that had been applied is refused
+    // the second time (its events no longer follow), never applied twice.
+    let started = ContinuousClock.now
+    var pause = Duration.milliseconds(100)
+    let info: Gps_V1_RunInfo
+    while true {
+      do {
+        info = try await remote {
+          try await client.report(
+            .with {
+              $0.runID = lease.runID.description
+              $0.leaseToken = lease.token
+              $0.events = events.map { kind in RunEvent.with { $0.kind = kind } }
+            })
+        }
+        break
+      } catch let error as QueueError where error.isUnavailable && ContinuousClock.now - started < reportPatience {
+        try await Task.sleep(for: pause)
+        pause = min(pause * 2, .seconds(2))
+      }
     }
     guard let run = info.run else {
       throw QueueError(code: .invalidArgument, message: "the server sent a run this scheduler cannot read")
@@ -153,6 +191,7 @@ public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
         }
       } catch {
         if Task.isCancelled { return }
+        if let error = error as? RPCError, error.code == .unavailable { onUnavailable(error) }
         onError(error)
       }
       wakeAll()
@@ -170,6 +209,7 @@ public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
     do {
       return try await call()
     } catch let error as RPCError {
+      if error.code == .unavailable { onUnavailable(error) }
       throw QueueError(error)
     }
   }
@@ -180,3 +220,8 @@ private let heartbeatCodes: [RPCError.Code] = [
   .aborted, .notFound, .invalidArgument, .failedPrecondition, .unavailable, .internalError, .dataLoss,
   .resourceExhausted, .permissionDenied, .unauthenticated,
 ]
+
+extension QueueError {
+  /// A call the server did not take: it could not be reached, or it is a standby.
+  var isUnavailable: Bool { (cause as? RPCError)?.code == .unavailable }
+}

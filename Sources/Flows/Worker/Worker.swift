@@ -13,7 +13,10 @@ import UnixSignals
 /// flight finish; cancelled, it abandons them (their leases expire and their crash policy
 /// applies). ``serve()`` runs it until SIGINT or SIGTERM.
 public struct Worker: Service {
-  public let server: ServiceAddress
+  /// The servers of the cluster it works for (one, without a store): it follows the one that leads.
+  public let servers: [ServiceAddress]
+  /// The first of ``servers``.
+  public var server: ServiceAddress { servers[0] }
   public let credentials: ControlCredentials
   public let deployments: DeploymentRegistry
   public let dependencies: Dependencies
@@ -28,7 +31,21 @@ public struct Worker: Service {
     dependencies: Dependencies = Dependencies(), options: SchedulerOptions = SchedulerOptions(),
     logger: Logger = Logger(label: "gps.worker")
   ) {
-    self.server = server
+    self.init(
+      servers: [server], credentials: credentials, deployments: deployments, dependencies: dependencies,
+      options: options, logger: logger)
+  }
+
+  /// A worker of a cluster's servers (several `gps server start --store …`): its claims,
+  /// heartbeats and reports go to the leader, and follow it across a failover, the runs in flight
+  /// going on (their leases are in the log, and the new leader honours them).
+  public init(
+    servers: [ServiceAddress], credentials: ControlCredentials = ControlCredentials(), deployments: [Deployment],
+    dependencies: Dependencies = Dependencies(), options: SchedulerOptions = SchedulerOptions(),
+    logger: Logger = Logger(label: "gps.worker")
+  ) {
+    precondition(!servers.isEmpty, "a worker needs at least one server")
+    self.servers = servers
     self.credentials = credentials
     self.deployments = DeploymentRegistry(deployments)
     self.dependencies = dependencies
@@ -37,8 +54,8 @@ public struct Worker: Service {
   }
 
   public func run() async throws {
-    try await withControlClient(server, credentials: credentials) { control in
-      let queue = RemoteQueue(client: control, scheduler: options.id, deployments: deployments.names)
+    try await withControlServers(servers, credentials: credentials, logger: logger) { servers in
+      let queue = RemoteQueue(servers: servers, scheduler: options.id, deployments: deployments.names)
       let scheduler = Scheduler(
         queue: queue, registry: deployments, dependencies: dependencies, options: options, logger: logger)
       try await withThrowingTaskGroup(of: Void.self) { group in

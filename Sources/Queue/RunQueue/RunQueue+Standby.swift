@@ -5,11 +5,18 @@ extension RunQueue {
   // MARK: A standby of a store
 
   static func standbyRefusal(leader: String?) -> QueueError {
-    QueueError(
+    var error = QueueError(
       code: .notLeader,
       message:
         "this server is a standby: \(leader.map { "the leader, \($0), takes writes" } ?? "no server leads the store right now; retry in a few seconds")"
     )
+    error.leader = leader
+    return error
+  }
+
+  /// What a standby answers a command (nil: this queue leads).
+  package var standbyRefusal: QueueError? {
+    locked.withLock { locked in locked.standbyOf.map { Self.standbyRefusal(leader: $0) } }
   }
 
   /// Whether the queue is a standby (it refuses commands and follows the store's batches).
