@@ -6,7 +6,7 @@ SWIFT        ?= swift
 DATA_DIR     ?= data
 BUILD_DEPS   := liblz4-dev libjemalloc-dev libsqlite3-dev pkg-config
 PROTO_DEPS   := protobuf-compiler
-BENCH_DEPS   := nghttp2-client
+BENCH_DEPS   := nghttp2-client postgresql
 # openssl makes the self-signed certificate of the TLS test; chromium and its driver run the web
 # UI's browser tests (Selenium, from the venv); postgresql's initdb and pg_ctl start the servers
 # of the PostgreSQL store's tests (each its own, in a temporary directory, on a free port).
@@ -185,7 +185,7 @@ run: build
 bench: release
 	@scripts/ensure-packages.sh $(BENCH_DEPS)
 	@# One process per suite: a suite's heap (the queue suite holds 1,000,000 runs) must not slow the next.
-	for suite in log queue e2e metrics control web; do \
+	for suite in log queue e2e metrics control web store; do \
 	  "$$($(SWIFT) build -c release --show-bin-path)/gps-bench" --dir "$(CURDIR)/.build-bench" --only $$suite || exit 1; \
 	done
 	scripts/bench-h2load.sh "$$($(SWIFT) build -c release --show-bin-path)/gps"

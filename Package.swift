@@ -161,7 +161,7 @@ let package = Package(
       name: "GPSBench",
       dependencies: [
         "CJemalloc", "GPSModel", "Queue", "Flows", "RPC", "Services", "ReferenceFlow", "Control", "Web",
-        "GPSServerTesting",
+        "GPSServerTesting", "GPSTesting", "PostgresStore",
         argumentParser, swiftProtobuf,
         grpcCore, grpcNIO, logging,
       ],

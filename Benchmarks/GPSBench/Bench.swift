@@ -199,6 +199,10 @@ struct Bench {
     if arguments.suites.contains("web") {
       try await benchWeb(directory: directory, runs: arguments.startupRuns, repetitions: arguments.runs)
     }
+    if arguments.suites.contains("store") {
+      try await benchStore(directory: directory, seconds: arguments.seconds, repetitions: arguments.runs)
+      try await benchFailover(directory: directory, repetitions: 5)
+    }
     if arguments.suites.contains("control") {
       try await benchControl(
         directory: directory, clients: 64, seconds: arguments.seconds, startupRuns: arguments.startupRuns,

@@ -110,6 +110,8 @@ struct HistoryReplay: AsyncParsableCommand {
   @Option(help: "The data directory.")
   var dataDir = "data"
 
+  @OptionGroup var storeOption: StoreOption
+
   func validate() throws {
     if follow, until != nil { throw ValidationError("--follow and --until exclude each other") }
     if follow, output == .json { throw ValidationError("--follow needs --output table or jsonl") }
@@ -123,6 +125,7 @@ struct HistoryReplay: AsyncParsableCommand {
   }
 
   func run() async throws {
+    let dataDir = try await storeOption.directory(orElse: dataDir)
     try requireQueue(dataDir)
     var runID: RunID?
     var start: UInt64 = 1
@@ -198,7 +201,10 @@ struct HistoryState: AsyncParsableCommand {
   @Option(help: "The data directory.")
   var dataDir = "data"
 
+  @OptionGroup var storeOption: StoreOption
+
   func run() async throws {
+    let dataDir = try await storeOption.directory(orElse: dataDir)
     try requireQueue(dataDir)
     // How far the replay is (its end is not known without reading the log).
     let progress = ProgressBar(total: nil, label: "replaying")
@@ -277,7 +283,10 @@ struct HistoryVerify: AsyncParsableCommand {
   @Option(help: "The data directory.")
   var dataDir = "data"
 
+  @OptionGroup var storeOption: StoreOption
+
   func run() async throws {
+    let dataDir = try await storeOption.directory(orElse: dataDir)
     try requireQueue(dataDir)
     let report = try queueCall { () throws(QueueError) in try LogVerifier(directory: dataDir).verify() }
     if let problem = report.problem {

@@ -30,7 +30,7 @@ struct DataDirectoryOption: ParsableArguments {
   var dataDir = "data"
 }
 
-struct LogVerify: ParsableCommand {
+struct LogVerify: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "verify",
     abstract: "Check every checksum, sequence continuity and the hash chain; exit 0 only if all hold.",
@@ -39,9 +39,12 @@ struct LogVerify: ParsableCommand {
 
   @OptionGroup var options: DataDirectoryOption
 
-  func run() throws {
-    try requireQueue(options.dataDir)
-    let report = try queueCall { () throws(QueueError) in try LogVerifier(directory: options.dataDir).verify() }
+  @OptionGroup var storeOption: StoreOption
+
+  func run() async throws {
+    let dataDir = try await storeOption.directory(orElse: options.dataDir)
+    try requireQueue(dataDir)
+    let report = try queueCall { () throws(QueueError) in try LogVerifier(directory: dataDir).verify() }
     if let problem = report.problem {
       throw CommandFailure("log verify failed: \(problem)")
     }

@@ -146,9 +146,9 @@ struct ServerStart: AsyncParsableCommand {
   @Option(
     parsing: .unconditional,
     help:
-      "With --store: how long the leader's lease lasts unrenewed, e.g. 5s; a standby takes over within about this long of the leader's death.",
+      "With --store: how long the leader's lease lasts unrenewed, e.g. 4s; a standby takes over within about this long of the leader's death (renewed every third of it).",
     transform: DurationArgument.parse)
-  var storeLease = DurationArgument(.seconds(5), text: "5s")
+  var storeLease = DurationArgument(.seconds(4), text: "4s")
 
   @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
   var logLevel = "info"

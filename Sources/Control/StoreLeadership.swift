@@ -14,8 +14,8 @@ package struct StoreConfiguration: Sendable {
   /// binds (recorded once it listens).
   package var advertise: String?
   /// How long a leader's lease lasts unrenewed: a standby takes over within about this long of
-  /// the leader's death. Renewed every third of it.
-  package var lease: Duration = .seconds(5)
+  /// the leader's death (it looks again as the lease runs out). Renewed every third of it.
+  package var lease: Duration = .seconds(4)
   /// This process's id in the store (new at every start: a restarted server is a new member).
   package var serverID = UUID().uuidString.lowercased()
 
@@ -38,6 +38,7 @@ package enum StoreLeadership {
       var announced: Int64?
       var unreachable = false
       while true {
+        var wait = configuration.lease / 3
         do throws(QueueError) {
           if let epoch = try await store.acquire(
             serverID: configuration.serverID, address: configuration.advertise ?? "", lease: configuration.lease)
@@ -58,13 +59,15 @@ package enum StoreLeadership {
             )
           }
           unreachable = false
+          // Looked at again when the lease runs out (at most a third of a lease from now).
+          wait = min(configuration.lease / 3, max(.milliseconds(20), leader.remaining + .milliseconds(10)))
         } catch {
           // An unreachable store is waited for (the standby serves what it has meanwhile).
           guard error.code == .unavailable, !Task.isCancelled else { throw error }
           if !unreachable { logger.warning("cannot reach the store to take the lead: \(error.message); retrying") }
           unreachable = true
         }
-        try await Task.sleep(for: configuration.lease / 3)
+        try await Task.sleep(for: wait)
       }
     }
     return result ?? nil
@@ -209,6 +212,13 @@ struct StoreRole: Service {
         var lastRenewed = ContinuousClock.now
         while true {
           try await Task.sleep(for: configuration.lease / 3)
+          if let failure = queue.failure {
+            // Its state may hold what the store does not: it stops, and a standby takes over.
+            try? await store.release(epoch: epoch, serverID: configuration.serverID)
+            throw ControlError(
+              "this server stops leading the store \(store.location): \(failure.message); a standby takes over, and this server's data directory is refilled from the store when it starts again"
+            )
+          }
           let attempt = ContinuousClock.now
           let renewed: Bool
           do throws(QueueError) {

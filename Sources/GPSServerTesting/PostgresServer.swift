@@ -58,24 +58,34 @@ package final class PostgresServer: Sendable {
           "--pwfile=\(passwordFile)", "-N", "-E", "UTF8", "--locale=C",
         ])
       chmod(passwordFile, 0o600)
-      var lastError: (any Error)?
-      for _ in 0..<5 {
-        let port = try freePort()
-        let server = PostgresServer(
-          directory: directory, port: port, password: password, passwordFile: passwordFile, binaries: binaries)
-        do {
-          try server.startServer(settings: settings)
-          try server.psql("CREATE DATABASE gps", database: "postgres")
-          return server
-        } catch {
-          lastError = error
-        }
-      }
-      throw lastError!
+      return try onAFreePort(
+        directory: directory, password: password, passwordFile: passwordFile, binaries: binaries, settings: settings
+      ) { server in try server.psql("CREATE DATABASE gps", database: "postgres") }
     } catch {
       try? FileManager.default.removeItem(atPath: directory)
       throw error
     }
+  }
+
+  /// Starts the cluster in `directory` on a free port (another may take the port between finding
+  /// and binding it: five tries), then runs `ready` on it.
+  private static func onAFreePort(
+    directory: String, password: String, passwordFile: String, binaries: String, settings: [String: String],
+    ready: (PostgresServer) throws -> Void
+  ) throws -> PostgresServer {
+    var lastError: (any Error)?
+    for _ in 0..<5 {
+      let server = PostgresServer(
+        directory: directory, port: try freePort(), password: password, passwordFile: passwordFile, binaries: binaries)
+      do {
+        try server.startServer(settings: settings)
+        try ready(server)
+        return server
+      } catch {
+        lastError = error
+      }
+    }
+    throw lastError!
   }
 
   private func startServer(settings: [String: String]) throws {
@@ -89,6 +99,43 @@ package final class PostgresServer: Sendable {
   /// Starts the server again after ``kill()`` or ``stop(removing:)`` with `removing: false`.
   package func restart(settings: [String: String] = [:]) throws {
     try startServer(settings: settings)
+  }
+
+  /// A streaming replica of this server (`pg_basebackup -R`), started on a free port. With
+  /// `synchronous`, this server then waits for it at every commit (`synchronous_standby_names`),
+  /// so what a client saw committed survives this server's loss.
+  package func startReplica(synchronous: Bool = true) throws -> PostgresServer {
+    let directory = FileManager.default.temporaryDirectory
+      .appendingPathComponent("gps-pg-\(UUID().uuidString.prefix(8).lowercased())").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let copy = directory + "/password"
+    try Data("\(password)\n".utf8).writeInPlace(to: URL(fileURLWithPath: copy))
+    try Self.handOver(directory)
+    chmod(copy, 0o600)
+    do {
+      try Self.run(
+        binaries + "/pg_basebackup",
+        [
+          "-h", "127.0.0.1", "-p", "\(port)", "-U", user, "-D", directory + "/data", "-R", "-X", "stream", "-c", "fast",
+        ],
+        environment: ["PGPASSWORD": password])
+      let replica = try Self.onAFreePort(
+        directory: directory, password: password, passwordFile: copy, binaries: binaries, settings: [:]
+      ) { _ in }
+      if synchronous {
+        try psql("ALTER SYSTEM SET synchronous_standby_names = '*'", database: "postgres")
+        try psql("SELECT pg_reload_conf()", database: "postgres")
+      }
+      return replica
+    } catch {
+      try? FileManager.default.removeItem(atPath: directory)
+      throw error
+    }
+  }
+
+  /// Promotes a replica to a primary (`pg_ctl promote`, waiting until it accepts writes).
+  package func promote() throws {
+    try Self.run(binaries + "/pg_ctl", ["-D", dataDirectory, "-w", "-t", "60", "promote"])
   }
 
   /// Runs SQL through `psql` on the local socket; returns its unaligned output.

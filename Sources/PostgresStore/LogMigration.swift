@@ -1,6 +1,6 @@
 import Foundation
 package import GPSModel
-package import Queue
+import Queue
 
 /// `gps log migrate`: a log moved between a data directory and a store, batch for batch, byte for
 /// byte: the same sequences, the same frames, so the same hash chain on both sides.

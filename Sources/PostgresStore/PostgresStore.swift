@@ -357,19 +357,28 @@ package final class PostgresStore: Sendable {
   /// continues the stored log. Throws ``QueueError/Code-swift.struct/fenced`` when another server
   /// leads now. When the connection is lost mid-statement it learns whether the batch was stored
   /// (waiting, under the leader's row lock, for the lost statement to end) before it answers.
-  package func insert(_ batch: SealedBatch, epoch: Int64, serverID: String) async throws(QueueError) {
+  package func insert(
+    _ batch: SealedBatch, epoch: Int64, serverID: String, patience: Duration = .seconds(10)
+  ) async throws(QueueError) {
     guard batch.lastSequence < UInt64(Int64.max) else {
       throw QueueError(code: .invalidArgument, message: "sequence \(batch.lastSequence) does not fit the store")
     }
-    // A lost connection is survived: once it is known the batch was not stored, it is inserted
-    // again on a new connection (the same rows, so never twice); a few times at most.
-    var attempt = 1
+    // A lost connection, or a database that cannot be reached for a moment (its own failover:
+    // the URL's next host is promoted), is waited for up to `patience`. Once it is known that a
+    // batch whose statement was cut off was not stored, it is inserted again: the same row, so
+    // never twice.
+    let deadline = ContinuousClock.now + patience
+    var pause = Duration.milliseconds(100)
+    var uncertain = false
+    var problem = ""
     while true {
-      let loss: any Error
       do {
-        let inserted = try await insertOnce(batch, epoch: epoch, serverID: serverID)
-        if inserted { return }
+        if uncertain, try await wasStored(batch) { return }
+        uncertain = false
+        if try await insertOnce(batch, epoch: epoch, serverID: serverID) { return }
         try await refusal(of: batch, epoch: epoch, serverID: serverID)
+      } catch let error as QueueError where error.code == .unavailable {
+        problem = error.message
       } catch let error as QueueError {
         throw error
       } catch {
@@ -379,20 +388,21 @@ package final class PostgresStore: Sendable {
             code: .io, message: "the store \(location) refused batch \(batch.firstSequence): \(Self.describe(error))",
             cause: error)
         }
-        loss = error
+        uncertain = true
+        problem = Self.describe(error)
+        logger.warning(
+          "lost the connection to the store while committing a batch; learning whether it was committed",
+          metadata: ["batch": "\(batch.firstSequence)", "error": "\(problem)"])
       }
-      if try await wasStored(batch) { return }
-      guard attempt < 3 else {
+      guard ContinuousClock.now + pause < deadline else {
         throw QueueError(
           code: .unavailable,
           message:
-            "the connection to the store \(location) was lost while committing batch \(batch.firstSequence) (\(Self.describe(loss))) \(attempt) times; it was not committed",
-          cause: loss)
+            "could not commit batch \(batch.firstSequence) to the store \(location) within \(patience) (\(problem)); nothing of it was acknowledged"
+        )
       }
-      attempt += 1
-      logger.warning(
-        "lost the connection to the store while committing a batch; it was not committed, committing it again",
-        metadata: ["batch": "\(batch.firstSequence)", "error": "\(Self.describe(loss))"])
+      try? await Task.sleep(for: pause)
+      pause = min(pause * 2, .seconds(1))
     }
   }
 
@@ -481,19 +491,27 @@ package final class PostgresStore: Sendable {
     package var address: String
     /// Whether its lease has not run out (by the database's clock).
     package var live: Bool
+    /// How long its lease still runs (zero once it ran out).
+    package var remaining: Duration = .zero
   }
 
   package func leader() async throws(QueueError) -> Leader {
     try await using("reader", writable: false, "read its leader") { connection in
       let rows = try await connection.query(
-        "SELECT epoch, server_id, address, lease_until > clock_timestamp() FROM gps_leader WHERE singleton",
+        """
+        SELECT epoch, server_id, address, lease_until > clock_timestamp(),
+          (extract(epoch FROM greatest(lease_until, clock_timestamp()) - clock_timestamp()) * 1000)::float8
+        FROM gps_leader WHERE singleton
+        """,
         logger: logger
       ).collect()
       guard let row = rows.first else {
         throw QueueError(code: .corrupt, message: "the store \(location) has no leader record: its schema is damaged")
       }
-      let (epoch, server, address, live) = try row.decode((Int64, String, String, Bool).self)
-      return Leader(epoch: epoch, serverID: server, address: address, live: live)
+      let (epoch, server, address, live, remaining) = try row.decode((Int64, String, String, Bool, Double).self)
+      return Leader(
+        epoch: epoch, serverID: server, address: address, live: live,
+        remaining: .milliseconds(Int64(max(0, min(remaining, 86_400_000)))))
     }
   }
 
@@ -691,7 +709,7 @@ package struct EpochWriter: BatchStore {
     Task {
       let result: Result<Void, QueueError>
       do throws(QueueError) {
-        try await store.insert(batch, epoch: epoch, serverID: serverID)
+        try await store.insert(batch, epoch: epoch, serverID: serverID, patience: timeout)
         result = .success(())
       } catch {
         result = .failure(error)

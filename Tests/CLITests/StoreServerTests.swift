@@ -221,4 +221,57 @@ import Testing
       #expect(await second.waitForExit() == 0)
     }
   }
+
+  /// A leader paused (SIGSTOP) past its lease is deposed while it cannot know it; resumed, it
+  /// writes nothing more (its commits are fenced by the epoch) and stops with one line; the chain
+  /// the new leader continued verifies, and no run but the acknowledged ones is in it.
+  @Test func aPausedLeaderIsDeposedAndWritesNothingMore() async throws {
+    let database = try SharedPostgres.database()
+    try await withTemporaryDirectory { root in
+      func start(_ name: String) throws -> GPSProcess {
+        try GPSProcess([
+          "server", "start", "--data-dir", root.path + "/" + name, "--port", "0", "--no-scheduler", "--store",
+          database.url, "--store-password-file", database.server.passwordFile, "--store-lease", "1s",
+        ])
+      }
+      func enqueue(_ server: String) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await GPSProcess.run([
+          "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--server", server,
+        ])
+      }
+      let first = try start("one")
+      let firstAddress = try await first.listeningAddress()
+      #expect(await first.waitForOutput { _, stderr in stderr.contains("this server leads the store") })
+      let second = try start("two")
+      let secondAddress = try await second.listeningAddress()
+      var acknowledged: [String] = []
+      for _ in 0..<2 {
+        let result = try await enqueue(firstAddress)
+        #expect(result.status == 0, "\(result.stderr)")
+        acknowledged += Workbench.runID(result.stdout).map { [$0] } ?? []
+      }
+      first.signal(SIGSTOP)
+      #expect(
+        await second.waitForOutput { _, stderr in stderr.contains("this server leads the store") }, "\(second.stderr)")
+      for _ in 0..<2 {
+        let result = try await enqueue(secondAddress)
+        #expect(result.status == 0, "\(result.stderr)")
+        acknowledged += Workbench.runID(result.stdout).map { [$0] } ?? []
+      }
+      first.signal(SIGCONT)
+      let late = try await enqueue(firstAddress)
+      #expect(late.status != 0, "a deposed leader acknowledged an enqueue: \(late.stdout)")
+      #expect(await first.waitForExit() != 0)
+      #expect(
+        first.stderr.contains("lost the lead of the store") || first.stderr.contains("stops leading the store"),
+        "\(first.stderr)")
+      let listed = try await GPSProcess.run(["flow-run", "ls", "--output", "json", "--server", secondAddress])
+      let runs = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
+      #expect(Set(runs.compactMap { $0["id"] as? String }) == Set(acknowledged), "\(listed.stdout)")
+      let verify = try await GPSProcess.run(["history", "verify", "--data-dir", root.path + "/two"])
+      #expect(verify.status == 0, "\(verify.stderr)")
+      second.signal(SIGTERM)
+      #expect(await second.waitForExit() == 0)
+    }
+  }
 }

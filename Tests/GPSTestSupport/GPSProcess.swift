@@ -31,7 +31,10 @@ public final class GPSProcess: Sendable {
   private let termination: AsyncStream<Int32>
 
   /// Starts `gps ARGUMENTS` in `directory` (default: the current directory).
-  public init(_ arguments: [String], executable: URL? = nil, directory: URL? = nil, stdin: String? = nil) throws {
+  public init(
+    _ arguments: [String], executable: URL? = nil, directory: URL? = nil, stdin: String? = nil,
+    environment: [String: String] = [:]
+  ) throws {
     outputDirectory = FileManager.default.temporaryDirectory
       .appendingPathComponent("gps-process-\(UUID().uuidString.lowercased())")
     try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
@@ -54,6 +57,9 @@ public final class GPSProcess: Sendable {
       && !arguments.contains("--no-web")
     process.arguments = arguments + (web ? ["--http-port", "0"] : [])
     if let directory { process.currentDirectoryURL = directory }
+    if !environment.isEmpty {
+      process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
     process.standardError = try FileHandle(forWritingTo: stderrURL)
     if let stdin {
@@ -118,9 +124,11 @@ public final class GPSProcess: Sendable {
 
   /// Runs `gps ARGUMENTS` to completion.
   public static func run(
-    _ arguments: [String], executable: URL? = nil, directory: URL? = nil, stdin: String? = nil
+    _ arguments: [String], executable: URL? = nil, directory: URL? = nil, stdin: String? = nil,
+    environment: [String: String] = [:]
   ) async throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = try GPSProcess(arguments, executable: executable, directory: directory, stdin: stdin)
+    let process = try GPSProcess(
+      arguments, executable: executable, directory: directory, stdin: stdin, environment: environment)
     let status = await process.waitForExit()
     return (status, process.stdout, process.stderr)
   }

@@ -268,3 +268,35 @@ import Testing
     }
   }
 }
+
+@Suite struct DatabaseFailoverTests {
+  /// PostgreSQL's own failover, which GPS does not manage but survives: a primary with a
+  /// synchronous streaming replica, both started here; the primary is killed and the replica
+  /// promoted; the leader's next commits reach it through the URL's second host. Every
+  /// acknowledged run is there, before and after.
+  @Test func theDatabasesFailoverLosesNothingAcknowledged() async throws {
+    try await withPostgres { primary in
+      let replica = try primary.startReplica(synchronous: true)
+      defer { replica.stop() }
+      let url =
+        "postgres://gps@127.0.0.1:\(primary.port),127.0.0.1:\(replica.port)/gps?target_session_attrs=read-write"
+      let store = try await PostgresStore.open(try StoreLocation(url: url), password: .file(primary.passwordFile))
+      defer { store.close() }
+      try await withTemporaryDirectory { root in
+        let (queue, _) = try await PostgresStoreTests.lead(store, as: "a", directory: root.path + "/a")
+        defer { queue.close() }
+        let before = try await PostgresStoreTests.enqueue(queue, 10)
+        primary.kill()
+        try replica.promote()
+        let after = try await PostgresStoreTests.enqueue(queue, 10)
+        #expect(try await store.lastBatch()?.hash == queue.lastBatch.hash)
+        try await StoreMirror.catchUp(directory: root.path + "/b", store: store)
+        let rebuilt = try RunQueue(directory: root.path + "/b")
+        defer { rebuilt.close() }
+        for id in before + after { #expect(try rebuilt.run(id) != nil) }
+        #expect(rebuilt.counts.total == 20)
+        #expect(try LogVerifier(directory: root.path + "/b").verify().isIntact)
+      }
+    }
+  }
+}

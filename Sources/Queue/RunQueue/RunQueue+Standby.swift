@@ -19,6 +19,9 @@ extension RunQueue {
     locked.withLock { locked in locked.standbyOf.map { Self.standbyRefusal(leader: $0) } }
   }
 
+  /// The failure that stopped the queue (a write the log could not make durable), if one did.
+  package var failure: QueueError? { locked.withLock { $0.lifecycle.failure } }
+
   /// Whether the queue is a standby (it refuses commands and follows the store's batches).
   package var isStandby: Bool { locked.withLock { $0.standbyOf != nil } }
 
