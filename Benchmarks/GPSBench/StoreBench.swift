@@ -25,12 +25,12 @@ func benchStore(directory: String, seconds: Double, repetitions: Int) async thro
   for clients in [1, 16, 64] {
     var rates: [Double] = []
     for _ in 0..<repetitions {
-      let output = try runProgram(
+      let output = try PostgresServer.run(
         "/usr/bin/pgbench",
         [
           "-n", "-c", "\(clients)", "-j", "\(min(clients, 2))", "-T", "\(max(1, Int(seconds)))", "-f", script, "-h",
           "127.0.0.1", "-p", "\(server.port)", "-U", server.user, "gps",
-        ], environment: ["PGPASSWORD": server.password])
+        ], asServerUser: false, environment: ["PGPASSWORD": server.password])
       guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
         let value = Double(line.dropFirst("tps = ".count).prefix { $0 != " " })
       else { throw BenchFailure("pgbench said: \(output.suffix(500))") }
@@ -101,26 +101,6 @@ private func enqueueFor(seconds: Double, clients: Int, into queue: RunQueue) asy
 struct BenchFailure: Error, CustomStringConvertible {
   var description: String
   init(_ description: String) { self.description = description }
-}
-
-/// Runs a program to its end and returns its output (stdout and stderr).
-func runProgram(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: executable)
-  process.arguments = arguments
-  var merged = ProcessInfo.processInfo.environment
-  for (key, value) in environment { merged[key] = value }
-  process.environment = merged
-  let output = FileManager.default.temporaryDirectory.appendingPathComponent("gps-bench-\(UUID().uuidString).out")
-  try Data().writeInPlace(to: output)
-  defer { try? FileManager.default.removeItem(at: output) }
-  let handle = try FileHandle(forWritingTo: output)
-  process.standardOutput = handle
-  process.standardError = handle
-  try process.run()
-  process.waitUntilExit()
-  try handle.close()
-  return (try? String(contentsOf: output, encoding: .utf8)) ?? ""
 }
 
 /// Failover as users see it: two `gps server start --store` processes (the release binary beside

@@ -217,7 +217,7 @@ package final class PostgresServer: Sendable {
   /// of a program that leaves a daemon behind, as `pg_ctl start` does); its output goes to a file,
   /// not a pipe the daemon would hold open. Returns the output; throws it when the exit is not 0.
   @discardableResult
-  static func run(
+  package static func run(
     _ executable: String, _ arguments: [String], asServerUser: Bool = true, environment: [String: String] = [:]
   ) throws -> String {
     let argv =
@@ -234,6 +234,18 @@ package final class PostgresServer: Sendable {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    // A clean signal state: this process's threads block signals (the Swift runtime's), and a
+    // child that inherited that mask would never see its own timers (pgbench -T waits forever).
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var empty = sigset_t()
+    sigemptyset(&empty)
+    posix_spawnattr_setsigmask(&attributes, &empty)
+    var all = sigset_t()
+    sigfillset(&all)
+    posix_spawnattr_setsigdefault(&attributes, &all)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     let cArguments = argv.map { strdup($0) } + [nil]
     let cEnvironment = processEnvironment.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer {
@@ -241,7 +253,7 @@ package final class PostgresServer: Sendable {
       for pointer in cEnvironment { free(pointer) }
     }
     var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, argv[0], &actions, nil, cArguments, cEnvironment)
+    let spawned = posix_spawn(&pid, argv[0], &actions, &attributes, cArguments, cEnvironment)
     guard spawned == 0 else { throw PostgresServerError("cannot start \(argv[0]): errno \(spawned)") }
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 {
