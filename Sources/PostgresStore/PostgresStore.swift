@@ -358,7 +358,7 @@ package final class PostgresStore: Sendable {
   /// leads now. When the connection is lost mid-statement it learns whether the batch was stored
   /// (waiting, under the leader's row lock, for the lost statement to end) before it answers.
   package func insert(
-    _ batch: SealedBatch, epoch: Int64, serverID: String, patience: Duration = .seconds(10)
+    _ batch: SealedBatch, epoch: Int64, serverID: String, patience: Duration = .seconds(10), uncertain: Bool = false
   ) async throws(QueueError) {
     guard batch.lastSequence < UInt64(Int64.max) else {
       throw QueueError(code: .invalidArgument, message: "sequence \(batch.lastSequence) does not fit the store")
@@ -369,7 +369,7 @@ package final class PostgresStore: Sendable {
     // never twice.
     let deadline = ContinuousClock.now + patience
     var pause = Duration.milliseconds(100)
-    var uncertain = false
+    var uncertain = uncertain
     var problem = ""
     while true {
       do {
@@ -408,10 +408,17 @@ package final class PostgresStore: Sendable {
 
   /// The insert, on the writer's connection: true when it stored the batch.
   private func insertOnce(_ batch: SealedBatch, epoch: Int64, serverID: String) async throws -> Bool {
-    let first = Int64(batch.firstSequence)
     let connection = try await connection("writer")
-    let rows = try await connection.query(
-      """
+    let rows = try await connection.query(Self.insertion(batch, epoch: epoch, serverID: serverID), logger: logger)
+      .collect()
+    return rows.count == 1
+  }
+
+  /// The fenced insert of a batch: stored only under this leader's epoch, and only when it
+  /// continues the stored log.
+  static func insertion(_ batch: SealedBatch, epoch: Int64, serverID: String) -> PostgresQuery {
+    let first = Int64(batch.firstSequence)
+    return """
       INSERT INTO gps_batches (first_seq, last_seq, epoch, hash, frame)
       SELECT \(first), \(Int64(batch.lastSequence)), \(epoch), \(ByteBuffer(bytes: batch.hash)), \(ByteBuffer(bytes: batch.frame))
       FROM gps_leader
@@ -419,9 +426,12 @@ package final class PostgresStore: Sendable {
         AND (SELECT coalesce(max(last_seq), 0) FROM gps_batches) = \(first - 1)
       FOR SHARE
       RETURNING first_seq
-      """, logger: logger
-    ).collect()
-    return rows.count == 1
+      """
+  }
+
+  /// The writer's connection when it is open (nil: connect on the slow path).
+  var openWriter: PostgresConnection? {
+    connections.withLock { $0["writer"] }.flatMap { $0.isClosed ? nil : $0 }
   }
 
   /// After a lost connection: whether the batch was stored. The leader's row is locked for update,
@@ -681,35 +691,51 @@ package final class PostgresStore: Sendable {
 }
 
 /// The log's commits into the store under one leader's epoch (``LogOptions/store``).
+///
+/// On the log's writer thread: the insert goes straight to the open connection and the thread
+/// waits for its answer (no task per batch); anything else (no connection, a lost one, a refusal)
+/// takes the slow path, which reconnects, learns whether a cut-off batch was stored, and says why
+/// one was refused. One watchdog cuts off a commit that hangs (a partition TCP has not noticed):
+/// dropping the connection ends the statement as lost, and the slow path learns whether it landed.
 package struct EpochWriter: BatchStore {
   package let store: PostgresStore
   package let epoch: Int64
   package let serverID: String
   /// How long one commit may take before the writer gives up on it (and learns whether it landed).
   package let timeout: Duration
+  private let watchdog: Watchdog
 
   package init(store: PostgresStore, epoch: Int64, serverID: String, timeout: Duration = .seconds(10)) {
     self.store = store
     self.epoch = epoch
     self.serverID = serverID
     self.timeout = timeout
+    watchdog = Watchdog(store: store, timeout: timeout)
   }
 
   package func commit(_ batch: SealedBatch) throws(QueueError) {
+    watchdog.started()
+    defer { watchdog.ended() }
+    var uncertain = false
+    if let connection = store.openWriter {
+      do {
+        let result = try connection.query(
+          PostgresStore.insertion(batch, epoch: epoch, serverID: serverID), logger: store.logger
+        ).wait()
+        if result.rows.count == 1 { return }
+      } catch {
+        store.drop("writer")
+        // Refused by the server: the slow path says why; cut off: it learns whether it landed.
+        uncertain = PostgresStore.isConnectionLoss(error)
+      }
+    }
     let outcome = Mutex<Result<Void, QueueError>?>(nil)
     let done = DispatchSemaphore(value: 0)
     let (store, epoch, serverID, timeout) = (store, epoch, serverID, timeout)
-    // A commit that hangs (a partition TCP has not noticed) is cut off: dropping the connection
-    // ends the statement with a lost connection, and the insert learns whether it landed.
-    let deadline = Task {
-      try await Task.sleep(for: timeout)
-      store.drop("writer")
-    }
-    defer { deadline.cancel() }
-    Task {
+    Task { [uncertain] in
       let result: Result<Void, QueueError>
       do throws(QueueError) {
-        try await store.insert(batch, epoch: epoch, serverID: serverID, patience: timeout)
+        try await store.insert(batch, epoch: epoch, serverID: serverID, patience: timeout, uncertain: uncertain)
         result = .success(())
       } catch {
         result = .failure(error)
@@ -719,5 +745,29 @@ package struct EpochWriter: BatchStore {
     }
     done.wait()
     try outcome.withLock { $0! }.get()
+  }
+
+  /// Drops the writer's connection when a commit has been under way for longer than `timeout`;
+  /// one thread per writer, gone with it.
+  final class Watchdog: @unchecked Sendable {
+    private let since = Mutex<ContinuousClock.Instant?>(nil)
+
+    init(store: PostgresStore, timeout: Duration) {
+      let thread = Thread { [weak self] in
+        while let watchdog = self {
+          let overdue = watchdog.since.withLock { $0.map { ContinuousClock.now - $0 > timeout } ?? false }
+          if overdue {
+            store.drop("writer")
+            watchdog.since.withLock { $0 = nil }
+          }
+          Thread.sleep(forTimeInterval: 0.25)
+        }
+      }
+      thread.name = "gps-store-watchdog"
+      thread.start()
+    }
+
+    func started() { since.withLock { $0 = .now } }
+    func ended() { since.withLock { $0 = nil } }
   }
 }

@@ -13,14 +13,14 @@ import Testing
     let database = try SharedPostgres.database()
     try await withTemporaryDirectory { root in
       let bench = try await Workbench(root: root)
-      func start(_ name: String) throws -> GPSProcess {
+      func startStoreServer(_ name: String) throws -> GPSProcess {
         try GPSProcess([
           "server", "start", "--data-dir", root.path + "/" + name, "--port", "0", "--a", bench.aAddress, "--b",
           bench.bAddress, "--store", database.url, "--store-password-file", database.server.passwordFile,
           "--store-lease", "1s",
         ])
       }
-      let first = try start("one")
+      let first = try startStoreServer("one")
       let firstAddress = try await first.listeningAddress()
       let run = try await GPSProcess.run([
         "deployment", "run", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--watch", "--server",
@@ -30,7 +30,7 @@ import Testing
       let id = try #require(Workbench.runID(run.stdout))
 
       // The second stands by, hot: it follows the log and answers reads; writes name the leader.
-      let second = try start("two")
+      let second = try startStoreServer("two")
       let secondAddress = try await second.listeningAddress()
       #expect(
         await second.waitForOutput { _, stderr in stderr.contains("standing by: \(firstAddress) leads the store") },
@@ -174,16 +174,16 @@ import Testing
     let database = try SharedPostgres.database()
     try await withTemporaryDirectory { root in
       let bench = try await Workbench(root: root, bArguments: ["--latency", "2s"])
-      func start(_ name: String) throws -> GPSProcess {
+      func startStoreServer(_ name: String) throws -> GPSProcess {
         try GPSProcess([
           "server", "start", "--data-dir", root.path + "/" + name, "--port", "0", "--no-scheduler", "--store",
           database.url, "--store-password-file", database.server.passwordFile, "--store-lease", "1s",
         ])
       }
-      let first = try start("one")
+      let first = try startStoreServer("one")
       let firstAddress = try await first.listeningAddress()
       #expect(await first.waitForOutput { _, stderr in stderr.contains("this server leads the store") })
-      let second = try start("two")
+      let second = try startStoreServer("two")
       let secondAddress = try await second.listeningAddress()
       let both = "\(secondAddress),\(firstAddress)"
       let worker = try GPSProcess([
@@ -228,25 +228,25 @@ import Testing
   @Test func aPausedLeaderIsDeposedAndWritesNothingMore() async throws {
     let database = try SharedPostgres.database()
     try await withTemporaryDirectory { root in
-      func start(_ name: String) throws -> GPSProcess {
+      func startStoreServer(_ name: String) throws -> GPSProcess {
         try GPSProcess([
           "server", "start", "--data-dir", root.path + "/" + name, "--port", "0", "--no-scheduler", "--store",
           database.url, "--store-password-file", database.server.passwordFile, "--store-lease", "1s",
         ])
       }
-      func enqueue(_ server: String) async throws -> (status: Int32, stdout: String, stderr: String) {
+      func enqueueThrough(_ server: String) async throws -> (status: Int32, stdout: String, stderr: String) {
         try await GPSProcess.run([
           "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--server", server,
         ])
       }
-      let first = try start("one")
+      let first = try startStoreServer("one")
       let firstAddress = try await first.listeningAddress()
       #expect(await first.waitForOutput { _, stderr in stderr.contains("this server leads the store") })
-      let second = try start("two")
+      let second = try startStoreServer("two")
       let secondAddress = try await second.listeningAddress()
       var acknowledged: [String] = []
       for _ in 0..<2 {
-        let result = try await enqueue(firstAddress)
+        let result = try await enqueueThrough(firstAddress)
         #expect(result.status == 0, "\(result.stderr)")
         acknowledged += Workbench.runID(result.stdout).map { [$0] } ?? []
       }
@@ -254,12 +254,12 @@ import Testing
       #expect(
         await second.waitForOutput { _, stderr in stderr.contains("this server leads the store") }, "\(second.stderr)")
       for _ in 0..<2 {
-        let result = try await enqueue(secondAddress)
+        let result = try await enqueueThrough(secondAddress)
         #expect(result.status == 0, "\(result.stderr)")
         acknowledged += Workbench.runID(result.stdout).map { [$0] } ?? []
       }
       first.signal(SIGCONT)
-      let late = try await enqueue(firstAddress)
+      let late = try await enqueueThrough(firstAddress)
       #expect(late.status != 0, "a deposed leader acknowledged an enqueue: \(late.stdout)")
       #expect(await first.waitForExit() != 0)
       #expect(
