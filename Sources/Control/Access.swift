@@ -251,6 +251,16 @@ package enum LoopbackPeer {
       let colon = remotePeer.lastIndex(of: ":"), let peerPort = Int(remotePeer[remotePeer.index(after: colon)...]),
       let localPort
     else { return nil }
+    // The kernel prints the tables a page at a time: a socket that moves between buckets while
+    // they are read (other connections opening and closing) can be missed. An open connection is
+    // in them, so a miss is looked for again, a few times.
+    for _ in 0..<4 {
+      if let found = lookUp(peerPort: peerPort, localPort: localPort) { return found }
+    }
+    return nil
+  }
+
+  static func lookUp(peerPort: Int, localPort: Int) -> String? {
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
       guard let text = readWhole(table) else { continue }
       for line in text.split(separator: "\n").dropFirst() {
