@@ -139,6 +139,59 @@ public struct ControlServer: Service {
 
   public func run() async throws {
     try configuration.checkAccess()
+    guard let storeConfiguration = configuration.store else {
+      return try await serve(store: nil, port: configuration.port)
+    }
+    let store = try await PostgresStore.open(
+      storeConfiguration.location, password: storeConfiguration.password, logger: logger)
+    defer { store.close() }
+    // A leader that loses the lead (deposed while paused or cut off, fenced, its store gone for
+    // longer than a commit waits) steps down and serves on as a standby: everything is opened
+    // again from the store's log, on the ports it had, and it follows whoever leads now.
+    var port = configuration.port
+    while true {
+      let bound = BoundPort()
+      do {
+        return try await serve(store: store, port: port, bound: bound)
+      } catch let steppedDown as StoreRole.SteppedDown {
+        logger.warning("\(steppedDown.message); this server steps down and stands by")
+        port = bound.port ?? port
+        guard try await waitForStore(store) else { return }
+      }
+    }
+  }
+
+  /// Waits for `store` to answer, saying so once, before a server that stepped down opens again
+  /// from it; false when a graceful shutdown came first.
+  private func waitForStore(_ store: PostgresStore) async throws -> Bool {
+    var said = false
+    while true {
+      guard let failure = await Self.failure(reaching: store) else { return true }
+      guard failure.code == .unavailable else { throw failure }
+      if !said { logger.warning("cannot reach the store to stand by: \(failure.message); retrying every second") }
+      said = true
+      do {
+        try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+      } catch is CancellationError {
+        return false
+      }
+    }
+  }
+
+  /// Why `store` does not answer; nil when it does.
+  private static func failure(reaching store: PostgresStore) async -> QueueError? {
+    do {
+      _ = try await store.leader()
+      return nil
+    } catch {
+      return error
+    }
+  }
+
+  /// Serves until a graceful shutdown (or, on a store, until this server steps down as leader).
+  private func serve(store storeHandle: PostgresStore?, port: Int, bound boundPort: BoundPort = BoundPort())
+    async throws
+  {
     var options = configuration.queue
     let logger = logger
     options.onIndexFailure = { error in
@@ -148,13 +201,8 @@ public struct ControlServer: Service {
     }
     // On a store: the data directory is brought up to the store's log, and the queue opens as a
     // standby that follows it until this server leads (StoreRole).
-    var storeHandle: PostgresStore?
-    defer { storeHandle?.close() }
-    if let storeConfiguration = configuration.store {
-      let store = try await PostgresStore.open(
-        storeConfiguration.location, password: storeConfiguration.password, logger: logger)
-      storeHandle = store
-      try await StoreMirror.catchUp(directory: configuration.dataDirectory, store: store, options: options.log)
+    if let storeHandle {
+      try await StoreMirror.catchUp(directory: configuration.dataDirectory, store: storeHandle, options: options.log)
       options.standby = true
       // The store is where the log is durable; the files are a copy, refilled from it at start.
       options.log.fsync = .none
@@ -202,7 +250,7 @@ public struct ControlServer: Service {
     let service = ControlService(
       engine: Engine(
         queue: queue, streams: configuration.streams, tokens: configuration.tokens, cluster: membership))
-    let requested = ServiceAddress(host: configuration.host, port: configuration.port)
+    let requested = ServiceAddress(host: configuration.host, port: port)
     let security: HTTP2ServerTransport.Posix.TransportSecurity =
       if let tls = configuration.tls {
         .tls(
@@ -226,7 +274,6 @@ public struct ControlServer: Service {
         $0.connection.maxIdleTime = configuration.connections.idleTimeout
         $0.channelDebuggingCallbacks = gate.callbacks
       })
-    let boundPort = BoundPort()
     let server = GRPCServer(
       transport: transport, services: [service],
       interceptors: [

@@ -34,43 +34,52 @@ package enum StoreLeadership {
   package static func acquire(
     store: PostgresStore, configuration: StoreConfiguration, logger: Logger
   ) async throws -> Int64? {
-    let result: Int64?? = try await cancelWhenGracefulShutdown {
-      var announced: Int64?
-      var unreachable = false
-      while true {
-        var wait = configuration.lease / 3
-        do throws(QueueError) {
-          if let epoch = try await store.acquire(
-            serverID: configuration.serverID, address: configuration.advertise ?? "", lease: configuration.lease)
-          {
-            logger.info(
-              "this server leads the store",
-              metadata: [
-                "store": "\(store.location)", "epoch": "\(epoch)",
-                "advertise": "\(configuration.advertise ?? "the bound address")",
-              ])
-            return epoch
-          }
-          let leader = try await store.leader()
-          if announced != leader.epoch {
-            announced = leader.epoch
-            logger.notice(
-              "standing by: \(leader.address.isEmpty ? "another server" : leader.address) leads the store \(store.location) at epoch \(leader.epoch); this server takes over when its lease runs out"
-            )
-          }
-          unreachable = false
-          // Looked at again when the lease runs out (at most a third of a lease from now).
-          wait = min(configuration.lease / 3, max(.milliseconds(20), leader.remaining + .milliseconds(10)))
-        } catch {
-          // An unreachable store is waited for (the standby serves what it has meanwhile).
-          guard error.code == .unavailable, !Task.isCancelled else { throw error }
-          if !unreachable { logger.warning("cannot reach the store to take the lead: \(error.message); retrying") }
-          unreachable = true
-        }
-        try await Task.sleep(for: wait)
+    do {
+      return try await cancelWhenGracefulShutdown {
+        try await waitForTheLead(store: store, configuration: configuration, logger: logger)
       }
+    } catch is CancellationError where Task.isShuttingDownGracefully || Task.isCancelled {
+      return nil
     }
-    return result ?? nil
+  }
+
+  private static func waitForTheLead(
+    store: PostgresStore, configuration: StoreConfiguration, logger: Logger
+  ) async throws -> Int64 {
+    var announced: Int64?
+    var unreachable = false
+    while true {
+      var wait = configuration.lease / 3
+      do throws(QueueError) {
+        if let epoch = try await store.acquire(
+          serverID: configuration.serverID, address: configuration.advertise ?? "", lease: configuration.lease)
+        {
+          logger.info(
+            "this server leads the store",
+            metadata: [
+              "store": "\(store.location)", "epoch": "\(epoch)",
+              "advertise": "\(configuration.advertise ?? "the bound address")",
+            ])
+          return epoch
+        }
+        let leader = try await store.leader()
+        if announced != leader.epoch {
+          announced = leader.epoch
+          logger.notice(
+            "standing by: \(leader.address.isEmpty ? "another server" : leader.address) leads the store \(store.location) at epoch \(leader.epoch); this server takes over when its lease runs out"
+          )
+        }
+        unreachable = false
+        // Looked at again when the lease runs out (at most a third of a lease from now).
+        wait = min(configuration.lease / 3, max(.milliseconds(20), leader.remaining + .milliseconds(10)))
+      } catch {
+        // An unreachable store is waited for (the standby serves what it has meanwhile).
+        guard error.code == .unavailable, !Task.isCancelled else { throw error }
+        if !unreachable { logger.warning("cannot reach the store to take the lead: \(error.message); retrying") }
+        unreachable = true
+      }
+      try await Task.sleep(for: wait)
+    }
   }
 }
 
@@ -79,9 +88,15 @@ package enum StoreLeadership {
 /// second as a fallback), answers reads, and refuses writes naming the leader — until it takes the
 /// lead (no live lease: the leader died, was cut off, or stopped); then it copies the last
 /// batches, becomes the leader (``RunQueue/promote(committingTo:)``), opens `leading` and keeps
-/// its lease. Losing the lease throws one line, which stops the server; a graceful stop releases it
-/// so a standby takes over at once.
+/// its lease. Losing the lease throws ``SteppedDown`` (the server opens again as a standby); a
+/// graceful stop releases it so a standby takes over at once.
 struct StoreRole: Service {
+  /// This server led and no longer does (its lease was lost, or its log writer stopped): the
+  /// server opens again, from the store, as a standby.
+  struct SteppedDown: Error {
+    var message: String
+  }
+
   let store: PostgresStore
   let configuration: StoreConfiguration
   let queue: RunQueue
@@ -215,9 +230,8 @@ struct StoreRole: Service {
           if let failure = queue.failure {
             // Its state may hold what the store does not: it stops, and a standby takes over.
             try? await store.release(epoch: epoch, serverID: configuration.serverID)
-            throw ControlError(
-              "this server stops leading the store \(store.location): \(failure.message); a standby takes over, and this server's data directory is refilled from the store when it starts again"
-            )
+            throw SteppedDown(
+              message: "this server stops leading the store \(store.location): \(failure.message)")
           }
           let attempt = ContinuousClock.now
           let renewed: Bool
@@ -225,8 +239,9 @@ struct StoreRole: Service {
             renewed = try await store.renew(epoch: epoch, serverID: configuration.serverID, lease: configuration.lease)
           } catch {
             if ContinuousClock.now - lastRenewed >= configuration.lease {
-              throw ControlError(
-                "this server lost the lead of the store \(store.location): it could not renew its lease for \(configuration.lease) (\(error.message)); stopping"
+              throw SteppedDown(
+                message:
+                  "this server lost the lead of the store \(store.location): it could not renew its lease for \(configuration.lease) (\(error.message))"
               )
             }
             logger.warning("could not renew the leader's lease: \(error.message); retrying")
@@ -234,8 +249,9 @@ struct StoreRole: Service {
           }
           guard renewed else {
             let leader = try? await store.leader()
-            throw ControlError(
-              "this server lost the lead of the store \(store.location): \(leader.map { "\($0.address.isEmpty ? "another server" : $0.address) leads at epoch \($0.epoch)" } ?? "another server leads"); stopping"
+            throw SteppedDown(
+              message:
+                "this server lost the lead of the store \(store.location): \(leader.map { "\($0.address.isEmpty ? "another server" : $0.address) leads at epoch \($0.epoch)" } ?? "another server leads")"
             )
           }
           lastRenewed = attempt

@@ -38,6 +38,9 @@ package struct WebServer: ControlCompanion {
   let configuration: Configuration
   let logger: Logger
   let onListening: @Sendable (_ scheme: String, ServiceAddress) -> Void
+  /// The port bound by the first run: a server that serves again (a leader that stepped down)
+  /// keeps its web address.
+  private let bound = BoundWebPort()
 
   package init(
     configuration: Configuration, logger: Logger,
@@ -69,8 +72,8 @@ package struct WebServer: ControlCompanion {
   package func run(engine: Engine) async throws {
     let site = Self.site(engine: engine, configuration: configuration)
     let router = Self.router(for: site, configuration: configuration)
-    let requested = ServiceAddress(host: configuration.host, port: configuration.port)
-    let onListening = onListening
+    let requested = ServiceAddress(host: configuration.host, port: bound.port.withLock { $0 } ?? configuration.port)
+    let (onListening, bound) = (onListening, bound)
     let logger = logger
     let scheme = configuration.tls == nil ? "http" : "https"
     let server: HTTPServerBuilder
@@ -96,12 +99,13 @@ package struct WebServer: ControlCompanion {
       router: router,
       server: server,
       configuration: .init(
-        address: .hostname(configuration.host, port: configuration.port), serverName: nil,
+        address: .hostname(requested.host, port: requested.port), serverName: nil,
         availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections, logger: logger)),
       onServerRunning: { channel in
         guard let port = channel.localAddress?.port else { return }
         let address = ServiceAddress(host: requested.host, port: port)
         site.localPort.withLock { $0 = port }
+        bound.port.withLock { $0 = port }
         logger.info("web server listening", metadata: ["address": "\(scheme)://\(address)"])
         onListening(scheme, address)
       },
@@ -116,4 +120,9 @@ package struct WebServer: ControlCompanion {
         "cannot serve the web UI on \(requested): \(reason); give another --http-port (0 picks a free one) or --no-web")
     }
   }
+}
+
+/// The web server's bound port, kept across its runs.
+private final class BoundWebPort: Sendable {
+  let port = Mutex<Int?>(nil)
 }

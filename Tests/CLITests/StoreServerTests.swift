@@ -1,11 +1,22 @@
+import Flows
 import Foundation
 import GPSModel
 import GPSTestSupport
+import GRPCCore
+import SwiftProtobuf
+import Synchronization
 import Testing
 
 /// `gps server start --store postgres://…`: servers on one PostgreSQL store (a server of the test's
 /// own), one leading, one standing by.
 @Suite struct StoreServerTests {
+  static let failFast: CallOptions = {
+    var options = CallOptions.defaults
+    options.waitForReady = false
+    options.timeout = .seconds(5)
+    return options
+  }()
+
   /// The leader runs a flow to completion and is killed (SIGKILL); the standby takes the lead
   /// within a few leases, with the run as the leader left it, and runs the next one. A clean stop
   /// releases the lead at once.
@@ -174,17 +185,7 @@ import Testing
     let database = try SharedPostgres.database()
     try await withTemporaryDirectory { root in
       let bench = try await Workbench(root: root, bArguments: ["--latency", "2s"])
-      func startStoreServer(_ name: String) throws -> GPSProcess {
-        try GPSProcess([
-          "server", "start", "--data-dir", root.path + "/" + name, "--port", "0", "--no-scheduler", "--store",
-          database.url, "--store-password-file", database.server.passwordFile, "--store-lease", "1s",
-        ])
-      }
-      let first = try startStoreServer("one")
-      let firstAddress = try await first.listeningAddress()
-      #expect(await first.waitForOutput { _, stderr in stderr.contains("this server leads the store") })
-      let second = try startStoreServer("two")
-      let secondAddress = try await second.listeningAddress()
+      let (first, firstAddress, second, secondAddress) = try await startLeaderAndStandby(in: root, on: database)
       let both = "\(secondAddress),\(firstAddress)"
       let worker = try GPSProcess([
         "scheduler", "--server", "\(firstAddress),\(secondAddress)", "--a", bench.aAddress, "--b", bench.bAddress,
@@ -222,28 +223,127 @@ import Testing
     }
   }
 
+  /// The leader is SIGKILLed while clients enqueue without pause (each enqueue retried by its
+  /// idempotency key until acknowledged) and two workers run what is enqueued: a standby leads
+  /// within the bound, every acknowledged run is in its log once, claimed once (never by two
+  /// workers) and ends exactly once.
+  @Test func underEnqueueLoadTheLeaderDiesAndEveryAcknowledgedRunEndsOnce() async throws {
+    let database = try SharedPostgres.database()
+    try await withTemporaryDirectory { root in
+      let bench = try await Workbench(root: root)
+      let (first, firstAddress, second, secondAddress) = try await startLeaderAndStandby(in: root, on: database)
+      let both = "\(firstAddress),\(secondAddress)"
+      let workers = try (0..<2).map { _ in
+        try GPSProcess(["scheduler", "--server", both, "--a", bench.aAddress, "--b", bench.bAddress])
+      }
+      for worker in workers {
+        #expect(await worker.waitForOutput { stdout, _ in stdout.contains("working for") }, "\(worker.stderr)")
+      }
+
+      let load = EnqueueLoad()
+      let servers = try ControlServers.parse(both, what: "--server")
+      try await withControlServers(servers) { control in
+        try await withThrowingTaskGroup(of: Void.self) { group in
+          for client in 0..<6 {
+            group.addTask {
+              var number = 0
+              while !load.stop.withLock({ $0 }) {
+                number += 1
+                let key = "load-\(client)-\(number)"
+                let request = Gps_V1_EnqueueRunRequest.with {
+                  $0.deployment = "server-flow/MyPrefectDeployer"
+                  $0.parametersJson = #"{"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}"#
+                  $0.idempotencyKey = key
+                }
+                // Retried by its key until acknowledged: an answer lost to the kill is asked again.
+                let deadline = ContinuousClock.now + .seconds(30)
+                while true {
+                  do {
+                    let response = try await control.call { client in
+                      try await client.enqueue(request, options: Self.failFast)
+                    }
+                    let now = ContinuousClock.now
+                    load.acknowledge(key: key, run: response.run.id, at: now)
+                    break
+                  } catch let error as RPCError where error.code != .invalidArgument {
+                    guard ContinuousClock.now < deadline else { throw error }
+                    try await Task.sleep(for: .milliseconds(20))
+                  }
+                }
+              }
+            }
+          }
+          try await eventually("runs acknowledged by the first leader") { load.count >= 60 }
+          first.signal(SIGKILL)
+          load.killedAt.withLock { $0 = .now }
+          _ = await first.waitForExit()
+          let before = load.count
+          try await eventually("runs acknowledged by the new leader", limit: .seconds(30)) { load.count >= before + 60 }
+          load.stop.withLock { $0 = true }
+          try await group.waitForAll()
+        }
+      }
+      let takeover = try #require(load.firstAfterKill.withLock { $0 }) - #require(load.killedAt.withLock { $0 })
+      #expect(takeover < .seconds(5), "the first enqueue after the kill was acknowledged \(takeover) after it")
+      #expect(second.stderr.contains("this server leads the store"), "\(second.stderr)")
+
+      let ids = Set(load.acknowledged.withLock { $0.values })
+      #expect(ids.count == load.count, "two keys were given one run")
+      try await eventually("every acknowledged run to end", limit: .seconds(60)) {
+        let listed = try await GPSProcess.run([
+          "flow-run", "ls", "--state", "Completed", "--limit", "100000", "--output", "json", "--server", secondAddress,
+        ])
+        let runs = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+        return ids.isSubset(of: Set(runs.compactMap { $0["id"] as? String }))
+      }
+      for worker in workers {
+        worker.signal(SIGTERM)
+        _ = await worker.waitForExit()
+      }
+      second.signal(SIGTERM)
+      #expect(await second.waitForExit() == 0, "\(second.stderr)")
+
+      // The new leader's copy of the log: every run once, ended once, claimed anew only after a lease expired.
+      var enqueued: [String: Int] = [:]
+      var ended: [String: Int] = [:]
+      var claims: [String: Int] = [:]
+      var expiries: [String: Int] = [:]
+      for (_, event) in try loggedEvents(in: root.path + "/two") {
+        guard let run = RunID(bytes: event.runID)?.description else { continue }
+        switch event.kind {
+        case .enqueued: enqueued[run, default: 0] += 1
+        case .claimed: claims[run, default: 0] += 1
+        case .leaseExpired: expiries[run, default: 0] += 1
+        case .completed, .failed, .timedOut, .cancelled, .crashed: ended[run, default: 0] += 1
+        default: break
+        }
+      }
+      #expect(ids.isSubset(of: Set(enqueued.keys)), "an acknowledged run is missing from the log")
+      #expect(enqueued.values.allSatisfy { $0 == 1 })
+      #expect(Set(ended.keys) == Set(enqueued.keys) && ended.values.allSatisfy { $0 == 1 }, "\(ended.count) ended")
+      // A claim or a report whose answer the kill lost was sent again and answered as applied:
+      // no run waited out its lease, none was claimed twice.
+      #expect(expiries.isEmpty, "leases expired: \(expiries)")
+      #expect(
+        claims.count == enqueued.count && claims.values.allSatisfy { $0 == 1 }, "\(claims.filter { $0.value > 1 })")
+      let verify = try await GPSProcess.run(["history", "verify", "--data-dir", root.path + "/two"])
+      #expect(verify.status == 0, "\(verify.stderr)")
+    }
+  }
+
   /// A leader paused (SIGSTOP) past its lease is deposed while it cannot know it; resumed, it
-  /// writes nothing more (its commits are fenced by the epoch) and stops with one line; the chain
-  /// the new leader continued verifies, and no run but the acknowledged ones is in it.
+  /// writes nothing more (its commits are fenced by the epoch), steps down with one line and
+  /// stands by on the same address, following the new leader; the chain verifies in both copies,
+  /// and no run but the acknowledged ones is in it.
   @Test func aPausedLeaderIsDeposedAndWritesNothingMore() async throws {
     let database = try SharedPostgres.database()
     try await withTemporaryDirectory { root in
-      func startStoreServer(_ name: String) throws -> GPSProcess {
-        try GPSProcess([
-          "server", "start", "--data-dir", root.path + "/" + name, "--port", "0", "--no-scheduler", "--store",
-          database.url, "--store-password-file", database.server.passwordFile, "--store-lease", "1s",
-        ])
-      }
       func enqueueThrough(_ server: String) async throws -> (status: Int32, stdout: String, stderr: String) {
         try await GPSProcess.run([
           "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--server", server,
         ])
       }
-      let first = try startStoreServer("one")
-      let firstAddress = try await first.listeningAddress()
-      #expect(await first.waitForOutput { _, stderr in stderr.contains("this server leads the store") })
-      let second = try startStoreServer("two")
-      let secondAddress = try await second.listeningAddress()
+      let (first, firstAddress, second, secondAddress) = try await startLeaderAndStandby(in: root, on: database)
       var acknowledged: [String] = []
       for _ in 0..<2 {
         let result = try await enqueueThrough(firstAddress)
@@ -259,19 +359,85 @@ import Testing
         acknowledged += Workbench.runID(result.stdout).map { [$0] } ?? []
       }
       first.signal(SIGCONT)
+      // Sent to the deposed leader at once: refused (its commit is fenced), or, once it stands
+      // by, sent on to the leader it names; never acknowledged by the deposed one.
       let late = try await enqueueThrough(firstAddress)
-      #expect(late.status != 0, "a deposed leader acknowledged an enqueue: \(late.stdout)")
-      #expect(await first.waitForExit() != 0)
+      if late.status == 0 {
+        #expect(late.stderr.contains("\(firstAddress) is a standby; \(secondAddress) leads"), "\(late.stderr)")
+        acknowledged += Workbench.runID(late.stdout).map { [$0] } ?? []
+      }
+      // It steps down, says so in one line, and stands by on the same address.
+      #expect(
+        await first.waitForOutput { _, stderr in stderr.contains("steps down and stands by") }, "\(first.stderr)")
       #expect(
         first.stderr.contains("lost the lead of the store") || first.stderr.contains("stops leading the store"),
         "\(first.stderr)")
+      #expect(
+        await first.waitForOutput { _, stderr in stderr.contains("standing by: \(secondAddress) leads the store") },
+        "\(first.stderr)")
+      let webLines = first.stdout.split(separator: "\n").filter { $0.hasPrefix("web UI on ") }
+      #expect(first.stdout.components(separatedBy: "listening on \(firstAddress)").count == 3, "\(first.stdout)")
+      #expect(webLines.count == 2 && webLines[0] == webLines[1], "\(first.stdout)")
+      let followed = try await enqueueThrough(firstAddress)
+      #expect(followed.status == 0, "\(followed.stderr)")
+      #expect(followed.stderr.contains("\(firstAddress) is a standby; \(secondAddress) leads"), "\(followed.stderr)")
+      acknowledged += Workbench.runID(followed.stdout).map { [$0] } ?? []
+
       let listed = try await GPSProcess.run(["flow-run", "ls", "--output", "json", "--server", secondAddress])
       let runs = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
       #expect(Set(runs.compactMap { $0["id"] as? String }) == Set(acknowledged), "\(listed.stdout)")
-      let verify = try await GPSProcess.run(["history", "verify", "--data-dir", root.path + "/two"])
-      #expect(verify.status == 0, "\(verify.stderr)")
+      // The standby it became follows the leader's log: the same runs.
+      try await eventually("the deposed leader, standing by, to show every run") {
+        let shown = try await GPSProcess.run(["flow-run", "ls", "--output", "json", "--server", firstAddress])
+        let runs = try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [[String: Any]] ?? []
+        return Set(runs.compactMap { $0["id"] as? String }) == Set(acknowledged)
+      }
       second.signal(SIGTERM)
       #expect(await second.waitForExit() == 0)
+      first.signal(SIGTERM)
+      #expect(await first.waitForExit() == 0, "\(first.stderr)")
+      for name in ["one", "two"] {
+        let verify = try await GPSProcess.run(["history", "verify", "--data-dir", root.path + "/" + name])
+        #expect(verify.status == 0, "\(name): \(verify.stderr)")
+      }
     }
+  }
+}
+
+/// `gps server start --no-scheduler` on `database` as the store, with a lease of a second; its data
+/// directory is `root/name`.
+private func storeServerProcess(_ name: String, in root: URL, on database: (server: PostgresServer, url: String)) throws
+  -> GPSProcess
+{
+  try GPSProcess([
+    "server", "start", "--data-dir", root.path + "/" + name, "--port", "0", "--no-scheduler", "--store",
+    database.url, "--store-password-file", database.server.passwordFile, "--store-lease", "1s",
+  ])
+}
+
+/// Two servers on `database`: "one", which leads, then "two", standing by.
+private func startLeaderAndStandby(in root: URL, on database: (server: PostgresServer, url: String)) async throws -> (
+  GPSProcess, String, GPSProcess, String
+) {
+  let first = try storeServerProcess("one", in: root, on: database)
+  let firstAddress = try await first.listeningAddress()
+  #expect(await first.waitForOutput { _, stderr in stderr.contains("this server leads the store") })
+  let second = try storeServerProcess("two", in: root, on: database)
+  return (first, firstAddress, second, try await second.listeningAddress())
+}
+
+/// What the clients of a load acknowledged (idempotency key → run id), and when the first answer
+/// after the leader's kill came.
+private final class EnqueueLoad: Sendable {
+  let acknowledged = Mutex<[String: String]>([:])
+  let stop = Mutex(false)
+  let killedAt = Mutex<ContinuousClock.Instant?>(nil)
+  let firstAfterKill = Mutex<ContinuousClock.Instant?>(nil)
+
+  var count: Int { acknowledged.withLock { $0.count } }
+
+  func acknowledge(key: String, run: String, at time: ContinuousClock.Instant) {
+    if killedAt.withLock({ $0 }) != nil { firstAfterKill.withLock { $0 = $0 ?? time } }
+    acknowledged.withLock { $0[key] = run }
   }
 }

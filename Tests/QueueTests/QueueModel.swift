@@ -69,6 +69,23 @@ struct QueueModel {
     guard run.token == token else { return .refused(.leaseLost) }
     let s = run.state
     let illegal = Outcome.refused(.illegalTransition)
+    // A report sent again after its answer was lost: the run is where it left it; answered as is.
+    let executing: [RunState] = [.running, .retrying, .cancelling]
+    switch event {
+    case .started where (s == .running || s == .cancelling) && run.step.isEmpty && run.attempt == 0:
+      return .ok(s)
+    case .attemptStarted(let a) where a.step == run.step && a.attempt == run.attempt && run.open:
+      return .ok(s)
+    case .attemptSucceeded(let a)
+    where executing.contains(s) && a.step == run.step && a.attempt == run.attempt && !run.open:
+      return .ok(s)
+    case .attemptFailed(let a)
+    where executing.contains(s) && a.step == run.step && a.attempt == run.attempt && !run.open:
+      return .ok(s)
+    case .retryScheduled(let r) where s == .awaitingRetry && r.step == run.step && r.nextAttempt == run.attempt + 1:
+      return .ok(s)
+    default: break
+    }
     switch event {
     case .started:
       guard s == .pending else { return illegal }

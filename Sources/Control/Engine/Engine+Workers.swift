@@ -42,7 +42,8 @@ extension Engine {
     let claims = try await queue.claim(
       scheduler: request.scheduler, limit: max(1, Int(request.limit)),
       maxParameterBytes: Gps_V1_RunInfo.answerBudget / 2,
-      deployments: request.deployments.isEmpty ? nil : Set(request.deployments), principal: caller.name)
+      deployments: request.deployments.isEmpty ? nil : Set(request.deployments), principal: caller.name,
+      claimID: request.claimID, retried: request.retried)
     return .with {
       $0.claims = claims.map { claim in
         .with {

@@ -20,7 +20,7 @@ public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
   let deadline = Mutex<Timestamp?>(nil)
   /// The deployments the scheduler serves, named in `WatchWork` so that an idle worker is seen.
   let deployments: [String]
-  /// How long a report is retried while the server cannot take it (a restart, a failover).
+  /// How long a report or a claim is retried while the server cannot take it (a restart, a failover).
   let reportPatience = Duration.seconds(30)
 
   public init(client: Gps_V1_Control.Client<Transport>, scheduler: String, deployments: [String] = []) {
@@ -78,13 +78,27 @@ public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
   }
 
   public func claim(scheduler: String, limit: Int, deployments: Set<String>?) async throws -> [Claim] {
-    let response = try await remote {
-      try await client.claim(
-        .with {
-          $0.scheduler = scheduler
-          $0.limit = UInt32(clamping: limit)
-          $0.deployments = deployments.map { $0.sorted() } ?? []
-        })
+    // A claim the server could not answer (a failover under way, a dropped connection) is sent
+    // again under its id for up to `reportPatience`: runs it claimed before the answer was lost
+    // are answered again, rather than waiting out their lease to be re-queued.
+    var request = Gps_V1_ClaimRequest.with {
+      $0.scheduler = scheduler
+      $0.limit = UInt32(clamping: limit)
+      $0.deployments = deployments.map { $0.sorted() } ?? []
+      $0.claimID = RunID().description
+    }
+    let started = ContinuousClock.now
+    var pause = Duration.milliseconds(100)
+    let response: Gps_V1_ClaimResponse
+    while true {
+      do {
+        response = try await remote { try await client.claim(request) }
+        break
+      } catch let error as QueueError where error.isUnavailable && ContinuousClock.now - started < reportPatience {
+        request.retried = true
+        try await Task.sleep(for: pause)
+        pause = min(pause * 2, .seconds(2))
+      }
     }
     deadline.withLock {
       $0 = response.nextDeadlineMicros == 0 ? nil : Timestamp(micros: response.nextDeadlineMicros)
@@ -143,10 +157,11 @@ public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
   public func report(_ lease: LeaseToken, _ events: [RunEvent.OneOf_Kind]) async throws -> Run {
     // A report the server could not take (restarting, or a failover under way: a standby answers
     // UNAVAILABLE naming the leader) is sent again, to the leader, for up to `reportPatience`: the
-    // run's work is not thrown away. One whose answer was lost and that had been applied is refused
-    // the second time (its events no longer follow), never applied twice.
+    // run's work is not thrown away. One whose answer was lost and that had been applied is answered
+    // the second time with the run where it left it, never applied twice.
     let started = ContinuousClock.now
     var pause = Duration.milliseconds(100)
+    var sentBefore = false
     let info: Gps_V1_RunInfo
     while true {
       do {
@@ -160,8 +175,17 @@ public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
         }
         break
       } catch let error as QueueError where error.isUnavailable && ContinuousClock.now - started < reportPatience {
+        sentBefore = true
         try await Task.sleep(for: pause)
         pause = min(pause * 2, .seconds(2))
+      } catch let error as QueueError where error.code == .leaseLost && sentBefore {
+        // A report that ended the run leaves no lease behind: if the run ended as it said, it was
+        // this report, applied before its answer was lost.
+        let ended = try? await remote { try await client.getRun(.with { $0.runID = lease.runID.description }) }
+        guard let ended, let run = ended.run, let last = events.last, run.state.isTerminal,
+          run.reflects(report: last)
+        else { throw error }
+        return run
       }
     }
     guard let run = info.run else {

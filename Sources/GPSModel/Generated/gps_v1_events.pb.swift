@@ -399,6 +399,10 @@ public nonisolated struct Gps_V1_RunClaimed: Sendable {
   /// without tokens); empty for the server's own scheduler and for claims before this field.
   public var principal: String = String()
 
+  /// The id of the scheduler's claim request (empty: none given): a claim sent again after its
+  /// answer was lost (a failover, a dropped connection) is answered with the runs it claimed.
+  public var claimID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1597,7 +1601,7 @@ nonisolated extension Gps_V1_RunMarkedLate: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Gps_V1_RunClaimed: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunClaimed"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scheduler\0\u{3}lease_expires_micros\0\u{1}principal\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scheduler\0\u{3}lease_expires_micros\0\u{1}principal\0\u{3}claim_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1608,6 +1612,7 @@ nonisolated extension Gps_V1_RunClaimed: SwiftProtobuf.Message, SwiftProtobuf._M
       case 1: try { try decoder.decodeSingularStringField(value: &self.scheduler) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.leaseExpiresMicros) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.principal) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.claimID) }()
       default: break
       }
     }
@@ -1623,6 +1628,9 @@ nonisolated extension Gps_V1_RunClaimed: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.principal.isEmpty {
       try visitor.visitSingularStringField(value: self.principal, fieldNumber: 3)
     }
+    if !self.claimID.isEmpty {
+      try visitor.visitSingularStringField(value: self.claimID, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1630,6 +1638,7 @@ nonisolated extension Gps_V1_RunClaimed: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.scheduler != rhs.scheduler {return false}
     if lhs.leaseExpiresMicros != rhs.leaseExpiresMicros {return false}
     if lhs.principal != rhs.principal {return false}
+    if lhs.claimID != rhs.claimID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

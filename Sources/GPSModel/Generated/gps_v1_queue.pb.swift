@@ -706,6 +706,13 @@ public nonisolated struct Gps_V1_ClaimRequest: Sendable {
   /// Only runs of these deployments (empty: of any deployment).
   public var deployments: [String] = []
 
+  /// The claim's own id, chosen by the scheduler (at most 64 characters), recorded with every run
+  /// it claims. `retried`: this claim was sent before and its answer lost; the runs it claimed then
+  /// (still held under it) are answered again, and only when there are none are others claimed.
+  public var claimID: String = String()
+
+  public var retried: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2107,7 +2114,7 @@ nonisolated extension Gps_V1_ArchiveLogResponse: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Gps_V1_ClaimRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClaimRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scheduler\0\u{1}limit\0\u{1}deployments\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}scheduler\0\u{1}limit\0\u{1}deployments\0\u{3}claim_id\0\u{1}retried\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2118,6 +2125,8 @@ nonisolated extension Gps_V1_ClaimRequest: SwiftProtobuf.Message, SwiftProtobuf.
       case 1: try { try decoder.decodeSingularStringField(value: &self.scheduler) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
       case 3: try { try decoder.decodeRepeatedStringField(value: &self.deployments) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.claimID) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.retried) }()
       default: break
       }
     }
@@ -2133,6 +2142,12 @@ nonisolated extension Gps_V1_ClaimRequest: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.deployments.isEmpty {
       try visitor.visitRepeatedStringField(value: self.deployments, fieldNumber: 3)
     }
+    if !self.claimID.isEmpty {
+      try visitor.visitSingularStringField(value: self.claimID, fieldNumber: 4)
+    }
+    if self.retried != false {
+      try visitor.visitSingularBoolField(value: self.retried, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2140,6 +2155,8 @@ nonisolated extension Gps_V1_ClaimRequest: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.scheduler != rhs.scheduler {return false}
     if lhs.limit != rhs.limit {return false}
     if lhs.deployments != rhs.deployments {return false}
+    if lhs.claimID != rhs.claimID {return false}
+    if lhs.retried != rhs.retried {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

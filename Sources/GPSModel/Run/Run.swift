@@ -35,11 +35,15 @@ public struct Lease: Sendable, Hashable {
   public var token: UInt64
   /// When the lease runs out unless renewed (renewals are not logged; see ``RunQueue/heartbeat(_:)``).
   public var expiresAt: Timestamp
+  /// The id of the scheduler's claim request that took it (empty: none given); a claim sent again
+  /// after its answer was lost is answered with the runs held under it.
+  public var claim: String
 
-  public init(scheduler: String, token: UInt64, expiresAt: Timestamp) {
+  public init(scheduler: String, token: UInt64, expiresAt: Timestamp, claim: String = "") {
     self.scheduler = scheduler
     self.token = token
     self.expiresAt = expiresAt
+    self.claim = claim
   }
 }
 
@@ -217,5 +221,35 @@ public struct Run: Sendable, Hashable {
     lastSequence = sequence
     result = []
     resultType = ""
+  }
+}
+
+extension Run {
+  /// Whether the run is where a scheduler's report ending with `last` leaves it (for an end: in
+  /// that end). Only the lease holder reports step events, one report at a time, and each report
+  /// moves the run on (a new attempt, an attempt's end, an awaited retry, an end), so a run held
+  /// under the same lease that is already there had that report applied: it was sent again after
+  /// its answer was lost (a failover, a dropped connection).
+  public func reflects(report last: RunEvent.OneOf_Kind) -> Bool {
+    switch last {
+    case .started:
+      return [.running, .cancelling].contains(state) && step.isEmpty && stepAttempt == 0
+    case .attemptStarted(let attempt):
+      return step == attempt.step && stepAttempt == attempt.attempt && attemptOpen
+    case .attemptSucceeded(let outcome):
+      return [.running, .retrying, .cancelling].contains(state) && step == outcome.step
+        && stepAttempt == outcome.attempt && !attemptOpen
+    case .attemptFailed(let outcome):
+      return [.running, .retrying, .cancelling].contains(state) && step == outcome.step
+        && stepAttempt == outcome.attempt && !attemptOpen
+    case .retryScheduled(let retry):
+      return state == .awaitingRetry && step == retry.step && UInt64(stepAttempt) + 1 == UInt64(retry.nextAttempt)
+    case .completed(let completed): return state == (completed.cached ? .cached : .completed)
+    case .failed: return state == .failed
+    case .timedOut: return state == .timedOut
+    case .cancelled: return state == .cancelled
+    case .crashed: return state == .crashed
+    default: return false
+    }
   }
 }

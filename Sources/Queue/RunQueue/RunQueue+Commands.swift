@@ -116,13 +116,37 @@ extension RunQueue {
   ///
   /// `deployments`: only runs of these deployments (nil: of any); a claim that names them records
   /// the scheduler as a worker serving them (``workers(serving:)``), as seen by `principal`.
+  ///
+  /// `claimID` is recorded with each run claimed. `retried`: the same claim was sent before and
+  /// its answer lost (a failover, a dropped connection); the runs it claimed that the scheduler
+  /// still holds under it are answered again, as they are, and only when there are none are
+  /// others claimed. Without this, those runs would wait out their lease and be re-queued.
   package func claim(
-    scheduler: String, limit: Int, maxParameterBytes: Int, deployments: Set<String>? = nil, principal: String = ""
+    scheduler: String, limit: Int, maxParameterBytes: Int, deployments: Set<String>? = nil, principal: String = "",
+    claimID: String = "", retried: Bool = false
   ) async throws -> [Claim] {
     guard !scheduler.isEmpty else {
       throw QueueError(code: .invalidArgument, message: "a claim needs the scheduler's id")
     }
     try EventLimits.check(name: scheduler, "scheduler")
+    try EventLimits.check(name: claimID, "claim_id", optional: true, maximumLength: 64)
+    if retried, !claimID.isEmpty {
+      let held = try locked.withLock { locked throws(QueueError) -> [Claim] in
+        try locked.lifecycle.admit()
+        if case .some(let leader) = locked.standbyOf { throw Self.standbyRefusal(leader: leader) }
+        var held: [Claim] = []
+        for (id, expiresAt) in locked.index.leaseDeadlines {
+          guard var run = try locked.state.run(id), var lease = run.lease, lease.scheduler == scheduler,
+            lease.claim == claimID
+          else { continue }
+          lease.expiresAt = expiresAt
+          run.lease = lease
+          held.append(Claim(run: run, lease: lease))
+        }
+        return held.sorted { $0.lease.token < $1.lease.token }
+      }
+      if !held.isEmpty { return held }
+    }
     try EventLimits.check(limit, in: 0...10_000, "limit")
     for deployment in deployments ?? [] { try EventLimits.check(name: deployment, "deployments") }
     try EventLimits.check(text: principal, "principal")
@@ -146,6 +170,7 @@ extension RunQueue {
         event.scheduler = scheduler
         event.principal = principal
         event.leaseExpiresMicros = (time + options.leaseDuration).micros
+        event.claimID = claimID
         runs.append((run.id, [.claimed(event)]))
         chosen.append(run.id)
       }
@@ -195,7 +220,11 @@ extension RunQueue {
     }
     for event in events { try EventLimits.check(report: event) }
     return try await commit { locked, _ throws(QueueError) in
-      _ = try Self.leased(lease, in: locked.state)
+      let run = try Self.leased(lease, in: locked.state)
+      // The same report again, from a scheduler that did not get the answer (a failover, a dropped
+      // connection): the run is where it left it, so it was applied; answered, not applied twice.
+      // (A report that ended the run leaves no lease to match: the scheduler asks for the run.)
+      if run.reflects(report: events.last!) { return .unchanged(run) }
       return .write(lease.runID, events)
     }.runs.last!
   }

@@ -12,7 +12,7 @@ import Synchronization
 /// Snapshots are caches of the log, so the format may change with any version: a snapshot this
 /// version cannot read is skipped and the log replayed.
 extension QueueState {
-  static let snapshotVersion: UInt32 = 6
+  static let snapshotVersion: UInt32 = 7
   /// The snapshot payload; runs are written `runsPerChunk` at a time, the unit of parallel decoding.
   package func snapshotPayload(runsPerChunk: Int = 32_768) -> [UInt8] {
     var body = SnapshotWriter()
@@ -200,6 +200,7 @@ struct SnapshotWriter {
       put(lease.scheduler)
       put(lease.token)
       put(lease.expiresAt)
+      put(lease.claim)
     }
     put(UInt8((run.orphaned ? 1 : 0) | (run.attemptOpen ? 2 : 0)))
     put(run.startedAt?.micros ?? Int64.min)
@@ -360,8 +361,10 @@ struct SnapshotReader {
     else { return nil }
     var lease: Lease?
     if hasLease == 1 {
-      guard let scheduler = getString(), let token: UInt64 = get(), let expiresAt = getTimestamp() else { return nil }
-      lease = Lease(scheduler: scheduler, token: token, expiresAt: expiresAt)
+      guard let scheduler = getString(), let token: UInt64 = get(), let expiresAt = getTimestamp(),
+        let claim = getString()
+      else { return nil }
+      lease = Lease(scheduler: scheduler, token: token, expiresAt: expiresAt, claim: claim)
     }
     guard let orphaned: UInt8 = get(), let startedAt: Int64 = get(), let step = getString(),
       let stepAttempt: UInt32 = get(), let attempts: UInt32 = get(), let eventCount: UInt32 = get(),

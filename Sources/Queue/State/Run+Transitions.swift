@@ -54,7 +54,8 @@ extension Run {
       }
       state = .pending
       lease = Lease(
-        scheduler: claim.scheduler, token: sequence, expiresAt: Timestamp(micros: claim.leaseExpiresMicros))
+        scheduler: claim.scheduler, token: sequence, expiresAt: Timestamp(micros: claim.leaseExpiresMicros),
+        claim: claim.claimID)
       claims = claims.incrementedSaturated
 
     case .leaseExpired:
