@@ -81,6 +81,10 @@ $(VENV)/.ready: Tests/python/requirements.txt $(PROTO_FILES)
 	$(VENV)/bin/python -m grpc_tools.protoc -Iprotos/grpc/health/v1 --python_out=$(VENV)/stubs --grpc_python_out=$(VENV)/stubs health.proto
 	touch $@
 
+$(VENV)/.dbos: $(VENV)/.ready
+	$(VENV)/bin/pip install -q dbos==3.4.0
+	touch $@
+
 ## soak: the kill -9 durability test with many more kills than `make test` runs.
 soak: deps
 	$(SWIFT) build --build-tests
@@ -181,8 +185,9 @@ run: build
 	scripts/run-demo.sh "$$($(SWIFT) build --show-bin-path)/gps"
 
 ## bench: release build; the event log against the raw write+fdatasync limit (gps-bench), then
-## h2load against A/Prepare on a tiny object.
-bench: release
+## h2load against A/Prepare on a tiny object. The store suite runs DBOS 3.4 beside GPS on the same
+## PostgreSQL (scripts/bench-dbos.py, in the venv with dbos added).
+bench: release $(VENV)/.dbos
 	@scripts/ensure-packages.sh $(BENCH_DEPS)
 	@# One process per suite: a suite's heap (the queue suite holds 1,000,000 runs) must not slow the next.
 	for suite in log queue e2e metrics control web store; do \

@@ -200,7 +200,9 @@ struct Bench {
       try await benchWeb(directory: directory, runs: arguments.startupRuns, repetitions: arguments.runs)
     }
     if arguments.suites.contains("store") {
-      try await benchStore(directory: directory, seconds: arguments.seconds, repetitions: arguments.runs)
+      try await benchStore(
+        directory: directory, seconds: arguments.seconds, repetitions: arguments.runs, runs: arguments.e2eRuns,
+        concurrency: 64)
       try await benchFailover(directory: directory, repetitions: 5)
     }
     if arguments.suites.contains("control") {

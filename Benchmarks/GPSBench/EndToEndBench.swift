@@ -185,7 +185,7 @@ func benchMetricsCost(directory: String, runs: Int, concurrency: Int, repetition
 }
 
 /// The snippet's parameters, as every end-to-end run gets them.
-private let sampleParameters = #"{"\#(ServerFlow.parameterName)": \#(ServerFlow.sampleDataInfoJSON)}"#
+let sampleParameters = #"{"\#(ServerFlow.parameterName)": \#(ServerFlow.sampleDataInfoJSON)}"#
 
 /// The same two calls a run of server-flow makes, `concurrency` pipelines at a time, without GPS:
 /// with the metadata a step sends (idempotency key and `grpc-timeout`) and no local timer, as the
@@ -260,7 +260,7 @@ func benchEndToEndSeparateServices(directory: String, runs: Int, concurrency: In
 }
 
 /// Enqueues `count` runs of `deployment` from 16 concurrent clients.
-private func enqueueRuns(
+func enqueueRuns(
   _ count: Int, of deployment: Deployment, parametersJSON: String, into queue: RunQueue
 ) async throws {
   try await withThrowingTaskGroup(of: Void.self) { enqueuers in
@@ -277,7 +277,7 @@ private func enqueueRuns(
 
 /// Runs a scheduler on `queue` (while `meanwhile` runs too) until `runs` runs have ended; every
 /// one must have completed.
-private func drain(
+func drain(
   _ queue: RunQueue, runs: Int, registry: DeploymentRegistry, dependencies: Dependencies, concurrency: Int,
   logger: Logger, meanwhile: () async throws -> Void = {}
 ) async throws {

@@ -39,6 +39,8 @@ struct FlowRunList: AsyncParsableCommand {
 
   @OptionGroup var location: QueueLocation
 
+  @OptionGroup var storeOption: StoreOption
+
   func validate() throws {
     guard limit >= 1 else { throw ValidationError("--limit must be at least 1") }
     for name in state where RunState(name: name) == nil {
@@ -57,7 +59,7 @@ struct FlowRunList: AsyncParsableCommand {
     }
     // A page is bounded in bytes as well as in runs: pages are followed until `--limit` runs
     // (big runs come a few per page), and what is left is said, never silently dropped.
-    let (runs, next) = try await query(location) { queue in
+    let (runs, next) = try await query(location, store: storeOption) { queue in
       try await Self.pages(of: request, limit: limit) { page in try await queue.listRuns(page) }
     }
     switch output {
@@ -134,8 +136,10 @@ struct FlowRunInspect: AsyncParsableCommand {
 
   @OptionGroup var location: QueueLocation
 
+  @OptionGroup var storeOption: StoreOption
+
   func run() async throws {
-    let (run, events, types) = try await query(location) { queue in
+    let (run, events, types) = try await query(location, store: storeOption) { queue in
       let run = try await queue.getRun(.with { $0.runID = id })
       return (run, try await queue.events(of: run), await queue.resultTypes())
     }

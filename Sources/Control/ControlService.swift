@@ -54,6 +54,12 @@ package final class ControlService: Gps_V1_Control.SimpleServiceProtocol, Sendab
     Gps_V1_ArchiveLogResponse(try await engine.archive(request, by: Principal.caller(context)))
   }
 
+  package func getCluster(
+    request: Gps_V1_GetClusterRequest, context: ServerContext
+  ) async throws -> Gps_V1_ClusterInfo {
+    try await engine.clusterInfo()
+  }
+
   // MARK: Deployments
 
   package func listDeployments(

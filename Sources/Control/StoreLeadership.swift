@@ -125,7 +125,8 @@ struct StoreRole: Service {
       try? await store.report(
         PostgresStore.ServerReport(
           serverID: configuration.serverID, address: membership.address.withLock { $0 } ?? "",
-          role: leading ? "leader" : "standby", epoch: leader?.epoch ?? 0, lastSequence: queue.durableSequence))
+          httpAddress: membership.webURL.withLock { $0 } ?? "", role: leading ? "leader" : "standby",
+          epoch: leader?.epoch ?? 0, lastSequence: queue.durableSequence))
       try? await Task.sleep(for: configuration.lease / 3)
     }
   }
@@ -198,6 +199,7 @@ struct StoreRole: Service {
       if !batches.isEmpty { return .success(true) }
       let leader = try await store.leader()
       queue.setLeader(leader.live && !leader.address.isEmpty ? leader.address : nil)
+      membership.leaderWebURL.withLock { $0 = leader.live && !leader.webURL.isEmpty ? leader.webURL : nil }
       return .success(false)
     } catch {
       return .failure(error)

@@ -503,25 +503,29 @@ package final class PostgresStore: Sendable {
     package var live: Bool
     /// How long its lease still runs (zero once it ran out).
     package var remaining: Duration = .zero
+    /// Its web UI's URL, as it last reported it (empty: none, or not reported yet).
+    package var webURL = ""
   }
 
   package func leader() async throws(QueueError) -> Leader {
     try await using("reader", writable: false, "read its leader") { connection in
       let rows = try await connection.query(
         """
-        SELECT epoch, server_id, address, lease_until > clock_timestamp(),
-          (extract(epoch FROM greatest(lease_until, clock_timestamp()) - clock_timestamp()) * 1000)::float8
-        FROM gps_leader WHERE singleton
+        SELECT l.epoch, l.server_id, l.address, l.lease_until > clock_timestamp(),
+          (extract(epoch FROM greatest(l.lease_until, clock_timestamp()) - clock_timestamp()) * 1000)::float8,
+          coalesce(s.http_address, '')
+        FROM gps_leader l LEFT JOIN gps_servers s ON s.server_id = l.server_id WHERE l.singleton
         """,
         logger: logger
       ).collect()
       guard let row = rows.first else {
         throw QueueError(code: .corrupt, message: "the store \(location) has no leader record: its schema is damaged")
       }
-      let (epoch, server, address, live, remaining) = try row.decode((Int64, String, String, Bool, Double).self)
+      let (epoch, server, address, live, remaining, web) = try row.decode(
+        (Int64, String, String, Bool, Double, String).self)
       return Leader(
         epoch: epoch, serverID: server, address: address, live: live,
-        remaining: .milliseconds(Int64(max(0, min(remaining, 86_400_000)))))
+        remaining: .milliseconds(Int64(max(0, min(remaining, 86_400_000)))), webURL: web)
     }
   }
 

@@ -308,6 +308,7 @@ extension OpenAPI {
                 "properties",
                 object([
                   ("code", string("a gRPC status name: INVALID_ARGUMENT, NOT_FOUND, …")), ("message", string()),
+                  ("leader_url", string("on a standby's refusal of a write (503): the leader's web UI, where it goes")),
                   (
                     "problems",
                     object([

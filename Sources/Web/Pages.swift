@@ -8,6 +8,7 @@ import Hummingbird
 import NIOCore
 import Queue
 import SwiftProtobuf
+import Synchronization
 
 /// A page of the web UI: server-rendered HTML, with small scripts for what is live or interactive.
 struct Page {
@@ -98,7 +99,7 @@ struct Pages: Sendable {
     do {
       return try await body().response(signOut: !site.tokens.isEmpty)
     } catch {
-      let failure = WebError.from(error)
+      let failure = WebError.from(error, leaderWeb: site.engine.cluster?.leaderWebURL.withLock { $0 })
       return Page.error(failure).response(status: failure.status, signOut: !site.tokens.isEmpty)
     }
   }

@@ -44,6 +44,8 @@ struct AccessMiddleware: RouterMiddleware {
   let tokens: AccessTokens
   let hosts: HostCheck
   let secure: Bool
+  /// The leader's web UI, named when a standby refuses a write (nil: none known).
+  var leaderWeb: @Sendable () -> String? = { nil }
 
   static let cookie = "gps_token"
 
@@ -94,7 +96,7 @@ struct AccessMiddleware: RouterMiddleware {
       return try await next(request, context)
     } catch {
       // No such route, a body too large, …: answered in the API's or the pages' own form.
-      return WebError.from(error).response(for: request)
+      return WebError.from(error, leaderWeb: leaderWeb()).response(for: request)
     }
   }
 

@@ -20,6 +20,8 @@ struct WebError: Error {
   var problems: [(path: String, message: String)] = []
   /// Seconds after which the request may succeed (`Retry-After`), for a 503.
   var retryAfter: Int?
+  /// A standby's refusal of a write: the leader's web UI, where it goes instead (`leader_url`).
+  var leaderURL: String?
 
   static func forbidden(_ message: String) -> WebError {
     WebError(status: .forbidden, code: "PERMISSION_DENIED", message: message)
@@ -35,13 +37,14 @@ struct WebError: Error {
 
   init(
     status: HTTPResponse.Status, code: String, message: String, problems: [(path: String, message: String)] = [],
-    retryAfter: Int? = nil
+    retryAfter: Int? = nil, leaderURL: String? = nil
   ) {
     self.status = status
     self.code = code
     self.message = String(message.prefix(2000))
     self.problems = problems
     self.retryAfter = retryAfter
+    self.leaderURL = leaderURL
   }
 
   init(_ error: RPCError) {
@@ -77,10 +80,17 @@ struct WebError: Error {
     return (String(path), String(problem[colon.upperBound...]))
   }
 
-  /// Any error from the queue, the control API or a handler, as an answer.
-  static func from(_ error: any Error) -> WebError {
+  /// Any error from the queue, the control API or a handler, as an answer. `leaderWeb`: the
+  /// leader's web UI, named in a standby's refusal of a write.
+  static func from(_ error: any Error, leaderWeb: String? = nil) -> WebError {
     switch error {
     case let error as WebError: error
+    case let error as QueueError where error.code == .notLeader:
+      WebError(
+        status: .serviceUnavailable, code: "UNAVAILABLE",
+        message: leaderWeb.map {
+          "this server is a standby (it answers reads); writes go to the leader, whose web UI is at \($0)"
+        } ?? error.message, retryAfter: 1, leaderURL: leaderWeb)
     case let error as RPCError: WebError(error)
     case let error as FlowsError: WebError(error)
     case let error as QueueError: WebError(RPCError(error))
@@ -98,6 +108,7 @@ struct WebError: Error {
 
   var json: JSONValue {
     var members: [JSONValue.Member] = [.init("code", .string(code)), .init("message", .string(message))]
+    if let leaderURL { members.append(.init("leader_url", .string(leaderURL))) }
     if !problems.isEmpty {
       members.append(
         .init(

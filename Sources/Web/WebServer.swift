@@ -63,8 +63,11 @@ package struct WebServer: ControlCompanion {
     let hosts = HostCheck(boundHost: configuration.host, publicURL: configuration.publicURL) {
       site.localPort.withLock { $0 }
     }
+    let cluster = site.engine.cluster
     router.add(
-      middleware: AccessMiddleware(tokens: configuration.tokens, hosts: hosts, secure: configuration.tls != nil))
+      middleware: AccessMiddleware(
+        tokens: configuration.tokens, hosts: hosts, secure: configuration.tls != nil,
+        leaderWeb: { cluster?.leaderWebURL.withLock { $0 } }))
     site.addRoutes(to: router)
     return router
   }
@@ -74,6 +77,11 @@ package struct WebServer: ControlCompanion {
     let router = Self.router(for: site, configuration: configuration)
     let requested = ServiceAddress(host: configuration.host, port: bound.port.withLock { $0 } ?? configuration.port)
     let (onListening, bound) = (onListening, bound)
+    let publicURL = configuration.publicURL.map { url in
+      var text = url.absoluteString
+      while text.hasSuffix("/") { text.removeLast() }
+      return text
+    }
     let logger = logger
     let scheme = configuration.tls == nil ? "http" : "https"
     let server: HTTPServerBuilder
@@ -106,6 +114,7 @@ package struct WebServer: ControlCompanion {
         let address = ServiceAddress(host: requested.host, port: port)
         site.localPort.withLock { $0 = port }
         bound.port.withLock { $0 = port }
+        engine.cluster?.webURL.withLock { $0 = publicURL ?? "\(scheme)://\(address)" }
         logger.info("web server listening", metadata: ["address": "\(scheme)://\(address)"])
         onListening(scheme, address)
       },

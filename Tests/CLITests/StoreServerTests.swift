@@ -57,9 +57,34 @@ import Testing
         return status.stdout.contains("leader: \(firstAddress) at epoch") && status.stdout.contains(secondAddress)
           && status.stdout.contains("standby")
       }
+      // The same through a server of the cluster (GetCluster): the standby marks itself.
+      let asked = try await GPSProcess.run(["cluster", "status", "--output", "json", "--server", secondAddress])
+      let askedJSON = try #require(
+        try JSONSerialization.jsonObject(with: Data(asked.stdout.utf8)) as? [String: Any], "\(asked.stderr)")
+      let askedServers = try #require(askedJSON["servers"] as? [[String: Any]])
+      #expect((askedJSON["leader"] as? [String: Any])?["address"] as? String == firstAddress, "\(asked.stdout)")
+      #expect(
+        askedServers.contains { $0["self"] as? Bool == true && $0["address"] as? String == secondAddress }
+          && askedServers.contains { $0["role"] as? String == "leader" && $0["address"] as? String == firstAddress },
+        "\(asked.stdout)")
+      let table = try await GPSProcess.run(["cluster", "status", "--server", firstAddress])
+      #expect(table.status == 0 && table.stdout.contains("leader: \(firstAddress) at epoch"), "\(table.stderr)")
       let web = WebClient(base: try await second.webAddress())
       let ready = try await web.get("/readyz")
       #expect(ready.status == 200 && ready.json["role"] as? String == "standby", "\(ready.body)")
+      // A write sent to the standby's web API is refused (503, retry) naming the leader's web UI,
+      // which its registry row gives.
+      let leaderWeb = try await first.webAddress()
+      try await eventually("the standby to know the leader's web UI") {
+        let refused = try await web.post(
+          "/api/runs",
+          #"{"deployment": "server-flow/MyPrefectDeployer", "parameters": {"data_info": {"object_storage_urls": ["a"], "dataset": "b"}}}"#
+        )
+        let error = refused.json["error"] as? [String: Any]
+        #expect(refused.status == 503 && refused.headers["retry-after"] == "1", "\(refused.body)")
+        return error?["leader_url"] as? String == leaderWeb
+          && (error?["message"] as? String)?.contains("whose web UI is at \(leaderWeb)") == true
+      }
       let cluster = try await web.get("/api/cluster")
       let servers = try #require(cluster.json["servers"] as? [[String: Any]], "\(cluster.body)")
       #expect(Set(servers.compactMap { $0["role"] as? String }) == ["leader", "standby"])
@@ -161,6 +186,32 @@ import Testing
       let full = try await GPSProcess.run(
         ["log", "migrate", "--from", database.url, "--to", root.path + "/back"] + password)
       #expect(full.status != 0 && full.stderr.contains("is not empty"), "\(full.stderr)")
+
+      // The readers take --store: they read a local copy of the store's log (under the cache
+      // directory), brought up to date first; no server is asked.
+      let cache = ["XDG_CACHE_HOME": root.path + "/cache"]
+      let store = ["--store", database.url] + password
+      func read(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await GPSProcess.run(arguments + store, environment: cache)
+      }
+      let verified = try await read(["history", "verify"])
+      #expect(verified.status == 0 && verified.stdout.contains("of 3 runs"), "\(verified.stdout) \(verified.stderr)")
+      let logVerified = try await read(["log", "verify"])
+      #expect(logVerified.status == 0, "\(logVerified.stderr)")
+      let storeListed = try await read(["flow-run", "ls", "--output", "json"])
+      let storeRuns = try #require(
+        try JSONSerialization.jsonObject(with: Data(storeListed.stdout.utf8)) as? [[String: Any]], "\(storeListed)")
+      #expect(Set(storeRuns.compactMap { $0["id"] as? String }) == Set(ids))
+      let inspected = try await read(["flow-run", "inspect", ids[0]])
+      #expect(inspected.status == 0 && inspected.stdout.contains(ids[0]), "\(inspected.stderr)")
+      let replayed = try await read(["history", "replay", "--run", ids[1], "--output", "jsonl"])
+      #expect(replayed.stdout.contains("RunEnqueued"), "\(replayed.stderr)")
+      let both = try await read(["flow-run", "ls", "--server", "127.0.0.1:1"])
+      #expect(both.status != 0 && both.stderr.contains("give --store or --server, not both"), "\(both.stderr)")
+      let wrong = try await GPSProcess.run(
+        ["flow-run", "ls", "--store", "postgres://gps@127.0.0.1:\(try PostgresServer.freePort())/gps"],
+        environment: cache)
+      #expect(wrong.status != 0 && wrong.stderr.split(separator: "\n").count == 1, "\(wrong.stderr)")
 
       // The directory the log came from serves on as the store's copy.
       let server = try GPSProcess(

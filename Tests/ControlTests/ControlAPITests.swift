@@ -159,6 +159,15 @@ func enqueueRequest(_ parameters: String, key: String = "") -> Gps_V1_EnqueueRun
     }
   }
 
+  /// `GetCluster` on a server whose log is in files: one line, FAILED_PRECONDITION.
+  @Test func aServerOnFilesBelongsToNoCluster() async throws {
+    try await withControlAPI { _, control in
+      let refused = await #expect(throws: RPCError.self) { try await control.getCluster(Gps_V1_GetClusterRequest()) }
+      #expect(refused?.code == .failedPrecondition)
+      #expect(refused?.message.contains("belongs to no cluster") == true, "\(String(describing: refused))")
+    }
+  }
+
   @Test func anEnqueueStreamAnswersARefusalInItsPlace() async throws {
     try await withControlAPI { engine, control in
       let requests = [

@@ -111,7 +111,17 @@ struct FileAnswers: QueueAnswers {
 }
 
 /// Runs `body` against the server; if the recorded server is gone, against the queue's files.
-func query<T: Sendable>(_ location: QueueLocation, _ body: (any QueueAnswers) async throws -> T) async throws -> T {
+/// With `--store`: against the store's log (a local copy, brought up to date), no server asked.
+func query<T: Sendable>(
+  _ location: QueueLocation, store: StoreOption? = nil, _ body: (any QueueAnswers) async throws -> T
+) async throws -> T {
+  if let store, store.store != nil {
+    guard location.serverList == nil else {
+      throw CommandFailure("give --store or --server, not both: --store reads the log in PostgreSQL itself")
+    }
+    let directory = try await store.directory(orElse: location.dataDir)
+    return try await body(FileAnswers(try readQueue(directory)))
+  }
   do {
     return try await location.route().run { control in
       try await body(ServerAnswers(control: control))

@@ -73,3 +73,20 @@ extension Engine {
     return owner
   }
 }
+
+extension Engine {
+  /// The servers sharing this server's store (`GetCluster`): FAILED_PRECONDITION on a server whose
+  /// log is in files, UNAVAILABLE while the store cannot be reached.
+  package func clusterInfo() async throws(RPCError) -> Gps_V1_ClusterInfo {
+    guard let cluster else {
+      throw RPCError(
+        code: .failedPrecondition,
+        message: "this server keeps its log in files (no --store): it belongs to no cluster")
+    }
+    do {
+      return Gps_V1_ClusterInfo(try await cluster.status(), me: cluster.serverID)
+    } catch {
+      throw RPCError(code: .unavailable, message: "cannot read the cluster from the store: \(error.message)")
+    }
+  }
+}

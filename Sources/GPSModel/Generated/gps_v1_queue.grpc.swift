@@ -171,6 +171,19 @@ public enum Gps_V1_Control: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetCluster" metadata.
+        public enum GetCluster: Sendable {
+            /// Request type for "GetCluster".
+            public typealias Input = Gps_V1_GetClusterRequest
+            /// Response type for "GetCluster".
+            public typealias Output = Gps_V1_ClusterInfo
+            /// Descriptor for "GetCluster".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "gps.v1.Control"),
+                method: "GetCluster",
+                type: .unary
+            )
+        }
         /// Namespace for "HandOverDeployment" metadata.
         public enum HandOverDeployment: Sendable {
             /// Request type for "HandOverDeployment".
@@ -275,6 +288,7 @@ public enum Gps_V1_Control: Sendable {
             GetDeployment.descriptor,
             ReadHistory.descriptor,
             ArchiveLog.descriptor,
+            GetCluster.descriptor,
             HandOverDeployment.descriptor,
             RegisterDeployments.descriptor,
             Claim.descriptor,
@@ -487,6 +501,26 @@ extension Gps_V1_Control {
             request: GRPCCore.StreamingServerRequest<Gps_V1_ArchiveLogRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_ArchiveLogResponse>
+
+        /// Handle the "GetCluster" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The servers sharing this server's PostgreSQL store: the leader, the log's end, each server's
+        /// > role, epoch, last heartbeat and lag (`gps cluster status --server`). FAILED_PRECONDITION on a
+        /// > server whose log is in files; UNAVAILABLE while the store cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Gps_V1_GetClusterRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Gps_V1_ClusterInfo` messages.
+        func getCluster(
+            request: GRPCCore.StreamingServerRequest<Gps_V1_GetClusterRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_ClusterInfo>
 
         /// Handle the "HandOverDeployment" method.
         ///
@@ -794,6 +828,26 @@ extension Gps_V1_Control {
             request: GRPCCore.ServerRequest<Gps_V1_ArchiveLogRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Gps_V1_ArchiveLogResponse>
+
+        /// Handle the "GetCluster" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The servers sharing this server's PostgreSQL store: the leader, the log's end, each server's
+        /// > role, epoch, last heartbeat and lag (`gps cluster status --server`). FAILED_PRECONDITION on a
+        /// > server whose log is in files; UNAVAILABLE while the store cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_GetClusterRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Gps_V1_ClusterInfo` message.
+        func getCluster(
+            request: GRPCCore.ServerRequest<Gps_V1_GetClusterRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Gps_V1_ClusterInfo>
 
         /// Handle the "HandOverDeployment" method.
         ///
@@ -1103,6 +1157,26 @@ extension Gps_V1_Control {
             context: GRPCCore.ServerContext
         ) async throws -> Gps_V1_ArchiveLogResponse
 
+        /// Handle the "GetCluster" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The servers sharing this server's PostgreSQL store: the leader, the log's end, each server's
+        /// > role, epoch, last heartbeat and lag (`gps cluster status --server`). FAILED_PRECONDITION on a
+        /// > server whose log is in files; UNAVAILABLE while the store cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A `Gps_V1_GetClusterRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Gps_V1_ClusterInfo` to respond with.
+        func getCluster(
+            request: Gps_V1_GetClusterRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Gps_V1_ClusterInfo
+
         /// Handle the "HandOverDeployment" method.
         ///
         /// > Source IDL Documentation:
@@ -1350,6 +1424,17 @@ extension Gps_V1_Control.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Gps_V1_Control.Method.GetCluster.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_GetClusterRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_ClusterInfo>(),
+            handler: { request, context in
+                try await self.getCluster(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Gps_V1_Control.Method.HandOverDeployment.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_HandOverDeploymentRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_DeploymentInfo>(),
@@ -1536,6 +1621,17 @@ extension Gps_V1_Control.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_ArchiveLogResponse> {
         let response = try await self.archiveLog(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getCluster(
+        request: GRPCCore.StreamingServerRequest<Gps_V1_GetClusterRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Gps_V1_ClusterInfo> {
+        let response = try await self.getCluster(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1771,6 +1867,19 @@ extension Gps_V1_Control.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Gps_V1_ArchiveLogResponse> {
         return GRPCCore.ServerResponse<Gps_V1_ArchiveLogResponse>(
             message: try await self.archiveLog(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCluster(
+        request: GRPCCore.ServerRequest<Gps_V1_GetClusterRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Gps_V1_ClusterInfo> {
+        return GRPCCore.ServerResponse<Gps_V1_ClusterInfo>(
+            message: try await self.getCluster(
                 request: request.message,
                 context: context
             ),
@@ -2116,6 +2225,31 @@ extension Gps_V1_Control {
             deserializer: some GRPCCore.MessageDeserializer<Gps_V1_ArchiveLogResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_ArchiveLogResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCluster" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The servers sharing this server's PostgreSQL store: the leader, the log's end, each server's
+        /// > role, epoch, last heartbeat and lag (`gps cluster status --server`). FAILED_PRECONDITION on a
+        /// > server whose log is in files; UNAVAILABLE while the store cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_GetClusterRequest` message.
+        ///   - serializer: A serializer for `Gps_V1_GetClusterRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_ClusterInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCluster<Result>(
+            request: GRPCCore.ClientRequest<Gps_V1_GetClusterRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_GetClusterRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_ClusterInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_ClusterInfo>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "HandOverDeployment" method.
@@ -2631,6 +2765,42 @@ extension Gps_V1_Control {
             try await self.client.unary(
                 request: request,
                 descriptor: Gps_V1_Control.Method.ArchiveLog.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetCluster" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The servers sharing this server's PostgreSQL store: the leader, the log's end, each server's
+        /// > role, epoch, last heartbeat and lag (`gps cluster status --server`). FAILED_PRECONDITION on a
+        /// > server whose log is in files; UNAVAILABLE while the store cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Gps_V1_GetClusterRequest` message.
+        ///   - serializer: A serializer for `Gps_V1_GetClusterRequest` messages.
+        ///   - deserializer: A deserializer for `Gps_V1_ClusterInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCluster<Result>(
+            request: GRPCCore.ClientRequest<Gps_V1_GetClusterRequest>,
+            serializer: some GRPCCore.MessageSerializer<Gps_V1_GetClusterRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Gps_V1_ClusterInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_ClusterInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Gps_V1_Control.Method.GetCluster.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -3161,6 +3331,37 @@ extension Gps_V1_Control.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_ArchiveLogRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_ArchiveLogResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCluster" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The servers sharing this server's PostgreSQL store: the leader, the log's end, each server's
+    /// > role, epoch, last heartbeat and lag (`gps cluster status --server`). FAILED_PRECONDITION on a
+    /// > server whose log is in files; UNAVAILABLE while the store cannot be reached.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Gps_V1_GetClusterRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCluster<Result>(
+        request: GRPCCore.ClientRequest<Gps_V1_GetClusterRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_ClusterInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCluster(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Gps_V1_GetClusterRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Gps_V1_ClusterInfo>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3697,6 +3898,41 @@ extension Gps_V1_Control.ClientProtocol {
             metadata: metadata
         )
         return try await self.archiveLog(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCluster" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The servers sharing this server's PostgreSQL store: the leader, the log's end, each server's
+    /// > role, epoch, last heartbeat and lag (`gps cluster status --server`). FAILED_PRECONDITION on a
+    /// > server whose log is in files; UNAVAILABLE while the store cannot be reached.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCluster<Result>(
+        _ message: Gps_V1_GetClusterRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Gps_V1_ClusterInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Gps_V1_GetClusterRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCluster(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -881,6 +881,100 @@ public nonisolated struct Gps_V1_WorkSignal: Sendable {
   public init() {}
 }
 
+public nonisolated struct Gps_V1_GetClusterRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Gps_V1_ClusterInfo: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var clusterID: String = String()
+
+  public var leader: Gps_V1_ClusterLeader {
+    get {_leader ?? Gps_V1_ClusterLeader()}
+    set {_leader = newValue}
+  }
+  /// Returns true if `leader` has been explicitly set.
+  public var hasLeader: Bool {self._leader != nil}
+  /// Clears the value of `leader`. Subsequent reads from it will return its default value.
+  public mutating func clearLeader() {self._leader = nil}
+
+  /// The last sequence the store holds.
+  public var lastSequence: UInt64 = 0
+
+  public var servers: [Gps_V1_ClusterServer] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _leader: Gps_V1_ClusterLeader? = nil
+}
+
+public nonisolated struct Gps_V1_ClusterLeader: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Its control API's address (empty: not recorded yet).
+  public var address: String = String()
+
+  public var epoch: Int64 = 0
+
+  public var serverID: String = String()
+
+  /// Whether its lease has not run out, by the database's clock.
+  public var leaseLive: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Gps_V1_ClusterServer: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var serverID: String = String()
+
+  public var address: String = String()
+
+  /// `leader` or `standby`.
+  public var role: String = String()
+
+  public var epoch: Int64 = 0
+
+  /// The last event it has applied.
+  public var lastSequence: UInt64 = 0
+
+  /// RFC 3339, by the database's clock.
+  public var startedAt: String = String()
+
+  public var heartbeatAgeSeconds: Double = 0
+
+  /// Events the store holds that it had not applied, and how long the first of them had been
+  /// committed, when it last reported.
+  public var lagEvents: UInt64 = 0
+
+  public var lagMilliseconds: Double = 0
+
+  /// The server that answered.
+  public var answering: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "gps.v1"
@@ -2504,6 +2598,194 @@ nonisolated extension Gps_V1_WorkSignal: SwiftProtobuf.Message, SwiftProtobuf._M
   }
 
   public static func ==(lhs: Gps_V1_WorkSignal, rhs: Gps_V1_WorkSignal) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_GetClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetClusterRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_GetClusterRequest, rhs: Gps_V1_GetClusterRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_ClusterInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClusterInfo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cluster_id\0\u{1}leader\0\u{3}last_sequence\0\u{1}servers\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.clusterID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._leader) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.lastSequence) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.servers) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.clusterID.isEmpty {
+      try visitor.visitSingularStringField(value: self.clusterID, fieldNumber: 1)
+    }
+    try { if let v = self._leader {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.lastSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastSequence, fieldNumber: 3)
+    }
+    if !self.servers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.servers, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_ClusterInfo, rhs: Gps_V1_ClusterInfo) -> Bool {
+    if lhs.clusterID != rhs.clusterID {return false}
+    if lhs._leader != rhs._leader {return false}
+    if lhs.lastSequence != rhs.lastSequence {return false}
+    if lhs.servers != rhs.servers {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_ClusterLeader: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClusterLeader"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{1}epoch\0\u{3}server_id\0\u{3}lease_live\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.epoch) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.serverID) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.leaseLive) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 1)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularInt64Field(value: self.epoch, fieldNumber: 2)
+    }
+    if !self.serverID.isEmpty {
+      try visitor.visitSingularStringField(value: self.serverID, fieldNumber: 3)
+    }
+    if self.leaseLive != false {
+      try visitor.visitSingularBoolField(value: self.leaseLive, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_ClusterLeader, rhs: Gps_V1_ClusterLeader) -> Bool {
+    if lhs.address != rhs.address {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.serverID != rhs.serverID {return false}
+    if lhs.leaseLive != rhs.leaseLive {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Gps_V1_ClusterServer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClusterServer"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}server_id\0\u{1}address\0\u{1}role\0\u{1}epoch\0\u{3}last_sequence\0\u{3}started_at\0\u{3}heartbeat_age_seconds\0\u{3}lag_events\0\u{3}lag_milliseconds\0\u{1}answering\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.serverID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.epoch) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.lastSequence) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.startedAt) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.heartbeatAgeSeconds) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.lagEvents) }()
+      case 9: try { try decoder.decodeSingularDoubleField(value: &self.lagMilliseconds) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.answering) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.serverID.isEmpty {
+      try visitor.visitSingularStringField(value: self.serverID, fieldNumber: 1)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 2)
+    }
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 3)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularInt64Field(value: self.epoch, fieldNumber: 4)
+    }
+    if self.lastSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastSequence, fieldNumber: 5)
+    }
+    if !self.startedAt.isEmpty {
+      try visitor.visitSingularStringField(value: self.startedAt, fieldNumber: 6)
+    }
+    if self.heartbeatAgeSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.heartbeatAgeSeconds, fieldNumber: 7)
+    }
+    if self.lagEvents != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lagEvents, fieldNumber: 8)
+    }
+    if self.lagMilliseconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.lagMilliseconds, fieldNumber: 9)
+    }
+    if self.answering != false {
+      try visitor.visitSingularBoolField(value: self.answering, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Gps_V1_ClusterServer, rhs: Gps_V1_ClusterServer) -> Bool {
+    if lhs.serverID != rhs.serverID {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.role != rhs.role {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.lastSequence != rhs.lastSequence {return false}
+    if lhs.startedAt != rhs.startedAt {return false}
+    if lhs.heartbeatAgeSeconds != rhs.heartbeatAgeSeconds {return false}
+    if lhs.lagEvents != rhs.lagEvents {return false}
+    if lhs.lagMilliseconds != rhs.lagMilliseconds {return false}
+    if lhs.answering != rhs.answering {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
