@@ -67,6 +67,48 @@ package final class PostgresServer: Sendable {
     }
   }
 
+  /// A server that also speaks TLS (`ssl = on`) with a certificate for 127.0.0.1 signed by a
+  /// certificate authority of its own, made here with `openssl`; returns that authority's
+  /// certificate and the certificate of another authority (which signed nothing it serves).
+  package static func startWithTLS() throws -> (server: PostgresServer, authority: String, otherAuthority: String) {
+    let certificates = FileManager.default.temporaryDirectory
+      .appendingPathComponent("gps-pg-tls-\(UUID().uuidString.prefix(8).lowercased())").path
+    try FileManager.default.createDirectory(atPath: certificates, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: certificates) }
+    func openssl(_ arguments: [String]) throws { try run("/usr/bin/openssl", arguments, asServerUser: false) }
+    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for name in ["ca", "other-ca"] {
+      try openssl(
+        ["req", "-x509"] + key + [
+          "-days", "2", "-subj", "/CN=gps-test-\(name)", "-keyout", "\(certificates)/\(name).key", "-out",
+          "\(certificates)/\(name).pem",
+        ])
+    }
+    try openssl(
+      ["req"] + key + [
+        "-subj", "/CN=127.0.0.1", "-keyout", "\(certificates)/server.key", "-out", "\(certificates)/server.csr",
+      ])
+    try Data("subjectAltName=IP:127.0.0.1\n".utf8).writeInPlace(
+      to: URL(fileURLWithPath: certificates + "/server.ext"))
+    try openssl([
+      "x509", "-req", "-in", "\(certificates)/server.csr", "-CA", "\(certificates)/ca.pem", "-CAkey",
+      "\(certificates)/ca.key", "-CAcreateserial", "-days", "2", "-extfile", "\(certificates)/server.ext", "-out",
+      "\(certificates)/server.pem",
+    ])
+    let server = try start()
+    // Beside the cluster, owned by the user it runs as, the key readable by it alone.
+    for name in ["server.pem", "server.key", "ca.pem", "other-ca.pem"] {
+      try FileManager.default.copyItem(atPath: "\(certificates)/\(name)", toPath: "\(server.directory)/\(name)")
+    }
+    chmod("\(server.directory)/server.key", 0o600)
+    try handOver(server.directory)
+    server.stop(removing: false)
+    try server.restart(settings: [
+      "ssl": "on", "ssl_cert_file": "\(server.directory)/server.pem", "ssl_key_file": "\(server.directory)/server.key",
+    ])
+    return (server, "\(server.directory)/ca.pem", "\(server.directory)/other-ca.pem")
+  }
+
   /// Starts the cluster in `directory` on a free port (another may take the port between finding
   /// and binding it: five tries), then runs `ready` on it.
   private static func onAFreePort(

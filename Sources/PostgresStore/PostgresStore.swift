@@ -123,7 +123,7 @@ package final class PostgresStore: Sendable {
     throw QueueError(
       code: .unavailable,
       message:
-        "cannot use the store \(location): \(problems.joined(separator: "; ")); check that PostgreSQL runs there, the URL, and the password file"
+        "cannot use the store \(location): \(problems.joined(separator: "; ")); check that PostgreSQL runs there, the URL, its TLS settings and the password file"
     )
   }
 
@@ -167,6 +167,11 @@ package final class PostgresStore: Sendable {
   package static func describe(_ error: any Error) -> String {
     if let error = error as? QueueError { return error.message }
     if let error = error as? PSQLError {
+      if error.code == .sslUnsupported {
+        return
+          "the server does not speak TLS, which sslmode=require (or verify-ca, verify-full) asks for: enable ssl on the server, or give sslmode=prefer"
+      }
+      if let tls = tlsProblem(error.underlying) { return tls }
       if let info = error.serverInfo, let message = info[.message] {
         let state = info[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
         return message + state
@@ -180,6 +185,20 @@ package final class PostgresStore: Sendable {
       }
     }
     return "\(error)"
+  }
+
+  /// A failed TLS handshake in one line: an untrusted certificate names sslrootcert (BoringSSL's
+  /// own text is kept short).
+  static func tlsProblem(_ error: (any Error)?) -> String? {
+    guard let error = error as? NIOSSLError, case .handshakeFailed(let reason) = error else { return nil }
+    let text = "\(reason)"
+    if text.contains("CERTIFICATE_VERIFY_FAILED") {
+      return
+        "its TLS certificate is not one the certificate authority in sslrootcert vouches for (or, with sslmode=verify-full, it does not name this host): give sslrootcert the authority that signed it"
+    }
+    let short = text.range(of: #"OPENSSL_internal:[A-Z_]+"#, options: .regularExpression).map { String(text[$0]) }
+    return
+      "the TLS handshake failed (\(short.map { $0.replacingOccurrences(of: "OPENSSL_internal:", with: "") } ?? String(text.prefix(120))))"
   }
 
   /// Whether an error means the connection is gone (the statement's outcome unknown), rather than

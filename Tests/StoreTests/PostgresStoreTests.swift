@@ -96,6 +96,43 @@ import Testing
     }
   }
 
+  /// `sslmode` and `sslrootcert` as libpq spells them, against a server that speaks TLS with a
+  /// certificate for 127.0.0.1: verify-full with its authority connects over TLS (the server's
+  /// own view says so); another authority, or a server without TLS where TLS is required, is one
+  /// line naming the host and the problem.
+  @Test func tlsIsUsedAndVerifiedAsLibpqSpellsIt() async throws {
+    let (server, authority, other) = try PostgresServer.startWithTLS()
+    defer { server.stop() }
+    let password = StorePassword.file(server.passwordFile)
+    let verified = try await PostgresStore.open(
+      try StoreLocation(
+        url: server.url(query: "?sslmode=verify-full&sslrootcert=\(authority)&application_name=gps-tls")),
+      password: password)
+    _ = try await verified.leader()
+    let overTLS = try server.psql(
+      "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'gps-tls' AND s.ssl",
+      database: "postgres")
+    #expect(Int(overTLS) ?? 0 > 0, "no TLS connection of the store: \(overTLS)")
+    verified.close()
+    await #expect {
+      try await PostgresStore.open(
+        try StoreLocation(url: server.url(query: "?sslmode=verify-ca&sslrootcert=\(other)")), password: password)
+    } throws: { error in
+      let message = (error as? QueueError)?.message ?? ""
+      return message.contains("127.0.0.1:\(server.port)")
+        && message.contains("not one the certificate authority in sslrootcert vouches for") && !message.contains("\n")
+    }
+    let plain = try SharedPostgres.database()
+    await #expect {
+      try await PostgresStore.open(
+        try StoreLocation(url: plain.url + "?sslmode=require"), password: .file(plain.server.passwordFile))
+    } throws: { error in
+      let message = (error as? QueueError)?.message ?? ""
+      return message.contains("127.0.0.1:\(plain.server.port)") && message.contains("does not speak TLS")
+        && !message.contains("\n")
+    }
+  }
+
   /// Every acknowledged enqueue is a committed batch in the store, the same bytes as the local
   /// copy; a data directory rebuilt from the store replays to the same runs and verifies.
   @Test func acknowledgedMeansCommittedAndTheStoreRebuildsADataDirectory() async throws {
