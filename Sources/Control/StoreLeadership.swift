@@ -95,6 +95,9 @@ struct StoreRole: Service {
   /// server opens again, from the store, as a standby.
   struct SteppedDown: Error {
     var message: String
+    /// The store stopped answering (its connections were abandoned): nothing more is asked of it
+    /// on the way down.
+    var unanswered = false
   }
 
   let store: PostgresStore
@@ -108,10 +111,14 @@ struct StoreRole: Service {
   let onLeading: @Sendable () async throws -> Void
 
   func run() async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask { await report() }
-      defer { group.cancelAll() }
-      try await serve()
+    do {
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { await report() }
+        defer { group.cancelAll() }
+        try await serve()
+      }
+    } catch let steppedDown as SteppedDown where steppedDown.unanswered {
+      throw steppedDown
     }
     try? await store.forget(serverID: configuration.serverID)
   }
@@ -220,47 +227,83 @@ struct StoreRole: Service {
   }
 
   /// Renews the lease every third of its length until a graceful stop (which releases it) or its
-  /// loss (which throws: another server took over, or renewal failed for as long as the lease lasts,
-  /// so this server may no longer lead). The log's own commits are fenced by the epoch either way:
-  /// this makes a deposed leader stop serving soon.
+  /// loss (which throws: another server took over, or no renewal answered for as long as the lease
+  /// lasts, so this server may no longer lead). The log's own commits are fenced by the epoch either
+  /// way: this makes a deposed leader stop serving soon. A renewal runs beside the loop, so one the
+  /// store never answers (a partition: the connection is silent, not closed) cannot hold the loop:
+  /// after a lease without an answer, the store's connections are abandoned (what hangs on them
+  /// fails) and this server steps down.
   func keepLease(epoch: Int64) async throws {
     do {
       try await cancelWhenGracefulShutdown { [store, configuration, logger] in
         var lastRenewed = ContinuousClock.now
+        var renewal: Renewal?
+        var lastProblem = "the store did not answer"
         while true {
           try await Task.sleep(for: configuration.lease / 3)
           if let failure = queue.failure {
             // Its state may hold what the store does not: it stops, and a standby takes over.
+            renewal?.task.cancel()
             try? await store.release(epoch: epoch, serverID: configuration.serverID)
             throw SteppedDown(
               message: "this server stops leading the store \(store.location): \(failure.message)")
           }
-          let attempt = ContinuousClock.now
-          let renewed: Bool
-          do throws(QueueError) {
-            renewed = try await store.renew(epoch: epoch, serverID: configuration.serverID, lease: configuration.lease)
-          } catch {
-            if ContinuousClock.now - lastRenewed >= configuration.lease {
+          if let current = renewal, let outcome = current.outcome {
+            renewal = nil
+            switch outcome {
+            case .success(true):
+              lastRenewed = current.started
+            case .success(false):
+              let leader = try? await store.leader()
               throw SteppedDown(
                 message:
-                  "this server lost the lead of the store \(store.location): it could not renew its lease for \(configuration.lease) (\(error.message))"
+                  "this server lost the lead of the store \(store.location): \(leader.map { "\($0.address.isEmpty ? "another server" : $0.address) leads at epoch \($0.epoch)" } ?? "another server leads")"
               )
+            case .failure(let error):
+              lastProblem = error.message
+              logger.warning("could not renew the leader's lease: \(error.message); retrying")
             }
-            logger.warning("could not renew the leader's lease: \(error.message); retrying")
-            continue
           }
-          guard renewed else {
-            let leader = try? await store.leader()
+          if ContinuousClock.now - lastRenewed >= configuration.lease {
+            renewal?.task.cancel()
+            store.abandonConnections()
             throw SteppedDown(
               message:
-                "this server lost the lead of the store \(store.location): \(leader.map { "\($0.address.isEmpty ? "another server" : $0.address) leads at epoch \($0.epoch)" } ?? "another server leads")"
-            )
+                "this server lost the lead of the store \(store.location): it could not renew its lease for \(configuration.lease) (\(renewal == nil ? lastProblem : "the store did not answer"))",
+              unanswered: true)
           }
-          lastRenewed = attempt
+          if renewal == nil {
+            renewal = Renewal(store: store, epoch: epoch, configuration: configuration)
+          }
         }
       }
     } catch is CancellationError {}
     try? await store.release(epoch: epoch, serverID: configuration.serverID)
+  }
+
+  /// One renewal of the lease, under way beside the loop that keeps it; its outcome once it came.
+  final class Renewal: Sendable {
+    final class Outcome: Sendable {
+      let value = Mutex<Result<Bool, QueueError>?>(nil)
+    }
+    let started = ContinuousClock.now
+    private let answer = Outcome()
+    let task: Task<Void, Never>
+    var outcome: Result<Bool, QueueError>? { answer.value.withLock { $0 } }
+
+    init(store: PostgresStore, epoch: Int64, configuration: StoreConfiguration) {
+      let outcome = answer
+      task = Task {
+        let result: Result<Bool, QueueError>
+        do throws(QueueError) {
+          result = .success(
+            try await store.renew(epoch: epoch, serverID: configuration.serverID, lease: configuration.lease))
+        } catch {
+          result = .failure(error)
+        }
+        outcome.value.withLock { $0 = result }
+      }
+    }
   }
 
   /// Records the bound address as the leader's (when no `--advertise` was given), once it leads.

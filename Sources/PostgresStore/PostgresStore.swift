@@ -85,6 +85,16 @@ package final class PostgresStore: Sendable {
     return chosen
   }
 
+  /// Closes every connection kept (what waits on one fails at once); the next use connects anew.
+  /// For a store that stopped answering (a partition leaves connections silent, not closed).
+  package func abandonConnections() {
+    let all = connections.withLock { connections in
+      defer { connections.removeAll() }
+      return Array(connections.values)
+    }
+    for connection in all { Self.dispose(connection) }
+  }
+
   /// Forgets the connection of `purpose` (after an error on it) so the next use connects anew.
   func drop(_ purpose: String) {
     if let dropped = connections.withLock({ $0.removeValue(forKey: purpose) }) { Self.dispose(dropped) }
@@ -741,15 +751,29 @@ package struct EpochWriter: BatchStore {
     defer { watchdog.ended() }
     var uncertain = false
     if let connection = store.openWriter {
-      do {
-        let result = try connection.query(
-          PostgresStore.insertion(batch, epoch: epoch, serverID: serverID), logger: store.logger
-        ).wait()
-        if result.rows.count == 1 { return }
-      } catch {
+      // Waited for `timeout` at most: a query on a connection that is going away can be left
+      // unanswered for good, and the log's writer must not wait for it forever.
+      let answered = DispatchSemaphore(value: 0)
+      let answer = Mutex<Result<PostgresQueryResult, any Error>?>(nil)
+      connection.query(PostgresStore.insertion(batch, epoch: epoch, serverID: serverID), logger: store.logger)
+        .whenComplete { result in
+          answer.withLock { $0 = result }
+          answered.signal()
+        }
+      let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+      switch answered.wait(timeout: .now() + seconds) == .timedOut ? nil : answer.withLock({ $0 }) {
+      case .success(let result) where result.rows.count == 1:
+        return
+      case .success:
+        break
+      case .failure(let error):
         store.drop("writer")
         // Refused by the server: the slow path says why; cut off: it learns whether it landed.
         uncertain = PostgresStore.isConnectionLoss(error)
+      case nil:
+        PostgresStore.dispose(connection)
+        store.drop("writer")
+        uncertain = true
       }
     }
     let outcome = Mutex<Result<Void, QueueError>?>(nil)

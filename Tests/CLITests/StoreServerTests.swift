@@ -382,6 +382,64 @@ import Testing
     }
   }
 
+  /// The leader is cut off from the store (a proxy between them drops everything both ways, as a
+  /// partition does, and closes new connections): within a few leases it steps down with one line
+  /// while the standby takes the lead; the partition heals and the old leader stands by, following
+  /// the new one. Nothing acknowledged is lost, and the chain verifies in both copies.
+  @Test func aLeaderCutOffFromTheStoreStepsDownAndStandsByOnceItHeals() async throws {
+    let database = try SharedPostgres.database()
+    let proxy = try TCPProxy(to: database.server.port)
+    defer { proxy.stop() }
+    try await withTemporaryDirectory { root in
+      let throughProxy = database.url.replacingOccurrences(
+        of: ":\(database.server.port)/", with: ":\(proxy.port)/")
+      let first = try GPSProcess([
+        "server", "start", "--data-dir", root.path + "/one", "--port", "0", "--no-scheduler", "--store", throughProxy,
+        "--store-password-file", database.server.passwordFile, "--store-lease", "1s",
+      ])
+      let firstAddress = try await first.listeningAddress()
+      #expect(await first.waitForOutput { _, stderr in stderr.contains("this server leads the store") })
+      let second = try storeServerProcess("two", in: root, on: database)
+      let secondAddress = try await second.listeningAddress()
+      func enqueueThrough(_ server: String) async throws -> String? {
+        let result = try await GPSProcess.run([
+          "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--server", server,
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        return Workbench.runID(result.stdout)
+      }
+      var acknowledged = [try await enqueueThrough(firstAddress)].compactMap { $0 }
+
+      proxy.cut()
+      let cut = ContinuousClock.now
+      #expect(
+        await second.waitForOutput { _, stderr in stderr.contains("this server leads the store") }, "\(second.stderr)")
+      #expect(
+        await first.waitForOutput { _, stderr in stderr.contains("steps down and stands by") }, "\(first.stderr)")
+      #expect(ContinuousClock.now - cut < .seconds(20), "stepped down \(ContinuousClock.now - cut) after the cut")
+      #expect(first.stderr.contains("could not renew its lease for 1"), "\(first.stderr)")
+      acknowledged += [try await enqueueThrough(secondAddress)].compactMap { $0 }
+
+      proxy.restore()
+      #expect(
+        await first.waitForOutput { _, stderr in stderr.contains("standing by: \(secondAddress) leads the store") },
+        "\(first.stderr)")
+      try await eventually("the old leader, standing by, to show every acknowledged run") {
+        let shown = try await GPSProcess.run(["flow-run", "ls", "--output", "json", "--server", firstAddress])
+        let runs = try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [[String: Any]] ?? []
+        return Set(runs.compactMap { $0["id"] as? String }) == Set(acknowledged)
+      }
+      for server in [first, second] {
+        server.signal(SIGTERM)
+        #expect(await server.waitForExit() == 0, "\(server.stderr)")
+      }
+      for name in ["one", "two"] {
+        let verify = try await GPSProcess.run(["history", "verify", "--data-dir", root.path + "/" + name])
+        #expect(verify.status == 0 && verify.stdout.contains("of 2 runs"), "\(name): \(verify.stdout) \(verify.stderr)")
+      }
+    }
+  }
+
   /// A leader paused (SIGSTOP) past its lease is deposed while it cannot know it; resumed, it
   /// writes nothing more (its commits are fenced by the epoch), steps down with one line and
   /// stands by on the same address, following the new leader; the chain verifies in both copies,
