@@ -20,6 +20,8 @@ package final class ClusterMembership: Sendable {
   package let webURL = Mutex<String?>(nil)
   /// The leader's web UI, as the registry last said (nil: unknown, or this server leads).
   package let leaderWebURL = Mutex<String?>(nil)
+  /// The epoch of the lead as this server last learned it (its own once it leads).
+  let epoch = Mutex<Int64>(0)
 
   init(store: PostgresStore, serverID: String, advertise: String?) {
     self.store = store

@@ -127,13 +127,13 @@ struct StoreRole: Service {
   /// far it has applied the log (`gps cluster status`).
   func report() async {
     while !Task.isCancelled {
-      let leader = try? await store.leader()
+      // The epoch as the follower (or this leader) last learned it: no read of its own.
       let leading = !queue.isStandby
       try? await store.report(
         PostgresStore.ServerReport(
           serverID: configuration.serverID, address: membership.address.withLock { $0 } ?? "",
           httpAddress: membership.webURL.withLock { $0 } ?? "", role: leading ? "leader" : "standby",
-          epoch: leader?.epoch ?? 0, lastSequence: queue.durableSequence))
+          epoch: membership.epoch.withLock { $0 }, lastSequence: queue.durableSequence))
       try? await Task.sleep(for: configuration.lease / 3)
     }
   }
@@ -159,6 +159,8 @@ struct StoreRole: Service {
         try queue.follow(batches)
       }
       membership.caughtUpAt.withLock { $0 = .now }
+      membership.epoch.withLock { $0 = epoch }
+      membership.leaderWebURL.withLock { $0 = nil }
       queue.promote(committingTo: EpochWriter(store: store, epoch: epoch, serverID: configuration.serverID))
       leading.open()
       try await onLeading()
@@ -207,6 +209,7 @@ struct StoreRole: Service {
       let leader = try await store.leader()
       queue.setLeader(leader.live && !leader.address.isEmpty ? leader.address : nil)
       membership.leaderWebURL.withLock { $0 = leader.live && !leader.webURL.isEmpty ? leader.webURL : nil }
+      membership.epoch.withLock { $0 = leader.epoch }
       return .success(false)
     } catch {
       return .failure(error)

@@ -25,19 +25,8 @@ public func withControlClient<T: Sendable>(
   _ address: ServiceAddress, credentials: ControlCredentials = ControlCredentials(),
   _ body: (ControlClient) async throws -> T
 ) async throws -> T {
-  let security: HTTP2ClientTransport.Posix.TransportSecurity =
-    if let authorities = credentials.certificateAuthorities {
-      .tls { $0.trustRoots = .certificates([.file(path: authorities, format: .pem)]) }
-    } else {
-      .plaintext
-    }
-  return try await withGRPCClient(
-    transport: try .http2NIOPosix(
-      target: address.resolvableTarget, transportSecurity: security,
-      config: .defaults {
-        // A server behind a cut link is noticed within seconds (a scheduler then reconnects).
-        $0.connection.keepalive = .init(time: .seconds(10), timeout: .seconds(5), allowWithoutCalls: true)
-      }),
+  try await withGRPCClient(
+    transport: try ControlServers.transport(address, credentials: credentials),
     interceptors: credentials.token.map { [TokenInterceptor(token: $0)] } ?? []
   ) { client in
     try await body(ControlClient(wrapping: client))
