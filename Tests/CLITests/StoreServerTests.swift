@@ -484,6 +484,12 @@ import Testing
       #expect(
         await first.waitForOutput { _, stderr in stderr.contains("standing by: \(secondAddress) leads the store") },
         "\(first.stderr)")
+      // Its control API and web UI listen again, on the addresses they had.
+      #expect(
+        await first.waitForOutput { stdout, _ in
+          stdout.components(separatedBy: "listening on ").count == 3
+            && stdout.components(separatedBy: "web UI on ").count == 3
+        }, "\(first.stdout)")
       let webLines = first.stdout.split(separator: "\n").filter { $0.hasPrefix("web UI on ") }
       #expect(first.stdout.components(separatedBy: "listening on \(firstAddress)").count == 3, "\(first.stdout)")
       #expect(webLines.count == 2 && webLines[0] == webLines[1], "\(first.stdout)")
