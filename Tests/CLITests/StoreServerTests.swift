@@ -191,22 +191,22 @@ import Testing
       // directory), brought up to date first; no server is asked.
       let cache = ["XDG_CACHE_HOME": root.path + "/cache"]
       let store = ["--store", database.url] + password
-      func read(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+      func readingTheStore(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
         try await GPSProcess.run(arguments + store, environment: cache)
       }
-      let verified = try await read(["history", "verify"])
+      let verified = try await readingTheStore(["history", "verify"])
       #expect(verified.status == 0 && verified.stdout.contains("of 3 runs"), "\(verified.stdout) \(verified.stderr)")
-      let logVerified = try await read(["log", "verify"])
+      let logVerified = try await readingTheStore(["log", "verify"])
       #expect(logVerified.status == 0, "\(logVerified.stderr)")
-      let storeListed = try await read(["flow-run", "ls", "--output", "json"])
+      let storeListed = try await readingTheStore(["flow-run", "ls", "--output", "json"])
       let storeRuns = try #require(
         try JSONSerialization.jsonObject(with: Data(storeListed.stdout.utf8)) as? [[String: Any]], "\(storeListed)")
       #expect(Set(storeRuns.compactMap { $0["id"] as? String }) == Set(ids))
-      let inspected = try await read(["flow-run", "inspect", ids[0]])
+      let inspected = try await readingTheStore(["flow-run", "inspect", ids[0]])
       #expect(inspected.status == 0 && inspected.stdout.contains(ids[0]), "\(inspected.stderr)")
-      let replayed = try await read(["history", "replay", "--run", ids[1], "--output", "jsonl"])
+      let replayed = try await readingTheStore(["history", "replay", "--run", ids[1], "--output", "jsonl"])
       #expect(replayed.stdout.contains("RunEnqueued"), "\(replayed.stderr)")
-      let both = try await read(["flow-run", "ls", "--server", "127.0.0.1:1"])
+      let both = try await readingTheStore(["flow-run", "ls", "--server", "127.0.0.1:1"])
       #expect(both.status != 0 && both.stderr.contains("give --store or --server, not both"), "\(both.stderr)")
       let wrong = try await GPSProcess.run(
         ["flow-run", "ls", "--store", "postgres://gps@127.0.0.1:\(try PostgresServer.freePort())/gps"],
