@@ -87,18 +87,9 @@ public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
       $0.deployments = deployments.map { $0.sorted() } ?? []
       $0.claimID = RunID().description
     }
-    let started = ContinuousClock.now
-    var pause = Duration.milliseconds(100)
-    let response: Gps_V1_ClaimResponse
-    while true {
-      do {
-        response = try await remote { try await client.claim(request) }
-        break
-      } catch let error as QueueError where error.isUnavailable && ContinuousClock.now - started < reportPatience {
-        request.retried = true
-        try await Task.sleep(for: pause)
-        pause = min(pause * 2, .seconds(2))
-      }
+    let response = try await whileUnavailable { attempt in
+      request.retried = attempt > 0
+      return try await remote { [request] in try await client.claim(request) }
     }
     deadline.withLock {
       $0 = response.nextDeadlineMicros == 0 ? nil : Timestamp(micros: response.nextDeadlineMicros)
@@ -159,13 +150,9 @@ public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
     // UNAVAILABLE naming the leader) is sent again, to the leader, for up to `reportPatience`: the
     // run's work is not thrown away. One whose answer was lost and that had been applied is answered
     // the second time with the run where it left it, never applied twice.
-    let started = ContinuousClock.now
-    var pause = Duration.milliseconds(100)
-    var sentBefore = false
-    let info: Gps_V1_RunInfo
-    while true {
+    let info = try await whileUnavailable { attempt in
       do {
-        info = try await remote {
+        return try await remote {
           try await client.report(
             .with {
               $0.runID = lease.runID.description
@@ -173,25 +160,37 @@ public final class RemoteQueue<Transport: ClientTransport>: SchedulerQueue {
               $0.events = events.map { kind in RunEvent.with { $0.kind = kind } }
             })
         }
-        break
-      } catch let error as QueueError where error.isUnavailable && ContinuousClock.now - started < reportPatience {
-        sentBefore = true
-        try await Task.sleep(for: pause)
-        pause = min(pause * 2, .seconds(2))
-      } catch let error as QueueError where error.code == .leaseLost && sentBefore {
+      } catch let error as QueueError where error.code == .leaseLost && attempt > 0 {
         // A report that ended the run leaves no lease behind: if the run ended as it said, it was
         // this report, applied before its answer was lost.
         let ended = try? await remote { try await client.getRun(.with { $0.runID = lease.runID.description }) }
         guard let ended, let run = ended.run, let last = events.last, run.state.isTerminal,
           run.reflects(report: last)
         else { throw error }
-        return run
+        return ended
       }
     }
     guard let run = info.run else {
       throw QueueError(code: .invalidArgument, message: "the server sent a run this scheduler cannot read")
     }
     return run
+  }
+
+  /// Runs `body` (told how many times it ran before) again while the server answers UNAVAILABLE
+  /// (restarting, or a failover under way), for up to `reportPatience`, pausing longer each time.
+  private func whileUnavailable<T>(_ body: (_ attempt: Int) async throws -> T) async throws -> T {
+    let started = ContinuousClock.now
+    var pause = Duration.milliseconds(100)
+    var attempt = 0
+    while true {
+      do {
+        return try await body(attempt)
+      } catch let error as QueueError where error.isUnavailable && ContinuousClock.now - started < reportPatience {
+        attempt += 1
+        try await Task.sleep(for: pause)
+        pause = min(pause * 2, .seconds(2))
+      }
+    }
   }
 
   public func notifyWhenWorkArrives(_ signal: WakeSignal) { signals.withLock { $0.work.append(signal) } }
