@@ -10,12 +10,23 @@ package final class TCPProxy: Sendable {
   package let port: Int
   private let target: Int
   private let listener: Int32
+  /// One proxied connection. Its two sockets are closed only when both directions have ended, under
+  /// the proxy's lock, so no file descriptor number is shut down or muted after the kernel gave it
+  /// to a newer connection.
+  private final class Connection: Sendable {
+    let client: Int32
+    let upstream: Int32
+    init(client: Int32, upstream: Int32) {
+      self.client = client
+      self.upstream = upstream
+    }
+  }
   private struct State {
     var cut = false
     var stopped = false
-    var sockets: [Int32] = []
+    var open: [ObjectIdentifier: (connection: Connection, ended: Int)] = [:]
     /// Connections that were open when a cut came: they stay mute for good.
-    var dead: Set<Int32> = []
+    var dead: Set<ObjectIdentifier> = []
   }
   private let state = Mutex(State())
 
@@ -47,7 +58,7 @@ package final class TCPProxy: Sendable {
   package func cut() {
     state.withLock { state in
       state.cut = true
-      state.dead.formUnion(state.sockets)
+      state.dead.formUnion(state.open.keys)
     }
   }
 
@@ -56,13 +67,15 @@ package final class TCPProxy: Sendable {
 
   /// Closes the listener and every connection.
   package func stop() {
-    let sockets = state.withLock { state -> [Int32] in
+    state.withLock { state in
       state.stopped = true
-      return state.sockets
+      for (connection, _) in state.open.values {
+        shutdown(connection.client, Int32(SHUT_RDWR))
+        shutdown(connection.upstream, Int32(SHUT_RDWR))
+      }
     }
     shutdown(listener, Int32(SHUT_RDWR))
     close(listener)
-    for fd in sockets { shutdown(fd, Int32(SHUT_RDWR)) }
   }
 
   private static func loopback(port: Int) -> sockaddr_in {
@@ -98,32 +111,43 @@ package final class TCPProxy: Sendable {
         close(upstream)
         continue
       }
-      state.withLock { $0.sockets += [client, upstream] }
-      Thread { [self] in pump(from: client, to: upstream) }.start()
-      Thread { [self] in pump(from: upstream, to: client) }.start()
+      let connection = Connection(client: client, upstream: upstream)
+      state.withLock { $0.open[ObjectIdentifier(connection)] = (connection, 0) }
+      Thread { [self] in pump(connection, from: client, to: upstream) }.start()
+      Thread { [self] in pump(connection, from: upstream, to: client) }.start()
     }
   }
 
-  /// Copies `source` to `destination` until either closes; drops what comes while the pair is cut.
-  private func pump(from source: Int32, to destination: Int32) {
+  /// Copies `source` to `destination` until either closes; drops what comes while the connection
+  /// is cut. The last of the two directions to end closes both sockets.
+  private func pump(_ connection: Connection, from source: Int32, to destination: Int32) {
+    let id = ObjectIdentifier(connection)
     var buffer = [UInt8](repeating: 0, count: 65536)
     defer {
-      shutdown(destination, Int32(SHUT_WR))
       state.withLock { state in
-        state.sockets.removeAll { $0 == source }
-        if !state.sockets.contains(destination) { state.dead.remove(source) }
+        shutdown(destination, Int32(SHUT_WR))
+        guard let entry = state.open[id] else { return }
+        if entry.ended == 0 {
+          state.open[id]?.ended = 1
+        } else {
+          state.open[id] = nil
+          state.dead.remove(id)
+          close(connection.client)
+          close(connection.upstream)
+        }
       }
-      close(source)
     }
     while true {
       let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
       if count < 0, errno == EINTR { continue }
       guard count > 0 else { return }
-      let mute = state.withLock { $0.dead.contains(source) || $0.dead.contains(destination) || $0.stopped }
+      let mute = state.withLock { $0.dead.contains(id) || $0.stopped }
       if mute { continue }
       var offset = 0
       while offset < count {
-        let written = buffer.withUnsafeBytes { write(destination, $0.baseAddress! + offset, count - offset) }
+        let written = buffer.withUnsafeBytes {
+          send(destination, $0.baseAddress! + offset, count - offset, Int32(MSG_NOSIGNAL))
+        }
         if written < 0, errno == EINTR { continue }
         guard written > 0 else { return }
         offset += written
