@@ -164,6 +164,7 @@ struct LogRepair: ParsableCommand {
 
   func run() throws {
     try requireQueue(options.dataDir)
+    try refuseStoreCopy(options.dataDir, change: "repaired")
     let report = try queueCall { () throws(QueueError) in
       try EventLog.repair(directory: options.dataDir, lock: commandLock(options.dataDir))
     }
@@ -197,6 +198,7 @@ struct LogAcceptLoss: ParsableCommand {
 
   func run() throws {
     try requireQueue(options.dataDir)
+    try refuseStoreCopy(options.dataDir, change: "changed")
     let acceptance = try queueCall { () throws(QueueError) in
       try RunQueue.acceptLoss(directory: options.dataDir, acceptedBy: requester)
     }
@@ -241,6 +243,9 @@ struct LogSkipEvent: ParsableCommand {
 
   func run() throws {
     try requireQueue(options.dataDir)
+    try refuseStoreCopy(
+      options.dataDir, change: "changed",
+      instead: "skipping an event is for the file log: every server of a cluster replays the store's log as it is")
     let decisions = try queueCall { () throws(QueueError) in
       try RunQueue.skipEvents(Set(sequences), directory: options.dataDir, skippedBy: requester, reason: reason)
     }

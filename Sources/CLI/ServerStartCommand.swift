@@ -167,9 +167,6 @@ struct ServerStart: AsyncParsableCommand {
       } catch {
         throw ValidationError(error.message)
       }
-      if retain != nil {
-        throw ValidationError("--retain does not work with --store yet: keep the whole log, or use the file log")
-      }
     }
     if !(Duration.milliseconds(500)...Duration.seconds(600)).contains(storeLease.duration) {
       throw ValidationError("--store-lease \(storeLease.text) is out of range; give 500ms to 10m")

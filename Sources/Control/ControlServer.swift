@@ -293,7 +293,8 @@ public struct ControlServer: Service {
         .init(service: SealedSegmentCheck(directory: configuration.dataDirectory, ready: ready, logger: logger)))
     }
     if let retention = configuration.retention {
-      services.append(.init(service: RetentionService(queue: queue, retention: retention, logger: logger)))
+      services.append(
+        .init(service: RetentionService(queue: queue, retention: retention, leading: leading, logger: logger)))
     }
     services += companions.map { .init(service: CompanionService(companion: $0, engine: service.engine, ready: ready)) }
     services.append(

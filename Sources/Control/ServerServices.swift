@@ -75,11 +75,16 @@ struct SealedSegmentCheck: Service {
 struct RetentionService: Service {
   let queue: RunQueue
   let retention: ControlServer.Retention
+  /// Open once this server leads (at once on files): only the leader archives a store's log.
+  let leading: Latch
   let logger: Logger
 
   func run() async throws {
     do {
-      try await cancelWhenGracefulShutdown { try await retain() }
+      try await cancelWhenGracefulShutdown {
+        guard await leading.wait() else { return }
+        try await retain()
+      }
     } catch is CancellationError {}
   }
 

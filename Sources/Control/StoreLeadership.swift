@@ -178,6 +178,7 @@ struct StoreRole: Service {
       group.addTask { [store, logger] in await Self.listen(store: store, wake: wake, logger: logger) }
       defer { group.cancelAll() }
       var unreachable = false
+      var anchorCheckedAt = ContinuousClock.now - .seconds(1)
       while !Task.isCancelled {
         switch await followOnce() {
         case .success(true):
@@ -185,6 +186,10 @@ struct StoreRole: Service {
         case .success(false):
           if unreachable { logger.notice("the store answers again; following its log") }
           unreachable = false
+          if ContinuousClock.now - anchorCheckedAt >= .seconds(1) {
+            anchorCheckedAt = .now
+            await adoptTheStoresArchive()
+          }
         case .failure where Task.isCancelled:
           return
         case .failure(let error) where error.code == .unavailable:
@@ -195,6 +200,24 @@ struct StoreRole: Service {
         }
         await wake.wait(timeout: .seconds(1))
       }
+    }
+  }
+
+  /// When the leader archived the store's log past this copy's start, this copy archives its
+  /// own segments as far (once its run index holds their runs); a problem is said and retried.
+  func adoptTheStoresArchive() async {
+    do {
+      guard let stored = try await store.anchor(), stored.anchor.firstSequence > queue.logStart else { return }
+      let queue = queue
+      let adopted = try await blocking { try queue.adoptArchive(stored.anchor, deleted: stored.deleted) }
+      if adopted {
+        logger.info(
+          "archived this server's copy of the log as the leader archived the store's",
+          metadata: ["log_start": "\(queue.logStart)", "deleted": "\(stored.deleted)"])
+      }
+    } catch {
+      let problem = (error as? QueueError)?.message ?? "\(error)"
+      logger.warning("could not archive this server's copy of the log as the store's was: \(problem); retrying")
     }
   }
 

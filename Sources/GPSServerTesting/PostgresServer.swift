@@ -133,9 +133,16 @@ package final class PostgresServer: Sendable {
   private func startServer(settings: [String: String]) throws {
     var options = "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1"
     for (name, value) in settings.sorted(by: { $0.key < $1.key }) { options += " -c \(name)=\(value)" }
-    try Self.run(
-      binaries + "/pg_ctl",
-      ["-D", dataDirectory, "-l", directory + "/server.log", "-w", "-t", "60", "-o", options, "start"])
+    do {
+      try Self.run(
+        binaries + "/pg_ctl",
+        ["-D", dataDirectory, "-l", directory + "/server.log", "-w", "-t", "60", "-o", options, "start"])
+    } catch {
+      // Why the server stopped is in its log, not in pg_ctl's answer.
+      let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""
+      let tail = log.split(separator: "\n").suffix(4).joined(separator: " | ")
+      throw PostgresServerError("\(error); the server's log ends: \(tail)")
+    }
   }
 
   /// Starts the server again after ``kill()`` or ``stop(removing:)`` with `removing: false`.

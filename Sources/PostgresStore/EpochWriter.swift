@@ -13,7 +13,7 @@ import Synchronization
 /// takes the slow path, which reconnects, learns whether a cut-off batch was stored, and says why
 /// one was refused. One watchdog cuts off a commit that hangs (a partition TCP has not noticed):
 /// dropping the connection ends the statement as lost, and the slow path learns whether it landed.
-package struct EpochWriter: BatchStore {
+package struct EpochWriter: BatchStore, ArchiveStore {
   package let store: PostgresStore
   package let epoch: Int64
   package let serverID: String
@@ -59,14 +59,23 @@ package struct EpochWriter: BatchStore {
         uncertain = true
       }
     }
-    let outcome = Mutex<Result<Void, QueueError>?>(nil)
-    let done = DispatchSemaphore(value: 0)
     let (store, epoch, serverID, timeout) = (store, epoch, serverID, timeout)
-    Task { [uncertain] in
-      let result: Result<Void, QueueError>
+    try Self.waitFor { [uncertain] () async throws(QueueError) in
+      try await store.insert(batch, epoch: epoch, serverID: serverID, patience: timeout, uncertain: uncertain)
+    }
+  }
+
+  /// Runs `body` in a task and blocks this thread until it ends. The task runs on a thread of its
+  /// own (``BridgeExecutor``), never on the cooperative pool: the caller may be a thread of that
+  /// pool, and a pool whose threads all wait here would never run the task.
+  static func waitFor<T: Sendable>(_ body: @escaping @Sendable () async throws(QueueError) -> T) throws(QueueError) -> T
+  {
+    let outcome = Mutex<Result<T, QueueError>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task(executorPreference: BridgeExecutor.shared) {
+      let result: Result<T, QueueError>
       do throws(QueueError) {
-        try await store.insert(batch, epoch: epoch, serverID: serverID, patience: timeout, uncertain: uncertain)
-        result = .success(())
+        result = .success(try await body())
       } catch {
         result = .failure(error)
       }
@@ -74,7 +83,7 @@ package struct EpochWriter: BatchStore {
       done.signal()
     }
     done.wait()
-    try outcome.withLock { $0! }.get()
+    return try outcome.withLock { $0! }.get()
   }
 
   /// Drops the writer's connection when a commit has been under way for longer than `timeout`;
@@ -99,5 +108,67 @@ package struct EpochWriter: BatchStore {
 
     func started() { since.withLock { $0 = .now } }
     func ended() { since.withLock { $0 = nil } }
+  }
+}
+
+// Archives of the store's log, under this writer's epoch (``ArchiveStore``).
+extension EpochWriter {
+  package func archiveLimit() throws(QueueError) -> UInt64? {
+    try Self.waitFor { [store] () async throws(QueueError) in try await store.standbysHave() }
+  }
+
+  package func anchor() throws(QueueError) -> (anchor: LogAnchor, deleted: Bool)? {
+    try Self.waitFor { [store] () async throws(QueueError) in try await store.anchor() }
+  }
+
+  package func archiveIntent() throws(QueueError) -> ArchiveIntent? {
+    try Self.waitFor { [store] () async throws(QueueError) in try await store.archiveIntent() }
+  }
+
+  package func recordArchiveIntent(_ intent: ArchiveIntent?) throws(QueueError) {
+    try Self.waitFor { [store, epoch, serverID] () async throws(QueueError) in
+      try await store.recordArchiveIntent(intent, epoch: epoch, serverID: serverID)
+    }
+  }
+
+  package func commitArchive(anchor: LogAnchor, deleted: Bool, checkpointFile: String) throws(QueueError) {
+    try Self.waitFor { [store, epoch, serverID] () async throws(QueueError) in
+      try await store.commitArchive(
+        anchor: anchor, deleted: deleted, checkpointFile: checkpointFile, epoch: epoch, serverID: serverID)
+    }
+  }
+}
+
+/// The executor of the tasks blocking callers wait for (``EpochWriter/waitFor(_:)``): one thread
+/// that runs their jobs in order. The jobs only start queries and take their answers (postgres-nio
+/// does the I/O on its event loops), so one thread serves every caller.
+final class BridgeExecutor: TaskExecutor, @unchecked Sendable {
+  static let shared = BridgeExecutor()
+  private let condition = NSCondition()
+  private var jobs: [UnownedJob] = []
+
+  private init() {
+    let thread = Thread { [self] in runJobs() }
+    thread.name = "gps-store-bridge"
+    thread.start()
+  }
+
+  func enqueue(_ job: consuming ExecutorJob) {
+    let job = UnownedJob(job)
+    condition.lock()
+    jobs.append(job)
+    condition.signal()
+    condition.unlock()
+  }
+
+  private func runJobs() {
+    while true {
+      condition.lock()
+      while jobs.isEmpty { condition.wait() }
+      let ready = jobs
+      jobs.removeAll(keepingCapacity: true)
+      condition.unlock()
+      for job in ready { job.runSynchronously(on: asUnownedTaskExecutor()) }
+    }
   }
 }

@@ -96,6 +96,31 @@ extension PostgresStore {
       CREATE TRIGGER gps_batches_notify AFTER INSERT ON gps_batches
       FOR EACH ROW EXECUTE FUNCTION gps_batch_committed()
       """,
-    ]
+    ],
+    // 2: retention. Where the log begins once its head is archived, the run index's checkpoint a
+    // new copy starts from (in parts, each with its SHA-256), and an archive's intent.
+    [
+      """
+      CREATE TABLE gps_anchor (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        first_seq bigint NOT NULL CHECK (first_seq > 1),
+        anchor bytea NOT NULL,
+        deleted boolean NOT NULL,
+        epoch bigint NOT NULL,
+        archived_at timestamptz NOT NULL DEFAULT clock_timestamp())
+      """,
+      """
+      CREATE TABLE gps_checkpoint (
+        part integer PRIMARY KEY CHECK (part >= 0),
+        sha256 bytea NOT NULL CHECK (length(sha256) = 32),
+        bytes bytea NOT NULL)
+      """,
+      """
+      CREATE TABLE gps_archive_intent (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        intent bytea NOT NULL,
+        epoch bigint NOT NULL)
+      """,
+    ],
   ]
 }

@@ -25,7 +25,7 @@ package final class PostgresStore: Sendable {
   /// is refused by another's.
   package let clusterID: String
   /// The schema version this build writes.
-  package static let schemaVersion = 1
+  package static var schemaVersion: Int { migrations.count }
 
   let connections = Mutex<[String: PostgresConnection]>([:])
   private let nextConnectionID = Atomic<Int>(1)

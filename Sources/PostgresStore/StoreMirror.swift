@@ -19,14 +19,33 @@ package enum StoreMirror {
     directory: String, store: PostgresStore, options: LogOptions = LogOptions()
   ) async throws(QueueError) -> UInt64 {
     try checkCluster(directory: directory, store: store)
+    let stored = try await store.anchor()
+    if let stored, try isEmptyCopy(directory) {
+      // The store's head was archived: a new copy starts from its checkpoint, at its anchor.
+      try PosixFileSystem().createDirectory(directory)
+      try PosixFileSystem().createDirectory(directory + "/index")
+      let checkpoint = directory + "/index/checkpoint-from-store.db"
+      defer { try? FileManager.default.removeItem(atPath: checkpoint) }
+      try await store.downloadCheckpoint(to: checkpoint)
+      try RunQueue.beginCopy(directory: directory, anchor: stored.anchor, checkpoint: checkpoint)
+    }
     var logOptions = options
     logOptions.store = nil
     logOptions.fsync = .none
     let log = try EventLog(directory: directory, options: logOptions)
     defer { log.close() }
     let local = log.lastBatch
+    if let stored, local.sequence + 1 < stored.anchor.firstSequence {
+      throw QueueError(
+        code: .invalidArgument,
+        message:
+          "the data directory \(directory) holds the store's log up to sequence \(local.sequence), but the store \(store.location) archived its log up to sequence \(stored.anchor.firstSequence - 1) meanwhile: give this server an empty --data-dir (a new copy starts from the store's checkpoint)"
+      )
+    }
     if local.sequence > 0 {
-      let stored = try await store.hash(ofBatchEndingAt: local.sequence)
+      let stored =
+        local.sequence + 1 == stored?.anchor.firstSequence
+        ? stored?.anchor.previousHashBytes : try await store.hash(ofBatchEndingAt: local.sequence)
       guard stored == local.hash else {
         let storeEnd = try await store.lastBatch()?.sequence ?? 0
         throw QueueError(
@@ -58,6 +77,15 @@ package enum StoreMirror {
     }
     try recordCluster(directory: directory, store: store)
     return last
+  }
+
+  /// Whether `directory` holds no log yet (no segment, no anchor).
+  static func isEmptyCopy(_ directory: String) throws(QueueError) -> Bool {
+    let logDirectory = directory + "/log"
+    guard FileManager.default.fileExists(atPath: logDirectory) else { return true }
+    let fileSystem = PosixFileSystem()
+    guard try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem).isEmpty else { return false }
+    return try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem) == nil
   }
 
   /// Refuses a data directory that copies another cluster's store.

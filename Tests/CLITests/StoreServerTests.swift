@@ -228,6 +228,64 @@ import Testing
     }
   }
 
+  /// Retention on a store: the leader started with `--retain 0s` archives the store's log at once;
+  /// a standby started later on an empty data directory begins its copy from the store's
+  /// checkpoint, and so does a reader with `--store`: each lists every run, the archived ones
+  /// marked, and verifies from the anchor. A server's copy is not changed without its leader.
+  @Test func retentionOnAStoreReachesEveryCopyAndNewOnesStartFromItsCheckpoint() async throws {
+    let database = try SharedPostgres.database()
+    try await withTemporaryDirectory { root in
+      let data = root.path + "/one"
+      try await StorageCommandTests().makeQueue(data, runs: 40, finished: true)
+      let password = ["--store-password-file", database.server.passwordFile]
+      let migrated = try await GPSProcess.run(["log", "migrate", "--from", data, "--to", database.url] + password)
+      #expect(migrated.status == 0, "\(migrated.stderr)")
+      let leader = try GPSProcess(
+        [
+          "server", "start", "--data-dir", data, "--port", "0", "--no-scheduler", "--no-web", "--store", database.url,
+          "--store-lease", "1s", "--retain", "0s",
+        ] + password)
+      _ = try await leader.listeningAddress()
+      #expect(
+        await leader.waitForOutput { _, stderr in stderr.contains("log segments older than the retention") },
+        "\(leader.stderr)")
+      let archived = try FileManager.default.contentsOfDirectory(atPath: data + "/archive")
+      #expect(!archived.isEmpty)
+
+      let standby = try storeServerProcess("two", in: root, on: database)
+      let standbyAddress = try await standby.listeningAddress()
+      #expect(await standby.waitForOutput { _, stderr in stderr.contains("standing by") }, "\(standby.stderr)")
+      func listed(_ arguments: [String]) async throws -> [[String: Any]] {
+        let result = try await GPSProcess.run(
+          ["flow-run", "ls", "--output", "json", "--limit", "100"] + arguments,
+          environment: ["XDG_CACHE_HOME": root.path + "/cache"])
+        #expect(result.status == 0, "\(result.stderr)")
+        return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]] ?? []
+      }
+      for reader in [["--server", standbyAddress], ["--store", database.url] + password] {
+        let runs = try await listed(reader)
+        #expect(runs.count == 40, "\(reader)")
+        #expect(runs.contains { $0["archived"] as? Bool == true }, "\(reader)")
+      }
+      let verified = try await GPSProcess.run(
+        ["log", "verify", "--store", database.url] + password, environment: ["XDG_CACHE_HOME": root.path + "/cache"])
+      #expect(verified.status == 0, "\(verified.stderr)")
+      #expect(verified.stdout.contains("anchor"), "\(verified.stdout)")
+      for server in [standby, leader] {
+        server.signal(SIGTERM)
+        #expect(await server.waitForExit() == 0, "\(server.stderr)")
+      }
+      let verifiedCopy = try await GPSProcess.run(["log", "verify", "--data-dir", root.path + "/two"])
+      #expect(verifiedCopy.status == 0, "\(verifiedCopy.stderr)")
+
+      let offline = try await GPSProcess.run([
+        "enqueue", "server-flow/MyPrefectDeployer", "--param", Workbench.snippet, "--data-dir", data,
+      ])
+      #expect(offline.status != 0 && offline.stderr.contains("is a server's copy of the store"), "\(offline.stderr)")
+      #expect(offline.stderr.split(separator: "\n").count == 1, "\(offline.stderr)")
+    }
+  }
+
   /// A worker (`gps scheduler --server A,B`) and the CLI given both servers follow the leader: an
   /// enqueue sent to the standby goes to the leader; the leader is killed while the worker's run
   /// is in a slow step; the worker's report reaches the new leader, which honours its lease: the

@@ -1,16 +1,28 @@
 import Foundation
 import GPSModel
+import PostgresStore
 import Queue
 
 /// Opens the queue in `dataDir` without a server (a command holding the lock for a moment): waits
 /// for another command that holds it, and reports on stderr what opening repaired.
 func openQueueOffline(_ dataDir: String) throws(CommandFailure) -> RunQueue {
   try checkDataDirectory(dataDir, writing: true)
+  try refuseStoreCopy(dataDir, change: "changed")
   var options = QueueOptions.dataDirectory
   options.log.lock = commandLock(dataDir)
   let queue = try queueCall { () throws(QueueError) in try RunQueue(directory: dataDir, options: options) }
   reportRecovery(queue.startup.recovery)
   return queue
+}
+
+/// A server's copy of a store's log (`--store`) changes only as the store's log does: a command
+/// that would write to it or cut it is refused, in one line that says what to do instead.
+func refuseStoreCopy(_ dataDir: String, change: String, instead: String? = nil) throws(CommandFailure) {
+  guard let data = FileManager.default.contents(atPath: StoreMirror.clusterFile(in: dataDir)) else { return }
+  let store = String(decoding: data, as: UTF8.self).split(separator: "\n").dropFirst().first.map(String.init)
+  throw CommandFailure(
+    "the data directory \(dataDir) is a server's copy of the store \(store ?? "of a cluster")'s log, which is \(change) only through its leader: \(instead ?? "give --server (the leader, or any server of the cluster) instead of --data-dir"); a damaged copy is replaced by starting its server on an empty --data-dir"
+  )
 }
 
 /// The lock as a short-lived command takes it: says so once if another holder keeps it waiting.

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import GPSModel
 import Synchronization
 
@@ -247,6 +248,24 @@ final class RunIndexer: @unchecked Sendable {
       return .success(())
     }
     try result.get()
+  }
+
+  /// Indexes and commits everything durable, then writes a consistent copy of the index to `path`
+  /// (SQLite's `VACUUM INTO`, a new file): a checkpoint a new copy of a store's log starts from.
+  /// Returns the copy's checkpoint sequence.
+  func copy(to path: String) throws(QueueError) -> UInt64 {
+    let result: Result<UInt64, QueueError> = queue.sync {
+      self.step(forceCommit: true)
+      if let failure = self.failure { return .failure(failure) }
+      do throws(QueueError) {
+        try self.fold.store.connection.execute(
+          "VACUUM INTO '\(path.replacingOccurrences(of: "'", with: "''"))'")
+        return .success(self.fold.committed)
+      } catch {
+        return .failure(error)
+      }
+    }
+    return try result.get()
   }
 
   /// Makes every commit so far durable against power loss, not only a crash (with `synchronous =

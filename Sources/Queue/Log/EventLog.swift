@@ -218,6 +218,9 @@ package final class EventLog: Sendable {
     self.store.withLock { $0 = store }
   }
 
+  /// Where this log commits its batches first, if anywhere.
+  package var batchStore: (any BatchStore)? { store.withLock { $0 } }
+
   /// Stops accepting appends, writes what is pending, syncs, runs `beforeUnlocking` (everything
   /// acknowledged is durable then, and the directory still ours), and releases the lock.
   package func close(beforeUnlocking: () -> Void = {}) {

@@ -90,11 +90,18 @@ package struct LogAnchor: Sendable, Hashable, Codable {
   package static func read(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) -> LogAnchor? {
     let path = path(logDirectory: logDirectory)
     guard try fileSystem.size(of: path) != nil else { return nil }
-    let contents = try fileSystem.read(path, from: 0)
-    guard let anchor = try? JSONDecoder().decode(LogAnchor.self, from: Data(contents)),
-      anchor.firstSequence > 1, anchor.previousHash.count == 32
+    return try decode(try fileSystem.read(path, from: 0), from: path)
+  }
+
+  /// The anchor as JSON, as the file holds it (a store keeps it so).
+  package var encoded: [UInt8] { (try? JSONEncoder().encode(self)).map { Array($0) } ?? [] }
+
+  /// The anchor `encoded` holds; throws when it does not say where a log begins.
+  package static func decode(_ bytes: [UInt8], from source: String) throws(QueueError) -> LogAnchor {
+    guard let anchor = try? JSONDecoder().decode(LogAnchor.self, from: Data(bytes)), anchor.firstSequence > 1,
+      anchor.previousHash.count == 32
     else {
-      throw QueueError(code: .corrupt, message: "\(path) is damaged: it does not say where the log begins")
+      throw QueueError(code: .corrupt, message: "\(source) is damaged: it does not say where the log begins")
     }
     return anchor
   }

@@ -60,6 +60,10 @@ extension RunQueue {
       var report = ArchiveReport(logStart: anchor?.firstSequence ?? 1, deleted: delete)
       let names = try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem)
       let covered = try coveredSequence()
+      let store = archiveStore
+      if store != nil, !dryRun, let refusal = standbyRefusal { throw refusal }
+      // On a store, what a live standby has not copied yet stays.
+      let standbysHave = try store?.archiveLimit()
       // The oldest run not finished yet: its events stay in the retained log (as Temporal keeps
       // the history of open workflows), so its whole history reads and verifies from the log.
       let oldestActive = withState { state in state.runs.values.first { !$0.state.isTerminal } }
@@ -72,6 +76,11 @@ extension RunQueue {
             options.runIndex == nil
             ? "no snapshot covers segment \(name) yet (the newest ends at sequence \(covered))"
             : "the run index covers the log only up to sequence \(covered), and segment \(name) ends at \(end)"
+          break
+        }
+        if let standbysHave, end > standbysHave {
+          report.stoppedBecause =
+            "a standby has copied the store's log only up to sequence \(standbysHave), and segment \(name) ends at \(end)"
           break
         }
         if let oldestActive, oldestActive.firstSequence <= end {
@@ -126,10 +135,20 @@ extension RunQueue {
         $0.reason = reason ?? bound.description
       }
       // The intent first: a crash after the note and before the anchor leaves the note durable
-      // and the segments in log/; the next open (or archive) reads the intent and finishes.
-      try ArchiveIntent(noteAfter: log.lastSequence, note: note).write(
-        logDirectory: logDirectory, fileSystem: fileSystem)
+      // and the segments in log/; the next open (or archive) reads the intent and finishes. On a
+      // store the intent is there, for whichever server leads next.
+      let intent = ArchiveIntent(noteAfter: log.lastSequence, note: note)
+      if let store {
+        try store.recordArchiveIntent(intent)
+      } else {
+        try intent.write(logDirectory: logDirectory, fileSystem: fileSystem)
+      }
       report.noteSequence = try recordNote(.logSegmentsArchived(note))
+      if let store {
+        let start = try commitArchive(note, noteSequence: report.noteSequence!, at: now, to: store)
+        report.logStart = start
+        return report
+      }
       let newAnchor = Self.anchor(after: note, noteSequence: report.noteSequence!, at: now, previous: anchor)
       do throws(QueueError) {
         try newAnchor.write(logDirectory: logDirectory, fileSystem: fileSystem)
@@ -180,6 +199,16 @@ extension RunQueue {
   @discardableResult
   func finishInterruptedArchive() throws(QueueError) -> UInt64? {
     let logDirectory = log.logDirectory
+    if let store = archiveStore {
+      // On a store, the intent is cleared in the transaction that commits the archive.
+      guard standbyRefusal == nil, let intent = try store.archiveIntent() else { return nil }
+      guard let found = try findNote(of: intent) else {
+        try store.recordArchiveIntent(nil)
+        return nil
+      }
+      _ = try commitArchive(intent.note, noteSequence: found.sequence, at: found.time, to: store)
+      return found.sequence
+    }
     guard let intent = try ArchiveIntent.read(logDirectory: logDirectory, fileSystem: fileSystem) else { return nil }
     let anchor = try LogAnchor.read(logDirectory: logDirectory, fileSystem: fileSystem)
     if let anchor, anchor.firstSequence > intent.note.lastArchived {
@@ -187,6 +216,21 @@ extension RunQueue {
       try ArchiveIntent.remove(logDirectory: logDirectory, fileSystem: fileSystem)
       return nil
     }
+    guard let found = try findNote(of: intent) else {
+      // The note never became durable: the archive did not happen.
+      try ArchiveIntent.remove(logDirectory: logDirectory, fileSystem: fileSystem)
+      return nil
+    }
+    let newAnchor = Self.anchor(after: intent.note, noteSequence: found.sequence, at: found.time, previous: anchor)
+    try newAnchor.write(logDirectory: logDirectory, fileSystem: fileSystem)
+    try moveArchived(
+      before: newAnchor, names: try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem), as: intent.note)
+    retainedStart.withLock { $0 = newAnchor.firstSequence }
+    return found.sequence
+  }
+
+  /// The sequence and time of the intent's note in the log, or nil when it never became durable.
+  private func findNote(of intent: ArchiveIntent) throws(QueueError) -> (sequence: UInt64, time: Timestamp)? {
     var found: (sequence: UInt64, time: Timestamp)?
     var cursor = LogCursor(from: intent.noteAfter + 1)
     do {
@@ -203,17 +247,7 @@ extension RunQueue {
     } catch {
       throw QueueError(code: .io, message: "reading the log failed: \(error)", cause: error)
     }
-    guard let found else {
-      // The note never became durable: the archive did not happen.
-      try ArchiveIntent.remove(logDirectory: logDirectory, fileSystem: fileSystem)
-      return nil
-    }
-    let newAnchor = Self.anchor(after: intent.note, noteSequence: found.sequence, at: found.time, previous: anchor)
-    try newAnchor.write(logDirectory: logDirectory, fileSystem: fileSystem)
-    try moveArchived(
-      before: newAnchor, names: try EventLog.segmentNames(in: logDirectory, fileSystem: fileSystem), as: intent.note)
-    retainedStart.withLock { $0 = newAnchor.firstSequence }
-    return found.sequence
+    return found
   }
 
   /// The last steps of an archive, once its anchor is written: the segments before it move to
@@ -264,28 +298,42 @@ extension RunQueue {
 
 /// What an archive is about to record (`log/ARCHIVING`), written before its note: the note, and
 /// the last durable sequence before it (the note is found after it).
-struct ArchiveIntent {
+package struct ArchiveIntent: Sendable, Equatable {
   static let name = "ARCHIVING"
-  var noteAfter: UInt64
-  var note: Gps_V1_LogSegmentsArchived
+  package var noteAfter: UInt64
+  package var note: Gps_V1_LogSegmentsArchived
 
-  func write(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) {
+  package init(noteAfter: UInt64, note: Gps_V1_LogSegmentsArchived) {
+    self.noteAfter = noteAfter
+    self.note = note
+  }
+
+  /// The intent as stored: the sequence, then the note's protobuf bytes.
+  package var encoded: [UInt8] {
     var bytes: [UInt8] = []
     bytes.appendLittleEndian(noteAfter)
     bytes += (try? note.serializedBytes() as [UInt8]) ?? []
-    try fileSystem.writeAtomically(logDirectory + "/" + Self.name, contents: bytes)
+    return bytes
+  }
+
+  /// The intent `encoded` holds, or nil when it does not decode.
+  package init?(encoded bytes: [UInt8]) {
+    guard bytes.count >= 8, let note = try? Gps_V1_LogSegmentsArchived(serializedBytes: Array(bytes[8...])) else {
+      return nil
+    }
+    noteAfter = bytes.withUnsafeBytes { $0.loadLittleEndian(UInt64.self, at: 0) }
+    self.note = note
+  }
+
+  func write(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) {
+    try fileSystem.writeAtomically(logDirectory + "/" + Self.name, contents: encoded)
   }
 
   /// The intent, or nil when there is none (or one that does not decode: written whole or not at all).
   static func read(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) -> ArchiveIntent? {
     let path = logDirectory + "/" + name
     guard try fileSystem.size(of: path) != nil else { return nil }
-    let bytes = try fileSystem.read(path, from: 0)
-    guard bytes.count >= 8, let note = try? Gps_V1_LogSegmentsArchived(serializedBytes: Array(bytes[8...])) else {
-      return nil
-    }
-    let noteAfter = bytes.withUnsafeBytes { $0.loadLittleEndian(UInt64.self, at: 0) }
-    return ArchiveIntent(noteAfter: noteAfter, note: note)
+    return ArchiveIntent(encoded: try fileSystem.read(path, from: 0))
   }
 
   static func remove(logDirectory: String, fileSystem: any FileSystem) throws(QueueError) {

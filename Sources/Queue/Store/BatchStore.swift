@@ -74,3 +74,26 @@ package protocol BatchStore: Sendable {
   /// retry by their keys), answering success for one that is not is not.
   func commit(_ batch: SealedBatch) throws(QueueError)
 }
+
+/// What archiving a log whose durable home is a store (``LogOptions/store``) records there, so
+/// that every server's copy follows it and a new copy can start after the archived head: the
+/// archive's intent before its note (whichever server leads next finishes it), then, in one
+/// transaction under the leader's epoch, the log's new anchor, a checkpoint of the run index (the
+/// runs the archived batches held, and the state a new copy starts from), and the removal of the
+/// archived batches. Called on a blocking thread; each call may block until the store answers.
+package protocol ArchiveStore: Sendable {
+  /// The last sequence every live standby has copied: an archive never removes a batch one of
+  /// them has not read yet. Nil: no standby is live.
+  func archiveLimit() throws(QueueError) -> UInt64?
+  /// The store's anchor and whether its archived batches were deleted rather than kept in files;
+  /// nil: the store's log begins at sequence 1.
+  func anchor() throws(QueueError) -> (anchor: LogAnchor, deleted: Bool)?
+  /// The archive whose note may be in the log but whose anchor is not in the store yet.
+  func archiveIntent() throws(QueueError) -> ArchiveIntent?
+  /// Records the archive about to be noted, or (nil) forgets one that was never noted.
+  func recordArchiveIntent(_ intent: ArchiveIntent?) throws(QueueError)
+  /// In one transaction, fenced by the leader's epoch: `anchor`, the run index copy at
+  /// `checkpointFile` (a SQLite file whose checkpoint is at or after the anchor), the batches
+  /// before the anchor removed, and the intent cleared.
+  func commitArchive(anchor: LogAnchor, deleted: Bool, checkpointFile: String) throws(QueueError)
+}
