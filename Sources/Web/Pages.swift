@@ -17,8 +17,9 @@ struct Page {
   /// Data for the page's script, as JSON in a `<script type="application/json">` element.
   var data: JSONValue?
 
-  /// `signOut`: the header has a Sign out button (the server has tokens).
-  func response(status: HTTPResponse.Status = .ok, signOut: Bool = false) -> Response {
+  /// `signOut`: the header has a Sign out button (the server has tokens). `standby`: this server
+  /// is a standby of a cluster, and the leader's web UI is at the URL (nil: none known now).
+  func response(status: HTTPResponse.Status = .ok, signOut: Bool = false, standby: String?? = nil) -> Response {
     var page = HTML("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">")
     page.raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
     page.element("title", text: "\(title) · GPS")
@@ -31,6 +32,18 @@ struct Page {
         "<form method=\"post\" action=\"/logout\" class=\"sign-out\"><button type=\"submit\">Sign out</button></form>")
     }
     page.raw("</header>")
+    if let standby {
+      // Said on every page: what it shows is the leader's, and changes are the leader's to make.
+      page.raw("<p class=\"standby\" role=\"status\">This server is a standby: it shows what the leader committed, ")
+      if let leader = standby, leader.hasPrefix("http://") || leader.hasPrefix("https://") {
+        page.add("and changes are made on the leader, ")
+        page.link(leader, leader)
+        page.add(".")
+      } else {
+        page.add("and no server leads the cluster right now: changes wait until one does.")
+      }
+      page.raw("</p>")
+    }
     page.raw("<main id=\"main\">")
     page.add(body)
     page.raw("</main>")
@@ -96,11 +109,13 @@ struct Pages: Sendable {
   }
 
   func page(_ request: Request, _ body: () async throws -> Page) async throws -> Response {
+    let leaderWeb = site.engine.cluster?.leaderWebURL.withLock { $0 }
+    let standby: String?? = site.engine.cluster != nil && site.queue.isStandby ? .some(leaderWeb) : .none
     do {
-      return try await body().response(signOut: !site.tokens.isEmpty)
+      return try await body().response(signOut: !site.tokens.isEmpty, standby: standby)
     } catch {
-      let failure = WebError.from(error, leaderWeb: site.engine.cluster?.leaderWebURL.withLock { $0 })
-      return Page.error(failure).response(status: failure.status, signOut: !site.tokens.isEmpty)
+      let failure = WebError.from(error, leaderWeb: leaderWeb)
+      return Page.error(failure).response(status: failure.status, signOut: !site.tokens.isEmpty, standby: standby)
     }
   }
 

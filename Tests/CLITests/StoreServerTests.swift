@@ -85,6 +85,14 @@ import Testing
         return error?["leader_url"] as? String == leaderWeb
           && (error?["message"] as? String)?.contains("whose web UI is at \(leaderWeb)") == true
       }
+      // Every page of the standby's web UI says what it is and links to the leader's; the leader's does not.
+      let standbyPage = try await web.get("/runs")
+      #expect(standbyPage.status == 200)
+      #expect(
+        standbyPage.body.contains("This server is a standby")
+          && standbyPage.body.contains("<a href=\"\(leaderWeb)\">\(leaderWeb)</a>"), "\(standbyPage.body.prefix(1200))")
+      let leaderPage = try await WebClient(base: leaderWeb).get("/runs")
+      #expect(leaderPage.status == 200 && !leaderPage.body.contains("This server is a standby"))
       let cluster = try await web.get("/api/cluster")
       let servers = try #require(cluster.json["servers"] as? [[String: Any]], "\(cluster.body)")
       #expect(Set(servers.compactMap { $0["role"] as? String }) == ["leader", "standby"])
