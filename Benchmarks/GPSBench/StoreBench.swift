@@ -49,6 +49,7 @@ func benchStore(directory: String, seconds: Double, repetitions: Int, runs: Int,
   for clients in [16, 256] {
     var fileRates: [Double] = []
     var storeRates: [Double] = []
+    var perBatch: [Double] = []
     for repetition in 0..<repetitions {
       let files = try RunQueue(directory: freshDirectory(directory + "/file-log"))
       fileRates.append(try await enqueueFor(seconds: seconds, clients: clients, into: files))
@@ -59,14 +60,19 @@ func benchStore(directory: String, seconds: Double, repetitions: Int, runs: Int,
       storeRates.append(try await enqueueFor(seconds: seconds, clients: clients, into: queue))
       queue.close()
       store.close()
+      // Group commit at work: the events each committed batch carried, from the store's rows.
+      let batches = try server.psql(
+        "SELECT (sum(last_seq - first_seq + 1)::float8 / count(*))::numeric(10,1) FROM gps_batches",
+        database: "bench_\(clients)_\(repetition)")
+      perBatch.append(Double(batches) ?? 0)
     }
     let pgbench = ceiling[16] ?? 1
     print(
       String(
         format:
-          "  durable enqueues, %3d concurrent: PostgreSQL %7.0f/s (%.1fx pgbench's 16-client commits/s), file log %7.0f/s (PostgreSQL/file %.2f)",
-        clients, median(storeRates), median(storeRates) / pgbench, median(fileRates),
-        median(storeRates) / median(fileRates)))
+          "  durable enqueues, %3d concurrent: PostgreSQL %7.0f/s (%.1fx pgbench's 16-client commits/s, %.1fx its 1-client; %.1f events a batch), file log %7.0f/s (PostgreSQL/file %.2f)",
+        clients, median(storeRates), median(storeRates) / pgbench, median(storeRates) / (ceiling[1] ?? 1),
+        median(perBatch), median(fileRates), median(storeRates) / median(fileRates)))
   }
   try await benchStoreEndToEnd(
     server: server, directory: directory, runs: runs, concurrency: concurrency, repetitions: repetitions)
