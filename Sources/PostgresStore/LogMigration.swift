@@ -17,7 +17,8 @@ package enum LogMigration {
 
   /// Copies the log of `directory` into `store`, whose log must be empty or a beginning of it (a
   /// migration that stopped is continued). Holds the directory's lock and the store's lead for its
-  /// duration: no server may use either. A log whose head was archived or lost is refused.
+  /// duration: no server may use either. A log whose head was archived (or lost) takes its anchor
+  /// and its run index along, as the checkpoint the store's new copies start from.
   package static func toStore(
     directory: String, store: PostgresStore, progress: @escaping (Report) -> Void = { _ in }
   ) async throws(QueueError) -> Report {
@@ -26,14 +27,7 @@ package enum LogMigration {
     let log = try EventLog(directory: directory, options: options)
     defer { log.close() }
     let fileSystem = PosixFileSystem()
-    if let anchor = try LogAnchor.read(logDirectory: log.logDirectory, fileSystem: fileSystem), anchor.firstSequence > 1
-    {
-      throw QueueError(
-        code: .invalidArgument,
-        message:
-          "the log of \(directory) begins at sequence \(anchor.firstSequence) (its head was archived or lost): a store's log begins at 1, so it cannot be migrated"
-      )
-    }
+    let anchor = try LogAnchor.read(logDirectory: log.logDirectory, fileSystem: fileSystem)
     let serverID = "gps-log-migrate-\(UUID().uuidString.prefix(8).lowercased())"
     let lease = Duration.seconds(60)
     guard let epoch = try await store.acquire(serverID: serverID, address: "gps log migrate", lease: lease) else {
@@ -46,6 +40,7 @@ package enum LogMigration {
     }
     var report = Report()
     do throws(QueueError) {
+      if let anchor { try await carry(anchor, of: directory, log: log, into: store, epoch: epoch, serverID: serverID) }
       let stored = try await store.lastBatch()
       var renewed = ContinuousClock.now
       for name in try EventLog.segmentNames(in: log.logDirectory, fileSystem: fileSystem) {
@@ -101,6 +96,50 @@ package enum LogMigration {
     }
     try await store.release(epoch: epoch, serverID: serverID)
     return report
+  }
+
+  /// A log whose head was archived (or lost) goes to the store as a server's archive leaves it:
+  /// its anchor, and its run index as the checkpoint new copies start from. Into an empty store
+  /// (or one that holds this anchor already, a migration continued).
+  private static func carry(
+    _ anchor: LogAnchor, of directory: String, log: EventLog, into store: PostgresStore, epoch: Int64,
+    serverID: String
+  ) async throws(QueueError) {
+    if let stored = try await store.anchor() {
+      guard stored.anchor.firstSequence == anchor.firstSequence,
+        stored.anchor.previousHashBytes == anchor.previousHashBytes
+      else {
+        throw QueueError(
+          code: .invalidArgument,
+          message:
+            "the store \(store.location) holds another log than \(directory) (its log begins at sequence \(stored.anchor.firstSequence), this one's at \(anchor.firstSequence)): migrate into an empty database"
+        )
+      }
+      return
+    }
+    guard try await store.lastBatch() == nil else {
+      throw QueueError(
+        code: .invalidArgument,
+        message:
+          "the store \(store.location) holds a log from sequence 1, and \(directory)'s begins at \(anchor.firstSequence): migrate into an empty database"
+      )
+    }
+    let checkpoint = directory + "/index/checkpoint-for-store.db"
+    try? FileManager.default.removeItem(atPath: checkpoint)
+    defer { try? FileManager.default.removeItem(atPath: checkpoint) }
+    let copied = try RunQueue.copyRunIndex(directory: directory, to: checkpoint)
+    let reader = LogReader(directory: directory)
+    guard let copied, copied.sequence >= anchor.firstSequence, copied.sequence <= log.lastSequence,
+      try reader.batchHash(endingAt: copied.sequence) == copied.batchHash
+    else {
+      throw QueueError(
+        code: .invalidArgument,
+        message:
+          "the log of \(directory) begins at sequence \(anchor.firstSequence) (its head was archived or lost), and its run index does not hold the state there: open it once with gps (`gps flow-run ls --data-dir \(directory)` brings the index up to date), then migrate again"
+      )
+    }
+    try await store.commitArchive(
+      anchor: anchor, deleted: false, checkpointFile: checkpoint, epoch: epoch, serverID: serverID)
   }
 
   /// Copies the store's log into `directory`, which must be empty or missing: a data directory of

@@ -132,7 +132,7 @@ extension PostgresStore {
       SELECT \(first), \(Int64(batch.lastSequence)), \(epoch), \(ByteBuffer(bytes: batch.hash)), \(ByteBuffer(bytes: batch.frame))
       FROM gps_leader
       WHERE singleton AND epoch = \(epoch) AND server_id = \(serverID)
-        AND (SELECT coalesce(max(last_seq), 0) FROM gps_batches) = \(first - 1)
+        AND (SELECT coalesce(max(last_seq), (SELECT first_seq - 1 FROM gps_anchor), 0) FROM gps_batches) = \(first - 1)
       FOR SHARE
       RETURNING first_seq
       """

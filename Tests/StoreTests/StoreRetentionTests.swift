@@ -163,4 +163,40 @@ import Testing
       #expect(try LogVerifier(directory: root.path + "/a").verify().isIntact)
     }
   }
+
+  /// A file log whose head was archived migrates to a store as a server's archive leaves one: the
+  /// store gets its anchor and its run index as the checkpoint, then its retained batches; a new
+  /// copy of the store answers for every run and verifies from the anchor. Migrating again copies
+  /// nothing more.
+  @Test func aLogArchivedOnFilesMigratesWithItsAnchor() async throws {
+    let (store, _, _) = try await PostgresStoreTests.freshStore()
+    defer { store.close() }
+    try await withTemporaryDirectory { root in
+      let files = root.path + "/files"
+      let ids: [RunID]
+      let logStart: UInt64
+      do {
+        let queue = try RunQueue(directory: files, options: Self.options())
+        defer { queue.close() }
+        ids = try await Self.complete(150, in: queue)
+        try queue.flushIndex()
+        logStart = try queue.archive(before: .sequence(.max), archivedBy: "tester").logStart
+      }
+      #expect(logStart > 1)
+      let report = try await LogMigration.toStore(directory: files, store: store)
+      #expect(report.copiedBatches > 0)
+      let stored = try #require(try await store.anchor())
+      #expect(stored.anchor.firstSequence == logStart)
+      try await StoreMirror.catchUp(directory: root.path + "/copy", store: store)
+      do {
+        let copy = try RunQueue(directory: root.path + "/copy", options: Self.options())
+        defer { copy.close() }
+        for id in ids { #expect(try copy.run(id)?.state == .completed) }
+        #expect(copy.lastBatch.hash == report.lastHash)
+      }
+      #expect(try LogVerifier(directory: root.path + "/copy").verify().isIntact)
+      let again = try await LogMigration.toStore(directory: files, store: store)
+      #expect(again.copiedBatches == 0 && again.skippedBatches == report.copiedBatches)
+    }
+  }
 }

@@ -113,3 +113,18 @@ extension RunQueue {
     try fileSystem.syncDirectory(logDirectory)
   }
 }
+
+extension RunQueue {
+  /// Copies the run index of the data directory `directory` (whose lock the caller holds) to
+  /// `path` as it is (SQLite's `VACUUM INTO`) and returns its checkpoint: for a log whose head was
+  /// archived, the state a store's new copies start from. Nil when the directory has no index.
+  package static func copyRunIndex(
+    directory: String, to path: String, fileSystem: any FileSystem = PosixFileSystem()
+  ) throws(QueueError) -> (sequence: UInt64, batchHash: [UInt8])? {
+    guard try fileSystem.size(of: RunStore.path(in: directory)) != nil else { return nil }
+    let store = try RunStore(directory: directory, fileSystem: fileSystem, schema: false)
+    let checkpoint = try store.checkpoint()
+    try store.connection.execute("VACUUM INTO '\(path.replacingOccurrences(of: "'", with: "''"))'")
+    return (checkpoint.sequence, checkpoint.batchHash)
+  }
+}
