@@ -49,6 +49,15 @@ extension PostgresStore {
     var expected = sequence + 1
     for frame in frames {
       let batch = try SealedBatch(frame: frame)
+      if batch.firstSequence > expected, expected == sequence + 1, let stored = try await anchor(),
+        stored.anchor.firstSequence > expected
+      {
+        throw QueueError(
+          code: .dataLost,
+          message:
+            "the store \(location) archived its log up to sequence \(stored.anchor.firstSequence - 1) while this copy of it stood at \(sequence): start this server again on an empty --data-dir (a new copy starts from the store's checkpoint)",
+          missing: expected...(stored.anchor.firstSequence - 1))
+      }
       guard batch.firstSequence == expected else {
         throw QueueError(
           code: .corrupt,

@@ -113,6 +113,14 @@ import Testing
       let standbyVerified = try LogVerifier(directory: root.path + "/b").verify()
       #expect(standbyVerified.isIntact, "\(standbyVerified.problem ?? "")")
 
+      // A standby that stood before the anchor cannot follow on by batches: one line says what to do.
+      await #expect {
+        _ = try await store.batches(after: 5)
+      } throws: { error in
+        (error as? QueueError)?.message.contains(
+          "archived its log up to sequence \(report.logStart - 1) while this copy")
+          == true
+      }
       // A copy that stopped before the anchor cannot catch up by batches: one line says what to do.
       await #expect {
         try await StoreMirror.catchUp(directory: root.path + "/behind", store: store)
