@@ -122,6 +122,7 @@ package final class PostgresServer: Sendable {
       do {
         try server.startServer(settings: settings)
         try ready(server)
+        try server.stopWhenThisProcessIsGone()
         return server
       } catch {
         lastError = error
@@ -143,6 +144,25 @@ package final class PostgresServer: Sendable {
       let tail = log.split(separator: "\n").suffix(4).joined(separator: " | ")
       throw PostgresServerError("\(error); the server's log ends: \(tail)")
     }
+  }
+
+  /// A test process that dies by a signal runs no exit handler: a watchdog stops the server (by
+  /// the pid in its `postmaster.pid`) and removes its directory once this process is gone. It runs
+  /// in a session of its own with every inherited descriptor closed (holding none of this
+  /// process's pipes or sockets open), and polls once a second; a server stopped and removed before
+  /// then leaves it nothing to do.
+  private func stopWhenThisProcessIsGone() throws {
+    let quoted = "'" + directory.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    let watchdog = """
+      for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null
+      while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done
+      if [ -f \(quoted)/data/postmaster.pid ]; then kill -INT "$(head -1 \(quoted)/data/postmaster.pid)"; fi
+      n=0; while [ -f \(quoted)/data/postmaster.pid ] && [ $n -lt 100 ]; do sleep 0.2; n=$((n+1)); done
+      rm -rf \(quoted)
+      """
+    let escaped = "'" + watchdog.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    try Self.run(
+      "/bin/sh", ["-c", "/usr/bin/setsid /bin/bash -c \(escaped) </dev/null >/dev/null 2>&1 &"], asServerUser: false)
   }
 
   /// Starts the server again after ``kill()`` or ``stop(removing:)`` with `removing: false`.
