@@ -154,7 +154,7 @@ package final class PostgresServer: Sendable {
   private func stopWhenThisProcessIsGone() throws {
     let quoted = "'" + directory.replacingOccurrences(of: "'", with: "'\\''") + "'"
     let watchdog = """
-      for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null
+      \(Self.closingInheritedDescriptors)
       while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done
       if [ -f \(quoted)/data/postmaster.pid ]; then kill -INT "$(head -1 \(quoted)/data/postmaster.pid)"; fi
       n=0; while [ -f \(quoted)/data/postmaster.pid ] && [ $n -lt 100 ]; do sleep 0.2; n=$((n+1)); done
@@ -289,9 +289,12 @@ package final class PostgresServer: Sendable {
   package static func run(
     _ executable: String, _ arguments: [String], asServerUser: Bool = true, environment: [String: String] = [:]
   ) throws -> String {
+    // Through bash, which closes every descriptor above 2 before it runs the program: a server
+    // started here would otherwise inherit this process's sockets and pipes (under a parallel
+    // test run, so many that PostgreSQL refused to start: "insufficient file descriptors").
     let argv =
-      (asServerUser && serverUser != nil ? ["/usr/sbin/runuser", "-u", "postgres", "--"] : []) + [executable]
-      + arguments
+      (asServerUser && serverUser != nil ? ["/usr/sbin/runuser", "-u", "postgres", "--"] : [])
+      + ["/bin/bash", "-c", Self.closingInheritedDescriptors + "exec \"$0\" \"$@\"", executable] + arguments
     var processEnvironment = ProcessInfo.processInfo.environment
     for (name, value) in environment { processEnvironment[name] = value }
     let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("gps-pg-\(UUID().uuidString).out")
@@ -338,6 +341,10 @@ package final class PostgresServer: Sendable {
     }
     return text
   }
+
+  /// A bash prologue that closes every descriptor above 2 it inherited.
+  static let closingInheritedDescriptors =
+    "for fd in /proc/$$/fd/*; do n=${fd##*/}; [ \"$n\" -gt 2 ] && eval \"exec $n>&-\"; done 2>/dev/null; "
 
   package static func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
