@@ -258,8 +258,7 @@ final class RunIndexer: @unchecked Sendable {
       self.step(forceCommit: true)
       if let failure = self.failure { return .failure(failure) }
       do throws(QueueError) {
-        try self.fold.store.connection.execute(
-          "VACUUM INTO '\(path.replacingOccurrences(of: "'", with: "''"))'")
+        try self.fold.store.connection.copy(into: path)
         return .success(self.fold.committed)
       } catch {
         return .failure(error)

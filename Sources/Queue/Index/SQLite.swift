@@ -1,4 +1,5 @@
 import CSQLite
+import Foundation
 import GPSModel
 
 /// A thin wrapper of one SQLite connection: prepared statements, typed binds and columns, errors
@@ -31,6 +32,11 @@ final class SQLiteConnection {
     let message = String(cString: sqlite3_errmsg(handle))
     let kind: QueueError.Code = code == SQLITE_CORRUPT || code == SQLITE_NOTADB ? .corrupt : .io
     return QueueError(code: kind, message: "the run index \(path): \(what) failed: \(message)")
+  }
+
+  /// Writes a consistent copy of the database to the new file `path` (`VACUUM INTO`).
+  func copy(into path: String) throws(QueueError) {
+    try execute("VACUUM INTO '\(path.replacingOccurrences(of: "'", with: "''"))'")
   }
 
   /// Runs one or more statements without results.

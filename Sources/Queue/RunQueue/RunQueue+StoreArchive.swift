@@ -124,7 +124,7 @@ extension RunQueue {
     guard try fileSystem.size(of: RunStore.path(in: directory)) != nil else { return nil }
     let store = try RunStore(directory: directory, fileSystem: fileSystem, schema: false)
     let checkpoint = try store.checkpoint()
-    try store.connection.execute("VACUUM INTO '\(path.replacingOccurrences(of: "'", with: "''"))'")
+    try store.connection.copy(into: path)
     return (checkpoint.sequence, checkpoint.batchHash)
   }
 }
